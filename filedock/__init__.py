@@ -1,0 +1,48 @@
+"""filedock: a multi-client TCP file server and its client.
+
+Use the client library from Python::
+
+    import filedock
+
+    with filedock.Client("127.0.0.1", 50000) as client:
+        print(client.name, client.ping())
+        for info in client.list():
+            print(info.path, info.size)
+        saved = client.get("sample.txt", "downloads")
+"""
+
+from .client import Client, DownloadResult
+from .errors import (
+    BadRequest,
+    ConnectionLost,
+    FiledockError,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    ProtocolError,
+    RequestError,
+    ServerClosing,
+    ServerFull,
+    TimedOut,
+)
+from .protocol import ClientRecord, FileInfo
+from .version import __version__
+
+__all__ = [
+    "BadRequest",
+    "Client",
+    "ClientRecord",
+    "ConnectionLost",
+    "DownloadResult",
+    "FileInfo",
+    "FiledockError",
+    "Forbidden",
+    "IntegrityError",
+    "NotFound",
+    "ProtocolError",
+    "RequestError",
+    "ServerClosing",
+    "ServerFull",
+    "TimedOut",
+    "__version__",
+]

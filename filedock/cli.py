@@ -1,0 +1,199 @@
+"""Command lines of both programs: ``filedock server …`` and ``filedock client …``.
+
+Each server option has an environment-variable twin (``--max-clients`` is
+``FILEDOCK_MAX_CLIENTS``); the command line wins over the environment. The
+entry points return an exit status, so tests can call them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any
+
+from .client import DEFAULT_HOST, DEFAULT_PORT, Client
+from .config import ServerConfig
+from .errors import FiledockError, ServerFull
+from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
+from .logs import configure_logging
+from .version import __version__, server_banner
+
+ENV_PREFIX = "FILEDOCK_"
+
+log = logging.getLogger("filedock.server")
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_SERVER_HELP = {
+    "host": "address to listen on",
+    "port": "TCP port to listen on (0 picks a free one, named in the log)",
+    "max_clients": "clients served at once; more are answered FULL",
+    "repo": "folder whose files are served (created if missing)",
+    "handshake_timeout": "seconds a new client has to send HELLO",
+    "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
+    "max_line": "longest line accepted, in bytes, CR and LF included",
+    "history": "finished clients kept in status",
+    "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
+    "send_timeout": "seconds without write progress before a client that does not read is dropped",
+    "log_level": "least severe log level shown",
+}
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _env_default(parser: argparse.ArgumentParser, field: str, default: Any, kind: type) -> Any:
+    raw = os.environ.get(env_name(field))
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        parser.error(f"{env_name(field)}={raw!r} is not a valid {kind.__name__}")
+
+
+def server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filedock-server",
+        description="Serve a folder's files to up to --max-clients clients over TCP.",
+        formatter_class=_Formatter,
+        epilog=f"Every option can also be set with an environment variable: {ENV_PREFIX}PORT, "
+        f"{ENV_PREFIX}MAX_CLIENTS, … (the option's name in capitals).",
+    )
+    defaults = ServerConfig()
+    for field in fields(ServerConfig):
+        default = getattr(defaults, field.name)
+        kind = type(default)
+        flag = "--" + field.name.replace("_", "-")
+        extra: dict[str, Any] = {}
+        if field.name == "log_level":
+            extra["choices"] = _LOG_LEVELS
+            extra["type"] = str.upper
+        else:
+            extra["type"] = kind
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            default=_env_default(parser, field.name, default, kind),
+            help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}]",
+            metavar=field.name.upper() if field.name != "log_level" else None,
+            **extra,
+        )
+    parser.add_argument("--version", action="version", version=server_banner())
+    return parser
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM; 0 after a clean shutdown."""
+    parser = server_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = ServerConfig(**vars(args))
+    except ValueError as exc:
+        parser.error(str(exc))
+    configure_logging(config.log_level)
+    print(f"filedock server {__version__}", flush=True)
+    try:
+        if not os.path.isdir(config.repo):
+            os.makedirs(config.repo)
+            log.info("Created repository folder %r", os.path.abspath(config.repo))
+        asyncio.run(_serve(config))
+    except OSError as exc:
+        log.error("Cannot start the server: %s", exc.strerror or exc)
+        return 1
+    return 0
+
+
+async def _serve(config: ServerConfig) -> None:
+    from .server import Server  # the client never needs the server's modules
+
+    server = Server(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.request_stop)
+    await server.serve_until_stopped()
+
+
+def client_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filedock-client",
+        description="Connect to a filedock server and talk to it at a prompt.",
+        formatter_class=_Formatter,
+        epilog=EXIT_CODES_HELP,
+    )
+    port = _env_default(parser, "port", DEFAULT_PORT, int)
+    parser.add_argument(
+        "--host",
+        default=_env_default(parser, "host", DEFAULT_HOST, str),
+        help=f"server address [env {env_name('host')}]",
+    )
+    parser.add_argument(
+        "--port", type=int, default=port, help=f"server port [env {env_name('port')}]"
+    )
+    parser.add_argument(
+        "--downloads", default="downloads", metavar="DIR", help="where files are saved"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the connection",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer from the server",
+    )
+    parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
+    return parser
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """The interactive client; its exit status (see ``--help``)."""
+    from .shell import Shell
+
+    args = client_parser().parse_args(argv)
+    try:
+        client = Client(
+            args.host, args.port, timeout=args.timeout, connect_timeout=args.connect_timeout
+        )
+    except ServerFull as exc:
+        print(f"[SERVER] Server is at capacity: {exc.reason}", flush=True)
+        return ExitCode.SERVER_FULL
+    except FiledockError as exc:
+        print(f"[CLIENT] {exc}", flush=True)
+        return exit_code_for(exc)
+    with client:
+        return Shell(client, args.downloads).run()
+
+
+_PROGRAMS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "server": server_main,
+    "client": client_main,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``filedock server …`` or ``filedock client …``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in _PROGRAMS:
+        print(
+            "usage: filedock {server,client} [options]   (filedock server --help)", file=sys.stderr
+        )
+        return ExitCode.USAGE if args and args[0] not in ("-h", "--help") else ExitCode.OK
+    return _PROGRAMS[args[0]](args[1:])

@@ -1,0 +1,312 @@
+"""The client library: one blocking connection to a filedock server.
+
+Every command is a short typed method over one request/reply exchange;
+``ERR <code>`` replies become exceptions (see :mod:`filedock.errors`), and a
+broken connection always surfaces as :class:`ConnectionLost`, never as a
+raw ``OSError``. The interactive shell and the one-shot commands use this
+and nothing else.
+
+>>> with Client("127.0.0.1", port) as client:          # doctest: +SKIP
+...     client.ping()
+...     client.get("sample.txt", "downloads")
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from . import protocol as p
+from .download import Progress, local_path, receive_file
+from .errors import (
+    ConnectionLost,
+    FiledockError,
+    IntegrityError,
+    ProtocolError,
+    SaveError,
+    ServerFull,
+    TimedOut,
+    error_for_code,
+)
+from .version import __version__
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50000
+
+_R = TypeVar("_R", bound=p.Reply)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    """A file saved by :meth:`Client.send_line` or :meth:`Client.download`."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class Client:
+    """A connection to a filedock server, named and greeted.
+
+    Connecting raises :class:`ServerFull` when the server has no free slot and
+    :class:`ConnectionLost` when it cannot be reached. ``timeout`` bounds each
+    wait for the server; ``connect_timeout`` bounds the connect.
+    """
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._reader = p.LineReader(p.CLIENT_MAX_LINE)
+        self._chunk = memoryview(bytearray(64 * 1024))
+        self._closed = False
+        try:
+            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except TimeoutError:
+            raise TimedOut(f"no answer from {host}:{port} within {connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        try:
+            self._sock.settimeout(timeout)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.name, self.server = self._handshake()
+        except BaseException:
+            self._sock.close()
+            self._closed = True
+            raise
+
+    def _handshake(self) -> tuple[str, str]:
+        admission = self._read_reply()
+        if isinstance(admission, p.FullReply):
+            raise ServerFull(admission.reason)
+        name = self._expect(admission, p.NameReply).name
+        self._send(p.encode_request(p.Hello(f"{name} filedock-client/{__version__}")))
+        welcome = self._expect(self._read_reply(), p.WelcomeReply)
+        return name, welcome.server
+
+    # -- commands ---------------------------------------------------------------
+
+    def ping(self) -> float:
+        """Round-trip time of a PING, in seconds."""
+        start = time.perf_counter()
+        self._expect(self._execute(p.Ping()), p.PongReply)
+        return time.perf_counter() - start
+
+    def who(self) -> list[str]:
+        """Names of the clients connected now, in the order they connected."""
+        return list(self._expect(self._execute(p.Who()), p.WhoReply).names)
+
+    def uptime(self) -> int:
+        """Whole seconds since the server started."""
+        return self._expect(self._execute(p.Uptime()), p.UptimeReply).seconds
+
+    def about(self) -> str:
+        """The server's name, version and protocol version."""
+        return self._expect(self._execute(p.About()), p.AboutReply).text
+
+    def help(self) -> str:
+        """The server's one-line list of commands."""
+        return self._expect(self._execute(p.Help()), p.HelpReply).text
+
+    def status(self) -> list[p.ClientRecord]:
+        """Every client the server has had (within its history), oldest first."""
+        header = self._expect(self._execute(p.Status()), p.StatusReply)
+        return [p.parse_client_record(self._read_text()) for _ in range(header.count)]
+
+    def list(self) -> list[p.FileInfo]:
+        """Every file in the server's repository, sorted by path."""
+        header = self._expect(self._execute(p.ListFiles()), p.FilesReply)
+        return [p.parse_file_info(self._read_text()) for _ in range(header.count)]
+
+    def say(self, text: str) -> str:
+        """Send ``text`` as a message (even if it is a command word); returns the echo."""
+        return self._expect(self._execute(p.Say(text)), p.AckReply).text
+
+    def get(
+        self,
+        path: str,
+        dest_dir: str | os.PathLike[str] = "downloads",
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Download ``path`` into ``dest_dir`` (same relative path), verified; the saved path.
+
+        Raises :class:`NotFound` / :class:`Forbidden` when the server refuses,
+        :class:`IntegrityError` when the body does not match its SHA-256,
+        :class:`ProtocolError` when the server names another or an unsafe path,
+        :class:`SaveError` when the file cannot be written locally.
+        """
+        return self.download(path, dest_dir, progress=progress).path
+
+    def download(
+        self,
+        path: str,
+        dest_dir: str | os.PathLike[str] = "downloads",
+        *,
+        progress: Progress | None = None,
+    ) -> DownloadResult:
+        """Like :meth:`get`, returning the size and SHA-256 too."""
+        header = self._expect(self._execute(p.Get(path)), p.FileReply)
+        return self._receive(path, header, dest_dir, progress)
+
+    def send_line(
+        self,
+        text: str,
+        dest_dir: str | os.PathLike[str] = "downloads",
+        *,
+        progress: Progress | None = None,
+    ) -> str | DownloadResult:
+        """Send a line as a person typed it: a message, or the name of a file.
+
+        Returns the echoed text, or the :class:`DownloadResult` when the server
+        took the line as a file's name and sent the file.
+        """
+        reply = self._execute(p.Message(text))
+        if isinstance(reply, p.AckReply):
+            return reply.text
+        header = self._expect(reply, p.FileReply)
+        return self._receive(text.strip(), header, dest_dir, progress)
+
+    def exit(self) -> bool:
+        """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice."""
+        if self._closed:
+            return False
+        try:
+            self._sock.settimeout(min(self.timeout, 2.0))
+            return isinstance(self._execute(p.Exit()), p.ByeReply)
+        except FiledockError:
+            return False  # the server is gone or closing: nothing left to say
+        finally:
+            self._abandon()
+
+    def close(self) -> None:
+        """Leave the server (EXIT, then close). Safe to call twice."""
+        self.exit()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the wire ---------------------------------------------------------------
+
+    def _execute(self, request: p.Request) -> p.Reply:
+        """Send one request and read its reply line; ``ERR`` raises."""
+        if self._closed:
+            raise ConnectionLost("the connection is closed")
+        self._send(p.encode_request(request))
+        return self._read_reply()
+
+    def _expect(self, reply: p.Reply, kind: type[_R]) -> _R:
+        if not isinstance(reply, kind):
+            raise ProtocolError(f"expected {kind.__name__}, the server sent {reply!r}")
+        return reply
+
+    def _receive(
+        self,
+        path: str,
+        header: p.FileReply,
+        dest_dir: str | os.PathLike[str],
+        progress: Progress | None,
+    ) -> DownloadResult:
+        if header.path != path:
+            # The server answered for another file: its body cannot be trusted
+            # either, and the stream cannot be resynchronised.
+            self._abandon()
+            raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
+        try:
+            dest = local_path(dest_dir, header.path)
+        except ProtocolError:
+            self._abandon()
+            raise
+        first = self._reader.take_rest()
+        if len(first) > header.size:  # replies pipelined behind the body
+            self._reader.receive_data(first[header.size :])
+            first = first[: header.size]
+        try:
+            saved = receive_file(self._recv_into, first, header.size, header.sha256, dest, progress)
+        except (IntegrityError, SaveError):
+            raise  # the body was read whole: the session goes on
+        except BaseException:
+            self._abandon()  # stopped mid-body (lost, interrupted): out of step for good
+            raise
+        return DownloadResult(saved, header.size, header.sha256)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            self._abandon()
+            raise TimedOut(f"the server took no data for {self.timeout:g} s") from None
+        except OSError as exc:
+            self._abandon()
+            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            return self._sock.recv_into(view)
+        except TimeoutError:
+            self._abandon()
+            raise TimedOut(f"no answer from the server within {self.timeout:g} s") from None
+        except OSError as exc:
+            self._abandon()
+            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+
+    def _read_text(self) -> str:
+        while True:
+            line = self._reader.next_line()  # LineTooLong is a ProtocolError
+            if line is not None:
+                try:
+                    return line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ProtocolError("the server sent a line that is not UTF-8") from None
+            count = self._recv_into(self._chunk)
+            if count == 0:
+                self._abandon()
+                raise ConnectionLost("the server closed the connection")
+            self._reader.receive_data(self._chunk[:count])
+
+    def _read_reply(self) -> p.Reply:
+        try:
+            reply = p.parse_reply(self._read_text())
+        except ProtocolError:
+            self._abandon()  # the stream cannot be trusted past this point
+            raise
+        if isinstance(reply, p.ErrorReply):
+            error = error_for_code(reply.code, reply.text)
+            if error.code in (p.SHUTDOWN, p.TIMEOUT, p.LINE_TOO_LONG):
+                self._abandon()
+            raise error
+        return reply
+
+    def _abandon(self) -> None:
+        """Close without goodbye: the stream is broken or the server is closing."""
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__

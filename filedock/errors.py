@@ -1,0 +1,134 @@
+"""One exception hierarchy for the server and the client.
+
+::
+
+    FiledockError
+    ├── ProtocolError          the peer broke the wire protocol
+    │   ├── LineTooLong        a line over the limit (ERR line-too-long)
+    │   └── BadEncoding        a line that is not UTF-8 (ERR bad-encoding)
+    ├── RequestError           a request was refused (an ``ERR <code>`` reply)
+    │   ├── BadRequest         missing or malformed arguments
+    │   ├── NotFound           no such file in the repository
+    │   ├── Forbidden          a path the repository will not serve
+    │   └── ServerClosing      the server ended the session (shutdown, timeout)
+    ├── ServerFull             no free slot; carries the server's reason
+    ├── ConnectionLost         the connection broke or went silent
+    │   └── TimedOut           no answer within the client's timeout
+    ├── IntegrityError         a download did not match its SHA-256
+    └── SaveError              a download could not be written locally
+
+Errors that travel on the wire carry their ``ERR`` code in ``code``, so the
+server turns them into a reply and the client turns a reply back into the
+same class (:func:`error_for_code`).
+"""
+
+from __future__ import annotations
+
+
+class FiledockError(Exception):
+    """Base of every error filedock raises on purpose."""
+
+
+class ProtocolError(FiledockError):
+    """The peer sent something the protocol does not allow."""
+
+    code = "bad-request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class LineTooLong(ProtocolError):
+    code = "line-too-long"
+
+
+class BadEncoding(ProtocolError):
+    code = "bad-encoding"
+
+
+class RequestError(FiledockError):
+    """The server answered ``ERR <code> <text>``.
+
+    ``code`` is the machine-readable word, ``text`` the part for people.
+    """
+
+    code = "internal"
+
+    def __init__(self, text: str, *, code: str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.text}" if self.text else self.code
+
+
+class BadRequest(RequestError):
+    code = "bad-request"
+
+
+class NotFound(RequestError):
+    code = "not-found"
+
+
+class Forbidden(RequestError):
+    code = "forbidden"
+
+
+class ServerClosing(RequestError):
+    """The server said it is closing this session (``shutdown``, ``timeout``, …)."""
+
+    code = "shutdown"
+
+
+class ServerFull(FiledockError):
+    """The server had no free slot (``FULL <reason>``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConnectionLost(FiledockError):
+    """The connection closed, was reset, or could not be made."""
+
+
+class TimedOut(ConnectionLost):
+    """The server did not answer within the client's timeout."""
+
+
+class IntegrityError(FiledockError):
+    """A downloaded body did not match the SHA-256 the server announced."""
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class SaveError(FiledockError):
+    """A download arrived but could not be saved (disk full, read-only folder).
+
+    The body was still read whole, so the connection remains usable.
+    """
+
+
+# Codes after which the server closes the connection.
+_CLOSING_CODES = frozenset({"shutdown", "timeout", "line-too-long", "unauthorized"})
+
+_ERROR_CLASSES: dict[str, type[RequestError]] = {
+    "bad-request": BadRequest,
+    "not-found": NotFound,
+    "forbidden": Forbidden,
+}
+
+
+def error_for_code(code: str, text: str) -> RequestError:
+    """The exception a client raises for the reply ``ERR <code> <text>``."""
+    if code in _CLOSING_CODES:
+        return ServerClosing(text, code=code)
+    cls = _ERROR_CLASSES.get(code, RequestError)
+    return cls(text, code=code)

@@ -1,0 +1,48 @@
+"""What the client's exit status means (documented in --help and the README)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .errors import (
+    ConnectionLost,
+    FiledockError,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    ServerClosing,
+    ServerFull,
+)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1  # any other failure (a refused request, a file that could not be saved)
+    USAGE = 2  # bad command line
+    CONNECTION = 3  # could not connect, or the connection was lost or closed by the server
+    SERVER_FULL = 4  # the server had no free slot
+    NOT_AVAILABLE = 5  # the file does not exist or may not be read
+    INTEGRITY = 6  # a download did not match its SHA-256
+
+
+def exit_code_for(error: FiledockError) -> ExitCode:
+    """The exit status a client run that ended with ``error`` returns."""
+    if isinstance(error, ServerFull):
+        return ExitCode.SERVER_FULL
+    if isinstance(error, ConnectionLost | ServerClosing):
+        return ExitCode.CONNECTION
+    if isinstance(error, NotFound | Forbidden):
+        return ExitCode.NOT_AVAILABLE
+    if isinstance(error, IntegrityError):
+        return ExitCode.INTEGRITY
+    return ExitCode.ERROR
+
+
+EXIT_CODES_HELP = """exit status:
+  0  success
+  1  another failure (a refused request, a file that could not be saved)
+  2  usage error
+  3  could not connect, or the connection was lost or closed by the server
+  4  the server is at capacity
+  5  the file does not exist or may not be read (not-found, forbidden)
+  6  a download failed its SHA-256 check"""

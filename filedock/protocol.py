@@ -1,0 +1,543 @@
+"""The filedock wire protocol, version 1, with no I/O (sans-IO).
+
+Bytes go in and come out as events; values go in and come out as bytes. The
+server and the client library are thin drivers around this module, and it is
+the only place that spells a protocol word. See PROTOCOL.md for the contract.
+
+Requests (client → server) and replies (server → client) are small frozen
+dataclasses. :class:`LineReader` frames an incoming byte stream into lines and
+enforces the line limit; :func:`decode_line` enforces UTF-8.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .errors import BadEncoding, BadRequest, LineTooLong, ProtocolError
+
+PROTOCOL_VERSION = 1
+
+# A line is at most this many bytes, CR and LF included. 4 KiB holds any
+# command and any repository path a person would type (Linux PATH_MAX is
+# 4096 too), and keeps a connection's input buffer small.
+DEFAULT_MAX_LINE = 4096
+
+# The client reads the server's lines with a larger limit: a FILE header
+# carries a path of up to DEFAULT_MAX_LINE bytes after its other fields.
+CLIENT_MAX_LINE = 64 * 1024
+
+STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+NOT_FINISHED = "-"
+FIELD_SEPARATOR = "\t"
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def client_name(number: int) -> str:
+    """The name of the ``number``-th admitted client: Client01, …, Client99, Client100."""
+    return f"Client{number:02d}"
+
+
+# --------------------------------------------------------------------------
+# Framing
+
+
+class LineReader:
+    """Split a byte stream into lines, holding at most ``max_line`` bytes of a
+    line that has not ended yet.
+
+    Feed bytes with :meth:`receive_data`; take lines with :meth:`next_line`,
+    which returns ``None`` when it needs more data and raises
+    :class:`LineTooLong` when the next line is over the limit. A line is
+    returned without its LF, and without a CR right before the LF.
+    """
+
+    __slots__ = ("max_line", "_buffer", "_start")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        if max_line < 2:
+            raise ValueError("max_line must leave room for a character and LF")
+        self.max_line = max_line
+        self._buffer = bytearray()
+        self._start = 0  # where the first unread byte is in _buffer
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
+        self._buffer += data
+
+    def next_line(self) -> bytes | None:
+        buffer = self._buffer
+        start = self._start
+        end = buffer.find(b"\n", start)
+        if end < 0:
+            # Without its LF the pending line is already this long: with the
+            # LF it would be over the limit.
+            if len(buffer) - start >= self.max_line:
+                raise LineTooLong(f"line longer than {self.max_line} bytes")
+            return None
+        if end - start >= self.max_line:
+            raise LineTooLong(f"line longer than {self.max_line} bytes")
+        self._start = end + 1
+        if end > start and buffer[end - 1] == 0x0D:  # CR before LF
+            end -= 1
+        return bytes(buffer[start:end])
+
+    def take_rest(self) -> bytes:
+        """Remove and return the bytes not yet read as lines (a body's start)."""
+        rest = bytes(self._buffer[self._start :])
+        self._buffer.clear()
+        self._start = 0
+        return rest
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as lines."""
+        return len(self._buffer) - self._start
+
+
+def decode_line(line: bytes) -> str:
+    """The text of a line: UTF-8, without leading and trailing white space."""
+    try:
+        return line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadEncoding("line is not valid UTF-8") from None
+
+
+# --------------------------------------------------------------------------
+# Requests (client → server)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The greeting; words after ``HELLO`` (the name, a version) are ignored."""
+
+    words: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Uptime:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListFiles:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A line that is no command: echoed with ACK, or a GET if it names a file."""
+
+    text: str
+
+
+Request = (
+    Hello | Ping | Who | Uptime | About | Help | Status | ListFiles | Exit | Get | Say | Message
+)
+
+_WORD_REQUESTS: dict[str, Request] = {
+    "ping": Ping(),
+    "who": Who(),
+    "uptime": Uptime(),
+    "about": About(),
+    "help": Help(),
+    "status": Status(),
+    "list": ListFiles(),
+    "exit": Exit(),
+}
+_LONGEST_WORD = max(map(len, _WORD_REQUESTS))
+_REQUEST_WORDS: dict[type, str] = {type(req): word.upper() for word, req in _WORD_REQUESTS.items()}
+
+COMMAND_WORDS = (*_WORD_REQUESTS, "get", "say")
+
+
+def parse_request(text: str) -> Request:
+    """The request a greeted client's line (already decoded and stripped) makes.
+
+    Raises :class:`BadRequest` for a verb that needs an argument and has none.
+    """
+    if len(text) <= _LONGEST_WORD:
+        request = _WORD_REQUESTS.get(text.lower())
+        if request is not None:
+            return request
+    verb, space, rest = text.partition(" ")
+    verb = verb.lower()
+    if verb == "get":
+        if not rest:
+            raise BadRequest("GET needs a path: GET <path>")
+        return Get(rest)
+    if verb == "say":
+        if not rest:
+            raise BadRequest("SAY needs a text: SAY <text>")
+        return Say(rest)
+    return Message(text)
+
+
+def parse_greeting(text: str) -> Hello | Exit | None:
+    """What a line sent before the handshake is: the greeting, EXIT, or neither."""
+    verb, _, rest = text.partition(" ")
+    verb = verb.lower()
+    if verb == "hello":
+        return Hello(rest.strip())
+    if verb == "exit" and not rest:
+        return Exit()
+    return None
+
+
+def encode_request(request: Request) -> bytes:
+    """The line a client sends for ``request``."""
+    match request:
+        case Hello(words):
+            line = f"HELLO {words}" if words else "HELLO"
+        case Get(path):
+            line = f"GET {path}"
+        case Say(text):
+            line = f"SAY {text}"
+        case Message(text):
+            line = text
+        case _:
+            line = _REQUEST_WORDS[type(request)]
+    return _encode_line(line)
+
+
+# --------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """One client in ``STATUS``: times are the server's local time, to the second."""
+
+    name: str
+    accepted: datetime
+    finished: datetime | None
+    address: str
+
+    @property
+    def connected(self) -> bool:
+        return self.finished is None
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One file in ``FILES``: ``path`` relative to the repository, ``mtime`` in UTC."""
+
+    path: str
+    size: int
+    mtime: datetime
+
+
+def format_status_time(moment: datetime) -> str:
+    return moment.strftime(STATUS_TIME_FORMAT)
+
+
+def encode_client_record(record: ClientRecord) -> bytes:
+    finished = NOT_FINISHED if record.finished is None else format_status_time(record.finished)
+    fields = (record.name, format_status_time(record.accepted), finished, record.address)
+    return _encode_line(FIELD_SEPARATOR.join(fields))
+
+
+def parse_client_record(line: str) -> ClientRecord:
+    fields = _split_record(line, 4, "STATUS")
+    try:
+        accepted = datetime.strptime(fields[1], STATUS_TIME_FORMAT)
+        finished = (
+            None if fields[2] == NOT_FINISHED else datetime.strptime(fields[2], STATUS_TIME_FORMAT)
+        )
+    except ValueError:
+        raise ProtocolError(f"bad time in STATUS record: {line!r}") from None
+    return ClientRecord(fields[0], accepted, finished, fields[3])
+
+
+def format_file_time(mtime: float | datetime) -> str:
+    if not isinstance(mtime, datetime):
+        mtime = datetime.fromtimestamp(mtime, UTC)
+    return mtime.strftime(FILES_TIME_FORMAT)
+
+
+def encode_file_info(info: FileInfo) -> bytes:
+    fields = (info.path, str(info.size), format_file_time(info.mtime))
+    return _encode_line(FIELD_SEPARATOR.join(fields))
+
+
+def parse_file_info(line: str) -> FileInfo:
+    fields = _split_record(line, 3, "FILES")
+    size = _parse_size(fields[1])
+    try:
+        mtime = datetime.strptime(fields[2], FILES_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ProtocolError(f"bad time in FILES record: {line!r}") from None
+    return FileInfo(fields[0], size, mtime)
+
+
+def _split_record(line: str, count: int, kind: str) -> list[str]:
+    fields = line.split(FIELD_SEPARATOR)
+    if len(fields) < count:  # more fields are allowed: later versions may add some
+        raise ProtocolError(f"{kind} record needs {count} fields: {line!r}")
+    return fields
+
+
+# --------------------------------------------------------------------------
+# Replies (server → client)
+
+
+@dataclass(frozen=True, slots=True)
+class NameReply:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FullReply:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeReply:
+    name: str
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class PongReply:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WhoReply:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UptimeReply:
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class AboutReply:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HelpReply:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """``STATUS <count>``: ``count`` client records follow."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilesReply:
+    """``FILES <count>``: ``count`` file records follow."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileReply:
+    """``FILE <size> <sha256> <path>``: exactly ``size`` raw bytes follow."""
+
+    size: int
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckReply:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ByeReply:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    code: str
+    text: str
+
+
+Reply = (
+    NameReply
+    | FullReply
+    | WelcomeReply
+    | PongReply
+    | WhoReply
+    | UptimeReply
+    | AboutReply
+    | HelpReply
+    | StatusReply
+    | FilesReply
+    | FileReply
+    | AckReply
+    | ByeReply
+    | ErrorReply
+)
+
+# Error codes (see PROTOCOL.md).
+BAD_REQUEST = "bad-request"
+NOT_FOUND = "not-found"
+FORBIDDEN = "forbidden"
+LINE_TOO_LONG = "line-too-long"
+BAD_ENCODING = "bad-encoding"
+HANDSHAKE = "handshake"
+TIMEOUT = "timeout"
+SHUTDOWN = "shutdown"
+INTERNAL = "internal"
+
+PONG = b"PONG\n"
+BYE = b"BYE\n"
+
+
+def encode_reply(reply: Reply) -> bytes:
+    """The line the server sends for ``reply`` (records and bodies follow separately)."""
+    match reply:
+        case NameReply(name):
+            line = f"NAME {name}"
+        case FullReply(reason):
+            line = f"FULL {reason}"
+        case WelcomeReply(name, server):
+            line = f"WELCOME {name} {server}"
+        case PongReply():
+            return PONG
+        case WhoReply(names):
+            line = " ".join(("WHO", *names))
+        case UptimeReply(seconds):
+            line = f"UPTIME {seconds}"
+        case AboutReply(text):
+            line = f"ABOUT {text}"
+        case HelpReply(text):
+            line = f"HELP {text}"
+        case StatusReply(count):
+            line = f"STATUS {count}"
+        case FilesReply(count):
+            line = f"FILES {count}"
+        case FileReply(size, sha256, path):
+            line = f"FILE {size} {sha256} {path}"
+        case AckReply(text):
+            line = f"ACK {text}"
+        case ByeReply():
+            return BYE
+        case ErrorReply(code, text):
+            line = f"ERR {code} {text}"
+    return _encode_line(line)
+
+
+def parse_reply(line: str) -> Reply:
+    """The reply a server's line (decoded, CR and LF removed) carries.
+
+    Raises :class:`ProtocolError` for a line that is no reply of this protocol.
+    """
+    word, _, rest = line.partition(" ")
+    match word:
+        case "PONG":
+            return PongReply()
+        case "BYE":
+            return ByeReply()
+        case "ACK":
+            return AckReply(rest)
+        case "NAME":
+            if not rest or " " in rest:
+                raise ProtocolError(f"bad NAME line: {line!r}")
+            return NameReply(rest)
+        case "FULL":
+            return FullReply(rest)
+        case "WELCOME":
+            name, _, server = rest.partition(" ")
+            return WelcomeReply(name, server)
+        case "WHO":
+            return WhoReply(tuple(rest.split()))
+        case "UPTIME":
+            return UptimeReply(_parse_size(rest.split(" ", 1)[0]))
+        case "ABOUT":
+            return AboutReply(rest)
+        case "HELP":
+            return HelpReply(rest)
+        case "STATUS":
+            return StatusReply(_parse_size(rest.split(" ", 1)[0]))
+        case "FILES":
+            return FilesReply(_parse_size(rest.split(" ", 1)[0]))
+        case "FILE":
+            return _parse_file_reply(line, rest)
+        case "ERR":
+            code, _, text = rest.partition(" ")
+            if not code:
+                raise ProtocolError(f"ERR without a code: {line!r}")
+            return ErrorReply(code, text)
+    raise ProtocolError(f"unexpected line from the server: {_shorten(line)!r}")
+
+
+def _parse_file_reply(line: str, rest: str) -> FileReply:
+    parts = rest.split(" ", 2)
+    if len(parts) != 3 or not parts[2]:
+        raise ProtocolError(f"bad FILE header: {_shorten(line)!r}")
+    size_text, sha256, path = parts
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise ProtocolError(f"bad SHA-256 in FILE header: {_shorten(line)!r}")
+    return FileReply(_parse_size(size_text), sha256, path)
+
+
+def _parse_size(text: str) -> int:
+    # Digits only: int() would also take "+1", " 1", "1_000" and "١".
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise ProtocolError(f"not a whole number: {_shorten(text)!r}")
+    return int(text)
+
+
+def _encode_line(line: str) -> bytes:
+    if "\n" in line:
+        raise ValueError("a protocol line cannot hold a line feed")
+    return line.encode("utf-8") + b"\n"
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

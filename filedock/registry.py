@@ -1,0 +1,104 @@
+"""The client registry: names, capacity, and every client's times and address.
+
+It is the one owner of that state. The server runs it on its event loop
+thread, so each call is atomic with respect to the others: with N slots,
+however many connections arrive at once, exactly N are admitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import chain
+
+from .protocol import ClientRecord, client_name
+
+
+@dataclass(eq=False, slots=True)
+class ClientEntry:
+    """One admitted connection, from ``NAME`` to its end."""
+
+    number: int
+    name: str
+    address: str
+    accepted: float  # wall-clock seconds, for people
+    finished: float | None = None
+    _record: ClientRecord | None = field(default=None, repr=False)
+
+    def record(self) -> ClientRecord:
+        # Built once per state: STATUS with thousands of clients stays cheap.
+        if self._record is None:
+            accepted = datetime.fromtimestamp(int(self.accepted))
+            finished = None if self.finished is None else datetime.fromtimestamp(int(self.finished))
+            self._record = ClientRecord(self.name, accepted, finished, self.address)
+        return self._record
+
+
+class Registry:
+    """Who is connected now and who was before.
+
+    ``max_clients`` slots are shared by every connection that was sent a name,
+    greeted or not. Finished clients are kept for ``STATUS`` up to
+    ``history`` of them, oldest dropped first; connected ones always are.
+    """
+
+    def __init__(
+        self,
+        max_clients: int,
+        history: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        if history < 0:
+            raise ValueError("history cannot be negative")
+        self.max_clients = max_clients
+        self._clock = clock
+        self._issued = 0
+        self._connected: dict[str, ClientEntry] = {}  # in the order they connected
+        self._finished: deque[ClientEntry] = deque(maxlen=history)
+
+    def admit(self, address: str) -> ClientEntry | None:
+        """Hold a slot and a new name for ``address``, or ``None`` when full."""
+        if len(self._connected) >= self.max_clients:
+            return None
+        self._issued += 1
+        entry = ClientEntry(self._issued, client_name(self._issued), address, self._clock())
+        self._connected[entry.name] = entry
+        return entry
+
+    def finish(self, entry: ClientEntry) -> bool:
+        """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was."""
+        if self._connected.pop(entry.name, None) is None:
+            return False
+        entry.finished = self._clock()
+        entry._record = None
+        if self._finished.maxlen:
+            self._finished.append(entry)
+        return True
+
+    @property
+    def connected_count(self) -> int:
+        return len(self._connected)
+
+    @property
+    def is_full(self) -> bool:
+        return len(self._connected) >= self.max_clients
+
+    def connected_names(self) -> list[str]:
+        """Names of the clients connected now, in the order they connected."""
+        return list(self._connected)
+
+    def snapshot(self) -> list[ClientRecord]:
+        """Every client kept, connected or finished, oldest first."""
+        # Connected clients are in admission order already; finished ones are in
+        # the order they left, so the two are merged by a sort.
+        entries = sorted(chain(self._finished, self._connected.values()), key=_admission_order)
+        return [entry.record() for entry in entries]
+
+
+def _admission_order(entry: ClientEntry) -> int:
+    return entry.number

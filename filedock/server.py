@@ -1,0 +1,175 @@
+"""The filedock server: listening, the shared state, and shutdown.
+
+One asyncio event loop serves every client (see :mod:`filedock.session`);
+work that would block it (hashing, scanning the folder) runs in worker
+threads. Use it from Python::
+
+    server = Server(ServerConfig(port=0))
+    await server.start()
+    ...
+    await server.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import time
+from typing import Any
+
+from . import protocol as p
+from .config import ServerConfig
+from .logs import WarningLimiter
+from .registry import Registry
+from .repository import Repository
+from .session import Session
+from .version import server_banner
+
+log = logging.getLogger("filedock.server")
+
+# Accept errors that mean "out of resources": asyncio logs them through the
+# loop's exception handler, stops accepting and retries after a second.
+_OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+# Pending connections the kernel queues for us: a burst of clients is
+# answered FULL instead of refused.
+_BACKLOG = 1024
+
+# Descriptors the server needs besides one per client: listening sockets,
+# files being sent, hashing threads, the log.
+_SPARE_DESCRIPTORS = 64
+
+
+class Server:
+    """A filedock server. ``start()``, then ``serve_until_stopped()`` or ``aclose()``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.registry = Registry(config.max_clients, config.history)
+        self.repository = Repository(config.repo)
+        self.sessions: set[Session] = set()
+        self.banner = server_banner()
+        self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"
+        self._started = time.monotonic()
+        self._listener: asyncio.base_events.Server | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._limiter = WarningLimiter(log)
+        self._all_closed: asyncio.Event | None = None
+
+    # -- running ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the configured address. Raises ``OSError`` if it cannot."""
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._limiter = WarningLimiter(log, call_later=loop.call_later)
+        loop.set_exception_handler(self._loop_exception)
+        raise_descriptor_limit(self.config.max_clients)
+        self._started = time.monotonic()
+        self._listener = await loop.create_server(
+            lambda: Session(self),
+            self.config.host,
+            self.config.port,
+            backlog=_BACKLOG,
+            reuse_address=True,
+        )
+        host, port = self.address
+        log.info(
+            "Starting server on %s:%d, repo=%r, max_clients=%d",
+            f"[{host}]" if ":" in host else host,
+            port,
+            self.repository.root,
+            self.config.max_clients,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the server listens on; the real port when 0 was asked."""
+        assert self._listener is not None, "start() first"
+        sockname = self._listener.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    def request_stop(self) -> None:
+        """Ask ``serve_until_stopped`` to shut down (safe from a signal handler)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def serve_until_stopped(self) -> None:
+        """Serve until :meth:`request_stop`, then shut down cleanly."""
+        assert self._stop_requested is not None, "start() first"
+        await self._stop_requested.wait()
+        log.info("Shutting down")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop accepting, end every session (transfers get the grace period), close."""
+        if self._listener is not None:
+            self._listener.close()
+        sessions = list(self.sessions)
+        grace = self.config.shutdown_grace
+        await asyncio.gather(*(session.shut_down(grace) for session in sessions))
+        try:
+            async with asyncio.timeout(grace + 3.0):
+                await self._wait_sessions_closed()
+        except TimeoutError:
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.abort()
+        if self._listener is not None:
+            await self._listener.wait_closed()
+            self._listener = None
+        self._limiter.flush()
+
+    async def _wait_sessions_closed(self) -> None:
+        if self.sessions:
+            self._all_closed = asyncio.Event()
+            await self._all_closed.wait()
+
+    # -- shared state for sessions --------------------------------------------
+
+    def session_closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if not self.sessions and self._all_closed is not None:
+            self._all_closed.set()
+
+    def uptime(self) -> int:
+        return int(time.monotonic() - self._started)
+
+    def status_reply(self) -> bytes:
+        records = self.registry.snapshot()
+        lines = [p.encode_reply(p.StatusReply(len(records)))]
+        lines.extend(map(p.encode_client_record, records))
+        return b"".join(lines)
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        """Log a warning that a flood of clients could repeat (rate-limited by kind)."""
+        self._limiter.warning(kind, message, *args)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OVERLOAD_ERRNOS:
+            self.warn("accept", "Cannot accept connections: %s; retrying in a second", exc.strerror)
+            return
+        loop.default_exception_handler(context)
+
+
+def raise_descriptor_limit(max_clients: int) -> None:
+    """Raise the open-file soft limit to the hard limit, as Redis and nginx do.
+
+    Logs one line when ``max_clients`` still cannot be honoured.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < max_clients + _SPARE_DESCRIPTORS:
+        log.warning(
+            "Only %d file descriptors available: fewer than max_clients=%d can be served at once",
+            soft,
+            max_clients,
+        )

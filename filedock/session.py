@@ -1,0 +1,466 @@
+"""One client connection: admission, handshake, commands, and its end.
+
+A :class:`Session` is an ``asyncio.Protocol``. ``data_received`` feeds the
+sans-IO line reader and answers every complete line of the batch with one
+write. Commands that need to wait (listing the folder, sending a file) run as
+a task; meanwhile the session reads nothing more, so replies stay in request
+order and a client that pipelines costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from . import protocol as p
+from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
+from .registry import ClientEntry
+from .transfer import TransferError, WriteFlow, send_body
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("filedock.server")
+
+# Replies are written once per batch, or sooner when a batch's replies pass
+# this size, so the transport's flow control sees them early.
+_FLUSH_SIZE = 64 * 1024
+
+# After a session ends with an error the client may still be sending; reading
+# (and dropping) for a moment lets our last line reach it before the close.
+_LINGER_SECONDS = 2.0
+
+_Handler = Callable[["Session", Any], bytes | None]
+
+
+def format_address(peer: Any) -> str:
+    """``host:port``, or ``[v6]:port``, for a peer address tuple."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
+
+
+class Session(asyncio.Protocol):
+    """The server side of one connection."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.entry: ClientEntry | None = None
+        self.address = "?"
+        self.greeted = False
+        self.transport: asyncio.Transport | None = None
+        self._reader = p.LineReader(self.config.max_line)
+        self._flow = WriteFlow()
+        self._task: asyncio.Task[None] | None = None
+        self._body_in_flight = False
+        self._closing = False
+        self._stopping = False  # the server is shutting down: serve nothing new
+        self._warned = False  # protocol errors are logged once per connection
+        self._peer_eof = False
+        self._last_line = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # handshake, then idle
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.address = format_address(transport.get_extra_info("peername"))
+        registry = self.server.registry
+        entry = registry.admit(self.address)
+        if entry is None:
+            limit = registry.max_clients
+            reason = f"server is at capacity ({limit}/{limit} clients)"
+            transport.write(p.encode_reply(p.FullReply(reason)))
+            self.server.warn(
+                "rejected", "Rejected %s: at capacity (%d/%d)", self.address, limit, limit
+            )
+            self._closing = True
+            self._close_gracefully()
+            return
+        self.entry = entry
+        self.server.sessions.add(self)
+        transport.write(p.encode_reply(p.NameReply(entry.name)))
+        log.info("Connected: %s from %s", entry.name, self.address)
+        self._last_line = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.config.handshake_timeout, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # lingering: drop what the client still sends
+        self._reader.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        self._peer_eof = True
+        if self._closing:
+            return False  # our last line is out; let the transport close
+        self._process()
+        return True  # we close once the replies in hand are written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._flow.abort()
+        for timer in (self._timer, self._stall_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._finish()
+        self.server.session_closed(self)
+
+    def pause_writing(self) -> None:
+        self._flow.pause()
+        self._update_reading()
+        if self._stall_timer is None and not self._closing:
+            loop = asyncio.get_running_loop()
+            self._stall_timer = loop.call_later(self.config.send_timeout, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        self._flow.resume()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._update_reading()
+        if not self._closing and self._task is None:
+            self._process()
+
+    # -- the line loop ------------------------------------------------------
+
+    def _process(self) -> None:
+        """Answer the complete lines in hand, until one needs to wait."""
+        assert self.transport is not None
+        replies: list[bytes] = []
+        size = 0
+        got_line = False
+        while not (self._closing or self._stopping or self._task is not None or self._flow.paused):
+            try:
+                line = self._reader.next_line()
+            except LineTooLong as exc:
+                replies.append(p.encode_reply(p.ErrorReply(p.LINE_TOO_LONG, str(exc))))
+                self._protocol_violation("line too long")
+                break
+            if line is None:
+                break
+            got_line = True
+            reply = self._handle_line(line)
+            if reply:
+                replies.append(reply)
+                size += len(reply)
+                if size >= _FLUSH_SIZE:
+                    self.transport.write(b"".join(replies))
+                    replies.clear()
+                    size = 0
+        if got_line:
+            self._last_line = time.monotonic()
+        if replies:
+            self.transport.write(b"".join(replies))
+        if self._closing:
+            self._close_gracefully()
+        elif self._peer_eof and self._task is None and self._reader.buffered == 0:
+            self._end_session()
+            self._close_gracefully()
+        else:
+            self._update_reading()
+
+    def _handle_line(self, line: bytes) -> bytes | None:
+        try:
+            text = p.decode_line(line)
+            if not text:
+                return None  # a person pressing Enter gets no answer
+            if not self.greeted:
+                return self._handle_greeting(text)
+            request = p.parse_request(text)
+            return _HANDLERS[type(request)](self, request)
+        except ProtocolError as exc:
+            self._warn_once("Protocol error from %s: %s", self._label(), exc)
+            return p.encode_reply(p.ErrorReply(exc.code, str(exc)))
+        except RequestError as exc:
+            return p.encode_reply(p.ErrorReply(exc.code, exc.text))
+        except Exception:  # a bug: answer, log it, keep the server up
+            log.exception("Internal error serving %s", self._label())
+            return p.encode_reply(p.ErrorReply(p.INTERNAL, "internal server error"))
+
+    def _handle_greeting(self, text: str) -> bytes:
+        greeting = p.parse_greeting(text)
+        if isinstance(greeting, p.Hello):
+            assert self.entry is not None
+            self.greeted = True
+            self._arm_idle_timer()
+            return p.encode_reply(p.WelcomeReply(self.entry.name, self.server.banner))
+        if isinstance(greeting, p.Exit):
+            return self._bye()
+        self._warn_once("Handshake error from %s: a command before HELLO", self._label())
+        return p.encode_reply(p.ErrorReply(p.HANDSHAKE, "say HELLO first"))
+
+    # -- commands -------------------------------------------------------------
+
+    def _ping(self, _: p.Ping) -> bytes:
+        return p.PONG
+
+    def _who(self, _: p.Who) -> bytes:
+        return p.encode_reply(p.WhoReply(tuple(self.server.registry.connected_names())))
+
+    def _uptime(self, _: p.Uptime) -> bytes:
+        return p.encode_reply(p.UptimeReply(self.server.uptime()))
+
+    def _about(self, _: p.About) -> bytes:
+        return p.encode_reply(p.AboutReply(self.server.about))
+
+    def _help(self, _: p.Help) -> bytes:
+        return p.encode_reply(p.HelpReply(HELP_TEXT))
+
+    def _status(self, _: p.Status) -> bytes:
+        return self.server.status_reply()
+
+    def _say(self, request: p.Say) -> bytes:
+        return p.encode_reply(p.AckReply(request.text))
+
+    def _message(self, request: p.Message) -> bytes | None:
+        if self.server.repository.serves(request.text):
+            self._start(self._send_file(request.text))
+            return None
+        return p.encode_reply(p.AckReply(request.text))
+
+    def _get(self, request: p.Get) -> None:
+        self._start(self._send_file(request.path))
+
+    def _list(self, _: p.ListFiles) -> None:
+        self._start(self._send_listing())
+
+    def _exit(self, _: p.Exit) -> bytes:
+        return self._bye()
+
+    def _bye(self) -> bytes:
+        self._end_session()
+        return p.BYE
+
+    # -- commands that wait ---------------------------------------------------
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as this session's one task; lines after it wait."""
+        self._task = asyncio.get_running_loop().create_task(work)
+        self._task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if task.cancelled() or self._closing or self._stopping:
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("Internal error serving %s", self._label(), exc_info=exc)
+            self._abort()
+            return
+        self._process()
+
+    async def _send_listing(self) -> None:
+        files = await asyncio.to_thread(self.server.repository.listing)
+        lines = [p.encode_reply(p.FilesReply(len(files)))]
+        lines.extend(map(p.encode_file_info, files))
+        self._write(b"".join(lines))
+
+    async def _send_file(self, path: str) -> None:
+        repository = self.server.repository
+        try:
+            opened = repository.open(path)
+        except RequestError as exc:
+            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            return
+        with opened:
+            try:
+                digest = await repository.hashes.sha256(opened)
+            except RequestError as exc:
+                self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+                return
+            except OSError as exc:
+                log.warning("Cannot read %r for %s: %s", path, self._label(), exc.strerror)
+                self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
+                return
+            assert self.transport is not None
+            self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
+            self._body_in_flight = True
+            try:
+                await send_body(self.transport, self._flow, opened, self.config.send_timeout)
+                changed = not opened.unchanged()
+            except TransferError as exc:
+                self.server.warn(
+                    "transfer", "Transfer of %r to %s cut short: %s", path, self._label(), exc
+                )
+                self._abort()
+                return
+            finally:
+                self._body_in_flight = False
+            if changed:
+                # The bytes sent may not be the ones hashed: end the connection
+                # so the client cannot take them for the announced file.
+                self.server.warn(
+                    "transfer", "File %r changed while sent to %s; closing", path, self._label()
+                )
+                self._abort()
+                return
+        log.info("Sent file %r size=%d sha256=%s…", path, opened.size, digest[:12])
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(data)
+
+    # -- timers ---------------------------------------------------------------
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self.greeted or self._closing:
+            return
+        self.server.warn(
+            "timeout",
+            "Timeout: %s did not greet within %g s",
+            self._label(),
+            self.config.handshake_timeout,
+        )
+        self._close_with(p.TIMEOUT, "no HELLO within the handshake timeout")
+
+    def _arm_idle_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.config.idle_timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.config.idle_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        # One timer per session, re-armed for the time left, instead of a new
+        # timer for every line.
+        self._timer = None
+        if self._closing:
+            return
+        left = self._last_line + self.config.idle_timeout - time.monotonic()
+        if self._task is not None or left > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(left, 1.0), self._idle_check)
+            return
+        self.server.warn(
+            "timeout", "Timeout: %s idle for %g s", self._label(), self.config.idle_timeout
+        )
+        self._close_with(p.TIMEOUT, "idle for too long")
+
+    def _send_stalled(self) -> None:
+        self._stall_timer = None
+        self.server.warn(
+            "timeout",
+            "Dropping %s: no write progress for %g s",
+            self._label(),
+            self.config.send_timeout,
+        )
+        self._abort()
+
+    # -- ending -----------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"{self.entry.name} ({self.address})" if self.entry else self.address
+
+    def _protocol_violation(self, what: str) -> None:
+        self._warn_once("Protocol error from %s: %s", self._label(), what)
+        self._end_session()
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        if not self._warned:
+            self._warned = True
+            self.server.warn("protocol", message, *args)
+
+    def _end_session(self) -> None:
+        """Free the slot and stamp FINISHED now; the close follows."""
+        self._closing = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.entry is not None and self.server.registry.finish(self.entry):
+            log.info("Finished: %s", self.entry.name)
+
+    def _close_with(self, code: str, text: str) -> None:
+        """Send ``ERR code text``, end the session and close."""
+        self._write(p.encode_reply(p.ErrorReply(code, text)))
+        self._end_session()
+        self._close_gracefully()
+
+    def _close_gracefully(self) -> None:
+        """Close after our last bytes are sent, reading (and dropping) meanwhile."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._linger_timer is not None:
+            return
+        if self._peer_eof:
+            transport.close()  # sends what is buffered, then closes
+        elif transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+            loop = asyncio.get_running_loop()
+            self._linger_timer = loop.call_later(_LINGER_SECONDS, transport.abort)
+        else:
+            transport.close()
+
+    def _abort(self) -> None:
+        self._end_session()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _update_reading(self) -> None:
+        """Read while we can take lines: not busy, not closing, replies flowing."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._closing:
+            return
+        want = self._task is None and not self._flow.paused
+        if want and not transport.is_reading():
+            transport.resume_reading()
+        elif not want and transport.is_reading():
+            transport.pause_reading()
+
+    # -- shutdown ---------------------------------------------------------------
+
+    async def shut_down(self, grace: float) -> None:
+        """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
+        self._stopping = True
+        task = self._task
+        if task is not None:
+            if self._body_in_flight:
+                try:
+                    async with asyncio.timeout(grace):
+                        await asyncio.shield(task)
+                except (TimeoutError, FiledockError, OSError):
+                    pass
+            if not task.done():
+                task.cancel()
+                if self._body_in_flight:
+                    self._abort()  # a body cut short cannot be followed by a line
+                    return
+        if not self._closing:
+            self._close_with(p.SHUTDOWN, "server is shutting down")
+        elif self.transport is not None and not self.transport.is_closing():
+            self._close_gracefully()
+
+
+HELP_TEXT = (
+    "CMDs: help | status | list | get <file> | <filename> | say <text> | ping | who | "
+    "uptime | about | exit"
+)
+
+_HANDLERS: dict[type, _Handler] = {
+    p.Ping: Session._ping,
+    p.Who: Session._who,
+    p.Uptime: Session._uptime,
+    p.About: Session._about,
+    p.Help: Session._help,
+    p.Status: Session._status,
+    p.Say: Session._say,
+    p.Message: Session._message,
+    p.Get: Session._get,
+    p.ListFiles: Session._list,
+    p.Exit: Session._exit,
+}

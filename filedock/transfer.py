@@ -1,0 +1,163 @@
+"""Sending a file body: zero-copy ``sendfile`` on plain TCP, chunks otherwise.
+
+Both ways keep memory constant whatever the file's size, honour
+backpressure, and give up on a client that makes no progress for
+``stall_limit`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from .errors import FiledockError
+from .repository import OpenedFile
+
+# Chunk size when sendfile cannot be used (TLS): large enough to amortise the
+# per-write cost, small enough that one connection holds little memory.
+CHUNK_SIZE = 256 * 1024
+
+
+class TransferError(FiledockError):
+    """A body could not be sent whole; the connection must be closed."""
+
+
+class SendStalled(TransferError):
+    """The client stopped taking data for longer than the send timeout."""
+
+
+class WriteFlow:
+    """The transport's write flow control, as something a coroutine can wait on.
+
+    The session forwards ``pause_writing``/``resume_writing`` here.
+    """
+
+    __slots__ = ("paused", "_waiter")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def abort(self) -> None:
+        """The connection is gone: wake any waiter with an error."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TransferError("connection closed"))
+
+    async def wait_resumed(self, stall_limit: float) -> None:
+        """Wait until the transport takes data again; SendStalled after ``stall_limit`` s."""
+        if not self.paused:
+            return
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(stall_limit):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            raise SendStalled(f"no progress for {stall_limit:g} s") from None
+
+
+async def wait_flushed(
+    transport: asyncio.WriteTransport, flow: WriteFlow, stall_limit: float
+) -> None:
+    """Wait until everything written to ``transport`` has gone to the socket."""
+    if transport.get_write_buffer_size() == 0:
+        return
+    low, high = transport.get_write_buffer_limits()
+    # With both limits at 0 the transport pauses us now and resumes us exactly
+    # when its buffer is empty.
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        await flow.wait_resumed(stall_limit)
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+
+
+async def send_body(
+    transport: asyncio.WriteTransport,
+    flow: WriteFlow,
+    opened: OpenedFile,
+    stall_limit: float,
+) -> None:
+    """Send exactly ``opened.size`` bytes of ``opened`` after what was written.
+
+    Raises :class:`TransferError` when the body cannot be sent whole (the file
+    shrank, the client went away or stalled); the caller must then close the
+    connection, since the client cannot tell a short body from a slow one.
+    """
+    await wait_flushed(transport, flow, stall_limit)
+    sock = transport.get_extra_info("socket")
+    if sock is not None and transport.get_extra_info("sslcontext") is None:
+        await _sendfile(sock.fileno(), opened, stall_limit)
+    else:
+        await _send_chunks(transport, flow, opened, stall_limit)
+
+
+async def _sendfile(socket_fd: int, opened: OpenedFile, stall_limit: float) -> None:
+    loop = asyncio.get_running_loop()
+    # A duplicate descriptor: the loop refuses to watch the transport's own one,
+    # and the kernel sends through either alike. Closing it never closes the
+    # connection.
+    fd = os.dup(socket_fd)
+    try:
+        offset, size = 0, opened.size
+        while offset < size:
+            try:
+                sent = os.sendfile(fd, opened.fd, offset, size - offset)
+            except BlockingIOError:
+                await _wait_writable(loop, fd, stall_limit)
+                continue
+            except OSError as exc:
+                raise TransferError(f"connection broken: {exc.strerror}") from None
+            if sent == 0:
+                raise TransferError(f"file shrank during the send ({offset} of {size} bytes)")
+            offset += sent
+    finally:
+        os.close(fd)
+
+
+async def _wait_writable(loop: asyncio.AbstractEventLoop, fd: int, stall_limit: float) -> None:
+    writable = loop.create_future()
+    loop.add_writer(fd, _set_done, writable)
+    try:
+        async with asyncio.timeout(stall_limit):
+            await writable
+    except TimeoutError:
+        raise SendStalled(f"no progress for {stall_limit:g} s") from None
+    finally:
+        loop.remove_writer(fd)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _send_chunks(
+    transport: asyncio.WriteTransport,
+    flow: WriteFlow,
+    opened: OpenedFile,
+    stall_limit: float,
+) -> None:
+    offset, size = 0, opened.size
+    while offset < size:
+        if transport.is_closing():
+            raise TransferError("connection closed")
+        count = min(CHUNK_SIZE, size - offset)
+        chunk = await asyncio.to_thread(os.pread, opened.fd, count, offset)
+        if not chunk:
+            raise TransferError(f"file shrank during the send ({offset} of {size} bytes)")
+        transport.write(chunk)
+        offset += len(chunk)
+        await flow.wait_resumed(stall_limit)

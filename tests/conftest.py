@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filedock.client import Client
+from tests.support import HOST, LineConn, ServerThread, running_server
+
+SAMPLE = b"hello\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository folder holding sample.txt."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "sample.txt").write_bytes(SAMPLE)
+    return root
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    return tmp_path / "downloads"
+
+
+@pytest.fixture
+def make_server(repo: Path) -> Iterator[Callable[..., ServerThread]]:
+    """Start an in-process server on port 0 with the given options."""
+    started: list[Any] = []
+
+    def make(**options: Any) -> ServerThread:
+        manager = running_server(options.pop("repo", repo), **options)
+        thread = manager.__enter__()
+        started.append(manager)
+        return thread
+
+    yield make
+    for manager in reversed(started):
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(make_server: Callable[..., ServerThread]) -> ServerThread:
+    return make_server()
+
+
+@pytest.fixture
+def connect(server: ServerThread) -> Iterator[Callable[..., Client]]:
+    """Open library clients to ``server``; all closed at the end."""
+    clients: list[Client] = []
+
+    def open_client(**options: Any) -> Client:
+        client = Client(HOST, server.port, timeout=options.pop("timeout", 10.0), **options)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def raw(server: ServerThread) -> Iterator[Callable[[], LineConn]]:
+    """Open raw line connections to ``server``; all closed at the end."""
+    conns: list[LineConn] = []
+
+    def open_conn() -> LineConn:
+        conn = LineConn(server.port)
+        conns.append(conn)
+        return conn
+
+    yield open_conn
+    for conn in conns:
+        conn.close()
