@@ -119,10 +119,12 @@ async def _serve(config: ServerConfig) -> None:
     from .server import Server  # the client never needs the server's modules
 
     server = Server(config)
-    await server.start()
     loop = asyncio.get_running_loop()
+    # Handlers before start(): a script that sends a signal as soon as it reads
+    # the "Starting server" line must get a clean shutdown, not a traceback.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, server.request_stop)
+    await server.start()
     await server.serve_until_stopped()
 
 

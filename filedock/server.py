@@ -50,11 +50,13 @@ class Server:
         self.registry = Registry(config.max_clients, config.history)
         self.repository = Repository(config.repo)
         self.sessions: set[Session] = set()
+        self.lingering: set[Session] = set()  # turned away, saying FULL before the close
         self.banner = server_banner()
         self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"
         self._started = time.monotonic()
         self._listener: asyncio.base_events.Server | None = None
-        self._stop_requested: asyncio.Event | None = None
+        # Made here, not in start(): a signal may arrive while start() runs.
+        self._stop_requested = asyncio.Event()
         self._limiter = WarningLimiter(log)
         self._all_closed: asyncio.Event | None = None
 
@@ -63,7 +65,6 @@ class Server:
     async def start(self) -> None:
         """Listen on the configured address. Raises ``OSError`` if it cannot."""
         loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
         self._limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
         raise_descriptor_limit(self.config.max_clients)
@@ -93,12 +94,10 @@ class Server:
 
     def request_stop(self) -> None:
         """Ask ``serve_until_stopped`` to shut down (safe from a signal handler)."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     async def serve_until_stopped(self) -> None:
         """Serve until :meth:`request_stop`, then shut down cleanly."""
-        assert self._stop_requested is not None, "start() first"
         await self._stop_requested.wait()
         log.info("Shutting down")
         await self.aclose()
@@ -107,6 +106,9 @@ class Server:
         """Stop accepting, end every session (transfers get the grace period), close."""
         if self._listener is not None:
             self._listener.close()
+        for turned_away in list(self.lingering):
+            if turned_away.transport is not None:
+                turned_away.transport.abort()
         sessions = list(self.sessions)
         grace = self.config.shutdown_grace
         await asyncio.gather(*(session.shut_down(grace) for session in sessions))

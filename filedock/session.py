@@ -83,6 +83,7 @@ class Session(asyncio.Protocol):
                 "rejected", "Rejected %s: at capacity (%d/%d)", self.address, limit, limit
             )
             self._closing = True
+            self.server.lingering.add(self)
             self._close_gracefully()
             return
         self.entry = entry
@@ -116,6 +117,7 @@ class Session(asyncio.Protocol):
             self._task.cancel()
         self._finish()
         self.server.session_closed(self)
+        self.server.lingering.discard(self)
 
     def pause_writing(self) -> None:
         self._flow.pause()
@@ -165,7 +167,8 @@ class Session(asyncio.Protocol):
             self.transport.write(b"".join(replies))
         if self._closing:
             self._close_gracefully()
-        elif self._peer_eof and self._task is None and self._reader.buffered == 0:
+        elif self._peer_eof and self._task is None and not self._flow.paused:
+            # The client has finished sending; an unended last line is dropped.
             self._end_session()
             self._close_gracefully()
         else:
@@ -252,6 +255,7 @@ class Session(asyncio.Protocol):
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._task = None
+        self._last_line = time.monotonic()  # idleness counts from the end of the work
         if task.cancelled() or self._closing or self._stopping:
             return
         exc = task.exception()
@@ -342,8 +346,9 @@ class Session(asyncio.Protocol):
             return
         left = self._last_line + self.config.idle_timeout - time.monotonic()
         if self._task is not None or left > 0:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(left, 1.0), self._idle_check)
+            # A transfer in progress is not idleness: look again later.
+            delay = self.config.idle_timeout if self._task is not None else left
+            self._timer = asyncio.get_running_loop().call_later(delay, self._idle_check)
             return
         self.server.warn(
             "timeout", "Timeout: %s idle for %g s", self._label(), self.config.idle_timeout

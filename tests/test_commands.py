@@ -1,0 +1,509 @@
+"""Every command after the handshake, framing limits, idle timeout and vanishing clients."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+from filedock.client import Client
+from filedock.errors import BadRequest
+from filedock.version import __version__
+from tests.conftest import SAMPLE
+from tests.support import LineConn, ServerThread, wait_until
+
+TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
+
+
+def greeted(raw: Callable[[], LineConn]) -> LineConn:
+    conn = raw()
+    conn.greet()
+    return conn
+
+
+def read_status(conn: LineConn) -> list[list[str]]:
+    header = conn.request("STATUS")
+    match = re.fullmatch(r"STATUS (\d+)", header)
+    assert match, header
+    return [conn.read_line().split("\t") for _ in range(int(match.group(1)))]
+
+
+def local_port(conn: LineConn) -> int:
+    port: int = conn.sock.getsockname()[1]
+    return port
+
+
+def assert_clean_log(caplog: pytest.LogCaptureFixture, *names: str) -> None:
+    messages = [record.getMessage() for record in caplog.records]
+    for name in names:
+        assert f"Finished: {name}" in messages, messages
+    assert [record for record in caplog.records if record.exc_info] == []
+    assert not any("Traceback" in record.getMessage() for record in caplog.records)
+
+
+# -- simple commands ---------------------------------------------------------------
+
+
+def test_ping(raw: Callable[[], LineConn], connect: Callable[..., Client]) -> None:
+    assert greeted(raw).request("PING") == "PONG"
+    assert connect().ping() >= 0
+
+
+def test_who_lists_clients_in_the_order_they_connected(
+    server: ServerThread, raw: Callable[[], LineConn], connect: Callable[..., Client]
+) -> None:
+    first = greeted(raw)
+    library = connect()
+    third = raw()
+    assert third.read_line() == "NAME Client03"  # not greeted yet, but holds a slot
+    assert first.request("WHO") == "WHO Client01 Client02 Client03"
+    assert library.who() == ["Client01", "Client02", "Client03"]
+    assert library.exit()
+    wait_until(lambda: server.connected_count() == 2)
+    assert first.request("who") == "WHO Client01 Client03"
+
+
+def test_uptime(raw: Callable[[], LineConn], connect: Callable[..., Client]) -> None:
+    reply = greeted(raw).request("UPTIME")
+    match = re.fullmatch(r"UPTIME (\d+)", reply)
+    assert match, reply
+    assert 0 <= int(match.group(1)) < 60
+    seconds = connect().uptime()
+    assert isinstance(seconds, int)
+    assert 0 <= seconds < 60
+
+
+def test_about(raw: Callable[[], LineConn], connect: Callable[..., Client]) -> None:
+    reply = greeted(raw).request("ABOUT")
+    assert reply.startswith("ABOUT filedock ")
+    assert __version__ in reply
+    assert re.search(r"protocol 1\b", reply), reply
+    assert "ABOUT " + connect().about() == reply
+
+
+def test_help_is_one_line(raw: Callable[[], LineConn], connect: Callable[..., Client]) -> None:
+    conn = greeted(raw)
+    reply = conn.request("HELP")
+    assert reply.startswith("HELP ")
+    for word in ("status", "list", "get", "ping", "who", "uptime", "about", "exit"):
+        assert word in reply.lower(), word
+    assert conn.request("PING") == "PONG"  # nothing more came after the HELP line
+    assert "HELP " + connect().help() == reply
+
+
+def test_status_records(
+    server: ServerThread, raw: Callable[[], LineConn], connect: Callable[..., Client]
+) -> None:
+    before = datetime.now().replace(microsecond=0) - timedelta(seconds=1)
+    leaver = greeted(raw)
+    leaver_port = local_port(leaver)
+    assert leaver.request("EXIT") == "BYE"
+    wait_until(lambda: server.connected_count() == 0)
+    conn = greeted(raw)
+    library = connect()
+    after = datetime.now() + timedelta(seconds=1)
+
+    records = read_status(conn)
+    assert [record[0] for record in records] == ["Client01", "Client02", "Client03"]
+    for record in records:
+        assert len(record) == 4, record
+        assert re.fullmatch(TIME, record[1]), record
+        assert before <= datetime.strptime(record[1], "%Y-%m-%d %H:%M:%S") <= after
+    finished = records[0][2]
+    assert re.fullmatch(TIME, finished), records[0]
+    assert records[0][1] <= finished
+    assert records[0][3] == f"127.0.0.1:{leaver_port}"
+    assert records[1][2] == "-"
+    assert records[1][3] == f"127.0.0.1:{local_port(conn)}"
+    assert records[2][2] == "-"
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", records[2][3]), records[2]
+    assert conn.request("PING") == "PONG"  # exactly n records came
+
+    typed = library.status()
+    assert [record.name for record in typed] == ["Client01", "Client02", "Client03"]
+    assert typed[0].finished is not None
+    assert typed[0].finished >= typed[0].accepted
+    assert [record.connected for record in typed] == [False, True, True]
+
+
+# -- messages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        ("SAY ping", "ACK ping"),
+        ("SAY EXIT", "ACK EXIT"),
+        ("say GET sample.txt", "ACK GET sample.txt"),
+        ("SAY sample.txt", "ACK sample.txt"),
+        ("Say Hello There", "ACK Hello There"),
+        ("hello there", "ACK hello there"),
+        ("Mixed Case Stays", "ACK Mixed Case Stays"),
+        ("  padded message \t ", "ACK padded message"),
+        ("pingpong", "ACK pingpong"),
+        ("héllo wörld ✓", "ACK héllo wörld ✓"),
+    ],
+)
+def test_messages_are_acknowledged(raw: Callable[[], LineConn], line: str, reply: str) -> None:
+    conn = greeted(raw)
+    assert conn.request(line) == reply
+    assert conn.request("PING") == "PONG"  # still serving: SAY EXIT did not exit
+
+
+def test_say_via_the_library(connect: Callable[..., Client]) -> None:
+    client = connect()
+    assert client.say("ping") == "ping"
+    assert client.say("Hello There") == "Hello There"
+    assert client.send_line("just a message") == "just a message"
+    assert client.ping() >= 0
+
+
+@pytest.mark.parametrize("line", ["PiNg", "ping", "  PING  ", "\tping\t", "PING\r"])
+def test_command_words_are_case_and_space_insensitive(
+    raw: Callable[[], LineConn], line: str
+) -> None:
+    conn = greeted(raw)
+    assert conn.request(line) == "PONG"
+
+
+@pytest.mark.parametrize("line", ["wHo", "  who "])
+def test_who_word_forms(raw: Callable[[], LineConn], line: str) -> None:
+    assert greeted(raw).request(line) == "WHO Client01"
+
+
+@pytest.mark.parametrize("blank", [b"\n", b"\r\n", b"   \n", b" \t \r\n", b"\n\n\n"])
+def test_empty_lines_get_no_reply(raw: Callable[[], LineConn], blank: bytes) -> None:
+    conn = greeted(raw)
+    conn.send(blank + b"PING\n")
+    assert conn.read_line() == "PONG"
+    assert conn.request("WHO") == "WHO Client01"
+
+
+@pytest.mark.parametrize("line", ["GET", "get", "GET   ", "  get "])
+def test_get_without_a_path_is_a_bad_request(raw: Callable[[], LineConn], line: str) -> None:
+    conn = greeted(raw)
+    assert conn.request(line).startswith("ERR bad-request ")
+    assert conn.request("PING") == "PONG"
+
+
+def test_get_without_a_path_via_the_library(connect: Callable[..., Client]) -> None:
+    client = connect()
+    with pytest.raises(BadRequest):
+        client.get("", "unused")
+    assert client.ping() >= 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe\n",
+        b"caf\xe9\n",
+        b"\xc3\x28 bad\r\n",
+        b"PING\x80\n",
+        b"\xed\xa0\x80\n",
+        b"\xc0\xaf\n",
+    ],
+)
+def test_invalid_utf8_gets_bad_encoding_and_stays_open(
+    raw: Callable[[], LineConn], data: bytes
+) -> None:
+    conn = greeted(raw)
+    conn.send(data)
+    assert conn.read_line().startswith("ERR bad-encoding ")
+    assert conn.request("PING") == "PONG"
+    conn.send(data)  # and again: each such line gets its reply
+    assert conn.read_line().startswith("ERR bad-encoding ")
+    assert conn.request("PING") == "PONG"
+
+
+# -- line limit ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"])
+def test_a_4096_byte_line_is_served(raw: Callable[[], LineConn], ending: bytes) -> None:
+    conn = greeted(raw)
+    text = "x" * (4096 - len(ending))
+    conn.send(text.encode() + ending)
+    assert conn.read_line() == f"ACK {text}"
+    assert conn.request("PING") == "PONG"
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"])
+def test_a_4097_byte_line_is_refused_and_closed(
+    server: ServerThread, raw: Callable[[], LineConn], ending: bytes
+) -> None:
+    conn = greeted(raw)
+    conn.send(b"x" * (4097 - len(ending)) + ending)
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    wait_until(lambda: server.connected_count() == 0)
+
+
+def test_an_endless_line_is_refused_and_closed(
+    server: ServerThread, raw: Callable[[], LineConn]
+) -> None:
+    conn = greeted(raw)
+    conn.send(b"y" * 20000)  # never ends: refused once it passes the limit
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    wait_until(lambda: server.connected_count() == 0)
+
+
+def test_a_long_line_before_hello_is_refused(
+    server: ServerThread, raw: Callable[[], LineConn]
+) -> None:
+    conn = raw()
+    assert conn.read_line() == "NAME Client01"
+    conn.send(b"HELLO " + b"z" * 5000 + b"\n")
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    wait_until(lambda: server.connected_count() == 0)
+
+
+def test_line_limit_holds_across_separate_sends(
+    server: ServerThread, raw: Callable[[], LineConn]
+) -> None:
+    conn = greeted(raw)
+    conn.send(b"x" * 4094 + b"\r")  # 4095 bytes: still room for the LF
+    assert not conn.at_eof(timeout=0.2)
+    conn.send(b"\n")
+    assert conn.read_line() == "ACK " + "x" * 4094
+    conn.send(b"y" * 4096)  # no LF yet, but with one it would be 4097 bytes
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    wait_until(lambda: server.connected_count() == 0)
+
+
+# -- pipelining ------------------------------------------------------------------------
+
+
+def test_pipelined_lines_are_answered_in_order(raw: Callable[[], LineConn]) -> None:
+    conn = greeted(raw)
+    lines = []
+    expected = []
+    for i in range(1000):
+        if i % 5 == 0:
+            lines.append("PING")
+            expected.append("PONG")
+        elif i % 7 == 0:
+            lines.append("who")
+            expected.append("WHO Client01")
+        else:
+            lines.append(f"message {i}")
+            expected.append(f"ACK message {i}")
+    conn.send("".join(line + "\n" for line in lines))
+    assert [conn.read_line() for _ in range(1000)] == expected
+    assert conn.request("PING") == "PONG"
+
+
+def test_pipelined_lines_with_crlf_and_blanks(raw: Callable[[], LineConn]) -> None:
+    conn = greeted(raw)
+    conn.send(b"one\r\n\r\nPING\r\n  \n\xff\ntwo\n")
+    assert conn.read_line() == "ACK one"
+    assert conn.read_line() == "PONG"
+    assert conn.read_line().startswith("ERR bad-encoding ")
+    assert conn.read_line() == "ACK two"
+    assert conn.request("PING") == "PONG"
+
+
+def test_pipelined_waiting_commands_keep_the_order(raw: Callable[[], LineConn]) -> None:
+    conn = greeted(raw)
+    conn.send(b"GET sample.txt\nPING\nLIST\nsample.txt\nWHO\nget nothing.txt\nPING\n")
+    digest = hashlib.sha256(SAMPLE).hexdigest()
+    assert conn.read_line() == f"FILE {len(SAMPLE)} {digest} sample.txt"
+    assert conn.read_exactly(len(SAMPLE)) == SAMPLE
+    assert conn.read_line() == "PONG"
+    assert conn.read_line() == "FILES 1"
+    assert conn.read_line().startswith(f"sample.txt\t{len(SAMPLE)}\t")
+    assert conn.read_line() == f"FILE {len(SAMPLE)} {digest} sample.txt"
+    assert conn.read_exactly(len(SAMPLE)) == SAMPLE
+    assert conn.read_line() == "WHO Client01"
+    assert conn.read_line().startswith("ERR not-found ")
+    assert conn.read_line() == "PONG"
+
+
+def test_nothing_is_served_after_exit(server: ServerThread, raw: Callable[[], LineConn]) -> None:
+    conn = greeted(raw)
+    conn.send(b"PING\nexit\nPING\nWHO\n")
+    assert conn.read_line() == "PONG"
+    assert conn.read_line() == "BYE"
+    assert conn.at_eof()
+    with pytest.raises(AssertionError, match="connection closed; unread: b''"):
+        conn.read_line(timeout=1)  # nothing came after BYE
+    wait_until(lambda: server.connected_count() == 0)
+
+
+# -- idle timeout ------------------------------------------------------------------------
+
+
+def test_idle_timeout_drops_a_silent_client(
+    make_server: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    server = make_server(idle_timeout=0.5)
+    conn = LineConn(server.port)
+    try:
+        conn.greet()
+        line = conn.read_line(timeout=5)
+        assert line.startswith("ERR timeout "), line
+        assert conn.at_eof()
+        wait_until(lambda: server.connected_count() == 0)
+        assert_clean_log(caplog, "Client01")
+    finally:
+        conn.close()
+
+
+def test_idle_timeout_spares_a_client_that_keeps_talking(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(idle_timeout=0.5)
+    conn = LineConn(server.port)
+    try:
+        conn.greet()
+        deadline = time.monotonic() + 1.6  # three idle timeouts and more
+        count = 0
+        while time.monotonic() < deadline and count < 100:
+            assert conn.request("PING") == "PONG"
+            # wait a while before the next line; a drop would show up as EOF
+            assert not conn.at_eof(timeout=0.15)
+            count += 1
+        assert count >= 6
+        assert server.connected_count() == 1
+    finally:
+        conn.close()
+
+
+def test_idle_timeout_drops_a_client_that_never_ends_a_line(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(idle_timeout=0.5)
+    conn = LineConn(server.port)
+    try:
+        conn.greet()
+        deadline = time.monotonic() + 8
+        closed = False
+        sent = 0
+        while time.monotonic() < deadline and sent < 200:
+            conn.send(b"a")
+            sent += 1
+            if conn.at_eof(timeout=0.1):
+                closed = True
+                break
+        assert closed, f"still connected after trickling {sent} bytes"
+        assert sent < 4000  # it was the timeout, not the line limit
+        assert conn.read_line().startswith("ERR timeout ")
+        wait_until(lambda: server.connected_count() == 0)
+    finally:
+        conn.close()
+
+
+def test_no_idle_timeout_by_default(server: ServerThread, raw: Callable[[], LineConn]) -> None:
+    conn = greeted(raw)
+    assert not conn.at_eof(timeout=0.7)
+    assert conn.request("PING") == "PONG"
+
+
+# -- clients that vanish -------------------------------------------------------------------
+
+
+def _vanish_by_close(conn: LineConn) -> None:
+    conn.close()
+
+
+def _vanish_by_reset(conn: LineConn) -> None:
+    conn.reset()
+
+
+def _vanish_mid_line(conn: LineConn) -> None:
+    conn.send(b"PIN")
+    conn.close()
+
+
+def _vanish_mid_line_reset(conn: LineConn) -> None:
+    conn.send(b"hello the")
+    conn.reset()
+
+
+def _vanish_after_pipelining(conn: LineConn) -> None:
+    conn.send(b"PING\n" * 50 + b"WHO")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "vanish",
+    [
+        _vanish_by_close,
+        _vanish_by_reset,
+        _vanish_mid_line,
+        _vanish_mid_line_reset,
+        _vanish_after_pipelining,
+    ],
+)
+def test_vanished_clients_are_finished_at_once(
+    server: ServerThread,
+    raw: Callable[[], LineConn],
+    caplog: pytest.LogCaptureFixture,
+    vanish: Callable[[LineConn], None],
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    watcher = greeted(raw)
+    leaver = greeted(raw)
+    assert server.connected_count() == 2
+    vanish(leaver)
+    wait_until(lambda: server.connected_count() == 1)
+    wait_until(lambda: server.session_count() == 1)
+    records = read_status(watcher)
+    assert [record[0] for record in records] == ["Client01", "Client02"]
+    assert records[0][2] == "-"
+    assert re.fullmatch(TIME, records[1][2]), records[1]
+    assert watcher.request("WHO") == "WHO Client01"
+    assert_clean_log(caplog, "Client02")
+
+
+def test_half_close_gets_the_replies_then_the_close(
+    server: ServerThread, raw: Callable[[], LineConn], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    conn = greeted(raw)
+    conn.send(b"PING\nWHO\nunfinished")
+    conn.sock.shutdown(socket.SHUT_WR)
+    assert conn.read_line() == "PONG"
+    assert conn.read_line() == "WHO Client01"
+    assert conn.at_eof()  # the unended last line got no reply
+    wait_until(lambda: server.connected_count() == 0)
+    assert_clean_log(caplog, "Client01")
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_vanished_ungreeted_client_is_finished(
+    server: ServerThread,
+    raw: Callable[[], LineConn],
+    caplog: pytest.LogCaptureFixture,
+    reset: bool,
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    conn = raw()
+    assert conn.read_line() == "NAME Client01"
+    if reset:
+        conn.reset()
+    else:
+        conn.close()
+    wait_until(lambda: server.connected_count() == 0)
+    assert_clean_log(caplog, "Client01")
+
+
+def test_library_exit_frees_the_slot(
+    server: ServerThread, connect: Callable[..., Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    client = connect()
+    assert client.exit()
+    assert client.closed
+    wait_until(lambda: server.connected_count() == 0)
+    assert_clean_log(caplog, "Client01")

@@ -1,0 +1,297 @@
+"""End to end: `python3 Server.py` and `python3 Client.py` as a person runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = b"hello\n"
+
+
+class ServerProcess:
+    """`python3 Server.py …` in a subprocess; its log collected as it comes."""
+
+    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "Server.py", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log_lines: list[str] = []
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        match = self.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
+        self.port = int(match.group(1))
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log_lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.log_lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.log_lines):
+                match = re.search(pattern, line)
+                if match:
+                    return match
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"no log line matching {pattern!r}; log so far:\n{self.log}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait(5)
+        self._reader.join(5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return code
+
+
+def run_client(
+    port: int, commands: str, cwd: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(port), *extra],
+        input=commands,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "server_repo"
+    root.mkdir()
+    (root / "sample.txt").write_bytes(SAMPLE)
+    return root
+
+
+@pytest.fixture
+def server(repo: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess("--port", "0", "--repo", str(repo))
+    yield process
+    process.stop()
+
+
+def test_walkthrough(server: ServerProcess, tmp_path: Path) -> None:
+    commands = "help\nabout\nwho\nping\nuptime\nhello there\nlist\nget sample.txt\nstatus\nexit\n"
+    result = run_client(server.port, commands, tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = out.splitlines()
+    assert lines[0] == "[CLIENT] Assigned name: Client01"
+    assert lines[1] == "[SERVER] WELCOME Client01 | filedock 1.0.0"
+    assert lines[2] == (
+        "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about"
+        " | exit"
+    )
+    assert "Client01 > [SERVER] PONG" in lines
+    assert "Client01 > [SERVER] WHO Client01" in lines
+    assert "Client01 > [SERVER] hello there ACK" in lines
+    assert re.search(r"^Client01 > \[SERVER\] UPTIME \d+s$", out, re.M)
+    assert re.search(r"^Client01 > \[SERVER\] ABOUT filedock 1\.0\.0", out, re.M)
+    assert "Client01 > [SERVER] --- FILES ---\nsample.txt\n[SERVER] -----" in out
+    saved = tmp_path / "downloads" / "sample.txt"
+    assert f"Client01 > [CLIENT] Saved file to: {saved}\n[CLIENT] SHA256 verify: PASS" in out
+    assert saved.read_bytes() == SAMPLE
+    assert re.search(
+        r"^Client01 > \[SERVER\] --- STATUS ---\n"
+        r"CLIENT    ACCEPTED             FINISHED             ADDR\n"
+        r"Client01  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  None                 127\.0\.0\.1:\d+\n"
+        r"\[SERVER\] -----$",
+        out,
+        re.M,
+    )
+    assert lines[-1] == "Client01 > [SERVER] BYE"
+    digest = hashlib.sha256(SAMPLE).hexdigest()[:12]
+    server.wait_for_log(r"Connected: Client01 from 127\.0\.0\.1:\d+")
+    server.wait_for_log(re.escape(f"Sent file 'sample.txt' size=6 sha256={digest}…"))
+    server.wait_for_log(r"Finished: Client01$")
+    line_format = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] (INFO|WARNING|ERROR): "
+    assert all(re.match(line_format, line) for line in server.log_lines), server.log
+
+
+def test_status_shows_finished_clients_as_times(server: ServerProcess, tmp_path: Path) -> None:
+    run_client(server.port, "exit\n", tmp_path)
+    out = run_client(server.port, "status\nexit\n", tmp_path).stdout
+    assert re.search(r"^Client01  \S+ \S+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  127\.0\.0\.1", out, re.M)
+    assert re.search(r"^Client02  \S+ \S+  None ", out, re.M)
+
+
+def test_end_of_input_leaves_cleanly(server: ServerProcess, tmp_path: Path) -> None:
+    result = run_client(server.port, "ping\n", tmp_path)
+    assert result.returncode == 0
+    assert "[SERVER] BYE" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_missing_file_is_one_line_and_session_goes_on(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    result = run_client(server.port, "get nope.txt\nping\nexit\n", tmp_path)
+    assert "Client01 > [SERVER] ERR not-found " in result.stdout
+    assert "Client01 > [SERVER] PONG" in result.stdout
+    assert result.returncode == 0
+
+
+def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess("--port", "0", "--repo", str(repo), "--max-clients", "1")
+    try:
+        holder = subprocess.Popen(
+            [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=tmp_path,
+            text=True,
+        )
+        try:
+            server.wait_for_log(r"Connected: Client01")
+            result = run_client(server.port, "ping\n", tmp_path)
+            assert result.returncode == 4
+            assert result.stdout.startswith("[SERVER] Server is at capacity")
+            assert "(1/1 clients)" in result.stdout
+            assert " > " not in result.stdout  # no prompt
+        finally:
+            assert holder.stdin is not None
+            holder.communicate("exit\n", timeout=10)
+        server.wait_for_log(r"Rejected 127\.0\.0\.1:\d+: at capacity \(1/1\)")
+    finally:
+        assert server.stop() == 0
+
+
+def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess("--port", "0", "--repo", str(repo))
+    client = subprocess.Popen(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        text=True,
+    )
+    server.wait_for_log(r"Connected: Client01")
+    server.proc.kill()
+    server.stop()
+    out, err = client.communicate("ping\n", timeout=20)
+    assert client.returncode == 3
+    assert "[CLIENT] Connection to the server was lost" in out
+    assert "Traceback" not in out + err
+
+
+def test_server_shutdown_is_shown_to_the_client(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess("--port", "0", "--repo", str(repo))
+    client = subprocess.Popen(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        text=True,
+    )
+    server.wait_for_log(r"Connected: Client01")
+    assert server.stop() == 0
+    out, err = client.communicate("ping\n", timeout=20)
+    assert client.returncode != 0
+    assert "[SERVER] ERR shutdown" in out
+    assert "Traceback" not in out + err
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    result = run_client(1, "", tmp_path)
+    assert result.returncode == 3
+    assert "cannot connect to 127.0.0.1:1" in result.stdout
+
+
+@pytest.mark.parametrize("program", ["server", "client"])
+def test_module_entry_points_show_help(program: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "filedock", program, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert "--port" in result.stdout
+    if program == "server":
+        for option in (
+            "--host",
+            "--max-clients",
+            "--repo",
+            "--handshake-timeout",
+            "--idle-timeout",
+            "--max-line",
+            "--history",
+            "--shutdown-grace",
+            "--send-timeout",
+            "--log-level",
+        ):
+            assert option in result.stdout
+        assert "FILEDOCK_MAX_CLIENTS" in result.stdout
+        assert "default: 50000" in result.stdout
+
+
+def test_environment_variable_sets_an_option(repo: Path) -> None:
+    env = {**os.environ, "FILEDOCK_MAX_CLIENTS": "7"}
+    proc = subprocess.run(
+        [sys.executable, "Server.py", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "default: 7" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "Server.py"],
+        cwd=ROOT,
+        env={**os.environ, "FILEDOCK_PORT": "x"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2
+    assert "FILEDOCK_PORT" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_port_in_use_is_a_clear_error(server: ServerProcess, repo: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "Server.py", "--port", str(server.port), "--repo", str(repo)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "Cannot start the server" in result.stderr
+    assert "Traceback" not in result.stderr

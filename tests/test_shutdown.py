@@ -1,0 +1,239 @@
+"""Shutdown: in-process through Server.aclose(), and the real program on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from filedock.client import Client
+from filedock.errors import ServerClosing
+from tests.support import HOST, LineConn, ServerThread, wait_until
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+# -- in-process ------------------------------------------------------------------------
+
+
+def test_aclose_sends_err_shutdown_and_finishes_everyone(
+    make_server: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    server = make_server()
+    assert server.server is not None
+    conns = [LineConn(server.port) for _ in range(2)]
+    try:
+        for conn in conns:
+            conn.greet()
+        ungreeted = LineConn(server.port)
+        conns.append(ungreeted)
+        assert ungreeted.read_line() == "NAME Client03"
+        turned_away = LineConn(server.port)
+        assert turned_away.read_line().startswith("FULL ")
+        assert server.connected_count() == 3
+
+        server.call(server.server.aclose(), timeout=15)
+        assert turned_away.at_eof()
+        turned_away.close()
+
+        for conn in conns:
+            line = conn.read_line()
+            assert line.startswith("ERR shutdown "), line
+            assert conn.at_eof()
+        assert server.connected_count() == 0
+        assert server.session_count() == 0
+        records = server.sync(server.server.registry.snapshot)
+        assert [record.name for record in records] == ["Client01", "Client02", "Client03"]
+        assert all(record.finished is not None for record in records)
+        messages = [record.getMessage() for record in caplog.records]
+        for name in ("Client01", "Client02", "Client03"):
+            assert f"Finished: {name}" in messages
+        assert [record for record in caplog.records if record.exc_info] == []
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_aclose_does_not_wait_for_clients_that_read_their_err(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server()
+    assert server.server is not None
+    conns = [LineConn(server.port) for _ in range(2)]
+    try:
+        for conn in conns:
+            conn.greet()
+        closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+        for conn in conns:
+            assert conn.read_line().startswith("ERR shutdown ")
+            conn.close()
+        started = time.monotonic()
+        closing.result(timeout=10)
+        assert time.monotonic() - started < 1.5
+        assert server.connected_count() == 0
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_aclose_stops_accepting(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server()
+    assert server.server is not None
+    port = server.port
+    server.call(server.server.aclose(), timeout=15)
+    with pytest.raises(ConnectionRefusedError):
+        LineConn(port, timeout=2).close()
+
+
+def test_library_sees_the_shutdown(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server()
+    assert server.server is not None
+    client = Client(HOST, server.port, timeout=5)
+    try:
+        closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+        wait_until(lambda: server.connected_count() == 0)  # ERR shutdown is on its way
+        with pytest.raises(ServerClosing) as info:
+            client.ping()
+        assert info.value.code == "shutdown"
+        assert client.closed
+        closing.result(timeout=10)
+    finally:
+        client.close()
+
+
+# -- the real program ------------------------------------------------------------------
+
+
+class ServerProcess:
+    """``python Server.py`` with its stderr read line by line in a thread."""
+
+    def __init__(self, repo: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "Server.py", "--port", "0", "--repo", str(repo)],
+            cwd=PROJECT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no log line matching {pattern!r}: {self.lines}")
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"server exited; log: {self.lines}")
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def log(self) -> str:
+        """The whole log, once the process has ended."""
+        self._reader.join(10)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return "".join(self.lines)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def server_process(repo: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(repo)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_shuts_the_server_down_cleanly(
+    server_process: ServerProcess, signum: signal.Signals
+) -> None:
+    match = server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
+    port = int(match.group(1))
+    assert port > 0
+    conns = [LineConn(port) for _ in range(2)]
+    try:
+        assert [conn.greet() for conn in conns] == ["Client01", "Client02"]
+        server_process.wait_for_line(r"Connected: Client02 from 127\.0\.0\.1:\d+")
+
+        server_process.proc.send_signal(signum)
+        for conn in conns:
+            line = conn.read_line()
+            assert line.startswith("ERR shutdown "), line
+            assert conn.at_eof()
+    finally:
+        for conn in conns:
+            conn.close()
+    assert server_process.proc.wait(timeout=5) == 0
+    log = server_process.log()
+    assert "Finished: Client01" in log
+    assert "Finished: Client02" in log
+    assert "Traceback" not in log
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] INFO: Starting server", log, re.M)
+
+
+def test_signal_with_no_clients_exits_zero(server_process: ServerProcess) -> None:
+    server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:\d+")
+    server_process.proc.send_signal(signal.SIGINT)
+    assert server_process.proc.wait(timeout=5) == 0
+    assert "Traceback" not in server_process.log()
+
+
+def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -> None:
+    match = server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
+    conn = LineConn(int(match.group(1)))
+    try:
+        assert conn.read_line() == "NAME Client01"
+        server_process.proc.send_signal(signal.SIGTERM)
+        assert conn.read_line().startswith("ERR shutdown ")
+        assert conn.at_eof()
+    finally:
+        conn.close()
+    assert server_process.proc.wait(timeout=5) == 0
+    log = server_process.log()
+    assert "Finished: Client01" in log
+    assert "Traceback" not in log
