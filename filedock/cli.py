@@ -42,6 +42,10 @@ _SERVER_HELP = {
     "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
     "send_timeout": "seconds without write progress before a client that does not read is dropped",
     "log_level": "least severe log level shown",
+    "max_clients_per_ip": "slots one client address may hold (0 = no limit beyond --max-clients)",
+    "tls_cert": "certificate chain (PEM) to serve over TLS; needs --tls-key",
+    "tls_key": "private key (PEM) of --tls-cert",
+    "token_file": "file of access tokens, one a line; clients must greet with one",
 }
 
 
@@ -74,7 +78,7 @@ def server_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
     for field in fields(ServerConfig):
         default = getattr(defaults, field.name)
-        kind = type(default)
+        kind = str if default is None else type(default)
         flag = "--" + field.name.replace("_", "-")
         extra: dict[str, Any] = {}
         if field.name == "log_level":
@@ -109,8 +113,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             os.makedirs(config.repo)
             log.info("Created repository folder %r", os.path.abspath(config.repo))
         asyncio.run(_serve(config))
-    except OSError as exc:
-        log.error("Cannot start the server: %s", exc.strerror or exc)
+    except (OSError, ValueError) as exc:
+        log.error("Cannot start the server: %s", getattr(exc, "strerror", None) or exc)
         return 1
     return 0
 

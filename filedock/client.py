@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from .errors import (
     TimedOut,
     error_for_code,
 )
+from .tokens import TOKEN_PREFIX
 from .version import __version__
 
 DEFAULT_HOST = "127.0.0.1"
@@ -55,7 +57,10 @@ class Client:
 
     Connecting raises :class:`ServerFull` when the server has no free slot and
     :class:`ConnectionLost` when it cannot be reached. ``timeout`` bounds each
-    wait for the server; ``connect_timeout`` bounds the connect.
+    wait for the server; ``connect_timeout`` bounds the connect (and the TLS
+    handshake). ``tls`` is an ``ssl.SSLContext`` for a TLS server (see
+    :func:`filedock.tls.client_context`); ``token`` is the access token for a
+    server that requires one.
     """
 
     def __init__(
@@ -65,10 +70,16 @@ class Client:
         *,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self._tls = tls
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("a token cannot be empty or hold white space")
+        self._token = token
         self._reader = p.LineReader(p.CLIENT_MAX_LINE)
         self._chunk = memoryview(bytearray(64 * 1024))
         self._closed = False
@@ -79,6 +90,8 @@ class Client:
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
         try:
+            if tls is not None:
+                self._sock = _start_tls(self._sock, tls, host, port)
             self._sock.settimeout(timeout)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.name, self.server = self._handshake()
@@ -88,11 +101,21 @@ class Client:
             raise
 
     def _handshake(self) -> tuple[str, str]:
-        admission = self._read_reply()
+        try:
+            admission = self._read_reply()
+        except ConnectionLost as exc:
+            if self._tls is None:
+                raise type(exc)(
+                    f"{exc} before naming this client (a TLS server? try --tls)"
+                ) from None
+            raise
         if isinstance(admission, p.FullReply):
             raise ServerFull(admission.reason)
         name = self._expect(admission, p.NameReply).name
-        self._send(p.encode_request(p.Hello(f"{name} filedock-client/{__version__}")))
+        words = f"{name} filedock-client/{__version__}"
+        if self._token is not None:
+            words += f" {TOKEN_PREFIX}{self._token}"
+        self._send(p.encode_request(p.Hello(words)))
         welcome = self._expect(self._read_reply(), p.WelcomeReply)
         return name, welcome.server
 
@@ -306,6 +329,26 @@ class Client:
         if not self._closed:
             self._closed = True
             self._sock.close()
+
+
+def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:
+    """Wrap a connected socket in TLS, checking the server's certificate."""
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise ConnectionLost(
+            f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message})"
+        ) from None
+    except TimeoutError:
+        sock.close()
+        raise TimedOut(f"TLS handshake with {host}:{port} timed out") from None
+    except OSError as exc:  # ssl.SSLError included
+        sock.close()
+        reason = getattr(exc, "reason", None) or _reason(exc)
+        raise ConnectionLost(
+            f"TLS handshake with {host}:{port} failed ({reason}): is it a TLS server?"
+        ) from None
 
 
 def _reason(exc: OSError) -> str:

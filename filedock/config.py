@@ -22,6 +22,10 @@ class ServerConfig:
     shutdown_grace: float = 5.0  # seconds a transfer in flight may finish at shutdown
     send_timeout: float = 60.0  # seconds without write progress before a client is dropped
     log_level: str = "INFO"
+    max_clients_per_ip: int = 0  # slots one address may hold; 0 = only max_clients applies
+    tls_cert: str | None = None  # with tls_key: serve over TLS
+    tls_key: str | None = None
+    token_file: str | None = None  # one token a line: HELLO must carry token=<one of them>
 
     def __post_init__(self) -> None:
         checks = (
@@ -33,6 +37,8 @@ class ServerConfig:
             (self.history >= 0, "history cannot be negative"),
             (self.shutdown_grace >= 0, "shutdown_grace cannot be negative"),
             (self.send_timeout > 0, "send_timeout must be positive"),
+            (self.max_clients_per_ip >= 0, "max_clients_per_ip cannot be negative"),
+            ((self.tls_cert is None) == (self.tls_key is None), "TLS needs both a cert and a key"),
         )
         for ok, message in checks:
             if not ok:

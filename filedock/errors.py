@@ -11,6 +11,7 @@
     │   ├── NotFound           no such file in the repository
     │   ├── Forbidden          a path the repository will not serve
     │   └── ServerClosing      the server ended the session (shutdown, timeout)
+    │       └── Unauthorized   the server wants a valid access token
     ├── ServerFull             no free slot; carries the server's reason
     ├── ConnectionLost         the connection broke or went silent
     │   └── TimedOut           no answer within the client's timeout
@@ -84,6 +85,12 @@ class ServerClosing(RequestError):
     code = "shutdown"
 
 
+class Unauthorized(ServerClosing):
+    """The server requires an access token and ours was missing or wrong."""
+
+    code = "unauthorized"
+
+
 class ServerFull(FiledockError):
     """The server had no free slot (``FULL <reason>``)."""
 
@@ -128,6 +135,8 @@ _ERROR_CLASSES: dict[str, type[RequestError]] = {
 
 def error_for_code(code: str, text: str) -> RequestError:
     """The exception a client raises for the reply ``ERR <code> <text>``."""
+    if code == Unauthorized.code:
+        return Unauthorized(text)
     if code in _CLOSING_CODES:
         return ServerClosing(text, code=code)
     cls = _ERROR_CLASSES.get(code, RequestError)

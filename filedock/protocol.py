@@ -432,6 +432,7 @@ BAD_ENCODING = "bad-encoding"
 HANDSHAKE = "handshake"
 TIMEOUT = "timeout"
 SHUTDOWN = "shutdown"
+UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal"
 
 PONG = b"PONG\n"

@@ -20,11 +20,13 @@ import time
 from typing import Any
 
 from . import protocol as p
+from . import tls
 from .config import ServerConfig
 from .logs import WarningLimiter
 from .registry import Registry
 from .repository import Repository
 from .session import Session
+from .tokens import FailureDelay, TokenChecker, read_token_file
 from .version import server_banner
 
 log = logging.getLogger("filedock.server")
@@ -47,8 +49,19 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.registry = Registry(config.max_clients, config.history)
+        self.registry = Registry(
+            config.max_clients, config.history, max_per_host=config.max_clients_per_ip
+        )
         self.repository = Repository(config.repo)
+        self.tls = (
+            tls.server_context(config.tls_cert, config.tls_key)
+            if config.tls_cert and config.tls_key
+            else None
+        )
+        self.tokens = (
+            TokenChecker(read_token_file(config.token_file)) if config.token_file else None
+        )
+        self.auth_failures = FailureDelay()
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
         self.banner = server_banner()
@@ -75,15 +88,30 @@ class Server:
             self.config.port,
             backlog=_BACKLOG,
             reuse_address=True,
+            ssl=self.tls,
+            # A client that connects and never starts TLS is dropped like one
+            # that never greets; it holds no slot meanwhile.
+            ssl_handshake_timeout=self.config.handshake_timeout if self.tls else None,
         )
         host, port = self.address
         log.info(
-            "Starting server on %s:%d, repo=%r, max_clients=%d",
+            "Starting server on %s:%d, repo=%r, max_clients=%d%s",
             f"[{host}]" if ":" in host else host,
             port,
             self.repository.root,
             self.config.max_clients,
+            self._extras(),
         )
+
+    def _extras(self) -> str:
+        extras = []
+        if self.tls:
+            extras.append(", tls=on")
+        if self.tokens:
+            extras.append(", tokens=required")
+        if self.config.max_clients_per_ip:
+            extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
+        return "".join(extras)
 
     @property
     def address(self) -> tuple[str, int]:

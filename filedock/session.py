@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
 from .registry import ClientEntry
+from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Session(asyncio.Protocol):
         self.config = server.config
         self.entry: ClientEntry | None = None
         self.address = "?"
+        self.host = "?"
         self.greeted = False
         self.transport: asyncio.Transport | None = None
         self._reader = p.LineReader(self.config.max_line)
@@ -59,6 +61,7 @@ class Session(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._body_in_flight = False
         self._closing = False
+        self._answer_later = False  # closing, with a last answer still to send
         self._stopping = False  # the server is shutting down: serve nothing new
         self._warned = False  # protocol errors are logged once per connection
         self._peer_eof = False
@@ -72,16 +75,16 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.address = format_address(transport.get_extra_info("peername"))
+        peer = transport.get_extra_info("peername")
+        self.address = format_address(peer)
+        self.host = str(peer[0]) if isinstance(peer, tuple) else self.address
         registry = self.server.registry
-        entry = registry.admit(self.address)
+        refusal = registry.refusal(self.host)
+        entry = None if refusal else registry.admit(self.address, self.host)
         if entry is None:
-            limit = registry.max_clients
-            reason = f"server is at capacity ({limit}/{limit} clients)"
-            transport.write(p.encode_reply(p.FullReply(reason)))
-            self.server.warn(
-                "rejected", "Rejected %s: at capacity (%d/%d)", self.address, limit, limit
-            )
+            assert refusal is not None
+            transport.write(p.encode_reply(p.FullReply(refusal.reason)))
+            self.server.warn("rejected", "Rejected %s: %s", self.address, refusal.summary)
             self._closing = True
             self.server.lingering.add(self)
             self._close_gracefully()
@@ -105,7 +108,9 @@ class Session(asyncio.Protocol):
         if self._closing:
             return False  # our last line is out; let the transport close
         self._process()
-        return True  # we close once the replies in hand are written
+        # Keep the transport open until the replies in hand are written; TLS
+        # cannot half-close, so there the transport closes after them itself.
+        return self.server.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -166,7 +171,8 @@ class Session(asyncio.Protocol):
         if replies:
             self.transport.write(b"".join(replies))
         if self._closing:
-            self._close_gracefully()
+            if not self._answer_later:
+                self._close_gracefully()
         elif self._peer_eof and self._task is None and not self._flow.paused:
             # The client has finished sending; an unended last line is dropped.
             self._end_session()
@@ -192,10 +198,16 @@ class Session(asyncio.Protocol):
             log.exception("Internal error serving %s", self._label())
             return p.encode_reply(p.ErrorReply(p.INTERNAL, "internal server error"))
 
-    def _handle_greeting(self, text: str) -> bytes:
+    def _handle_greeting(self, text: str) -> bytes | None:
         greeting = p.parse_greeting(text)
         if isinstance(greeting, p.Hello):
             assert self.entry is not None
+            tokens = self.server.tokens
+            if tokens is not None and not tokens.accepts(token_from_greeting(greeting.words)):
+                self._refuse_unauthorized()
+                return None
+            if tokens is not None:
+                self.server.auth_failures.record_success(self.host)
             self.greeted = True
             self._arm_idle_timer()
             return p.encode_reply(p.WelcomeReply(self.entry.name, self.server.banner))
@@ -203,6 +215,31 @@ class Session(asyncio.Protocol):
             return self._bye()
         self._warn_once("Handshake error from %s: a command before HELLO", self._label())
         return p.encode_reply(p.ErrorReply(p.HANDSHAKE, "say HELLO first"))
+
+    def _refuse_unauthorized(self) -> None:
+        """Free the slot now; answer ``ERR unauthorized`` after a delay that grows
+        with each failure from this address, so tokens cannot be guessed quickly."""
+        delay = self.server.auth_failures.record_failure(self.host)
+        self.server.warn(
+            "auth",
+            "Unauthorized: %s gave no valid token (answer delayed %g s)",
+            self._label(),
+            delay,
+        )  # never the token itself
+        self._end_session()
+        self._answer_later = True
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, self._send_unauthorized)
+
+    def _send_unauthorized(self) -> None:
+        self._timer = None
+        self._answer_later = False
+        if self.transport is not None and not self.transport.is_closing():
+            reply = p.ErrorReply(p.UNAUTHORIZED, "a valid access token is required")
+            self.transport.write(p.encode_reply(reply))
+            self._close_gracefully()
 
     # -- commands -------------------------------------------------------------
 
