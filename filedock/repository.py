@@ -148,7 +148,14 @@ class Repository:
         """Every file the repository serves, sorted by path. Blocks: run it in a thread."""
         files: list[FileInfo] = []
         seen_dirs: set[tuple[int, int]] = set()
-        self._scan(self.root, "", files, seen_dirs)
+        # Folders reached through a symlink are scanned after every real folder,
+        # so a folder also linked from elsewhere is listed under its own path
+        # whatever order the disk returns names in.
+        linked: list[tuple[str, str]] = []
+        self._scan(self.root, "", files, seen_dirs, linked)
+        while linked:
+            folder, prefix = linked.pop(0)
+            self._scan(folder, prefix, files, seen_dirs, linked)
         files.sort(key=lambda info: info.path)
         return files
 
@@ -158,6 +165,7 @@ class Repository:
         prefix: str,
         files: list[FileInfo],
         seen_dirs: set[tuple[int, int]],
+        linked: list[tuple[str, str]],
     ) -> None:
         try:
             folder_stat = os.stat(folder)
@@ -180,8 +188,10 @@ class Repository:
             except OSError:
                 continue
             if is_dir:
-                if not entry.is_symlink() or self._inside(entry.path):
-                    self._scan(entry.path, path + "/", files, seen_dirs)
+                if not entry.is_symlink():
+                    self._scan(entry.path, path + "/", files, seen_dirs, linked)
+                elif self._inside(entry.path):
+                    linked.append((entry.path, path + "/"))
                 continue
             try:
                 self.resolve(path)

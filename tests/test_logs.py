@@ -1,0 +1,197 @@
+"""WarningLimiter: a flood of warnings of one kind cannot flood the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from filedock.logs import WarningLimiter
+
+LOGGER = "tests.limiter"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTimers:
+    """Records call_later requests; the test runs them when it wants."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> object:
+        self.scheduled.append((delay, callback))
+        return None
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def messages(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+    def logged() -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == LOGGER]
+
+    return logged
+
+
+def limiter(clock: FakeClock, call_later: FakeTimers | None = None) -> WarningLimiter:
+    logger = logging.getLogger(LOGGER)
+    return WarningLimiter(logger, burst=3, period=10.0, clock=clock, call_later=call_later)
+
+
+def test_at_most_burst_warnings_then_a_summary(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(10):
+        warnings.warning("storm", "bad client %d", i)
+        clock.now += 0.5  # all within one 10 s period
+    assert messages() == ["bad client 0", "bad client 1", "bad client 2"]
+    clock.now = 1010.0  # the period is over: the next warning reports the rest
+    warnings.warning("storm", "bad client %d", 10)
+    assert messages()[3:] == ["7 more 'storm' warnings suppressed in 10 s", "bad client 10"]
+
+
+def test_just_before_the_period_ends_still_suppressed(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(4):
+        warnings.warning("storm", "w%d", i)
+    clock.now += 9.999
+    warnings.warning("storm", "late")
+    assert messages() == ["w0", "w1", "w2"]
+
+
+def test_each_kind_has_its_own_burst(clock: FakeClock, messages: Callable[[], list[str]]) -> None:
+    warnings = limiter(clock)
+    for i in range(5):
+        warnings.warning("accept", "accept %d", i)
+        warnings.warning("handshake", "handshake %d", i)
+    assert messages() == [
+        "accept 0",
+        "handshake 0",
+        "accept 1",
+        "handshake 1",
+        "accept 2",
+        "handshake 2",
+    ]
+    clock.now += 10
+    warnings.warning("accept", "accept again")
+    assert messages()[6:] == ["2 more 'accept' warnings suppressed in 10 s", "accept again"]
+    warnings.warning("handshake", "handshake again")
+    assert messages()[8:] == [
+        "2 more 'handshake' warnings suppressed in 10 s",
+        "handshake again",
+    ]
+
+
+def test_no_summary_when_nothing_was_suppressed(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(3):
+        warnings.warning("storm", "w%d", i)
+    clock.now += 10
+    warnings.warning("storm", "next")
+    warnings.flush()
+    assert messages() == ["w0", "w1", "w2", "next"]
+
+
+def test_a_new_period_gets_a_new_burst(clock: FakeClock, messages: Callable[[], list[str]]) -> None:
+    warnings = limiter(clock)
+    for period in range(3):
+        for i in range(5):
+            warnings.warning("storm", "p%d w%d", period, i)
+        clock.now += 10
+    warnings.flush()
+    assert messages() == [
+        "p0 w0",
+        "p0 w1",
+        "p0 w2",
+        "2 more 'storm' warnings suppressed in 10 s",
+        "p1 w0",
+        "p1 w1",
+        "p1 w2",
+        "2 more 'storm' warnings suppressed in 10 s",
+        "p2 w0",
+        "p2 w1",
+        "p2 w2",
+        "2 more 'storm' warnings suppressed in 10 s",
+    ]
+
+
+def test_flush_reports_what_is_suppressed(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(8):
+        warnings.warning("storm", "w%d", i)
+    warnings.warning("other", "o")
+    warnings.flush()
+    assert messages() == ["w0", "w1", "w2", "o", "5 more 'storm' warnings suppressed in 10 s"]
+    warnings.flush()  # nothing left to report
+    assert len(messages()) == 5
+
+
+def test_summary_at_the_end_of_the_period_with_call_later(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    timers = FakeTimers()
+    warnings = limiter(clock, call_later=timers)
+    for i in range(3):
+        warnings.warning("storm", "w%d", i)
+    assert timers.scheduled == []  # nothing suppressed, nothing to report later
+    clock.now += 2
+    for i in range(3, 50):
+        warnings.warning("storm", "w%d", i)
+    [(delay, report)] = timers.scheduled  # one timer per period, not per warning
+    assert delay == pytest.approx(8.0)  # when the period that began at the first warning ends
+    clock.now += delay
+    report()
+    assert messages() == ["w0", "w1", "w2", "47 more 'storm' warnings suppressed in 10 s"]
+    # The next warning starts a new period with a full burst.
+    warnings.warning("storm", "after")
+    assert messages()[-1] == "after"
+    report()  # a stale timer reports nothing twice
+    warnings.flush()
+    assert len(messages()) == 5
+
+
+def test_stale_timer_after_a_new_period_reports_nothing(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    timers = FakeTimers()
+    warnings = limiter(clock, call_later=timers)
+    for i in range(5):
+        warnings.warning("storm", "w%d", i)
+    [(_, report)] = timers.scheduled
+    clock.now += 10
+    for i in range(5):
+        warnings.warning("storm", "new %d", i)  # the first reports the 2 itself
+    report()  # the old timer fires late: the new period is not cut short
+    warnings.warning("storm", "still suppressed")
+    assert messages() == [
+        "w0",
+        "w1",
+        "w2",
+        "2 more 'storm' warnings suppressed in 10 s",
+        "new 0",
+        "new 1",
+        "new 2",
+    ]
+    assert len(timers.scheduled) == 2  # the new period's own timer
+    timers.scheduled[1][1]()
+    assert messages()[-1] == "3 more 'storm' warnings suppressed in 10 s"

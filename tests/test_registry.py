@@ -1,0 +1,209 @@
+"""The client registry: capacity, names, times and history, with a fake clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from filedock.protocol import ClientRecord, client_name
+from filedock.registry import Registry
+
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def local(moment: float) -> datetime:
+    """A wall-clock time as STATUS shows it: local time, to the second."""
+    return datetime.fromtimestamp(int(moment))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_admit_until_full(clock: FakeClock) -> None:
+    registry = Registry(3, clock=clock)
+    entries = [registry.admit(f"127.0.0.1:{5000 + i}") for i in range(3)]
+    assert [entry.name for entry in entries if entry] == ["Client01", "Client02", "Client03"]
+    assert registry.is_full
+    assert registry.connected_count == 3
+    assert registry.admit("127.0.0.1:6000") is None
+    assert registry.admit("127.0.0.1:6001") is None
+    assert registry.connected_count == 3
+    assert registry.connected_names() == ["Client01", "Client02", "Client03"]
+
+
+def test_a_rejected_admit_takes_no_number(clock: FakeClock) -> None:
+    registry = Registry(1, clock=clock)
+    first = registry.admit("a:1")
+    assert first is not None
+    for _ in range(5):
+        assert registry.admit("b:2") is None
+    registry.finish(first)
+    second = registry.admit("c:3")
+    assert second is not None
+    assert (second.number, second.name) == (2, "Client02")
+    # Rejected connections do not show in STATUS either.
+    assert [record.address for record in registry.snapshot()] == ["a:1", "c:3"]
+
+
+def test_names_count_past_99_and_are_never_reused(clock: FakeClock) -> None:
+    registry = Registry(2, history=0, clock=clock)
+    names = []
+    for _ in range(120):
+        entry = registry.admit("h:1")
+        assert entry is not None
+        names.append(entry.name)
+        registry.finish(entry)
+    assert names == [client_name(n) for n in range(1, 121)]
+    assert names[0] == "Client01"
+    assert names[8:10] == ["Client09", "Client10"]
+    assert names[98:100] == ["Client99", "Client100"]
+    assert len(set(names)) == len(names)
+
+
+def test_finish_frees_a_slot(clock: FakeClock) -> None:
+    registry = Registry(2, clock=clock)
+    first = registry.admit("a:1")
+    second = registry.admit("b:2")
+    assert first is not None
+    assert second is not None
+    assert registry.admit("c:3") is None
+    assert registry.finish(first) is True
+    assert not registry.is_full
+    assert registry.connected_count == 1
+    third = registry.admit("c:3")
+    assert third is not None
+    assert third.name == "Client03"
+    assert registry.connected_names() == ["Client02", "Client03"]
+
+
+def test_finish_is_idempotent(clock: FakeClock) -> None:
+    registry = Registry(2, clock=clock)
+    entry = registry.admit("a:1")
+    other = registry.admit("b:2")
+    assert entry is not None
+    assert other is not None
+    clock.advance(5)
+    assert registry.finish(entry) is True
+    assert entry.finished == T0 + 5
+    clock.advance(5)
+    assert registry.finish(entry) is False
+    assert entry.finished == T0 + 5  # the first FINISHED time stays
+    # A second finish frees no other slot and records the client once.
+    assert registry.connected_count == 1
+    assert registry.connected_names() == ["Client02"]
+    assert [record.name for record in registry.snapshot()] == ["Client01", "Client02"]
+
+
+def test_snapshot_is_oldest_first_with_times(clock: FakeClock) -> None:
+    registry = Registry(5, clock=clock)
+    a = registry.admit("10.0.0.1:4001")
+    clock.advance(1)
+    b = registry.admit("[::1]:4002")
+    clock.advance(1)
+    c = registry.admit("10.0.0.3:4003")
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    clock.advance(3)
+    registry.finish(c)  # the newest leaves first...
+    clock.advance(2)
+    registry.finish(a)  # ...then the oldest; the order stays by admission
+    assert registry.snapshot() == [
+        ClientRecord("Client01", local(T0), local(T0 + 7), "10.0.0.1:4001"),
+        ClientRecord("Client02", local(T0 + 1), None, "[::1]:4002"),
+        ClientRecord("Client03", local(T0 + 2), local(T0 + 5), "10.0.0.3:4003"),
+    ]
+
+
+def test_snapshot_follows_changes(clock: FakeClock) -> None:
+    registry = Registry(2, clock=clock)
+    entry = registry.admit("a:1")
+    assert entry is not None
+    [before] = registry.snapshot()
+    assert before.finished is None
+    clock.advance(3)
+    registry.finish(entry)
+    [after] = registry.snapshot()
+    assert after.finished == local(T0 + 3)
+    assert after.accepted == local(T0)
+
+
+def test_times_are_to_the_second(clock: FakeClock) -> None:
+    clock.now = T0 + 0.999
+    registry = Registry(1, clock=clock)
+    entry = registry.admit("a:1")
+    assert entry is not None
+    [record] = registry.snapshot()
+    assert record.accepted == local(T0)
+    assert record.accepted.microsecond == 0
+
+
+def test_history_keeps_the_most_recent_finished(clock: FakeClock) -> None:
+    registry = Registry(10, history=2, clock=clock)
+    entries = []
+    for i in range(6):
+        entry = registry.admit(f"h:{i}")
+        assert entry is not None
+        entries.append(entry)
+        clock.advance(1)
+    # Client01 and Client04 stay connected; the others finish in this order.
+    for index in (4, 1, 5, 2):
+        registry.finish(entries[index])
+        clock.advance(1)
+    names = [record.name for record in registry.snapshot()]
+    # The two most recent to finish are Client06 and Client03; connected ones always stay.
+    assert names == ["Client01", "Client03", "Client04", "Client06"]
+
+
+def test_history_zero_keeps_only_connected(clock: FakeClock) -> None:
+    registry = Registry(3, history=0, clock=clock)
+    first = registry.admit("a:1")
+    second = registry.admit("b:2")
+    assert first is not None
+    assert second is not None
+    registry.finish(first)
+    assert [record.name for record in registry.snapshot()] == ["Client02"]
+    registry.finish(second)
+    assert registry.snapshot() == []
+
+
+def test_connected_are_kept_beyond_history(clock: FakeClock) -> None:
+    registry = Registry(50, history=1, clock=clock)
+    for i in range(40):
+        assert registry.admit(f"h:{i}") is not None
+    assert len(registry.snapshot()) == 40
+
+
+def test_connected_names_in_connection_order(clock: FakeClock) -> None:
+    registry = Registry(5, clock=clock)
+    a = registry.admit("a:1")
+    b = registry.admit("b:2")
+    c = registry.admit("c:3")
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    registry.finish(b)
+    registry.admit("d:4")
+    assert registry.connected_names() == ["Client01", "Client03", "Client04"]
+    registry.finish(a)
+    assert registry.connected_names() == ["Client03", "Client04"]
+
+
+@pytest.mark.parametrize(("max_clients", "history"), [(0, 10), (-1, 10), (1, -1)])
+def test_invalid_settings(max_clients: int, history: int) -> None:
+    with pytest.raises(ValueError, match="max_clients|history"):
+        Registry(max_clients, history=history)
