@@ -85,7 +85,10 @@ def receive_file(
             raise IntegrityError(
                 f"SHA-256 mismatch for {dest.name}", expected=sha256, actual=digest
             )
-        os.replace(temp_name, dest)
+        try:
+            os.replace(temp_name, dest)
+        except OSError as exc:  # e.g. a folder under the final name
+            raise SaveError(f"cannot save {dest}: {exc.strerror}") from None
     except BaseException:
         _remove(temp_name)
         raise
