@@ -9,6 +9,9 @@ Use the client library from Python::
         for info in client.list():
             print(info.path, info.size)
         saved = client.get("sample.txt", "downloads")
+
+The README's "Use it from Python" has a longer example, and every method of
+:class:`Client` shows one in its docstring.
 """
 
 from .client import Client, DownloadResult
@@ -21,6 +24,7 @@ from .errors import (
     NotFound,
     ProtocolError,
     RequestError,
+    SaveError,
     ServerClosing,
     ServerFull,
     TimedOut,
@@ -41,6 +45,7 @@ __all__ = [
     "NotFound",
     "ProtocolError",
     "RequestError",
+    "SaveError",
     "ServerClosing",
     "ServerFull",
     "TimedOut",

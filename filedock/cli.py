@@ -18,7 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from .client import DEFAULT_HOST, DEFAULT_PORT, Client
-from .config import ServerConfig
+from .config import LOOP_CHOICES, ServerConfig
 from .errors import FiledockError, ServerFull
 from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .logs import configure_logging
@@ -46,6 +46,8 @@ _SERVER_HELP = {
     "tls_cert": "certificate chain (PEM) to serve over TLS; needs --tls-key",
     "tls_key": "private key (PEM) of --tls-cert",
     "token_file": "file of access tokens, one a line; clients must greet with one",
+    "loop": "event loop: uvloop (pip install filedock[fast]) or the standard asyncio one; "
+    "auto uses uvloop when it is installed",
 }
 
 
@@ -84,6 +86,9 @@ def server_parser() -> argparse.ArgumentParser:
         if field.name == "log_level":
             extra["choices"] = _LOG_LEVELS
             extra["type"] = str.upper
+        elif field.name == "loop":
+            extra["choices"] = LOOP_CHOICES
+            extra["type"] = str.lower
         else:
             extra["type"] = kind
         parser.add_argument(
@@ -91,7 +96,7 @@ def server_parser() -> argparse.ArgumentParser:
             dest=field.name,
             default=_env_default(parser, field.name, default, kind),
             help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}]",
-            metavar=field.name.upper() if field.name != "log_level" else None,
+            metavar=None if "choices" in extra else field.name.upper(),
             **extra,
         )
     parser.add_argument("--version", action="version", version=server_banner())
@@ -112,7 +117,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         if not os.path.isdir(config.repo):
             os.makedirs(config.repo)
             log.info("Created repository folder %r", os.path.abspath(config.repo))
-        asyncio.run(_serve(config))
+        from .server import event_loop_factory  # the client never needs the server's modules
+
+        with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
+            runner.run(_serve(config))
     except (OSError, ValueError) as exc:
         log.error("Cannot start the server: %s", getattr(exc, "strerror", None) or exc)
         return 1
@@ -135,9 +143,10 @@ async def _serve(config: ServerConfig) -> None:
 def client_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filedock-client",
-        description="Connect to a filedock server and talk to it at a prompt.",
+        description="Connect to a filedock server. With no COMMAND, talk to it at a prompt; "
+        "with one, run it, print the result and exit (for scripts).",
         formatter_class=_Formatter,
-        epilog=EXIT_CODES_HELP,
+        epilog=f"examples:\n{_CLIENT_EXAMPLES}\n{EXIT_CODES_HELP}",
     )
     port = _env_default(parser, "port", DEFAULT_PORT, int)
     parser.add_argument(
@@ -166,18 +175,60 @@ def client_parser() -> argparse.ArgumentParser:
         help="how long to wait for each answer from the server",
     )
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
+    _add_client_commands(parser)
     return parser
 
 
+_CLIENT_EXAMPLES = """\
+  filedock-client                        the interactive prompt
+  filedock-client --port 50001 ping
+  filedock-client list --json            one JSON document (schema in the README)
+  filedock-client get sample.txt docs/a.pdf -o DIR
+  filedock-client say "hello there"
+"""
+
+
+def _add_client_commands(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per one-shot command; their options come after the command word."""
+    from .oneshot import COMMAND_HELP, JSON_COMMANDS
+
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands (run one and exit)"
+    )
+    for name, text in COMMAND_HELP.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        if name in JSON_COMMANDS:
+            sub.add_argument(
+                "--json", action="store_true", help="print one JSON document (see the README)"
+            )
+    get = commands.choices["get"]
+    get.add_argument("paths", nargs="+", metavar="FILE", help="a path as `list` shows it")
+    get.add_argument(
+        "-o",
+        "--output",
+        dest="downloads",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="where files are saved (default: --downloads, ./downloads)",
+    )
+    commands.choices["say"].add_argument("text", nargs="+", metavar="TEXT")
+
+
+def _open_client(args: argparse.Namespace) -> Client:
+    return Client(args.host, args.port, timeout=args.timeout, connect_timeout=args.connect_timeout)
+
+
 def client_main(argv: Sequence[str] | None = None) -> int:
-    """The interactive client; its exit status (see ``--help``)."""
+    """The client: the prompt, or one COMMAND (see ``--help``); its exit status."""
+    args = client_parser().parse_args(argv)
+    if args.command is not None:
+        from .oneshot import run_oneshot
+
+        return run_oneshot(args, _open_client)
     from .shell import Shell
 
-    args = client_parser().parse_args(argv)
     try:
-        client = Client(
-            args.host, args.port, timeout=args.timeout, connect_timeout=args.connect_timeout
-        )
+        client = _open_client(args)
     except ServerFull as exc:
         print(f"[SERVER] Server is at capacity: {exc.reason}", flush=True)
         return ExitCode.SERVER_FULL

@@ -6,17 +6,22 @@ broken connection always surfaces as :class:`ConnectionLost`, never as a
 raw ``OSError``. The interactive shell and the one-shot commands use this
 and nothing else.
 
->>> with Client("127.0.0.1", port) as client:          # doctest: +SKIP
-...     client.ping()
-...     client.get("sample.txt", "downloads")
+>>> with Client("127.0.0.1", port) as client:
+...     saved = client.get("sample.txt", "downloads")
+>>> saved.read_bytes()
+b'hello\\n'
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
 import os
 import socket
 import ssl
 import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +30,7 @@ from typing import TypeVar
 from . import protocol as p
 from .download import Progress, local_path, receive_file
 from .errors import (
+    BadRequest,
     ConnectionLost,
     FiledockError,
     IntegrityError,
@@ -40,12 +46,22 @@ from .version import __version__
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
 
+# Bytes of GET lines :meth:`Client.get_many` keeps in flight. Small enough to
+# fit in the sockets' buffers, so the client never blocks sending while the
+# server blocks sending it a file the client is not reading yet.
+PIPELINE_BYTES = 16 * 1024
+
 _R = TypeVar("_R", bound=p.Reply)
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadResult:
-    """A file saved by :meth:`Client.send_line` or :meth:`Client.download`."""
+    """A file saved by :meth:`Client.download`, :meth:`Client.get_many` or
+    :meth:`Client.send_line`: where it is, its size and its (verified) SHA-256.
+
+    >>> client.download("sample.txt", "downloads")
+    DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='5891b5b522d5...')
+    """
 
     path: Path
     size: int
@@ -61,6 +77,17 @@ class Client:
     handshake). ``tls`` is an ``ssl.SSLContext`` for a TLS server (see
     :func:`filedock.tls.client_context`); ``token`` is the access token for a
     server that requires one.
+
+    ``name`` is the name the server gave, ``server`` its WELCOME text. Use it
+    in a ``with`` block, or call :meth:`close`, to leave cleanly.
+
+    >>> with filedock.Client("127.0.0.1", port, timeout=5.0) as other:
+    ...     other.name.startswith("Client"), other.server
+    (True, 'filedock 1.0.0')
+    >>> filedock.Client("127.0.0.1", 1)
+    Traceback (most recent call last):
+      ...
+    filedock.errors.ConnectionLost: cannot connect to 127.0.0.1:1: ...
     """
 
     def __init__(
@@ -122,39 +149,74 @@ class Client:
     # -- commands ---------------------------------------------------------------
 
     def ping(self) -> float:
-        """Round-trip time of a PING, in seconds."""
+        """Round-trip time of a PING, in seconds.
+
+        >>> client.ping() < 1.0
+        True
+        """
         start = time.perf_counter()
         self._expect(self._execute(p.Ping()), p.PongReply)
         return time.perf_counter() - start
 
     def who(self) -> list[str]:
-        """Names of the clients connected now, in the order they connected."""
+        """Names of the clients connected now, in the order they connected.
+
+        >>> client.who()
+        ['Client01']
+        """
         return list(self._expect(self._execute(p.Who()), p.WhoReply).names)
 
     def uptime(self) -> int:
-        """Whole seconds since the server started."""
+        """Whole seconds since the server started.
+
+        >>> client.uptime() >= 0
+        True
+        """
         return self._expect(self._execute(p.Uptime()), p.UptimeReply).seconds
 
     def about(self) -> str:
-        """The server's name, version and protocol version."""
+        """The server's name, version and protocol version.
+
+        >>> client.about()
+        'filedock 1.0.0 | protocol 1 | ...'
+        """
         return self._expect(self._execute(p.About()), p.AboutReply).text
 
     def help(self) -> str:
-        """The server's one-line list of commands."""
+        """The server's one-line list of commands.
+
+        >>> client.help()
+        'CMDs: help | status | list | ...'
+        """
         return self._expect(self._execute(p.Help()), p.HelpReply).text
 
     def status(self) -> list[p.ClientRecord]:
-        """Every client the server has had (within its history), oldest first."""
+        """Every client the server has had (within its history), oldest first.
+
+        >>> record = client.status()[0]
+        >>> record.name, record.finished, record.connected
+        ('Client01', None, True)
+        >>> record.accepted
+        datetime.datetime(...)
+        """
         header = self._expect(self._execute(p.Status()), p.StatusReply)
         return [p.parse_client_record(self._read_text()) for _ in range(header.count)]
 
     def list(self) -> list[p.FileInfo]:
-        """Every file in the server's repository, sorted by path."""
+        """Every file in the server's repository, sorted by path.
+
+        >>> [(info.path, info.size) for info in client.list()]
+        [('sample.txt', 6)]
+        """
         header = self._expect(self._execute(p.ListFiles()), p.FilesReply)
         return [p.parse_file_info(self._read_text()) for _ in range(header.count)]
 
     def say(self, text: str) -> str:
-        """Send ``text`` as a message (even if it is a command word); returns the echo."""
+        """Send ``text`` as a message (even if it is a command word); returns the echo.
+
+        >>> client.say("ping")
+        'ping'
+        """
         return self._expect(self._execute(p.Say(text)), p.AckReply).text
 
     def get(
@@ -170,6 +232,14 @@ class Client:
         :class:`IntegrityError` when the body does not match its SHA-256,
         :class:`ProtocolError` when the server names another or an unsafe path,
         :class:`SaveError` when the file cannot be written locally.
+        ``progress(done, total)`` is called as the bytes arrive.
+
+        >>> client.get("sample.txt", "downloads")
+        PosixPath('downloads/sample.txt')
+        >>> client.get("nope.txt")
+        Traceback (most recent call last):
+          ...
+        filedock.errors.NotFound: not-found: no such file in the repository
         """
         return self.download(path, dest_dir, progress=progress).path
 
@@ -180,9 +250,96 @@ class Client:
         *,
         progress: Progress | None = None,
     ) -> DownloadResult:
-        """Like :meth:`get`, returning the size and SHA-256 too."""
+        """Like :meth:`get`, returning the size and SHA-256 too.
+
+        >>> result = client.download("sample.txt", "downloads")
+        >>> result.size, result.sha256[:12]
+        (6, '5891b5b522d5')
+        """
         header = self._expect(self._execute(p.Get(path)), p.FileReply)
         return self._receive(path, header, dest_dir, progress)
+
+    def get_many(
+        self,
+        paths: Iterable[str],
+        dest_dir: str | os.PathLike[str] = "downloads",
+        *,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> builtins.list[DownloadResult | FiledockError]:
+        """Download several files over this connection, pipelined: one outcome per path, in order.
+
+        The ``GET`` lines go out together (up to :data:`PIPELINE_BYTES` of
+        requests in flight, so neither side can block the other) and the
+        replies are read in order, so the files come back to back without a
+        round trip each. Each outcome is the :class:`DownloadResult`, or the
+        error that file met (:class:`NotFound`, :class:`Forbidden`,
+        :class:`IntegrityError`, :class:`SaveError`, …): one failure does
+        not stop the others. If the connection breaks, its error
+        (:class:`ConnectionLost`, :class:`ServerClosing`, :class:`ProtocolError`)
+        is the outcome of every file not received yet, and the client is closed.
+        ``progress(path, done, total)`` is called as bytes arrive.
+
+        >>> outcomes = client.get_many(["sample.txt", "nope.txt"], "downloads")
+        >>> [type(outcome).__name__ for outcome in outcomes]
+        ['DownloadResult', 'NotFound']
+        >>> outcomes[0].path.as_posix()
+        'downloads/sample.txt'
+        """
+        wanted = list(paths)
+        outcomes: list[DownloadResult | FiledockError | None] = [None] * len(wanted)
+        lines: list[tuple[int, bytes]] = []
+        for index, path in enumerate(wanted):
+            try:
+                lines.append((index, p.encode_request(p.Get(path))))
+            except ValueError:  # a line feed: it cannot travel on one line
+                outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
+        in_flight: deque[tuple[int, int]] = deque()  # (index, request size) sent, not answered
+        next_line = 0
+        try:
+            while next_line < len(lines) or in_flight:
+                batch: list[bytes] = []
+                budget = PIPELINE_BYTES - sum(size for _, size in in_flight)
+                while next_line < len(lines) and (
+                    len(lines[next_line][1]) <= budget or not (in_flight or batch)
+                ):
+                    index, line = lines[next_line]
+                    batch.append(line)
+                    in_flight.append((index, len(line)))
+                    budget -= len(line)
+                    next_line += 1
+                if batch:
+                    self._send(b"".join(batch))
+                index, _ = in_flight.popleft()
+                outcomes[index] = self._get_reply(wanted[index], dest_dir, progress)
+        except FiledockError as exc:  # the connection is gone: no more replies will come
+            self._abandon()
+            outcomes = [exc if outcome is None else outcome for outcome in outcomes]
+        except BaseException:
+            self._abandon()  # requests in flight: the stream is out of step for good
+            raise
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _get_reply(
+        self,
+        path: str,
+        dest_dir: str | os.PathLike[str],
+        progress: Callable[[str, int, int], None] | None,
+    ) -> DownloadResult | FiledockError:
+        """Read the reply to one pipelined GET; a failure that leaves the stream usable is returned.
+
+        A failure that breaks the connection is raised instead.
+        """
+        on_bytes = None if progress is None else functools.partial(progress, path)
+        try:
+            header = self._read_reply()
+            if not isinstance(header, p.FileReply):
+                self._abandon()  # records may follow it: the stream is out of step
+                raise ProtocolError(f"expected FILE for {path!r}, the server sent {header!r}")
+            return self._receive(path, header, dest_dir, on_bytes)
+        except FiledockError as exc:
+            if self._closed:
+                raise
+            return exc
 
     def send_line(
         self,
@@ -195,6 +352,11 @@ class Client:
 
         Returns the echoed text, or the :class:`DownloadResult` when the server
         took the line as a file's name and sent the file.
+
+        >>> client.send_line("hello there")
+        'hello there'
+        >>> client.send_line("sample.txt", "downloads")
+        DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='...')
         """
         reply = self._execute(p.Message(text))
         if isinstance(reply, p.AckReply):
@@ -203,7 +365,12 @@ class Client:
         return self._receive(text.strip(), header, dest_dir, progress)
 
     def exit(self) -> bool:
-        """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice."""
+        """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.
+
+        >>> other = filedock.Client("127.0.0.1", port)
+        >>> other.exit(), other.exit(), other.closed
+        (True, False, True)
+        """
         if self._closed:
             return False
         try:

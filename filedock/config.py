@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from .protocol import DEFAULT_MAX_LINE
 
+# "auto" runs on uvloop when it is installed (pip install filedock[fast]) and on
+# the standard library's loop otherwise; the other two insist on one of them.
+LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -26,6 +30,7 @@ class ServerConfig:
     tls_cert: str | None = None  # with tls_key: serve over TLS
     tls_key: str | None = None
     token_file: str | None = None  # one token a line: HELLO must carry token=<one of them>
+    loop: str = "auto"  # the event loop: one of LOOP_CHOICES
 
     def __post_init__(self) -> None:
         checks = (
@@ -39,6 +44,7 @@ class ServerConfig:
             (self.send_timeout > 0, "send_timeout must be positive"),
             (self.max_clients_per_ip >= 0, "max_clients_per_ip cannot be negative"),
             ((self.tls_cert is None) == (self.tls_key is None), "TLS needs both a cert and a key"),
+            (self.loop in LOOP_CHOICES, f"loop must be one of {', '.join(LOOP_CHOICES)}"),
         )
         for ok, message in checks:
             if not ok:

@@ -27,7 +27,16 @@ from __future__ import annotations
 
 
 class FiledockError(Exception):
-    """Base of every error filedock raises on purpose."""
+    """Base of every error filedock raises on purpose.
+
+    A refusal carries the wire's ``code`` and ``text``; the session goes on:
+
+    >>> try:
+    ...     client.get("nope.txt")
+    ... except filedock.FiledockError as exc:
+    ...     print(type(exc).__name__, exc.code, exc.text, sep=" | ")
+    NotFound | not-found | no such file in the repository
+    """
 
 
 class ProtocolError(FiledockError):

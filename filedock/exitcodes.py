@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 from .errors import (
@@ -23,6 +24,27 @@ class ExitCode(IntEnum):
     SERVER_FULL = 4  # the server had no free slot
     NOT_AVAILABLE = 5  # the file does not exist or may not be read
     INTEGRITY = 6  # a download did not match its SHA-256
+    INTERRUPTED = 130  # a one-shot command stopped by Ctrl-C (128 + SIGINT, as shells do)
+
+
+# When several things failed (a `get` of many files), the status names the
+# worst: a file that failed its check, then a lost connection, then any other
+# failure, then a file that is not there.
+_SEVERITY = (
+    ExitCode.INTEGRITY,
+    ExitCode.CONNECTION,
+    ExitCode.ERROR,
+    ExitCode.NOT_AVAILABLE,
+)
+
+
+def worst(codes: Iterable[ExitCode]) -> ExitCode:
+    """The exit status of a run whose parts ended with ``codes``: the worst one, or OK."""
+    seen = set(codes)
+    for code in _SEVERITY:
+        if code in seen:
+            return code
+    return max(seen, default=ExitCode.OK)
 
 
 def exit_code_for(error: FiledockError) -> ExitCode:
@@ -45,4 +67,6 @@ EXIT_CODES_HELP = """exit status:
   3  could not connect, or the connection was lost or closed by the server
   4  the server is at capacity
   5  the file does not exist or may not be read (not-found, forbidden)
-  6  a download failed its SHA-256 check"""
+  6  a download failed its SHA-256 check
+  130  a one-shot command interrupted by Ctrl-C
+  (a `get` of several files exits with the worst: 6, then 3, then 1, then 5)"""

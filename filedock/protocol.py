@@ -251,7 +251,15 @@ def encode_request(request: Request) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ClientRecord:
-    """One client in ``STATUS``: times are the server's local time, to the second."""
+    """One client in ``STATUS``: times are the server's local time, to the second.
+
+    ``finished`` is None while the client is connected; ``address`` is
+    ``host:port`` as the server saw it.
+
+    >>> record = client.status()[0]
+    >>> record.name, record.connected, record.address.startswith("127.0.0.1:")
+    ('Client01', True, True)
+    """
 
     name: str
     accepted: datetime
@@ -265,7 +273,12 @@ class ClientRecord:
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
-    """One file in ``FILES``: ``path`` relative to the repository, ``mtime`` in UTC."""
+    """One file in ``FILES``: ``path`` relative to the repository, ``mtime`` in UTC.
+
+    >>> info = client.list()[0]
+    >>> info.path, info.size, info.mtime.tzinfo
+    ('sample.txt', 6, datetime.timezone.utc)
+    """
 
     path: str
     size: int

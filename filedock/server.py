@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import resource
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from . import protocol as p
 from . import tls
@@ -38,6 +40,11 @@ _OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 # Pending connections the kernel queues for us: a burst of clients is
 # answered FULL instead of refused.
 _BACKLOG = 1024
+
+# Connections asyncio accepts per wake-up, kept apart from _BACKLOG: out of
+# descriptors, asyncio calls accept() this many times and schedules as many
+# retries (CPython gh-151615), which at 1024 grows into a busy loop.
+_ACCEPT_BATCH = 100
 
 # Descriptors the server needs besides one per client: listening sockets,
 # files being sent, hashing threads, the log.
@@ -72,6 +79,7 @@ class Server:
         self._stop_requested = asyncio.Event()
         self._limiter = WarningLimiter(log)
         self._all_closed: asyncio.Event | None = None
+        self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
 
     # -- running ------------------------------------------------------------
 
@@ -86,13 +94,16 @@ class Server:
             lambda: Session(self),
             self.config.host,
             self.config.port,
-            backlog=_BACKLOG,
+            backlog=_ACCEPT_BATCH,
             reuse_address=True,
             ssl=self.tls,
             # A client that connects and never starts TLS is dropped like one
             # that never greets; it holds no slot meanwhile.
             ssl_handshake_timeout=self.config.handshake_timeout if self.tls else None,
         )
+        for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
+            with sock.dup() as listening:
+                listening.listen(_BACKLOG)
         host, port = self.address
         log.info(
             "Starting server on %s:%d, repo=%r, max_clients=%d%s",
@@ -105,6 +116,8 @@ class Server:
 
     def _extras(self) -> str:
         extras = []
+        if _is_uvloop(asyncio.get_running_loop()):
+            extras.append(", loop=uvloop")
         if self.tls:
             extras.append(", tls=on")
         if self.tokens:
@@ -180,9 +193,44 @@ class Server:
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         if isinstance(exc, OSError) and exc.errno in _OVERLOAD_ERRNOS:
-            self.warn("accept", "Cannot accept connections: %s; retrying in a second", exc.strerror)
+            # One line per retry round, not one per accept() asyncio tried in it.
+            now = time.monotonic()
+            if now - self._accept_warned >= 1.0:
+                self._accept_warned = now
+                self.warn(
+                    "accept", "Cannot accept connections: %s; retrying in a second", exc.strerror
+                )
             return
+        if _is_accept_retry(context) and not (self._listener and self._listener.is_serving()):
+            return  # asyncio's retry of a failed accept(), due after the listener closed
         loop.default_exception_handler(context)
+
+
+def _is_accept_retry(context: dict[str, Any]) -> bool:
+    """Whether a loop error comes from asyncio's retry of an accept() that failed."""
+    callback = getattr(context.get("handle"), "_callback", None)
+    return getattr(callback, "__name__", None) == "_start_serving"
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the server's event loop for ``choice`` (see ``LOOP_CHOICES``).
+
+    ``"auto"`` picks uvloop when it is installed and the standard loop otherwise.
+    Raises ``ValueError`` for ``"uvloop"`` when uvloop is not installed.
+    """
+    if choice != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            if choice == "uvloop":
+                raise ValueError("uvloop is not installed (pip install filedock[fast])") from None
+        else:
+            return cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
+    return asyncio.new_event_loop
+
+
+def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).__module__.partition(".")[0] == "uvloop"
 
 
 def raise_descriptor_limit(max_clients: int) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
@@ -73,8 +73,9 @@ class Session(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports implement
+        # asyncio.Transport without deriving from it.
+        transport = self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = format_address(peer)
         self.host = str(peer[0]) if isinstance(peer, tuple) else self.address
@@ -440,8 +441,16 @@ class Session(asyncio.Protocol):
             return
         if self._peer_eof:
             transport.close()  # sends what is buffered, then closes
+            # A client that reads no more would hold that buffer, and the
+            # connection, for ever (its slot is already free): cut it off.
+            loop = asyncio.get_running_loop()
+            self._linger_timer = loop.call_later(self.config.send_timeout, transport.abort)
         elif transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # reset since we last read (ENOTCONN): nothing to wait for
+                transport.abort()
+                return
             transport.resume_reading()
             loop = asyncio.get_running_loop()
             self._linger_timer = loop.call_later(_LINGER_SECONDS, transport.abort)

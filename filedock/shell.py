@@ -1,46 +1,212 @@
-"""The interactive client: the prompt, and what a person sees.
+"""The interactive client: the prompt, line editing, history and completion.
 
-Built on :class:`filedock.Client` alone. The screen text follows the original
-assignment's walk-through (see the README).
+Built on :class:`filedock.Client` alone; what it prints is spelled in
+:mod:`filedock.screen`. On a terminal the prompt has line editing and a
+history kept across sessions (the standard :mod:`readline` module, where
+Python has it), and TAB completes command words and the server's file names.
+Without a terminal it reads plain lines, so scripts can pipe commands in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import TextIO
 
 from . import protocol as p
 from .client import Client, DownloadResult
 from .errors import (
     ConnectionLost,
+    FiledockError,
     IntegrityError,
+    NotFound,
     ProtocolError,
     RequestError,
     SaveError,
     ServerClosing,
 )
 from .exitcodes import ExitCode
-from .progress import ProgressBar
+from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
 
-COMMANDS_LINE = (
-    "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about | exit"
-)
+__all__ = [
+    "COMMANDS_LINE",
+    "PROGRESS_THRESHOLD",
+    "Completer",
+    "LineEditor",
+    "Shell",
+    "history_path",
+    "printable",
+]
 
-# Bodies larger than this get a progress bar (on a terminal only).
-PROGRESS_THRESHOLD = 1024 * 1024
+HISTORY_ENV = "FILEDOCK_HISTORY_FILE"
+# Lines kept in the history file; older ones are dropped when it is written.
+HISTORY_LENGTH = 1000
+# The file names used for completion are fetched again when older than this.
+FILES_TTL = 30.0
+# Words the shell itself understands, besides the protocol's.
+QUIT_WORDS = ("quit",)
+COMPLETION_WORDS = tuple(sorted({*p.COMMAND_WORDS, *QUIT_WORDS}))
 
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F) if code != 0x09}
+
+def history_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the prompt's history is kept; None when there is no home to keep it in.
+
+    ``$FILEDOCK_HISTORY_FILE`` if set, else ``$XDG_STATE_HOME/filedock/history``,
+    else ``~/.local/state/filedock/history``.
+    """
+    env = os.environ if environ is None else environ
+    override = env.get(HISTORY_ENV)
+    if override:
+        return Path(override).expanduser()
+    state = env.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):  # the XDG spec: relative paths are ignored
+        try:
+            state = str(Path.home() / ".local" / "state")
+        except RuntimeError:  # no home directory
+            return None
+    return Path(state) / "filedock" / "history"
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes: a server cannot drive the terminal."""
-    return text.translate(_CONTROL)
+class Completer:
+    """What TAB offers: command words first, file names after ``get``.
+
+    File names come from ``client.list()``, kept for ``ttl`` seconds and
+    fetched again after that or after :meth:`invalidate` (a not-found).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        ttl: float = FILES_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._files: list[str] | None = None
+        self._fetched_at = 0.0
+
+    def invalidate(self) -> None:
+        """Forget the file names: the next completion fetches them again."""
+        self._files = None
+
+    def remember(self, files: list[p.FileInfo]) -> None:
+        """Take the file names from a listing just made."""
+        self._files = [info.path for info in files]
+        self._fetched_at = self._clock()
+
+    def files(self) -> list[str]:
+        """The server's file names, from the cache while it is fresh; [] if they cannot be had."""
+        if self._files is None or self._clock() - self._fetched_at > self._ttl:
+            if self._client.closed:
+                return []
+            try:
+                self.remember(self._client.list())
+            except FiledockError:
+                return []  # the command that follows will say what is wrong
+        return self._files or []
+
+    def candidates(self, line: str, begidx: int, endidx: int) -> list[str]:
+        """Replacements for ``line[begidx:endidx]``, the word being completed."""
+        text = line[begidx:endidx]
+        before = line[:begidx]
+        if not before.strip():
+            words = [word for word in COMPLETION_WORDS if word.startswith(text.lower())]
+            # A file's name alone fetches it: offer names too, once a letter is typed.
+            return words + (self._paths(text) if text else [])
+        verb, _, rest = line[:endidx].lstrip().partition(" ")
+        if not isinstance(p.parse_request(f"{verb} _"), p.Get):  # the verb that takes a file
+            return []
+        cut = len(rest) - len(text)  # the path may hold spaces: readline only replaces `text`
+        return [path[cut:] for path in self._paths(rest)]
+
+    def _paths(self, prefix: str) -> list[str]:
+        """Paths starting with ``prefix``, one folder level at a time (``docs/``)."""
+        matches = [path for path in self.files() if path.startswith(prefix)]
+        levels = set()
+        for path in matches:
+            slash = path.find("/", len(prefix))
+            levels.add(path if slash < 0 else path[: slash + 1])
+        if len(levels) == 1 and next(iter(levels)).endswith("/"):
+            # One folder: offer its files, so readline fills in the folder
+            # without adding a space after it.
+            return matches
+        return sorted(levels)
+
+
+class LineEditor:
+    """The :mod:`readline` set-up of one prompt session: completion and history.
+
+    :meth:`start` returns None where Python has no ``readline``; :meth:`close`
+    writes the history (at most HISTORY_LENGTH lines) and undoes the set-up.
+    """
+
+    def __init__(self, readline: ModuleType, completer: Completer, history: Path | None) -> None:
+        self._readline = readline
+        self._completer = completer
+        self._history = history
+        self._matches: list[str] = []
+        self._old_completer = readline.get_completer()
+        self._old_delims = readline.get_completer_delims()
+        readline.set_completer(self._complete)
+        readline.set_completer_delims(" \t\n")
+        if "libedit" in (readline.__doc__ or ""):  # macOS's readline is libedit underneath
+            readline.parse_and_bind("bind ^I rl_complete")
+        else:
+            readline.parse_and_bind("tab: complete")
+        readline.set_history_length(HISTORY_LENGTH)
+        if history is not None:
+            with contextlib.suppress(OSError):  # none yet, or unreadable: start afresh
+                readline.read_history_file(history)
+        self._start_length: int = readline.get_current_history_length()
+
+    @classmethod
+    def start(cls, completer: Completer, history: Path | None) -> LineEditor | None:
+        try:
+            import readline
+        except ImportError:
+            return None
+        return cls(readline, completer, history)
+
+    def _complete(self, text: str, state: int) -> str | None:
+        if state == 0:
+            rl = self._readline
+            line = rl.get_line_buffer()
+            self._matches = self._completer.candidates(line, rl.get_begidx(), rl.get_endidx())
+        return self._matches[state] if state < len(self._matches) else None
+
+    def close(self) -> None:
+        rl = self._readline
+        rl.set_completer(self._old_completer)
+        rl.set_completer_delims(self._old_delims)
+        if self._history is None:
+            return
+        try:
+            self._history.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            added = rl.get_current_history_length() - self._start_length
+            if self._history.exists() and "libedit" not in (rl.__doc__ or ""):
+                # Append, so two sessions at once both keep their lines.
+                rl.append_history_file(max(added, 0), self._history)
+            else:
+                rl.write_history_file(self._history)
+                os.chmod(self._history, 0o600)  # what was typed is the user's own business
+        except OSError:
+            pass  # a read-only home: the session still ends cleanly
 
 
 class Shell:
-    """A prompt loop over one connected :class:`Client`."""
+    """A prompt loop over one connected :class:`Client`.
+
+    ``line_editing`` (default: stdin is a terminal) turns on readline,
+    history and completion; ``colour`` (default: ``out`` is a terminal and
+    ``NO_COLOR`` is not set) colours the prefixes and verdicts.
+    """
 
     def __init__(
         self,
@@ -49,22 +215,35 @@ class Shell:
         *,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        colour: bool | None = None,
+        line_editing: bool | None = None,
+        history_file: Path | None = None,
     ) -> None:
         self.client = client
         self.downloads = Path(downloads)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.screen = Screen(self.out, progress=self.err, colour=colour)
+        if line_editing is None:
+            line_editing = _isatty(sys.stdin)
+        self.line_editing = line_editing
+        self.history_file = history_file if history_file is not None else history_path()
+        self.completer = Completer(client)
 
     def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        self.screen.line(line)
 
     def run(self) -> int:
         """Greet, then read commands until ``exit``, end of input or Ctrl-C; the exit status."""
-        name = self.client.name
-        self.say(f"[CLIENT] Assigned name: {printable(name)}")
-        self.say(f"[SERVER] WELCOME {printable(name)} | {printable(self.client.server)}")
-        self.say(COMMANDS_LINE)
-        prompt = f"{printable(name)} > "
+        self.screen.greeting(self.client.name, self.client.server)
+        editor = LineEditor.start(self.completer, self.history_file) if self.line_editing else None
+        try:
+            return self._loop(f"{printable(self.client.name)} > ")
+        finally:
+            if editor is not None:
+                editor.close()
+
+    def _loop(self, prompt: str) -> int:
         while True:
             try:
                 text = input(prompt).strip()
@@ -80,115 +259,82 @@ class Shell:
                 self.say("")
                 return self._leave()
             except ServerClosing as exc:
-                self.say(f"[SERVER] ERR {exc.code} {printable(exc.text)}")
+                self.screen.request_error(exc)
                 return ExitCode.CONNECTION
             except ConnectionLost as exc:
-                self.say(f"[CLIENT] Connection to the server was lost ({printable(str(exc))})")
+                self.screen.connection_lost(str(exc))
                 return ExitCode.CONNECTION
             except ProtocolError as exc:
-                self.say(f"[CLIENT] The server broke the protocol: {printable(str(exc))}")
+                self.screen.client_error(f"The server broke the protocol: {printable(str(exc))}")
                 if self.client.closed:
                     return ExitCode.CONNECTION
 
     def _leave(self) -> int:
         if self.client.exit():
-            self.say("[SERVER] BYE")
+            self.screen.server("BYE")
         return ExitCode.OK
 
     def execute(self, text: str) -> bool:
         """Run one command line; ``True`` when the session is over."""
+        if text.lower() in QUIT_WORDS:
+            text = "exit"
         try:
             request = p.parse_request(text)
         except RequestError as exc:
-            self.say(f"[CLIENT] {exc.text}")
+            self.screen.client_error(printable(exc.text))
             return False
         client = self.client
+        screen = self.screen
         try:
             match request:
                 case p.Ping():
                     client.ping()
-                    self.say("[SERVER] PONG")
+                    screen.server("PONG")
                 case p.Who():
-                    self.say("[SERVER] WHO " + " ".join(map(printable, client.who())))
+                    screen.who(client.who())
                 case p.Uptime():
-                    self.say(f"[SERVER] UPTIME {client.uptime()}s")
+                    screen.server(f"UPTIME {client.uptime()}s")
                 case p.About():
-                    self.say(f"[SERVER] ABOUT {printable(client.about())}")
+                    screen.server(f"ABOUT {printable(client.about())}")
                 case p.Help():
-                    self.say(f"[SERVER] {printable(client.help())}")
+                    screen.help(client.help(), str(self.downloads))
                 case p.Status():
-                    self._show_status(client.status())
+                    screen.status(client.status())
                 case p.ListFiles():
-                    self._show_files(client.list())
+                    files = client.list()
+                    self.completer.remember(files)
+                    screen.files(files)
                 case p.Get(path):
-                    self._show_download(
-                        client.download(path, self.downloads, progress=self._bar(path))
-                    )
+                    bar = screen.bar(path)
+                    screen.download(client.download(path, self.downloads, progress=bar))
                 case p.Say(message):
-                    self.say(f"[SERVER] {printable(client.say(message))} ACK")
+                    screen.ack(client.say(message))
                 case p.Exit():
                     if client.exit():
-                        self.say("[SERVER] BYE")
+                        screen.server("BYE")
                     return True
                 case p.Message(message):
-                    result = client.send_line(message, self.downloads, progress=self._bar(message))
+                    bar = screen.bar(message)
+                    result = client.send_line(message, self.downloads, progress=bar)
                     if isinstance(result, DownloadResult):
-                        self._show_download(result)
+                        screen.download(result)
                     else:
-                        self.say(f"[SERVER] {printable(result)} ACK")
+                        screen.ack(result)
         except IntegrityError as exc:
-            self.say("[CLIENT] SHA256 verify: FAIL")
-            self.say(f"[CLIENT] {printable(str(exc))}: expected {exc.expected}, got {exc.actual}")
+            screen.integrity_failure(exc)
         except SaveError as exc:
-            self.say(f"[CLIENT] Could not save the file: {printable(str(exc))}")
+            screen.client_error(f"Could not save the file: {printable(str(exc))}")
         except ServerClosing:
             raise
         except RequestError as exc:
-            self.say(f"[SERVER] ERR {exc.code} {printable(exc.text)}")
+            if isinstance(exc, NotFound):
+                self.completer.invalidate()  # the listing we complete from is out of date
+            screen.request_error(exc)
         return False
 
-    # -- rendering --------------------------------------------------------------
 
-    def _show_download(self, result: DownloadResult) -> None:
-        self.say(f"[CLIENT] Saved file to: {printable(os.path.abspath(result.path))}")
-        self.say("[CLIENT] SHA256 verify: PASS")
-
-    def _show_status(self, records: list[p.ClientRecord]) -> None:
-        width = max([8, *(len(record.name) for record in records)]) + 2
-        self.say("[SERVER] --- STATUS ---")
-        self.say(f"{'CLIENT':<{width}}{'ACCEPTED':<21}{'FINISHED':<21}ADDR")
-        for record in records:
-            accepted = p.format_status_time(record.accepted)
-            finished = "None" if record.finished is None else p.format_status_time(record.finished)
-            self.say(
-                f"{printable(record.name):<{width}}{accepted:<21}{finished:<21}"
-                f"{printable(record.address)}"
-            )
-        self.say("[SERVER] -----")
-
-    def _show_files(self, files: list[p.FileInfo]) -> None:
-        self.say("[SERVER] --- FILES ---")
-        for info in files:
-            self.say(printable(info.path))
-        self.say("[SERVER] -----")
-
-    def _bar(self, label: str) -> _LazyBar | None:
-        return _LazyBar(self.err, printable(label)) if self.err.isatty() else None
-
-
-class _LazyBar:
-    """A progress bar drawn only for bodies over PROGRESS_THRESHOLD."""
-
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self._stream = stream
-        self._label = label
-        self._bar: ProgressBar | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if total <= PROGRESS_THRESHOLD:
-            return
-        if self._bar is None:
-            self._bar = ProgressBar(self._stream, self._label)
-        self._bar(done, total)
-        if done >= total:
-            self._bar.close()
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed
+        return False

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filedock.config import ServerConfig
-from filedock.server import Server
+from filedock.server import Server, event_loop_factory
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ class ServerThread:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop_factory(config.loop)()
         self.server: Server | None = None
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="test-server", daemon=True
@@ -91,6 +91,9 @@ class ServerThread:
 
 @contextlib.contextmanager
 def running_server(repo: Path, **options: Any) -> Iterator[ServerThread]:
+    # The standard loop unless a test asks for another; FILEDOCK_TEST_LOOP=uvloop
+    # runs the whole suite on uvloop.
+    options.setdefault("loop", os.environ.get("FILEDOCK_TEST_LOOP", "asyncio"))
     config = replace(ServerConfig(), host=HOST, port=0, repo=str(repo), **options)
     thread = ServerThread(config).start()
     try:

@@ -119,7 +119,13 @@ def test_walkthrough(server: ServerProcess, tmp_path: Path) -> None:
     assert "Client01 > [SERVER] hello there ACK" in lines
     assert re.search(r"^Client01 > \[SERVER\] UPTIME \d+s$", out, re.M)
     assert re.search(r"^Client01 > \[SERVER\] ABOUT filedock 1\.0\.0", out, re.M)
-    assert "Client01 > [SERVER] --- FILES ---\nsample.txt\n[SERVER] -----" in out
+    assert re.search(
+        r"^Client01 > \[SERVER\] --- FILES ---\n"
+        r"sample\.txt  6 B  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n"
+        r"\[SERVER\] -----$",
+        out,
+        re.M,
+    )
     saved = tmp_path / "downloads" / "sample.txt"
     assert f"Client01 > [CLIENT] Saved file to: {saved}\n[CLIENT] SHA256 verify: PASS" in out
     assert saved.read_bytes() == SAMPLE

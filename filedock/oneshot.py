@@ -1,0 +1,229 @@
+"""One command, then exit: ``filedock-client [options] COMMAND …``, for scripts.
+
+Each command prints what the prompt would print (:mod:`filedock.screen`),
+errors on stderr, and exits with a status from :mod:`filedock.exitcodes`.
+``list``, ``status`` and ``who`` take ``--json`` and then print one JSON
+document instead (the schema is in the README and in :func:`file_json`,
+:func:`client_json`). ``get`` fetches every file it is given over one
+connection, pipelined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import protocol as p
+from .client import Client, DownloadResult
+from .errors import (
+    ConnectionLost,
+    FiledockError,
+    IntegrityError,
+    ProtocolError,
+    RequestError,
+    SaveError,
+    ServerClosing,
+    ServerFull,
+)
+from .exitcodes import ExitCode, exit_code_for, worst
+from .screen import LazyBar, Screen, printable
+
+Connect = Callable[[argparse.Namespace], Client]
+
+
+def file_json(info: p.FileInfo) -> dict[str, Any]:
+    """``{"path": str, "size": int, "mtime": "2026-11-24T15:29:28Z"}`` (mtime in UTC)."""
+    return {"path": info.path, "size": info.size, "mtime": p.format_file_time(info.mtime)}
+
+
+def client_json(record: p.ClientRecord) -> dict[str, Any]:
+    """``{"name", "accepted", "finished", "address"}``; times ``YYYY-MM-DD HH:MM:SS`` in the
+    server's local time, ``finished`` null while the client is connected."""
+    return {
+        "name": record.name,
+        "accepted": p.format_status_time(record.accepted),
+        "finished": None if record.finished is None else p.format_status_time(record.finished),
+        "address": record.address,
+    }
+
+
+def run_oneshot(
+    args: argparse.Namespace,
+    connect: Connect,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Connect, run ``args.command``, leave; the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    screen = Screen(out, errors=err, progress=err)
+    try:
+        try:
+            client = connect(args)
+        except ServerFull as exc:
+            screen.server_error(f"Server is at capacity: {printable(exc.reason)}")
+            return ExitCode.SERVER_FULL
+        except FiledockError as exc:
+            screen.client_error(printable(str(exc)))
+            return exit_code_for(exc)
+        with client:
+            return _run(client, args, screen)
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`filedock-client list | head -1`): say nothing more.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return ExitCode.ERROR
+
+
+def _run(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    try:
+        return _COMMANDS[args.command](client, args, screen)
+    except ServerClosing as exc:
+        screen.request_error(exc)
+        return ExitCode.CONNECTION
+    except ConnectionLost as exc:
+        screen.connection_lost(str(exc))
+        return ExitCode.CONNECTION
+    except RequestError as exc:
+        screen.request_error(exc)
+        return exit_code_for(exc)
+    except ProtocolError as exc:
+        screen.client_error(f"The server broke the protocol: {printable(str(exc))}")
+        return ExitCode.CONNECTION if client.closed else ExitCode.ERROR
+
+
+def _print_json(screen: Screen, document: object) -> None:
+    json.dump(document, screen.out, indent=2)
+    screen.out.write("\n")
+    screen.out.flush()
+
+
+def _ping(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    client.ping()
+    screen.server("PONG")
+    return ExitCode.OK
+
+
+def _list(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    files = client.list()
+    if args.json:
+        _print_json(screen, [file_json(info) for info in files])
+    else:
+        screen.files(files)
+    return ExitCode.OK
+
+
+def _status(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    records = client.status()
+    if args.json:
+        _print_json(screen, [client_json(record) for record in records])
+    else:
+        screen.status(records)
+    return ExitCode.OK
+
+
+def _who(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    names = client.who()
+    if args.json:
+        _print_json(screen, names)
+    else:
+        screen.who(names)
+    return ExitCode.OK
+
+
+def _uptime(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    screen.server(f"UPTIME {client.uptime()}s")
+    return ExitCode.OK
+
+
+def _about(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    screen.server(f"ABOUT {printable(client.about())}")
+    return ExitCode.OK
+
+
+def _help(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    screen.server(printable(client.help()))
+    return ExitCode.OK
+
+
+def _say(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    screen.ack(client.say(" ".join(args.text)))
+    return ExitCode.OK
+
+
+def _get(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+    bars: dict[str, LazyBar | None] = {}
+
+    def progress(path: str, done: int, total: int) -> None:
+        if path not in bars:
+            bars[path] = screen.bar(path)
+        bar = bars[path]
+        if bar is not None:
+            bar(done, total)
+
+    outcomes = client.get_many(args.paths, args.downloads, progress=progress)
+    codes: list[ExitCode] = []
+    shown: set[int] = set()  # a broken connection is the outcome of every file left: say it once
+    for path, outcome in zip(args.paths, outcomes, strict=True):
+        if isinstance(outcome, DownloadResult):
+            screen.download(outcome)
+            continue
+        codes.append(exit_code_for(outcome))
+        if id(outcome) in shown:
+            continue
+        shown.add(id(outcome))
+        _show_failure(screen, outcome, path)
+    return worst(codes)
+
+
+def _show_failure(screen: Screen, error: FiledockError, path: str) -> None:
+    if isinstance(error, IntegrityError):
+        screen.integrity_failure(error)
+    elif isinstance(error, SaveError):
+        screen.client_error(f"Could not save the file: {printable(str(error))}")
+    elif isinstance(error, ServerClosing):
+        screen.request_error(error)
+    elif isinstance(error, RequestError):
+        screen.request_error(error, path)
+    elif isinstance(error, ConnectionLost):
+        screen.connection_lost(str(error))
+    elif isinstance(error, ProtocolError):
+        screen.client_error(f"The server broke the protocol: {printable(str(error))}")
+    else:
+        screen.client_error(printable(str(error)))
+
+
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Screen], int]] = {
+    "ping": _ping,
+    "list": _list,
+    "status": _status,
+    "who": _who,
+    "uptime": _uptime,
+    "about": _about,
+    "help": _help,
+    "say": _say,
+    "get": _get,
+}
+
+# What each command does, for --help.
+COMMAND_HELP = {
+    "ping": "check that the server answers",
+    "list": "the files on the server: path, size, last modified",
+    "status": "every client since the server started",
+    "who": "the clients connected now",
+    "uptime": "seconds since the server started",
+    "about": "the server's name and version",
+    "help": "the server's list of commands",
+    "say": "send a message; the server echoes it",
+    "get": "download files (several at once over one connection), verified by SHA-256",
+}
+JSON_COMMANDS = ("list", "status", "who")

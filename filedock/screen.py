@@ -1,0 +1,243 @@
+"""What the client prints: the screen text of the prompt and the one-shot commands.
+
+Every line a person reads is spelled here once, so the interactive shell and
+``filedock-client <command>`` say the same things in the same words (the
+walk-through in the README). On a terminal the ``[SERVER]``/``[CLIENT]``
+prefixes, errors and the verdict of a SHA-256 check are coloured; with
+colours off (not a terminal, or ``NO_COLOR`` set) the text is exactly the
+plain text, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TextIO
+
+from . import protocol as p
+from .client import DownloadResult
+from .errors import IntegrityError, RequestError
+from .progress import ProgressBar, human_size
+
+COMMANDS_LINE = (
+    "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about | exit"
+)
+
+# Bodies larger than this get a progress bar (on a terminal only).
+PROGRESS_THRESHOLD = 1024 * 1024
+
+# Select Graphic Rendition codes; RESET ends each coloured span.
+RESET = "\x1b[0m"
+SERVER_STYLE = "\x1b[1;36m"  # bold cyan
+CLIENT_STYLE = "\x1b[1;35m"  # bold magenta
+ERROR_STYLE = "\x1b[31m"  # red
+PASS_STYLE = "\x1b[1;32m"  # bold green
+FAIL_STYLE = "\x1b[1;31m"  # bold red
+
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F) if code != 0x09}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: a server cannot drive the terminal."""
+    return text.translate(_CONTROL)
+
+
+def colour_wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Colours on ``stream``: only on a terminal, never with ``NO_COLOR`` set or ``TERM=dumb``."""
+    env = os.environ if environ is None else environ
+    if "NO_COLOR" in env or env.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
+def status_lines(records: Sequence[p.ClientRecord]) -> list[str]:
+    """The STATUS table: the seed's header and columns; the name column grows with the names."""
+    width = max([8, *(len(printable(record.name)) for record in records)]) + 2
+    lines = [f"{'CLIENT':<{width}}{'ACCEPTED':<21}{'FINISHED':<21}ADDR"]
+    for record in records:
+        accepted = p.format_status_time(record.accepted)
+        finished = "None" if record.finished is None else p.format_status_time(record.finished)
+        lines.append(
+            f"{printable(record.name):<{width}}{accepted:<21}{finished:<21}"
+            f"{printable(record.address)}"
+        )
+    return lines
+
+
+def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
+    """The FILES table: path, size (``1.0 GiB``), last modified in local time; aligned."""
+    rows = [
+        (printable(info.path), human_size(info.size), _local_time(info.mtime)) for info in files
+    ]
+    path_width = max((len(row[0]) for row in rows), default=0)
+    size_width = max((len(row[1]) for row in rows), default=0)
+    return [f"{path:<{path_width}}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
+
+
+def _local_time(moment: datetime) -> str:
+    return moment.astimezone().strftime(p.STATUS_TIME_FORMAT)
+
+
+# What ``help`` shows besides the server's own line: every command, one a line.
+HELP_LINES = (
+    ("help", "this list (and the server's own)"),
+    ("list", "the files on the server: path, size, last modified"),
+    ("status", "every client since the server started: when it came, when it left"),
+    ("who", "the clients connected now"),
+    ("ping", "check that the server answers"),
+    ("uptime", "how long the server has been running"),
+    ("about", "the server's name and version"),
+    ("get <file>", "download a file into {downloads}, verified by SHA-256"),
+    ("<file>", "the same as get <file>"),
+    ("say <text>", "send <text> as a message, even if it is a command word"),
+    ("<anything else>", "a message: the server echoes it with ACK"),
+    ("exit, quit", "leave; Ctrl-D (end of input) and Ctrl-C leave too"),
+    ("TAB, Up/Down", "complete a command or file name; recall earlier lines (on a terminal)"),
+)
+
+
+def help_lines(downloads: str) -> list[str]:
+    width = max(len(command) for command, _ in HELP_LINES) + 2
+    return [
+        f"  {command:<{width}}{text.format(downloads=downloads)}" for command, text in HELP_LINES
+    ]
+
+
+class Screen:
+    """Prints the client's lines to ``out``; error lines to ``errors`` (``out`` by default).
+
+    ``colour`` defaults to :func:`colour_wanted` for ``out``. ``progress``
+    is where download progress bars go, when it is a terminal.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        errors: TextIO | None = None,
+        progress: TextIO | None = None,
+        colour: bool | None = None,
+    ) -> None:
+        self.out = out
+        self.errors = errors or out
+        self.progress = progress
+        self.colour = colour_wanted(out) if colour is None else colour
+        if errors is not None and errors is not out and colour is None:
+            self.error_colour = colour_wanted(errors)
+        else:
+            self.error_colour = self.colour
+
+    # -- the pieces -------------------------------------------------------------
+
+    def _paint(self, text: str, style: str, colour: bool) -> str:
+        return f"{style}{text}{RESET}" if colour else text
+
+    def _prefix(self, tag: str, colour: bool) -> str:
+        style = SERVER_STYLE if tag == "[SERVER]" else CLIENT_STYLE
+        return self._paint(tag, style, colour)
+
+    def line(self, text: str) -> None:
+        """Print a line as it is (already printable)."""
+        print(text, file=self.out, flush=True)
+
+    def server(self, text: str) -> None:
+        """``[SERVER] text``."""
+        self.line(f"{self._prefix('[SERVER]', self.colour)} {text}")
+
+    def client(self, text: str) -> None:
+        """``[CLIENT] text``."""
+        self.line(f"{self._prefix('[CLIENT]', self.colour)} {text}")
+
+    def server_error(self, text: str) -> None:
+        """``[SERVER] text``, as an error (red, on the error stream)."""
+        self._error("[SERVER]", text)
+
+    def client_error(self, text: str) -> None:
+        """``[CLIENT] text``, as an error (red, on the error stream)."""
+        self._error("[CLIENT]", text)
+
+    def _error(self, tag: str, text: str) -> None:
+        colour = self.error_colour
+        line = f"{self._prefix(tag, colour)} {self._paint(text, ERROR_STYLE, colour)}"
+        print(line, file=self.errors, flush=True)
+
+    # -- what the commands show -------------------------------------------------
+
+    def greeting(self, name: str, server: str) -> None:
+        self.client(f"Assigned name: {printable(name)}")
+        self.server(f"WELCOME {printable(name)} | {printable(server)}")
+        self.line(COMMANDS_LINE)
+
+    def request_error(self, exc: RequestError, subject: str | None = None) -> None:
+        """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given."""
+        about = "" if subject is None else f" ({printable(subject)})"
+        self.server_error(f"ERR {exc.code} {printable(exc.text)}{about}")
+
+    def ack(self, text: str) -> None:
+        self.server(f"{printable(text)} ACK")
+
+    def who(self, names: Sequence[str]) -> None:
+        self.server("WHO " + " ".join(map(printable, names)))
+
+    def status(self, records: Sequence[p.ClientRecord]) -> None:
+        self.server("--- STATUS ---")
+        for line in status_lines(records):
+            self.line(line)
+        self.server("-----")
+
+    def files(self, files: Sequence[p.FileInfo]) -> None:
+        self.server("--- FILES ---")
+        for line in file_lines(files):
+            self.line(line)
+        self.server("-----")
+
+    def help(self, server_help: str, downloads: str) -> None:
+        self.server(printable(server_help))
+        self.line("In this client:")
+        for line in help_lines(downloads):
+            self.line(line)
+
+    def download(self, result: DownloadResult) -> None:
+        self.client(f"Saved file to: {printable(os.path.abspath(result.path))}")
+        verdict = self._paint("PASS", PASS_STYLE, self.colour)
+        self.client(f"SHA256 verify: {verdict}")
+
+    def integrity_failure(self, exc: IntegrityError) -> None:
+        colour = self.error_colour
+        verdict = self._paint("FAIL", FAIL_STYLE, colour)
+        line = f"{self._prefix('[CLIENT]', colour)} SHA256 verify: {verdict}"
+        print(line, file=self.errors, flush=True)
+        self.client_error(f"{printable(str(exc))}: expected {exc.expected}, got {exc.actual}")
+
+    def connection_lost(self, reason: str) -> None:
+        self.client_error(f"Connection to the server was lost ({printable(reason)})")
+
+    def bar(self, label: str) -> LazyBar | None:
+        """A progress callback for a download of ``label``; None when not on a terminal."""
+        stream = self.progress
+        if stream is None or not stream.isatty():
+            return None
+        return LazyBar(stream, printable(label))
+
+
+class LazyBar:
+    """A progress bar drawn only for bodies over PROGRESS_THRESHOLD that arrive in parts.
+
+    Its clock starts when it is made (when the file is asked for).
+    """
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self._bar = ProgressBar(stream, label)
+        self._calls = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self._calls += 1
+        if total <= PROGRESS_THRESHOLD or (done >= total and self._calls == 1):
+            return  # small, or all here at once: nothing to watch
+        self._bar(done, total)
+        if done >= total:
+            self._bar.close()

@@ -1,0 +1,472 @@
+"""One-shot commands: `filedock-client [options] COMMAND …`, their output and exit status.
+
+Most tests call :func:`filedock.cli.client_main` in process against an
+in-process server; a fake server (a socket in a thread) plays the parts a
+real one will not: a wrong hash, a dropped connection, a strict pipeline.
+A few run `python3 Client.py` to check it takes exactly the same arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filedock.cli import client_main, client_parser
+from filedock.client import Client
+from filedock.errors import BadRequest, NotFound
+from filedock.exitcodes import ExitCode, worst
+from tests.conftest import SAMPLE
+from tests.support import HOST, ServerThread, write_file
+
+ROOT = Path(__file__).resolve().parent.parent
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run(*argv)``: client_main's exit status, stdout and stderr."""
+
+    def run_client(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = client_main(list(argv))
+        except SystemExit as exc:  # argparse ends usage errors this way
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run_client
+
+
+@pytest.fixture
+def port(server: ServerThread) -> str:
+    return str(server.port)
+
+
+# -- the commands, against a real server ---------------------------------------
+
+
+def test_ping(run: Run, port: str) -> None:
+    assert run("--port", port, "ping") == (0, "[SERVER] PONG\n", "")
+
+
+def test_uptime_about_help(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "uptime")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(r"\[SERVER\] UPTIME \d+s\n", out)
+    code, out, _ = run("--port", port, "about")
+    assert code == 0
+    assert out.startswith("[SERVER] ABOUT filedock 1.0.0")
+    code, out, _ = run("--port", port, "help")
+    assert code == 0
+    assert out.startswith("[SERVER] ")
+    assert "list" in out
+
+
+def test_say_sends_a_message_even_a_command_word(run: Run, port: str) -> None:
+    assert run("--port", port, "say", "hello") == (0, "[SERVER] hello ACK\n", "")
+    assert run("--port", port, "say", "ping") == (0, "[SERVER] ping ACK\n", "")
+    assert run("--port", port, "say", "hello", "there") == (0, "[SERVER] hello there ACK\n", "")
+
+
+def test_list_is_an_aligned_table(run: Run, port: str, repo: Path) -> None:
+    write_file(repo / "docs" / "a longer name.bin", b"x" * 1536)
+    code, out, err = run("--port", port, "list")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "[SERVER] --- FILES ---"
+    assert lines[-1] == "[SERVER] -----"
+    rows = lines[1:-1]
+    assert re.fullmatch(r"docs/a longer name\.bin  1\.5 KiB  " + STATUS_TIME.pattern, rows[0])
+    assert re.fullmatch(r"sample\.txt {18}6 B  " + STATUS_TIME.pattern, rows[1])
+    assert len(rows[0]) == len(rows[1])  # the columns line up
+
+
+def test_list_json(run: Run, port: str, repo: Path) -> None:
+    write_file(repo / "sub" / "a.txt", b"abc")
+    code, out, err = run("--port", port, "list", "--json")
+    assert (code, err) == (0, "")
+    files = json.loads(out)  # one JSON document, nothing else
+    assert isinstance(files, list)
+    for entry in files:
+        assert set(entry) == {"path", "size", "mtime"}
+        assert isinstance(entry["path"], str)
+        assert isinstance(entry["size"], int)
+        assert ISO_UTC.fullmatch(entry["mtime"])
+    assert [(entry["path"], entry["size"]) for entry in files] == [
+        ("sample.txt", len(SAMPLE)),
+        ("sub/a.txt", 3),
+    ]
+    mtime = datetime.fromtimestamp((repo / "sample.txt").stat().st_mtime, UTC)
+    assert files[0]["mtime"] == mtime.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_status_json(run: Run, port: str) -> None:
+    assert run("--port", port, "ping")[0] == 0  # Client01 comes and goes
+    code, out, err = run("--port", port, "status", "--json")
+    assert (code, err) == (0, "")
+    records = json.loads(out)
+    assert isinstance(records, list)
+    for record in records:
+        assert set(record) == {"name", "accepted", "finished", "address"}
+        assert isinstance(record["name"], str)
+        assert STATUS_TIME.fullmatch(record["accepted"])
+        assert record["finished"] is None or STATUS_TIME.fullmatch(record["finished"])
+        assert ADDRESS.fullmatch(record["address"])
+    assert [record["name"] for record in records] == ["Client01", "Client02"]
+    assert records[0]["finished"] is not None
+    assert records[1]["finished"] is None  # this very client, still connected
+
+
+def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:
+    code, out, _ = run("--port", port, "status")
+    assert code == 0
+    assert re.fullmatch(
+        r"\[SERVER\] --- STATUS ---\n"
+        r"CLIENT    ACCEPTED             FINISHED             ADDR\n"
+        r"Client01  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  None                 127\.0\.0\.1:\d+\n"
+        r"\[SERVER\] -----\n",
+        out,
+    )
+
+
+def test_who(run: Run, port: str, connect: Callable[..., Client]) -> None:
+    connect()
+    code, out, err = run("--port", port, "who", "--json")
+    assert (code, err) == (0, "")
+    names = json.loads(out)
+    assert names == ["Client01", "Client02"]
+    assert all(isinstance(name, str) for name in names)
+    assert run("--port", port, "who") == (0, "[SERVER] WHO Client01 Client03\n", "")
+
+
+def test_get_several_files_goes_on_past_a_missing_one(
+    run: Run, port: str, repo: Path, tmp_path: Path
+) -> None:
+    write_file(repo / "sub" / "a.txt", b"in a folder\n")
+    out_dir = tmp_path / "out"
+    code, out, err = run(
+        "--port", port, "get", "sample.txt", "nope.txt", "sub/a.txt", "-o", str(out_dir)
+    )
+    assert code == ExitCode.NOT_AVAILABLE
+    assert (out_dir / "sample.txt").read_bytes() == SAMPLE
+    assert (out_dir / "sub" / "a.txt").read_bytes() == b"in a folder\n"
+    assert out == (
+        f"[CLIENT] Saved file to: {out_dir / 'sample.txt'}\n"
+        "[CLIENT] SHA256 verify: PASS\n"
+        f"[CLIENT] Saved file to: {out_dir / 'sub' / 'a.txt'}\n"
+        "[CLIENT] SHA256 verify: PASS\n"
+    )
+    assert re.fullmatch(r"\[SERVER\] ERR not-found .*\(nope\.txt\)\n", err)
+
+
+def test_get_uses_downloads_by_default(
+    run: Run, port: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("--port", port, "get", "sample.txt")[0] == 0
+    assert (tmp_path / "downloads" / "sample.txt").read_bytes() == SAMPLE
+    assert run("--port", port, "--downloads", "elsewhere", "get", "sample.txt")[0] == 0
+    assert (tmp_path / "elsewhere" / "sample.txt").read_bytes() == SAMPLE
+
+
+@pytest.mark.parametrize(("path", "code"), [("nope.txt", "not-found"), ("../x", "forbidden")])
+def test_not_found_and_forbidden_exit_5(
+    run: Run, port: str, tmp_path: Path, path: str, code: str
+) -> None:
+    status, out, err = run("--port", port, "get", path, "-o", str(tmp_path / "out"))
+    assert status == 5  # ExitCode.NOT_AVAILABLE
+    assert out == ""
+    assert err.startswith(f"[SERVER] ERR {code} ")
+
+
+def test_server_full_exits_4(run: Run, make_server: Callable[..., ServerThread]) -> None:
+    full = make_server(max_clients=1)
+    with Client(HOST, full.port, timeout=10):
+        code, out, err = run("--port", str(full.port), "ping")
+    assert code == 4  # ExitCode.SERVER_FULL
+    assert out == ""
+    assert err.startswith("[SERVER] Server is at capacity")
+    assert "(1/1 clients)" in err
+
+
+def test_connection_refused_exits_3(run: Run) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind((HOST, 0))
+        closed_port = probe.getsockname()[1]
+    code, out, err = run("--port", str(closed_port), "ping")
+    assert code == 3  # ExitCode.CONNECTION
+    assert out == ""
+    assert err.startswith(f"[CLIENT] cannot connect to 127.0.0.1:{closed_port}")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bogus"],
+        ["get"],
+        ["say"],
+        ["list", "--bogus"],
+        ["ping", "--json"],
+        ["--port", "x", "ping"],
+    ],
+)
+def test_usage_errors_exit_2(run: Run, argv: list[str]) -> None:
+    code, out, err = run(*argv)
+    assert code == 2  # ExitCode.USAGE
+    assert out == ""
+    assert "usage: filedock-client" in err
+
+
+def test_help_documents_commands_and_exit_codes() -> None:
+    text = client_parser().format_help()
+    for command in ("ping", "list", "status", "who", "get", "say", "uptime", "about", "help"):
+        assert re.search(rf"^\s+{command}\s", text, re.M), command
+    for line in ("0  success", "2  usage error", "4  the server is at capacity", "6  a download"):
+        assert line in text
+
+
+def test_worst_exit_code_wins() -> None:
+    assert worst([]) == ExitCode.OK
+    assert worst([ExitCode.NOT_AVAILABLE, ExitCode.INTEGRITY]) == ExitCode.INTEGRITY
+    assert worst([ExitCode.NOT_AVAILABLE, ExitCode.CONNECTION]) == ExitCode.CONNECTION
+    assert worst([ExitCode.NOT_AVAILABLE, ExitCode.ERROR]) == ExitCode.ERROR
+
+
+# -- against a fake server -------------------------------------------------------
+
+
+class FakeServer:
+    """One connection: ``NAME Client01``, ``WELCOME`` to HELLO, then ``script(conn)``."""
+
+    def __init__(self, script: Callable[[FakeConn], None]) -> None:
+        self.script = script
+        self.errors: list[BaseException] = []
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+            with sock:
+                conn = FakeConn(sock)
+                conn.send(b"NAME Client01\n")
+                assert conn.line().startswith("HELLO")
+                conn.send(b"WELCOME Client01 fakedock 0.0\n")
+                self.script(conn)
+        except BaseException as exc:  # reported by stop()
+            self.errors.append(exc)
+
+    def stop(self) -> None:
+        self._thread.join(15)
+        self.listener.close()
+        assert not self._thread.is_alive()
+        for error in self.errors:
+            if not isinstance(error, ConnectionError):  # the client may hang up first
+                raise error
+
+
+class FakeConn:
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(5)
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> str:
+        """The next line; EOFError when the client hung up."""
+        for _ in range(1000):  # bounded: lines here are short
+            if b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                return line.decode()
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise EOFError
+            self.buffer += chunk
+        raise AssertionError("no line")
+
+    def goodbye(self) -> None:
+        """Answer EXIT with BYE, as the client leaves."""
+        if self.line() == "EXIT":
+            self.send(b"BYE\n")
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Callable[[FakeConn], None]], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(script: Callable[[FakeConn], None]) -> FakeServer:
+        server = FakeServer(script)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _file(path: str, body: bytes, sha256: str | None = None) -> bytes:
+    digest = sha256 or hashlib.sha256(body).hexdigest()
+    return f"FILE {len(body)} {digest} {path}\n".encode() + body
+
+
+def test_get_is_pipelined(run: Run, fake: Any, tmp_path: Path) -> None:
+    """The fake answers nothing until it holds all three GETs: a client that
+    waited for each reply before the next request would never finish."""
+    names = ["a.txt", "b.txt", "c.txt"]
+
+    def script(conn: FakeConn) -> None:
+        requests = [conn.line() for _ in names]
+        assert requests == [f"GET {name}" for name in names]
+        conn.send(b"".join(_file(name, name.encode() * 3) for name in names))
+        conn.goodbye()
+
+    server = fake(script)
+    code, out, err = run(
+        "--port", str(server.port), "--timeout", "5", "get", *names, "-o", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    for name in names:
+        assert (tmp_path / name).read_bytes() == name.encode() * 3
+    assert out.count("SHA256 verify: PASS") == 3
+
+
+def test_wrong_hash_exits_6_and_keeps_nothing(run: Run, fake: Any, tmp_path: Path) -> None:
+    wrong = hashlib.sha256(b"something else").hexdigest()
+
+    def script(conn: FakeConn) -> None:
+        assert conn.line() == "GET bad.txt"
+        assert conn.line() == "GET good.txt"
+        assert conn.line() == "GET nope.txt"
+        conn.send(_file("bad.txt", b"tampered\n", wrong))
+        conn.send(_file("good.txt", b"fine\n"))
+        conn.send(b"ERR not-found no such file\n")
+        conn.goodbye()
+
+    server = fake(script)
+    out_dir = tmp_path / "out"
+    code, out, err = run(
+        "--port", str(server.port), "get", "bad.txt", "good.txt", "nope.txt", "-o", str(out_dir)
+    )
+    assert code == 6  # ExitCode.INTEGRITY: the worst of 6 and 5
+    assert "[CLIENT] SHA256 verify: FAIL" in err
+    assert "(nope.txt)" in err
+    assert out == f"[CLIENT] Saved file to: {out_dir / 'good.txt'}\n[CLIENT] SHA256 verify: PASS\n"
+    assert sorted(os.listdir(out_dir)) == ["good.txt"]  # no bad.txt, no temporary file
+
+
+def test_lost_connection_exits_3(run: Run, fake: Any) -> None:
+    def script(conn: FakeConn) -> None:
+        assert conn.line() == "PING"  # and hang up without answering
+
+    server = fake(script)
+    code, out, err = run("--port", str(server.port), "ping")
+    assert code == ExitCode.CONNECTION
+    assert out == ""
+    assert err.startswith("[CLIENT] Connection to the server was lost")
+
+
+def test_lost_connection_during_get_is_every_file_left(run: Run, fake: Any, tmp_path: Path) -> None:
+    def script(conn: FakeConn) -> None:
+        assert [conn.line(), conn.line()] == ["GET a.txt", "GET b.txt"]
+        conn.send(_file("a.txt", b"a\n"))
+
+    server = fake(script)
+    code, out, err = run("--port", str(server.port), "get", "a.txt", "b.txt", "-o", str(tmp_path))
+    assert code == ExitCode.CONNECTION
+    assert "SHA256 verify: PASS" in out
+    assert err.count("Connection to the server was lost") == 1
+
+
+def test_server_shutdown_exits_3(run: Run, fake: Any) -> None:
+    def script(conn: FakeConn) -> None:
+        assert conn.line() == "WHO"
+        conn.send(b"ERR shutdown server is shutting down\n")
+
+    server = fake(script)
+    code, out, err = run("--port", str(server.port), "who", "--json")
+    assert code == ExitCode.CONNECTION
+    assert out == ""
+    assert err == "[SERVER] ERR shutdown server is shutting down\n"
+
+
+# -- the library call under `get` --------------------------------------------------
+
+
+def test_get_many_outcomes_in_order(connect: Callable[..., Client], tmp_path: Path) -> None:
+    client = connect()
+    progress: list[tuple[str, int, int]] = []
+    outcomes = client.get_many(
+        ["nope.txt", "sample.txt", "bad\nname", "sample.txt"],
+        tmp_path,
+        progress=lambda path, done, total: progress.append((path, done, total)),
+    )
+    assert isinstance(outcomes[0], NotFound)
+    assert isinstance(outcomes[2], BadRequest)  # never sent: it cannot travel on one line
+    for outcome in (outcomes[1], outcomes[3]):
+        assert not isinstance(outcome, Exception)
+        assert outcome.path == tmp_path / "sample.txt"
+        assert outcome.sha256 == hashlib.sha256(SAMPLE).hexdigest()
+    assert ("sample.txt", len(SAMPLE), len(SAMPLE)) in progress
+    assert client.ping() >= 0  # the connection is still in step
+
+
+def test_get_many_keeps_few_requests_in_flight(
+    connect: Callable[..., Client], tmp_path: Path
+) -> None:
+    client = connect()
+    paths = ["sample.txt"] * 2000  # ~30 KiB of requests: more than one window
+    outcomes = client.get_many(paths, tmp_path)
+    assert len(outcomes) == 2000
+    assert all(not isinstance(outcome, Exception) for outcome in outcomes)
+
+
+# -- `python3 Client.py` takes the same arguments ----------------------------------
+
+
+def _client_py(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FILEDOCK_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "Client.py"), *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_client_py_takes_the_same_arguments(port: str, tmp_path: Path) -> None:
+    listing = _client_py("--port", port, "list", "--json", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert [entry["path"] for entry in json.loads(listing.stdout)] == ["sample.txt"]
+    fetched = _client_py("--port", port, "get", "sample.txt", "-o", "out", cwd=tmp_path)
+    assert fetched.returncode == 0
+    assert (tmp_path / "out" / "sample.txt").read_bytes() == SAMPLE
+    missing = _client_py("--port", port, "get", "nope.txt", cwd=tmp_path)
+    assert missing.returncode == 5
+    bad = _client_py("bogus", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr
+    assert "Traceback" not in bad.stderr + missing.stderr

@@ -1,0 +1,376 @@
+"""The interactive shell on a real (pseudo-)terminal: completion, history, colours, leaving.
+
+Each test runs `python3 Client.py` with a pseudo-terminal as its stdin,
+stdout and stderr (and controlling terminal, so Ctrl-C is a signal), types
+into the master side and reads what the terminal shows, with deadlines. The
+pieces behind it (completion, the history's place, help, tables) are tested
+at the end without a terminal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import io
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from filedock.client import Client
+from filedock.protocol import ClientRecord, FileInfo
+from filedock.screen import status_lines
+from filedock.shell import (
+    COMPLETION_WORDS,
+    FILES_TTL,
+    HISTORY_ENV,
+    Completer,
+    Shell,
+    history_path,
+)
+from tests.support import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_readline = pytest.mark.skipif(
+    importlib.util.find_spec("readline") is None, reason="this Python has no readline module"
+)
+SGR = re.compile(rb"\x1b\[[0-9;]*m")  # a colour (Select Graphic Rendition) code
+
+# Run as a new session's leader, open the terminal to make it the controlling
+# one (so Ctrl-C sends SIGINT), then become Client.py.
+_BOOT = (
+    "import os, sys; os.close(os.open(os.ttyname(0), os.O_RDWR)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+class PtyClient:
+    """`python3 Client.py` on a pseudo-terminal."""
+
+    def __init__(self, port: int, cwd: Path, env: dict[str, str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(ROOT / "Client.py"), "--port", str(port)],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self._seen = 0  # where the next expect() starts looking
+        self._eof = False
+
+    def _read(self, deadline: float) -> bool:
+        """Read what the terminal shows until ``deadline``; False at end of output."""
+        if self._eof:
+            return False
+        ready, _, _ = select.select([self.master], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: every process holding the terminal is gone
+            data = b""
+        if not data:
+            self._eof = True
+            return False
+        self.output += data
+        return True
+
+    def expect(self, pattern: bytes, timeout: float = 10.0) -> None:
+        """Wait until the output after the last match holds ``pattern`` (a regular expression)."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while not (match := regex.search(self.output, self._seen)):
+            if time.monotonic() > deadline or not self._read(deadline):
+                raise AssertionError(f"no {pattern!r} on the terminal; it shows {self.text!r}")
+        self._seen = match.end()
+
+    def prompt(self) -> None:
+        """Wait for the next prompt. Keys are typed only at a prompt: readline is
+        reading then (a key typed before it might be read in the terminal's line
+        mode, and a Ctrl-C that comes before readline waits is seen only after
+        the next key: see wait_until_reading)."""
+        self.expect(rb"Client\d+ > ")
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Read the output to its end and return the exit status."""
+        deadline = time.monotonic() + timeout
+        while self._read(deadline):
+            if time.monotonic() > deadline:
+                break
+        try:
+            return self.proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the client did not end; it shows {self.text!r}") from None
+
+    def wait_until_reading(self, timeout: float = 10.0) -> None:
+        """Wait until the client sleeps in readline's wait for a key (Linux: /proc).
+
+        A Ctrl-C that comes while readline is still busy with the last key is
+        only seen after the next key (a limit of Python's readline module);
+        a person never types that fast, a test does.
+        """
+        wchan = Path(f"/proc/{self.proc.pid}/wchan")
+        if not wchan.exists():
+            return  # not Linux: best effort
+        deadline = time.monotonic() + timeout
+        while "poll" not in wchan.read_text() and "select" not in wchan.read_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the client is not waiting for a key: {wchan.read_text()}")
+            time.sleep(0.005)
+
+    @property
+    def text(self) -> str:
+        return self.output.decode("utf-8", "replace").replace("\r\n", "\n")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(server: ServerThread, tmp_path: Path) -> Iterator[Callable[..., PtyClient]]:
+    """Start clients on pseudo-terminals; ``colour=False`` sets NO_COLOR."""
+    started: list[PtyClient] = []
+    history = tmp_path / "state" / "history"
+
+    def start(*, colour: bool = False) -> PtyClient:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("NO_COLOR", "FILEDOCK_HOST", "FILEDOCK_PORT")
+        }
+        env.update(
+            TERM="xterm",
+            INPUTRC=os.devnull,
+            HOME=str(tmp_path),
+            FILEDOCK_HISTORY_FILE=str(history),
+            PYTHONPATH=str(ROOT),
+        )
+        if not colour:
+            env["NO_COLOR"] = "1"
+        client = PtyClient(server.port, tmp_path, env)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        client.close()
+
+
+@needs_readline
+def test_tab_completes_a_file_name(terminal: Callable[..., PtyClient], tmp_path: Path) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"get sam\t")
+    client.expect(rb"ple\.txt")
+    client.type(b"\r")
+    client.expect(rb"SHA256 verify: PASS")
+    assert "[CLIENT] Saved file to: " + str(tmp_path / "downloads" / "sample.txt") in client.text
+    assert (tmp_path / "downloads" / "sample.txt").read_bytes() == b"hello\n"
+    client.prompt()
+    client.type(b"exit\r")
+    assert client.wait() == 0
+    assert "[SERVER] BYE" in client.text
+
+
+@needs_readline
+def test_tab_completes_a_command_word(terminal: Callable[..., PtyClient]) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"upt\t\r")
+    client.expect(rb"\[SERVER\] UPTIME \d+s")
+    client.prompt()
+    client.type(b"\x04")
+    assert client.wait() == 0
+
+
+@needs_readline
+def test_history_is_kept_across_sessions(
+    terminal: Callable[..., PtyClient], tmp_path: Path
+) -> None:
+    first = terminal()
+    first.prompt()
+    first.type(b"hello history\r")
+    first.expect(rb"\[SERVER\] hello history ACK")
+    first.prompt()
+    first.type(b"\x04")  # Ctrl-D: the last line in the history stays "hello history"
+    assert first.wait() == 0
+    assert "hello history" in (tmp_path / "state" / "history").read_text()
+
+    second = terminal()
+    second.prompt()
+    second.type(b"\x1b[A")  # up arrow
+    second.expect(rb"hello history")
+    second.type(b"\r")
+    second.expect(rb"\[SERVER\] hello history ACK")
+    second.prompt()
+    second.type(b"exit\r")
+    assert second.wait() == 0
+
+
+@pytest.mark.parametrize("colour", [True, False], ids=["colour", "NO_COLOR"])
+def test_colours_only_without_no_color(terminal: Callable[..., PtyClient], colour: bool) -> None:
+    client = terminal(colour=colour)
+    client.prompt()
+    client.type(b"ping\r")
+    client.expect(rb"PONG")
+    client.prompt()
+    client.type(b"get nope.txt\r")
+    client.expect(rb"not-found")
+    client.prompt()
+    client.type(b"exit\r")
+    assert client.wait() == 0
+    if colour:
+        assert re.search(rb"\x1b\[[0-9;]*m\[SERVER\]\x1b\[0m PONG", client.output)
+        assert re.search(
+            rb"\x1b\[[0-9;]*m\[CLIENT\]\x1b\[0m Assigned name: Client01", client.output
+        )
+        assert re.search(rb"\x1b\[31mERR not-found", client.output)  # errors in red
+    else:
+        assert not SGR.search(client.output), client.output
+        assert "[SERVER] PONG\n" in client.text
+        assert "[CLIENT] Assigned name: Client01\n" in client.text
+
+
+@pytest.mark.parametrize("key", [b"\x03", b"\x04"], ids=["ctrl-c", "ctrl-d"])
+def test_ctrl_c_and_ctrl_d_leave_cleanly(terminal: Callable[..., PtyClient], key: bytes) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"pi")  # a half-typed line does not matter
+    client.expect(rb"pi")
+    client.wait_until_reading()
+    if key == b"\x04":
+        client.type(b"\x15")  # Ctrl-U empties the line: Ctrl-D ends input only on an empty one
+    client.type(key)
+    assert client.wait() == 0
+    assert "[SERVER] BYE" in client.text
+    assert "Traceback" not in client.text
+
+
+# -- the same pieces without a terminal ----------------------------------------------
+
+
+class _FakeLister:
+    """Stands in for a Client in the completer: counts its LIST calls."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.calls = 0
+        self.closed = False
+
+    def list(self) -> list[FileInfo]:
+        self.calls += 1
+        return [FileInfo(path, 1, datetime.now(UTC)) for path in self.paths]
+
+
+def _completer(paths: list[str], clock: Callable[[], float] = time.monotonic) -> Completer:
+    return Completer(cast(Client, _FakeLister(paths)), clock=clock)
+
+
+def _complete(completer: Completer, line: str) -> list[str]:
+    begin = line.rfind(" ") + 1  # readline's word: after the last space
+    return completer.candidates(line, begin, len(line))
+
+
+def test_completer_offers_command_words_then_files() -> None:
+    completer = _completer(["sample.txt", "status.log"])
+    assert _complete(completer, "") == list(COMPLETION_WORDS)
+    assert _complete(completer, "st") == ["status", "status.log"]
+    assert _complete(completer, "get sa") == ["sample.txt"]
+    assert _complete(completer, "GET sa") == ["sample.txt"]
+    assert _complete(completer, "say sa") == []
+    assert _complete(completer, "qu") == ["quit"]
+
+
+def test_completer_goes_one_folder_at_a_time() -> None:
+    completer = _completer(["docs/a b.pdf", "docs/c.pdf", "docs/sub/d.txt", "x.txt"])
+    assert _complete(completer, "get ") == ["docs/", "x.txt"]
+    # One folder only: its files, so readline fills in "docs/" and adds no space.
+    assert _complete(completer, "get d") == ["docs/a b.pdf", "docs/c.pdf", "docs/sub/d.txt"]
+    assert _complete(completer, "get docs/") == ["docs/a b.pdf", "docs/c.pdf", "docs/sub/"]
+    # A name with a space: readline replaces only the last word.
+    assert _complete(completer, "get docs/a b") == ["b.pdf"]
+
+
+def test_completer_caches_file_names_for_a_while() -> None:
+    now = [0.0]
+    completer = _completer(["a.txt"], clock=lambda: now[0])
+    lister = cast(_FakeLister, completer._client)
+    _complete(completer, "get a")
+    _complete(completer, "get a")
+    assert lister.calls == 1
+    now[0] += FILES_TTL + 1
+    _complete(completer, "get a")
+    assert lister.calls == 2
+    completer.invalidate()  # after a not-found
+    lister.paths = ["b.txt"]
+    assert _complete(completer, "get ") == ["b.txt"]
+    assert lister.calls == 3
+
+
+def test_history_path(tmp_path: Path) -> None:
+    assert history_path({HISTORY_ENV: str(tmp_path / "h")}) == tmp_path / "h"
+    state = {"XDG_STATE_HOME": str(tmp_path), "HOME": "/nowhere"}
+    assert history_path(state) == tmp_path / "filedock" / "history"
+    relative = {"XDG_STATE_HOME": "relative/state"}  # ignored, as the XDG spec says
+    assert history_path(relative) == Path.home() / ".local" / "state" / "filedock" / "history"
+
+
+def test_help_explains_every_command(connect: Callable[..., Client]) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), "downloads", out=out, err=io.StringIO(), line_editing=False)
+    assert shell.execute("help") is False
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[SERVER] CMDs: ")
+    for command in ("help", "list", "status", "who", "ping", "uptime", "about", "get <file>"):
+        assert any(line.split("  ")[1:2] == [command] for line in lines), command
+    for client_side in ("exit, quit", "Ctrl-D", "Ctrl-C", "TAB", "say <text>"):
+        assert client_side in out.getvalue()
+    assert not SGR.search(out.getvalue().encode())  # a StringIO is no terminal
+
+
+def test_quit_leaves_like_exit(connect: Callable[..., Client]) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
+    assert shell.execute("QUIT") is True
+    assert out.getvalue() == "[SERVER] BYE\n"
+
+
+def test_status_widens_for_long_names() -> None:
+    moment = datetime(2026, 11, 24, 15, 29, 28)
+    records = [
+        ClientRecord("Client01", moment, moment, "127.0.0.1:1"),
+        ClientRecord("AVeryLongClientName", moment, None, "127.0.0.1:2"),
+    ]
+    assert status_lines(records) == [
+        "CLIENT               ACCEPTED             FINISHED             ADDR",
+        "Client01             2026-11-24 15:29:28  2026-11-24 15:29:28  127.0.0.1:1",
+        "AVeryLongClientName  2026-11-24 15:29:28  None                 127.0.0.1:2",
+    ]
