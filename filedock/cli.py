@@ -174,9 +174,54 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for each answer from the server",
     )
+    security = parser.add_argument_group("security (see the README)")
+    security.add_argument(
+        "--tls", action="store_true", help="connect with TLS, trusting the system's CAs"
+    )
+    security.add_argument(
+        "--cafile", metavar="FILE", help="connect with TLS, trusting the CA certificates in FILE"
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="connect with TLS but check no certificate (testing a self-signed server only)",
+    )
+    security.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"read the access token from FILE's first token line [env {env_name('token')}]",
+    )
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
     _add_client_commands(parser)
     return parser
+
+
+def _resolve_security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn the security options into ``args.tls_context`` and ``args.token``."""
+    from . import tls
+    from .tokens import read_token_file
+
+    args.tls_context = None
+    if args.tls or args.cafile or args.insecure:
+        if args.insecure:
+            print(
+                "[CLIENT] WARNING: --insecure: the server's certificate is NOT checked; "
+                "anyone on the path can read and change this session",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            args.tls_context = tls.client_context(args.cafile, insecure=args.insecure)
+        except OSError as exc:  # ssl.SSLError included: a missing or bad CA file
+            parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
+    args.token = os.environ.get(env_name("token")) or None
+    if args.token_file:
+        try:
+            args.token = read_token_file(args.token_file)[0]
+        except (OSError, ValueError) as exc:
+            parser.error(f"--token-file {args.token_file}: {getattr(exc, 'strerror', None) or exc}")
+    if args.token is not None and (any(c.isspace() for c in args.token)):
+        parser.error("an access token cannot hold white space")
 
 
 _CLIENT_EXAMPLES = """\
@@ -215,12 +260,21 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _open_client(args: argparse.Namespace) -> Client:
-    return Client(args.host, args.port, timeout=args.timeout, connect_timeout=args.connect_timeout)
+    return Client(
+        args.host,
+        args.port,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        tls=args.tls_context,
+        token=args.token,
+    )
 
 
 def client_main(argv: Sequence[str] | None = None) -> int:
     """The client: the prompt, or one COMMAND (see ``--help``); its exit status."""
-    args = client_parser().parse_args(argv)
+    parser = client_parser()
+    args = parser.parse_args(argv)
+    _resolve_security(parser, args)
     if args.command is not None:
         from .oneshot import run_oneshot
 

@@ -13,6 +13,7 @@ from .errors import (
     NotFound,
     ServerClosing,
     ServerFull,
+    Unauthorized,
 )
 
 
@@ -24,6 +25,7 @@ class ExitCode(IntEnum):
     SERVER_FULL = 4  # the server had no free slot
     NOT_AVAILABLE = 5  # the file does not exist or may not be read
     INTEGRITY = 6  # a download did not match its SHA-256
+    UNAUTHORIZED = 7  # the server wants an access token and ours was missing or wrong
     INTERRUPTED = 130  # a one-shot command stopped by Ctrl-C (128 + SIGINT, as shells do)
 
 
@@ -51,6 +53,8 @@ def exit_code_for(error: FiledockError) -> ExitCode:
     """The exit status a client run that ended with ``error`` returns."""
     if isinstance(error, ServerFull):
         return ExitCode.SERVER_FULL
+    if isinstance(error, Unauthorized):
+        return ExitCode.UNAUTHORIZED
     if isinstance(error, ConnectionLost | ServerClosing):
         return ExitCode.CONNECTION
     if isinstance(error, NotFound | Forbidden):
@@ -68,5 +72,6 @@ EXIT_CODES_HELP = """exit status:
   4  the server is at capacity
   5  the file does not exist or may not be read (not-found, forbidden)
   6  a download failed its SHA-256 check
+  7  the server requires an access token and ours was missing or wrong
   130  a one-shot command interrupted by Ctrl-C
   (a `get` of several files exits with the worst: 6, then 3, then 1, then 5)"""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +23,7 @@ from filedock.errors import ConnectionLost, ServerFull, Unauthorized
 from filedock.tokens import FailureDelay, TokenChecker, read_token_file, token_from_greeting
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKENS = "# access tokens\n\nalpha-123\n  beta-456  \n# old: gamma\n"
 
 
@@ -99,9 +104,7 @@ def test_plain_client_against_tls_server_fails_clearly(tls_server: ServerThread)
     assert tls_server.connected_count() == 0
 
 
-def test_tls_client_against_plain_server_fails_clearly(
-    server: ServerThread, ca_file: str
-) -> None:
+def test_tls_client_against_plain_server_fails_clearly(server: ServerThread, ca_file: str) -> None:
     with pytest.raises(ConnectionLost, match="TLS handshake"):
         Client(HOST, server.port, tls=tls.client_context(ca_file), timeout=5)
     wait_until(lambda: server.connected_count() == 0)
@@ -250,3 +253,57 @@ def test_per_address_refusal_reaches_the_library(make_server: Callable[..., Serv
     server = make_server(max_clients=5, max_clients_per_ip=1)
     with Client(HOST, server.port, timeout=5), pytest.raises(ServerFull, match="per address"):
         Client(HOST, server.port, timeout=5)
+
+
+# -- the client's command line ------------------------------------------------
+
+
+def _client(
+    port: int, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_client_cafile_option(tls_server: ServerThread, ca_file: str) -> None:
+    result = _client(tls_server.port, "--cafile", ca_file, "ping")
+    assert result.returncode == 0, result.stderr
+    assert "[SERVER] PONG" in result.stdout
+
+
+def test_client_insecure_option_warns(tls_server: ServerThread) -> None:
+    result = _client(tls_server.port, "--insecure", "who", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING: --insecure" in result.stderr
+    assert json.loads(result.stdout) == ["Client01"]
+
+
+def test_client_without_tls_against_tls_server(tls_server: ServerThread) -> None:
+    result = _client(tls_server.port, "ping")
+    assert result.returncode == 3
+    assert "TLS" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_client_missing_cafile_is_a_usage_error(tls_server: ServerThread, tmp_path: Path) -> None:
+    result = _client(tls_server.port, "--cafile", str(tmp_path / "nope.pem"), "ping")
+    assert result.returncode == 2
+    assert "--cafile" in result.stderr
+
+
+def test_client_token_from_file_and_environment(token_server: ServerThread, tmp_path: Path) -> None:
+    token_file = tmp_path / "mine"
+    token_file.write_text("# mine\nbeta-456\n")
+    by_file = _client(token_server.port, "--token-file", str(token_file), "ping")
+    assert by_file.returncode == 0, by_file.stderr
+    by_env = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "alpha-123"})
+    assert by_env.returncode == 0, by_env.stderr
+    wrong = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "guess"})
+    assert wrong.returncode == 7
+    assert "unauthorized" in wrong.stdout + wrong.stderr
