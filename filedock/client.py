@@ -34,6 +34,7 @@ from .errors import (
     ConnectionLost,
     FiledockError,
     IntegrityError,
+    LineTooLong,
     ProtocolError,
     SaveError,
     ServerFull,
@@ -52,6 +53,7 @@ DEFAULT_PORT = 50000
 PIPELINE_BYTES = 16 * 1024
 
 _R = TypeVar("_R", bound=p.Reply)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +202,7 @@ class Client:
         datetime.datetime(...)
         """
         header = self._expect(self._execute(p.Status()), p.StatusReply)
-        return [p.parse_client_record(self._read_text()) for _ in range(header.count)]
+        return [self._read_record(p.parse_client_record) for _ in range(header.count)]
 
     def list(self) -> list[p.FileInfo]:
         """Every file in the server's repository, sorted by path.
@@ -209,7 +211,7 @@ class Client:
         [('sample.txt', 6)]
         """
         header = self._expect(self._execute(p.ListFiles()), p.FilesReply)
-        return [p.parse_file_info(self._read_text()) for _ in range(header.count)]
+        return [self._read_record(p.parse_file_info) for _ in range(header.count)]
 
     def say(self, text: str) -> str:
         """Send ``text`` as a message (even if it is a command word); returns the echo.
@@ -466,7 +468,13 @@ class Client:
 
     def _read_text(self) -> str:
         while True:
-            line = self._reader.next_line()  # LineTooLong is a ProtocolError
+            try:
+                line = self._reader.next_line()
+            except LineTooLong:
+                self._abandon()  # the rest of that line would be taken for replies
+                raise LineTooLong(
+                    f"the server sent a line longer than {self._reader.max_line} bytes"
+                ) from None
             if line is not None:
                 try:
                     return line.decode("utf-8")
@@ -477,6 +485,14 @@ class Client:
                 self._abandon()
                 raise ConnectionLost("the server closed the connection")
             self._reader.receive_data(self._chunk[:count])
+
+    def _read_record(self, parse: Callable[[str], _T]) -> _T:
+        """One record line of a STATUS or FILES reply, parsed."""
+        try:
+            return parse(self._read_text())
+        except ProtocolError:
+            self._abandon()  # the records after it would be taken for replies
+            raise
 
     def _read_reply(self) -> p.Reply:
         try:

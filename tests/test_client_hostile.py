@@ -1,0 +1,436 @@
+"""The client against hostile or broken servers, and a full disk.
+
+A fake server (a plain socket in a thread on 127.0.0.1, port 0) runs a script
+on the one connection it takes: garbage instead of NAME, an endless line,
+silence, a body cut short, a wrong hash, a path that leaves the downloads
+folder. The library must raise one clear FiledockError subclass, write nothing
+outside its folder and leave no temporary file; the shell (``Client.py`` in a
+subprocess) must print one clear line and no traceback. Lies about FILE
+headers are covered in depth by test_malicious_server.py; here they are seen
+through the shell.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import filedock.download
+from filedock.client import Client
+from filedock.errors import (
+    ConnectionLost,
+    ProtocolError,
+    SaveError,
+    TimedOut,
+)
+from tests.support import HOST, ServerThread
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+BODY = b"the payload\n"
+BODY_SHA = hashlib.sha256(BODY).hexdigest()
+WRONG_SHA = hashlib.sha256(b"something else").hexdigest()
+
+
+class Peer:
+    """The fake server's side of the connection."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> str | None:
+        """The client's next line, or None at EOF."""
+        for _ in range(1000):  # bounded: the client sends short lines
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end]).decode("utf-8", "replace").rstrip("\r")
+                del self._buffer[: end + 1]
+                return line
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        raise AssertionError("the client sent too much")
+
+    def greet(self) -> None:
+        """NAME, then WELCOME once the client says HELLO."""
+        self.send(b"NAME Client01\n")
+        hello = self.line()
+        assert hello is not None
+        assert hello.startswith("HELLO"), hello
+        self.send(b"WELCOME Client01 fakedock 0.0\n")
+
+    def requested(self) -> str:
+        """The path the client's next GET (or bare line) asks for."""
+        line = self.line()
+        assert line is not None
+        return line[4:] if line.upper().startswith("GET ") else line
+
+    def serve_rest(self) -> None:
+        """Answer PING and EXIT like a server until the client leaves."""
+        for _ in range(20):
+            line = self.line()
+            if line is None:
+                return
+            if line.upper() == "PING":
+                self.send(b"PONG\n")
+            elif line.upper() == "EXIT":
+                self.send(b"BYE\n")
+                return
+            else:
+                self.send(f"ACK {line}\n".encode())
+
+    def wait_closed(self) -> None:
+        """Read until the client closes (bounded by the socket timeout)."""
+        for _ in range(10_000):
+            try:
+                if not self.sock.recv(65536):
+                    return
+            except TimeoutError:
+                return
+
+
+Script = Callable[[Peer], None]
+
+
+class FakeServer:
+    """Listens on 127.0.0.1:0 and runs ``script`` on the first connection."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.errors: list[BaseException] = []
+        self.listener = socket.create_server((HOST, 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.listener.settimeout(0.05)
+        deadline = time.monotonic() + 30
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(10)
+                try:
+                    self.script(Peer(conn))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up first, as it may
+                except BaseException as exc:  # reported by close()
+                    self.errors.append(exc)
+            return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        self.listener.close()
+        assert not self._thread.is_alive(), "the fake server did not end"
+        assert not self.errors, self.errors
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Script], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(script: Script) -> FakeServer:
+        server = FakeServer(script)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def files_in(root: Path) -> list[Path]:
+    """Every file (not folder) under ``root``, hidden ones included."""
+    return sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+
+
+# -- scripts --------------------------------------------------------------------------
+
+
+def garbage(data: bytes) -> Script:
+    def script(peer: Peer) -> None:
+        peer.send(data)
+        peer.wait_closed()
+
+    return script
+
+
+def endless_name(peer: Peer) -> None:
+    peer.send(b"NAME " + b"x" * MiB)  # no line feed, ever
+    peer.wait_closed()
+
+
+def endless_reply(peer: Peer) -> None:
+    peer.greet()
+    peer.line()
+    peer.send(b"PONG" + b"x" * MiB)
+    peer.wait_closed()
+
+
+def silent(peer: Peer) -> None:
+    peer.wait_closed()
+
+
+def silent_after_name(peer: Peer) -> None:
+    peer.send(b"NAME Client01\n")
+    peer.wait_closed()
+
+
+def silent_mid_body(peer: Peer) -> None:
+    peer.greet()
+    path = peer.requested()
+    peer.send(f"FILE {len(BODY)} {BODY_SHA} {path}\n".encode() + BODY[:5])
+    peer.wait_closed()
+
+
+def short_body_then_close(peer: Peer) -> None:
+    peer.greet()
+    path = peer.requested()
+    peer.send(f"FILE {len(BODY) + 100} {BODY_SHA} {path}\n".encode() + BODY)
+
+
+def wrong_hash(peer: Peer) -> None:
+    peer.greet()
+    path = peer.requested()
+    peer.send(f"FILE {len(BODY)} {WRONG_SHA} {path}\n".encode() + BODY)
+    peer.serve_rest()
+
+
+def escaping_path(peer: Peer) -> None:
+    peer.greet()
+    peer.requested()
+    peer.send(f"FILE {len(BODY)} {BODY_SHA} ../../evil.txt\n".encode() + BODY)
+    peer.wait_closed()
+
+
+def hang_up(peer: Peer) -> None:
+    pass
+
+
+# -- the library -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"HTTP/1.1 400 Bad Request\r\n\r\n",
+        b"\xff\xfe\x00\x01 not text\n",
+        b"NAME\n",
+        b"NAME two words\n",
+        b"WELCOME Client01 too early\n",
+        b"FILE 5 " + BODY_SHA.encode() + b" x\nhello",
+    ],
+    ids=["ssh", "http", "binary", "bare NAME", "NAME with spaces", "WELCOME", "FILE"],
+)
+def test_garbage_instead_of_name_is_a_protocol_error(
+    fake_server: Callable[[Script], FakeServer], data: bytes
+) -> None:
+    server = fake_server(garbage(data))
+    with pytest.raises(ProtocolError):  # at once: not TimedOut, not ConnectionLost
+        Client(HOST, server.port, timeout=0.5)
+
+
+@pytest.mark.parametrize("script", [endless_name, endless_reply], ids=["as NAME", "as a reply"])
+def test_an_endless_line_is_a_protocol_error_not_a_wait(
+    fake_server: Callable[[Script], FakeServer], script: Script
+) -> None:
+    server = fake_server(script)
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match="line"):  # noqa: PT012 - the handshake may raise
+        client = Client(HOST, server.port, timeout=0.5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    assert time.monotonic() - started < 0.5 + 1.0
+
+
+@pytest.mark.parametrize("script", [silent, silent_after_name], ids=["says nothing", "only NAME"])
+def test_a_silent_server_times_out(
+    fake_server: Callable[[Script], FakeServer], script: Script
+) -> None:
+    server = fake_server(script)
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        Client(HOST, server.port, timeout=0.5)
+    took = time.monotonic() - started
+    assert 0.4 < took < 0.5 + 1.0, f"gave up after {took:.2f} s"
+
+
+def test_a_server_silent_mid_body_times_out_and_saves_nothing(
+    fake_server: Callable[[Script], FakeServer], tmp_path: Path
+) -> None:
+    downloads = tmp_path / "downloads"
+    server = fake_server(silent_mid_body)
+    with Client(HOST, server.port, timeout=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            client.get("x.txt", downloads)
+        assert time.monotonic() - started < 0.5 + 1.0
+        assert client.closed  # out of step with the server for good
+        with pytest.raises(ConnectionLost):
+            client.ping()
+    assert files_in(tmp_path) == []
+
+
+def test_a_server_that_hangs_up_at_once(fake_server: Callable[[Script], FakeServer]) -> None:
+    server = fake_server(hang_up)
+    with pytest.raises(ConnectionLost) as caught:
+        Client(HOST, server.port, timeout=0.5)
+    assert not isinstance(caught.value, TimedOut)
+
+
+GOOD_RECORD = b"Client01\t2026-11-24 15:29:28\t-\t127.0.0.1:49559\n"
+
+
+def bad_status(record: bytes) -> Script:
+    """STATUS 3 whose first record is ``record``, two good ones after it."""
+
+    def script(peer: Peer) -> None:
+        peer.greet()
+        assert peer.line() == "STATUS"
+        peer.send(b"STATUS 3\n" + record + GOOD_RECORD * 2)
+        peer.serve_rest()
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "record",
+    [b"not a record\n", b"Client01\tyesterday\t-\t127.0.0.1:1\n", b"x" * MiB + b"\n"],
+    ids=["no fields", "bad time", "endless"],
+)
+def test_a_broken_record_ends_the_session_instead_of_misreading_the_rest(
+    fake_server: Callable[[Script], FakeServer], record: bytes
+) -> None:
+    """Records left unread would be taken for the replies to later commands."""
+    server = fake_server(bad_status(record))
+    with Client(HOST, server.port, timeout=2) as client:
+        with pytest.raises(ProtocolError, match="server|STATUS"):
+            client.status()
+        assert client.closed
+        with pytest.raises(ConnectionLost):
+            client.ping()
+
+
+# -- a full disk ------------------------------------------------------------------------
+
+
+class _DiskFull:
+    """``os`` for download.py, except that writing a file fails with ENOSPC."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def write(self, fd: int, data: Any) -> int:
+        self.writes += 1
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("size", [1000, 6 * MiB], ids=["small", "large"])
+def test_a_full_disk_is_a_save_error_and_the_session_goes_on(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+) -> None:
+    (repo / "data.bin").write_bytes(os.urandom(size))
+    server = make_server()
+    downloads = tmp_path / "downloads"
+    disk = _DiskFull()
+    monkeypatch.setattr(filedock.download, "os", disk)
+    with Client(HOST, server.port, timeout=10) as client:
+        with pytest.raises(SaveError, match="No space left on device"):
+            client.get("data.bin", downloads)
+        assert disk.writes >= 1
+        assert not client.closed  # the body was read whole: still in step
+        assert client.ping() < 1.0
+        assert client.who() == [client.name]
+        monkeypatch.undo()  # room on the disk again: the same download works
+        assert client.get("data.bin", downloads).read_bytes() == (repo / "data.bin").read_bytes()
+    assert files_in(downloads) == [downloads / "data.bin"]
+
+
+# -- the shell ---------------------------------------------------------------------------
+
+
+SHELL_CASES: dict[str, tuple[Script, str, str, bool]] = {
+    # script, commands typed, the one line expected (regex), whether the session ends
+    "garbage": (garbage(b"SSH-2.0-OpenSSH_9.6\r\n"), "ping\n", r"\[CLIENT\] .*SSH-2\.0", True),
+    "endless line": (endless_name, "ping\n", r"\[CLIENT\] .*line", True),
+    "silence": (silent, "ping\n", r"\[CLIENT\] .*no answer .*1 s", True),
+    "hang-up": (hang_up, "ping\n", r"\[CLIENT\] .*(closed|lost|reset)", True),
+    "body cut short": (
+        short_body_then_close,
+        "get x.txt\n",
+        r"\[CLIENT\] Connection to the server was lost",
+        True,
+    ),
+    "wrong hash": (wrong_hash, "get x.txt\nping\nexit\n", r"\[CLIENT\] SHA256 verify: FAIL", False),
+    "escaping path": (
+        escaping_path,
+        "../../evil.txt\n",
+        r"\[CLIENT\] .*protocol.*unsafe path",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SHELL_CASES))
+def test_the_shell_prints_one_clear_line(
+    fake_server: Callable[[Script], FakeServer], tmp_path: Path, case: str
+) -> None:
+    script, commands, expected, ends = SHELL_CASES[case]
+    work = tmp_path / "home" / "work"
+    work.mkdir(parents=True)
+    server = fake_server(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FILEDOCK_", "NO_COLOR"))}
+    env["NO_COLOR"] = "1"
+    env["HOME"] = str(tmp_path / "home")  # any history file goes there
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port), "--timeout", "1"],
+        input=commands,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output
+    matching = [line for line in output.splitlines() if re.search(expected, line)]
+    assert len(matching) == 1, output
+    if ends:
+        assert done.returncode != 0, output
+    else:
+        assert "[SERVER] PONG" in output, output
+        assert done.returncode == 0, output
+    # Nothing saved, nothing left half-written, nothing outside the folder.
+    assert [p for p in files_in(tmp_path) if not p.name.startswith(".filedock")] == [], output

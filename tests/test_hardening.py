@@ -1,0 +1,1057 @@
+"""The server against hostile and broken clients, while it keeps serving a good one.
+
+Each test attacks the server one way (silence, trickling, not reading, huge or
+odd lines, connection storms, abrupt ends, running out of descriptors, a long
+history, shutdown mid-transfer, log floods) and checks both that the attacker
+gets the documented answer and that a well-behaved client is served meanwhile.
+Memory is measured on a server in a subprocess (``python3 Server.py``), whose
+peak resident size (VmHWM) does not include the test's own allocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import filedock.repository
+from filedock.client import Client
+from filedock.errors import ServerFull
+from tests.conftest import SAMPLE
+from tests.support import HOST, LineConn, ServerThread, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+# Growth of the server's resident memory tolerated under an attack.
+MEMORY_BOUND = 50 * MiB
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of ``size`` zero bytes that takes no disk space."""
+    with path.open("wb") as file:
+        file.truncate(size)
+    return path
+
+
+@contextlib.contextmanager
+def server_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture the 'filedock' loggers, even if a CLI test turned propagation off."""
+    monkeypatch.setattr(logging.getLogger("filedock"), "propagate", True)
+    with caplog.at_level(logging.INFO, logger="filedock"):
+        yield caplog
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in list(caplog.records)]
+
+
+def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    records = list(caplog.records)
+    bad = [r for r in records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [record.getMessage() for record in bad]
+    assert "Traceback" not in caplog.text
+
+
+def greeted(port: int, timeout: float = 5.0) -> LineConn:
+    conn = LineConn(port, timeout=timeout)
+    try:
+        conn.greet()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def read_status(conn: LineConn) -> list[list[str]]:
+    header = conn.request("STATUS")
+    match = re.fullmatch(r"STATUS (\d+)", header)
+    assert match, header
+    return [conn.read_line().split("\t") for _ in range(int(match.group(1)))]
+
+
+def admitted(port: int, timeout: float) -> Client:
+    """A library client, retrying while the server answers FULL."""
+    clients: list[Client] = []
+
+    def try_once() -> bool:
+        try:
+            clients.append(Client(HOST, port, timeout=5))
+        except ServerFull:
+            return False
+        return True
+
+    wait_until(try_once, timeout=timeout, interval=0.02)
+    return clients[0]
+
+
+def quick_visits(port: int, count: int) -> None:
+    """``count`` clients in turn: read NAME, say EXIT, read BYE, close."""
+    for _ in range(count):
+        with socket.create_connection((HOST, port), timeout=5) as sock:
+            _expect(sock, b"NAME ")
+            sock.sendall(b"EXIT\n")
+            _expect(sock, b"BYE")
+
+
+def _expect(sock: socket.socket, start: bytes) -> str:
+    """Read one short line from ``sock``; it must start with ``start``. The line's text."""
+    data = b""
+    for _ in range(100):  # a line of a few bytes: a handful of reads at most
+        chunk = sock.recv(4096)
+        data += chunk
+        if not chunk or b"\n" in data:
+            break
+    assert data.startswith(start), data
+    return data.decode().rstrip("\r\n")
+
+
+class Watcher:
+    """A well-behaved client that keeps asking PING from a thread during an attack."""
+
+    def __init__(self, port: int, interval: float = 0.02) -> None:
+        self.conn = LineConn(port)
+        try:
+            self.name = self.conn.greet()
+        except BaseException:
+            self.conn.close()
+            raise
+        self.interval = interval
+        self.pings = 0
+        self.slowest = 0.0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.pings < 100_000:
+            started = time.monotonic()
+            try:
+                reply = self.conn.request("PING")
+            except (AssertionError, OSError) as exc:
+                self.errors.append(repr(exc))
+                return
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            if reply != "PONG":
+                self.errors.append(reply)
+                return
+            self.pings += 1
+            self._stop.wait(self.interval)  # pacing: a person, not a flood
+
+    def stop(self) -> None:
+        """Stop pinging; fail unless every PING was answered, promptly."""
+        self._stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+        assert not self.errors, f"the well-behaved client was not served: {self.errors}"
+        assert self.pings > 0
+        assert self.slowest < 3.0, f"a PING took {self.slowest:.2f} s"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.conn.close()
+
+
+@contextlib.contextmanager
+def watching(port: int) -> Iterator[Watcher]:
+    watcher = Watcher(port)
+    try:
+        yield watcher
+        watcher.stop()
+    finally:
+        watcher.close()
+
+
+class ServerProcess:
+    """``python3 Server.py --port 0 --repo DIR …``, with its log collected as it comes."""
+
+    def __init__(
+        self, repo: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        # The standard loop unless FILEDOCK_TEST_LOOP asks for another, as in-process.
+        loop = os.environ.get("FILEDOCK_TEST_LOOP", "asyncio")
+        command = ["Server.py", "--port", "0", "--repo", str(repo), "--loop", loop, *options]
+        self.proc = subprocess.Popen(
+            [sys.executable, *command],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=preexec_fn,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="server-log", daemon=True)
+        self._reader.start()
+        try:
+            match = self.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
+        except BaseException:
+            self.stop()
+            raise
+        self.port = int(match.group(1))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def matching(self, pattern: str) -> list[str]:
+        regex = re.compile(pattern)
+        return [line for line in list(self.lines) if regex.search(line)]
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> re.Match[str]:
+        """The first log line matching ``pattern`` (from line ``since`` on), once it comes."""
+        regex = re.compile(pattern)
+        found: list[re.Match[str]] = []
+        checked = since
+
+        def seen() -> bool:
+            nonlocal checked
+            lines = self.lines[checked:]
+            checked += len(lines)
+            found.extend(m for m in map(regex.search, lines) if m)
+            if not found and self.proc.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"the server exited; log:\n{self.log}")
+            return bool(found)
+
+        try:
+            wait_until(seen, timeout=timeout, interval=0.01)
+        except AssertionError:
+            raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log}") from None
+        return found[0]
+
+    def memory_kib(self, field: str) -> int:
+        """``VmRSS``, ``VmHWM`` (peak), … of the server, in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used."""
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGINT, then the exit status (killed if it does not exit in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"the server did not exit on SIGINT; log:\n{self.log}") from None
+        finally:
+            self._reader.join(10)
+            assert self.proc.stderr is not None
+            self.proc.stderr.close()
+        return code
+
+
+@pytest.fixture
+def start_process(repo: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``Server.py`` subprocesses; each is stopped (and must exit 0) at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*options: str, preexec_fn: Callable[[], None] | None = None) -> ServerProcess:
+        process = ServerProcess(repo, *options, preexec_fn=preexec_fn)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.proc.returncode is None:
+            assert process.stop() == 0, process.log
+        assert "Traceback" not in process.log, process.log
+
+
+def memory_growth(process: ServerProcess, baseline_kib: int) -> tuple[int, str]:
+    """Peak resident memory over ``baseline_kib``, in bytes, and a sentence saying so."""
+    peak = process.memory_kib("VmHWM")
+    growth = (peak - baseline_kib) * 1024
+    text = (
+        f"server memory grew by {growth / MiB:.1f} MiB "
+        f"(resident before {baseline_kib / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB)"
+    )
+    print(text)
+    return growth, text
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's open-file soft limit to the hard one; the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def storm(port: int, total: int, batch: int, timeout: float = 30.0) -> Counter[str]:
+    """``total`` connection attempts, ``batch`` at once; how each first answer looked.
+
+    Outcomes: ``FULL``, ``NAME``, ``refused``, ``reset``, ``eof`` (closed with no
+    line), ``silent`` (nothing within the time), or another first line.
+    """
+    outcomes: Counter[str] = Counter()
+    deadline = time.monotonic() + timeout
+    for start in range(0, total, batch):
+        selector = selectors.DefaultSelector()
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(min(batch, total - start)):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setblocking(False)
+                code = sock.connect_ex((HOST, port))
+                if code in (0, errno.EINPROGRESS):
+                    selector.register(sock, selectors.EVENT_READ, bytearray())
+                else:
+                    refused = code == errno.ECONNREFUSED
+                    outcomes["refused" if refused else errno.errorcode[code]] += 1
+            while selector.get_map() and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=0.5):
+                    sock, buffer = key.fileobj, key.data
+                    assert isinstance(sock, socket.socket)
+                    outcome = _first_answer(sock, buffer)
+                    if outcome is not None:
+                        outcomes[outcome] += 1
+                        selector.unregister(sock)
+            if selector.get_map():
+                outcomes["silent"] += len(selector.get_map())
+        finally:
+            selector.close()
+            for sock in socks:
+                sock.close()
+    return outcomes
+
+
+def _first_answer(sock: socket.socket, buffer: bytearray) -> str | None:
+    try:
+        chunk = sock.recv(4096)
+    except ConnectionRefusedError:
+        return "refused"
+    except ConnectionResetError:
+        return "reset"
+    except BlockingIOError:
+        return None
+    if not chunk:
+        return "eof"
+    buffer += chunk
+    if b"\n" not in buffer:
+        return None
+    line = bytes(buffer).split(b"\n", 1)[0].decode("utf-8", "replace")
+    return line.split(" ", 1)[0] if line.startswith(("FULL ", "NAME ")) else line
+
+
+# -- slots held by silence -----------------------------------------------------------------
+
+
+def test_ungreeted_silent_connections_lose_their_slots_to_a_real_client(
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with server_log(caplog, monkeypatch):
+        server = make_server(handshake_timeout=0.5)
+        silent = [LineConn(server.port) for _ in range(3)]
+        try:
+            for conn in silent:
+                assert conn.read_line().startswith("NAME ")
+            taken = time.monotonic()
+            with pytest.raises(ServerFull):
+                Client(HOST, server.port, timeout=5)
+            client = admitted(server.port, timeout=5)
+            waited = time.monotonic() - taken
+            with client:
+                assert waited < 0.5 + 1.0, f"a real client waited {waited:.2f} s for a slot"
+                assert client.name == "Client04"
+                client.ping()
+                for conn in silent:
+                    line = conn.read_line()
+                    assert line.startswith("ERR timeout "), line
+                    assert conn.at_eof()
+                assert client.who() == ["Client04"]
+        finally:
+            for conn in silent:
+                conn.close()
+        wait_until(lambda: server.connected_count() == 0)
+    assert sum("did not greet" in message for message in messages(caplog)) == 3
+    assert_no_tracebacks(caplog)
+
+
+def test_greeted_silent_clients_lose_their_slots_after_the_idle_timeout(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(max_clients=4, idle_timeout=0.5)
+    with watching(server.port) as watcher:  # talks every 20 ms: never idle
+        silent = [greeted(server.port) for _ in range(3)]
+        try:
+            taken = time.monotonic()
+            with pytest.raises(ServerFull):
+                Client(HOST, server.port, timeout=5)
+            with admitted(server.port, timeout=5) as client:
+                waited = time.monotonic() - taken
+                assert waited < 0.5 + 1.0, f"a real client waited {waited:.2f} s for a slot"
+                for conn in silent:
+                    line = conn.read_line()
+                    assert line.startswith("ERR timeout "), line
+                    assert conn.at_eof()
+                assert client.who() == [watcher.name, client.name]
+        finally:
+            for conn in silent:
+                conn.close()
+    wait_until(lambda: server.connected_count() == 0)
+
+
+# -- slow senders and readers ------------------------------------------------------------------
+
+
+def test_trickling_client_is_dropped_by_the_idle_timeout(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(idle_timeout=0.5)
+    with watching(server.port):
+        trickler = greeted(server.port)
+        try:
+            started = time.monotonic()
+            sent = 0
+            while sent < 200 and time.monotonic() - started < 8:
+                trickler.send(b"a")  # one byte at a time, never a whole line
+                sent += 1
+                if trickler.at_eof(timeout=0.05):
+                    break
+            dropped = time.monotonic() - started
+            assert 0.4 < dropped < 0.5 + 1.5, f"dropped after {dropped:.2f} s ({sent} bytes)"
+            line = trickler.read_line()
+            assert line.startswith("ERR timeout "), line
+        finally:
+            trickler.close()
+        wait_until(lambda: server.connected_count() == 1)
+
+
+def _request_big_file(conn: LineConn) -> threading.Thread | None:
+    conn.send_line("GET big.bin")
+    return None
+
+
+def _pipeline_status(conn: LineConn, blocks: int = 1) -> threading.Thread | None:
+    """Send ``blocks`` times 200,000 STATUS lines (1.4 MB) from a thread, reading nothing."""
+
+    def pour() -> None:
+        block = memoryview(b"STATUS\n" * 200_000)
+        # sendall blocks once the server stops reading; the drop ends it.
+        with contextlib.suppress(OSError):
+            for _ in range(blocks):
+                conn.sock.sendall(block)
+
+    thread = threading.Thread(target=pour, name="pipeliner", daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("attack", [_request_big_file, _pipeline_status], ids=["get", "pipeline"])
+def test_client_that_never_reads_is_dropped_after_the_send_timeout(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    attack: Callable[[LineConn], threading.Thread | None],
+) -> None:
+    sparse_file(repo / "big.bin", 64 * MiB)
+    with server_log(caplog, monkeypatch):
+        server = make_server(send_timeout=1)
+        with watching(server.port):
+            reader = greeted(server.port, timeout=10)
+            try:
+                reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                started = time.monotonic()
+                sender = attack(reader)  # and never read a byte
+                wait_until(lambda: server.connected_count() == 1, timeout=10)
+                dropped = time.monotonic() - started
+                if sender is not None:
+                    sender.join(10)
+                    assert not sender.is_alive()
+            finally:
+                reader.close()
+        wait_until(lambda: server.session_count() == 0)
+    assert 1.0 <= dropped < 1.0 + 4.0, f"dropped after {dropped:.2f} s"
+    assert any("progress for 1 s" in m for m in messages(caplog)), messages(caplog)
+    assert_no_tracebacks(caplog)
+
+
+def _buffered(server: ServerThread, name: str) -> int:
+    """Bytes the server holds for ``name``, not yet taken by the kernel (-1: no session)."""
+    assert server.server is not None
+    sessions = server.server.sessions
+
+    def size() -> int:
+        for session in sessions:
+            if session.entry is not None and session.entry.name == name:
+                assert session.transport is not None
+                return session.transport.get_write_buffer_size()
+        return -1
+
+    return server.sync(size)
+
+
+def test_half_closed_client_that_stops_reading_is_let_go(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """Requests, end of input, and no reading: the server must not wait for ever.
+
+    The client sends requests until their replies fill the kernel's buffers
+    (the server holds the rest), then ends its input. The server answers
+    everything and frees the slot, but the replies cannot leave: it must
+    still close the connection, within about the send timeout.
+    """
+    server = make_server(send_timeout=1)
+    quick_visits(server.port, 100)  # STATUS replies of about 6 KB
+    with watching(server.port):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small: before connect
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each line goes at once
+            sock.settimeout(5)
+            sock.connect((HOST, server.port))
+            name = _expect(sock, b"NAME ").split()[1]
+            sock.sendall(b"HELLO\n")
+            _expect(sock, b"WELCOME ")
+            for _ in range(1000):  # bounded: a few dozen replies fill the buffers
+                sock.sendall(b"STATUS\n")
+                # The loop has read the line once it runs the check (same thread).
+                if _buffered(server, name) > 0:
+                    break
+            assert 0 < _buffered(server, name) < 64 * 1024
+            sock.shutdown(socket.SHUT_WR)  # and read nothing, ever
+            wait_until(lambda: server.connected_count() == 1)  # answered: slot free
+            wait_until(lambda: server.session_count() == 1, timeout=1.0 + 4.0)
+        finally:
+            sock.close()
+
+
+@pytest.mark.slow
+def test_clients_that_never_read_cost_bounded_memory(
+    repo: Path, start_process: Callable[..., ServerProcess]
+) -> None:
+    sparse_file(repo / "big.bin", 64 * MiB)
+    server = start_process("--send-timeout", "1", "--max-clients", "4")
+    quick_visits(server.port, 300)  # 300 clients in STATUS: each reply is ~20 KB
+    baseline = server.memory_kib("VmRSS")
+    with watching(server.port):
+        getter = greeted(server.port, timeout=10)
+        pipeliner = greeted(server.port, timeout=10)
+        try:
+            getter.send_line("GET big.bin")
+            pour = _pipeline_status(pipeliner, blocks=70)  # up to 100 MB, if the server read it
+            assert pour is not None
+            server.wait_for_log(r"Transfer of 'big\.bin' to Client\d+ .* cut short")
+            server.wait_for_log(r"Dropping Client\d+ .*: no write progress for 1 s")
+            pour.join(10)
+        finally:
+            getter.close()
+            pipeliner.close()
+    growth, text = memory_growth(server, baseline)
+    assert growth < MEMORY_BOUND, text
+
+
+# -- size -----------------------------------------------------------------------------------
+
+
+ODD_LINES = {
+    "NUL byte": (b"PI\x00NG\n", "ACK PI\x00NG"),
+    "NUL byte in a path": (b"GET sample\x00.txt\n", "ERR forbidden "),
+    "invalid UTF-8": (b"\xff\xfePING\n", "ERR bad-encoding "),
+    "overlong UTF-8": (b"\xc0\xafetc\n", "ERR bad-encoding "),
+    "UTF-8 surrogate": (b"\xed\xa0\x80\n", "ERR bad-encoding "),
+    "truncated UTF-8": (b"caf\xc3\n", "ERR bad-encoding "),
+    "lone CR inside": (b"one\rtwo\n", "ACK one\rtwo"),
+    "lone CR first": (b"\rPING\n", "PONG"),
+    "two CRs": (b"PING\r\r\n", "PONG"),
+    "only white space": (b" \t \x0b\x0c \r\n", None),
+    "empty line": (b"\n", None),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_LINES))
+def test_odd_lines_get_their_documented_answer(server: ServerThread, case: str) -> None:
+    data, answer = ODD_LINES[case]
+    watcher = greeted(server.port)
+    conn = greeted(server.port)
+    try:
+        conn.send(data)
+        assert watcher.request("PING") == "PONG"
+        if answer is None:
+            assert conn.request("PING") == "PONG"  # nothing came before it
+        else:
+            line = conn.read_line()
+            assert line.startswith(answer), line
+            assert conn.request("PING") == "PONG"  # still open
+        assert server.connected_count() == 2
+    finally:
+        conn.close()
+        watcher.close()
+
+
+def test_a_100_mib_line_is_refused_and_memory_stays_bounded(
+    start_process: Callable[..., ServerProcess],
+) -> None:
+    server = start_process()
+    baseline = server.memory_kib("VmRSS")
+    with watching(server.port):
+        conn = greeted(server.port, timeout=15)
+        outcome: list[BaseException | None] = []
+
+        def pour() -> None:
+            block = memoryview(b"x" * MiB)
+            try:
+                for _ in range(100):
+                    conn.sock.sendall(block)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                outcome.append(exc)  # the server closed: what a sender sees
+            else:
+                outcome.append(None)  # the server read (and dropped) it all first
+
+        sender = threading.Thread(target=pour, name="pour", daemon=True)
+        sender.start()
+        try:
+            line = conn.read_line(timeout=15)
+            assert line.startswith("ERR line-too-long "), line
+            assert conn.at_eof(timeout=15)
+            sender.join(30)
+            assert not sender.is_alive()
+            assert len(outcome) == 1
+        finally:
+            conn.close()
+    server.wait_for_log(r"Finished: Client02")
+    growth, text = memory_growth(server, baseline)
+    assert growth < MEMORY_BOUND, text
+
+
+@pytest.mark.slow
+def test_a_million_pipelined_commands_are_answered_in_order(
+    start_process: Callable[..., ServerProcess],
+) -> None:
+    server = start_process()
+    baseline = server.memory_kib("VmRSS")
+    count = 1_000_000
+    # Every 10,000th line is a message with its number, so the order shows, and
+    # every 100,000th a download, which the lines behind it must wait for.
+    file_reply = f"FILE {len(SAMPLE)} {hashlib.sha256(SAMPLE).hexdigest()} sample.txt\n"
+    special = {i: (f"SAY {i}\n".encode(), f"ACK {i}\n".encode()) for i in range(0, count, 10_000)}
+    for i in range(5_000, count, 100_000):
+        special[i] = (b"GET sample.txt\n", file_reply.encode() + SAMPLE)
+    requests = b"".join(special[i][0] if i in special else b"PING\n" for i in range(count))
+    expected = b"".join(special[i][1] if i in special else b"PONG\n" for i in range(count))
+    with watching(server.port):
+        conn = greeted(server.port, timeout=30)
+        failures: list[BaseException] = []
+
+        def pour() -> None:
+            try:
+                conn.sock.sendall(requests)
+            except OSError as exc:
+                failures.append(exc)
+
+        sender = threading.Thread(target=pour, name="pour", daemon=True)
+        sender.start()
+        try:
+            received = bytearray()
+            deadline = time.monotonic() + 60
+            while len(received) < len(expected) and time.monotonic() < deadline:
+                conn.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                chunk = conn.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                received += chunk
+            sender.join(10)
+            assert not failures
+            assert len(received) == len(expected)
+            assert received == expected
+            assert conn.request("PING") == "PONG"
+        finally:
+            conn.close()
+    growth, text = memory_growth(server, baseline)
+    assert growth < MEMORY_BOUND, text
+
+
+# -- connection storm ----------------------------------------------------------------------------
+
+
+def test_connection_storm_against_a_full_server(make_server: Callable[..., ServerThread]) -> None:
+    limit = raise_descriptor_limit()
+    # Each attempt costs a descriptor here and one in the server (same process).
+    batch = max(50, min(500, (limit - 200) // 3))
+    server = make_server()
+    conns = [greeted(server.port) for _ in range(2)]
+    try:
+        with watching(server.port):  # Client03, pinging all along
+            started = time.monotonic()
+            outcomes = storm(server.port, 2000, batch)
+            took = time.monotonic() - started
+            assert sum(outcomes.values()) == 2000
+            assert set(outcomes) <= {"FULL", "refused", "reset"}, outcomes
+            assert took < 60, f"the storm took {took:.1f} s"
+            assert server.connected_count() == 3
+            assert server.session_count() == 3
+            assert server.server is not None
+            lingering = server.server.lingering
+            wait_until(lambda: server.sync(lambda: len(lingering)) == 0, timeout=10)
+            assert conns[0].request("WHO") == "WHO Client01 Client02 Client03"
+        wait_until(lambda: server.connected_count() == 2)
+        with Client(HOST, server.port, timeout=5) as client:
+            assert client.name == "Client04"  # the turned-away took no number
+            assert server.connected_count() == 3
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+# -- abrupt ends ------------------------------------------------------------------------------
+
+
+def _before_name(port: int) -> LineConn:
+    return LineConn(port)
+
+
+def _mid_handshake(port: int) -> LineConn:
+    conn = LineConn(port)
+    assert conn.read_line() == "NAME Client02"
+    conn.send(b"HELLO Cli")
+    return conn
+
+
+def _mid_line(port: int) -> LineConn:
+    conn = greeted(port)
+    conn.send(b"GET sampl")
+    return conn
+
+
+def _mid_download(port: int) -> LineConn:
+    conn = greeted(port, timeout=15)
+    assert conn.request("GET big.bin").startswith(f"FILE {64 * MiB} ")
+    conn.read_exactly(MiB)
+    return conn
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize(
+    "stage",
+    [_before_name, _mid_handshake, _mid_line, _mid_download],
+    ids=["before-name", "mid-handshake", "mid-line", "mid-download"],
+)
+def test_abrupt_end_at_every_stage(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: Callable[[int], LineConn],
+    how: str,
+) -> None:
+    sparse_file(repo / "big.bin", 64 * MiB)
+    with server_log(caplog, monkeypatch):
+        server = make_server()
+        watcher = greeted(server.port)
+        try:
+            leaver = stage(server.port)
+            if how == "reset":
+                leaver.reset()
+            else:
+                leaver.close()
+            assert server.server is not None
+            registry = server.server.registry
+            # Even a connection gone before it was accepted is admitted, then finished.
+            wait_until(lambda: len(server.sync(registry.snapshot)) == 2, timeout=10)
+            wait_until(lambda: server.connected_count() == 1, timeout=10)
+            wait_until(lambda: server.session_count() == 1, timeout=10)
+            records = read_status(watcher)
+            assert [record[0] for record in records] == ["Client01", "Client02"]
+            assert records[0][2] == "-"
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", records[1][2]), records
+            assert watcher.request("PING") == "PONG"
+            with Client(HOST, server.port, timeout=5) as client:
+                assert client.get("sample.txt", repo.parent / "downloads").exists()
+        finally:
+            watcher.close()
+    assert "Finished: Client02" in messages(caplog)
+    assert_no_tracebacks(caplog)
+
+
+def test_shutdown_after_a_client_left_while_its_request_waited(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client closes while its GET waits for the hash (the server reads nothing
+    meanwhile), then the server shuts down: its last line meets a connection that
+    the client's kernel resets. The shutdown must still be clean."""
+    (repo / "slow.bin").write_bytes(b"x" * 1000)
+    hashing = threading.Event()
+    gate = threading.Event()
+    real_hash_fd = filedock.repository.hash_fd
+
+    def gated_hash_fd(fd: int, key: filedock.repository.FileKey) -> str:
+        hashing.set()
+        gate.wait(30)
+        return real_hash_fd(fd, key)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
+    with server_log(caplog, monkeypatch):
+        server = make_server()
+        assert server.server is not None
+        watcher = greeted(server.port)
+        leaver = greeted(server.port)
+        try:
+            leaver.send_line("GET slow.bin")
+            assert hashing.wait(10)
+            leaver.close()  # unread by the server: it is busy with the GET
+            closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+            assert watcher.read_line().startswith("ERR shutdown ")
+            watcher.close()
+            closing.result(timeout=15)  # raises what aclose() raised
+        finally:
+            gate.set()
+            watcher.close()
+            leaver.close()
+        assert server.connected_count() == 0
+    assert_no_tracebacks(caplog)
+
+
+# -- running out of file descriptors -------------------------------------------------------------
+
+
+def _flood(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that the kernel queues whether or not the server accepts them."""
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            flood.append(socket.create_connection((HOST, port), timeout=5))
+    except BaseException:
+        for sock in flood:
+            sock.close()
+        raise
+    return flood
+
+
+@pytest.mark.slow
+def test_running_out_of_file_descriptors(start_process: Callable[..., ServerProcess]) -> None:
+    limit = 32
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    # The standard loop's behaviour: uvloop (libuv) closes what it cannot accept
+    # instead, without a word in the log.
+    server = start_process("--max-clients", "100", "--loop", "asyncio", preexec_fn=low_limit)
+    warning = server.wait_for_log(r"WARNING: Only (\d+) file descriptors available")
+    assert int(warning.group(1)) == limit
+    assert "max_clients=100" in warning.string
+    watcher = greeted(server.port)
+    try:
+        flood = _flood(server.port, 2 * limit)  # more than the server can accept
+        try:
+            server.wait_for_log(r"WARNING: Cannot accept connections: .*retrying")
+            exhausted = time.monotonic()
+            pings = 0
+            cpu_before = 0.0
+            while time.monotonic() - exhausted < 4.0 and pings < 200:
+                if not cpu_before and time.monotonic() - exhausted >= 1.0:
+                    cpu_before = server.cpu_seconds()
+                    window = time.monotonic()
+                assert watcher.request("PING") == "PONG"  # served all along
+                pings += 1
+                time.sleep(0.05)  # pacing of the well-behaved client
+            spent = server.cpu_seconds() - cpu_before
+            elapsed = time.monotonic() - window
+            print(f"server CPU while out of descriptors: {spent:.2f} s in {elapsed:.1f} s")
+            assert spent < 0.15, f"the server used {spent:.2f} s of CPU in {elapsed:.1f} s"
+            accept_warnings = server.matching("Cannot accept connections")
+            assert 1 <= len(accept_warnings) <= 6, accept_warnings  # about one a second
+            assert all("WARNING:" in line for line in accept_warnings)
+        finally:
+            for sock in flood:
+                sock.close()
+        # The server accepts again (it retries every second) and serves a new client.
+        fresh = LineConn(server.port, timeout=15)
+        try:
+            fresh.greet()
+            assert fresh.request("PING") == "PONG"
+            assert watcher.request("PING") == "PONG"
+        finally:
+            fresh.close()
+        # Shut down while out of descriptors again: a clean exit all the same.
+        seen = len(server.lines)
+        flood = _flood(server.port, 2 * limit)
+        try:
+            server.wait_for_log(r"Cannot accept connections|accept' warnings", since=seen)
+            server.proc.send_signal(signal.SIGINT)
+            assert watcher.read_line().startswith("ERR shutdown ")
+        finally:
+            for sock in flood:
+                sock.close()
+    finally:
+        watcher.close()
+    assert server.stop() == 0, server.log
+    assert "Traceback" not in server.log, server.log
+    assert "Exception in callback" not in server.log, server.log
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_history_is_bounded_over_10000_clients(
+    start_process: Callable[..., ServerProcess],
+) -> None:
+    server = start_process("--history", "100")
+    quick_visits(server.port, 1_000)
+    after_1k = server.memory_kib("VmRSS")
+    quick_visits(server.port, 9_000)
+    after_10k = server.memory_kib("VmRSS")
+    growth = (after_10k - after_1k) * 1024
+    text = (
+        f"server RSS after 1,000 clients {after_1k / 1024:.1f} MiB, "
+        f"after 10,000 {after_10k / 1024:.1f} MiB"
+    )
+    print(text)
+    assert growth < 4 * MiB, text
+    checker = greeted(server.port)
+    try:
+        records = read_status(checker)
+    finally:
+        checker.close()
+    finished = [record[0] for record in records if record[2] != "-"]
+    connected = [record[0] for record in records if record[2] == "-"]
+    assert connected == ["Client10001"]
+    assert finished == [f"Client{number}" for number in range(9_901, 10_001)]
+
+
+# -- shutdown mid-transfer -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shutdown_while_three_clients_download(
+    repo: Path, start_process: Callable[..., ServerProcess]
+) -> None:
+    size = 64 * MiB
+    sparse_file(repo / "big.bin", size)
+    grace = 2.0
+    server = start_process("--shutdown-grace", str(grace))
+    conns = [greeted(server.port, timeout=15) for _ in range(3)]
+    results: dict[int, str] = {}
+    try:
+        for conn in conns:
+            header = conn.request("GET big.bin")
+            assert header.startswith(f"FILE {size} "), header
+            conn.read_exactly(64 * 1024)
+        received = [64 * 1024] * 3
+
+        def drain_fast(index: int) -> None:
+            conn = conns[index]
+            conn.read_exactly(size - received[index], timeout=15)
+            line = conn.read_line()
+            results[index] = line if conn.at_eof() else f"{line} (still open)"
+
+        def drain_slowly(index: int) -> None:
+            conn = conns[index]
+            for _ in range(400):  # 64 KiB every 50 ms: far from 64 MiB in the grace period
+                try:
+                    conn.sock.settimeout(10)
+                    chunk = conn.sock.recv(64 * 1024)
+                except ConnectionResetError:
+                    results[index] = "reset"
+                    return
+                if not chunk:
+                    results[index] = "eof"
+                    return
+                received[index] += len(chunk)
+                time.sleep(0.05)  # pacing: a slow reader
+            results[index] = "still open"
+
+        readers = [
+            threading.Thread(target=drain_fast, args=(0,), daemon=True),
+            threading.Thread(target=drain_slowly, args=(1,), daemon=True),
+            threading.Thread(target=drain_slowly, args=(2,), daemon=True),
+        ]
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        for reader in readers:
+            reader.start()
+        code = server.proc.wait(grace + 3.0)
+        took = time.monotonic() - signalled
+        for reader in readers:
+            reader.join(15)
+    finally:
+        for conn in conns:
+            conn.close()
+    assert code == 0
+    assert took < grace + 3.0, f"exit took {took:.1f} s"
+    # The fast reader got the whole body, then the shutdown line; the slow ones were cut.
+    assert results[0].startswith("ERR shutdown "), results
+    for index in (1, 2):
+        assert results[index] in ("reset", "eof"), results
+        assert received[index] < size
+    server.stop()
+    for name in ("Client01", "Client02", "Client03"):
+        assert f"Finished: {name}" in server.log, server.log
+    assert "Traceback" not in server.log
+
+
+# -- log flooding ---------------------------------------------------------------------------------
+
+
+def test_a_burst_of_rejections_does_not_flood_the_log(
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with server_log(caplog, monkeypatch):
+        server = make_server()
+        conns = [greeted(server.port) for _ in range(2)]
+        try:
+            with watching(server.port):
+                outcomes = storm(server.port, 500, 250)
+            assert outcomes == Counter({"FULL": 500}), outcomes
+            server.stop()  # the summary of what was suppressed is logged now at the latest
+        finally:
+            for conn in conns:
+                conn.close()
+    rejected = [m for m in messages(caplog) if m.startswith("Rejected ")]
+    summaries = [m for m in messages(caplog) if "'rejected' warnings suppressed" in m]
+    assert len(rejected) <= 20, len(rejected)
+    assert len(summaries) == 1, summaries
+    suppressed = int(summaries[0].split()[0])
+    assert len(rejected) + suppressed == 500, (len(rejected), summaries)
