@@ -120,14 +120,13 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         from .server import event_loop_factory  # the client never needs the server's modules
 
         with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
-            runner.run(_serve(config))
+            return runner.run(_serve(config))
     except (OSError, ValueError) as exc:
-        log.error("Cannot start the server: %s", getattr(exc, "strerror", None) or exc)
+        log.error("Cannot start the server: %s", _reason(exc))
         return 1
-    return 0
 
 
-async def _serve(config: ServerConfig) -> None:
+async def _serve(config: ServerConfig) -> int:
     from .server import Server  # the client never needs the server's modules
 
     server = Server(config)
@@ -137,7 +136,16 @@ async def _serve(config: ServerConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, server.request_stop)
     await server.start()
-    await server.serve_until_stopped()
+    try:
+        await server.serve_until_stopped()
+    except OSError as exc:  # anything else is a bug, and its traceback is wanted
+        log.error("The server stopped on an error: %s", _reason(exc))
+        return 1
+    return 0
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def client_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import queue
 import tempfile
@@ -136,7 +137,7 @@ def _receive_inline(
     return hashlib.sha256(buffer).hexdigest(), error
 
 
-def _fill(recv_into: RecvInto, buffer: bytearray, start: int, end: int) -> int:
+def _fill(recv_into: RecvInto, buffer: bytearray | memoryview, start: int, end: int) -> int:
     """Fill ``buffer[start:end]`` from the connection; returns ``end``."""
     view = memoryview(buffer)
     while start < end:
@@ -169,6 +170,17 @@ def _remove(name: str) -> None:
         os.unlink(name)
 
 
+def _page_aligned(size: int) -> memoryview:
+    """A zeroed buffer of ``size`` bytes that starts on a page boundary.
+
+    malloc puts a fresh large block 16 bytes past a page boundary, and the
+    kernel copies socket data into such a buffer 2-3 times slower than into an
+    aligned one (AMD Zen 3, recv_into of 1 GiB over loopback: 0.5 s of system
+    time against 0.2 s). An anonymous mapping always starts on a page.
+    """
+    return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE))
+
+
 class _Pipeline:
     """A hashing thread and a writing thread fed with filled buffers."""
 
@@ -176,11 +188,11 @@ class _Pipeline:
         self.fd = fd
         self.digest = hashlib.sha256()
         self.write_error: OSError | None = None
-        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(BUFFER_COUNT):
-            self.free.put(bytearray(BUFFER_SIZE))
-        self.to_hash: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self.to_write: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+            self.free.put(_page_aligned(BUFFER_SIZE))
+        self.to_hash: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self.to_write: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._hash, name="filedock-hash", daemon=True),
             threading.Thread(target=self._write, name="filedock-write", daemon=True),

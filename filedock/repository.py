@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import mmap
 import os
 import stat
 from collections import OrderedDict
@@ -304,8 +305,9 @@ def _hash_and_close(fd: int, key: FileKey) -> str:
 def hash_fd(fd: int, key: FileKey) -> str:
     """SHA-256 of the first ``key.size`` bytes of ``fd``, checking the file did not change."""
     digest = hashlib.sha256()
-    buffer = bytearray(_HASH_CHUNK)
-    view = memoryview(buffer)
+    # Page-aligned (an anonymous mapping): malloc puts a fresh large block 16
+    # bytes past a page boundary, and the kernel copies into that 2-4 times slower.
+    view = memoryview(mmap.mmap(-1, _HASH_CHUNK, flags=mmap.MAP_PRIVATE))
     offset = 0
     while offset < key.size:
         count = os.preadv(fd, [view[: min(_HASH_CHUNK, key.size - offset)]], offset)

@@ -152,7 +152,15 @@ class Server:
                 turned_away.transport.abort()
         sessions = list(self.sessions)
         grace = self.config.shutdown_grace
-        await asyncio.gather(*(session.shut_down(grace) for session in sessions))
+        outcomes = await asyncio.gather(
+            *(session.shut_down(grace) for session in sessions), return_exceptions=True
+        )
+        for session, outcome in zip(sessions, outcomes, strict=True):
+            # One connection failing to say goodbye must not stop the others'.
+            if isinstance(outcome, Exception):
+                log.warning("Could not end %s cleanly: %s", session.label(), outcome)
+                if session.transport is not None:
+                    session.transport.abort()
         try:
             async with asyncio.timeout(grace + 3.0):
                 await self._wait_sessions_closed()
@@ -181,10 +189,8 @@ class Server:
         return int(time.monotonic() - self._started)
 
     def status_reply(self) -> bytes:
-        records = self.registry.snapshot()
-        lines = [p.encode_reply(p.StatusReply(len(records)))]
-        lines.extend(map(p.encode_client_record, records))
-        return b"".join(lines)
+        lines = self.registry.snapshot_lines()
+        return p.encode_reply(p.StatusReply(len(lines))) + b"".join(lines)
 
     def warn(self, kind: str, message: str, *args: object) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind)."""

@@ -48,6 +48,30 @@ def format_address(peer: Any) -> str:
 class Session(asyncio.Protocol):
     """The server side of one connection."""
 
+    # Ten thousand connections are ten thousand of these: no per-instance dict.
+    __slots__ = (
+        "server",
+        "config",
+        "entry",
+        "address",
+        "host",
+        "greeted",
+        "transport",
+        "_reader",
+        "_flow",
+        "_task",
+        "_body_in_flight",
+        "_closing",
+        "_answer_later",
+        "_stopping",
+        "_warned",
+        "_peer_eof",
+        "_last_line",
+        "_timer",
+        "_stall_timer",
+        "_linger_timer",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.config = server.config
@@ -145,13 +169,15 @@ class Session(asyncio.Protocol):
 
     def _process(self) -> None:
         """Answer the complete lines in hand, until one needs to wait."""
-        assert self.transport is not None
+        transport = self.transport
+        assert transport is not None
+        next_line, handle_line = self._reader.next_line, self._handle_line
         replies: list[bytes] = []
         size = 0
         got_line = False
         while not (self._closing or self._stopping or self._task is not None or self._flow.paused):
             try:
-                line = self._reader.next_line()
+                line = next_line()
             except LineTooLong as exc:
                 replies.append(p.encode_reply(p.ErrorReply(p.LINE_TOO_LONG, str(exc))))
                 self._protocol_violation("line too long")
@@ -159,18 +185,18 @@ class Session(asyncio.Protocol):
             if line is None:
                 break
             got_line = True
-            reply = self._handle_line(line)
+            reply = handle_line(line)
             if reply:
                 replies.append(reply)
                 size += len(reply)
                 if size >= _FLUSH_SIZE:
-                    self.transport.write(b"".join(replies))
+                    transport.write(b"".join(replies))
                     replies.clear()
                     size = 0
         if got_line:
             self._last_line = time.monotonic()
         if replies:
-            self.transport.write(b"".join(replies))
+            transport.write(b"".join(replies))
         if self._closing:
             if not self._answer_later:
                 self._close_gracefully()
@@ -183,20 +209,20 @@ class Session(asyncio.Protocol):
 
     def _handle_line(self, line: bytes) -> bytes | None:
         try:
+            if self.greeted:
+                request = p.parse_request_line(line)
+                if request is None:
+                    return None  # a person pressing Enter gets no answer
+                return _HANDLERS[type(request)](self, request)
             text = p.decode_line(line)
-            if not text:
-                return None  # a person pressing Enter gets no answer
-            if not self.greeted:
-                return self._handle_greeting(text)
-            request = p.parse_request(text)
-            return _HANDLERS[type(request)](self, request)
+            return self._handle_greeting(text) if text else None
         except ProtocolError as exc:
-            self._warn_once("Protocol error from %s: %s", self._label(), exc)
+            self._warn_once("Protocol error from %s: %s", self.label(), exc)
             return p.encode_reply(p.ErrorReply(exc.code, str(exc)))
         except RequestError as exc:
             return p.encode_reply(p.ErrorReply(exc.code, exc.text))
         except Exception:  # a bug: answer, log it, keep the server up
-            log.exception("Internal error serving %s", self._label())
+            log.exception("Internal error serving %s", self.label())
             return p.encode_reply(p.ErrorReply(p.INTERNAL, "internal server error"))
 
     def _handle_greeting(self, text: str) -> bytes | None:
@@ -214,7 +240,7 @@ class Session(asyncio.Protocol):
             return p.encode_reply(p.WelcomeReply(self.entry.name, self.server.banner))
         if isinstance(greeting, p.Exit):
             return self._bye()
-        self._warn_once("Handshake error from %s: a command before HELLO", self._label())
+        self._warn_once("Handshake error from %s: a command before HELLO", self.label())
         return p.encode_reply(p.ErrorReply(p.HANDSHAKE, "say HELLO first"))
 
     def _refuse_unauthorized(self) -> None:
@@ -224,7 +250,7 @@ class Session(asyncio.Protocol):
         self.server.warn(
             "auth",
             "Unauthorized: %s gave no valid token (answer delayed %g s)",
-            self._label(),
+            self.label(),
             delay,
         )  # never the token itself
         self._end_session()
@@ -298,7 +324,7 @@ class Session(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("Internal error serving %s", self._label(), exc_info=exc)
+            log.error("Internal error serving %s", self.label(), exc_info=exc)
             self._abort()
             return
         self._process()
@@ -323,7 +349,7 @@ class Session(asyncio.Protocol):
                 self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
                 return
             except OSError as exc:
-                log.warning("Cannot read %r for %s: %s", path, self._label(), exc.strerror)
+                log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
                 self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
                 return
             assert self.transport is not None
@@ -334,7 +360,7 @@ class Session(asyncio.Protocol):
                 changed = not opened.unchanged()
             except TransferError as exc:
                 self.server.warn(
-                    "transfer", "Transfer of %r to %s cut short: %s", path, self._label(), exc
+                    "transfer", "Transfer of %r to %s cut short: %s", path, self.label(), exc
                 )
                 self._abort()
                 return
@@ -344,7 +370,7 @@ class Session(asyncio.Protocol):
                 # The bytes sent may not be the ones hashed: end the connection
                 # so the client cannot take them for the announced file.
                 self.server.warn(
-                    "transfer", "File %r changed while sent to %s; closing", path, self._label()
+                    "transfer", "File %r changed while sent to %s; closing", path, self.label()
                 )
                 self._abort()
                 return
@@ -363,7 +389,7 @@ class Session(asyncio.Protocol):
         self.server.warn(
             "timeout",
             "Timeout: %s did not greet within %g s",
-            self._label(),
+            self.label(),
             self.config.handshake_timeout,
         )
         self._close_with(p.TIMEOUT, "no HELLO within the handshake timeout")
@@ -389,7 +415,7 @@ class Session(asyncio.Protocol):
             self._timer = asyncio.get_running_loop().call_later(delay, self._idle_check)
             return
         self.server.warn(
-            "timeout", "Timeout: %s idle for %g s", self._label(), self.config.idle_timeout
+            "timeout", "Timeout: %s idle for %g s", self.label(), self.config.idle_timeout
         )
         self._close_with(p.TIMEOUT, "idle for too long")
 
@@ -398,18 +424,19 @@ class Session(asyncio.Protocol):
         self.server.warn(
             "timeout",
             "Dropping %s: no write progress for %g s",
-            self._label(),
+            self.label(),
             self.config.send_timeout,
         )
         self._abort()
 
     # -- ending -----------------------------------------------------------------
 
-    def _label(self) -> str:
+    def label(self) -> str:
+        """``Client01 (127.0.0.1:49559)``, or the address before a name is given."""
         return f"{self.entry.name} ({self.address})" if self.entry else self.address
 
     def _protocol_violation(self, what: str) -> None:
-        self._warn_once("Protocol error from %s: %s", self._label(), what)
+        self._warn_once("Protocol error from %s: %s", self.label(), what)
         self._end_session()
 
     def _warn_once(self, message: str, *args: object) -> None:

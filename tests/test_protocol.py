@@ -220,7 +220,9 @@ def test_consumed_lines_are_not_held() -> None:
         reader.receive_data(b"0123456789\n")
         assert reader.next_line() == b"0123456789"
         assert reader.buffered == 0
-    assert len(reader._buffer) <= 2 * 16  # consumed bytes are dropped, not kept
+    # Consumed bytes are dropped, not kept: what is held is one split window at most.
+    held = len(reader._data) + sum(map(len, reader._lines))
+    assert held <= 2 * 16
 
 
 def test_take_rest_returns_what_follows_the_header() -> None:
@@ -242,6 +244,29 @@ def test_take_rest_includes_unread_lines() -> None:
     assert reader.take_rest() == b"two\nthr"
     assert reader.next_line() is None
     assert reader.buffered == 0
+
+
+def test_lines_across_split_windows_come_back_whole() -> None:
+    # More than one split window of lines, a line straddling each window edge,
+    # and a client-sized line longer than a window.
+    window = p.LineReader._SPLIT_WINDOW
+    lines = [b"x" * (i % 97) + b"\r" * (i % 2) for i in range(3 * window // 40)]
+    lines.insert(len(lines) // 2, b"y" * (2 * window))
+    data = b"".join(line + b"\n" for line in lines)
+    expected = [line.removesuffix(b"\r") for line in lines]
+    for chunk in (len(data), window - 1, 4093):
+        chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+        assert frame(chunks, p.CLIENT_MAX_LINE) == (expected, False, 0)
+
+
+def test_over_long_line_after_a_window_of_lines_is_refused_in_turn() -> None:
+    reader = p.LineReader(64)
+    many = b"ping\n" * (p.LineReader._SPLIT_WINDOW // 5 + 10)
+    reader.receive_data(many + b"z" * 64 + b"\nafter\n")
+    for _ in range(many.count(b"\n")):
+        assert reader.next_line() == b"ping"
+    with pytest.raises(LineTooLong):
+        reader.next_line()
 
 
 # --------------------------------------------------------------------------
@@ -673,6 +698,29 @@ def test_any_text_parses_as_some_request(text: str) -> None:
     if isinstance(request_, p.Message):
         assert request_.text == text
         assert p.parse_request(request_back(p.encode_request(request_))) == request_
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.sampled_from([w.encode() for w in p.COMMAND_WORDS]).flatmap(
+            lambda w: st.sampled_from([w, w.upper(), w.title(), w + b" ", b" " + w, w + b" x"])
+        ),
+    )
+)
+def test_parse_request_line_is_parse_request_of_the_decoded_line(line: bytes) -> None:
+    # The server's fast path for raw lines agrees with decoding, then parsing.
+    try:
+        text = p.decode_line(line)
+        expected: object = p.parse_request(text) if text else None
+    except (BadEncoding, BadRequest) as exc:
+        expected = type(exc)
+    try:
+        got: object = p.parse_request_line(line)
+    except (BadEncoding, BadRequest) as exc:
+        got = type(exc)
+    assert got == expected
 
 
 @settings(max_examples=200, deadline=None)

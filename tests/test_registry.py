@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from filedock.protocol import ClientRecord, client_name
+from filedock.protocol import ClientRecord, client_name, encode_client_record
 from filedock.registry import Registry
 
 T0 = 1_700_000_000.0
@@ -140,6 +140,22 @@ def test_snapshot_follows_changes(clock: FakeClock) -> None:
     [after] = registry.snapshot()
     assert after.finished == local(T0 + 3)
     assert after.accepted == local(T0)
+
+
+def test_snapshot_lines_are_the_snapshot_encoded_and_follow_changes(clock: FakeClock) -> None:
+    registry = Registry(5, history=2, clock=clock)
+    entries = [registry.admit(f"127.0.0.1:{5000 + i}") for i in range(4)]
+
+    def encoded() -> list[bytes]:
+        return [encode_client_record(record) for record in registry.snapshot()]
+
+    assert registry.snapshot_lines() == encoded()
+    for entry in entries[::-1]:
+        assert entry is not None
+        clock.advance(1.5)
+        registry.finish(entry)  # the line cached for the connected entry is dropped
+        assert registry.snapshot_lines() == encoded()
+    assert len(registry.snapshot_lines()) == 2
 
 
 def test_times_are_to_the_second(clock: FakeClock) -> None:
