@@ -92,6 +92,15 @@ class LineReader:
     def _split(self) -> bool:
         """Move the next window of complete lines from _data to _lines; False if none."""
         data = self._data
+        if not data:
+            return False
+        if data[-1] == 0x0A and len(data) <= self._SPLIT_WINDOW:
+            # Only whole lines, as a client that waits for its answers sends them.
+            self._lines = bytes(data).split(b"\n")
+            self._lines.pop()  # the empty text after the last LF
+            self._index = 0
+            data.clear()
+            return True
         cut = data.rfind(b"\n", 0, self._SPLIT_WINDOW)
         if cut < 0:
             cut = data.find(b"\n")

@@ -46,6 +46,11 @@ _BACKLOG = 1024
 # retries (CPython gh-151615), which at 1024 grows into a busy loop.
 _ACCEPT_BATCH = 100
 
+# What one read from a client may bring: a buffer of this size is lent to each
+# session in turn (see Session.get_buffer). A line is at most max_line bytes,
+# so a read this size holds many pipelined requests.
+_READ_BUFFER = 64 * 1024
+
 # Descriptors the server needs besides one per client: listening sockets,
 # files being sent, hashing threads, the log.
 _SPARE_DESCRIPTORS = 64
@@ -71,6 +76,7 @@ class Server:
         self.auth_failures = FailureDelay()
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
+        self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
         self.banner = server_banner()
         self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"
         self._started = time.monotonic()

@@ -1,0 +1,57 @@
+"""The benchmarks still run: bench/run.py --quick and bench/files.py --quick.
+
+They measure nothing here (tests check behaviour; bench/README.md has the
+figures). This only keeps them from rotting: each runs with small sizes, exits
+0 and prints its table.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(script: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_run_quick_prints_the_table() -> None:
+    out = run_bench("run.py")
+    assert "filedock benchmark — " in out
+    assert " cores, Python " in out
+    header = next(line for line in out.splitlines() if line.startswith("measurement"))
+    assert "filedock" in header
+    assert "fd/streams" in header
+    for row in (
+        "PING, 1 connection: server CPU per request",
+        "PING, 50 connections: server CPU per request",
+        "PING pipelined, 10 conn x 100: server CPU per reply",
+        "sessions one after another: server CPU per session",
+        "sessions, waves at once: server CPU per session",
+        "clients held: server RSS per connected client",
+        "STATUS with every client",
+        "[files: bench/files.py",
+    ):
+        assert row in out, row
+    assert "bench/files.py failed" not in out
+
+
+def test_files_quick_prints_the_table() -> None:
+    out = run_bench("files.py")
+    assert "filedock file-transfer benchmark" in out
+    assert "filedock verified" in out
