@@ -86,6 +86,18 @@ def run_client(
     )
 
 
+def start_client(port: int, cwd: Path) -> subprocess.Popen[str]:
+    """An interactive `python3 Client.py` whose input the test writes."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        text=True,
+    )
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "server_repo"
@@ -196,14 +208,7 @@ def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
 
 def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
     server = ServerProcess("--port", "0", "--repo", str(repo))
-    client = subprocess.Popen(
-        [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        text=True,
-    )
+    client = start_client(server.port, tmp_path)
     server.wait_for_log(r"Connected: Client01")
     server.proc.kill()
     server.stop()
@@ -215,14 +220,7 @@ def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
 
 def test_server_shutdown_is_shown_to_the_client(repo: Path, tmp_path: Path) -> None:
     server = ServerProcess("--port", "0", "--repo", str(repo))
-    client = subprocess.Popen(
-        [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        text=True,
-    )
+    client = start_client(server.port, tmp_path)
     server.wait_for_log(r"Connected: Client01")
     assert server.stop() == 0
     out, err = client.communicate("ping\n", timeout=20)
