@@ -554,7 +554,9 @@ def test_half_closed_client_that_stops_reading_is_let_go(
                 # The loop has read the line once it runs the check (same thread).
                 if _buffered(server, name) > 0:
                     break
-            assert 0 < _buffered(server, name) < 64 * 1024
+            # Bounded: the 64 KiB high-water mark plus one batch of replies
+            # (flushed every 64 KiB) may be in the transport's buffer.
+            assert 0 < _buffered(server, name) < 3 * 64 * 1024
             sock.shutdown(socket.SHUT_WR)  # and read nothing, ever
             wait_until(lambda: server.connected_count() == 1)  # answered: slot free
             wait_until(lambda: server.session_count() == 1, timeout=1.0 + 4.0)
