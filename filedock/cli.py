@@ -19,7 +19,7 @@ from typing import Any
 
 from .client import DEFAULT_HOST, DEFAULT_PORT, Client
 from .config import LOOP_CHOICES, ServerConfig
-from .errors import FiledockError, ServerFull
+from .errors import FiledockError
 from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .logs import configure_logging
 from .version import __version__, server_banner
@@ -287,15 +287,13 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         from .oneshot import run_oneshot
 
         return run_oneshot(args, _open_client)
+    from .screen import Screen
     from .shell import Shell
 
     try:
         client = _open_client(args)
-    except ServerFull as exc:
-        print(f"[SERVER] Server is at capacity: {exc.reason}", flush=True)
-        return ExitCode.SERVER_FULL
     except FiledockError as exc:
-        print(f"[CLIENT] {exc}", flush=True)
+        Screen(sys.stdout).cannot_start(exc)  # on stdout, where the session would have been
         return exit_code_for(exc)
     with client:
         return Shell(client, args.downloads).run()

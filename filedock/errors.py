@@ -21,9 +21,16 @@
 Errors that travel on the wire carry their ``ERR`` code in ``code``, so the
 server turns them into a reply and the client turns a reply back into the
 same class (:func:`error_for_code`).
+
+Messages quote what the server sent, so ``str()`` of any of these errors
+shows control and bidirectional characters as escapes (a script that prints
+an error cannot be made to drive its terminal); ``text`` and ``reason``
+keep the server's words as they came.
 """
 
 from __future__ import annotations
+
+from .safetext import printable
 
 
 class FiledockError(Exception):
@@ -37,6 +44,9 @@ class FiledockError(Exception):
     ...     print(type(exc).__name__, exc.code, exc.text, sep=" | ")
     NotFound | not-found | no such file in the repository
     """
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class ProtocolError(FiledockError):
@@ -73,7 +83,7 @@ class RequestError(FiledockError):
             self.code = code
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.text}" if self.text else self.code
+        return printable(f"{self.code}: {self.text}" if self.text else self.code)
 
 
 class BadRequest(RequestError):

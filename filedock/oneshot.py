@@ -27,7 +27,6 @@ from .errors import (
     RequestError,
     SaveError,
     ServerClosing,
-    ServerFull,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
 from .screen import LazyBar, Screen, printable
@@ -65,11 +64,8 @@ def run_oneshot(
     try:
         try:
             client = connect(args)
-        except ServerFull as exc:
-            screen.server_error(f"Server is at capacity: {printable(exc.reason)}")
-            return ExitCode.SERVER_FULL
         except FiledockError as exc:
-            screen.client_error(printable(str(exc)))
+            screen.cannot_start(exc)
             return exit_code_for(exc)
         with client:
             return _run(client, args, screen)
@@ -88,7 +84,7 @@ def _run(client: Client, args: argparse.Namespace, screen: Screen) -> int:
     try:
         return _COMMANDS[args.command](client, args, screen)
     except ServerClosing as exc:
-        screen.request_error(exc)
+        screen.server_closed(exc)
         return ExitCode.CONNECTION
     except ConnectionLost as exc:
         screen.connection_lost(str(exc))
@@ -191,7 +187,7 @@ def _show_failure(screen: Screen, error: FiledockError, path: str) -> None:
     elif isinstance(error, SaveError):
         screen.client_error(f"Could not save the file: {printable(str(error))}")
     elif isinstance(error, ServerClosing):
-        screen.request_error(error)
+        screen.server_closed(error)
     elif isinstance(error, RequestError):
         screen.request_error(error, path)
     elif isinstance(error, ConnectionLost):

@@ -34,6 +34,19 @@ NOT_FINISHED = "-"
 FIELD_SEPARATOR = "\t"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# An error code is one lowercase word (hyphens inside): anything else in that
+# place is no reply of this protocol, and is never shown as a code.
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_LONGEST_ERROR_CODE = 40
+
+# What a client accepts in one STATUS or FILES reply. A hostile server could
+# otherwise announce 10**20 records, or stream records without end, and grow
+# the client until the machine runs out of memory. A million records is far
+# over any listing this server makes in practice (each record costs the client
+# a few hundred bytes of Python objects), and 128 MiB of record lines is a
+# million records of 134 bytes each.
+MAX_RECORDS = 1_000_000
+MAX_RECORD_BYTES = 128 * 1024 * 1024
 
 
 def client_name(number: int) -> str:
@@ -568,15 +581,17 @@ def parse_reply(line: str) -> Reply:
         case "HELP":
             return HelpReply(rest)
         case "STATUS":
-            return StatusReply(_parse_size(rest.split(" ", 1)[0]))
+            return StatusReply(_parse_record_count(rest, line))
         case "FILES":
-            return FilesReply(_parse_size(rest.split(" ", 1)[0]))
+            return FilesReply(_parse_record_count(rest, line))
         case "FILE":
             return _parse_file_reply(line, rest)
         case "ERR":
             code, _, text = rest.partition(" ")
             if not code:
                 raise ProtocolError(f"ERR without a code: {line!r}")
+            if len(code) > _LONGEST_ERROR_CODE or not _ERROR_CODE.fullmatch(code):
+                raise ProtocolError(f"ERR with a code that is not one word: {_shorten(line)!r}")
             return ErrorReply(code, text)
     raise ProtocolError(f"unexpected line from the server: {_shorten(line)!r}")
 
@@ -589,6 +604,16 @@ def _parse_file_reply(line: str, rest: str) -> FileReply:
     if not _SHA256_HEX.fullmatch(sha256):
         raise ProtocolError(f"bad SHA-256 in FILE header: {_shorten(line)!r}")
     return FileReply(_parse_size(size_text), sha256, path)
+
+
+def _parse_record_count(rest: str, line: str) -> int:
+    count = _parse_size(rest.split(" ", 1)[0])
+    if count > MAX_RECORDS:
+        raise ProtocolError(
+            f"the server announced {count} records, over the limit of {MAX_RECORDS}: "
+            f"{_shorten(line)!r}"
+        )
+    return count
 
 
 def _parse_size(text: str) -> int:

@@ -17,8 +17,11 @@ from typing import TextIO
 
 from . import protocol as p
 from .client import DownloadResult
-from .errors import IntegrityError, RequestError
+from .errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from .progress import ProgressBar, human_size
+from .safetext import printable
+
+__all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "LazyBar", "Screen", "printable"]
 
 COMMANDS_LINE = (
     "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about | exit"
@@ -34,13 +37,6 @@ CLIENT_STYLE = "\x1b[1;35m"  # bold magenta
 ERROR_STYLE = "\x1b[31m"  # red
 PASS_STYLE = "\x1b[1;32m"  # bold green
 FAIL_STYLE = "\x1b[1;31m"  # bold red
-
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F) if code != 0x09}
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes: a server cannot drive the terminal."""
-    return text.translate(_CONTROL)
 
 
 def colour_wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
@@ -172,10 +168,23 @@ class Screen:
         self.server(f"WELCOME {printable(name)} | {printable(server)}")
         self.line(COMMANDS_LINE)
 
+    def cannot_start(self, exc: FiledockError) -> None:
+        """Why there is no session: the server is full, or what went wrong on connecting."""
+        if isinstance(exc, ServerFull):
+            self.server_error(f"Server is at capacity: {printable(exc.reason)}")
+        else:
+            self.client_error(printable(str(exc)))
+
     def request_error(self, exc: RequestError, subject: str | None = None) -> None:
         """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given."""
         about = "" if subject is None else f" ({printable(subject)})"
-        self.server_error(f"ERR {exc.code} {printable(exc.text)}{about}")
+        self.server_error(f"ERR {printable(exc.code)} {printable(exc.text)}{about}")
+
+    def server_closed(self, exc: ServerClosing) -> None:
+        """The server's ``ERR`` that ended the session, and what it means when it is not plain."""
+        self.request_error(exc)
+        if exc.code == p.TIMEOUT:
+            self.client_error("Disconnected by the server for being idle")
 
     def ack(self, text: str) -> None:
         self.server(f"{printable(text)} ACK")

@@ -259,7 +259,7 @@ class Shell:
                 self.say("")
                 return self._leave()
             except ServerClosing as exc:
-                self.screen.request_error(exc)
+                self.screen.server_closed(exc)
                 return ExitCode.CONNECTION
             except ConnectionLost as exc:
                 self.screen.connection_lost(str(exc))

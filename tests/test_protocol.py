@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from filedock import protocol as p
 from filedock.errors import BadEncoding, BadRequest, FiledockError, LineTooLong, ProtocolError
+from filedock.safetext import is_inert
 
 SHA = hashlib.sha256(b"hello\n").hexdigest()
 
@@ -465,6 +466,52 @@ def test_parse_reply_of_error_without_text() -> None:
     assert p.parse_reply("ERR bad-request") == p.ErrorReply("bad-request", "")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ERR \x1b]0;PWNED\x07\x1b[2J text",  # no space in the escape: all of it is the code
+        "ERR \x9b2J text",
+        "ERR not\u202efound text",
+        "ERR Not-Found text",
+        "ERR not_found text",
+        "ERR -found text",
+        "ERR found- text",
+        "ERR 404 text",
+        "ERR " + "a" * 41 + " text",
+    ],
+    ids=[
+        "OSC and CSI",
+        "8-bit CSI",
+        "RLO",
+        "capitals",
+        "underscore",
+        "leading hyphen",
+        "trailing hyphen",
+        "digits",
+        "too long",
+    ],
+)
+def test_parse_reply_refuses_an_error_code_that_is_not_one_lowercase_word(line: str) -> None:
+    with pytest.raises(ProtocolError, match="not one word") as caught:
+        p.parse_reply(line)
+    assert is_inert(str(caught.value))
+
+
+def test_parse_reply_takes_any_lowercase_error_code() -> None:
+    assert p.parse_reply("ERR too-many-2 wait") == p.ErrorReply("too-many-2", "wait")
+
+
+@pytest.mark.parametrize("word", ["STATUS", "FILES"])
+def test_a_record_count_over_the_cap_is_refused_before_any_record(word: str) -> None:
+    assert p.parse_reply(f"{word} {p.MAX_RECORDS}") in (
+        p.StatusReply(p.MAX_RECORDS),
+        p.FilesReply(p.MAX_RECORDS),
+    )
+    for count in (p.MAX_RECORDS + 1, 99999999999999999999):
+        with pytest.raises(ProtocolError, match="over the limit"):
+            p.parse_reply(f"{word} {count}")
+
+
 def test_encode_reply_refuses_a_line_feed() -> None:
     with pytest.raises(ValueError, match="line feed"):
         p.encode_reply(p.AckReply("two\nlines"))
@@ -615,8 +662,9 @@ _LINE_CHARS = st.characters(codec="utf-8", exclude_characters="\n")
 texts = st.text(_LINE_CHARS, max_size=60).map(str.strip)
 non_empty_texts = texts.filter(bool)
 names = st.integers(1, 1_000_000).map(p.client_name)
-error_codes = st.from_regex(r"[a-z]+(-[a-z]+)*", fullmatch=True)
+error_codes = st.from_regex(r"[a-z]+(-[a-z]+)*", fullmatch=True).filter(lambda c: len(c) <= 40)
 counts = st.integers(0, 2**63)
+record_counts = st.integers(0, p.MAX_RECORDS)
 sha256s = st.text("0123456789abcdef", min_size=64, max_size=64)
 # Names that can travel in a record field: no TAB, CR or LF.
 _FIELD_CHARS = st.characters(codec="utf-8", exclude_characters="\t\r\n")
@@ -641,8 +689,8 @@ replies = st.one_of(
     st.builds(p.UptimeReply, counts),
     st.builds(p.AboutReply, texts),
     st.builds(p.HelpReply, texts),
-    st.builds(p.StatusReply, counts),
-    st.builds(p.FilesReply, counts),
+    st.builds(p.StatusReply, record_counts),
+    st.builds(p.FilesReply, record_counts),
     st.builds(p.FileReply, counts, sha256s, non_empty_texts),
     st.builds(p.AckReply, texts),
     st.just(p.ByeReply()),
