@@ -28,6 +28,7 @@ from .errors import (
     ServerClosing,
     ServerFull,
     TimedOut,
+    TooLarge,
 )
 from .protocol import ClientRecord, FileInfo
 from .version import __version__
@@ -49,5 +50,6 @@ __all__ = [
     "ServerClosing",
     "ServerFull",
     "TimedOut",
+    "TooLarge",
     "__version__",
 ]

@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import math
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
-from .client import DEFAULT_HOST, DEFAULT_PORT, Client
+from .client import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_SECONDS,
+    Client,
+    check_port,
+    check_seconds,
+)
 from .config import LOOP_CHOICES, ServerConfig
 from .errors import FiledockError
 from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
@@ -156,31 +167,49 @@ def client_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         epilog=f"examples:\n{_CLIENT_EXAMPLES}\n{EXIT_CODES_HELP}",
     )
-    port = _env_default(parser, "port", DEFAULT_PORT, int)
     parser.add_argument(
         "--host",
-        default=_env_default(parser, "host", DEFAULT_HOST, str),
+        default=_client_env(parser, "host", DEFAULT_HOST, str),
         help=f"server address [env {env_name('host')}]",
     )
     parser.add_argument(
-        "--port", type=int, default=port, help=f"server port [env {env_name('port')}]"
+        "--port",
+        type=port_number,
+        default=_client_env(parser, "port", DEFAULT_PORT, port_number),
+        help=f"server port, 1-65535 [env {env_name('port')}]",
     )
     parser.add_argument(
         "--downloads", default="downloads", metavar="DIR", help="where files are saved"
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait for the connection",
+        help="how long to wait for the connection (and the TLS handshake)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
-        help="how long to wait for each answer from the server",
+        help="how long the server may take over each answer; during a file, "
+        "how long it may stay silent",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=seconds_or_none,
+        default=0,
+        metavar="SECONDS",
+        help="how long a whole command may take, a download included (0 = no limit)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=byte_count,
+        default=0,
+        metavar="BYTES",
+        help="refuse a file larger than this, before writing it; "
+        "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
     )
     security = parser.add_argument_group("security (see the README)")
     security.add_argument(
@@ -202,6 +231,67 @@ def client_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
     _add_client_commands(parser)
     return parser
+
+
+def _client_env(
+    parser: argparse.ArgumentParser, field: str, default: Any, kind: Callable[[str], Any]
+) -> Any:
+    """The value of ``FILEDOCK_<FIELD>`` read as the option would be, or ``default``."""
+    raw = os.environ.get(env_name(field))
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(f"{env_name(field)}: {exc}")
+
+
+def port_number(text: str) -> int:
+    """A ``--port`` value: a whole number from 1 to 65535."""
+    try:
+        return check_port(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)") from None
+
+
+def seconds(text: str) -> float:
+    """A time in seconds: over 0, finite."""
+    try:
+        return check_seconds("a time", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time in seconds (over 0, at most {MAX_SECONDS:.0f})"
+        ) from None
+
+
+def seconds_or_none(text: str) -> float:
+    """A time in seconds, or 0 for none."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value == 0:
+        return 0.0
+    try:
+        return check_seconds("a time", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time in seconds (0 for none, at most {MAX_SECONDS:.0f})"
+        ) from None
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"(\d{1,20})([KMGT]?)(?:i?B)?", re.IGNORECASE)
+
+
+def byte_count(text: str) -> int:
+    """A size in bytes: digits, with an optional K, M, G or T (powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or not match.group(1).isascii():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size in bytes (such as 1000000, 500K, 2G)"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 def _resolve_security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -275,6 +365,8 @@ def _open_client(args: argparse.Namespace) -> Client:
         connect_timeout=args.connect_timeout,
         tls=args.tls_context,
         token=args.token,
+        max_time=args.max_time or None,
+        max_size=args.max_size or None,
     )
 
 
@@ -283,6 +375,35 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     parser = client_parser()
     args = parser.parse_args(argv)
     _resolve_security(parser, args)
+    with _signals_end_the_run():
+        return _run_client(args)
+
+
+@contextlib.contextmanager
+def _signals_end_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the run as an exception does (exit status 128 + the signal).
+
+    By default they kill the process at once, leaving the partial file of a
+    download in progress behind; as an exception they unwind it, so it is
+    removed and the server is left cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a caller's thread keeps its own
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, stop) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_client(args: argparse.Namespace) -> int:
     if args.command is not None:
         from .oneshot import run_oneshot
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 import os
 import socket
 import ssl
@@ -28,7 +29,14 @@ from types import TracebackType
 from typing import TypeVar
 
 from . import protocol as p
-from .download import Progress, local_path, receive_file
+from .download import (
+    Partial,
+    Progress,
+    discard_body,
+    local_path,
+    receive_body,
+    remove_old_partials,
+)
 from .errors import (
     BadRequest,
     ConnectionLost,
@@ -39,6 +47,7 @@ from .errors import (
     SaveError,
     ServerFull,
     TimedOut,
+    TooLarge,
     error_for_code,
 )
 from .tokens import TOKEN_PREFIX
@@ -51,6 +60,14 @@ DEFAULT_PORT = 50000
 # fit in the sockets' buffers, so the client never blocks sending while the
 # server blocks sending it a file the client is not reading yet.
 PIPELINE_BYTES = 16 * 1024
+
+# A body refused before it is written (over max_size, no room, an unwritable
+# folder) is read and dropped up to this size, so the session goes on; past
+# it, a new connection costs less than reading on, and this one is closed.
+DISCARD_LIMIT = 64 * 1024 * 1024
+
+# The longest wait a socket takes (about 115 days): longer ones overflow.
+MAX_SECONDS = 10_000_000.0
 
 _R = TypeVar("_R", bound=p.Reply)
 _T = TypeVar("_T")
@@ -80,6 +97,15 @@ class Client:
     :func:`filedock.tls.client_context`); ``token`` is the access token for a
     server that requires one.
 
+    ``timeout`` bounds the whole of each reply but a file's body: a server
+    that trickles a reply a byte at a time is given up on too. During a body
+    it bounds each silence, and ``max_time`` (seconds, None for no limit)
+    bounds the whole command, as curl's ``--max-time`` does. ``max_size``
+    (bytes, None for no limit) refuses a file announced larger, before any
+    byte is written, as curl's ``--max-filesize`` does; a file is refused too
+    when the destination's file system has less room than it needs. Bad
+    values (a port outside 1-65535, a negative or NaN time) raise ValueError.
+
     ``name`` is the name the server gave, ``server`` its WELCOME text. Use it
     in a ``with`` block, or call :meth:`close`, to leave cleanly.
 
@@ -101,10 +127,15 @@ class Client:
         connect_timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
         token: str | None = None,
+        max_time: float | None = None,
+        max_size: int | None = None,
     ) -> None:
         self.host = host
-        self.port = port
-        self.timeout = timeout
+        self.port = check_port(port)
+        self.timeout = check_seconds("timeout", timeout)
+        connect_timeout = check_seconds("connect_timeout", connect_timeout)
+        self.max_time = None if max_time is None else check_seconds("max_time", max_time)
+        self.max_size = None if max_size is None else check_size("max_size", max_size)
         self._tls = tls
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
@@ -112,6 +143,16 @@ class Client:
         self._reader = p.LineReader(p.CLIENT_MAX_LINE)
         self._chunk = memoryview(bytearray(64 * 1024))
         self._closed = False
+        # When the read in progress must end (None: only silence is bounded), and
+        # the timeout the socket has now (set again only when it changes).
+        self._deadline: float | None = None
+        self._deadline_message = self._silent_message = ""
+        self._received = self._mark = 0  # bytes received in all, and when the deadline was set
+        self._command_deadline: float | None = None
+        self._command_message = ""
+        self._sock_timeout = timeout
+        self._line_bytes = 0  # bytes of the server's lines read so far
+        self._swept: set[Path] = set()  # folders cleared of old partial files
         try:
             self._sock = socket.create_connection((host, port), timeout=connect_timeout)
         except TimeoutError:
@@ -121,7 +162,8 @@ class Client:
         try:
             if tls is not None:
                 self._sock = _start_tls(self._sock, tls, host, port)
-            self._sock.settimeout(timeout)
+            self._sock.settimeout(self.timeout)
+            self._sock_timeout = self.timeout
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.name, self.server = self._handshake()
         except BaseException:
@@ -202,7 +244,7 @@ class Client:
         datetime.datetime(...)
         """
         header = self._expect(self._execute(p.Status()), p.StatusReply)
-        return [self._read_record(p.parse_client_record) for _ in range(header.count)]
+        return self._read_records(header.count, p.parse_client_record)
 
     def list(self) -> list[p.FileInfo]:
         """Every file in the server's repository, sorted by path.
@@ -211,7 +253,7 @@ class Client:
         [('sample.txt', 6)]
         """
         header = self._expect(self._execute(p.ListFiles()), p.FilesReply)
-        return [self._read_record(p.parse_file_info) for _ in range(header.count)]
+        return self._read_records(header.count, p.parse_file_info)
 
     def say(self, text: str) -> str:
         """Send ``text`` as a message (even if it is a command word); returns the echo.
@@ -278,7 +320,10 @@ class Client:
         :class:`IntegrityError`, :class:`SaveError`, …): one failure does
         not stop the others. If the connection breaks, its error
         (:class:`ConnectionLost`, :class:`ServerClosing`, :class:`ProtocolError`)
-        is the outcome of every file not received yet, and the client is closed.
+        is the outcome of every file not received yet, and the client is closed;
+        so it is after a body that could not be saved and was not read whole
+        (:class:`TooLarge`, a write error), the others then getting
+        :class:`ConnectionLost`. ``max_time`` bounds the whole call.
         ``progress(path, done, total)`` is called as bytes arrive.
 
         >>> outcomes = client.get_many(["sample.txt", "nope.txt"], "downloads")
@@ -297,6 +342,8 @@ class Client:
                 outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
         in_flight: deque[tuple[int, int]] = deque()  # (index, request size) sent, not answered
         next_line = 0
+        current: int | None = None  # the file whose reply is being read
+        self._begin_command()
         try:
             while next_line < len(lines) or in_flight:
                 batch: list[bytes] = []
@@ -311,11 +358,19 @@ class Client:
                     next_line += 1
                 if batch:
                     self._send(b"".join(batch))
-                index, _ = in_flight.popleft()
-                outcomes[index] = self._get_reply(wanted[index], dest_dir, progress)
+                current, _ = in_flight.popleft()
+                outcomes[current] = self._get_reply(wanted[current], dest_dir, progress)
+                current = None
         except FiledockError as exc:  # the connection is gone: no more replies will come
             self._abandon()
-            outcomes = [exc if outcome is None else outcome for outcome in outcomes]
+            rest: FiledockError = exc
+            if current is not None and isinstance(exc, SaveError):
+                # Closed here to stop receiving that file: the others were not refused.
+                outcomes[current] = exc
+                rest = ConnectionLost(
+                    f"not fetched: the connection was closed after {wanted[current]!r} ({exc})"
+                )
+            outcomes = [rest if outcome is None else outcome for outcome in outcomes]
         except BaseException:
             self._abandon()  # requests in flight: the stream is out of step for good
             raise
@@ -376,8 +431,7 @@ class Client:
         if self._closed:
             return False
         try:
-            self._sock.settimeout(min(self.timeout, 2.0))
-            return isinstance(self._execute(p.Exit()), p.ByeReply)
+            return isinstance(self._execute(p.Exit(), within=min(self.timeout, 2.0)), p.ByeReply)
         except FiledockError:
             return False  # the server is gone or closing: nothing left to say
         finally:
@@ -404,10 +458,20 @@ class Client:
 
     # -- the wire ---------------------------------------------------------------
 
-    def _execute(self, request: p.Request) -> p.Reply:
+    def _begin_command(self, within: float | None = None) -> None:
+        """Start the clock of a command: ``within`` seconds, else max_time, else none."""
+        limit = self.max_time if within is None else within
+        if limit is None:
+            self._command_deadline = None
+        else:
+            self._command_deadline = time.monotonic() + limit
+            self._command_message = f"the command did not finish within {limit:g} s"
+
+    def _execute(self, request: p.Request, *, within: float | None = None) -> p.Reply:
         """Send one request and read its reply line; ``ERR`` raises."""
         if self._closed:
             raise ConnectionLost("the connection is closed")
+        self._begin_command(within)
         self._send(p.encode_request(request))
         return self._read_reply()
 
@@ -437,14 +501,69 @@ class Client:
         if len(first) > header.size:  # replies pipelined behind the body
             self._reader.receive_data(first[header.size :])
             first = first[: header.size]
+        # The body is bounded by max_time as a whole, and by timeout per silence.
+        self._set_deadline(self._command_deadline, self._command_message)
+        partial = self._open_partial(dest, header.size, first)
         try:
-            saved = receive_file(self._recv_into, first, header.size, header.sha256, dest, progress)
-        except (IntegrityError, SaveError):
-            raise  # the body was read whole: the session goes on
+            received = receive_body(self._recv_into, first, header.size, partial.fd, progress)
         except BaseException:
+            partial.discard()
             self._abandon()  # stopped mid-body (lost, interrupted): out of step for good
             raise
-        return DownloadResult(saved, header.size, header.sha256)
+        if received.write_error is not None:
+            partial.discard()
+            if not received.whole:
+                self._abandon()  # the rest of the body was never read
+            raise SaveError(f"cannot write {dest}: {received.write_error.strerror}")
+        if received.sha256 != header.sha256:
+            partial.discard()
+            raise IntegrityError(
+                f"SHA-256 mismatch for {dest.name}",
+                expected=header.sha256,
+                actual=received.sha256,
+            )
+        return DownloadResult(partial.commit(), header.size, header.sha256)
+
+    def _open_partial(self, dest: Path, size: int, first: bytes) -> Partial:
+        """Where the body of ``dest`` goes, or the reason it is refused, before any byte is written.
+
+        A refused body is read and dropped when it is small, so the session
+        goes on; a larger one closes the connection.
+        """
+        try:
+            if self.max_size is not None and size > self.max_size:
+                raise TooLarge(
+                    f"{dest.name} is {size} bytes, over the limit of {self.max_size} bytes"
+                )
+            if dest.parent not in self._swept:
+                self._swept.add(dest.parent)
+                remove_old_partials(dest.parent)
+            return Partial.open(dest, size)
+        except SaveError:
+            if size - len(first) <= DISCARD_LIMIT:
+                discard_body(self._recv_into, first, size)
+            else:
+                self._abandon()
+            raise
+
+    def _set_deadline(self, deadline: float | None, message: str, silent: str = "") -> None:
+        """Reads from now on must end by ``deadline`` (None: each silence is bounded only).
+
+        ``message`` says why when it passes; ``silent`` instead, if given,
+        when not a byte came meanwhile.
+        """
+        self._deadline = deadline
+        self._deadline_message = message
+        self._silent_message = silent or message
+        self._mark = self._received
+
+    def _timed_out(self, deadline_passed: bool) -> TimedOut:
+        self._abandon()
+        if not deadline_passed:
+            return TimedOut(f"no answer from the server within {self.timeout:g} s")
+        if self._received == self._mark:
+            return TimedOut(self._silent_message)
+        return TimedOut(self._deadline_message)
 
     def _send(self, data: bytes) -> None:
         try:
@@ -457,14 +576,25 @@ class Client:
             raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
 
     def _recv_into(self, view: memoryview) -> int:
+        deadline = self._deadline
+        wait = self.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(True)
+            wait = min(wait, left)
+        if wait != self._sock_timeout:
+            self._sock.settimeout(wait)
+            self._sock_timeout = wait
         try:
-            return self._sock.recv_into(view)
+            count = self._sock.recv_into(view)
         except TimeoutError:
-            self._abandon()
-            raise TimedOut(f"no answer from the server within {self.timeout:g} s") from None
+            raise self._timed_out(wait < self.timeout) from None
         except OSError as exc:
             self._abandon()
             raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+        self._received += count
+        return count
 
     def _read_text(self) -> str:
         while True:
@@ -476,6 +606,7 @@ class Client:
                     f"the server sent a line longer than {self._reader.max_line} bytes"
                 ) from None
             if line is not None:
+                self._line_bytes += len(line) + 1
                 try:
                     return line.decode("utf-8")
                 except UnicodeDecodeError:
@@ -486,6 +617,19 @@ class Client:
                 raise ConnectionLost("the server closed the connection")
             self._reader.receive_data(self._chunk[:count])
 
+    def _read_records(self, count: int, parse: Callable[[str], _T]) -> builtins.list[_T]:
+        """The ``count`` records of a STATUS or FILES reply (within its reply's deadline)."""
+        start = self._line_bytes
+        records = []
+        for _ in range(count):
+            records.append(self._read_record(parse))
+            if self._line_bytes - start > p.MAX_RECORD_BYTES:
+                self._abandon()
+                raise ProtocolError(
+                    f"the server sent more than {p.MAX_RECORD_BYTES} bytes of records"
+                )
+        return records
+
     def _read_record(self, parse: Callable[[str], _T]) -> _T:
         """One record line of a STATUS or FILES reply, parsed."""
         try:
@@ -495,6 +639,16 @@ class Client:
             raise
 
     def _read_reply(self) -> p.Reply:
+        """The next reply line, and any records after it, within ``timeout`` (and max_time)."""
+        deadline = time.monotonic() + self.timeout
+        if self._command_deadline is not None and self._command_deadline < deadline:
+            self._set_deadline(self._command_deadline, self._command_message)
+        else:
+            self._set_deadline(
+                deadline,
+                f"the server did not send its whole answer within {self.timeout:g} s",
+                f"no answer from the server within {self.timeout:g} s",
+            )
         try:
             reply = p.parse_reply(self._read_text())
         except ProtocolError:
@@ -512,6 +666,31 @@ class Client:
         if not self._closed:
             self._closed = True
             self._sock.close()
+
+
+def check_port(port: int) -> int:
+    """``port`` if it is a TCP port a server can listen on (1-65535); ValueError if not."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be a whole number from 1 to 65535, not {port!r}")
+    return port
+
+
+def check_seconds(name: str, value: float) -> float:
+    """``value`` if it is a usable time in seconds (over 0, at most MAX_SECONDS); or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise ValueError(
+            f"{name} must be over 0 and at most {MAX_SECONDS:g} seconds, not {value!r}"
+        )
+    return float(value)
+
+
+def check_size(name: str, value: int) -> int:
+    """``value`` if it is a whole number of bytes, 0 or more; else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number of bytes, 0 or more, not {value!r}")
+    return value
 
 
 def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:

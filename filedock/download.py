@@ -3,35 +3,49 @@
 The body is read into large buffers on the calling thread; a second thread
 hashes each buffer and a third writes it, so receiving, hashing and writing
 overlap (``hashlib`` and ``os.write`` release the GIL). The bytes go to a
-temporary file in the destination folder, renamed into place only when the
-SHA-256 matches; on any failure the temporary file is removed.
+hidden partial file beside the destination, renamed into place only when
+the SHA-256 matches; on any failure the partial file is removed.
+
+Each destination has one partial name (``.NAME.part``), locked while a
+client writes it. A client killed mid-download (SIGKILL, a power cut)
+leaves at most that one file, and the next download of the same file takes
+it over, so partial files never pile up, and nothing half-written ever has
+the final name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import mmap
 import os
 import queue
-import tempfile
+import re
+import stat
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ConnectionLost, IntegrityError, ProtocolError, SaveError
+from .errors import ConnectionLost, ProtocolError, SaveError, TooLarge
 
 # Buffers of this size are filled with recv_into, hashed, then written.
 BUFFER_SIZE = 4 * 1024 * 1024
 # Buffers in flight: a few, so a slow disk or hash does not stall receiving.
 BUFFER_COUNT = 6
 # Bodies up to this size are hashed and written on the receiving thread.
-_INLINE_LIMIT = BUFFER_SIZE
+INLINE_LIMIT = BUFFER_SIZE
 
-# mkstemp creates files readable by their owner only; saved files get the
-# usual mode (0666 less the umask), like any file a program writes.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+PARTIAL_SUFFIX = ".part"
+# Longest file name most file systems take, in bytes.
+_NAME_MAX = 255
+# Partial files of earlier versions had a random part (``.NAME.x1y2z3w4.part``);
+# one untouched this long was left by a client that was killed, and is removed.
+_OLD_PARTIAL = re.compile(r"\..+\.[a-z0-9_]{8}\.part")
+OLD_PARTIAL_AGE = 600.0
 
 RecvInto = Callable[[memoryview], int]
 Progress = Callable[[int, int], None]
@@ -53,57 +67,171 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
     return Path(dest_dir).joinpath(*PurePosixPath(server_path).parts)
 
 
-def receive_file(
-    recv_into: RecvInto,
-    first: bytes,
-    size: int,
-    sha256: str,
-    dest: Path,
-    progress: Progress | None = None,
-) -> Path:
-    """Receive ``size`` bytes (``first`` already read), verify them, save to ``dest``.
+def partial_path(dest: Path) -> Path:
+    """The one hidden partial file of ``dest``: ``.NAME.part`` beside it.
 
-    Raises :class:`IntegrityError` on a hash mismatch, :class:`ConnectionLost`
-    when the connection ends early, :class:`SaveError` when the file cannot be
-    written (the body is still read whole, so the session can go on). No file
-    is left under ``dest`` or beside it unless the hash matched.
+    A name too long for that gets a digest of the name instead, so every
+    destination still has exactly one partial name.
     """
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as exc:
-        _discard(recv_into, first, size)
-        raise SaveError(f"cannot write to {dest.parent}: {exc.strerror}") from None
-    try:
+    name = f".{dest.name}{PARTIAL_SUFFIX}"
+    if len(os.fsencode(name)) > _NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(dest.name)).hexdigest()[:32]
+        name = f".filedock-{digest}{PARTIAL_SUFFIX}"
+    return dest.with_name(name)
+
+
+class Partial:
+    """The partial file of one download: open for writing and locked while it lasts.
+
+    :meth:`open` takes it over (creating it, or truncating what a killed
+    download left), :meth:`commit` renames it into place, :meth:`discard`
+    removes it.
+    """
+
+    def __init__(self, dest: Path, path: Path, fd: int) -> None:
+        self.dest = dest
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def open(cls, dest: Path, size: int) -> Partial:
+        """The partial file of ``dest``, empty, with room for ``size`` bytes on its disk.
+
+        Raises :class:`SaveError` when it cannot be made (a read-only folder,
+        a file where a folder should be, another client writing it), and
+        :class:`TooLarge` when the file system has less than ``size`` bytes
+        free. Nothing is read from the connection.
+        """
         try:
-            digest, write_error = _receive(recv_into, first, size, fd, progress)
-        finally:
-            os.close(fd)
-        if write_error is not None:
-            raise SaveError(f"cannot write {dest}: {write_error.strerror}")
-        os.chmod(temp_name, 0o666 & ~_UMASK)
-        if digest != sha256:
-            raise IntegrityError(
-                f"SHA-256 mismatch for {dest.name}", expected=sha256, actual=digest
-            )
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SaveError(f"cannot write to {dest.parent}: {exc.strerror}") from None
+        path = partial_path(dest)
+        fd = _open_locked(path, dest)
+        partial = cls(dest, path, fd)
         try:
-            os.replace(temp_name, dest)
+            os.ftruncate(fd, 0)
+            _check_room(fd, size, dest)
+        except OSError as exc:
+            partial.discard()
+            raise SaveError(f"cannot write to {dest.parent}: {exc.strerror}") from None
+        except BaseException:
+            partial.discard()
+            raise
+        return partial
+
+    def commit(self) -> Path:
+        """Rename the partial file into place and release it; the destination."""
+        try:
+            os.replace(self.path, self.dest)
         except OSError as exc:  # e.g. a folder under the final name
-            raise SaveError(f"cannot save {dest}: {exc.strerror}") from None
-    except BaseException:
-        _remove(temp_name)
-        raise
-    return dest
+            self.discard()
+            raise SaveError(f"cannot save {self.dest}: {exc.strerror}") from None
+        os.close(self.fd)  # the lock goes with it
+        return self.dest
+
+    def discard(self) -> None:
+        """Remove the partial file and release it."""
+        _remove(self.path)
+        os.close(self.fd)
 
 
-def _receive(
-    recv_into: RecvInto, first: bytes, size: int, fd: int, progress: Progress | None
-) -> tuple[str, OSError | None]:
-    if size <= _INLINE_LIMIT:
+def _open_locked(path: Path, dest: Path) -> int:
+    """``path`` opened for writing and locked; SaveError if it cannot be."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(3):  # bounded: each retry follows a rename by another client
+        try:
+            # 0o666: the kernel takes the umask off, as for any file a program writes.
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:
+            raise SaveError(f"cannot write to {dest.parent}: {_why(exc)}") from None
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode):
+                raise SaveError(f"cannot write {path}: not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SaveError(f"{dest} is being downloaded by another client") from None
+            # The client that held the lock may have renamed this file into place
+            # just before we took it: then it is no partial any more.
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(opened, os.lstat(path)):
+                    return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise SaveError(f"cannot write {path}: it keeps being replaced")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return f"{exc.filename} is a symbolic link"
+    return exc.strerror or type(exc).__name__
+
+
+def _check_room(fd: int, size: int, dest: Path) -> None:
+    """TooLarge when the file system of ``fd`` has less than ``size`` bytes free."""
+    info = os.fstatvfs(fd)
+    free = info.f_bavail * info.f_frsize
+    if size > free:
+        raise TooLarge(f"no room for {dest.name} ({size} bytes) in {dest.parent}: {free} free")
+
+
+def remove_old_partials(folder: Path, now: float | None = None) -> int:
+    """Remove partial files earlier versions left in ``folder``; how many.
+
+    Those had a random part in their name, so a killed download's file was
+    never taken over. Only ones untouched for OLD_PARTIAL_AGE are removed: an
+    older client may still be writing a recent one.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _OLD_PARTIAL.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > OLD_PARTIAL_AGE:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """How a body went: its SHA-256 as received, and the write error that stopped it.
+
+    ``whole`` says whether every byte of the body was read (the connection is
+    still in step with the server).
+    """
+
+    sha256: str
+    write_error: OSError | None
+    whole: bool
+
+
+def receive_body(
+    recv_into: RecvInto, first: bytes, size: int, fd: int, progress: Progress | None = None
+) -> Received:
+    """Receive ``size`` bytes (``first`` already read), hash them and write them to ``fd``.
+
+    A body up to INLINE_LIMIT is read whole before it is written. A larger
+    one stops being read at the first write error: the rest would only be
+    thrown away (a server can announce 10**12 bytes), so the caller must
+    drop the connection. Raises :class:`ConnectionLost` when the connection
+    ends early.
+    """
+    if size <= INLINE_LIMIT:
         return _receive_inline(recv_into, first, size, fd, progress)
     pipeline = _Pipeline(fd)
+    received = 0
     try:
-        received = 0
         if first:
             buffer = pipeline.free.get()
             buffer[: len(first)] = first
@@ -111,6 +239,8 @@ def _receive(
             pipeline.to_hash.put((buffer, received))
         while received < size:
             buffer = pipeline.free.get()
+            if pipeline.write_error is not None:
+                break  # never read on: the caller closes the connection
             filled = _fill(recv_into, buffer, 0, min(len(buffer), size - received))
             pipeline.to_hash.put((buffer, filled))
             received += filled
@@ -118,12 +248,12 @@ def _receive(
                 progress(received, size)
     finally:
         pipeline.finish()
-    return pipeline.digest.hexdigest(), pipeline.write_error
+    return Received(pipeline.digest.hexdigest(), pipeline.write_error, received == size)
 
 
 def _receive_inline(
     recv_into: RecvInto, first: bytes, size: int, fd: int, progress: Progress | None
-) -> tuple[str, OSError | None]:
+) -> Received:
     buffer = bytearray(size)
     buffer[: len(first)] = first
     _fill(recv_into, buffer, len(first), size)
@@ -134,7 +264,7 @@ def _receive_inline(
         error = None
     except OSError as exc:
         error = exc
-    return hashlib.sha256(buffer).hexdigest(), error
+    return Received(hashlib.sha256(buffer).hexdigest(), error, True)
 
 
 def _fill(recv_into: RecvInto, buffer: bytearray | memoryview, start: int, end: int) -> int:
@@ -148,7 +278,7 @@ def _fill(recv_into: RecvInto, buffer: bytearray | memoryview, start: int, end: 
     return end
 
 
-def _discard(recv_into: RecvInto, first: bytes, size: int) -> None:
+def discard_body(recv_into: RecvInto, first: bytes, size: int) -> None:
     """Read and drop a body, so the next reply can be read."""
     left = size - len(first)
     buffer = memoryview(bytearray(min(BUFFER_SIZE, max(left, 1))))
@@ -165,7 +295,7 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
-def _remove(name: str) -> None:
+def _remove(name: str | os.PathLike[str]) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name)
 
@@ -214,7 +344,7 @@ class _Pipeline:
                 try:
                     _write_all(self.fd, memoryview(buffer)[:count])
                 except OSError as exc:
-                    self.write_error = exc  # keep reading the body; report it after
+                    self.write_error = exc  # the receiver stops at its next buffer
             self.free.put(buffer)
 
     def finish(self) -> None:

@@ -17,6 +17,7 @@
     │   └── TimedOut           no answer within the client's timeout
     ├── IntegrityError         a download did not match its SHA-256
     └── SaveError              a download could not be written locally
+        └── TooLarge           refused before writing: over max_size, or no room on the disk
 
 Errors that travel on the wire carry their ``ERR`` code in ``code``, so the
 server turns them into a reply and the client turns a reply back into the
@@ -136,10 +137,18 @@ class IntegrityError(FiledockError):
 
 
 class SaveError(FiledockError):
-    """A download arrived but could not be saved (disk full, read-only folder).
+    """A download could not be saved (disk full, read-only folder).
 
-    The body was still read whole, so the connection remains usable.
+    When the body could be read whole (it was refused before writing and is
+    small, or it was small enough to be held in memory) the connection remains
+    usable; otherwise the client stops reading it and closes the connection,
+    which would be out of step with the server (see :attr:`Client.closed`).
     """
+
+
+class TooLarge(SaveError):
+    """A download refused before any byte was written: larger than the client's
+    ``max_size``, or than the free space of the destination's file system."""
 
 
 # Codes after which the server closes the connection.

@@ -255,6 +255,9 @@ class Shell:
             try:
                 if self.execute(text):
                     return ExitCode.OK
+                if self.client.closed:  # a download that could not be saved was cut off
+                    self.screen.client_error("The connection was closed to stop that download")
+                    return ExitCode.CONNECTION
             except KeyboardInterrupt:
                 self.say("")
                 return self._leave()

@@ -1,0 +1,201 @@
+"""Partial files of downloads that were cut off: at most one per file, never piling up.
+
+A client process (``Client.py get``) is stopped mid-download by a signal,
+several times in a row, by a fake server that sends the start of a body and
+then waits. SIGTERM and SIGHUP unwind the download (its partial file is
+removed); SIGKILL cannot be caught, so the partial stays, but under the one
+name that the next download of the same file takes over. Nothing ever has
+the final name before its SHA-256 is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from filedock.download import OLD_PARTIAL_AGE, partial_path, remove_old_partials
+from tests.support import HOST, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+BODY = os.urandom(8 * MiB)
+BODY_SHA = hashlib.sha256(BODY).hexdigest()
+
+
+class StallingServer:
+    """Serves every connection: the first 5 MiB of ``big.bin``, then waits (or all of it)."""
+
+    def __init__(self) -> None:
+        self.whole = threading.Event()  # set: send the whole body from now on
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.05)
+        self.port: int = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        deadline = time.monotonic() + 120
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                conn.sendall(b"NAME Client01\n")
+                reader = conn.makefile("rb")
+                reader.readline()  # HELLO
+                conn.sendall(b"WELCOME Client01 fakedock 0.0\n")
+                line = reader.readline().decode().strip()  # GET big.bin
+                path = line.partition(" ")[2]
+                conn.sendall(f"FILE {len(BODY)} {BODY_SHA} {path}\n".encode())
+                if self.whole.is_set():
+                    conn.sendall(BODY)
+                    reader.readline()  # EXIT
+                    conn.sendall(b"BYE\n")
+                    return
+                conn.sendall(BODY[: 5 * MiB])  # one buffer of the client's is written
+                while conn.recv(65536):  # until the client is gone
+                    pass
+            except OSError:
+                pass  # the client was killed: what this server is for
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accepting.join(10)
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(35)
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[StallingServer]:
+    server = StallingServer()
+    yield server
+    server.close()
+
+
+def start_get(port: int, downloads: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "Client.py"), "--port", str(port), "--timeout", "30"]
+        + ["get", "big.bin", "-o", str(downloads)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def hidden_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.name.startswith("."))
+
+
+def stop_mid_download(
+    process: subprocess.Popen[bytes], partial: Path, signum: int
+) -> tuple[int, bytes]:
+    """Wait until the body has begun arriving, send ``signum``; the exit status and stderr."""
+    wait_until(lambda: partial.exists() and partial.stat().st_size > 0, timeout=20)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=20)
+    return process.returncode, err
+
+
+def test_sigkill_leaves_one_partial_that_the_next_download_takes_over(
+    stalling_server: StallingServer, tmp_path: Path
+) -> None:
+    downloads = tmp_path / "downloads"
+    partial = partial_path(downloads / "big.bin")
+    for _ in range(4):
+        process = start_get(stalling_server.port, downloads)
+        code, _ = stop_mid_download(process, partial, signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        assert hidden_files(downloads) == [partial]  # one, however many kills
+        assert not (downloads / "big.bin").exists()  # never half-written under its name
+    stalling_server.whole.set()
+    process = start_get(stalling_server.port, downloads)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert (downloads / "big.bin").read_bytes() == BODY
+    assert list(downloads.iterdir()) == [downloads / "big.bin"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_remove_the_partial(
+    stalling_server: StallingServer, tmp_path: Path, signum: int
+) -> None:
+    downloads = tmp_path / "downloads"
+    partial = partial_path(downloads / "big.bin")
+    for _ in range(2):
+        process = start_get(stalling_server.port, downloads)
+        code, err = stop_mid_download(process, partial, signum)
+        assert code == 128 + signum, err
+        assert b"Traceback" not in err
+        assert list(downloads.iterdir()) == []
+
+
+def test_a_partial_locked_by_a_live_download_is_left_alone(tmp_path: Path) -> None:
+    """Two clients saving the same file into one folder: the second is refused, not mixed in."""
+    from filedock.download import Partial
+    from filedock.errors import SaveError
+
+    dest = tmp_path / "big.bin"
+    first = Partial.open(dest, 10)
+    try:
+        with pytest.raises(SaveError, match="being downloaded by another client"):
+            Partial.open(dest, 10)
+    finally:
+        first.discard()
+    second = Partial.open(dest, 10)  # free again
+    second.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_or_fifo_under_the_partial_name_is_refused(tmp_path: Path) -> None:
+    from filedock.download import Partial
+    from filedock.errors import SaveError
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    partial_path(folder / "a").symlink_to(outside)
+    os.mkfifo(partial_path(folder / "b"))
+    for name in ("a", "b"):
+        with pytest.raises(SaveError):
+            Partial.open(folder / name, 10)
+    assert outside.read_text() == "keep me"
+
+
+def test_old_partials_with_random_names_are_removed_once_stale(tmp_path: Path) -> None:
+    """Earlier versions named each partial anew: those left by killed runs are cleaned."""
+    old = [tmp_path / f".big.bin.{suffix}.part" for suffix in ("abcd1234", "x_y_z_w0")]
+    for path in old:
+        path.write_bytes(b"partial")
+        os.utime(path, (time.time() - OLD_PARTIAL_AGE - 60,) * 2)
+    recent = tmp_path / ".big.bin.qwer5678.part"
+    recent.write_bytes(b"an older client may still write this")
+    mine = partial_path(tmp_path / "big.bin")
+    mine.write_bytes(b"kept for a resume")
+    os.utime(mine, (time.time() - OLD_PARTIAL_AGE - 60,) * 2)
+    other = tmp_path / "notes.part"
+    other.write_bytes(b"not ours")
+    assert remove_old_partials(tmp_path) == 2
+    assert sorted(tmp_path.iterdir()) == sorted([recent, mine, other])
