@@ -74,4 +74,5 @@ EXIT_CODES_HELP = """exit status:
   6  a download failed its SHA-256 check
   7  the server requires an access token and ours was missing or wrong
   130  a one-shot command interrupted by Ctrl-C
+  143, 129  stopped by SIGTERM or SIGHUP
   (a `get` of several files exits with the worst: 6, then 3, then 1, then 5)"""

@@ -229,6 +229,13 @@ def hang_up(peer: Peer) -> None:
     pass
 
 
+def larger_than_the_disk(peer: Peer) -> None:
+    peer.greet()
+    path = peer.requested()
+    peer.send(f"FILE {10**18} {BODY_SHA} {path}\n".encode() + BODY)
+    peer.wait_closed()
+
+
 # -- the library -----------------------------------------------------------------------
 
 
@@ -394,6 +401,12 @@ SHELL_CASES: dict[str, tuple[Script, str, str, bool]] = {
         True,
     ),
     "wrong hash": (wrong_hash, "get x.txt\nping\nexit\n", r"\[CLIENT\] SHA256 verify: FAIL", False),
+    "larger than the disk": (
+        larger_than_the_disk,
+        "get x.txt\nping\n",
+        r"\[CLIENT\] Could not save the file: no room for x\.txt",
+        True,
+    ),
     "escaping path": (
         escaping_path,
         "../../evil.txt\n",
