@@ -31,6 +31,7 @@ from .errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode
+from .safetext import is_inert
 from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
 
 __all__ = [
@@ -97,8 +98,12 @@ class Completer:
         self._files = None
 
     def remember(self, files: list[p.FileInfo]) -> None:
-        """Take the file names from a listing just made."""
-        self._files = [info.path for info in files]
+        """Take the file names from a listing just made.
+
+        Names with control or bidirectional characters are left out: readline
+        prints the candidates as they are, so they would reach the terminal.
+        """
+        self._files = [info.path for info in files if is_inert(info.path)]
         self._fetched_at = self._clock()
 
     def files(self) -> list[str]:

@@ -309,6 +309,14 @@ def test_completer_offers_command_words_then_files() -> None:
     assert _complete(completer, "qu") == ["quit"]
 
 
+def test_completer_never_offers_a_name_that_would_drive_the_terminal() -> None:
+    """readline prints the candidates as they are: a server's escapes would reach the terminal."""
+    hostile = ["a\x1b]0;PWNED\x07.txt", "a\x9b2J.txt", "a\u202efdp.exe", "a\x85.txt"]
+    completer = _completer([*hostile, "a.txt"])
+    assert _complete(completer, "get a") == ["a.txt"]
+    assert _complete(completer, "a") == ["about", "a.txt"]
+
+
 def test_completer_goes_one_folder_at_a_time() -> None:
     completer = _completer(["docs/a b.pdf", "docs/c.pdf", "docs/sub/d.txt", "x.txt"])
     assert _complete(completer, "get ") == ["docs/", "x.txt"]
