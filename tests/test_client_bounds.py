@@ -219,6 +219,20 @@ def test_max_size_refuses_a_file_before_writing_it(
     assert files_in(tmp_path) == []
 
 
+def test_a_refused_file_in_a_pipelined_get_does_not_blame_the_others(
+    fake_server: Callable[[Script], FakeServer], tmp_path: Path
+) -> None:
+    server = fake_server(huge_file(10**12))
+    with Client(HOST, server.port, timeout=5, max_size=1000) as client:
+        outcomes = client.get_many(["x", "y", "z"], tmp_path)
+        assert client.closed
+    assert isinstance(outcomes[0], TooLarge)
+    for outcome in outcomes[1:]:
+        assert type(outcome) is ConnectionLost
+        assert "not fetched" in str(outcome)
+    assert files_in(tmp_path) == []
+
+
 def test_a_small_file_over_max_size_is_skipped_and_the_session_goes_on(
     fake_server: Callable[[Script], FakeServer], tmp_path: Path
 ) -> None:
