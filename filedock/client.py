@@ -91,11 +91,10 @@ class Client:
     """A connection to a filedock server, named and greeted.
 
     Connecting raises :class:`ServerFull` when the server has no free slot and
-    :class:`ConnectionLost` when it cannot be reached. ``timeout`` bounds each
-    wait for the server; ``connect_timeout`` bounds the connect (and the TLS
-    handshake). ``tls`` is an ``ssl.SSLContext`` for a TLS server (see
-    :func:`filedock.tls.client_context`); ``token`` is the access token for a
-    server that requires one.
+    :class:`ConnectionLost` when it cannot be reached. ``connect_timeout``
+    bounds the connect (and, as a whole, the TLS handshake). ``tls`` is an
+    ``ssl.SSLContext`` for a TLS server (see :func:`filedock.tls.client_context`);
+    ``token`` is the access token for a server that requires one.
 
     ``timeout`` bounds the whole of each reply but a file's body: a server
     that trickles a reply a byte at a time is given up on too. During a body

@@ -174,6 +174,8 @@ def _why(exc: OSError) -> str:
 def _check_room(fd: int, size: int, dest: Path) -> None:
     """TooLarge when the file system of ``fd`` has less than ``size`` bytes free."""
     info = os.fstatvfs(fd)
+    if info.f_blocks == 0:
+        return  # a file system that tells nothing of its size (some FUSE ones): no check
     free = info.f_bavail * info.f_frsize
     if size > free:
         raise TooLarge(f"no room for {dest.name} ({size} bytes) in {dest.parent}: {free} free")

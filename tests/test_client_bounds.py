@@ -87,7 +87,7 @@ def test_a_dripping_reply_is_bounded_as_a_whole(
             client.say("hi") if head == b"ACK " else client.status()
         took = time.monotonic() - started
         assert client.closed
-    assert 0.9 < took < 1.8, f"gave up after {took:.2f} s"
+    assert 0.9 < took < 2.5, f"gave up after {took:.2f} s"
 
 
 def test_a_dripping_greeting_is_bounded(fake_server: Callable[[Script], FakeServer]) -> None:
@@ -100,7 +100,7 @@ def test_a_dripping_greeting_is_bounded(fake_server: Callable[[Script], FakeServ
     started = time.monotonic()
     with pytest.raises(TimedOut):
         Client(HOST, server.port, timeout=1.0)
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 2.5
 
 
 def test_ping_with_timeout_3_against_a_drip_ends_in_3_s(
@@ -112,7 +112,7 @@ def test_ping_with_timeout_3_against_a_drip_ends_in_3_s(
     code = client_main(["--port", str(server.port), "--timeout", "3", "ping"])
     took = time.monotonic() - started
     assert code == 3
-    assert 2.9 < took < 4.0, f"took {took:.2f} s"
+    assert 2.9 < took < 5.0, f"took {took:.2f} s"
 
 
 def test_max_time_bounds_a_dripping_body(
@@ -133,7 +133,7 @@ def test_max_time_bounds_a_dripping_body(
             client.get("x", tmp_path / "downloads")
         took = time.monotonic() - started
         assert client.closed
-    assert 1.4 < took < 2.3, f"gave up after {took:.2f} s"
+    assert 1.4 < took < 3.0, f"gave up after {took:.2f} s"
     assert files_in(tmp_path) == []
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -118,11 +119,11 @@ def test_every_reply_is_printed_inert(
     fake_server: Callable[[Script], FakeServer],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: object,
+    tmp_path: Path,
     case: str,
     mode: str,
 ) -> None:
-    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     command, reply = REPLIES[case]
     server = fake_server(answering(reply))
     if mode == "one-shot":
