@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -100,6 +101,28 @@ def test_a_dripping_greeting_is_bounded(fake_server: Callable[[Script], FakeServ
     started = time.monotonic()
     with pytest.raises(TimedOut):
         Client(HOST, server.port, timeout=1.0)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_dripping_tls_handshake_is_bounded_as_a_whole(
+    fake_server: Callable[[Script], FakeServer],
+) -> None:
+    """A 16 KiB handshake record a byte at a time: connect_timeout bounds all of it."""
+
+    def script(peer: Peer) -> None:
+        peer.sock.recv(65536)  # the ClientHello
+        peer.send(b"\x16\x03\x03\x40\x00")
+        for _ in range(50):
+            peer.send(b"\x02")
+            time.sleep(0.2)
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    server = fake_server(script)
+    started = time.monotonic()
+    with pytest.raises(TimedOut, match="TLS handshake"):
+        Client(HOST, server.port, timeout=5, connect_timeout=1.0, tls=context)
     assert time.monotonic() - started < 2.5
 
 
