@@ -81,6 +81,9 @@ REPLIES: dict[str, tuple[str, str]] = {
     "ACK": ("say hi", f"ACK {HOSTILE}\n"),
     "FILES": ("list", f"FILES 1\n{HOSTILE}\t5\t{MTIME}\n"),
     "STATUS": ("status", f"STATUS 1\n{HOSTILE}\t{ACCEPTED}\t-\t{HOSTILE}\n"),
+    "FILES as JSON": ("list --json", f"FILES 1\n{HOSTILE}\t5\t{MTIME}\n"),
+    "STATUS as JSON": ("status --json", f"STATUS 1\n{HOSTILE}\t{ACCEPTED}\t-\t{HOSTILE}\n"),
+    "WHO as JSON": ("who --json", f"WHO Client01 {HOSTILE}\n"),
     "bad record": ("status", f"STATUS 1\n{HOSTILE}\n"),
     "unknown reply": ("ping", f"{HOSTILE} {HOSTILE}\n"),
     "FILE for another path": ("get x", f"FILE 5 {BODY_SHA} {HOSTILE}\n"),
@@ -125,6 +128,8 @@ def test_every_reply_is_printed_inert(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     command, reply = REPLIES[case]
+    if mode == "prompt" and "--json" in command:
+        pytest.skip("--json is for the one-shot commands")
     server = fake_server(answering(reply))
     if mode == "one-shot":
         code, output = run_client(capsys, monkeypatch, server.port, command.split(" "))
