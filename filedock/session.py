@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
 from .registry import ClientEntry
+from .repository import OpenedFile, check_client_path
 from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body
 
@@ -303,13 +304,19 @@ class Session(asyncio.BufferedProtocol):
         return p.encode_reply(p.AckReply(request.text))
 
     def _message(self, request: p.Message) -> bytes | None:
-        if self.server.repository.serves(request.text):
-            self._start(self._send_file(request.text))
-            return None
-        return p.encode_reply(p.AckReply(request.text))
+        # A line that cannot be a path is echoed at once, without touching the
+        # disk; one that may be is looked up in a worker, never on the loop.
+        try:
+            check_client_path(request.text)
+        except RequestError:
+            return p.encode_reply(p.AckReply(request.text))
+        self._start(self._send_file(request.text, or_echo=True))
+        return None
 
-    def _get(self, request: p.Get) -> None:
+    def _get(self, request: p.Get) -> bytes | None:
+        check_client_path(request.path)  # refused here: no thread, no task
         self._start(self._send_file(request.path))
+        return None
 
     def _list(self, _: p.ListFiles) -> None:
         self._start(self._send_listing())
@@ -341,50 +348,60 @@ class Session(asyncio.BufferedProtocol):
         self._process()
 
     async def _send_listing(self) -> None:
-        files = await asyncio.to_thread(self.server.repository.listing)
+        workers, repository = self.server.workers, self.server.repository
+        try:
+            files = await workers.metadata.run(repository.listing, workers.cancel.is_set)
+        except RequestError as exc:
+            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            return
+        except OSError as exc:
+            log.warning("Cannot list the repository for %s: %s", self.label(), exc.strerror)
+            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "the folder cannot be read")))
+            return
         lines = [p.encode_reply(p.FilesReply(len(files)))]
         lines.extend(map(p.encode_file_info, files))
         self._write(b"".join(lines))
 
-    async def _send_file(self, path: str) -> None:
-        repository = self.server.repository
+    async def _send_file(self, path: str, *, or_echo: bool = False) -> None:
+        """Send the file ``path`` names; with ``or_echo``, echo the line if there is none."""
         try:
-            opened = repository.open(path)
-        except RequestError as exc:
-            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            opened = await self.server.workers.metadata.run(self.server.repository.open, path)
+        except (RequestError, OSError) as exc:  # any OS error on a path is a refusal
+            if or_echo:
+                self._write(p.encode_reply(p.AckReply(path)))
+            else:
+                self._write(p.encode_reply(_refusal(exc)))
             return
         with opened:
-            try:
-                digest = await repository.hashes.sha256(opened)
-            except RequestError as exc:
-                self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
-                return
-            except OSError as exc:
-                log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
-                self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
-                return
-            assert self.transport is not None
-            self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
-            self._body_in_flight = True
-            try:
-                await send_body(self.transport, self._flow, opened, self.config.send_timeout)
-                changed = not opened.unchanged()
-            except TransferError as exc:
-                self.server.warn(
-                    "transfer", "Transfer of %r to %s cut short: %s", path, self.label(), exc
-                )
-                self._abort()
-                return
-            finally:
-                self._body_in_flight = False
-            if changed:
-                # The bytes sent may not be the ones hashed: end the connection
-                # so the client cannot take them for the announced file.
-                self.server.warn(
-                    "transfer", "File %r changed while sent to %s; closing", path, self.label()
-                )
-                self._abort()
-                return
+            await self._send_opened(opened)
+
+    async def _send_opened(self, opened: OpenedFile) -> None:
+        path = opened.path
+        try:
+            digest = await self.server.repository.hashes.sha256(opened, self.host)
+        except RequestError as exc:  # changed before the header: the connection goes on
+            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            return
+        except OSError as exc:
+            log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
+            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
+            return
+        assert self.transport is not None
+        self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
+        self._body_in_flight = True
+        try:
+            # Exactly the announced size goes out, so the stream stays in step
+            # even if the file grew or changed meanwhile: the client checks the
+            # digest, and changed bytes are never saved as the announced file.
+            await send_body(self.transport, self._flow, opened, self.config.send_timeout)
+        except TransferError as exc:  # shrank, or the client went away: cut
+            self.server.warn(
+                "transfer", "Transfer of %r to %s cut short: %s", path, self.label(), exc
+            )
+            self._abort()
+            return
+        finally:
+            self._body_in_flight = False
         log.info("Sent file %r size=%d sha256=%s…", path, opened.size, digest[:12])
 
     def _write(self, data: bytes) -> None:
@@ -533,6 +550,12 @@ class Session(asyncio.BufferedProtocol):
             self._close_with(p.SHUTDOWN, "server is shutting down")
         elif self.transport is not None and not self.transport.is_closing():
             self._close_gracefully()
+
+
+def _refusal(exc: RequestError | OSError) -> p.ErrorReply:
+    if isinstance(exc, RequestError):
+        return p.ErrorReply(exc.code, exc.text)
+    return p.ErrorReply(p.INTERNAL, "file cannot be read")
 
 
 HELP_TEXT = (
