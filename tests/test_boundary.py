@@ -50,6 +50,14 @@ def root(tmp_path: Path, outside: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Capture the 'filedock' loggers, even if a CLI test turned propagation off."""
+    monkeypatch.setattr(logging.getLogger("filedock"), "propagate", True)
+    with caplog.at_level(logging.INFO, logger="filedock"):
+        yield
+
+
 def greeted(port: int) -> LineConn:
     conn = LineConn(port, timeout=10)
     conn.greet()
@@ -249,7 +257,10 @@ def test_listing_follows_links_as_a_request_would(linked: Path) -> None:
 
 
 def test_a_deploy_swap_inside_gives_answers_never_a_cut(
-    root: Path, make_server: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+    root: Path,
+    make_server: Callable[..., ServerThread],
+    caplog: pytest.LogCaptureFixture,
+    logged: None,
 ) -> None:
     """current -> v1 / v2, replaced in a loop while clients fetch current/f.txt."""
     for version in ("v1", "v2"):
@@ -289,6 +300,7 @@ def test_a_deploy_swap_inside_gives_answers_never_a_cut(
         for conn in conns:
             conn.close()
     assert not [record for record in caplog.records if record.exc_info]
+    assert "Connected: Client01" in caplog.text  # the log was really captured
 
 
 @pytest.mark.parametrize("err", [errno.EINVAL, errno.EIO, errno.ELOOP, errno.EMFILE])
@@ -297,6 +309,7 @@ def test_any_os_error_on_a_path_is_an_err_reply(
     make_server: Callable[..., ServerThread],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    logged: None,
     err: int,
 ) -> None:
     os.symlink("a.txt", root / "link.txt")
@@ -317,6 +330,7 @@ def test_any_os_error_on_a_path_is_an_err_reply(
     finally:
         conn.close()
     assert not [record for record in caplog.records if record.exc_info]
+    assert "Connected: Client01" in caplog.text  # the log was really captured
 
 
 # -- deep folders ----------------------------------------------------------------------------
