@@ -35,6 +35,8 @@ log = logging.getLogger("filedock.repository")
 
 # Characters that cannot travel inside one protocol line or one record field.
 _UNSENDABLE = frozenset("\t\r\n")
+# ... and those no client path may hold besides.
+_REFUSED_CHARACTERS = ("\0", "\\", *_UNSENDABLE)
 
 # Hashing reads this much at a time: large enough that hashlib releases the
 # GIL and system calls are few, small enough to stay in the CPU cache.
@@ -134,7 +136,7 @@ class Repository:
 
     # -- the boundary -------------------------------------------------------
 
-    def open(self, client_path: str) -> OpenedFile:
+    def open(self, client_path: str, *, max_steps: int | None = None) -> OpenedFile:
         """Open the regular file ``client_path`` names, in one walk, for a download.
 
         Raises :class:`Forbidden` for a path that leaves the repository (``..``,
@@ -142,10 +144,13 @@ class Repository:
         NUL, a path over the caps, or anything that is not a regular file;
         :class:`NotFound` when there is nothing there. Any other OS error on the
         way is a :class:`Forbidden` too. Error texts never show the server's paths.
+        With ``max_steps``, raises :class:`WalkTooLong` (having opened nothing)
+        rather than take more steps than that.
         """
         check_client_path(client_path)
         with self._root() as root_fd:
-            fd, st, _ = _Walk(self.root, root_fd).to(client_path.split("/"))
+            walk = _Walk(self.root, root_fd, max_steps)
+            fd, st, _ = walk.to(client_path.split("/"))
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise Forbidden("not a regular file")
@@ -228,27 +233,38 @@ class Repository:
 def check_client_path(path: str) -> None:
     """Refuse, without touching the disk, a path no repository file can have.
 
-    Cheapest checks first: a flood of long ``a/a/a/…`` lines costs one scan each.
+    Substring tests only, no loop over the components: a flood of 4 KiB
+    path-like lines costs a few scans of each line in C.
     """
     if not path:
         raise Forbidden("empty path")
     if path.count("/") >= p.MAX_PATH_COMPONENTS:
         raise Forbidden(f"path has more than {p.MAX_PATH_COMPONENTS} components")
-    if "\0" in path or "\\" in path or not _UNSENDABLE.isdisjoint(path):
+    if any(char in path for char in _REFUSED_CHARACTERS):  # substring searches, in C
         raise Forbidden("path holds a character that is not allowed")
     if path.startswith("/"):
         raise Forbidden("absolute paths are not allowed")
-    for part in path.split("/"):
-        if part == "..":
-            raise Forbidden("path leaves the repository")
-        if part == "" or part == ".":
-            raise Forbidden("path has an empty or '.' component")
-        if part.startswith("."):
-            raise Forbidden("hidden files are not served")
-        if len(part) * 4 > p.MAX_NAME_BYTES and len(part.encode("utf-8", "replace")) > (
-            p.MAX_NAME_BYTES
-        ):
-            raise Forbidden(f"a name is longer than {p.MAX_NAME_BYTES} bytes")
+    framed = f"/{path}/"  # every component between two slashes
+    if "/../" in framed:
+        raise Forbidden("path leaves the repository")
+    if "//" in framed or "/./" in framed:
+        raise Forbidden("path has an empty or '.' component")
+    if "/." in framed:
+        raise Forbidden("hidden files are not served")
+    if len(path) > _SHORT_NAME and _longest_name(path) > p.MAX_NAME_BYTES:
+        raise Forbidden(f"a name is longer than {p.MAX_NAME_BYTES} bytes")
+
+
+# A name of this many characters fits in MAX_NAME_BYTES whatever they are.
+_SHORT_NAME = p.MAX_NAME_BYTES // 4
+
+
+def _longest_name(path: str) -> int:
+    """UTF-8 bytes of the longest component of ``path``."""
+    parts = path.split("/")
+    if path.isascii():
+        return max(map(len, parts))
+    return max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
 
 
 def _request_error(exc: OSError) -> RequestError:
@@ -256,6 +272,16 @@ def _request_error(exc: OSError) -> RequestError:
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
         return NotFound("no such file in the repository")
     return Forbidden("file cannot be read")
+
+
+class WalkTooLong(Exception):
+    """A walk would take more steps than it was allowed; nothing was opened."""
+
+
+# Steps (names looked up, symlinks read) a walk may take on the event loop:
+# about what a plain GET costs anyway, so a flood of path-like lines costs the
+# loop no more than honest GETs. A longer walk is done in a metadata worker.
+INLINE_STEPS = 8
 
 
 class _Walk:
@@ -266,13 +292,14 @@ class _Walk:
     target goes back the way the walk came, never above the root.
     """
 
-    __slots__ = ("root", "folders", "names", "hops")
+    __slots__ = ("root", "folders", "names", "hops", "steps_left")
 
-    def __init__(self, root: str, root_fd: int) -> None:
+    def __init__(self, root: str, root_fd: int, max_steps: int | None = None) -> None:
         self.root = root
         self.folders = [root_fd]
         self.names: list[str] = []  # the real path below the root, so far
         self.hops = 0
+        self.steps_left = max_steps
 
     def to(self, parts: list[str]) -> tuple[int, os.stat_result, list[str]]:
         """Open what ``parts`` names: (descriptor, its fstat, its real path's names).
@@ -281,6 +308,8 @@ class _Walk:
         """
         try:
             fd, st = self._walk(parts)
+        except OSError as exc:  # dup/fstat out of descriptors: still a refusal
+            raise _request_error(exc) from None
         finally:
             for fd_above in self.folders[1:]:
                 os.close(fd_above)
@@ -298,6 +327,7 @@ class _Walk:
                 continue
             if name.startswith("."):
                 raise Forbidden("hidden files are not served")
+            self._count_step()
             st = self._lstat(name)
             if stat.S_ISLNK(st.st_mode):
                 self._follow(name, pending)
@@ -380,6 +410,12 @@ class _Walk:
             self._back_to_root()
             target = inside
         pending.extend(target.split("/")[::-1])
+
+    def _count_step(self) -> None:
+        if self.steps_left is not None:
+            if self.steps_left <= 0:
+                raise WalkTooLong
+            self.steps_left -= 1
 
     def _count_hop(self) -> None:
         self.hops += 1
@@ -628,14 +664,24 @@ class HashCache:
         return hashed.digest
 
     async def _hash(self, fd: int, key: FileKey, source: str) -> _Hashed:
+        started: int | None = None
         try:
             async with self.workers.hash_share.slot(source):
                 started = self.clock()
+                # The thread closes the descriptor itself, as it may still read
+                # it after this coroutine is gone (a loop shutting down); if
+                # the job never runs, the pool closes it.
                 hashed = await self.workers.hashing.run(
-                    hash_opened, fd, key, self.workers.cancel.is_set
+                    _hash_and_close,
+                    fd,
+                    key,
+                    self.workers.cancel.is_set,
+                    never_ran=lambda: os.close(fd),
                 )
-        finally:
-            os.close(fd)
+        except BaseException:
+            if started is None:  # still waiting for a slot: the fd is ours
+                os.close(fd)
+            raise
         racy = started - key.changed_at() < RACY_NS
         return _Hashed(hashed.digest, hashed.cacheable and not racy)
 
@@ -649,6 +695,13 @@ class HashCache:
 
     def __len__(self) -> int:
         return len(self._digests)
+
+
+def _hash_and_close(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:
+    try:
+        return hash_opened(fd, key, cancelled)
+    finally:
+        os.close(fd)
 
 
 def hash_opened(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:

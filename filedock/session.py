@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
 from .registry import ClientEntry
-from .repository import OpenedFile, check_client_path
+from .repository import INLINE_STEPS, OpenedFile, WalkTooLong
 from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body
 
@@ -304,19 +304,36 @@ class Session(asyncio.BufferedProtocol):
         return p.encode_reply(p.AckReply(request.text))
 
     def _message(self, request: p.Message) -> bytes | None:
-        # A line that cannot be a path is echoed at once, without touching the
-        # disk; one that may be is looked up in a worker, never on the loop.
+        # A line that is no file is echoed at once. The lookup is cheap checks
+        # first, then a walk on the loop only as long as a plain GET's; a
+        # longer one goes to a worker.
+        text = request.text
         try:
-            check_client_path(request.text)
+            opened = self._open_here(text)
         except RequestError:
-            return p.encode_reply(p.AckReply(request.text))
-        self._start(self._send_file(request.text, or_echo=True))
+            return p.encode_reply(p.AckReply(text))
+        self._serve(text, opened, or_echo=True)
         return None
 
     def _get(self, request: p.Get) -> bytes | None:
-        check_client_path(request.path)  # refused here: no thread, no task
-        self._start(self._send_file(request.path))
+        self._serve(request.path, self._open_here(request.path))  # a refusal raises: ERR
         return None
+
+    def _open_here(self, path: str) -> OpenedFile | None:
+        """``path`` opened on the loop, or None when its walk is long enough for a worker."""
+        try:
+            return self.server.repository.open(path, max_steps=INLINE_STEPS)
+        except WalkTooLong:
+            return None
+
+    def _serve(self, path: str, opened: OpenedFile | None, *, or_echo: bool = False) -> None:
+        if opened is None:
+            self._start(self._send_file(path, or_echo=or_echo))
+            return
+        self._start(self._send_opened(opened))
+        assert self._task is not None
+        # Closed however the task ends, even cancelled before it ever ran.
+        self._task.add_done_callback(lambda _: opened.close())
 
     def _list(self, _: p.ListFiles) -> None:
         self._start(self._send_listing())
@@ -363,14 +380,17 @@ class Session(asyncio.BufferedProtocol):
         self._write(b"".join(lines))
 
     async def _send_file(self, path: str, *, or_echo: bool = False) -> None:
-        """Send the file ``path`` names; with ``or_echo``, echo the line if there is none."""
+        """Open ``path`` in a worker and send it; with ``or_echo``, echo the line if
+        there is no such file."""
         try:
-            opened = await self.server.workers.metadata.run(self.server.repository.open, path)
-        except (RequestError, OSError) as exc:  # any OS error on a path is a refusal
+            opened = await self.server.workers.metadata.run(
+                self.server.repository.open, path, abandoned=OpenedFile.close
+            )
+        except RequestError as exc:  # any OS error on a path is one of these
             if or_echo:
                 self._write(p.encode_reply(p.AckReply(path)))
             else:
-                self._write(p.encode_reply(_refusal(exc)))
+                self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
             return
         with opened:
             await self._send_opened(opened)
@@ -550,12 +570,6 @@ class Session(asyncio.BufferedProtocol):
             self._close_with(p.SHUTDOWN, "server is shutting down")
         elif self.transport is not None and not self.transport.is_closing():
             self._close_gracefully()
-
-
-def _refusal(exc: RequestError | OSError) -> p.ErrorReply:
-    if isinstance(exc, RequestError):
-        return p.ErrorReply(exc.code, exc.text)
-    return p.ErrorReply(p.INTERNAL, "file cannot be read")
 
 
 HELP_TEXT = (

@@ -15,8 +15,9 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 
 from . import protocol as p
 from .errors import RequestError
@@ -48,17 +49,44 @@ class WorkerPool:
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
         self._closed = False
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` in one of the pool's threads. Raises :class:`Stopping` once closed."""
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        never_ran: Callable[[], None] | None = None,
+        abandoned: Callable[[T], None] | None = None,
+    ) -> T:
+        """``fn(*args)`` in one of the pool's threads. Raises :class:`Stopping` once closed.
+
+        If the wait is given up (cancelled), ``never_ran()`` is called when
+        ``fn`` had not started (it never will), or ``abandoned(result)`` when
+        it finishes: what it opened for nobody is closed.
+        """
         if self._closed:
+            if never_ran is not None:
+                never_ran()
             raise Stopping("server is shutting down")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        job = self._executor.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if job.cancel():  # true only for a job that had not started
+                if never_ran is not None:
+                    never_ran()
+            elif abandoned is not None:
+                job.add_done_callback(partial(_hand_over, abandoned))
+            raise
 
     def close(self) -> None:
-        """Drop the work not started; what runs ends on its own (it polls the cancel flag)."""
+        """Take no more work; what is queued still runs, and ends at once (it polls the
+        cancel flag), so what it holds is released; never waits."""
         self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False)
+
+
+def _hand_over(abandoned: Callable[[T], None], job: Future[T]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        abandoned(job.result())
 
 
 class FairShare:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ import filedock.repository
 from filedock import protocol as p
 from filedock.client import Client
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import RACY_NS, Repository
+from filedock.repository import RACY_NS, Repository, WalkTooLong
 from tests.support import HOST, LineConn, ServerThread
 
 INSIDE = b"inside\n"
@@ -626,3 +627,47 @@ def test_a_file_changed_within_the_racy_window_is_not_cached(root: Path) -> None
     digest()
     assert repo.hashes.hashings == 3  # cached from now on
     assert len(repo.hashes) == 1
+
+
+# -- how much walking the event loop does -------------------------------------------------------
+
+
+def test_a_walk_on_the_loop_stops_at_its_step_budget(linked: Path) -> None:
+    repo = Repository(linked)
+    with pytest.raises(WalkTooLong):
+        repo.open("/".join(["self"] * 8 + ["a.txt"]), max_steps=8)
+    with pytest.raises(WalkTooLong):  # symlink hops count too
+        repo.open("chain.txt", max_steps=2)
+    repo.open("chain.txt", max_steps=8).close()
+    repo.open("/".join(["self"] * 8 + ["a.txt"])).close()  # no budget: a worker's walk
+
+
+def test_long_walks_are_served_from_a_worker(
+    linked: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_path = "/".join(["self"] * 20 + ["a.txt"])
+    server = make_server(repo=linked)
+    assert server.server is not None
+    walked_in: list[str] = []
+    real_open = Repository.open
+
+    def recording_open(self: Repository, path: str, **kwargs: Any) -> Any:
+        walked_in.append(threading.current_thread().name)
+        return real_open(self, path, **kwargs)
+
+    monkeypatch.setattr(Repository, "open", recording_open)
+    conn = greeted(server.port)
+    try:
+        assert conn.request(f"GET {long_path}").startswith("FILE 6 ")
+        assert conn.read_exactly(6) == b"alpha\n"
+        assert conn.request(long_path).startswith("FILE 6 ")  # a bare line too
+        assert conn.read_exactly(6) == b"alpha\n"
+        assert conn.request("a.txt").startswith("FILE 6 ")
+        assert conn.read_exactly(6) == b"alpha\n"
+        assert conn.request("no such thing") == "ACK no such thing"
+    finally:
+        conn.close()
+    on_loop = [name for name in walked_in if name == "test-server"]
+    in_workers = [name for name in walked_in if name.startswith("filedock-meta")]
+    assert len(in_workers) == 2  # the two long walks, after their tries on the loop
+    assert len(on_loop) == 4  # the two tries over budget, a.txt, and the echoed line
