@@ -225,3 +225,94 @@ def test_workers_close_stops_a_hashing_between_blocks(tmp_path: Path) -> None:
             return time.monotonic() - closed
 
     assert asyncio.run(scenario()) < 1.0
+
+
+# -- nothing opened is left open ---------------------------------------------------------
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_requests_cut_short_leave_no_descriptor_open(
+    repo: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    """Clients that leave while their file is opened in a worker, hashed, or sent:
+    every descriptor the server opened for them is closed."""
+    deep = repo.joinpath(*["d"] * 12)
+    deep.mkdir(parents=True)
+    (deep / "f.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (repo / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    long_path = "/".join(["d"] * 12 + ["f.bin"])
+    server = make_server(max_clients=50)
+    baseline = open_descriptors()
+    for round_index in range(20):
+        conns = [LineConn(server.port, timeout=10) for _ in range(3)]
+        for conn in conns:
+            conn.greet()
+        conns[0].send_line(f"GET {long_path}")  # a walk in a worker, then a hashing
+        conns[1].send_line("GET big.bin")  # hashed on the loop's side, then sent
+        conns[2].send_line(long_path)  # a bare line
+        for conn in conns:
+            if round_index % 2:
+                conn.reset()
+            else:
+                conn.close()
+    wait_until(lambda: server.session_count() == 0, timeout=20)
+    wait_until(lambda: descriptors_of(deep / "f.bin") == 0, timeout=20)
+    wait_until(lambda: descriptors_of(repo / "big.bin") == 0, timeout=20)
+    assert open_descriptors() <= baseline
+
+
+def descriptors_of(path: Path) -> int:
+    """How many descriptors this process holds on ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops (cancelling the session's task) while a worker opens the
+    file the session asked for: the file opened for nobody is closed."""
+    deep = repo.joinpath(*["d"] * 12)
+    deep.mkdir(parents=True)
+    (deep / "f.txt").write_bytes(b"deep\n")
+    in_worker, gate, returned = threading.Event(), threading.Event(), threading.Event()
+    real_open = filedock.repository.Repository.open
+
+    def held_open(self: filedock.repository.Repository, path: str, **kwargs: Any) -> Any:
+        if kwargs.get("max_steps") is not None:
+            return real_open(self, path, **kwargs)
+        in_worker.set()  # the worker's walk
+        gate.wait(10)
+        try:
+            return real_open(self, path, **kwargs)
+        finally:
+            returned.set()
+
+    monkeypatch.setattr(filedock.repository.Repository, "open", held_open)
+    server = make_server()
+    assert server.server is not None
+    conn = LineConn(server.port, timeout=10)
+    try:
+        conn.greet()
+        conn.send_line("GET " + "/".join(["d"] * 12 + ["f.txt"]))
+        assert in_worker.wait(10)
+        closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+        assert conn.read_line().startswith("ERR shutdown ")
+        closing.result(10)
+        gate.set()
+        assert returned.wait(10)  # the worker's open is done: its file is open or closed
+        wait_until(lambda: descriptors_of(deep / "f.txt") == 0, timeout=10)
+    finally:
+        gate.set()
+        conn.close()
