@@ -263,41 +263,29 @@ def test_a_deploy_swap_inside_gives_answers_never_a_cut(
     caplog: pytest.LogCaptureFixture,
     logged: None,
 ) -> None:
-    """current -> v1 / v2, replaced in a loop while clients fetch current/f.txt."""
+    """current -> v1 (a symlink) and v2 (a folder) trade places in a loop while
+    clients fetch current/f.txt: each gets an answer, and the connection lives."""
     for version in ("v1", "v2"):
         write(root / version / "f.txt", version.encode() * 100)
     os.symlink("v1", root / "current")
-    stop = threading.Event()
-
-    def deploy() -> None:
-        for turn in range(100_000):
-            if stop.is_set():
-                return
-            spare = root / "current.new"
-            os.symlink(f"v{turn % 2 + 1}", spare)
-            os.replace(spare, root / "current")
-
     server = make_server(repo=root)
     conns = [greeted(server.port) for _ in range(2)]
-    deployer = threading.Thread(target=deploy, daemon=True)
-    deployer.start()
     try:
-        for _ in range(150):
-            for conn in conns:
-                conn.send_line("GET current/f.txt")
-                conn.send_line("current/f.txt")
-            for conn in conns:
-                for _request in range(2):
-                    line = conn.read_line()
-                    if line.startswith("FILE "):
-                        assert conn.read_exactly(200) in (b"v1" * 100, b"v2" * 100)
-                    else:
-                        assert line.startswith(("ERR ", "ACK ")), line
+        with Swapper(root / "current", root / "v2", rounds=200_000):
+            for _ in range(150):
+                for conn in conns:
+                    conn.send_line("GET current/f.txt")
+                    conn.send_line("current/f.txt")
+                for conn in conns:
+                    for _request in range(2):
+                        line = conn.read_line()
+                        if line.startswith("FILE "):
+                            assert conn.read_exactly(200) in (b"v1" * 100, b"v2" * 100)
+                        else:
+                            assert line.startswith(("ERR ", "ACK ")), line
         for conn in conns:
             assert conn.request("PING") == "PONG"
     finally:
-        stop.set()
-        deployer.join(10)
         for conn in conns:
             conn.close()
     assert not [record for record in caplog.records if record.exc_info]
