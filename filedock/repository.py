@@ -118,7 +118,11 @@ class OpenedFile:
 
 
 class Repository:
-    """The folder a server shares, read-only. Its methods block: run them in a worker."""
+    """The folder a server shares, read-only.
+
+    Its methods block: run them in a worker, except :meth:`open` with a
+    ``max_steps`` budget, whose cost is bounded like a plain request's.
+    """
 
     def __init__(
         self,
