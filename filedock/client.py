@@ -418,7 +418,8 @@ class Client:
         if isinstance(reply, p.AckReply):
             return reply.text
         header = self._expect(reply, p.FileReply)
-        return self._receive(text.strip(), header, dest_dir, progress)
+        # The server took the line without its ASCII padding, as it strips it.
+        return self._receive(text.strip(p.LINE_PADDING), header, dest_dir, progress)
 
     def exit(self) -> bool:
         """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.

@@ -144,10 +144,15 @@ class LineReader:
         return sum(map(len, pending)) + len(pending) + len(self._data)
 
 
+# What the ends of a line lose: ASCII space, TAB and CR only. Unicode white
+# space (NBSP, U+3000, NEL, U+2028, ...) may end a file's name, so it stays.
+LINE_PADDING = " \t\r"
+
+
 def decode_line(line: bytes) -> str:
-    """The text of a line: UTF-8, without leading and trailing white space."""
+    """The text of a line: UTF-8, without leading and trailing ASCII space, TAB and CR."""
     try:
-        return line.decode("utf-8").strip()
+        return line.decode("utf-8").strip(LINE_PADDING)
     except UnicodeDecodeError:
         raise BadEncoding("line is not valid UTF-8") from None
 
@@ -288,7 +293,7 @@ def parse_greeting(text: str) -> Hello | Exit | None:
     verb, _, rest = text.partition(" ")
     verb = verb.lower()
     if verb == "hello":
-        return Hello(rest.strip())
+        return Hello(rest.strip(LINE_PADDING))
     if verb == "exit" and not rest:
         return Exit()
     return None
@@ -512,6 +517,14 @@ TIMEOUT = "timeout"
 SHUTDOWN = "shutdown"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal"
+CHANGED = "changed"
+
+# Paths a client may name: at most this many components (folders and the file
+# name) and this many UTF-8 bytes per component (Linux's NAME_MAX). A longer
+# path names nothing the server serves, so it is refused without touching the
+# disk; the listing leaves out what lies deeper.
+MAX_PATH_COMPONENTS = 64
+MAX_NAME_BYTES = 255
 
 PONG = b"PONG\n"
 BYE = b"BYE\n"

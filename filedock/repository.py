@@ -1,29 +1,42 @@
 """The repository: what a client may read, the listing, and the hash cache.
 
-The repository is a boundary. :meth:`Repository.resolve` is the one function
-that turns a client's path into a file inside the root, or refuses it; every
-read on behalf of a client goes through it (``open`` and ``listing`` use it).
+The repository is a boundary. Every read on behalf of a client walks the
+client's path one component at a time from a descriptor of the root: each
+step opens one name relative to the folder before it and never follows a
+symlink on its own (``O_NOFOLLOW``), so what is opened is what was checked,
+and a folder swapped for a symlink mid-walk cannot lead outside. A symlink
+met on the way is read and its target walked under the same rule (relative to
+its folder, never above the root), so links that stay inside keep working, as
+with nginx's ``disable_symlinks``. The listing walks folders the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import logging
 import mmap
 import os
 import stat
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from . import protocol as p
 from .errors import Forbidden, NotFound, RequestError
 from .protocol import FileInfo
+from .workers import Stopping, Workers
 
 log = logging.getLogger("filedock.repository")
 
 # Characters that cannot travel inside one protocol line or one record field.
 _UNSENDABLE = frozenset("\t\r\n")
+# ... and those no client path may hold besides.
+_REFUSED_CHARACTERS = ("\0", "\\", *_UNSENDABLE)
 
 # Hashing reads this much at a time: large enough that hashlib releases the
 # GIL and system calls are few, small enough to stay in the CPU cache.
@@ -33,23 +46,49 @@ _HASH_CHUNK = 1024 * 1024
 # is bounded so a hostile folder of millions of names costs little memory.
 _MAX_REPORTED_NAMES = 10_000
 
+# Symlinks one walk may follow, as the kernel's own limit (MAXSYMLINKS).
+MAX_SYMLINK_HOPS = 40
+
+# A file changed this recently may change again within the file system's
+# timestamp granularity without its key changing (git's "racy" rule), so its
+# digest is not cached. 2 s covers FAT's mtime, the coarsest in use.
+RACY_NS = 2_000_000_000
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after the lstat cannot block the open.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
 
 @dataclass(frozen=True, slots=True)
 class FileKey:
-    """What identifies a file's contents for the hash cache."""
+    """What identifies a file's contents for the hash cache.
+
+    ``ctime_ns`` is there because ``utime()`` can put an mtime back but
+    nothing can put a ctime back: a same-size rewrite always changes the key.
+    """
 
     device: int
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> FileKey:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def changed_at(self) -> int:
+        """When the file last changed (ns since the epoch)."""
+        return max(self.mtime_ns, self.ctime_ns)
 
 
 class OpenedFile:
-    """A repository file opened for one download; close it when done."""
+    """A repository file opened for one download; close it when done.
+
+    ``size`` is the size at open: the file is served and hashed up to there,
+    so a file being appended to (a live log) is served as a consistent prefix.
+    """
 
     __slots__ = ("fd", "path", "key")
 
@@ -63,7 +102,7 @@ class OpenedFile:
         return self.key.size
 
     def unchanged(self) -> bool:
-        """Whether the file still has the size and mtime it had when opened."""
+        """Whether the file still has the key it had when opened."""
         return FileKey.of(os.fstat(self.fd)) == self.key
 
     def close(self) -> None:
@@ -79,181 +118,523 @@ class OpenedFile:
 
 
 class Repository:
-    """The folder a server shares, read-only."""
+    """The folder a server shares, read-only.
 
-    def __init__(self, root: str | os.PathLike[str], *, hash_cache_size: int = 4096) -> None:
+    Its methods block: run them in a worker, except :meth:`open` with a
+    ``max_steps`` budget, whose cost is bounded like a plain request's.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        hash_cache_size: int = 4096,
+        workers: Workers | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"repository is not a folder: {os.fspath(root)}")
-        self.hashes = HashCache(hash_cache_size)
+        self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
         self._reported: set[str] = set()
 
     # -- the boundary -------------------------------------------------------
 
-    def resolve(self, client_path: str) -> str:
-        """The real path of the regular file ``client_path`` names, or an error.
+    def open(self, client_path: str, *, max_steps: int | None = None) -> OpenedFile:
+        """Open the regular file ``client_path`` names, in one walk, for a download.
 
         Raises :class:`Forbidden` for a path that leaves the repository (``..``,
-        absolute, a symlink resolving outside), a hidden name, a backslash or
-        NUL, or anything that is not a regular file; :class:`NotFound` when
-        there is nothing there. Error texts never show the server's paths.
+        absolute, a symlink leading outside), a hidden name, a backslash or
+        NUL, a path over the caps, or anything that is not a regular file;
+        :class:`NotFound` when there is nothing there. Any other OS error on the
+        way is a :class:`Forbidden` too. Error texts never show the server's paths.
+        With ``max_steps``, raises :class:`WalkTooLong` (having opened nothing)
+        rather than take more steps than that.
         """
-        _check_client_path(client_path)
-        real = os.path.realpath(os.path.join(self.root, client_path))
-        inside = os.path.relpath(real, self.root) if real.startswith(self.root + os.sep) else None
-        if inside is None:
-            raise Forbidden("path leaves the repository")
-        if any(part.startswith(".") for part in inside.split(os.sep)):
-            raise Forbidden("hidden files are not served")
-        try:
-            st = os.stat(real)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound("no such file in the repository") from None
-        except OSError:
-            raise Forbidden("file cannot be read") from None
+        check_client_path(client_path)
+        with self._root() as root_fd:
+            walk = _Walk(self.root, root_fd, max_steps)
+            fd, st, _ = walk.to(client_path.split("/"))
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise Forbidden("not a regular file")
+        return OpenedFile(fd, client_path, FileKey.of(st))
+
+    def resolve(self, client_path: str) -> str:
+        """The real path of the file ``client_path`` names, or the error :meth:`open` gives.
+
+        For information only: open a file with :meth:`open`, never by this path.
+        """
+        check_client_path(client_path)
+        with self._root() as root_fd:
+            fd, st, names = _Walk(self.root, root_fd).to(client_path.split("/"))
+        os.close(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Forbidden("not a regular file")
-        return real
+        return os.path.join(self.root, *names)
 
     def serves(self, client_path: str) -> bool:
         """Whether ``client_path`` names a file this repository would serve."""
         try:
-            self.resolve(client_path)
+            self.open(client_path).close()
         except RequestError:
             return False
         return True
 
-    def open(self, client_path: str) -> OpenedFile:
-        """Open the file ``client_path`` names, once, for a download."""
-        real = self.resolve(client_path)
+    @contextlib.contextmanager
+    def _root(self) -> Iterator[int]:
+        """A descriptor of the root, opened now: a root replaced at run time is followed."""
         try:
-            # O_NOFOLLOW: the last component was resolved above and must not have
-            # become a symlink since; O_NONBLOCK: a FIFO swapped in cannot block.
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFound("no such file in the repository") from None
+            fd = os.open(self.root, _ROOT_FLAGS)
         except OSError:
-            raise Forbidden("file cannot be read") from None
+            raise NotFound("the repository is not available") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise Forbidden("not a regular file")
-        except BaseException:
+            yield fd
+        finally:
             os.close(fd)
-            raise
-        return OpenedFile(fd, client_path, FileKey.of(st))
 
     # -- listing ----------------------------------------------------------
 
-    def listing(self) -> list[FileInfo]:
-        """Every file the repository serves, sorted by path. Blocks: run it in a thread."""
-        files: list[FileInfo] = []
-        seen_dirs: set[tuple[int, int]] = set()
-        # Folders reached through a symlink are scanned after every real folder,
-        # so a folder also linked from elsewhere is listed under its own path
-        # whatever order the disk returns names in.
-        linked: list[tuple[str, str]] = []
-        self._scan(self.root, "", files, seen_dirs, linked)
-        while linked:
-            folder, prefix = linked.pop(0)
-            self._scan(folder, prefix, files, seen_dirs, linked)
+    def listing(self, cancelled: Callable[[], bool] = lambda: False) -> list[FileInfo]:
+        """Every file the repository serves, sorted by path.
+
+        Folders are walked with an explicit stack (a deep tree cannot exhaust
+        the interpreter's recursion), at most :data:`protocol.MAX_PATH_COMPONENTS`
+        levels down; ``cancelled`` is polled between folders.
+        """
+        try:
+            with self._root() as root_fd:
+                files = _Scan(self, root_fd, cancelled).run()
+        except NotFound:
+            self.report("root", "Cannot read the repository folder")
+            return []
         files.sort(key=lambda info: info.path)
         return files
 
-    def _scan(
-        self,
-        folder: str,
-        prefix: str,
-        files: list[FileInfo],
-        seen_dirs: set[tuple[int, int]],
-        linked: list[tuple[str, str]],
-    ) -> None:
-        try:
-            folder_stat = os.stat(folder)
-            if (folder_stat.st_dev, folder_stat.st_ino) in seen_dirs:
-                return  # a symlink loop, or a folder linked twice
-            seen_dirs.add((folder_stat.st_dev, folder_stat.st_ino))
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            log.warning("Cannot read folder %r of the repository: %s", prefix or ".", exc.strerror)
+    def report(self, key: str, message: str, *args: object) -> None:
+        """Log ``message`` once for ``key`` (bounded), not at every listing."""
+        if key in self._reported or len(self._reported) >= _MAX_REPORTED_NAMES:
             return
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            path = prefix + name
-            if not self._sendable(path):
-                continue
-            try:
-                is_dir = entry.is_dir()  # follows symlinks
-            except OSError:
-                continue
-            if is_dir:
-                if not entry.is_symlink():
-                    self._scan(entry.path, path + "/", files, seen_dirs, linked)
-                elif self._inside(entry.path):
-                    linked.append((entry.path, path + "/"))
-                continue
-            try:
-                self.resolve(path)
-                st = entry.stat()
-            except (RequestError, OSError):
-                continue
-            mtime = datetime.fromtimestamp(int(st.st_mtime), UTC)
-            files.append(FileInfo(path, st.st_size, mtime))
+        self._reported.add(key)
+        log.warning(message, *args)
 
-    def _inside(self, path: str) -> bool:
-        return os.path.realpath(path).startswith(self.root + os.sep)
-
-    def _sendable(self, path: str) -> bool:
-        """Whether a name can travel in one record; logs once each one that cannot."""
+    def listable(self, path: str) -> bool:
+        """Whether a path found on disk can be asked for again; logs once each one that cannot."""
         try:
             path.encode("utf-8")
             ok = not _UNSENDABLE.intersection(path)
         except UnicodeEncodeError:  # not UTF-8 on disk: scandir gave surrogates
             ok = False
-        if not ok and path not in self._reported and len(self._reported) < _MAX_REPORTED_NAMES:
-            self._reported.add(path)
-            log.warning("Not listing %a: the name cannot travel on one protocol line", path)
-        return ok
+        if not ok:
+            self.report(path, "Not listing %a: the name cannot travel on one protocol line", path)
+            return False
+        if path != path.strip(p.LINE_PADDING):
+            self.report(path, "Not listing %a: a request line cannot end in a space", path)
+            return False
+        return True
 
 
-def _check_client_path(path: str) -> None:
-    """Refuse, without touching the disk, a path no repository file can have."""
+def check_client_path(path: str) -> None:
+    """Refuse, without touching the disk, a path no repository file can have.
+
+    Substring tests only, no loop over the components: a flood of 4 KiB
+    path-like lines costs a few scans of each line in C.
+    """
     if not path:
         raise Forbidden("empty path")
-    if "\0" in path or "\\" in path or not _UNSENDABLE.isdisjoint(path):
+    if path.count("/") >= p.MAX_PATH_COMPONENTS:
+        raise Forbidden(f"path has more than {p.MAX_PATH_COMPONENTS} components")
+    if any(char in path for char in _REFUSED_CHARACTERS):  # substring searches, in C
         raise Forbidden("path holds a character that is not allowed")
     if path.startswith("/"):
         raise Forbidden("absolute paths are not allowed")
-    for part in path.split("/"):
-        if part == "..":
+    framed = f"/{path}/"  # every component between two slashes
+    if "/../" in framed:
+        raise Forbidden("path leaves the repository")
+    if "//" in framed or "/./" in framed:
+        raise Forbidden("path has an empty or '.' component")
+    if "/." in framed:
+        raise Forbidden("hidden files are not served")
+    if len(path) > _SHORT_NAME and _longest_name(path) > p.MAX_NAME_BYTES:
+        raise Forbidden(f"a name is longer than {p.MAX_NAME_BYTES} bytes")
+
+
+# A name of this many characters fits in MAX_NAME_BYTES whatever they are.
+_SHORT_NAME = p.MAX_NAME_BYTES // 4
+
+
+def _longest_name(path: str) -> int:
+    """UTF-8 bytes of the longest component of ``path``."""
+    parts = path.split("/")
+    if path.isascii():
+        return max(map(len, parts))
+    return max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+
+
+def _request_error(exc: OSError) -> RequestError:
+    """The refusal an OS error met on a client's path becomes (never a dropped connection)."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return NotFound("no such file in the repository")
+    return Forbidden("file cannot be read")
+
+
+class WalkTooLong(Exception):
+    """A walk would take more steps than it was allowed; nothing was opened."""
+
+
+# Steps (names looked up, symlinks read) a walk may take on the event loop:
+# about what a plain GET costs anyway, so a flood of path-like lines costs the
+# loop no more than honest GETs. A longer walk is done in a metadata worker.
+INLINE_STEPS = 8
+
+
+class _Walk:
+    """One walk from the root down to what a list of names leads to.
+
+    ``folders`` holds a descriptor for each folder between the root and the
+    current position (the root's is borrowed), so ``..`` from a symlink's
+    target goes back the way the walk came, never above the root.
+    """
+
+    __slots__ = ("root", "folders", "names", "hops", "steps_left")
+
+    def __init__(self, root: str, root_fd: int, max_steps: int | None = None) -> None:
+        self.root = root
+        self.folders = [root_fd]
+        self.names: list[str] = []  # the real path below the root, so far
+        self.hops = 0
+        self.steps_left = max_steps
+
+    def to(self, parts: list[str]) -> tuple[int, os.stat_result, list[str]]:
+        """Open what ``parts`` names: (descriptor, its fstat, its real path's names).
+
+        The descriptor is the caller's to close; it is a regular file or a folder.
+        """
+        try:
+            fd, st = self._walk(parts)
+        except OSError as exc:  # dup/fstat out of descriptors: still a refusal
+            raise _request_error(exc) from None
+        finally:
+            for fd_above in self.folders[1:]:
+                os.close(fd_above)
+            del self.folders[1:]
+        return fd, st, self.names
+
+    def _walk(self, parts: list[str]) -> tuple[int, os.stat_result]:
+        pending = parts[::-1]  # names still to walk, the next one last
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                self._up()
+                continue
+            if name.startswith("."):
+                raise Forbidden("hidden files are not served")
+            self._count_step()
+            st = self._lstat(name)
+            if stat.S_ISLNK(st.st_mode):
+                self._follow(name, pending)
+            elif pending:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise NotFound("no such file in the repository")
+                self._enter(name, pending)
+            else:
+                opened = self._open_last(name, st, pending)
+                if opened is not None:
+                    return opened
+        # The path ended on a folder (a symlink to one, or a target ending in "..").
+        here = self.folders.pop() if len(self.folders) > 1 else os.dup(self.folders[0])
+        return here, os.fstat(here)
+
+    def _lstat(self, name: str) -> os.stat_result:
+        try:
+            return os.stat(name, dir_fd=self.folders[-1], follow_symlinks=False)
+        except OSError as exc:
+            raise _request_error(exc) from None
+
+    def _enter(self, name: str, pending: list[str]) -> None:
+        if len(self.folders) >= p.MAX_PATH_COMPONENTS:
+            raise Forbidden("path goes too deep")
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self.folders[-1])
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                self._retry(name, pending)  # swapped since the lstat: look again
+                return
+            raise _request_error(exc) from None
+        self.folders.append(fd)
+        self.names.append(name)
+
+    def _open_last(
+        self, name: str, st: os.stat_result, pending: list[str]
+    ) -> tuple[int, os.stat_result] | None:
+        if stat.S_ISDIR(st.st_mode):
+            pending.append("")  # walk into it, then end there
+            self._enter(name, pending)
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise Forbidden("not a regular file")  # never opened: a device, a FIFO
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=self.folders[-1])
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._retry(name, pending)
+                return None
+            raise _request_error(exc) from None
+        try:
+            opened = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise _request_error(exc) from None
+        if not stat.S_ISREG(opened.st_mode):
+            os.close(fd)
+            raise Forbidden("not a regular file")
+        self.names.append(name)
+        return fd, opened
+
+    def _retry(self, name: str, pending: list[str]) -> None:
+        """Walk ``name`` again: it changed between the lstat and the open."""
+        self._count_hop()
+        pending.append(name)
+
+    def _follow(self, name: str, pending: list[str]) -> None:
+        self._count_hop()
+        try:
+            target = os.readlink(name, dir_fd=self.folders[-1])
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # no longer a symlink
+                pending.append(name)
+                return
+            raise _request_error(exc) from None
+        if target.startswith("/"):
+            inside = _below(target, self.root)
+            if inside is None:
+                raise Forbidden("path leaves the repository")
+            self._back_to_root()
+            target = inside
+        pending.extend(target.split("/")[::-1])
+
+    def _count_step(self) -> None:
+        if self.steps_left is not None:
+            if self.steps_left <= 0:
+                raise WalkTooLong
+            self.steps_left -= 1
+
+    def _count_hop(self) -> None:
+        self.hops += 1
+        if self.hops > MAX_SYMLINK_HOPS:
+            raise Forbidden("too many symbolic links")
+
+    def _up(self) -> None:
+        if len(self.folders) == 1:
             raise Forbidden("path leaves the repository")
-        if part == "" or part == ".":
-            raise Forbidden("path has an empty or '.' component")
-        if part.startswith("."):
-            raise Forbidden("hidden files are not served")
+        os.close(self.folders.pop())
+        self.names.pop()
+
+    def _back_to_root(self) -> None:
+        while len(self.folders) > 1:
+            self._up()
+
+
+def _below(target: str, root: str) -> str | None:
+    """``target`` relative to ``root`` when it lies inside (or is) the root, else None."""
+    if target == root:
+        return "."
+    if target.startswith(root + "/"):
+        return target[len(root) + 1 :]
+    return None
+
+
+@dataclass(slots=True)
+class _Folder:
+    """A folder being listed: its descriptor, its entries, and its path as listed."""
+
+    fd: int
+    entries: Iterator[os.DirEntry[str]]
+    prefix: str
+    level: int  # components of the listed path to it (0 for the root)
+    real_level: int  # folders between the root and where it really is
+
+
+class _Scan:
+    """One listing: a depth-first walk with an explicit stack of open folders.
+
+    At most one descriptor per level is open (so at most
+    ``MAX_PATH_COMPONENTS``); folders reached through a symlink are scanned
+    after every real folder, so a folder also linked from elsewhere is listed
+    under its own path whatever order the disk returns names in.
+    """
+
+    def __init__(self, repo: Repository, root_fd: int, cancelled: Callable[[], bool]) -> None:
+        self.repo = repo
+        self.root_fd = root_fd
+        self.cancelled = cancelled
+        self.files: list[FileInfo] = []
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.linked: deque[str] = deque()  # prefixes of symlinked folders, to scan last
+        self.stack: list[_Folder] = []
+
+    def run(self) -> list[FileInfo]:
+        try:
+            self._push(os.dup(self.root_fd), "", 0, 0)
+            self._drain()
+            while self.linked and not self.cancelled():
+                self._push_linked(self.linked.popleft())
+                self._drain()
+        finally:
+            for folder in self.stack:
+                os.close(folder.fd)
+        return self.files
+
+    def _push(self, fd: int, prefix: str, level: int, real_level: int) -> None:
+        """Start listing the folder ``fd`` (now owned by the scan) unless it was seen."""
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in self.seen_dirs:
+                os.close(fd)
+                return  # a symlink loop, or a folder linked twice
+            self.seen_dirs.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(fd))  # read whole: the folder may change meanwhile
+        except OSError as exc:
+            os.close(fd)
+            shown = prefix.rstrip("/") or "."
+            self.repo.report(
+                "folder:" + prefix,
+                "Cannot read folder %r of the repository: %s",
+                shown,
+                exc.strerror,
+            )
+            return
+        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level))
+
+    def _push_linked(self, prefix: str) -> None:
+        parts = prefix.rstrip("/").split("/")
+        try:
+            fd, st, names = _Walk(self.repo.root, self.root_fd).to(parts)
+        except RequestError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            return
+        self._push(fd, prefix, len(parts), len(names))
+
+    def _drain(self) -> None:
+        while self.stack:
+            folder = self.stack[-1]
+            entry = next(folder.entries, None)
+            if entry is None:
+                os.close(self.stack.pop().fd)
+                if self.cancelled():
+                    return
+                continue
+            self._visit(folder, entry)
+
+    def _visit(self, folder: _Folder, entry: os.DirEntry[str]) -> None:
+        name = entry.name
+        if name.startswith("."):
+            return
+        path = folder.prefix + name
+        if not self.repo.listable(path):
+            return
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._enter(folder, name, path)
+        elif stat.S_ISLNK(st.st_mode):
+            self._linked(folder, path)
+        elif stat.S_ISREG(st.st_mode) and self._readable(folder, name):
+            self._add(path, st)
+
+    def _enter(self, folder: _Folder, name: str, path: str) -> None:
+        level = folder.level + 1
+        if level >= p.MAX_PATH_COMPONENTS or folder.real_level + 1 >= p.MAX_PATH_COMPONENTS:
+            self.repo.report(
+                "too-deep",
+                "Not listing what lies deeper than %d levels (first: %a)",
+                p.MAX_PATH_COMPONENTS - 1,
+                path,
+            )
+            return
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=folder.fd)
+        except OSError as exc:
+            self.repo.report(
+                "folder:" + path + "/",
+                "Cannot read folder %r of the repository: %s",
+                path,
+                exc.strerror,
+            )
+            return
+        self._push(fd, path + "/", level, folder.real_level + 1)
+
+    def _linked(self, folder: _Folder, path: str) -> None:
+        """A symlink: walked from the root, as a request for it would be."""
+        if folder.level + 1 > p.MAX_PATH_COMPONENTS:
+            return
+        try:
+            fd, st, _ = _Walk(self.repo.root, self.root_fd).to(path.split("/"))
+        except RequestError:
+            return
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            if folder.level + 1 < p.MAX_PATH_COMPONENTS:
+                self.linked.append(path + "/")
+        else:
+            self._add(path, st)  # it opened for reading, so it is served
+
+    def _readable(self, folder: _Folder, name: str) -> bool:
+        """Whether the open a GET does would succeed (effective ids, as open() checks)."""
+        try:
+            return os.access(name, os.R_OK, dir_fd=folder.fd, effective_ids=_EFFECTIVE_IDS)
+        except OSError:
+            return False
+
+    def _add(self, path: str, st: os.stat_result) -> None:
+        mtime = datetime.fromtimestamp(int(st.st_mtime), UTC)
+        self.files.append(FileInfo(path, st.st_size, mtime))
+
+
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
 
 
 class FileChanged(RequestError):
     """The file changed while it was being read."""
 
-    code = "internal"
+    code = p.CHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class _Hashed:
+    digest: str
+    cacheable: bool
 
 
 class HashCache:
-    """SHA-256 of repository files, computed off the event loop, once.
+    """SHA-256 of repository files, computed in the hashing workers, once.
 
-    Digests are kept per :class:`FileKey` (device, inode, size, mtime), at most
-    ``max_entries`` of them, least recently used dropped first. Requests for a
-    file that is being hashed wait for that one hashing instead of starting
-    another.
+    Digests are kept per :class:`FileKey` (device, inode, size, mtime, ctime),
+    at most ``max_entries`` of them, least recently used dropped first, and
+    only for files that had not changed for :data:`RACY_NS` when hashed.
+    Requests for a file that is being hashed wait for that one hashing
+    instead of starting another. Each source (a client's address) may hold
+    only its share of the hashing workers.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(
+        self,
+        max_entries: int = 4096,
+        *,
+        workers: Workers | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.max_entries = max_entries
+        self.workers = workers if workers is not None else Workers()
+        self.clock = clock
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
-        self._pending: dict[FileKey, asyncio.Future[str]] = {}
+        self._pending: dict[FileKey, asyncio.Future[_Hashed]] = {}
         self.hashings = 0  # how many times a file was read and hashed
 
     def cached(self, key: FileKey) -> str | None:
@@ -262,10 +643,12 @@ class HashCache:
             self._digests.move_to_end(key)
         return digest
 
-    async def sha256(self, opened: OpenedFile) -> str:
-        """The SHA-256 hex digest of ``opened``'s contents.
+    async def sha256(self, opened: OpenedFile, source: str = "") -> str:
+        """The SHA-256 hex digest of ``opened``'s first ``opened.size`` bytes.
 
-        Raises :class:`FileChanged` if the file changed while it was hashed.
+        Raises :class:`FileChanged` if the file shrank or was rewritten while
+        it was hashed (a file that grew is hashed up to its size at open),
+        :class:`Stopping` when the workers are closing.
         """
         key = opened.key
         digest = self.cached(key)
@@ -276,18 +659,41 @@ class HashCache:
             # The hashing thread gets its own descriptor: the session may close
             # its own (a client leaving) while others wait for this digest.
             fd = os.dup(opened.fd)
-            pending = asyncio.ensure_future(asyncio.to_thread(_hash_and_close, fd, key))
+            pending = asyncio.ensure_future(self._hash(fd, key, source))
             self._pending[key] = pending
             self.hashings += 1
             pending.add_done_callback(lambda done: self._store(key, done))
         # shield: one waiter giving up must not cancel the others' hashing.
-        return await asyncio.shield(pending)
+        hashed = await asyncio.shield(pending)
+        return hashed.digest
 
-    def _store(self, key: FileKey, done: asyncio.Future[str]) -> None:
+    async def _hash(self, fd: int, key: FileKey, source: str) -> _Hashed:
+        started: int | None = None
+        try:
+            async with self.workers.hash_share.slot(source):
+                started = self.clock()
+                # The thread closes the descriptor itself, as it may still read
+                # it after this coroutine is gone (a loop shutting down); if
+                # the job never runs, the pool closes it.
+                hashed = await self.workers.hashing.run(
+                    _hash_and_close,
+                    fd,
+                    key,
+                    self.workers.cancel.is_set,
+                    never_ran=lambda: os.close(fd),
+                )
+        except BaseException:
+            if started is None:  # still waiting for a slot: the fd is ours
+                os.close(fd)
+            raise
+        racy = started - key.changed_at() < RACY_NS
+        return _Hashed(hashed.digest, hashed.cacheable and not racy)
+
+    def _store(self, key: FileKey, done: asyncio.Future[_Hashed]) -> None:
         del self._pending[key]
-        if done.cancelled() or done.exception() is not None:
+        if done.cancelled() or done.exception() is not None or not done.result().cacheable:
             return
-        self._digests[key] = done.result()
+        self._digests[key] = done.result().digest
         while len(self._digests) > self.max_entries:
             self._digests.popitem(last=False)
 
@@ -295,26 +701,45 @@ class HashCache:
         return len(self._digests)
 
 
-def _hash_and_close(fd: int, key: FileKey) -> str:
+def _hash_and_close(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:
     try:
-        return hash_fd(fd, key)
+        return hash_opened(fd, key, cancelled)
     finally:
         os.close(fd)
 
 
-def hash_fd(fd: int, key: FileKey) -> str:
-    """SHA-256 of the first ``key.size`` bytes of ``fd``, checking the file did not change."""
+def hash_opened(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:
+    """Hash ``fd``'s first ``key.size`` bytes and say whether the digest may be cached.
+
+    A file that grew meanwhile gives the digest of its prefix, not cached
+    (its key changed); one that shrank or was rewritten is :class:`FileChanged`.
+    """
+    digest = hash_fd(fd, key, cancelled)
+    now = FileKey.of(os.fstat(fd))
+    if now == key:
+        return _Hashed(digest, cacheable=True)
+    if now.size > key.size:
+        return _Hashed(digest, cacheable=False)
+    raise FileChanged("the file changed while it was read; try again")
+
+
+def hash_fd(fd: int, key: FileKey, cancelled: Callable[[], bool] = lambda: False) -> str:
+    """SHA-256 of the first ``key.size`` bytes of ``fd``.
+
+    Raises :class:`FileChanged` if the file ends before that, and
+    :class:`Stopping` as soon as ``cancelled()`` (polled per block) is true.
+    """
     digest = hashlib.sha256()
     # Page-aligned (an anonymous mapping): malloc puts a fresh large block 16
     # bytes past a page boundary, and the kernel copies into that 2-4 times slower.
     view = memoryview(mmap.mmap(-1, _HASH_CHUNK, flags=mmap.MAP_PRIVATE))
     offset = 0
     while offset < key.size:
+        if cancelled():
+            raise Stopping("server is shutting down")
         count = os.preadv(fd, [view[: min(_HASH_CHUNK, key.size - offset)]], offset)
         if count == 0:
             raise FileChanged("the file shrank while it was read; try again")
         digest.update(view[:count])
         offset += count
-    if FileKey.of(os.fstat(fd)) != key:
-        raise FileChanged("the file changed while it was read; try again")
     return digest.hexdigest()

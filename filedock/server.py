@@ -30,6 +30,7 @@ from .repository import Repository
 from .session import Session
 from .tokens import FailureDelay, TokenChecker, read_token_file
 from .version import server_banner
+from .workers import Workers
 
 log = logging.getLogger("filedock.server")
 
@@ -64,7 +65,8 @@ class Server:
         self.registry = Registry(
             config.max_clients, config.history, max_per_host=config.max_clients_per_ip
         )
-        self.repository = Repository(config.repo)
+        self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
+        self.repository = Repository(config.repo, workers=self.workers)
         self.tls = (
             tls.server_context(config.tls_cert, config.tls_key)
             if config.tls_cert and config.tls_key
@@ -153,6 +155,7 @@ class Server:
         """Stop accepting, end every session (transfers get the grace period), close."""
         if self._listener is not None:
             self._listener.close()
+        self.workers.stop_hashing()  # no session still waiting for a digest gets it
         for turned_away in list(self.lingering):
             if turned_away.transport is not None:
                 turned_away.transport.abort()
@@ -177,6 +180,7 @@ class Server:
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None
+        self.workers.close()
         self._limiter.flush()
 
     async def _wait_sessions_closed(self) -> None:

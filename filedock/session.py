@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
 from .registry import ClientEntry
+from .repository import INLINE_STEPS, OpenedFile, WalkTooLong
 from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body
 
@@ -303,13 +304,36 @@ class Session(asyncio.BufferedProtocol):
         return p.encode_reply(p.AckReply(request.text))
 
     def _message(self, request: p.Message) -> bytes | None:
-        if self.server.repository.serves(request.text):
-            self._start(self._send_file(request.text))
-            return None
-        return p.encode_reply(p.AckReply(request.text))
+        # A line that is no file is echoed at once. The lookup is cheap checks
+        # first, then a walk on the loop only as long as a plain GET's; a
+        # longer one goes to a worker.
+        text = request.text
+        try:
+            opened = self._open_here(text)
+        except RequestError:
+            return p.encode_reply(p.AckReply(text))
+        self._serve(text, opened, or_echo=True)
+        return None
 
-    def _get(self, request: p.Get) -> None:
-        self._start(self._send_file(request.path))
+    def _get(self, request: p.Get) -> bytes | None:
+        self._serve(request.path, self._open_here(request.path))  # a refusal raises: ERR
+        return None
+
+    def _open_here(self, path: str) -> OpenedFile | None:
+        """``path`` opened on the loop, or None when its walk is long enough for a worker."""
+        try:
+            return self.server.repository.open(path, max_steps=INLINE_STEPS)
+        except WalkTooLong:
+            return None
+
+    def _serve(self, path: str, opened: OpenedFile | None, *, or_echo: bool = False) -> None:
+        if opened is None:
+            self._start(self._send_file(path, or_echo=or_echo))
+            return
+        self._start(self._send_opened(opened))
+        assert self._task is not None
+        # Closed however the task ends, even cancelled before it ever ran.
+        self._task.add_done_callback(lambda _: opened.close())
 
     def _list(self, _: p.ListFiles) -> None:
         self._start(self._send_listing())
@@ -341,50 +365,63 @@ class Session(asyncio.BufferedProtocol):
         self._process()
 
     async def _send_listing(self) -> None:
-        files = await asyncio.to_thread(self.server.repository.listing)
+        workers, repository = self.server.workers, self.server.repository
+        try:
+            files = await workers.metadata.run(repository.listing, workers.cancel.is_set)
+        except RequestError as exc:
+            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            return
+        except OSError as exc:
+            log.warning("Cannot list the repository for %s: %s", self.label(), exc.strerror)
+            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "the folder cannot be read")))
+            return
         lines = [p.encode_reply(p.FilesReply(len(files)))]
         lines.extend(map(p.encode_file_info, files))
         self._write(b"".join(lines))
 
-    async def _send_file(self, path: str) -> None:
-        repository = self.server.repository
+    async def _send_file(self, path: str, *, or_echo: bool = False) -> None:
+        """Open ``path`` in a worker and send it; with ``or_echo``, echo the line if
+        there is no such file."""
         try:
-            opened = repository.open(path)
-        except RequestError as exc:
-            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            opened = await self.server.workers.metadata.run(
+                self.server.repository.open, path, abandoned=OpenedFile.close
+            )
+        except RequestError as exc:  # any OS error on a path is one of these
+            if or_echo:
+                self._write(p.encode_reply(p.AckReply(path)))
+            else:
+                self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
             return
         with opened:
-            try:
-                digest = await repository.hashes.sha256(opened)
-            except RequestError as exc:
-                self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
-                return
-            except OSError as exc:
-                log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
-                self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
-                return
-            assert self.transport is not None
-            self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
-            self._body_in_flight = True
-            try:
-                await send_body(self.transport, self._flow, opened, self.config.send_timeout)
-                changed = not opened.unchanged()
-            except TransferError as exc:
-                self.server.warn(
-                    "transfer", "Transfer of %r to %s cut short: %s", path, self.label(), exc
-                )
-                self._abort()
-                return
-            finally:
-                self._body_in_flight = False
-            if changed:
-                # The bytes sent may not be the ones hashed: end the connection
-                # so the client cannot take them for the announced file.
-                self.server.warn(
-                    "transfer", "File %r changed while sent to %s; closing", path, self.label()
-                )
-                self._abort()
-                return
+            await self._send_opened(opened)
+
+    async def _send_opened(self, opened: OpenedFile) -> None:
+        path = opened.path
+        try:
+            digest = await self.server.repository.hashes.sha256(opened, self.host)
+        except RequestError as exc:  # changed before the header: the connection goes on
+            self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
+            return
+        except OSError as exc:
+            log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
+            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
+            return
+        assert self.transport is not None
+        self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
+        self._body_in_flight = True
+        try:
+            # Exactly the announced size goes out, so the stream stays in step
+            # even if the file grew or changed meanwhile: the client checks the
+            # digest, and changed bytes are never saved as the announced file.
+            await send_body(self.transport, self._flow, opened, self.config.send_timeout)
+        except TransferError as exc:  # shrank, or the client went away: cut
+            self.server.warn(
+                "transfer", "Transfer of %r to %s cut short: %s", path, self.label(), exc
+            )
+            self._abort()
+            return
+        finally:
+            self._body_in_flight = False
         log.info("Sent file %r size=%d sha256=%s…", path, opened.size, digest[:12])
 
     def _write(self, data: bytes) -> None:

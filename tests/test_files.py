@@ -474,14 +474,16 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
     real_hash_fd = filedock.repository.hash_fd
     real_sha256 = HashCache.sha256
 
-    def gated_hash_fd(fd: int, key: filedock.repository.FileKey) -> str:
+    def gated_hash_fd(
+        fd: int, key: filedock.repository.FileKey, cancelled: Callable[[], bool]
+    ) -> str:
         hash_calls.append(key.size)
         gate.wait(30)
-        return real_hash_fd(fd, key)
+        return real_hash_fd(fd, key, cancelled)
 
-    async def counted_sha256(self: HashCache, opened: OpenedFile) -> str:
+    async def counted_sha256(self: HashCache, opened: OpenedFile, source: str = "") -> str:
         asked.append(opened.path)
-        return await real_sha256(self, opened)
+        return await real_sha256(self, opened, source)
 
     monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
     monkeypatch.setattr(HashCache, "sha256", counted_sha256)

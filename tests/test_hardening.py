@@ -602,7 +602,9 @@ ODD_LINES = {
     "lone CR inside": (b"one\rtwo\n", "ACK one\rtwo"),
     "lone CR first": (b"\rPING\n", "PONG"),
     "two CRs": (b"PING\r\r\n", "PONG"),
-    "only white space": (b" \t \x0b\x0c \r\n", None),
+    "only white space": (b" \t \r\n", None),
+    # Only space, TAB and CR are padding: other white space may end a name.
+    "other white space": (b" \x0b\x0c\xc2\xa0 \r\n", "ACK \x0b\x0c\xa0"),
     "empty line": (b"\n", None),
 }
 
@@ -825,10 +827,12 @@ def test_shutdown_after_a_client_left_while_its_request_waited(
     gate = threading.Event()
     real_hash_fd = filedock.repository.hash_fd
 
-    def gated_hash_fd(fd: int, key: filedock.repository.FileKey) -> str:
+    def gated_hash_fd(
+        fd: int, key: filedock.repository.FileKey, cancelled: Callable[[], bool]
+    ) -> str:
         hashing.set()
         gate.wait(30)
-        return real_hash_fd(fd, key)
+        return real_hash_fd(fd, key, cancelled)
 
     monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
     with server_log(caplog, monkeypatch):

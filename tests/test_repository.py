@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import FileChanged, FileKey, HashCache, OpenedFile, Repository, hash_fd
+from filedock.repository import (
+    RACY_NS,
+    FileChanged,
+    FileKey,
+    HashCache,
+    OpenedFile,
+    Repository,
+    hash_fd,
+    hash_opened,
+)
 
 MTIME = 1_700_000_000
 
@@ -64,9 +74,14 @@ def root(tmp_path: Path, outside: Path) -> Path:
     return root
 
 
+def later() -> int:
+    """A clock past the racy window of files the tests just wrote: their digests are cached."""
+    return time.time_ns() + 10 * RACY_NS
+
+
 @pytest.fixture
 def repo(root: Path) -> Repository:
-    return Repository(root)
+    return Repository(root, clock=later)
 
 
 def refusal(repo: Repository, path: str, error: type[RequestError]) -> RequestError:
@@ -427,7 +442,7 @@ def test_concurrent_requests_hash_once(repo: Repository, root: Path) -> None:
 
 
 def test_cache_is_bounded_least_recently_used_first(repo: Repository) -> None:
-    cache = HashCache(max_entries=2)
+    cache = HashCache(max_entries=2, clock=later)
     sha256_of(repo, "a.txt", cache)
     sha256_of(repo, "B.txt", cache)
     sha256_of(repo, "a.txt", cache)  # a.txt is now the most recently used
@@ -488,7 +503,7 @@ def test_hash_fd_raises_when_the_file_shrinks(
     with pytest.raises(FileChanged) as caught:
         hash_fd(fd, key)
     assert isinstance(caught.value, RequestError)
-    assert caught.value.code == "internal"
+    assert caught.value.code == "changed"
 
 
 def test_hash_fd_raises_when_the_file_is_rewritten(
@@ -497,14 +512,16 @@ def test_hash_fd_raises_when_the_file_is_rewritten(
     fd, key = opened_file("a.txt")
     write(root / "a.txt", b"ALPHA\n", mtime=MTIME + 60)  # same size, new contents
     with pytest.raises(FileChanged):
-        hash_fd(fd, key)
+        hash_opened(fd, key, lambda: False)
 
 
-def test_hash_fd_raises_when_the_file_grows(
+def test_hash_fd_hashes_the_prefix_of_a_file_that_grows(
     root: Path, opened_file: Callable[[str], tuple[int, FileKey]]
 ) -> None:
     fd, key = opened_file("a.txt")
     with open(root / "a.txt", "ab") as file:
         file.write(b"more")
-    with pytest.raises(FileChanged):
-        hash_fd(fd, key)
+    assert hash_fd(fd, key) == hashlib.sha256(b"alpha\n").hexdigest()
+    hashed = hash_opened(fd, key, lambda: False)  # a prefix: right, but not for the cache
+    assert hashed.digest == hashlib.sha256(b"alpha\n").hexdigest()
+    assert not hashed.cacheable

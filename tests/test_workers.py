@@ -1,0 +1,318 @@
+"""Worker pools: hashing cannot starve listing, a source gets its share, shutdown keeps time."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import filedock.repository
+from filedock.workers import FairShare, Stopping, WorkerPool, Workers
+from tests.support import HOST, LineConn, ServerThread, wait_until
+from tests.test_shutdown import ServerProcess
+
+GiB = 1024**3
+
+
+# -- the per-source share ---------------------------------------------------------------
+
+
+def test_a_source_holds_at_most_its_share_and_others_go_ahead() -> None:
+    async def scenario() -> list[str]:
+        share = FairShare(1)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def job(source: str, name: str) -> None:
+            async with share.slot(source):
+                order.append(name)
+                await release.wait()
+
+        greedy = [asyncio.create_task(job("a", f"a{i}")) for i in range(4)]
+        other = asyncio.create_task(job("b", "b0"))
+        await asyncio.sleep(0)  # one turn of the loop: every job has tried its slot
+        await asyncio.sleep(0)
+        assert order == ["a0", "b0"]
+        assert share.running("a") == 1
+        release.set()
+        await asyncio.gather(*greedy, other)
+        assert share.running("a") == share.running("b") == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["a0", "b0", "a1", "a2", "a3"]
+
+
+def test_a_waiter_that_gives_up_passes_its_turn_on() -> None:
+    async def scenario() -> None:
+        share = FairShare(1)
+        first_in = asyncio.Event()
+        release = asyncio.Event()
+        done: list[str] = []
+
+        async def job(name: str) -> None:
+            async with share.slot("a"):
+                first_in.set()
+                await release.wait()
+                done.append(name)
+
+        first = asyncio.create_task(job("first"))
+        await first_in.wait()
+        quitter = asyncio.create_task(job("quitter"))
+        last = asyncio.create_task(job("last"))
+        await asyncio.sleep(0)
+        quitter.cancel()
+        release.set()
+        await asyncio.gather(first, last)
+        assert done == ["first", "last"]
+        assert share.running("a") == 0
+        assert share._waiting == {}  # nothing kept for a source with no work
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_pool_refuses_work_with_stopping() -> None:
+    async def scenario() -> None:
+        pool = WorkerPool("test-pool", 1)
+        assert await pool.run(sum, [1, 2]) == 3
+        pool.close()
+        with pytest.raises(Stopping):
+            await pool.run(sum, [1, 2])
+
+    asyncio.run(scenario())
+
+
+# -- hashing does not starve listing -----------------------------------------------------
+
+
+@pytest.fixture
+def held_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, list[int]]]:
+    """Every hashing waits for the gate (bounded); yields (gate, sizes of hashings begun)."""
+    gate = threading.Event()
+    started: list[int] = []
+    real_hash_fd = filedock.repository.hash_fd
+
+    def held(fd: int, key: filedock.repository.FileKey, *args: Any) -> str:
+        started.append(key.size)
+        gate.wait(60)
+        return real_hash_fd(fd, key, *args)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", held)
+    yield gate, started
+    gate.set()
+
+
+def connect_from(port: int, source: str) -> LineConn:
+    """A greeted connection from the loopback address ``source``."""
+    conn = LineConn.__new__(LineConn)
+    conn.sock = socket.create_connection((HOST, port), timeout=10, source_address=(source, 0))
+    conn.timeout = 10
+    conn._buffer = bytearray()
+    conn.greet()
+    return conn
+
+
+def test_many_hashings_from_one_source_starve_neither_list_nor_another_source(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    held_hashing: tuple[threading.Event, list[int]],
+) -> None:
+    gate, started = held_hashing
+    for index in range(8):
+        (repo / f"big{index}.bin").write_bytes(bytes([index]) * 1000)
+    (repo / "small.txt").write_bytes(b"small\n")
+    server = make_server(max_clients=12, max_clients_per_ip=0)
+    greedy = [connect_from(server.port, "127.0.0.1") for _ in range(8)]
+    other = connect_from(server.port, "127.0.0.2")
+    try:
+        for index, conn in enumerate(greedy):
+            conn.send_line(f"GET big{index}.bin")
+        wait_until(lambda: len(started) >= 1, timeout=10)
+        # The greedy source holds one hashing worker, whatever it asks for:
+        assert other.request("LIST").startswith("FILES ")
+        other._buffer.clear()  # the records: not what this test is about
+        other.send_line("GET small.txt")
+        wait_until(lambda: len(started) == 2, timeout=10)  # the other source's own hashing
+        assert len(started) == 2  # the greedy source's other seven wait on the loop
+        gate.set()
+        small_digest = hashlib.sha256(b"small\n").hexdigest()
+        assert other.read_line() == f"FILE 6 {small_digest} small.txt"
+        for index, conn in enumerate(greedy):
+            assert conn.read_line().startswith("FILE 1000 ")
+            assert conn.read_exactly(1000) == bytes([index]) * 1000
+    finally:
+        gate.set()
+        for conn in [*greedy, other]:
+            conn.close()
+
+
+# -- shutdown does not wait for a hashing ------------------------------------------------
+
+
+def _read_bytes(pid: int) -> int:
+    """Bytes the process has read so far (Linux /proc/<pid>/io)."""
+    with open(f"/proc/{pid}/io") as io:
+        for line in io:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/<pid>/io")
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/io"), reason="needs /proc/<pid>/io")
+def test_shutdown_during_the_hash_of_a_large_file_keeps_the_grace(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = repo / "huge.bin"
+    with open(huge, "wb") as file:
+        file.truncate(64 * GiB)  # sparse: seconds to minutes of hashing, no disk
+    real_popen = subprocess.Popen
+
+    def with_grace(argv: list[str], **kwargs: Any) -> Any:
+        return real_popen([*argv, "--shutdown-grace", "1"], **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "Popen", with_grace)
+        process = ServerProcess(repo)
+    try:
+        match = process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
+        conn = LineConn(int(match.group(1)), timeout=10)
+        conn.greet()
+        conn.send_line("GET huge.bin")
+        base = _read_bytes(process.proc.pid)
+        wait_until(lambda: _read_bytes(process.proc.pid) > base + 256 * 1024**2, timeout=20)
+        stopped = time.monotonic()
+        process.proc.send_signal(signal.SIGTERM)
+        assert conn.read_line().startswith("ERR shutdown ")
+        assert process.proc.wait(timeout=10) == 0
+        took = time.monotonic() - stopped
+        conn.close()
+    finally:
+        process.stop()
+    assert took < 1 + 2.0, f"exit took {took:.1f} s with --shutdown-grace 1"
+    assert "Traceback" not in process.log()
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/io"), reason="needs /proc/<pid>/io")
+def test_workers_close_stops_a_hashing_between_blocks(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.bin"
+    with open(huge, "wb") as file:
+        file.truncate(64 * GiB)
+    repo = filedock.repository.Repository(tmp_path, workers=Workers())
+    workers = repo.hashes.workers
+
+    async def scenario() -> float:
+        with repo.open("huge.bin") as opened:
+            base = _read_bytes(os.getpid())
+            hashing = asyncio.ensure_future(repo.hashes.sha256(opened))
+            for _ in range(2000):  # until the hashing thread has read 64 MiB (bounded)
+                if _read_bytes(os.getpid()) > base + 64 * 1024**2:
+                    break
+                await asyncio.sleep(0.005)
+            assert not hashing.done()
+            closed = time.monotonic()
+            workers.close()
+            with pytest.raises(Stopping):
+                await hashing
+            return time.monotonic() - closed
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+# -- nothing opened is left open ---------------------------------------------------------
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_requests_cut_short_leave_no_descriptor_open(
+    repo: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    """Clients that leave while their file is opened in a worker, hashed, or sent:
+    every descriptor the server opened for them is closed."""
+    deep = repo.joinpath(*["d"] * 12)
+    deep.mkdir(parents=True)
+    (deep / "f.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (repo / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    long_path = "/".join(["d"] * 12 + ["f.bin"])
+    server = make_server(max_clients=50)
+    baseline = open_descriptors()
+    for round_index in range(20):
+        conns = [LineConn(server.port, timeout=10) for _ in range(3)]
+        for conn in conns:
+            conn.greet()
+        conns[0].send_line(f"GET {long_path}")  # a walk in a worker, then a hashing
+        conns[1].send_line("GET big.bin")  # hashed on the loop's side, then sent
+        conns[2].send_line(long_path)  # a bare line
+        for conn in conns:
+            if round_index % 2:
+                conn.reset()
+            else:
+                conn.close()
+    wait_until(lambda: server.session_count() == 0, timeout=20)
+    wait_until(lambda: descriptors_of(deep / "f.bin") == 0, timeout=20)
+    wait_until(lambda: descriptors_of(repo / "big.bin") == 0, timeout=20)
+    assert open_descriptors() <= baseline
+
+
+def descriptors_of(path: Path) -> int:
+    """How many descriptors this process holds on ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                count += 1
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops (cancelling the session's task) while a worker opens the
+    file the session asked for: the file opened for nobody is closed."""
+    deep = repo.joinpath(*["d"] * 12)
+    deep.mkdir(parents=True)
+    (deep / "f.txt").write_bytes(b"deep\n")
+    in_worker, gate, returned = threading.Event(), threading.Event(), threading.Event()
+    real_open = filedock.repository.Repository.open
+
+    def held_open(self: filedock.repository.Repository, path: str, **kwargs: Any) -> Any:
+        if kwargs.get("max_steps") is not None:
+            return real_open(self, path, **kwargs)
+        in_worker.set()  # the worker's walk
+        gate.wait(10)
+        try:
+            return real_open(self, path, **kwargs)
+        finally:
+            returned.set()
+
+    monkeypatch.setattr(filedock.repository.Repository, "open", held_open)
+    server = make_server()
+    assert server.server is not None
+    conn = LineConn(server.port, timeout=10)
+    try:
+        conn.greet()
+        conn.send_line("GET " + "/".join(["d"] * 12 + ["f.txt"]))
+        assert in_worker.wait(10)
+        closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+        assert conn.read_line().startswith("ERR shutdown ")
+        closing.result(10)
+        gate.set()
+        assert returned.wait(10)  # the worker's open is done: its file is open or closed
+        wait_until(lambda: descriptors_of(deep / "f.txt") == 0, timeout=10)
+    finally:
+        gate.set()
+        conn.close()
