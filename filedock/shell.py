@@ -251,7 +251,8 @@ class Shell:
     def _loop(self, prompt: str) -> int:
         while True:
             try:
-                text = input(prompt).strip()
+                # The server's rule: only ASCII padding, so a name may end in NBSP.
+                text = input(prompt).strip(p.LINE_PADDING)
             except (EOFError, KeyboardInterrupt):
                 self.say("")
                 return self._leave()

@@ -181,6 +181,16 @@ def test_missing_file_is_one_line_and_session_goes_on(
     assert result.returncode == 0
 
 
+def test_a_typed_name_keeps_its_unicode_white_space(
+    server: ServerProcess, repo: Path, tmp_path: Path
+) -> None:
+    # The server strips only ASCII padding; the prompt must not strip more.
+    (repo / "note\u00a0").write_bytes(b"nbsp")
+    result = run_client(server.port, "get note\u00a0\nexit\n", tmp_path)
+    assert "SHA256 verify: PASS" in result.stdout, result.stdout + result.stderr
+    assert (tmp_path / "downloads" / "note\u00a0").read_bytes() == b"nbsp"
+
+
 def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
     server = ServerProcess("--port", "0", "--repo", str(repo), "--max-clients", "1")
     try:
