@@ -427,7 +427,7 @@ def test_greeted_silent_clients_lose_their_slots_after_the_idle_timeout(
                 assert waited < 0.5 + 1.0, f"a real client waited {waited:.2f} s for a slot"
                 for conn in silent:
                     line = conn.read_line()
-                    assert line.startswith("ERR timeout "), line
+                    assert line == "ERR timeout disconnected for being idle: no request in 0.5 s"
                     assert conn.at_eof()
                 assert client.who() == [watcher.name, client.name]
         finally:
@@ -854,6 +854,80 @@ def test_shutdown_after_a_client_left_while_its_request_waited(
             leaver.close()
         assert server.connected_count() == 0
     assert_no_tracebacks(caplog)
+
+
+def test_a_client_that_resets_while_its_request_waits_frees_its_slot_at_once(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session keeps reading (a little) while a request waits for a hash, so
+    a reset is seen at once, not when the hash is done."""
+    (repo / "slow.bin").write_bytes(b"x" * 1000)
+    hashing = threading.Event()
+    gate = threading.Event()
+    real_hash_fd = filedock.repository.hash_fd
+
+    def gated_hash_fd(fd: int, key: filedock.repository.FileKey) -> str:
+        hashing.set()
+        gate.wait(30)
+        return real_hash_fd(fd, key)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
+    server = make_server()
+    watcher = greeted(server.port)
+    leaver = greeted(server.port)
+    try:
+        leaver.send_line("GET slow.bin")
+        assert hashing.wait(10)
+        leaver.reset()
+        wait_until(lambda: server.connected_count() == 1, timeout=2)
+        assert not gate.is_set()  # still hashing: the slot was freed before that
+        assert watcher.request("WHO") == "WHO Client01"
+    finally:
+        gate.set()
+        watcher.close()
+        leaver.close()
+
+
+def test_input_while_a_request_waits_stays_bounded(
+    repo: Path,
+    make_server: Callable[..., ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (repo / "slow.bin").write_bytes(b"x" * 1000)
+    hashing = threading.Event()
+    gate = threading.Event()
+    real_hash_fd = filedock.repository.hash_fd
+
+    def gated_hash_fd(fd: int, key: filedock.repository.FileKey) -> str:
+        hashing.set()
+        gate.wait(30)
+        return real_hash_fd(fd, key)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
+    server = make_server()
+    assert server.server is not None
+    sessions = server.server.sessions
+    conn = greeted(server.port)
+    try:
+        conn.send_line("GET slow.bin")
+        assert hashing.wait(10)
+        conn.sock.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(2000):  # 16 MiB at most: the kernel's buffers fill first
+                sent += conn.sock.send(b"PING\n" * 1638)
+        conn.sock.setblocking(True)
+        held = server.sync(lambda: max(s._reader.buffered for s in sessions))
+        assert 0 < held < 4096 + 64 * 1024, held  # one line's worth plus one read
+        gate.set()
+        assert conn.read_line(timeout=10).startswith("FILE 1000 ")
+        conn.read_exactly(1000)
+        assert conn.read_line() == "PONG"  # the pipelined lines are answered after
+    finally:
+        gate.set()
+        conn.close()
 
 
 # -- running out of file descriptors -------------------------------------------------------------

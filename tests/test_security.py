@@ -615,3 +615,61 @@ def test_every_loopback_address_shares_one_slot_cap(
             conn.close()
     if not _ipv6_loopback():
         pytest.skip("no IPv6 loopback on this machine: ::1 not checked (IPv4 ones were)")
+
+
+# -- listening beyond this machine ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "missing"),
+    [
+        ("0.0.0.0", "without TLS and with no --token-file"),
+        ("::", "without TLS and with no --token-file"),
+        ("192.0.2.1", "without TLS and with no --token-file"),
+        ("", "without TLS and with no --token-file"),
+    ],
+)
+def test_listening_beyond_localhost_in_clear_warns_once(
+    host: str, missing: str, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from filedock.config import ServerConfig
+    from filedock.server import Server
+
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert missing in warnings[0]
+    assert "README" in warnings[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_listening_on_loopback_does_not_warn(
+    host: str, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from filedock.config import ServerConfig
+    from filedock.server import Server
+
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_tls_and_tokens_beyond_localhost_do_not_warn(
+    tls_server: ServerThread, tmp_path: Path, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from filedock.server import Server
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(TOKENS)
+    config = replace(tls_server.config, host="0.0.0.0", token_file=str(tokens))
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(config)._warn_if_exposed()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    config = replace(config, token_file=None)
+    Server(config)._warn_if_exposed()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "with no --token-file" in warning
+    assert "without TLS" not in warning

@@ -192,7 +192,9 @@ def server_process(repo: Path) -> Iterator[ServerProcess]:
         process.stop()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_signal_shuts_the_server_down_cleanly(
     server_process: ServerProcess, signum: signal.Signals
 ) -> None:
