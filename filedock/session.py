@@ -68,6 +68,7 @@ class Session(asyncio.BufferedProtocol):
         "transport",
         "_pending",
         "_upgrading",
+        "_upgrade",
         "_auth_hold",
         "_reader",
         "_flow",
@@ -96,6 +97,7 @@ class Session(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
+        self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
         self._auth_hold = False  # a refused token: the place is held until the delayed answer
         self._reader = p.LineReader(self.config.max_line)
         self._flow = WriteFlow()
@@ -141,7 +143,7 @@ class Session(asyncio.BufferedProtocol):
         # connections admitted to the pending pool; nothing is read before it.
         transport.pause_reading()
         self._upgrading = True
-        loop.create_task(self._start_tls(transport, context))
+        self._upgrade = loop.create_task(self._start_tls(transport, context))
 
     def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
         """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
@@ -167,12 +169,14 @@ class Session(asyncio.BufferedProtocol):
                     self,
                     context,
                     server_side=True,
-                    ssl_handshake_timeout=self.config.handshake_timeout,
+                    # A backstop: our own handshake timer fires first, and logs it.
+                    ssl_handshake_timeout=self.config.handshake_timeout + 1.0,
                 )
         except OSError as exc:  # ssl.SSLError included: the client's failure, not ours
             log.debug("TLS handshake with %s failed: %s", self.address, exc)
         finally:
             self._upgrading = False
+            self._upgrade = None
         if upgraded is None:
             # The TLS layer owned the raw connection: no connection_lost comes to us.
             raw.abort()
@@ -231,8 +235,12 @@ class Session(asyncio.BufferedProtocol):
         for timer in timers if self._auth_hold else (self._timer, *timers):
             if timer is not None:
                 timer.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        # A peer gone mid-body (seen by a read, now that the session reads while
+        # busy): the body's own next send fails at once and logs what was cut
+        # short. Anything else, our own abort included, is cancelled here.
+        if task is not None and not task.done() and not (self._body_in_flight and exc):
+            task.cancel()
         self._finish()
         self.server.session_closed(self)
         self.server.lingering.discard(self)
@@ -630,7 +638,6 @@ class Session(asyncio.BufferedProtocol):
 
         A client that resets while its request waits (for a hash, say) is then
         noticed at once and its slot freed, and what it pipelines stays bounded.
-        A body being sent pauses reading itself (``loop.sendfile``).
         """
         transport = self.transport
         if transport is None or transport.is_closing() or self._closing:
