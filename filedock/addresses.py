@@ -10,6 +10,7 @@ share, failed-token limits, the log's rate limit) keys on that name.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 # The one name every loopback address shares: they are all this machine.
@@ -19,6 +20,9 @@ DEFAULT_IPV4_PREFIX = 32
 DEFAULT_IPV6_PREFIX = 64
 
 
+# Parsing costs a few µs per connection; clients come back from the same
+# addresses. Bounded, so a flood of new addresses cannot grow it.
+@functools.lru_cache(maxsize=4096)
 def source_group(
     host: str, ipv4_prefix: int = DEFAULT_IPV4_PREFIX, ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 ) -> str:
