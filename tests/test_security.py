@@ -673,3 +673,23 @@ def test_tls_and_tokens_beyond_localhost_do_not_warn(
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "with no --token-file" in warning
     assert "without TLS" not in warning
+
+
+def test_tls_client_that_greets_before_its_name_is_served_in_order(
+    tls_server: ServerThread, ca_file: str
+) -> None:
+    context = tls.client_context(ca_file)
+    with (
+        socket.create_connection((HOST, tls_server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(b"HELLO\nPING\n")  # at once, before NAME has come
+        data = b""
+        for _ in range(50):  # three short lines: a few reads at most
+            data += sock.recv(4096)
+            if data.count(b"\n") >= 3:
+                break
+        lines = data.decode().splitlines()
+        assert lines[0] == "NAME Client01"
+        assert lines[1].startswith("WELCOME Client01 ")
+        assert lines[2] == "PONG"
