@@ -68,6 +68,7 @@ class Session(asyncio.BufferedProtocol):
         "transport",
         "_pending",
         "_upgrading",
+        "_before_tls",
         "_upgrade",
         "_auth_hold",
         "_reader",
@@ -97,6 +98,7 @@ class Session(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
+        self._before_tls = False  # TLS is due but its layer does not read for us yet
         self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
         self._auth_hold = False  # a refused token: the place is held until the delayed answer
         self._reader = p.LineReader(self.config.max_line)
@@ -140,9 +142,10 @@ class Session(asyncio.BufferedProtocol):
             self._offer_name()
             return
         # The TLS layer (256 KiB and more per connection) exists only for
-        # connections admitted to the pending pool; nothing is read before it.
-        transport.pause_reading()
-        self._upgrading = True
+        # connections admitted to the pending pool. Reading is not paused here:
+        # uvloop would then hand the first TLS bytes to this protocol, not to
+        # the TLS layer; start_tls() takes over the transport before any read.
+        self._upgrading = self._before_tls = True
         self._upgrade = loop.create_task(self._start_tls(transport, context))
 
     def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
@@ -162,6 +165,7 @@ class Session(asyncio.BufferedProtocol):
     async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         """Upgrade the pending connection to TLS, then name it; within the handshake timeout."""
         upgraded: asyncio.Transport | None = None
+        self._before_tls = False  # start_tls() installs its layer before it awaits
         try:
             if not raw.is_closing():
                 upgraded = await asyncio.get_running_loop().start_tls(
@@ -217,6 +221,8 @@ class Session(asyncio.BufferedProtocol):
         self._reader.receive_data(data)
         if self.name is not None:  # not before NAME (a TLS client may hurry)
             self._process()
+        elif self._before_tls and self.transport is not None:
+            self.transport.abort()  # TLS bytes the TLS layer missed: it cannot start
 
     def eof_received(self) -> bool:
         self._peer_eof = True
