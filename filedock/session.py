@@ -43,6 +43,24 @@ _LINGER_SECONDS = 2.0
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+# TLS bytes a connection may send before its TLS layer is set up: a TLS record
+# (the ClientHello) is at most 16 KiB, and a client waits for the answer to it.
+_EARLY_TLS_LIMIT = 16 * 1024 + 64
+
+
+def _replay_into_layer(raw: asyncio.Transport, data: bytes) -> None:
+    """Feed ``data`` to the TLS layer that now reads ``raw``, as if just read."""
+    if raw.is_closing():
+        return
+    layer = cast(asyncio.BufferedProtocol, raw.get_protocol())
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(layer.get_buffer(len(view)))
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        layer.buffer_updated(count)
+        view = view[count:]
+
 
 def format_address(peer: Any) -> str:
     """``host:port``, or ``[v6]:port``, for a peer address tuple."""
@@ -69,6 +87,7 @@ class Session(asyncio.BufferedProtocol):
         "_pending",
         "_upgrading",
         "_before_tls",
+        "_early",
         "_upgrade",
         "_auth_hold",
         "_reader",
@@ -99,6 +118,7 @@ class Session(asyncio.BufferedProtocol):
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
         self._before_tls = False  # TLS is due but its layer does not read for us yet
+        self._early: bytearray | None = None  # TLS bytes read before its layer was there
         self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
         self._auth_hold = False  # a refused token: the place is held until the delayed answer
         self._reader = p.LineReader(self.config.max_line)
@@ -142,9 +162,9 @@ class Session(asyncio.BufferedProtocol):
             self._offer_name()
             return
         # The TLS layer (256 KiB and more per connection) exists only for
-        # connections admitted to the pending pool. Reading is not paused here:
-        # uvloop would then hand the first TLS bytes to this protocol, not to
-        # the TLS layer; start_tls() takes over the transport before any read.
+        # connections admitted to the pending pool. uvloop may read before the
+        # task below runs (pausing here does not stop it): such bytes are kept
+        # and handed to the TLS layer once it is set up.
         self._upgrading = self._before_tls = True
         self._upgrade = loop.create_task(self._start_tls(transport, context))
 
@@ -165,10 +185,15 @@ class Session(asyncio.BufferedProtocol):
     async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         """Upgrade the pending connection to TLS, then name it; within the handshake timeout."""
         upgraded: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
         self._before_tls = False  # start_tls() installs its layer before it awaits
+        early, self._early = self._early, None
+        if early:
+            # After start_tls()'s own call_soon of the layer's connection_made.
+            loop.call_soon(loop.call_soon, _replay_into_layer, raw, bytes(early))
         try:
             if not raw.is_closing():
-                upgraded = await asyncio.get_running_loop().start_tls(
+                upgraded = await loop.start_tls(
                     raw,
                     self,
                     context,
@@ -218,11 +243,24 @@ class Session(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return  # lingering: drop what the client still sends
+        if self.name is None:
+            self._receive_before_name(data)
+            return
         self._reader.receive_data(data)
-        if self.name is not None:  # not before NAME (a TLS client may hurry)
-            self._process()
-        elif self._before_tls and self.transport is not None:
-            self.transport.abort()  # TLS bytes the TLS layer missed: it cannot start
+        self._process()
+
+    def _receive_before_name(self, data: bytes | memoryview) -> None:
+        if self._before_tls:
+            self._keep_early(data)
+        else:
+            self._reader.receive_data(data)  # a TLS client that greets before NAME
+
+    def _keep_early(self, data: bytes | memoryview) -> None:
+        """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB)."""
+        early = self._early = self._early or bytearray()
+        early += data
+        if len(early) > _EARLY_TLS_LIMIT and self.transport is not None:
+            self.transport.abort()
 
     def eof_received(self) -> bool:
         self._peer_eof = True

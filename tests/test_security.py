@@ -693,3 +693,27 @@ def test_tls_client_that_greets_before_its_name_is_served_in_order(
         assert lines[0] == "NAME Client01"
         assert lines[1].startswith("WELCOME Client01 ")
         assert lines[2] == "PONG"
+
+
+def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
+    tls_server: ServerThread, ca_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop may read a ClientHello before the session's TLS upgrade starts;
+    here the upgrade waits until it has, on any loop."""
+    kept = asyncio.Event()
+    real_keep, real_start = Session._keep_early, Session._start_tls
+
+    def keep(self: Session, data: bytes | memoryview) -> None:
+        real_keep(self, data)
+        kept.set()
+
+    async def late_start(self: Session, raw: asyncio.Transport, context: Any) -> None:
+        async with asyncio.timeout(5):
+            await kept.wait()
+        await real_start(self, raw, context)
+
+    monkeypatch.setattr(Session, "_keep_early", keep)
+    monkeypatch.setattr(Session, "_start_tls", late_start)
+    with Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=5) as client:
+        assert kept.is_set()
+        assert client.ping() >= 0
