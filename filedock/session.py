@@ -143,16 +143,17 @@ class Session(asyncio.BufferedProtocol):
         transport = self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = format_address(peer)
-        self.source = self.server.source_of(str(peer[0]) if isinstance(peer, tuple) else "")
+        source = self.source = self.server.source_of(
+            str(peer[0]) if isinstance(peer, tuple) else ""
+        )
         registry = self.server.registry
         context = self.server.tls
         # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
-        source = self.source
         refusal = registry.pending.refusal(source) if context else registry.accept_refusal(source)
         if refusal is not None:
             self._turn_away(refusal, tell=context is None)
             return
-        registry.pending.enter(self.source)
+        registry.pending.enter(source)
         self._pending = True
         self.server.sessions.add(self)
         self._last_line = time.monotonic()
@@ -566,6 +567,7 @@ class Session(asyncio.BufferedProtocol):
         )
         if self._upgrading:
             assert self.transport is not None
+            self._closing = True
             self.transport.abort()  # mid-TLS: a line in clear would be garbage
             return
         self._close_with(p.TIMEOUT, "no HELLO within the handshake timeout")
@@ -701,6 +703,7 @@ class Session(asyncio.BufferedProtocol):
         """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
         self._stopping = True
         if self._upgrading:
+            self._closing = True
             if self.transport is not None:
                 self.transport.abort()  # mid-TLS handshake: nothing can be told
             return
