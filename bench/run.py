@@ -171,6 +171,9 @@ def start_filedock(loop: str, max_clients: int, repo: Path, root: Path = ROOT) -
     argv += ["--max-clients", str(max_clients), "--loop", loop]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes it until stop()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
+    # The load generator opens hundreds of connections at once from one address:
+    # a pending pool that holds them all (an older checkout ignores these).
+    env |= {"FILEDOCK_MAX_PENDING": "20000", "FILEDOCK_MAX_PENDING_PER_IP": "20000"}
     proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=log, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -46,14 +46,25 @@ _SERVER_HELP = {
     "port": "TCP port to listen on (0 picks a free one, named in the log)",
     "max_clients": "clients served at once; more are answered FULL",
     "repo": "folder whose files are served (created if missing)",
-    "handshake_timeout": "seconds a new client has to send HELLO",
+    "handshake_timeout": "seconds a new connection has to finish TLS and send HELLO",
     "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
     "max_line": "longest line accepted, in bytes, CR and LF included",
     "history": "finished clients kept in status",
     "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
     "send_timeout": "seconds without write progress before a client that does not read is dropped",
     "log_level": "least severe log level shown",
-    "max_clients_per_ip": "slots one client address may hold (0 = no limit beyond --max-clients)",
+    "max_clients_per_ip": "slots one client source may hold (0 = no limit beyond --max-clients; "
+    "-1 = half of --max-clients, rounded up, for a remote source and no cap for this machine)",
+    "max_pending": "connections still in their handshake (TLS, HELLO, token) at once; "
+    "more are answered FULL",
+    "max_pending_per_ip": "connections one source may have in their handshake at once",
+    "max_auth_failures_at_once": "failed access tokens one source may have waiting for their "
+    "delayed answer; past it tokens are refused unchecked",
+    "max_auth_failures_per_minute": "failed access tokens one source may have in 60 s; "
+    "past it tokens are refused unchecked",
+    "ipv4_prefix": "leading bits of an IPv4 address that make one source for the per-source "
+    "limits (every 127.x address is one source)",
+    "ipv6_prefix": "leading bits of an IPv6 address that make one source for the per-source limits",
     "tls_cert": "certificate chain (PEM) to serve over TLS; needs --tls-key",
     "tls_key": "private key (PEM) of --tls-cert",
     "token_file": "file of access tokens, one a line; clients must greet with one",
@@ -111,13 +122,23 @@ def server_parser() -> argparse.ArgumentParser:
             **extra,
         )
     parser.add_argument("--version", action="version", version=server_banner())
+    parser.add_argument(
+        "--generate-token",
+        action="store_true",
+        help="print a new random access token (256 bits) for a --token-file, and exit",
+    )
     return parser
 
 
 def server_main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM; 0 after a clean shutdown."""
+    """Run the server until SIGINT, SIGTERM or SIGHUP; 0 after a clean shutdown."""
     parser = server_parser()
     args = parser.parse_args(argv)
+    if args.__dict__.pop("generate_token"):
+        from .tokens import generate_token
+
+        print(generate_token(), flush=True)
+        return 0
     try:
         config = ServerConfig(**vars(args))
     except ValueError as exc:
@@ -144,7 +165,9 @@ async def _serve(config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     # Handlers before start(): a script that sends a signal as soon as it reads
     # the "Starting server" line must get a clean shutdown, not a traceback.
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP (the terminal closed) stops it the same way; the log goes to
+    # stderr, so there is no log file to reopen.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, server.request_stop)
     await server.start()
     try:

@@ -186,7 +186,10 @@ class Client:
         if self._token is not None:
             words += f" {TOKEN_PREFIX}{self._token}"
         self._send(p.encode_request(p.Hello(words)))
-        welcome = self._expect(self._read_reply(), p.WelcomeReply)
+        answer = self._read_reply()
+        if isinstance(answer, p.FullReply):  # the slots filled while we greeted
+            raise ServerFull(answer.reason)
+        welcome = self._expect(answer, p.WelcomeReply)
         return name, welcome.server
 
     # -- commands ---------------------------------------------------------------

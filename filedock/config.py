@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .addresses import DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, LOOPBACK, check_prefix
 from .protocol import DEFAULT_MAX_LINE
 
 # "auto" runs on uvloop when it is installed (pip install filedock[fast]) and on
 # the standard library's loop otherwise; the other two insist on one of them.
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+
+# max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
+AUTO_PER_SOURCE = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,14 +23,25 @@ class ServerConfig:
     port: int = 50000
     max_clients: int = 3
     repo: str = "server_repo"
-    handshake_timeout: float = 10.0  # seconds to send HELLO after NAME
-    idle_timeout: float = 0.0  # seconds without a complete line; 0 = never
+    handshake_timeout: float = 10.0  # seconds to finish TLS and HELLO after the connect
+    # Frees a forgotten terminal's slot; far above a person's pause at the prompt.
+    idle_timeout: float = 300.0  # seconds without a complete line; 0 = never
     max_line: int = DEFAULT_MAX_LINE
     history: int = 1000  # finished clients kept for STATUS
     shutdown_grace: float = 5.0  # seconds a transfer in flight may finish at shutdown
     send_timeout: float = 60.0  # seconds without write progress before a client is dropped
     log_level: str = "INFO"
-    max_clients_per_ip: int = 0  # slots one address may hold; 0 = only max_clients applies
+    # Slots one source may hold. AUTO_PER_SOURCE: half the slots (rounded up) for a
+    # remote source, every slot for the loopback one; 0 = only max_clients applies.
+    max_clients_per_ip: int = AUTO_PER_SOURCE
+    # Connections still in their handshake (TLS, HELLO, token), and a source's share.
+    max_pending: int = 128
+    max_pending_per_ip: int = 16
+    # Failed access tokens per source: at once (held for their delay), and per minute.
+    max_auth_failures_at_once: int = 2
+    max_auth_failures_per_minute: int = 10
+    ipv4_prefix: int = DEFAULT_IPV4_PREFIX  # leading bits that make one IPv4 source
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX  # leading bits that make one IPv6 source
     tls_cert: str | None = None  # with tls_key: serve over TLS
     tls_key: str | None = None
     token_file: str | None = None  # one token a line: HELLO must carry token=<one of them>
@@ -42,10 +57,27 @@ class ServerConfig:
             (self.history >= 0, "history cannot be negative"),
             (self.shutdown_grace >= 0, "shutdown_grace cannot be negative"),
             (self.send_timeout > 0, "send_timeout must be positive"),
-            (self.max_clients_per_ip >= 0, "max_clients_per_ip cannot be negative"),
+            (self.max_clients_per_ip >= AUTO_PER_SOURCE, "max_clients_per_ip must be -1 or more"),
+            (self.max_pending >= 1, "max_pending must be at least 1"),
+            (self.max_pending_per_ip >= 1, "max_pending_per_ip must be at least 1"),
+            (self.max_auth_failures_at_once >= 1, "max_auth_failures_at_once must be at least 1"),
+            (
+                self.max_auth_failures_per_minute >= 1,
+                "max_auth_failures_per_minute must be at least 1",
+            ),
+            (check_prefix(self.ipv4_prefix, 32), "ipv4_prefix must be from 1 to 32"),
+            (check_prefix(self.ipv6_prefix, 128), "ipv6_prefix must be from 1 to 128"),
             ((self.tls_cert is None) == (self.tls_key is None), "TLS needs both a cert and a key"),
             (self.loop in LOOP_CHOICES, f"loop must be one of {', '.join(LOOP_CHOICES)}"),
         )
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def slots_per_source(self, source: str) -> int:
+        """The slots ``source`` may hold (0: no cap beyond ``max_clients``)."""
+        if self.max_clients_per_ip != AUTO_PER_SOURCE:
+            return self.max_clients_per_ip
+        # Every local user is the one loopback source: capping it would bite the
+        # three clients of the default set-up on one machine.
+        return 0 if source == LOOPBACK else (self.max_clients + 1) // 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
@@ -48,11 +49,15 @@ class _Formatter(logging.Formatter):
 
 
 class WarningLimiter:
-    """Logs at most ``burst`` warnings of one kind per ``period`` seconds.
+    """Logs at most ``burst`` warnings of one kind from one source per ``period`` seconds.
 
     A connection storm or a flood of bad clients must not flood the log: past
-    the burst, warnings of that kind are counted, and one line says how many
-    were suppressed when the period ends.
+    the burst, warnings of that kind from that source are counted, and one
+    line says how many were suppressed when the period ends. Each source has
+    its own burst, so decoys from one source cannot hide another's lines (the
+    first warning from each source is always logged, which is what a
+    fail2ban-style reader needs). At most ``max_sources`` (kind, source)
+    windows are kept; the least recently used is reported and dropped first.
     """
 
     def __init__(
@@ -61,48 +66,67 @@ class WarningLimiter:
         *,
         burst: int = 20,
         period: float = 10.0,
+        max_sources: int = 4096,
         clock: Callable[[], float] = time.monotonic,
         call_later: Callable[[float, Callable[[], None]], object] | None = None,
     ) -> None:
         self._logger = logger
         self._burst = burst
         self._period = period
+        self._max_sources = max_sources
         self._clock = clock
         self._call_later = call_later
-        self._windows: dict[str, _Window] = {}
+        self._windows: OrderedDict[_Key, _Window] = OrderedDict()
 
-    def warning(self, kind: str, message: str, *args: object) -> None:
+    def warning(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         now = self._clock()
-        window = self._windows.get(kind)
+        key = (kind, source)
+        window = self._windows.get(key)
         if window is None or now - window.start >= self._period:
             if window is not None:
-                self._report(kind, window)
-            window = self._windows[kind] = _Window(now)
+                self._report(key, window)
+            window = self._windows[key] = _Window(now)
+            self._forget_oldest()
+        self._windows.move_to_end(key)
         if window.logged < self._burst:
             window.logged += 1
             self._logger.warning(message, *args)
             return
         window.suppressed += 1
         if window.suppressed == 1 and self._call_later is not None:
-            self._call_later(window.start + self._period - now, lambda: self._expire(kind, window))
+            self._call_later(window.start + self._period - now, lambda: self._expire(key, window))
 
     def flush(self) -> None:
         """Report what is suppressed now (at shutdown)."""
-        for kind, window in list(self._windows.items()):
-            self._report(kind, window)
+        for key, window in list(self._windows.items()):
+            self._report(key, window)
         self._windows.clear()
 
-    def _expire(self, kind: str, window: _Window) -> None:
-        if self._windows.get(kind) is window:
-            del self._windows[kind]
-            self._report(kind, window)
+    def _forget_oldest(self) -> None:
+        while len(self._windows) > self._max_sources:
+            key, window = self._windows.popitem(last=False)
+            self._report(key, window)
 
-    def _report(self, kind: str, window: _Window) -> None:
+    def _expire(self, key: _Key, window: _Window) -> None:
+        if self._windows.get(key) is window:
+            del self._windows[key]
+            self._report(key, window)
+
+    def _report(self, key: _Key, window: _Window) -> None:
         if window.suppressed:
+            kind, source = key
+            where = f" from {source}" if source is not None else ""
             self._logger.warning(
-                "%d more '%s' warnings suppressed in %.0f s", window.suppressed, kind, self._period
+                "%d more '%s' warnings%s suppressed in %.0f s",
+                window.suppressed,
+                kind,
+                where,
+                self._period,
             )
             window.suppressed = 0
+
+
+_Key = tuple[str, str | None]
 
 
 class _Window:

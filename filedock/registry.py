@@ -1,8 +1,16 @@
-"""The client registry: names, capacity, and every client's times and address.
+"""The client registry: names, capacity, the pending pool, and every client's
+times and address.
 
 It is the one owner of that state. The server runs it on its event loop
 thread, so each call is atomic with respect to the others: with N slots,
-however many connections arrive at once, exactly N are admitted.
+however many connections arrive at once, exactly N are welcomed.
+
+A connection passes two gates, as in OpenSSH (``MaxStartups``, then a
+session): on accept it enters the **pending pool** (bounded, with a share
+per source) and is given a name; only when its handshake completes (TLS,
+``HELLO``, a right token) does it take a **slot**. Silent or unauthenticated
+connections thus hold a place in the pool for at most the handshake timeout,
+never a slot.
 """
 
 from __future__ import annotations
@@ -19,14 +27,14 @@ from .protocol import ClientRecord, client_name, encode_client_record
 
 @dataclass(eq=False, slots=True)
 class ClientEntry:
-    """One admitted connection, from ``NAME`` to its end."""
+    """One welcomed client, from ``WELCOME`` to its end."""
 
     number: int
     name: str
     address: str
     accepted: float  # wall-clock seconds, for people
     finished: float | None = None
-    host: str = ""  # the address without its port, for the per-address limit
+    source: str = ""  # the address's source group, for the per-source cap
     _record: ClientRecord | None = field(default=None, repr=False)
     _line: bytes | None = field(default=None, repr=False)
 
@@ -53,13 +61,58 @@ class Refusal:
     summary: str
 
 
-class Registry:
-    """Who is connected now and who was before.
+class PendingPool:
+    """Connections still in their handshake: at most ``size``, ``share`` per source."""
 
-    ``max_clients`` slots are shared by every connection that was sent a name,
-    greeted or not. Finished clients are kept for ``STATUS`` up to
-    ``history`` of them, oldest dropped first; connected ones always are.
-    With ``max_per_host``, one host may hold at most that many slots.
+    def __init__(self, size: int, share: int) -> None:
+        if size < 1 or share < 1:
+            raise ValueError("the pending pool and its share must hold at least one")
+        self.size = size
+        self.share = share
+        self._per_source: dict[str, int] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def held_by(self, source: str) -> int:
+        return self._per_source.get(source, 0)
+
+    def refusal(self, source: str) -> Refusal | None:
+        """Why a new connection from ``source`` cannot wait here now, or ``None``."""
+        if self._count >= self.size:
+            return Refusal(
+                f"server is busy: too many connections still greeting ({self.size}/{self.size}); "
+                "try again shortly",
+                f"pending pool full ({self.size}/{self.size})",
+            )
+        if self.held_by(source) >= self.share:
+            return Refusal(
+                "too many connections greeting from your address "
+                f"({self.share}/{self.share} per address); try again shortly",
+                f"pending share full ({self.share}/{self.share} per address)",
+            )
+        return None
+
+    def enter(self, source: str) -> None:
+        self._count += 1
+        self._per_source[source] = self.held_by(source) + 1
+
+    def leave(self, source: str) -> None:
+        left = self._per_source.pop(source, 1) - 1
+        if left > 0:
+            self._per_source[source] = left
+        self._count -= 1
+
+
+class Registry:
+    """Who is connected now and who was before, and who is still greeting.
+
+    ``max_clients`` slots are shared by the welcomed clients only. Finished
+    clients are kept for ``STATUS`` up to ``history`` of them, oldest dropped
+    first; connected ones always are. ``slots_per_source(source)`` caps the
+    slots one source may hold (0: no cap); ``pending`` is the pool that
+    connections wait in before their ``WELCOME``.
     """
 
     def __init__(
@@ -68,56 +121,72 @@ class Registry:
         history: int = 1000,
         clock: Callable[[], float] = time.time,
         *,
-        max_per_host: int = 0,
+        slots_per_source: Callable[[str], int] = lambda _: 0,
+        pending: PendingPool | None = None,
     ) -> None:
         if max_clients < 1:
             raise ValueError("max_clients must be at least 1")
         if history < 0:
             raise ValueError("history cannot be negative")
         self.max_clients = max_clients
-        self.max_per_host = max_per_host
-        self._per_host: dict[str, int] = {}
+        # An empty pool is falsy (len 0): test for None, not truth.
+        self.pending = pending if pending is not None else PendingPool(64, 64)
+        self._slots_per_source = slots_per_source
+        self._per_source: dict[str, int] = {}
         self._clock = clock
         self._issued = 0
         self._connected: dict[str, ClientEntry] = {}  # in the order they connected
         self._finished: deque[ClientEntry] = deque(maxlen=history)
 
-    def refusal(self, host: str = "") -> Refusal | None:
-        """Why a connection from ``host`` would be turned away now, or ``None``."""
+    def refusal(self, source: str = "") -> Refusal | None:
+        """Why ``source`` could not take a slot now, or ``None``."""
         if len(self._connected) >= self.max_clients:
             limit = self.max_clients
             return Refusal(
                 f"server is at capacity ({limit}/{limit} clients)", f"at capacity ({limit}/{limit})"
             )
-        if self.max_per_host and self._per_host.get(host, 0) >= self.max_per_host:
-            limit = self.max_per_host
+        limit = self._slots_per_source(source)
+        if limit and self._per_source.get(source, 0) >= limit:
             return Refusal(
                 f"too many connections from your address ({limit}/{limit} per address)",
                 f"per-address limit ({limit}/{limit})",
             )
         return None
 
-    def admit(self, address: str, host: str = "") -> ClientEntry | None:
-        """Hold a slot and a new name for ``address``, or ``None`` when refused."""
-        if self.refusal(host) is not None:
-            return None
+    def accept_refusal(self, source: str) -> Refusal | None:
+        """Why a new connection from ``source`` is answered ``FULL`` on accept, or ``None``."""
+        return self.refusal(source) or self.pending.refusal(source)
+
+    def take_name(self) -> tuple[int, str]:
+        """The next number and its name: counted up, never reused."""
         self._issued += 1
-        entry = ClientEntry(
-            self._issued, client_name(self._issued), address, self._clock(), host=host
-        )
-        self._connected[entry.name] = entry
-        if self.max_per_host:
-            self._per_host[host] = self._per_host.get(host, 0) + 1
+        return self._issued, client_name(self._issued)
+
+    def welcome(self, number: int, name: str, address: str, source: str) -> ClientEntry | Refusal:
+        """Give the named connection a slot (ACCEPTED now), or say why it cannot have one."""
+        refusal = self.refusal(source)
+        if refusal is not None:
+            return refusal
+        entry = ClientEntry(number, name, address, self._clock(), source=source)
+        self._connected[name] = entry
+        self._per_source[source] = self._per_source.get(source, 0) + 1
+        return entry
+
+    def admit(self, address: str, source: str = "") -> ClientEntry | None:
+        """Name and welcome ``address`` at once, or ``None`` (taking no number) when refused."""
+        if self.refusal(source) is not None:
+            return None
+        entry = self.welcome(*self.take_name(), address, source)
+        assert isinstance(entry, ClientEntry)
         return entry
 
     def finish(self, entry: ClientEntry) -> bool:
         """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was."""
         if self._connected.pop(entry.name, None) is None:
             return False
-        if self.max_per_host:
-            left = self._per_host.pop(entry.host, 1) - 1
-            if left:
-                self._per_host[entry.host] = left
+        left = self._per_source.pop(entry.source, 1) - 1
+        if left:
+            self._per_source[entry.source] = left
         entry.finished = self._clock()
         entry._record = entry._line = None
         if self._finished.maxlen:

@@ -23,12 +23,13 @@ from typing import Any, cast
 
 from . import protocol as p
 from . import tls
+from .addresses import is_loopback_host, source_group
 from .config import ServerConfig
 from .logs import WarningLimiter
-from .registry import Registry
+from .registry import PendingPool, Registry
 from .repository import Repository
 from .session import Session
-from .tokens import FailureDelay, TokenChecker, read_token_file
+from .tokens import AuthGuard, TokenChecker, read_token_file
 from .version import server_banner
 from .workers import Workers
 
@@ -63,7 +64,10 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.registry = Registry(
-            config.max_clients, config.history, max_per_host=config.max_clients_per_ip
+            config.max_clients,
+            config.history,
+            slots_per_source=config.slots_per_source,
+            pending=PendingPool(config.max_pending, config.max_pending_per_ip),
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         self.repository = Repository(config.repo, workers=self.workers)
@@ -75,7 +79,10 @@ class Server:
         self.tokens = (
             TokenChecker(read_token_file(config.token_file)) if config.token_file else None
         )
-        self.auth_failures = FailureDelay()
+        self.auth_guard = AuthGuard(
+            at_once=config.max_auth_failures_at_once,
+            per_minute=config.max_auth_failures_per_minute,
+        )
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
         self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
@@ -104,10 +111,8 @@ class Server:
             self.config.port,
             backlog=_ACCEPT_BATCH,
             reuse_address=True,
-            ssl=self.tls,
-            # A client that connects and never starts TLS is dropped like one
-            # that never greets; it holds no slot meanwhile.
-            ssl_handshake_timeout=self.config.handshake_timeout if self.tls else None,
+            # No ssl= here: asyncio would build a TLS layer for every connection
+            # it accepts. Sessions start TLS once the pending pool admits them.
         )
         for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
             with sock.dup() as listening:
@@ -121,6 +126,23 @@ class Server:
             self.config.max_clients,
             self._extras(),
         )
+        self._warn_if_exposed()
+
+    def _warn_if_exposed(self) -> None:
+        if is_loopback_host(self.config.host) or (self.tls and self.tokens):
+            return
+        missing = " and ".join(
+            what
+            for what, on in (("without TLS", self.tls), ("with no --token-file", self.tokens))
+            if not on
+        )
+        log.warning(
+            "Listening on %s %s: anyone who can reach this port can read every shared file "
+            "(see 'Running it beyond localhost' in the README: --tls-cert/--tls-key and "
+            "--token-file)",
+            self.config.host or "every interface",
+            missing,
+        )
 
     def _extras(self) -> str:
         extras = []
@@ -130,7 +152,7 @@ class Server:
             extras.append(", tls=on")
         if self.tokens:
             extras.append(", tokens=required")
-        if self.config.max_clients_per_ip:
+        if self.config.max_clients_per_ip > 0:
             extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
         return "".join(extras)
 
@@ -202,9 +224,13 @@ class Server:
         lines = self.registry.snapshot_lines()
         return p.encode_reply(p.StatusReply(len(lines))) + b"".join(lines)
 
-    def warn(self, kind: str, message: str, *args: object) -> None:
-        """Log a warning that a flood of clients could repeat (rate-limited by kind)."""
-        self._limiter.warning(kind, message, *args)
+    def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
+        """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
+        self._limiter.warning(kind, message, *args, source=source)
+
+    def source_of(self, host: str) -> str:
+        """The source group of a client's ``host``, for every per-source rule."""
+        return source_group(host, self.config.ipv4_prefix, self.config.ipv6_prefix)
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")

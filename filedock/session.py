@@ -4,21 +4,27 @@ A :class:`Session` is an ``asyncio.BufferedProtocol``: the transport reads
 into one buffer the server lends every session in turn, and ``buffer_updated``
 feeds those bytes to the sans-IO line reader and answers every complete line
 of the batch with one write. Commands that need to wait (listing the folder,
-sending a file) run as a task; meanwhile the session reads nothing more, so
-replies stay in request order and a client that pipelines costs bounded memory.
+sending a file) run as a task; meanwhile the session takes no more lines, so
+replies stay in request order, and reads only up to one line's worth more, so
+a client that pipelines costs bounded memory and one that resets is noticed.
+
+Admission (see :mod:`filedock.registry`): a new connection waits in the
+pending pool, upgraded to TLS there when the server has TLS (no SSL object
+exists before), and is named; it takes a slot at its ``WELCOME``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from . import protocol as p
 from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
-from .registry import ClientEntry
+from .registry import ClientEntry, Refusal
 from .repository import INLINE_STEPS, OpenedFile, WalkTooLong
 from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body
@@ -38,6 +44,24 @@ _LINGER_SECONDS = 2.0
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+# TLS bytes a connection may send before its TLS layer is set up: a TLS record
+# (the ClientHello) is at most 16 KiB, and a client waits for the answer to it.
+_EARLY_TLS_LIMIT = 16 * 1024 + 64
+
+
+def _replay_into_layer(raw: asyncio.Transport, data: bytes) -> None:
+    """Feed ``data`` to the TLS layer that now reads ``raw``, as if just read."""
+    if raw.is_closing():
+        return
+    layer = cast(asyncio.BufferedProtocol, raw.get_protocol())
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(layer.get_buffer(len(view)))
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        layer.buffer_updated(count)
+        view = view[count:]
+
 
 def format_address(peer: Any) -> str:
     """``host:port``, or ``[v6]:port``, for a peer address tuple."""
@@ -56,9 +80,17 @@ class Session(asyncio.BufferedProtocol):
         "config",
         "entry",
         "address",
-        "host",
+        "source",
+        "number",
+        "name",
         "greeted",
         "transport",
+        "_pending",
+        "_upgrading",
+        "_before_tls",
+        "_early",
+        "_upgrade",
+        "_auth_hold",
         "_reader",
         "_flow",
         "_task",
@@ -77,11 +109,19 @@ class Session(asyncio.BufferedProtocol):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.config = server.config
-        self.entry: ClientEntry | None = None
+        self.entry: ClientEntry | None = None  # from WELCOME on
         self.address = "?"
-        self.host = "?"
+        self.source = "?"  # the address's group, for the per-source rules
+        self.number = 0
+        self.name: str | None = None  # from NAME on
         self.greeted = False
         self.transport: asyncio.Transport | None = None
+        self._pending = False  # holds a place in the pending pool
+        self._upgrading = False  # in the TLS handshake
+        self._before_tls = False  # TLS is due but its layer does not read for us yet
+        self._early: bytearray | None = None  # TLS bytes read before its layer was there
+        self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
+        self._auth_hold = False  # a refused token: the place is held until the delayed answer
         self._reader = p.LineReader(self.config.max_line)
         self._flow = WriteFlow()
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +132,7 @@ class Session(asyncio.BufferedProtocol):
         self._warned = False  # protocol errors are logged once per connection
         self._peer_eof = False
         self._last_line = 0.0
-        self._timer: asyncio.TimerHandle | None = None  # handshake, then idle
+        self._timer: asyncio.TimerHandle | None = None  # handshake (or token delay), then idle
         self._stall_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
 
@@ -104,25 +144,93 @@ class Session(asyncio.BufferedProtocol):
         transport = self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.address = format_address(peer)
-        self.host = str(peer[0]) if isinstance(peer, tuple) else self.address
+        source = self.source = self.server.source_of(
+            str(peer[0]) if isinstance(peer, tuple) else ""
+        )
         registry = self.server.registry
-        refusal = registry.refusal(self.host)
-        entry = None if refusal else registry.admit(self.address, self.host)
-        if entry is None:
-            assert refusal is not None
-            transport.write(p.encode_reply(p.FullReply(refusal.reason)))
-            self.server.warn("rejected", "Rejected %s: %s", self.address, refusal.summary)
-            self._closing = True
-            self.server.lingering.add(self)
-            self._close_gracefully()
+        context = self.server.tls
+        # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
+        refusal = registry.pending.refusal(source) if context else registry.accept_refusal(source)
+        if refusal is not None:
+            self._turn_away(refusal, tell=context is None)
             return
-        self.entry = entry
+        registry.pending.enter(source)
+        self._pending = True
         self.server.sessions.add(self)
-        transport.write(p.encode_reply(p.NameReply(entry.name)))
-        log.info("Connected: %s from %s", entry.name, self.address)
         self._last_line = time.monotonic()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.config.handshake_timeout, self._handshake_expired)
+        if context is None:
+            self._offer_name()
+            return
+        # The TLS layer (256 KiB and more per connection) exists only for
+        # connections admitted to the pending pool. uvloop may read before the
+        # task below runs (pausing here does not stop it): such bytes are kept
+        # and handed to the TLS layer once it is set up.
+        self._upgrading = self._before_tls = True
+        self._upgrade = loop.create_task(self._start_tls(transport, context))
+
+    def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
+        """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
+        assert self.transport is not None
+        self.server.warn(
+            "rejected", "Rejected %s: %s", self.address, refusal.summary, source=self.source
+        )
+        self._closing = True
+        if not tell:
+            self.transport.abort()  # a line in clear would be garbage to a TLS client
+            return
+        self.transport.write(p.encode_reply(p.FullReply(refusal.reason)))
+        self.server.lingering.add(self)
+        self._close_gracefully()
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """Upgrade the pending connection to TLS, then name it; within the handshake timeout."""
+        upgraded: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self._before_tls = False  # start_tls() installs its layer before it awaits
+        early, self._early = self._early, None
+        if early:
+            # After start_tls()'s own call_soon of the layer's connection_made.
+            loop.call_soon(loop.call_soon, _replay_into_layer, raw, bytes(early))
+        try:
+            if not raw.is_closing():
+                upgraded = await loop.start_tls(
+                    raw,
+                    self,
+                    context,
+                    server_side=True,
+                    # A backstop: our own handshake timer fires first, and logs it.
+                    ssl_handshake_timeout=self.config.handshake_timeout + 1.0,
+                )
+        except OSError as exc:  # ssl.SSLError included: the client's failure, not ours
+            log.debug("TLS handshake with %s failed: %s", self.address, exc)
+        finally:
+            self._upgrading = False
+            self._upgrade = None
+        if upgraded is None:
+            # The TLS layer owned the raw connection: no connection_lost comes to us.
+            raw.abort()
+            self.connection_lost(None)
+            return
+        self.transport = upgraded
+        if self._closing:  # the handshake timeout or a shutdown came first
+            upgraded.abort()
+            return
+        self._offer_name()
+        self._process()  # lines a hasty client sent before its NAME
+
+    def _offer_name(self) -> None:
+        """``NAME`` (the number taken for good), or ``FULL`` when every slot is taken."""
+        refusal = self.server.registry.refusal(self.source)
+        if refusal is not None:  # under TLS: the slots filled during the TLS handshake
+            self.server.warn(
+                "rejected", "Rejected %s: %s", self.address, refusal.summary, source=self.source
+            )
+            self._close_with_reply(p.FullReply(refusal.reason))
+            return
+        self.number, self.name = self.server.registry.take_name()
+        self._write(p.encode_reply(p.NameReply(self.name)))
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # Shared, not one per connection: buffer_updated copies the bytes out
@@ -137,8 +245,24 @@ class Session(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         if self._closing:
             return  # lingering: drop what the client still sends
+        if self.name is None:
+            self._receive_before_name(data)
+            return
         self._reader.receive_data(data)
         self._process()
+
+    def _receive_before_name(self, data: bytes | memoryview) -> None:
+        if self._before_tls:
+            self._keep_early(data)
+        else:
+            self._reader.receive_data(data)  # a TLS client that greets before NAME
+
+    def _keep_early(self, data: bytes | memoryview) -> None:
+        """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB)."""
+        early = self._early = self._early or bytearray()
+        early += data
+        if len(early) > _EARLY_TLS_LIMIT and self.transport is not None:
+            self.transport.abort()
 
     def eof_received(self) -> bool:
         self._peer_eof = True
@@ -152,11 +276,17 @@ class Session(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._flow.abort()
-        for timer in (self._timer, self._stall_timer, self._linger_timer):
+        # A refused token keeps its timer: the place in the pool is held until it fires.
+        timers = (self._stall_timer, self._linger_timer)
+        for timer in timers if self._auth_hold else (self._timer, *timers):
             if timer is not None:
                 timer.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        # A peer gone mid-body (seen by a read, now that the session reads while
+        # busy): the body's own next send fails at once and logs what was cut
+        # short. Anything else, our own abort included, is cancelled here.
+        if task is not None and not task.done() and not (self._body_in_flight and exc):
+            task.cancel()
         self._finish()
         self.server.session_closed(self)
         self.server.lingering.discard(self)
@@ -240,33 +370,61 @@ class Session(asyncio.BufferedProtocol):
     def _handle_greeting(self, text: str) -> bytes | None:
         greeting = p.parse_greeting(text)
         if isinstance(greeting, p.Hello):
-            assert self.entry is not None
-            tokens = self.server.tokens
-            if tokens is not None and not tokens.accepts(token_from_greeting(greeting.words)):
-                self._refuse_unauthorized()
-                return None
-            if tokens is not None:
-                self.server.auth_failures.record_success(self.host)
-            self.greeted = True
-            self._arm_idle_timer()
-            return p.encode_reply(p.WelcomeReply(self.entry.name, self.server.banner))
+            return self._hello(greeting)
         if isinstance(greeting, p.Exit):
             return self._bye()
         self._warn_once("Handshake error from %s: a command before HELLO", self.label())
         return p.encode_reply(p.ErrorReply(p.HANDSHAKE, "say HELLO first"))
 
-    def _refuse_unauthorized(self) -> None:
-        """Free the slot now; answer ``ERR unauthorized`` after a delay that grows
-        with each failure from this address, so tokens cannot be guessed quickly."""
-        delay = self.server.auth_failures.record_failure(self.host)
+    def _hello(self, hello: p.Hello) -> bytes | None:
+        """The end of the handshake: the token, then a slot (``WELCOME``) or ``FULL``."""
+        if self.server.tokens is not None and not self._token_accepted(hello):
+            return None
+        registry = self.server.registry
+        assert self.name is not None
+        outcome = registry.welcome(self.number, self.name, self.address, self.source)
+        if isinstance(outcome, Refusal):  # the slots filled since our NAME
+            self.server.warn(
+                "rejected", "Rejected %s: %s", self.label(), outcome.summary, source=self.source
+            )
+            self._end_session()
+            return p.encode_reply(p.FullReply(outcome.reason))
+        self._leave_pool()
+        self.entry = outcome
+        self.greeted = True
+        log.info("Connected: %s from %s", outcome.name, self.address)
+        self._arm_idle_timer()
+        return p.encode_reply(p.WelcomeReply(outcome.name, self.server.banner))
+
+    def _token_accepted(self, hello: p.Hello) -> bool:
+        """Check the greeting's token; on a refusal, schedule the delayed answer."""
+        tokens, guard = self.server.tokens, self.server.auth_guard
+        assert tokens is not None
+        if not guard.may_try(self.source):
+            # Not compared at all: a guess made now tells nothing, right or wrong.
+            self._refuse_unauthorized(guard.refused(self.source), "is refused: too many failures")
+            return False
+        if not tokens.accepts(token_from_greeting(hello.words)):
+            self._refuse_unauthorized(guard.failed(self.source), "gave no valid token")
+            return False
+        guard.succeeded(self.source)
+        return True
+
+    def _refuse_unauthorized(self, delay: float, why: str) -> None:
+        """Answer ``ERR unauthorized`` after ``delay``; this connection keeps its place
+        in the pending pool until then, even if the client leaves, so a guess costs
+        the guesser the whole delay."""
         self.server.warn(
             "auth",
-            "Unauthorized: %s gave no valid token (answer delayed %g s)",
+            "Unauthorized: %s %s (answer delayed %g s)",
             self.label(),
+            why,
             delay,
+            source=self.source,
         )  # never the token itself
-        self._end_session()
+        self._closing = True
         self._answer_later = True
+        self._auth_hold = True
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
@@ -275,6 +433,9 @@ class Session(asyncio.BufferedProtocol):
     def _send_unauthorized(self) -> None:
         self._timer = None
         self._answer_later = False
+        self._auth_hold = False
+        self.server.auth_guard.answered(self.source)
+        self._leave_pool()
         if self.transport is not None and not self.transport.is_closing():
             reply = p.ErrorReply(p.UNAUTHORIZED, "a valid access token is required")
             self.transport.write(p.encode_reply(reply))
@@ -398,7 +559,7 @@ class Session(asyncio.BufferedProtocol):
     async def _send_opened(self, opened: OpenedFile) -> None:
         path = opened.path
         try:
-            digest = await self.server.repository.hashes.sha256(opened, self.host)
+            digest = await self.server.repository.hashes.sha256(opened, self.source)
         except RequestError as exc:  # changed before the header: the connection goes on
             self._write(p.encode_reply(p.ErrorReply(exc.code, exc.text)))
             return
@@ -439,7 +600,13 @@ class Session(asyncio.BufferedProtocol):
             "Timeout: %s did not greet within %g s",
             self.label(),
             self.config.handshake_timeout,
+            source=self.source,
         )
+        if self._upgrading:
+            assert self.transport is not None
+            self._closing = True
+            self.transport.abort()  # mid-TLS: a line in clear would be garbage
+            return
         self._close_with(p.TIMEOUT, "no HELLO within the handshake timeout")
 
     def _arm_idle_timer(self) -> None:
@@ -462,10 +629,11 @@ class Session(asyncio.BufferedProtocol):
             delay = self.config.idle_timeout if self._task is not None else left
             self._timer = asyncio.get_running_loop().call_later(delay, self._idle_check)
             return
+        idle = self.config.idle_timeout
         self.server.warn(
-            "timeout", "Timeout: %s idle for %g s", self.label(), self.config.idle_timeout
+            "timeout", "Timeout: %s idle for %g s", self.label(), idle, source=self.source
         )
-        self._close_with(p.TIMEOUT, "idle for too long")
+        self._close_with(p.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s")
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
@@ -474,6 +642,7 @@ class Session(asyncio.BufferedProtocol):
             "Dropping %s: no write progress for %g s",
             self.label(),
             self.config.send_timeout,
+            source=self.source,
         )
         self._abort()
 
@@ -481,7 +650,7 @@ class Session(asyncio.BufferedProtocol):
 
     def label(self) -> str:
         """``Client01 (127.0.0.1:49559)``, or the address before a name is given."""
-        return f"{self.entry.name} ({self.address})" if self.entry else self.address
+        return f"{self.name} ({self.address})" if self.name else self.address
 
     def _protocol_violation(self, what: str) -> None:
         self._warn_once("Protocol error from %s: %s", self.label(), what)
@@ -490,7 +659,7 @@ class Session(asyncio.BufferedProtocol):
     def _warn_once(self, message: str, *args: object) -> None:
         if not self._warned:
             self._warned = True
-            self.server.warn("protocol", message, *args)
+            self.server.warn("protocol", message, *args, source=self.source)
 
     def _end_session(self) -> None:
         """Free the slot and stamp FINISHED now; the close follows."""
@@ -498,12 +667,22 @@ class Session(asyncio.BufferedProtocol):
         self._finish()
 
     def _finish(self) -> None:
+        if not self._auth_hold:
+            self._leave_pool()
         if self.entry is not None and self.server.registry.finish(self.entry):
             log.info("Finished: %s", self.entry.name)
 
+    def _leave_pool(self) -> None:
+        if self._pending:
+            self._pending = False
+            self.server.registry.pending.leave(self.source)
+
     def _close_with(self, code: str, text: str) -> None:
         """Send ``ERR code text``, end the session and close."""
-        self._write(p.encode_reply(p.ErrorReply(code, text)))
+        self._close_with_reply(p.ErrorReply(code, text))
+
+    def _close_with_reply(self, reply: p.Reply) -> None:
+        self._write(p.encode_reply(reply))
         self._end_session()
         self._close_gracefully()
 
@@ -538,11 +717,18 @@ class Session(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def _update_reading(self) -> None:
-        """Read while we can take lines: not busy, not closing, replies flowing."""
+        """Read while replies flow; while busy, only up to a line's worth more.
+
+        A client that resets while its request waits (for a hash, say) is then
+        noticed at once and its slot freed, and what it pipelines stays bounded.
+        """
         transport = self.transport
         if transport is None or transport.is_closing() or self._closing:
             return
-        want = self._task is None and not self._flow.paused
+        want = not self._flow.paused and (
+            self._task is None
+            or (not self._body_in_flight and self._reader.buffered < self.config.max_line)
+        )
         if want and not transport.is_reading():
             transport.resume_reading()
         elif not want and transport.is_reading():
@@ -553,6 +739,11 @@ class Session(asyncio.BufferedProtocol):
     async def shut_down(self, grace: float) -> None:
         """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
         self._stopping = True
+        if self._upgrading:
+            self._closing = True
+            if self.transport is not None:
+                self.transport.abort()  # mid-TLS handshake: nothing can be told
+            return
         task = self._task
         if task is not None:
             if self._body_in_flight:

@@ -172,6 +172,12 @@ class LineConn:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> LineConn:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def reset(self) -> None:
         """Close with a TCP reset (SO_LINGER 0)."""
         self.sock.setsockopt(

@@ -1,17 +1,25 @@
-"""Admission and handshake over loopback: NAME/FULL, HELLO/WELCOME, timeouts, capacity."""
+"""Admission and handshake over loopback: NAME/FULL, HELLO/WELCOME, timeouts, capacity.
+
+A slot is taken at WELCOME; until then a connection waits in the pending pool
+(see PROTOCOL.md, "Admission and handshake").
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from filedock.cli import client_main
 from filedock.client import Client
+from filedock.config import ServerConfig
 from filedock.errors import ConnectionLost, ServerFull
+from filedock.exitcodes import ExitCode
 from filedock.version import __version__
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
@@ -19,10 +27,12 @@ FULL_LINE = "FULL server is at capacity (3/3 clients)"
 
 
 def burst(port: int, count: int, opened: list[LineConn]) -> list[str]:
-    """Open ``count`` connections at once; the first line each one gets.
+    """Open ``count`` connections at once, each greeting when named; how each ended.
 
-    Every connection made is appended to ``opened`` (the caller closes them),
-    in the same order as the lines returned.
+    An outcome is the first line for a connection turned away on accept, or
+    ``NAME <name>`` and the answer to its HELLO joined by `` | ``. Every
+    connection made is appended to ``opened`` (the caller closes them), in
+    the same order as the outcomes returned.
     """
     barrier = threading.Barrier(count, timeout=10)
     lock = threading.Lock()
@@ -32,7 +42,10 @@ def burst(port: int, count: int, opened: list[LineConn]) -> list[str]:
         conn = LineConn(port, timeout=10)
         with lock:
             opened.append(conn)
-        return conn, conn.read_line()
+        first = conn.read_line()
+        if not first.startswith("NAME "):
+            return conn, first
+        return conn, f"{first} | {conn.request('HELLO')}"
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         results = list(pool.map(attempt, range(count), timeout=30))
@@ -124,7 +137,7 @@ def test_half_close_before_hello_ends_the_session(
 # -- handshake timeout ------------------------------------------------------------
 
 
-def test_handshake_timeout_closes_and_frees_the_slot(
+def test_a_silent_connection_takes_no_slot_and_times_out(
     make_server: Callable[..., ServerThread],
 ) -> None:
     server = make_server(handshake_timeout=0.3, max_clients=1)
@@ -133,25 +146,19 @@ def test_handshake_timeout_closes_and_frees_the_slot(
         silent = LineConn(server.port)
         conns.append(silent)
         assert silent.read_line() == "NAME Client01"
-        waiting = LineConn(server.port)
-        conns.append(waiting)
-        assert waiting.read_line() == "FULL server is at capacity (1/1 clients)"
+        # The one slot is still free: the silent connection only waits in the pool.
+        other = LineConn(server.port)
+        conns.append(other)
+        assert other.greet() == "Client02"
+        assert server.connected_count() == 1
 
         line = silent.read_line(timeout=5)
         assert line.startswith("ERR timeout "), line
         assert silent.at_eof()
-        wait_until(lambda: server.connected_count() == 0)
-
-        late = LineConn(server.port)
-        conns.append(late)
-        assert late.greet() == "Client02"
-        assert late.request("STATUS") == "STATUS 2"
-        first = late.read_line().split("\t")
-        second = late.read_line().split("\t")
-        assert first[0] == "Client01"
-        assert first[2] != "-"  # FINISHED is set
-        assert second[0] == "Client02"
-        assert second[2] == "-"
+        # It never held a slot, so it never shows in STATUS.
+        assert other.request("STATUS") == "STATUS 1"
+        assert other.read_line().split("\t")[0] == "Client02"
+        assert server.connected_count() == 1
     finally:
         close_all(conns)
 
@@ -205,11 +212,7 @@ def test_lines_before_hello_do_not_extend_the_handshake_timeout(
 
 def test_full_then_close(server: ServerThread, raw: Callable[[], LineConn]) -> None:
     held = [raw() for _ in range(3)]
-    assert [conn.read_line() for conn in held] == [
-        "NAME Client01",
-        "NAME Client02",
-        "NAME Client03",
-    ]
+    assert [conn.greet() for conn in held] == ["Client01", "Client02", "Client03"]
     rejected = raw()
     assert rejected.read_line() == FULL_LINE
     assert rejected.at_eof()
@@ -259,30 +262,144 @@ def test_names_go_past_client99(server: ServerThread) -> None:
     assert len(set(names)) == 101
 
 
-def test_capacity_is_exact_under_a_burst(server: ServerThread) -> None:
+def test_capacity_is_exact_under_a_burst(make_server: Callable[..., ServerThread]) -> None:
+    # A pool and share that hold the whole burst: capacity alone decides.
+    server = make_server(max_pending=100, max_pending_per_ip=100)
     first: list[LineConn] = []
     second: list[LineConn] = []
     try:
-        lines = burst(server.port, 50, first)
-        names = sorted(line for line in lines if line.startswith("NAME "))
-        assert names == ["NAME Client01", "NAME Client02", "NAME Client03"]
-        assert lines.count(FULL_LINE) == 47
+        outcomes = burst(server.port, 50, first)
+        welcomed = [line for line in outcomes if " | WELCOME " in line]
+        assert len(welcomed) == 3, outcomes
+        # Everyone else is told the server is at capacity: on accept, or at HELLO.
+        refused = [line for line in outcomes if line not in welcomed]
+        assert all(line.endswith(FULL_LINE) for line in refused), refused
         assert server.connected_count() == 3
-        for conn, line in zip(first, lines, strict=True):
-            if line == FULL_LINE:
+        for conn, line in zip(first, outcomes, strict=True):
+            if line not in welcomed:
                 assert conn.at_eof()
+        named = [line.split(" | ")[0] for line in outcomes if line.startswith("NAME ")]
+        assert len(set(named)) == len(named)  # a number is never given twice
 
-        # free one slot: exactly one of a new burst gets in, with the next number
-        leaving = next(conn for conn, line in zip(first, lines, strict=True) if line == names[0])
+        # free one slot: exactly one of a new burst gets in, with a new number
+        leaving = first[outcomes.index(welcomed[0])]
         assert leaving.request("EXIT") == "BYE"
         wait_until(lambda: server.connected_count() == 2)
-        lines = burst(server.port, 20, second)
-        assert [line for line in lines if line.startswith("NAME ")] == ["NAME Client04"]
-        assert lines.count(FULL_LINE) == 19
+        outcomes = burst(server.port, 20, second)
+        now_welcomed = [line for line in outcomes if " | WELCOME " in line]
+        assert len(now_welcomed) == 1, outcomes
+        number = int(now_welcomed[0].split()[1].removeprefix("Client"))
+        assert number > max(int(name.split()[1].removeprefix("Client")) for name in named)
         assert server.connected_count() == 3
     finally:
         close_all(first)
         close_all(second)
+
+
+def test_greeting_after_the_slots_filled_is_answered_full(
+    make_server: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    server = make_server(max_clients=1)
+    early, quick = LineConn(server.port), LineConn(server.port)
+    try:
+        assert early.read_line() == "NAME Client01"
+        assert quick.read_line() == "NAME Client02"
+        assert "Connected: Client01" not in caplog.text  # logged at WELCOME, not at NAME
+        assert quick.request("HELLO").startswith("WELCOME Client02 ")
+        assert early.request("HELLO") == "FULL server is at capacity (1/1 clients)"
+        assert early.at_eof()
+        assert quick.request("WHO") == "WHO Client02"
+        assert server.connected_count() == 1
+        assert "Connected: Client02 from 127.0.0.1:" in caplog.text
+        assert "Connected: Client01" not in caplog.text
+        # The number given at NAME stays used.
+        assert quick.request("EXIT") == "BYE"
+        wait_until(lambda: server.connected_count() == 0)
+        with LineConn(server.port) as late:
+            assert late.greet() == "Client03"
+    finally:
+        early.close()
+        quick.close()
+
+
+def test_who_and_status_show_a_client_from_its_welcome(raw: Callable[[], LineConn]) -> None:
+    waiting, talking = raw(), raw()
+    assert waiting.read_line() == "NAME Client01"
+    talking.greet()
+    assert talking.request("WHO") == "WHO Client02"
+    assert talking.request("STATUS") == "STATUS 1"
+    assert talking.read_line().split("\t")[0] == "Client02"
+    assert waiting.request("HELLO").startswith("WELCOME Client01 ")
+    assert talking.request("WHO") == "WHO Client02 Client01"  # in the order of their WELCOME
+
+
+# -- the pending pool ----------------------------------------------------------------
+
+
+def test_pending_share_of_one_source_is_bounded(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(max_pending=10, max_pending_per_ip=2)
+    conns = [LineConn(server.port) for _ in range(3)]
+    try:
+        assert [conn.read_line() for conn in conns[:2]] == ["NAME Client01", "NAME Client02"]
+        assert conns[2].read_line() == (
+            "FULL too many connections greeting from your address (2/2 per address); "
+            "try again shortly"
+        )
+        assert conns[2].at_eof()
+        # A greeting frees its place in the pool: the next connection is named.
+        assert conns[0].request("HELLO").startswith("WELCOME Client01 ")
+        with LineConn(server.port) as another:
+            assert another.read_line() == "NAME Client03"
+    finally:
+        close_all(conns)
+
+
+def test_pending_pool_is_bounded(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(max_pending=2, max_pending_per_ip=5)
+    conns = [LineConn(server.port) for _ in range(3)]
+    try:
+        assert [conn.read_line() for conn in conns[:2]] == ["NAME Client01", "NAME Client02"]
+        assert conns[2].read_line() == (
+            "FULL server is busy: too many connections still greeting (2/2); try again shortly"
+        )
+        # A connection that leaves before greeting frees its place too.
+        conns[1].close()
+        wait_until(lambda: pending_count(server) == 1)
+        with LineConn(server.port) as another:
+            assert another.read_line() == "NAME Client03"
+    finally:
+        close_all(conns)
+
+
+def pending_count(server: ServerThread) -> int:
+    assert server.server is not None
+    pool = server.server.registry.pending
+    return server.sync(lambda: len(pool))
+
+
+def test_silent_connections_never_lock_out_a_real_client(server: ServerThread) -> None:
+    """The defaults: three connections that never greet leave every slot free."""
+    silent = [LineConn(server.port) for _ in range(3)]
+    try:
+        for conn in silent:
+            assert conn.read_line().startswith("NAME ")
+        started = time.monotonic()
+        with Client(HOST, server.port, timeout=5) as client:
+            assert client.name == "Client04"
+            assert time.monotonic() - started < 2.0  # no wait for a handshake timeout
+            assert client.who() == ["Client04"]
+    finally:
+        close_all(silent)
+
+
+def test_defaults_free_forgotten_terminals() -> None:
+    config = ServerConfig()
+    assert config.idle_timeout == 300
+    assert config.handshake_timeout == 10
+    assert (config.max_pending, config.max_pending_per_ip) == (128, 16)
 
 
 # -- the library --------------------------------------------------------------------
@@ -313,3 +430,43 @@ def test_library_raises_connection_lost_when_nothing_listens() -> None:
         port = placeholder.getsockname()[1]
         with pytest.raises(ConnectionLost):
             Client(HOST, port, timeout=2, connect_timeout=2)
+
+
+def _fake_server_full_at_hello(listener: socket.socket) -> None:
+    """One connection: NAME, then FULL in answer to HELLO (the slots filled meanwhile)."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.sendall(b"NAME Client07\n")
+        conn.settimeout(5)
+        data = b""
+        while b"\n" not in data and len(data) < 4096:  # one short HELLO line
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        conn.sendall(b"FULL server is at capacity (3/3 clients)\n")
+
+
+@pytest.fixture
+def full_at_hello() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(1)
+        thread = threading.Thread(target=_fake_server_full_at_hello, args=(listener,), daemon=True)
+        thread.start()
+        yield listener.getsockname()[1]
+        thread.join(10)
+
+
+def test_library_raises_server_full_in_answer_to_hello(full_at_hello: int) -> None:
+    with pytest.raises(ServerFull) as info:
+        Client(HOST, full_at_hello, timeout=5)
+    assert info.value.reason == "server is at capacity (3/3 clients)"
+
+
+def test_interactive_client_says_at_capacity_in_answer_to_hello(
+    full_at_hello: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = client_main(["--port", str(full_at_hello), "--timeout", "5"])
+    assert code == ExitCode.SERVER_FULL
+    assert capsys.readouterr().out.startswith("[SERVER] Server is at capacity")

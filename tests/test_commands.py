@@ -61,8 +61,9 @@ def test_who_lists_clients_in_the_order_they_connected(
     first = greeted(raw)
     library = connect()
     third = raw()
-    assert third.read_line() == "NAME Client03"  # not greeted yet, but holds a slot
-    assert first.request("WHO") == "WHO Client01 Client02 Client03"
+    assert third.read_line() == "NAME Client03"  # not greeted yet: not shown
+    assert first.request("WHO") == "WHO Client01 Client02"
+    assert third.request("HELLO").startswith("WELCOME Client03 ")
     assert library.who() == ["Client01", "Client02", "Client03"]
     assert library.exit()
     wait_until(lambda: server.connected_count() == 2)
@@ -490,12 +491,18 @@ def test_vanished_ungreeted_client_is_finished(
     caplog.set_level(logging.INFO, logger="filedock")
     conn = raw()
     assert conn.read_line() == "NAME Client01"
+    assert server.server is not None
+    pool = server.server.registry.pending
+    assert server.sync(lambda: len(pool)) == 1
     if reset:
         conn.reset()
     else:
         conn.close()
-    wait_until(lambda: server.connected_count() == 0)
-    assert_clean_log(caplog, "Client01")
+    wait_until(lambda: server.sync(lambda: len(pool)) == 0)  # its place is free again
+    assert server.session_count() == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("Client01" in message for message in messages), messages  # never welcomed
+    assert [record for record in caplog.records if record.exc_info] == []
 
 
 def test_library_exit_frees_the_slot(

@@ -195,3 +195,51 @@ def test_stale_timer_after_a_new_period_reports_nothing(
     assert len(timers.scheduled) == 2  # the new period's own timer
     timers.scheduled[1][1]()
     assert messages()[-1] == "3 more 'storm' warnings suppressed in 10 s"
+
+
+# -- per source ------------------------------------------------------------------------
+
+
+def test_decoys_from_one_source_do_not_hide_another(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(20):
+        warnings.warning("auth", "Unauthorized: decoy %d", i, source="192.0.2.1/32")
+    warnings.warning("auth", "Unauthorized: attacker", source="198.51.100.7/32")
+    assert messages() == [
+        "Unauthorized: decoy 0",
+        "Unauthorized: decoy 1",
+        "Unauthorized: decoy 2",
+        "Unauthorized: attacker",
+    ]
+    warnings.flush()
+    assert messages()[-1] == "17 more 'auth' warnings from 192.0.2.1/32 suppressed in 10 s"
+
+
+def test_the_first_warning_from_each_source_is_logged(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    warnings = limiter(clock)
+    for i in range(100):  # a hundred decoy sources, each over its burst
+        for _ in range(5):
+            warnings.warning("auth", "decoy %d", i, source=f"decoy-{i}")
+    warnings.warning("auth", "the real one", source="real")
+    logged = messages()
+    assert logged[-1] == "the real one"
+    assert [f"decoy {i}" in logged for i in range(100)] == [True] * 100
+
+
+def test_sources_kept_are_bounded_and_reported_when_dropped(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    logger = logging.getLogger(LOGGER)
+    warnings = WarningLimiter(logger, burst=1, period=10.0, max_sources=3, clock=clock)
+    warnings.warning("auth", "a", source="a")
+    warnings.warning("auth", "a again", source="a")  # suppressed
+    for name in ("b", "c", "d"):  # "d" pushes out the least recently used, "a"
+        warnings.warning("auth", name, source=name)
+    assert len(warnings._windows) == 3
+    assert messages() == ["a", "b", "c", "1 more 'auth' warnings from a suppressed in 10 s", "d"]
+    warnings.warning("auth", "a is back", source="a")  # forgotten, so a first again
+    assert messages()[-1] == "a is back"

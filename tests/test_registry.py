@@ -6,8 +6,9 @@ from datetime import datetime
 
 import pytest
 
+from filedock.config import ServerConfig
 from filedock.protocol import ClientRecord, client_name, encode_client_record
-from filedock.registry import Registry
+from filedock.registry import ClientEntry, PendingPool, Refusal, Registry
 
 T0 = 1_700_000_000.0
 
@@ -223,3 +224,84 @@ def test_connected_names_in_connection_order(clock: FakeClock) -> None:
 def test_invalid_settings(max_clients: int, history: int) -> None:
     with pytest.raises(ValueError, match="max_clients|history"):
         Registry(max_clients, history=history)
+
+
+# -- naming, welcoming and the pending pool -------------------------------------
+
+
+def test_accepted_is_the_moment_of_welcome(clock: FakeClock) -> None:
+    registry = Registry(3, clock=clock)
+    number, name = registry.take_name()
+    clock.advance(5)
+    entry = registry.welcome(number, name, "a:1", "loopback")
+    assert isinstance(entry, ClientEntry)
+    assert entry.accepted == T0 + 5
+    assert registry.snapshot()[0].accepted == local(T0 + 5)
+
+
+def test_a_name_is_taken_for_good_even_without_a_welcome(clock: FakeClock) -> None:
+    registry = Registry(1, clock=clock)
+    assert registry.take_name() == (1, "Client01")  # named, never greets
+    assert registry.take_name() == (2, "Client02")
+    entry = registry.welcome(2, "Client02", "b:2", "")
+    assert isinstance(entry, ClientEntry)
+    late = registry.welcome(1, "Client01", "a:1", "")
+    assert isinstance(late, Refusal)
+    assert late.reason == "server is at capacity (1/1 clients)"
+    assert registry.connected_names() == ["Client02"]
+    assert registry.take_name() == (3, "Client03")
+
+
+def test_slots_per_source(clock: FakeClock) -> None:
+    registry = Registry(5, clock=clock, slots_per_source=lambda source: 2 if source == "a" else 0)
+    for _ in range(2):
+        assert isinstance(registry.welcome(*registry.take_name(), "x", "a"), ClientEntry)
+    refusal = registry.welcome(*registry.take_name(), "x", "a")
+    assert isinstance(refusal, Refusal)
+    assert "(2/2 per address)" in refusal.reason
+    for _ in range(3):  # another source is not capped
+        assert isinstance(registry.welcome(*registry.take_name(), "y", "b"), ClientEntry)
+
+
+def test_pending_pool_and_its_share() -> None:
+    pool = PendingPool(3, 2)
+    assert pool.refusal("a") is None
+    pool.enter("a")
+    pool.enter("a")
+    share = pool.refusal("a")
+    assert share is not None
+    assert "from your address (2/2 per address)" in share.reason
+    assert pool.refusal("b") is None
+    pool.enter("b")
+    full = pool.refusal("c")
+    assert full is not None
+    assert "still greeting (3/3)" in full.reason
+    pool.leave("a")
+    assert pool.refusal("a") is None
+    assert pool.held_by("a") == 1
+    assert len(pool) == 2
+    pool.leave("a")
+    pool.leave("b")
+    assert len(pool) == 0
+    assert pool._per_source == {}
+
+
+def test_accept_refusal_says_capacity_first(clock: FakeClock) -> None:
+    registry = Registry(1, clock=clock, pending=PendingPool(2, 1))
+    registry.pending.enter("a")
+    refusal = registry.accept_refusal("a")
+    assert refusal is not None
+    assert refusal.reason.startswith("too many connections greeting")
+    assert registry.admit("b:1", "b") is not None
+    refusal = registry.accept_refusal("a")
+    assert refusal is not None
+    assert refusal.reason == "server is at capacity (1/1 clients)"
+
+
+def test_config_slots_per_source_by_default() -> None:
+    config = ServerConfig()
+    assert config.slots_per_source("loopback") == 0  # the 3 local clients of the default
+    assert config.slots_per_source("192.0.2.1/32") == 2  # half of 3, rounded up
+    assert ServerConfig(max_clients=10).slots_per_source("192.0.2.1/32") == 5
+    assert ServerConfig(max_clients_per_ip=1).slots_per_source("loopback") == 1
+    assert ServerConfig(max_clients_per_ip=0).slots_per_source("192.0.2.1/32") == 0

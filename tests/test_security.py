@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.sslproto
 import hashlib
 import json
 import logging
@@ -13,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -20,7 +23,15 @@ import trustme
 from filedock import tls
 from filedock.client import Client
 from filedock.errors import ConnectionLost, ServerFull, Unauthorized
-from filedock.tokens import FailureDelay, TokenChecker, read_token_file, token_from_greeting
+from filedock.session import Session
+from filedock.tokens import (
+    AuthGuard,
+    FailureDelay,
+    TokenChecker,
+    generate_token,
+    read_token_file,
+    token_from_greeting,
+)
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,20 +241,20 @@ def _connect_from(source: str, port: int) -> LineConn:
 
 def test_per_address_limit(make_server: Callable[..., ServerThread]) -> None:
     server = make_server(max_clients=5, max_clients_per_ip=2)
-    conns = [_connect_from("127.0.0.1", server.port) for _ in range(3)]
-    conns.append(_connect_from("127.0.0.2", server.port))
+    conns = [_connect_from("127.0.0.1", server.port) for _ in range(2)]
     try:
-        assert conns[0].read_line() == "NAME Client01"
-        assert conns[1].read_line() == "NAME Client02"
-        assert conns[2].read_line() == (
+        assert [conn.greet() for conn in conns] == ["Client01", "Client02"]
+        refused = _connect_from("127.0.0.1", server.port)
+        conns.append(refused)
+        assert refused.read_line() == (
             "FULL too many connections from your address (2/2 per address)"
         )
-        assert conns[3].read_line() == "NAME Client03"  # another address still gets in
         conns[0].send_line("EXIT")
         assert conns[0].read_line() == "BYE"
+        wait_until(lambda: server.connected_count() == 1)
         again = _connect_from("127.0.0.1", server.port)
         conns.append(again)
-        assert again.read_line() == "NAME Client04"
+        assert again.greet() == "Client03"
     finally:
         for conn in conns:
             conn.close()
@@ -307,3 +318,402 @@ def test_client_token_from_file_and_environment(token_server: ServerThread, tmp_
     wrong = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "guess"})
     assert wrong.returncode == 7
     assert "unauthorized" in wrong.stdout + wrong.stderr
+
+
+# -- the guard on failed tokens ------------------------------------------------------
+
+
+def test_guard_caps_failures_waiting_at_once() -> None:
+    now = [0.0]
+    guard = AuthGuard(at_once=2, per_minute=100, clock=lambda: now[0])
+    assert guard.may_try("a")
+    guard.failed("a")
+    assert guard.may_try("a")
+    guard.failed("a")
+    assert not guard.may_try("a")  # two wait for their answer
+    assert guard.may_try("b")  # another source is not affected
+    guard.answered("a")
+    assert guard.may_try("a")
+
+
+def test_guard_caps_failures_per_minute() -> None:
+    now = [0.0]
+    guard = AuthGuard(at_once=100, per_minute=3, clock=lambda: now[0])
+    for _ in range(3):
+        assert guard.may_try("a")
+        guard.failed("a")
+        guard.answered("a")
+        now[0] += 10
+    assert not guard.may_try("a")  # 3 failures within 60 s
+    guard.succeeded("a")  # a right token does not clear the count
+    assert not guard.may_try("a")
+    now[0] = 60.0  # the first failure is a minute old
+    assert guard.may_try("a")
+
+
+def test_guard_refusal_waits_the_longest_delay_and_holds_its_place() -> None:
+    guard = AuthGuard(at_once=1, per_minute=100, clock=lambda: 0.0)
+    assert guard.failed("a") == 0.25
+    assert guard.refused("a") == guard.delay.cap == 8.0
+    guard.answered("a")
+    assert not guard.may_try("a")  # the refused one still waits
+    guard.answered("a")
+    assert guard.may_try("a")
+
+
+def test_guard_remembers_a_bounded_number_of_sources() -> None:
+    guard = AuthGuard(at_once=10, per_minute=1, max_sources=100, clock=lambda: 0.0)
+    for i in range(1000):
+        guard.failed(f"s{i}")
+        guard.answered(f"s{i}")
+    assert len(guard._recent) == 100
+    assert not guard._waiting
+
+
+def test_generated_tokens_carry_256_bits() -> None:
+    tokens = {generate_token() for _ in range(100)}
+    assert len(tokens) == 100
+    for token in tokens:
+        assert len(token) == 43  # 32 bytes in URL-safe base64, no padding
+        assert not any(c.isspace() for c in token)
+
+
+def test_server_generate_token_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from filedock.cli import server_main
+
+    assert server_main(["--generate-token"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert len(token) == 43
+
+
+# -- admission with tokens -------------------------------------------------------------
+
+
+def test_connections_without_a_token_never_lock_out_the_token_holder(
+    tmp_path: Path, make_server: Callable[..., ServerThread], clients: list[Client]
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS)
+    server = make_server(token_file=str(path), max_clients=1)
+    squatters = [LineConn(server.port) for _ in range(3)]
+    try:
+        for conn in squatters:
+            assert conn.read_line().startswith("NAME ")
+        # No token: refused after a delay. (One failure: a second one waiting at
+        # once from this source would have every token refused unchecked.)
+        squatters[0].send_line("HELLO")
+        started = time.monotonic()
+        client = Client(HOST, server.port, token="alpha-123", timeout=5)
+        clients.append(client)
+        assert time.monotonic() - started < 2.0
+        assert client.who() == [client.name]
+        assert squatters[0].read_line(timeout=10).startswith("ERR unauthorized ")
+    finally:
+        for conn in squatters:
+            conn.close()
+
+
+def _pending(server: ServerThread) -> int:
+    assert server.server is not None
+    pool = server.server.registry.pending
+    return server.sync(lambda: len(pool))
+
+
+def test_a_refused_token_holds_its_place_for_the_whole_delay(
+    tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    """A guesser that hangs up at once still pays the delay: its place in the
+    pending pool (and its source's share) stays taken until the answer is due."""
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS)
+    server = make_server(token_file=str(path), max_pending_per_ip=1)
+    guesser = LineConn(server.port)
+    guesser.read_line()
+    guesser.send_line("HELLO token=guess")
+    wait_until(lambda: _pending(server) == 1)
+    guesser.close()  # gives up without waiting for the answer
+    with LineConn(server.port) as next_guess:
+        assert next_guess.read_line() == (
+            "FULL too many connections greeting from your address (1/1 per address); "
+            "try again shortly"
+        )
+    wait_until(lambda: _pending(server) == 0, timeout=5)  # the 0.25 s delay has passed
+    with LineConn(server.port) as later:
+        assert later.read_line().startswith("NAME ")
+
+
+def test_past_the_failure_limit_a_token_is_not_even_compared(
+    tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS)
+    server = make_server(token_file=str(path), max_auth_failures_per_minute=2)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            Client(HOST, server.port, token="wrong", timeout=10)
+    # The right token, from the same source, now tells the guesser nothing.
+    conn = LineConn(server.port)
+    try:
+        name = conn.read_line().split()[1]
+        conn.send_line(f"HELLO {name} token=alpha-123")
+        assert conn.read_line(timeout=15).startswith("ERR unauthorized ")
+    finally:
+        conn.close()
+    assert server.connected_count() == 0
+
+
+def test_concurrent_failures_from_one_source_are_capped(
+    tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(TOKENS)
+    server = make_server(token_file=str(path), max_auth_failures_at_once=1)
+    assert server.server is not None
+    guard = server.server.auth_guard
+    compared: list[str | None] = []
+    checker = server.server.tokens
+    assert checker is not None
+    real_accepts = checker.accepts
+
+    def counting(token: str | None) -> bool:
+        compared.append(token)
+        return real_accepts(token)
+
+    checker.accepts = counting  # type: ignore[method-assign]
+    conns = [LineConn(server.port) for _ in range(3)]
+    try:
+        for conn in conns:
+            conn.read_line()
+        conns[0].send_line("HELLO token=one")
+        wait_until(lambda: server.sync(lambda: guard._waiting.get("loopback", 0)) == 1)
+        conns[1].send_line("HELLO token=two")
+        conns[2].send_line("HELLO token=alpha-123")
+        for conn in conns:
+            assert conn.read_line(timeout=15).startswith("ERR unauthorized ")
+    finally:
+        for conn in conns:
+            conn.close()
+    assert compared == ["one"]  # the other two were refused unchecked
+
+
+# -- TLS after the pending pool -----------------------------------------------------
+
+
+def test_no_tls_layer_exists_for_a_connection_past_the_pending_pool(
+    ca: trustme.CA,
+    tmp_path: Path,
+    make_server: Callable[..., ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[object] = []
+    real_init = asyncio.sslproto.SSLProtocol.__init__
+
+    def counted_init(self: asyncio.sslproto.SSLProtocol, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.sslproto.SSLProtocol, "__init__", counted_init)
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = make_server(
+        tls_cert=str(cert_file),
+        tls_key=str(key_file),
+        max_pending=2,
+        max_pending_per_ip=2,
+        loop="asyncio",
+    )
+    silent = [LineConn(server.port) for _ in range(2)]
+    try:
+        wait_until(lambda: _pending(server) == 2)
+        for _ in range(20):
+            with LineConn(server.port) as late:
+                assert late.at_eof(timeout=5)  # closed at once, with nothing said
+        assert len(made) == 2, f"{len(made)} TLS layers for 2 admitted connections"
+        assert _pending(server) == 2
+    finally:
+        for conn in silent:
+            conn.close()
+    wait_until(lambda: _pending(server) == 0)
+    # An honest TLS client still gets in.
+    with Client(HOST, server.port, tls=tls.client_context(insecure=True), timeout=5) as client:
+        assert client.ping() >= 0
+
+
+def test_tls_server_at_capacity_says_full_inside_tls(
+    tls_server: ServerThread, ca_file: str, clients: list[Client]
+) -> None:
+    context = tls.client_context(ca_file)
+    for _ in range(3):
+        clients.append(Client(HOST, tls_server.port, tls=context, timeout=5))
+    with pytest.raises(ServerFull, match="at capacity"):
+        Client(HOST, tls_server.port, tls=context, timeout=5)
+
+
+# -- per-source grouping over loopback -------------------------------------------------
+
+
+def _connect6(port: int) -> LineConn:
+    conn = LineConn.__new__(LineConn)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(("::1", port))
+    conn.sock = sock
+    conn.timeout = 5
+    conn._buffer = bytearray()
+    return conn
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_every_loopback_address_shares_one_slot_cap(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(max_clients=10, max_clients_per_ip=1)
+    assert server.server is not None
+    first = _connect_from("127.0.0.1", server.port)
+    conns = [first]
+    try:
+        assert first.greet() == "Client01"
+        for source in ("127.0.0.2", "127.1.2.3"):
+            other = _connect_from(source, server.port)
+            conns.append(other)
+            assert other.read_line() == (
+                "FULL too many connections from your address (1/1 per address)"
+            ), source
+        if _ipv6_loopback():
+            # A second listening socket on ::1 for the same server: the same
+            # registry decides, as behind a dual-stack listener.
+            state = server.server
+
+            async def listen6() -> int:
+                loop = asyncio.get_running_loop()
+                listener = await loop.create_server(lambda: Session(state), "::1", 0)
+                extra.append(listener)
+                return int(listener.sockets[0].getsockname()[1])
+
+            extra: list[asyncio.base_events.Server] = []
+            port6 = server.call(listen6())
+            try:
+                over6 = _connect6(port6)
+                conns.append(over6)
+                assert over6.read_line() == (
+                    "FULL too many connections from your address (1/1 per address)"
+                )
+            finally:
+                server.sync(extra[0].close)
+    finally:
+        for conn in conns:
+            conn.close()
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine: ::1 not checked (IPv4 ones were)")
+
+
+# -- listening beyond this machine ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "missing"),
+    [
+        ("0.0.0.0", "without TLS and with no --token-file"),
+        ("::", "without TLS and with no --token-file"),
+        ("192.0.2.1", "without TLS and with no --token-file"),
+        ("", "without TLS and with no --token-file"),
+    ],
+)
+def test_listening_beyond_localhost_in_clear_warns_once(
+    host: str, missing: str, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from filedock.config import ServerConfig
+    from filedock.server import Server
+
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert missing in warnings[0]
+    assert "README" in warnings[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_listening_on_loopback_does_not_warn(
+    host: str, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from filedock.config import ServerConfig
+    from filedock.server import Server
+
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_tls_and_tokens_beyond_localhost_do_not_warn(
+    tls_server: ServerThread, tmp_path: Path, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from filedock.server import Server
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(TOKENS)
+    config = replace(tls_server.config, host="0.0.0.0", token_file=str(tokens))
+    caplog.set_level(logging.INFO, logger="filedock")
+    Server(config)._warn_if_exposed()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    config = replace(config, token_file=None)
+    Server(config)._warn_if_exposed()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "with no --token-file" in warning
+    assert "without TLS" not in warning
+
+
+def test_tls_client_that_greets_before_its_name_is_served_in_order(
+    tls_server: ServerThread, ca_file: str
+) -> None:
+    context = tls.client_context(ca_file)
+    with (
+        socket.create_connection((HOST, tls_server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(b"HELLO\nPING\n")  # at once, before NAME has come
+        data = b""
+        for _ in range(50):  # three short lines: a few reads at most
+            data += sock.recv(4096)
+            if data.count(b"\n") >= 3:
+                break
+        lines = data.decode().splitlines()
+        assert lines[0] == "NAME Client01"
+        assert lines[1].startswith("WELCOME Client01 ")
+        assert lines[2] == "PONG"
+
+
+def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
+    tls_server: ServerThread, ca_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop may read a ClientHello before the session's TLS upgrade starts;
+    here the upgrade waits until it has, on any loop."""
+    kept = asyncio.Event()
+    real_keep, real_start = Session._keep_early, Session._start_tls
+
+    def keep(self: Session, data: bytes | memoryview) -> None:
+        real_keep(self, data)
+        kept.set()
+
+    async def late_start(self: Session, raw: asyncio.Transport, context: Any) -> None:
+        async with asyncio.timeout(5):
+            await kept.wait()
+        await real_start(self, raw, context)
+
+    monkeypatch.setattr(Session, "_keep_early", keep)
+    monkeypatch.setattr(Session, "_start_tls", late_start)
+    with Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=5) as client:
+        assert kept.is_set()
+        assert client.ping() >= 0

@@ -38,7 +38,10 @@ def test_aclose_sends_err_shutdown_and_finishes_everyone(
             conn.greet()
         ungreeted = LineConn(server.port)
         conns.append(ungreeted)
-        assert ungreeted.read_line() == "NAME Client03"
+        assert ungreeted.read_line() == "NAME Client03"  # waits in the pending pool
+        last = LineConn(server.port)
+        conns.append(last)
+        assert last.greet() == "Client04"
         turned_away = LineConn(server.port)
         assert turned_away.read_line().startswith("FULL ")
         assert server.connected_count() == 3
@@ -54,10 +57,11 @@ def test_aclose_sends_err_shutdown_and_finishes_everyone(
         assert server.connected_count() == 0
         assert server.session_count() == 0
         records = server.sync(server.server.registry.snapshot)
-        assert [record.name for record in records] == ["Client01", "Client02", "Client03"]
+        # Client03 never greeted: it held no slot and is in no record.
+        assert [record.name for record in records] == ["Client01", "Client02", "Client04"]
         assert all(record.finished is not None for record in records)
         messages = [record.getMessage() for record in caplog.records]
-        for name in ("Client01", "Client02", "Client03"):
+        for name in ("Client01", "Client02", "Client04"):
             assert f"Finished: {name}" in messages
         assert [record for record in caplog.records if record.exc_info] == []
     finally:
@@ -188,7 +192,9 @@ def server_process(repo: Path) -> Iterator[ServerProcess]:
         process.stop()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_signal_shuts_the_server_down_cleanly(
     server_process: ServerProcess, signum: signal.Signals
 ) -> None:
@@ -235,5 +241,5 @@ def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -
         conn.close()
     assert server_process.proc.wait(timeout=5) == 0
     log = server_process.log()
-    assert "Finished: Client01" in log
+    assert "Client01" not in log  # it never greeted: never connected, never finished
     assert "Traceback" not in log

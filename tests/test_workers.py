@@ -125,12 +125,16 @@ def test_many_hashings_from_one_source_starve_neither_list_nor_another_source(
     repo: Path,
     make_server: Callable[..., ServerThread],
     held_hashing: tuple[threading.Event, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate, started = held_hashing
     for index in range(8):
         (repo / f"big{index}.bin").write_bytes(bytes([index]) * 1000)
     (repo / "small.txt").write_bytes(b"small\n")
     server = make_server(max_clients=12, max_clients_per_ip=0)
+    assert server.server is not None
+    # Every loopback address is one source; here two must count apart.
+    monkeypatch.setattr(server.server, "source_of", lambda host: host)
     greedy = [connect_from(server.port, "127.0.0.1") for _ in range(8)]
     other = connect_from(server.port, "127.0.0.2")
     try:
