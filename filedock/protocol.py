@@ -322,9 +322,14 @@ def _only_field(request: CommandRequest) -> str:
     return value
 
 
+# A verb's argument, if it has one, is its request's one field. (Named once:
+# subscripting Callable at each call would cost more than the parse.)
+_Constructor = Callable[..., CommandRequest]
+
+
 def _new(cls: type[CommandRequest], *argument: str) -> CommandRequest:
-    """A request of ``cls``: a verb's argument, if it has one, is its request's one field."""
-    return cast(Callable[..., CommandRequest], cls)(*argument)
+    """A request of ``cls``, made with the verb's argument if it has one."""
+    return cast(_Constructor, cls)(*argument)
 
 
 # Each verb, once, in the order of the server's HELP line. To add a verb: its
@@ -398,8 +403,6 @@ COMMAND_WORDS = tuple(COMMANDS_BY_WORD)
 # The server's answer to HELP (its wording is quoted in the docs and tests).
 HELP_TEXT = "CMDs: " + " | ".join(c.usage for c in COMMANDS)
 
-_LONGEST_WORD = max(map(len, COMMANDS_BY_WORD))
-
 # The usual spellings of the verbs without an argument, as raw lines: one
 # dictionary lookup answers them without decoding (PING is most of a
 # pipelined load).
@@ -417,14 +420,15 @@ def parse_request(text: str) -> CommandRequest:
     Raises :class:`BadRequest` for a verb that needs an argument and has none.
     """
     verb, space, rest = text.partition(" ")
-    command = COMMANDS_BY_WORD.get(verb.lower()) if len(verb) <= _LONGEST_WORD else None
-    if command is None or command.word is None:
+    command = COMMANDS_BY_WORD.get(verb.lower())
+    if command is None:  # a message has no word: it is what a line without one is
         return Message(text)
     if command.argument is None:
         return Message(text) if space else _new(command.request)  # "ping me" is a message
     if not rest:
         raise errors.BadRequest(command.missing)
-    return _new(command.request, rest)
+    # Called here, not through _new: this is the path of every GET.
+    return command.request(rest)  # type: ignore[call-arg]
 
 
 def parse_request_line(line: bytes) -> CommandRequest | None:
