@@ -450,9 +450,13 @@ def parse_greeting(text: str) -> Hello | Exit | None:
     verb = verb.lower()
     if verb == "hello":
         return Hello(rest.strip(LINE_PADDING))
-    if verb == "exit" and not rest:
+    if verb == _EXIT_WORD and not rest:
         return Exit()
     return None
+
+
+# The one verb a client may use before the greeting (to leave).
+_EXIT_WORD = COMMANDS_BY_REQUEST[Exit].word
 
 
 def encode_request(request: Request) -> bytes:
