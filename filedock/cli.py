@@ -356,28 +356,35 @@ _CLIENT_EXAMPLES = """\
 
 def _add_client_commands(parser: argparse.ArgumentParser) -> None:
     """One sub-command per one-shot command; their options come after the command word."""
-    from .oneshot import COMMAND_HELP, JSON_COMMANDS
+    from . import protocol as p
+    from .oneshot import ONESHOT_COMMANDS
 
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", title="commands (run one and exit)"
     )
-    for name, text in COMMAND_HELP.items():
-        sub = commands.add_parser(name, help=text, description=text)
-        if name in JSON_COMMANDS:
+    for command in ONESHOT_COMMANDS:
+        assert command.word is not None  # a message is no one-shot command
+        sub = commands.add_parser(command.word, help=command.help, description=command.help)
+        if command.argument is not None:
+            sub.add_argument(
+                "arguments",
+                nargs="+",
+                metavar=command.argument.upper(),
+                help=command.argument_help,
+            )
+        if command.json:
             sub.add_argument(
                 "--json", action="store_true", help="print one JSON document (see the README)"
             )
-    get = commands.choices["get"]
-    get.add_argument("paths", nargs="+", metavar="FILE", help="a path as `list` shows it")
-    get.add_argument(
-        "-o",
-        "--output",
-        dest="downloads",
-        default=argparse.SUPPRESS,
-        metavar="DIR",
-        help="where files are saved (default: --downloads, ./downloads)",
-    )
-    commands.choices["say"].add_argument("text", nargs="+", metavar="TEXT")
+        if command.request is p.Get:  # where the files go
+            sub.add_argument(
+                "-o",
+                "--output",
+                dest="downloads",
+                default=argparse.SUPPRESS,
+                metavar="DIR",
+                help="where files are saved (default: --downloads, ./downloads)",
+            )
 
 
 def _open_client(args: argparse.Namespace) -> Client:

@@ -659,7 +659,7 @@ class Client:
             raise
         if isinstance(reply, p.ErrorReply):
             error = error_for_code(reply.code, reply.text)
-            if error.code in (p.SHUTDOWN, p.TIMEOUT, p.LINE_TOO_LONG):
+            if error.code in p.CLOSING_CODES:
                 self._abandon()
             raise error
         return reply

@@ -31,6 +31,7 @@ keep the server's words as they came.
 
 from __future__ import annotations
 
+from .protocol import CLOSING_CODES, ErrorCode
 from .safetext import printable
 
 
@@ -53,7 +54,7 @@ class FiledockError(Exception):
 class ProtocolError(FiledockError):
     """The peer sent something the protocol does not allow."""
 
-    code = "bad-request"
+    code: str = ErrorCode.BAD_REQUEST
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -62,11 +63,11 @@ class ProtocolError(FiledockError):
 
 
 class LineTooLong(ProtocolError):
-    code = "line-too-long"
+    code = ErrorCode.LINE_TOO_LONG
 
 
 class BadEncoding(ProtocolError):
-    code = "bad-encoding"
+    code = ErrorCode.BAD_ENCODING
 
 
 class RequestError(FiledockError):
@@ -75,7 +76,7 @@ class RequestError(FiledockError):
     ``code`` is the machine-readable word, ``text`` the part for people.
     """
 
-    code = "internal"
+    code: str = ErrorCode.INTERNAL
 
     def __init__(self, text: str, *, code: str | None = None) -> None:
         super().__init__(text)
@@ -88,27 +89,27 @@ class RequestError(FiledockError):
 
 
 class BadRequest(RequestError):
-    code = "bad-request"
+    code = ErrorCode.BAD_REQUEST
 
 
 class NotFound(RequestError):
-    code = "not-found"
+    code = ErrorCode.NOT_FOUND
 
 
 class Forbidden(RequestError):
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
 
 
 class ServerClosing(RequestError):
     """The server said it is closing this session (``shutdown``, ``timeout``, …)."""
 
-    code = "shutdown"
+    code = ErrorCode.SHUTDOWN
 
 
 class Unauthorized(ServerClosing):
     """The server requires an access token and ours was missing or wrong."""
 
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
 
 class ServerFull(FiledockError):
@@ -151,13 +152,8 @@ class TooLarge(SaveError):
     ``max_size``, or than the free space of the destination's file system."""
 
 
-# Codes after which the server closes the connection.
-_CLOSING_CODES = frozenset({"shutdown", "timeout", "line-too-long", "unauthorized"})
-
 _ERROR_CLASSES: dict[str, type[RequestError]] = {
-    "bad-request": BadRequest,
-    "not-found": NotFound,
-    "forbidden": Forbidden,
+    cls.code: cls for cls in (BadRequest, NotFound, Forbidden)
 }
 
 
@@ -165,7 +161,7 @@ def error_for_code(code: str, text: str) -> RequestError:
     """The exception a client raises for the reply ``ERR <code> <text>``."""
     if code == Unauthorized.code:
         return Unauthorized(text)
-    if code in _CLOSING_CODES:
+    if code in CLOSING_CODES:
         return ServerClosing(text, code=code)
     cls = _ERROR_CLASSES.get(code, RequestError)
     return cls(text, code=code)

@@ -32,6 +32,7 @@ from .exitcodes import ExitCode, exit_code_for, worst
 from .screen import LazyBar, Screen, printable
 
 Connect = Callable[[argparse.Namespace], Client]
+Handler = Callable[[Client, argparse.Namespace, Screen], int]
 
 
 def file_json(info: p.FileInfo) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def run_oneshot(
 
 def _run(client: Client, args: argparse.Namespace, screen: Screen) -> int:
     try:
-        return _COMMANDS[args.command](client, args, screen)
+        return _HANDLERS[p.COMMANDS_BY_WORD[args.command].request](client, args, screen)
     except ServerClosing as exc:
         screen.server_closed(exc)
         return ExitCode.CONNECTION
@@ -152,7 +153,7 @@ def _help(client: Client, args: argparse.Namespace, screen: Screen) -> int:
 
 
 def _say(client: Client, args: argparse.Namespace, screen: Screen) -> int:
-    screen.ack(client.say(" ".join(args.text)))
+    screen.ack(client.say(" ".join(args.arguments)))
     return ExitCode.OK
 
 
@@ -166,10 +167,10 @@ def _get(client: Client, args: argparse.Namespace, screen: Screen) -> int:
         if bar is not None:
             bar(done, total)
 
-    outcomes = client.get_many(args.paths, args.downloads, progress=progress)
+    outcomes = client.get_many(args.arguments, args.downloads, progress=progress)
     codes: list[ExitCode] = []
     shown: set[int] = set()  # a broken connection is the outcome of every file left: say it once
-    for path, outcome in zip(args.paths, outcomes, strict=True):
+    for path, outcome in zip(args.arguments, outcomes, strict=True):
         if isinstance(outcome, DownloadResult):
             screen.download(outcome)
             continue
@@ -198,28 +199,18 @@ def _show_failure(screen: Screen, error: FiledockError, path: str) -> None:
         screen.client_error(printable(str(error)))
 
 
-_COMMANDS: dict[str, Callable[[Client, argparse.Namespace, Screen], int]] = {
-    "ping": _ping,
-    "list": _list,
-    "status": _status,
-    "who": _who,
-    "uptime": _uptime,
-    "about": _about,
-    "help": _help,
-    "say": _say,
-    "get": _get,
-}
+# The verbs ``filedock-client COMMAND`` offers, from the protocol's command table.
+ONESHOT_COMMANDS = tuple(command for command in p.COMMANDS if command.oneshot)
 
-# What each command does, for --help.
-COMMAND_HELP = {
-    "ping": "check that the server answers",
-    "list": "the files on the server: path, size, last modified",
-    "status": "every client since the server started",
-    "who": "the clients connected now",
-    "uptime": "seconds since the server started",
-    "about": "the server's name and version",
-    "help": "the server's list of commands",
-    "say": "send a message; the server echoes it",
-    "get": "download files (several at once over one connection), verified by SHA-256",
+# One handler per verb of ONESHOT_COMMANDS (a test checks they match).
+_HANDLERS: dict[type[p.CommandRequest], Handler] = {
+    p.Ping: _ping,
+    p.ListFiles: _list,
+    p.Status: _status,
+    p.Who: _who,
+    p.Uptime: _uptime,
+    p.About: _about,
+    p.Help: _help,
+    p.Say: _say,
+    p.Get: _get,
 }
-JSON_COMMANDS = ("list", "status", "who")

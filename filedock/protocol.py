@@ -6,16 +6,53 @@ the only place that spells a protocol word. See PROTOCOL.md for the contract.
 
 Requests (client → server) and replies (server → client) are small frozen
 dataclasses. :class:`LineReader` frames an incoming byte stream into lines and
-enforces the line limit; :func:`decode_line` enforces UTF-8.
+enforces the line limit; :func:`decode_line` enforces UTF-8. :data:`COMMANDS`
+declares every verb once; the parser, the server's ``HELP`` and dispatch, the
+shell and the one-shot commands are made from it. :class:`ErrorCode` spells
+every ``ERR`` code once.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import assert_never, cast
 
-from .errors import BadEncoding, BadRequest, LineTooLong, ProtocolError
+
+class ErrorCode(StrEnum):
+    """The code of an ``ERR <code> <text>`` reply (see PROTOCOL.md)."""
+
+    BAD_REQUEST = "bad-request"
+    NOT_FOUND = "not-found"
+    FORBIDDEN = "forbidden"
+    LINE_TOO_LONG = "line-too-long"
+    BAD_ENCODING = "bad-encoding"
+    HANDSHAKE = "handshake"
+    TIMEOUT = "timeout"
+    SHUTDOWN = "shutdown"
+    UNAUTHORIZED = "unauthorized"
+    INTERNAL = "internal"
+    CHANGED = "changed"
+
+    @property
+    def closes(self) -> bool:
+        """Whether the server closes the connection after sending this code."""
+        return self in CLOSING_CODES
+
+
+# The codes after which the server closes the connection: the client stops
+# reading then, as anything more would be out of step.
+CLOSING_CODES = frozenset(
+    {ErrorCode.SHUTDOWN, ErrorCode.TIMEOUT, ErrorCode.LINE_TOO_LONG, ErrorCode.UNAUTHORIZED}
+)
+
+# errors.py takes its codes from ErrorCode, so it is imported once ErrorCode
+# exists, as a module whose classes are looked up when raised: either module
+# may then be imported first.
+from . import errors  # noqa: E402
 
 PROTOCOL_VERSION = 1
 
@@ -97,7 +134,7 @@ class LineReader:
             index = 0
         line = lines[index]
         if len(line) >= self.max_line:  # with its LF it would be over the limit
-            raise LineTooLong(f"line longer than {self.max_line} bytes")
+            raise errors.LineTooLong(f"line longer than {self.max_line} bytes")
         self._index = index + 1
         if line[-1:] == b"\r":  # CR before LF
             return line[:-1]
@@ -122,7 +159,7 @@ class LineReader:
                 # Without its LF the pending line is already this long: with the
                 # LF it would be over the limit.
                 if len(data) >= self.max_line:
-                    raise LineTooLong(f"line longer than {self.max_line} bytes")
+                    raise errors.LineTooLong(f"line longer than {self.max_line} bytes")
                 return False
         self._lines = bytes(data[:cut]).split(b"\n")
         self._index = 0
@@ -154,7 +191,7 @@ def decode_line(line: bytes) -> str:
     try:
         return line.decode("utf-8").strip(LINE_PADDING)
     except UnicodeDecodeError:
-        raise BadEncoding("line is not valid UTF-8") from None
+        raise errors.BadEncoding("line is not valid UTF-8") from None
 
 
 # --------------------------------------------------------------------------
@@ -225,57 +262,176 @@ class Message:
     text: str
 
 
-Request = (
-    Hello | Ping | Who | Uptime | About | Help | Status | ListFiles | Exit | Get | Say | Message
+# Every request a greeted client may make: one per entry of COMMANDS.
+CommandRequest = (
+    Ping | Who | Uptime | About | Help | Status | ListFiles | Exit | Get | Say | Message
+)
+Request = Hello | CommandRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One verb of the protocol, declared once in :data:`COMMANDS`.
+
+    ``word`` is how it is typed (any case; upper case on the wire); None for
+    :class:`Message`, what a line that starts with no command word is.
+    ``argument`` names what follows the word (``"file"`` shows as
+    ``get <file>``); a verb with an argument refuses a line without one with
+    ``BadRequest(missing)``, and its request class has that one field
+    (``argument_help`` says more about it in the one-shot ``--help``).
+    ``help`` is what it does, for people; ``shell_help`` replaces it on the
+    prompt's help screen, where the prompt does more. ``shell`` and
+    ``oneshot`` say whether the prompt and ``filedock-client COMMAND`` offer
+    it, ``shell_aliases`` are more words the prompt takes for it,
+    ``shell_greeting`` whether the line under the prompt's greeting names it,
+    and ``json`` gives its one-shot command a ``--json`` option.
+    """
+
+    word: str | None
+    request: type[CommandRequest]
+    help: str
+    argument: str | None = None
+    argument_help: str | None = None
+    missing: str = ""
+    shell_help: str | None = None
+    shell: bool = True
+    oneshot: bool = True
+    shell_aliases: tuple[str, ...] = ()
+    shell_greeting: bool = True
+    json: bool = False
+
+    @property
+    def usage(self) -> str:
+        """``ping``, ``get <file>``, or ``<filename>`` for a message."""
+        if self.argument is None:
+            return self.word or ""
+        placeholder = f"<{self.argument}>"
+        return f"{self.word} {placeholder}" if self.word else placeholder
+
+    def encode(self, request: CommandRequest) -> str:
+        """The line (without LF) that makes ``request``."""
+        word = (self.word or "").upper()
+        if self.argument is None:
+            return word
+        argument = _only_field(request)
+        return f"{word} {argument}" if word else argument
+
+
+def _only_field(request: CommandRequest) -> str:
+    value: str = getattr(request, fields(request)[0].name)
+    return value
+
+
+# A verb's argument, if it has one, is its request's one field. (Named once:
+# subscripting Callable at each call would cost more than the parse.)
+_Constructor = Callable[..., CommandRequest]
+
+
+def _new(cls: type[CommandRequest], *argument: str) -> CommandRequest:
+    """A request of ``cls``, made with the verb's argument if it has one."""
+    return cast(_Constructor, cls)(*argument)
+
+
+# Each verb, once, in the order of the server's HELP line. To add a verb: its
+# request class above (and in CommandRequest), one entry here, its handler in
+# session.py's _HANDLERS; then, if the prompt offers it, a case in
+# shell.Shell.execute, and if the one-shot CLI does, a handler in
+# oneshot._HANDLERS. Tests check that every one of those covers this table.
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "help",
+        Help,
+        "the server's list of commands",
+        shell_help="this list (and the server's own)",
+    ),
+    Command(
+        "status",
+        Status,
+        "every client since the server started",
+        shell_help="every client since the server started: when it came, when it left",
+        json=True,
+    ),
+    Command("list", ListFiles, "the files on the server: path, size, last modified", json=True),
+    Command(
+        "get",
+        Get,
+        "download files (several at once over one connection), verified by SHA-256",
+        argument="file",
+        missing="GET needs a path: GET <path>",
+        argument_help="a path as `list` shows it",
+        shell_help="download a file into {downloads}, verified by SHA-256",
+    ),
+    Command(
+        None,
+        Message,
+        "a message: the server echoes it with ACK, or sends the file it names",
+        argument="filename",
+        shell_help="a message: the server echoes it with ACK",
+        oneshot=False,
+    ),
+    Command(
+        "say",
+        Say,
+        "send a message; the server echoes it",
+        argument="text",
+        missing="SAY needs a text: SAY <text>",
+        shell_help="send <text> as a message, even if it is a command word",
+        shell_greeting=False,
+    ),
+    Command("ping", Ping, "check that the server answers"),
+    Command("who", Who, "the clients connected now", json=True),
+    Command(
+        "uptime",
+        Uptime,
+        "seconds since the server started",
+        shell_help="how long the server has been running",
+    ),
+    Command("about", About, "the server's name and version"),
+    Command(
+        "exit",
+        Exit,
+        "leave; Ctrl-D (end of input) and Ctrl-C leave too",
+        oneshot=False,
+        shell_aliases=("quit",),
+    ),
 )
 
-_WORD_REQUESTS: dict[str, Request] = {
-    "ping": Ping(),
-    "who": Who(),
-    "uptime": Uptime(),
-    "about": About(),
-    "help": Help(),
-    "status": Status(),
-    "list": ListFiles(),
-    "exit": Exit(),
-}
-_LONGEST_WORD = max(map(len, _WORD_REQUESTS))
-_REQUEST_WORDS: dict[type, str] = {type(req): word.upper() for word, req in _WORD_REQUESTS.items()}
+COMMANDS_BY_WORD: dict[str, Command] = {c.word: c for c in COMMANDS if c.word is not None}
+COMMANDS_BY_REQUEST: dict[type[CommandRequest], Command] = {c.request: c for c in COMMANDS}
+COMMAND_WORDS = tuple(COMMANDS_BY_WORD)
 
-COMMAND_WORDS = (*_WORD_REQUESTS, "get", "say")
+# The server's answer to HELP (its wording is quoted in the docs and tests).
+HELP_TEXT = "CMDs: " + " | ".join(c.usage for c in COMMANDS)
 
-# The usual spellings of the one-word requests, as raw lines: one dictionary
-# lookup answers them without decoding (PING is most of a pipelined load).
-_LINE_REQUESTS: dict[bytes, Request] = {
-    spelling.encode(): request
-    for word, request in _WORD_REQUESTS.items()
+# The usual spellings of the verbs without an argument, as raw lines: one
+# dictionary lookup answers them without decoding (PING is most of a
+# pipelined load).
+_LINE_REQUESTS: dict[bytes, CommandRequest] = {
+    spelling.encode(): _new(command.request)
+    for word, command in COMMANDS_BY_WORD.items()
+    if command.argument is None
     for spelling in (word, word.upper())
 }
 
 
-def parse_request(text: str) -> Request:
+def parse_request(text: str) -> CommandRequest:
     """The request a greeted client's line (already decoded and stripped) makes.
 
     Raises :class:`BadRequest` for a verb that needs an argument and has none.
     """
-    if len(text) <= _LONGEST_WORD:
-        request = _WORD_REQUESTS.get(text.lower())
-        if request is not None:
-            return request
     verb, space, rest = text.partition(" ")
-    verb = verb.lower()
-    if verb == "get":
-        if not rest:
-            raise BadRequest("GET needs a path: GET <path>")
-        return Get(rest)
-    if verb == "say":
-        if not rest:
-            raise BadRequest("SAY needs a text: SAY <text>")
-        return Say(rest)
-    return Message(text)
+    command = COMMANDS_BY_WORD.get(verb.lower())
+    if command is None:  # a message has no word: it is what a line without one is
+        return Message(text)
+    if command.argument is None:
+        return Message(text) if space else _new(command.request)  # "ping me" is a message
+    if not rest:
+        raise errors.BadRequest(command.missing)
+    # Called here, not through _new: this is the path of every GET.
+    return command.request(rest)  # type: ignore[call-arg]
 
 
-def parse_request_line(line: bytes) -> Request | None:
+def parse_request_line(line: bytes) -> CommandRequest | None:
     """The request a greeted client's line (without its LF or CR) makes; ``None``
     for a blank line. The same as :func:`parse_request` of :func:`decode_line`.
 
@@ -294,9 +450,13 @@ def parse_greeting(text: str) -> Hello | Exit | None:
     verb = verb.lower()
     if verb == "hello":
         return Hello(rest.strip(LINE_PADDING))
-    if verb == "exit" and not rest:
+    if verb == _EXIT_WORD and not rest:
         return Exit()
     return None
+
+
+# The one verb a client may use before the greeting (to leave).
+_EXIT_WORD = COMMANDS_BY_REQUEST[Exit].word
 
 
 def encode_request(request: Request) -> bytes:
@@ -304,14 +464,22 @@ def encode_request(request: Request) -> bytes:
     match request:
         case Hello(words):
             line = f"HELLO {words}" if words else "HELLO"
-        case Get(path):
-            line = f"GET {path}"
-        case Say(text):
-            line = f"SAY {text}"
-        case Message(text):
-            line = text
+        case (
+            Ping()
+            | Who()
+            | Uptime()
+            | About()
+            | Help()
+            | Status()
+            | ListFiles()
+            | Exit()
+            | Get()
+            | Say()
+            | Message()
+        ):
+            line = COMMANDS_BY_REQUEST[type(request)].encode(request)
         case _:
-            line = _REQUEST_WORDS[type(request)]
+            assert_never(request)
     return _encode_line(line)
 
 
@@ -373,7 +541,7 @@ def parse_client_record(line: str) -> ClientRecord:
             None if fields[2] == NOT_FINISHED else datetime.strptime(fields[2], STATUS_TIME_FORMAT)
         )
     except ValueError:
-        raise ProtocolError(f"bad time in STATUS record: {line!r}") from None
+        raise errors.ProtocolError(f"bad time in STATUS record: {line!r}") from None
     return ClientRecord(fields[0], accepted, finished, fields[3])
 
 
@@ -394,14 +562,14 @@ def parse_file_info(line: str) -> FileInfo:
     try:
         mtime = datetime.strptime(fields[2], FILES_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
-        raise ProtocolError(f"bad time in FILES record: {line!r}") from None
+        raise errors.ProtocolError(f"bad time in FILES record: {line!r}") from None
     return FileInfo(fields[0], size, mtime)
 
 
 def _split_record(line: str, count: int, kind: str) -> list[str]:
     fields = line.split(FIELD_SEPARATOR)
     if len(fields) < count:  # more fields are allowed: later versions may add some
-        raise ProtocolError(f"{kind} record needs {count} fields: {line!r}")
+        raise errors.ProtocolError(f"{kind} record needs {count} fields: {line!r}")
     return fields
 
 
@@ -506,18 +674,15 @@ Reply = (
     | ErrorReply
 )
 
-# Error codes (see PROTOCOL.md).
-BAD_REQUEST = "bad-request"
-NOT_FOUND = "not-found"
-FORBIDDEN = "forbidden"
-LINE_TOO_LONG = "line-too-long"
-BAD_ENCODING = "bad-encoding"
-HANDSHAKE = "handshake"
-TIMEOUT = "timeout"
-SHUTDOWN = "shutdown"
-UNAUTHORIZED = "unauthorized"
-INTERNAL = "internal"
-CHANGED = "changed"
+# Short names of the codes the server's modules send (the same members as
+# ErrorCode's, not other spellings).
+LINE_TOO_LONG = ErrorCode.LINE_TOO_LONG
+HANDSHAKE = ErrorCode.HANDSHAKE
+TIMEOUT = ErrorCode.TIMEOUT
+SHUTDOWN = ErrorCode.SHUTDOWN
+UNAUTHORIZED = ErrorCode.UNAUTHORIZED
+INTERNAL = ErrorCode.INTERNAL
+CHANGED = ErrorCode.CHANGED
 
 # Paths a client may name: at most this many components (folders and the file
 # name) and this many UTF-8 bytes per component (Linux's NAME_MAX). A longer
@@ -561,6 +726,8 @@ def encode_reply(reply: Reply) -> bytes:
             return BYE
         case ErrorReply(code, text):
             line = f"ERR {code} {text}"
+        case _:
+            assert_never(reply)
     return _encode_line(line)
 
 
@@ -579,7 +746,7 @@ def parse_reply(line: str) -> Reply:
             return AckReply(rest)
         case "NAME":
             if not rest or " " in rest:
-                raise ProtocolError(f"bad NAME line: {line!r}")
+                raise errors.ProtocolError(f"bad NAME line: {line!r}")
             return NameReply(rest)
         case "FULL":
             return FullReply(rest)
@@ -603,27 +770,29 @@ def parse_reply(line: str) -> Reply:
         case "ERR":
             code, _, text = rest.partition(" ")
             if not code:
-                raise ProtocolError(f"ERR without a code: {line!r}")
+                raise errors.ProtocolError(f"ERR without a code: {line!r}")
             if len(code) > _LONGEST_ERROR_CODE or not _ERROR_CODE.fullmatch(code):
-                raise ProtocolError(f"ERR with a code that is not one word: {_shorten(line)!r}")
+                raise errors.ProtocolError(
+                    f"ERR with a code that is not one word: {_shorten(line)!r}"
+                )
             return ErrorReply(code, text)
-    raise ProtocolError(f"unexpected line from the server: {_shorten(line)!r}")
+    raise errors.ProtocolError(f"unexpected line from the server: {_shorten(line)!r}")
 
 
 def _parse_file_reply(line: str, rest: str) -> FileReply:
     parts = rest.split(" ", 2)
     if len(parts) != 3 or not parts[2]:
-        raise ProtocolError(f"bad FILE header: {_shorten(line)!r}")
+        raise errors.ProtocolError(f"bad FILE header: {_shorten(line)!r}")
     size_text, sha256, path = parts
     if not _SHA256_HEX.fullmatch(sha256):
-        raise ProtocolError(f"bad SHA-256 in FILE header: {_shorten(line)!r}")
+        raise errors.ProtocolError(f"bad SHA-256 in FILE header: {_shorten(line)!r}")
     return FileReply(_parse_size(size_text), sha256, path)
 
 
 def _parse_record_count(rest: str, line: str) -> int:
     count = _parse_size(rest.split(" ", 1)[0])
     if count > MAX_RECORDS:
-        raise ProtocolError(
+        raise errors.ProtocolError(
             f"the server announced {count} records, over the limit of {MAX_RECORDS}: "
             f"{_shorten(line)!r}"
         )
@@ -633,7 +802,7 @@ def _parse_record_count(rest: str, line: str) -> int:
 def _parse_size(text: str) -> int:
     # Digits only: int() would also take "+1", " 1", "1_000" and "١".
     if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise ProtocolError(f"not a whole number: {_shorten(text)!r}")
+        raise errors.ProtocolError(f"not a whole number: {_shorten(text)!r}")
     return int(text)
 
 

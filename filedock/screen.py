@@ -23,10 +23,6 @@ from .safetext import printable
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "LazyBar", "Screen", "printable"]
 
-COMMANDS_LINE = (
-    "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about | exit"
-)
-
 # Bodies larger than this get a progress bar (on a terminal only).
 PROGRESS_THRESHOLD = 1024 * 1024
 
@@ -78,20 +74,63 @@ def _local_time(moment: datetime) -> str:
     return moment.astimezone().strftime(p.STATUS_TIME_FORMAT)
 
 
+def _in_order(order: Sequence[type[p.CommandRequest]]) -> list[p.Command]:
+    """The verbs the prompt offers: those in ``order`` first, as there; then the rest."""
+    rank = {request: index for index, request in enumerate(order)}
+    offered = [command for command in p.COMMANDS if command.shell]
+    return sorted(offered, key=lambda command: rank.get(command.request, len(order)))
+
+
+# The prompt lists the verbs in the order people meet them (the README's
+# walk-through quotes COMMANDS_LINE word for word); a verb of the command
+# table not named here comes after these.
+_GREETING_ORDER = (
+    p.Help,
+    p.ListFiles,
+    p.Status,
+    p.Who,
+    p.Ping,
+    p.Uptime,
+    p.Get,
+    p.Message,
+    p.About,
+    p.Exit,
+)
+_HELP_ORDER = (
+    p.Help,
+    p.ListFiles,
+    p.Status,
+    p.Who,
+    p.Ping,
+    p.Uptime,
+    p.About,
+    p.Get,
+    p.Say,
+    p.Message,
+    p.Exit,
+)
+
+# The line under the greeting: every verb the prompt offers, but the ones for
+# rare needs (``say``).
+COMMANDS_LINE = "Commands: " + " | ".join(
+    command.usage for command in _in_order(_GREETING_ORDER) if command.shell_greeting
+)
+
+
+def _help_rows(command: p.Command) -> list[tuple[str, str]]:
+    """The help screen's rows for one verb: what to type, what it does."""
+    text = command.shell_help or command.help
+    if command.word is None:  # a line that is no command
+        return [("<anything else>", text)]
+    rows = [(", ".join((command.usage, *command.shell_aliases)), text)]
+    if command.request is p.Get:  # a file's name alone fetches it too
+        rows.append((f"<{command.argument}>", f"the same as {command.usage}"))
+    return rows
+
+
 # What ``help`` shows besides the server's own line: every command, one a line.
 HELP_LINES = (
-    ("help", "this list (and the server's own)"),
-    ("list", "the files on the server: path, size, last modified"),
-    ("status", "every client since the server started: when it came, when it left"),
-    ("who", "the clients connected now"),
-    ("ping", "check that the server answers"),
-    ("uptime", "how long the server has been running"),
-    ("about", "the server's name and version"),
-    ("get <file>", "download a file into {downloads}, verified by SHA-256"),
-    ("<file>", "the same as get <file>"),
-    ("say <text>", "send <text> as a message, even if it is a command word"),
-    ("<anything else>", "a message: the server echoes it with ACK"),
-    ("exit, quit", "leave; Ctrl-D (end of input) and Ctrl-C leave too"),
+    *(row for command in _in_order(_HELP_ORDER) for row in _help_rows(command)),
     ("TAB, Up/Down", "complete a command or file name; recall earlier lines (on a terminal)"),
 )
 
@@ -183,7 +222,7 @@ class Screen:
     def server_closed(self, exc: ServerClosing) -> None:
         """The server's ``ERR`` that ended the session, and what it means when it is not plain."""
         self.request_error(exc)
-        if exc.code == p.TIMEOUT:
+        if exc.code == p.ErrorCode.TIMEOUT:
             self.client_error("Disconnected by the server for being idle")
 
     def ack(self, text: str) -> None:

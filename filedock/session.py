@@ -456,7 +456,7 @@ class Session(asyncio.BufferedProtocol):
         return p.encode_reply(p.AboutReply(self.server.about))
 
     def _help(self, _: p.Help) -> bytes:
-        return p.encode_reply(p.HelpReply(HELP_TEXT))
+        return p.encode_reply(p.HelpReply(p.HELP_TEXT))
 
     def _status(self, _: p.Status) -> bytes:
         return self.server.status_reply()
@@ -763,12 +763,8 @@ class Session(asyncio.BufferedProtocol):
             self._close_gracefully()
 
 
-HELP_TEXT = (
-    "CMDs: help | status | list | get <file> | <filename> | say <text> | ping | who | "
-    "uptime | about | exit"
-)
-
-_HANDLERS: dict[type, _Handler] = {
+# One handler per entry of protocol.COMMANDS (a test checks they match).
+_HANDLERS: dict[type[p.CommandRequest], _Handler] = {
     p.Ping: Session._ping,
     p.Who: Session._who,
     p.Uptime: Session._uptime,

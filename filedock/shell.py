@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TextIO
+from typing import TextIO, assert_never
 
 from . import protocol as p
 from .client import Client, DownloadResult
@@ -49,9 +49,18 @@ HISTORY_ENV = "FILEDOCK_HISTORY_FILE"
 HISTORY_LENGTH = 1000
 # The file names used for completion are fetched again when older than this.
 FILES_TTL = 30.0
-# Words the shell itself understands, besides the protocol's.
-QUIT_WORDS = ("quit",)
-COMPLETION_WORDS = tuple(sorted({*p.COMMAND_WORDS, *QUIT_WORDS}))
+# The verbs the prompt offers, and the prompt's own other words for them
+# (``quit``): all from the protocol's command table.
+SHELL_COMMANDS = tuple(command for command in p.COMMANDS if command.shell)
+ALIASES = {
+    alias: command.word
+    for command in SHELL_COMMANDS
+    if command.word is not None
+    for alias in command.shell_aliases
+}
+COMPLETION_WORDS = tuple(
+    sorted({*(command.word for command in SHELL_COMMANDS if command.word), *ALIASES})
+)
 
 
 def history_path(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -285,12 +294,15 @@ class Shell:
 
     def execute(self, text: str) -> bool:
         """Run one command line; ``True`` when the session is over."""
-        if text.lower() in QUIT_WORDS:
-            text = "exit"
+        text = ALIASES.get(text.lower(), text)
         try:
             request = p.parse_request(text)
         except RequestError as exc:
             self.screen.client_error(printable(exc.text))
+            return False
+        command = p.COMMANDS_BY_REQUEST[type(request)]
+        if not command.shell:
+            self.screen.client_error(f"{printable(command.usage)}: not available at this prompt")
             return False
         client = self.client
         screen = self.screen
@@ -329,6 +341,8 @@ class Shell:
                         screen.download(result)
                     else:
                         screen.ack(result)
+                case _:
+                    assert_never(request)
         except IntegrityError as exc:
             screen.integrity_failure(exc)
         except SaveError as exc:

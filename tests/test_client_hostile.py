@@ -33,8 +33,10 @@ from filedock.errors import (
     ConnectionLost,
     ProtocolError,
     SaveError,
+    ServerClosing,
     TimedOut,
 )
+from filedock.protocol import CLOSING_CODES, ErrorCode
 from tests.support import HOST, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -447,3 +449,29 @@ def test_the_shell_prints_one_clear_line(
         assert done.returncode == 0, output
     # Nothing saved, nothing left half-written, nothing outside the folder.
     assert [p for p in files_in(tmp_path) if not p.name.startswith(".filedock")] == [], output
+
+
+def closing_error(code: str) -> Script:
+    """``ERR <code>`` to the first PING, then the close that follows such a code."""
+
+    def script(peer: Peer) -> None:
+        peer.greet()
+        assert peer.line() == "PING"
+        peer.send(f"ERR {code} the session is over\n".encode())
+
+    return script
+
+
+@pytest.mark.parametrize("code", sorted(CLOSING_CODES))
+def test_after_a_closing_code_the_client_stops_reading(
+    fake_server: Callable[[Script], FakeServer], code: ErrorCode
+) -> None:
+    """The client knows the same closing codes as the server: it does not wait for more."""
+    server = fake_server(closing_error(code))
+    with Client(HOST, server.port, timeout=2) as client:
+        with pytest.raises(ServerClosing) as caught:
+            client.ping()
+        assert caught.value.code == code
+        assert client.closed
+        with pytest.raises(ConnectionLost):
+            client.ping()

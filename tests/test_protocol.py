@@ -163,7 +163,7 @@ def test_huge_unterminated_input_is_refused_at_once() -> None:
     reader.receive_data(b"a" * 1_000_000)
     with pytest.raises(LineTooLong) as caught:
         reader.next_line()
-    assert caught.value.code == p.LINE_TOO_LONG
+    assert caught.value.code == p.ErrorCode.LINE_TOO_LONG
 
 
 def test_lines_before_an_over_long_one_are_returned() -> None:
@@ -288,7 +288,7 @@ def test_decode_line_strips_white_space() -> None:
 def test_decode_line_refuses_bad_utf8(data: bytes) -> None:
     with pytest.raises(BadEncoding) as caught:
         p.decode_line(data)
-    assert caught.value.code == p.BAD_ENCODING
+    assert caught.value.code == p.ErrorCode.BAD_ENCODING
     assert isinstance(caught.value, ProtocolError)
 
 
@@ -328,7 +328,7 @@ def test_parse_request(text: str, request_: p.Request) -> None:
 def test_verb_without_argument_is_a_bad_request(text: str) -> None:
     with pytest.raises(BadRequest) as caught:
         p.parse_request(text)
-    assert caught.value.code == p.BAD_REQUEST
+    assert caught.value.code == p.ErrorCode.BAD_REQUEST
 
 
 @pytest.mark.parametrize(
