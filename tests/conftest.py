@@ -8,8 +8,24 @@ import pytest
 
 from filedock.client import Client
 from tests.support import HOST, LineConn, ServerThread, running_server
+from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a file descriptor, thread or child process behind.
+
+    Autouse and function-scoped, so the snapshot is taken after any module or
+    session fixture has started (what those keep is theirs to close) and
+    compared after the test's own fixtures have been torn down.
+    """
+    before = Resources.now()
+    yield
+    leaks = leaks_after(before)
+    if leaks:
+        pytest.fail("the test left behind:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
 @pytest.fixture
