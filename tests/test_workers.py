@@ -245,20 +245,26 @@ def test_requests_cut_short_leave_no_descriptor_open(
     (deep / "f.bin").write_bytes(os.urandom(4 * 1024 * 1024))
     (repo / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     long_path = "/".join(["d"] * 12 + ["f.bin"])
-    server = make_server(max_clients=50)
+    rounds = 20
+    # Room for every connection at once: sessions still hashing for clients gone
+    # must not make a later round's greeting a FULL refusal.
+    server = make_server(max_clients=3 * rounds)
     baseline = open_descriptors()
-    for round_index in range(20):
-        conns = [LineConn(server.port, timeout=10) for _ in range(3)]
-        for conn in conns:
-            conn.greet()
-        conns[0].send_line(f"GET {long_path}")  # a walk in a worker, then a hashing
-        conns[1].send_line("GET big.bin")  # hashed on the loop's side, then sent
-        conns[2].send_line(long_path)  # a bare line
-        for conn in conns:
-            if round_index % 2:
-                conn.reset()
-            else:
-                conn.close()
+    for round_index in range(rounds):
+        conns: list[LineConn] = []
+        try:
+            for _ in range(3):
+                conns.append(LineConn(server.port, timeout=10))
+                conns[-1].greet()
+            conns[0].send_line(f"GET {long_path}")  # a walk in a worker, then a hashing
+            conns[1].send_line("GET big.bin")  # hashed on the loop's side, then sent
+            conns[2].send_line(long_path)  # a bare line
+        finally:
+            for conn in conns:
+                if round_index % 2:
+                    conn.reset()
+                else:
+                    conn.close()
     wait_until(lambda: server.session_count() == 0, timeout=20)
     wait_until(lambda: descriptors_of(deep / "f.bin") == 0, timeout=20)
     wait_until(lambda: descriptors_of(repo / "big.bin") == 0, timeout=20)
