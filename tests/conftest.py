@@ -8,6 +8,7 @@ import pytest
 
 from filedock.client import Client
 from tests.support import HOST, LineConn, ServerThread, running_server
+from tests.support.fake_server import FakeServer, Script
 from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
@@ -91,3 +92,18 @@ def raw(server: ServerThread) -> Iterator[Callable[[], LineConn]]:
     yield open_conn
     for conn in conns:
         conn.close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., FakeServer]]:
+    """Start fake servers (``fake_server(script, greet=False)``); each is closed at the end."""
+    servers: list[FakeServer] = []
+
+    def start(script: Script, *, greet: bool = False) -> FakeServer:
+        server = FakeServer(script, greet=greet)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
