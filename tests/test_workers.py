@@ -7,7 +7,6 @@ import hashlib
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ import pytest
 import filedock.repository
 from filedock.workers import FairShare, Stopping, WorkerPool, Workers
 from tests.support import HOST, LineConn, ServerThread, wait_until
-from tests.test_shutdown import ServerProcess
+from tests.support.process import ServerProcess
 
 GiB = 1024**3
 
@@ -168,23 +167,13 @@ def _read_bytes(pid: int) -> int:
 
 
 @pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/io"), reason="needs /proc/<pid>/io")
-def test_shutdown_during_the_hash_of_a_large_file_keeps_the_grace(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shutdown_during_the_hash_of_a_large_file_keeps_the_grace(repo: Path) -> None:
     huge = repo / "huge.bin"
     with open(huge, "wb") as file:
         file.truncate(64 * GiB)  # sparse: seconds to minutes of hashing, no disk
-    real_popen = subprocess.Popen
-
-    def with_grace(argv: list[str], **kwargs: Any) -> Any:
-        return real_popen([*argv, "--shutdown-grace", "1"], **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(subprocess, "Popen", with_grace)
-        process = ServerProcess(repo)
+    process = ServerProcess(repo, "--shutdown-grace", "1")
     try:
-        match = process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
-        conn = LineConn(int(match.group(1)), timeout=10)
+        conn = LineConn(process.port, timeout=10)
         conn.greet()
         conn.send_line("GET huge.bin")
         base = _read_bytes(process.proc.pid)
@@ -198,7 +187,7 @@ def test_shutdown_during_the_hash_of_a_large_file_keeps_the_grace(
     finally:
         process.stop()
     assert took < 1 + 2.0, f"exit took {took:.1f} s with --shutdown-grace 1"
-    assert "Traceback" not in process.log()
+    assert "Traceback" not in process.log
 
 
 @pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/io"), reason="needs /proc/<pid>/io")
