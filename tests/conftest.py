@@ -13,6 +13,8 @@ from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
 
+pytest_plugins = ["pytester"]  # tests/test_resources.py runs a leaky test file
+
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:

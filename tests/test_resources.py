@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from tests.support.resources import Resources, leaks_after
 
 
@@ -48,3 +50,52 @@ def test_a_child_not_waited_for_is_named() -> None:
 
 def _inode(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
+
+
+LEAKY_TESTS = """
+import socket
+import threading
+
+from tests.conftest import no_leaks  # noqa: F401  (the autouse fixture under test)
+
+held = []
+release = threading.Event()
+
+
+def test_leaves_a_socket_open():
+    held.append(socket.socket())
+
+
+def test_leaves_a_thread_running():
+    threading.Thread(target=release.wait, name="still-waiting", daemon=True).start()
+
+
+def test_closes_what_it_opened():
+    with socket.socket():
+        pass
+
+
+def teardown_module():  # after each test's check: what they left is closed here
+    for sock in held:
+        sock.close()
+    release.set()
+"""
+
+
+def test_the_autouse_fixture_fails_a_test_that_leaks(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tests.support.resources.GRACE", 0.05)
+    pytester.makepyfile(test_leaky=LEAKY_TESTS)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_leaves_a_socket_open*",
+            "the test left behind:",
+            "  file descriptor * -> socket:*",
+            "*ERROR at teardown of test_leaves_a_thread_running*",
+            "the test left behind:",
+            "  thread 'still-waiting' (Thread)",
+        ]
+    )

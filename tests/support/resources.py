@@ -77,9 +77,9 @@ class Resources:
         return leaks
 
 
-def leaks_after(before: Resources, grace: float = GRACE) -> list[str]:
+def leaks_after(before: Resources, grace: float | None = None) -> list[str]:
     """What is still open after ``grace`` seconds of polling (empty: nothing leaked)."""
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + (GRACE if grace is None else grace)
     while True:
         leaks = Resources.now().leaked_since(before)
         if not leaks or time.monotonic() > deadline:
