@@ -138,6 +138,10 @@ class Repository:
         self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
         self._reported: set[str] = set()
 
+    def close(self) -> None:
+        """Release the threads of a repository made without a server's workers."""
+        self.hashes.close()
+
     # -- the boundary -------------------------------------------------------
 
     def open(self, client_path: str, *, max_steps: int | None = None) -> OpenedFile:
@@ -631,6 +635,8 @@ class HashCache:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.max_entries = max_entries
+        # A cache given no workers starts its own threads, and so must stop them.
+        self._owns_workers = workers is None
         self.workers = workers if workers is not None else Workers()
         self.clock = clock
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
@@ -696,6 +702,12 @@ class HashCache:
         self._digests[key] = done.result().digest
         while len(self._digests) > self.max_entries:
             self._digests.popitem(last=False)
+
+    def close(self) -> None:
+        """Stop the hashing threads this cache started; workers it was given are their
+        owner's to close (a server closes its own)."""
+        if self._owns_workers:
+            self.workers.close()
 
     def __len__(self) -> int:
         return len(self._digests)

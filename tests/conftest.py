@@ -8,8 +8,27 @@ import pytest
 
 from filedock.client import Client
 from tests.support import HOST, LineConn, ServerThread, running_server
+from tests.support.fake_server import FakeServer, Script
+from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
+
+pytest_plugins = ["pytester"]  # tests/test_resources.py runs a leaky test file
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a file descriptor, thread or child process behind.
+
+    Autouse and function-scoped, so the snapshot is taken after any module or
+    session fixture has started (what those keep is theirs to close) and
+    compared after the test's own fixtures have been torn down.
+    """
+    before = Resources.now()
+    yield
+    leaks = leaks_after(before)
+    if leaks:
+        pytest.fail("the test left behind:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
 @pytest.fixture
@@ -75,3 +94,18 @@ def raw(server: ServerThread) -> Iterator[Callable[[], LineConn]]:
     yield open_conn
     for conn in conns:
         conn.close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., FakeServer]]:
+    """Start fake servers (``fake_server(script, greet=False)``); each is closed at the end."""
+    servers: list[FakeServer] = []
+
+    def start(script: Script, *, greet: bool = False) -> FakeServer:
+        server = FakeServer(script, greet=greet)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -1,6 +1,6 @@
 """The client's overall bounds against a hostile server: time, records, sizes, disk.
 
-A scripted fake server (tests/test_client_hostile.py) drips a reply a byte at
+A scripted fake server (tests/support/fake_server.py) drips a reply a byte at
 a time, announces more records than any listing has, streams records without
 end, or announces a body far larger than the file or the disk. The client
 must give up within its limits, hold no more than its caps, write nothing it
@@ -27,10 +27,8 @@ from filedock import protocol as p
 from filedock.cli import client_main
 from filedock.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
-from tests import test_client_hostile as hostile
-from tests.test_client_hostile import FakeServer, Peer, Script, files_in
-
-fake_server = hostile.fake_server  # the fixture: a scripted server on 127.0.0.1
+from tests.support.fake_server import FakeServer, Peer, Script
+from tests.test_client_hostile import files_in
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024

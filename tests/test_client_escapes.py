@@ -1,6 +1,6 @@
 """Nothing a server sends reaches the terminal as a control or bidirectional character.
 
-A fake server (tests/test_client_hostile.py) answers one command with text
+A fake server (tests/support/fake_server.py) answers one command with text
 full of terminal escapes (OSC, CSI, the 8-bit C1 forms, NEL) and
 bidirectional overrides, on every path that prints: each reply of the prompt
 and of the one-shot commands, an ``ERR`` (its code and its text), an ``ERR``
@@ -22,10 +22,7 @@ from filedock.cli import client_main
 from filedock.errors import IntegrityError, NotFound, ProtocolError, ServerFull
 from filedock.safetext import is_inert, printable
 from filedock.screen import Screen
-from tests import test_client_hostile as hostile
-from tests.test_client_hostile import FakeServer, Peer, Script
-
-fake_server = hostile.fake_server  # the fixture: a scripted server on 127.0.0.1
+from tests.support.fake_server import FakeServer, Peer, Script
 
 # No space or TAB inside: it must survive as one word, one field, one name.
 HOSTILE = (

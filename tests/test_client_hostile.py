@@ -16,12 +16,10 @@ import errno
 import hashlib
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,129 +36,13 @@ from filedock.errors import (
 )
 from filedock.protocol import CLOSING_CODES, ErrorCode
 from tests.support import HOST, ServerThread
+from tests.support.fake_server import FakeServer, Peer, Script
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
 BODY = b"the payload\n"
 BODY_SHA = hashlib.sha256(BODY).hexdigest()
 WRONG_SHA = hashlib.sha256(b"something else").hexdigest()
-
-
-class Peer:
-    """The fake server's side of the connection."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = bytearray()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> str | None:
-        """The client's next line, or None at EOF."""
-        for _ in range(1000):  # bounded: the client sends short lines
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end]).decode("utf-8", "replace").rstrip("\r")
-                del self._buffer[: end + 1]
-                return line
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        raise AssertionError("the client sent too much")
-
-    def greet(self) -> None:
-        """NAME, then WELCOME once the client says HELLO."""
-        self.send(b"NAME Client01\n")
-        hello = self.line()
-        assert hello is not None
-        assert hello.startswith("HELLO"), hello
-        self.send(b"WELCOME Client01 fakedock 0.0\n")
-
-    def requested(self) -> str:
-        """The path the client's next GET (or bare line) asks for."""
-        line = self.line()
-        assert line is not None
-        return line[4:] if line.upper().startswith("GET ") else line
-
-    def serve_rest(self) -> None:
-        """Answer PING and EXIT like a server until the client leaves."""
-        for _ in range(20):
-            line = self.line()
-            if line is None:
-                return
-            if line.upper() == "PING":
-                self.send(b"PONG\n")
-            elif line.upper() == "EXIT":
-                self.send(b"BYE\n")
-                return
-            else:
-                self.send(f"ACK {line}\n".encode())
-
-    def wait_closed(self) -> None:
-        """Read until the client closes (bounded by the socket timeout)."""
-        for _ in range(10_000):
-            try:
-                if not self.sock.recv(65536):
-                    return
-            except TimeoutError:
-                return
-
-
-Script = Callable[[Peer], None]
-
-
-class FakeServer:
-    """Listens on 127.0.0.1:0 and runs ``script`` on the first connection."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.errors: list[BaseException] = []
-        self.listener = socket.create_server((HOST, 0))
-        self.port: int = self.listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.listener.settimeout(0.05)
-        deadline = time.monotonic() + 30
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(10)
-                try:
-                    self.script(Peer(conn))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client hung up first, as it may
-                except BaseException as exc:  # reported by close()
-                    self.errors.append(exc)
-            return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
-        self.listener.close()
-        assert not self._thread.is_alive(), "the fake server did not end"
-        assert not self.errors, self.errors
-
-
-@pytest.fixture
-def fake_server() -> Iterator[Callable[[Script], FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(script: Script) -> FakeServer:
-        server = FakeServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def files_in(root: Path) -> list[Path]:
@@ -255,7 +137,7 @@ def larger_than_the_disk(peer: Peer) -> None:
     ids=["ssh", "http", "binary", "bare NAME", "NAME with spaces", "WELCOME", "FILE"],
 )
 def test_garbage_instead_of_name_is_a_protocol_error(
-    fake_server: Callable[[Script], FakeServer], data: bytes
+    fake_server: Callable[..., FakeServer], data: bytes
 ) -> None:
     server = fake_server(garbage(data))
     with pytest.raises(ProtocolError):  # at once: not TimedOut, not ConnectionLost
@@ -264,7 +146,7 @@ def test_garbage_instead_of_name_is_a_protocol_error(
 
 @pytest.mark.parametrize("script", [endless_name, endless_reply], ids=["as NAME", "as a reply"])
 def test_an_endless_line_is_a_protocol_error_not_a_wait(
-    fake_server: Callable[[Script], FakeServer], script: Script
+    fake_server: Callable[..., FakeServer], script: Script
 ) -> None:
     server = fake_server(script)
     started = time.monotonic()
@@ -278,9 +160,7 @@ def test_an_endless_line_is_a_protocol_error_not_a_wait(
 
 
 @pytest.mark.parametrize("script", [silent, silent_after_name], ids=["says nothing", "only NAME"])
-def test_a_silent_server_times_out(
-    fake_server: Callable[[Script], FakeServer], script: Script
-) -> None:
+def test_a_silent_server_times_out(fake_server: Callable[..., FakeServer], script: Script) -> None:
     server = fake_server(script)
     started = time.monotonic()
     with pytest.raises(TimedOut):
@@ -290,7 +170,7 @@ def test_a_silent_server_times_out(
 
 
 def test_a_server_silent_mid_body_times_out_and_saves_nothing(
-    fake_server: Callable[[Script], FakeServer], tmp_path: Path
+    fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     downloads = tmp_path / "downloads"
     server = fake_server(silent_mid_body)
@@ -305,7 +185,7 @@ def test_a_server_silent_mid_body_times_out_and_saves_nothing(
     assert files_in(tmp_path) == []
 
 
-def test_a_server_that_hangs_up_at_once(fake_server: Callable[[Script], FakeServer]) -> None:
+def test_a_server_that_hangs_up_at_once(fake_server: Callable[..., FakeServer]) -> None:
     server = fake_server(hang_up)
     with pytest.raises(ConnectionLost) as caught:
         Client(HOST, server.port, timeout=0.5)
@@ -333,7 +213,7 @@ def bad_status(record: bytes) -> Script:
     ids=["no fields", "bad time", "endless"],
 )
 def test_a_broken_record_ends_the_session_instead_of_misreading_the_rest(
-    fake_server: Callable[[Script], FakeServer], record: bytes
+    fake_server: Callable[..., FakeServer], record: bytes
 ) -> None:
     """Records left unread would be taken for the replies to later commands."""
     server = fake_server(bad_status(record))
@@ -420,7 +300,7 @@ SHELL_CASES: dict[str, tuple[Script, str, str, bool]] = {
 
 @pytest.mark.parametrize("case", list(SHELL_CASES))
 def test_the_shell_prints_one_clear_line(
-    fake_server: Callable[[Script], FakeServer], tmp_path: Path, case: str
+    fake_server: Callable[..., FakeServer], tmp_path: Path, case: str
 ) -> None:
     script, commands, expected, ends = SHELL_CASES[case]
     work = tmp_path / "home" / "work"

@@ -383,22 +383,30 @@ def test_idle_timeout_spares_a_client_that_keeps_talking(
 def test_idle_timeout_drops_a_client_that_never_ends_a_line(
     make_server: Callable[..., ServerThread],
 ) -> None:
-    server = make_server(idle_timeout=0.5)
+    """A byte every 0.1 s never completes a line: the idle timeout closes the
+    connection. The line limit is the smallest there is and the trickle may go
+    past it, so a server that only enforced the limit would answer
+    ``line-too-long`` after 64 bytes instead."""
+    max_line, idle_timeout = 64, 0.5
+    server = make_server(idle_timeout=idle_timeout, max_line=max_line)
     conn = LineConn(server.port)
     try:
         conn.greet()
-        deadline = time.monotonic() + 8
+        greeted_at = time.monotonic()
         closed = False
         sent = 0
-        while time.monotonic() < deadline and sent < 200:
+        while time.monotonic() < greeted_at + 8 and sent < 3 * max_line:
             conn.send(b"a")
             sent += 1
             if conn.at_eof(timeout=0.1):
                 closed = True
                 break
         assert closed, f"still connected after trickling {sent} bytes"
-        assert sent < 4000  # it was the timeout, not the line limit
-        assert conn.read_line().startswith("ERR timeout ")
+        closed_after = time.monotonic() - greeted_at
+        reply = conn.read_line()
+        assert reply.startswith("ERR timeout "), reply
+        assert sent < max_line, f"{sent} bytes sent: the line limit could have closed it"
+        assert closed_after >= idle_timeout * 0.8, f"closed after {closed_after:.2f} s"
         wait_until(lambda: server.connected_count() == 0)
     finally:
         conn.close()

@@ -5,72 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.process import ServerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = b"hello\n"
-
-
-class ServerProcess:
-    """`python3 Server.py …` in a subprocess; its log collected as it comes."""
-
-    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "Server.py", *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.log_lines: list[str] = []
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        match = self.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
-        self.port = int(match.group(1))
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log_lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.log_lines)
-
-    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.log_lines):
-                match = re.search(pattern, line)
-                if match:
-                    return match
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.01)
-        raise AssertionError(f"no log line matching {pattern!r}; log so far:\n{self.log}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait(5)
-        self._reader.join(5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        return code
 
 
 def run_client(
@@ -108,7 +53,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(repo: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess("--port", "0", "--repo", str(repo))
+    process = ServerProcess(repo)
     yield process
     process.stop()
 
@@ -155,7 +100,7 @@ def test_walkthrough(server: ServerProcess, tmp_path: Path) -> None:
     server.wait_for_log(re.escape(f"Sent file 'sample.txt' size=6 sha256={digest}…"))
     server.wait_for_log(r"Finished: Client01$")
     line_format = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] (INFO|WARNING|ERROR): "
-    assert all(re.match(line_format, line) for line in server.log_lines), server.log
+    assert all(re.match(line_format, line) for line in server.lines), server.log
 
 
 def test_status_shows_finished_clients_as_times(server: ServerProcess, tmp_path: Path) -> None:
@@ -192,7 +137,7 @@ def test_a_typed_name_keeps_its_unicode_white_space(
 
 
 def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
-    server = ServerProcess("--port", "0", "--repo", str(repo), "--max-clients", "1")
+    server = ServerProcess(repo, "--max-clients", "1")
     try:
         holder = subprocess.Popen(
             [sys.executable, str(ROOT / "Client.py"), "--port", str(server.port)],
@@ -217,7 +162,7 @@ def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
 
 
 def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
-    server = ServerProcess("--port", "0", "--repo", str(repo))
+    server = ServerProcess(repo)
     client = start_client(server.port, tmp_path)
     server.wait_for_log(r"Connected: Client01")
     server.proc.kill()
@@ -229,7 +174,7 @@ def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
 
 
 def test_server_shutdown_is_shown_to_the_client(repo: Path, tmp_path: Path) -> None:
-    server = ServerProcess("--port", "0", "--repo", str(repo))
+    server = ServerProcess(repo)
     client = start_client(server.port, tmp_path)
     server.wait_for_log(r"Connected: Client01")
     assert server.stop() == 0

@@ -15,14 +15,11 @@ import contextlib
 import errno
 import hashlib
 import logging
-import os
 import re
 import resource
 import selectors
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -36,8 +33,8 @@ from filedock.client import Client
 from filedock.errors import ServerFull
 from tests.conftest import SAMPLE
 from tests.support import HOST, LineConn, ServerThread, wait_until
+from tests.support.process import ServerProcess
 
-ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
 # Growth of the server's resident memory tolerated under an attack.
 MEMORY_BOUND = 50 * MiB
@@ -185,102 +182,6 @@ def watching(port: int) -> Iterator[Watcher]:
         watcher.stop()
     finally:
         watcher.close()
-
-
-class ServerProcess:
-    """``python3 Server.py --port 0 --repo DIR …``, with its log collected as it comes."""
-
-    def __init__(
-        self, repo: Path, *options: str, preexec_fn: Callable[[], None] | None = None
-    ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        # The standard loop unless FILEDOCK_TEST_LOOP asks for another, as in-process.
-        loop = os.environ.get("FILEDOCK_TEST_LOOP", "asyncio")
-        command = ["Server.py", "--port", "0", "--repo", str(repo), "--loop", loop, *options]
-        self.proc = subprocess.Popen(
-            [sys.executable, *command],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=preexec_fn,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="server-log", daemon=True)
-        self._reader.start()
-        try:
-            match = self.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
-        except BaseException:
-            self.stop()
-            raise
-        self.port = int(match.group(1))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def matching(self, pattern: str) -> list[str]:
-        regex = re.compile(pattern)
-        return [line for line in list(self.lines) if regex.search(line)]
-
-    def wait_for_log(self, pattern: str, timeout: float = 10.0, since: int = 0) -> re.Match[str]:
-        """The first log line matching ``pattern`` (from line ``since`` on), once it comes."""
-        regex = re.compile(pattern)
-        found: list[re.Match[str]] = []
-        checked = since
-
-        def seen() -> bool:
-            nonlocal checked
-            lines = self.lines[checked:]
-            checked += len(lines)
-            found.extend(m for m in map(regex.search, lines) if m)
-            if not found and self.proc.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"the server exited; log:\n{self.log}")
-            return bool(found)
-
-        try:
-            wait_until(seen, timeout=timeout, interval=0.01)
-        except AssertionError:
-            raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log}") from None
-        return found[0]
-
-    def memory_kib(self, field: str) -> int:
-        """``VmRSS``, ``VmHWM`` (peak), … of the server, in KiB."""
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the server has used."""
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGINT, then the exit status (killed if it does not exit in time)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"the server did not exit on SIGINT; log:\n{self.log}") from None
-        finally:
-            self._reader.join(10)
-            assert self.proc.stderr is not None
-            self.proc.stderr.close()
-        return code
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from filedock.client import Client
 from filedock.config import LOOP_CHOICES, ServerConfig
 from filedock.server import event_loop_factory
 from tests.support import HOST, LineConn, ServerThread
+from tests.support.process import ServerProcess
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,19 +158,11 @@ def test_uvloop_three_clients_download_at_once(
 
 @needs_uvloop
 def test_uvloop_server_process_says_its_loop(repo: Path) -> None:
-    argv = [sys.executable, str(ROOT / "Server.py"), "--port", "0", "--repo", str(repo)]
-    proc = subprocess.Popen(
-        [*argv, "--loop", "uvloop"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    process = ServerProcess(repo, "--loop", "uvloop")  # the last --loop is the one taken
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
-        assert "Starting server on 127.0.0.1:" in line
-        assert line.rstrip().endswith(", loop=uvloop")
-        port = int(line.split("127.0.0.1:")[1].split(",")[0])
-        with Client(HOST, port, timeout=10) as client:
+        process.wait_for_log(r"Starting server on 127\.0\.0\.1:\d+.*, loop=uvloop$")
+        with Client(HOST, process.port, timeout=10) as client:
             assert client.ping() < 1.0
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, err.decode()
+        code = process.stop()
+    assert code == 0, process.log

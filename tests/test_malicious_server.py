@@ -8,98 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from filedock.client import Client
 from filedock.errors import ConnectionLost, FiledockError, IntegrityError, ProtocolError
+from tests.support.fake_server import HOST, Answer, FakeServer, answering, requested
 
-HOST = "127.0.0.1"
 BODY = b"the payload of x\n"
 BODY_SHA = hashlib.sha256(BODY).hexdigest()
 OTHER_SHA = hashlib.sha256(b"something else").hexdigest()
 BIG_BODY = bytes(range(256)) * (5 * 4096)  # 5 MiB: over the client's in-line limit
-
-# An answer: the bytes to send for a request line, and whether to hang up after.
-Answer = Callable[[str], tuple[bytes, bool]]
-
-
-class FakeServer:
-    """Serves one connection: NAME, WELCOME, then PONG, BYE or ``answer(line)``."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.lines: list[str] = []
-        self.errors: list[BaseException] = []
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(10)
-        self.port: int = self.listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            conn, _ = self.listener.accept()
-        except OSError as exc:
-            self.errors.append(exc)
-            return
-        with conn:
-            try:
-                self._serve(conn)
-            except OSError as exc:  # the client hung up, as it may
-                self.errors.append(exc)
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        buffer = bytearray()
-        conn.sendall(b"NAME Client01\n")
-        for _ in range(50):  # bounded: a test sends a handful of lines
-            line = _read_line(conn, buffer)
-            if line is None:
-                return
-            self.lines.append(line)
-            verb = line.split(" ", 1)[0].upper()
-            if verb == "HELLO":
-                conn.sendall(b"WELCOME Client01 fakedock 0.0\n")
-            elif verb == "PING":
-                conn.sendall(b"PONG\n")
-            elif verb == "EXIT":
-                conn.sendall(b"BYE\n")
-                return
-            else:
-                data, hang_up = self.answer(line)
-                conn.sendall(data)
-                if hang_up:
-                    return
-
-    def stop(self) -> None:
-        self.listener.close()
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "the fake server did not end"
-
-
-def _read_line(conn: socket.socket, buffer: bytearray) -> str | None:
-    """The next line from ``conn``, or None at EOF; bounded by the socket timeout."""
-    for _ in range(1000):
-        end = buffer.find(b"\n")
-        if end >= 0:
-            line = bytes(buffer[:end]).decode("utf-8").rstrip("\r")
-            del buffer[: end + 1]
-            return line
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        buffer += chunk
-    raise AssertionError("the client sent too much")
-
-
-def requested(line: str) -> str:
-    """The path of a GET line, or the whole line when it is bare."""
-    return line[4:] if line.upper().startswith("GET ") else line
 
 
 def file_reply(size: int | str, sha: str, path: str, body: bytes) -> bytes:
@@ -107,17 +28,9 @@ def file_reply(size: int | str, sha: str, path: str, body: bytes) -> bytes:
 
 
 @pytest.fixture
-def fake_server() -> Iterator[Callable[[Answer], FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(answer: Answer) -> FakeServer:
-        server = FakeServer(answer)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def lying_server(fake_server: Callable[..., FakeServer]) -> Callable[[Answer], FakeServer]:
+    """A fake server that greets, answers PING and EXIT, and every other line with ``answer``."""
+    return lambda answer: fake_server(answering(answer))
 
 
 @pytest.fixture
@@ -261,7 +174,7 @@ CASES: dict[str, tuple[str, Answer, type[FiledockError], bool]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_client_refuses_a_lying_server(
-    fake_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path, case: str
+    lying_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path, case: str
 ) -> None:
     asked, answer, error, goes_on = CASES[case]
     absolute = str(tmp_path / "abs" / "x")
@@ -273,7 +186,7 @@ def test_client_refuses_a_lying_server(
 
     downloads = home / "downloads"
     before = entries(tmp_path)
-    server = fake_server(answer_here)
+    server = lying_server(answer_here)
     with Client(HOST, server.port, timeout=5) as client:
         with pytest.raises(error):
             client.get(asked, downloads)
@@ -284,50 +197,52 @@ def test_client_refuses_a_lying_server(
             assert client.closed  # the stream cannot be trusted any more
             with pytest.raises(ConnectionLost):
                 client.ping()
-    server.stop()  # the fake has finished: nothing more can arrive
+    server.close()  # the fake has finished: nothing more can arrive
     assert server.lines[1] == f"GET {asked}"
     assert_nothing_saved(tmp_path, downloads, before)
 
 
 def test_bare_line_answered_with_an_unsafe_file_is_refused(
-    fake_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path
+    lying_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path
 ) -> None:
     downloads = home / "downloads"
     before = entries(tmp_path)
-    server = fake_server(
+    server = lying_server(
         lambda line: (file_reply(len(BODY), BODY_SHA, requested(line), BODY), False)
     )
     with Client(HOST, server.port, timeout=5) as client, pytest.raises(ProtocolError):
         client.send_line("../../x", downloads)
-    server.stop()
+    server.close()
     assert server.lines[1] == "../../x"
     assert_nothing_saved(tmp_path, downloads, before)
 
 
 def test_an_honest_answer_is_saved(
-    fake_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path
+    lying_server: Callable[[Answer], FakeServer], tmp_path: Path, home: Path
 ) -> None:
     """The control: the fake server, told the truth, gets the file saved."""
     downloads = home / "downloads"
-    server = fake_server(
+    server = lying_server(
         lambda line: (file_reply(len(BODY), BODY_SHA, requested(line), BODY), False)
     )
     with Client(HOST, server.port, timeout=5) as client:
         assert client.get("sub/x", downloads) == downloads / "sub" / "x"
         assert client.ping() < 1.0
-    server.stop()
+    server.close()
     assert (downloads / "sub" / "x").read_bytes() == BODY
     assert [path for path in entries(tmp_path) if not path.is_dir()] == [downloads / "sub" / "x"]
 
 
 def test_errors_are_filedock_errors(
-    fake_server: Callable[[Answer], FakeServer], home: Path
+    lying_server: Callable[[Answer], FakeServer], home: Path
 ) -> None:
     """A server that vanishes mid-body surfaces as ConnectionLost, not an OSError."""
-    server = fake_server(lambda line: (file_reply(len(BODY), BODY_SHA, requested(line), b""), True))
+    server = lying_server(
+        lambda line: (file_reply(len(BODY), BODY_SHA, requested(line), b""), True)
+    )
     with Client(HOST, server.port, timeout=5) as client:
         with pytest.raises(FiledockError) as caught:
             client.get("x", home / "downloads")
         assert isinstance(caught.value, ConnectionLost)
-    server.stop()
+    server.close()
     assert not (home / "downloads" / "x").exists()

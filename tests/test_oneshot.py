@@ -15,8 +15,7 @@ import re
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from filedock.errors import BadRequest, NotFound
 from filedock.exitcodes import ExitCode, worst
 from tests.conftest import SAMPLE
 from tests.support import HOST, ServerThread, write_file
+from tests.support.fake_server import FakeServer, Peer, Script
 
 ROOT = Path(__file__).resolve().parent.parent
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -251,78 +251,10 @@ def test_worst_exit_code_wins() -> None:
 # -- against a fake server -------------------------------------------------------
 
 
-class FakeServer:
-    """One connection: ``NAME Client01``, ``WELCOME`` to HELLO, then ``script(conn)``."""
-
-    def __init__(self, script: Callable[[FakeConn], None]) -> None:
-        self.script = script
-        self.errors: list[BaseException] = []
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(10)
-        self.port = self.listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._run, name="fake-server", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            sock, _ = self.listener.accept()
-            with sock:
-                conn = FakeConn(sock)
-                conn.send(b"NAME Client01\n")
-                assert conn.line().startswith("HELLO")
-                conn.send(b"WELCOME Client01 fakedock 0.0\n")
-                self.script(conn)
-        except BaseException as exc:  # reported by stop()
-            self.errors.append(exc)
-
-    def stop(self) -> None:
-        self._thread.join(15)
-        self.listener.close()
-        assert not self._thread.is_alive()
-        for error in self.errors:
-            if not isinstance(error, ConnectionError):  # the client may hang up first
-                raise error
-
-
-class FakeConn:
-    def __init__(self, sock: socket.socket) -> None:
-        sock.settimeout(5)
-        self.sock = sock
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> str:
-        """The next line; EOFError when the client hung up."""
-        for _ in range(1000):  # bounded: lines here are short
-            if b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                return line.decode()
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise EOFError
-            self.buffer += chunk
-        raise AssertionError("no line")
-
-    def goodbye(self) -> None:
-        """Answer EXIT with BYE, as the client leaves."""
-        if self.line() == "EXIT":
-            self.send(b"BYE\n")
-
-
 @pytest.fixture
-def fake() -> Iterator[Callable[[Callable[[FakeConn], None]], FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(script: Callable[[FakeConn], None]) -> FakeServer:
-        server = FakeServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def fake(fake_server: Callable[..., FakeServer]) -> Callable[[Script], FakeServer]:
+    """A fake server that greets, then runs the test's script."""
+    return lambda script: fake_server(script, greet=True)
 
 
 def _file(path: str, body: bytes, sha256: str | None = None) -> bytes:
@@ -335,7 +267,7 @@ def test_get_is_pipelined(run: Run, fake: Any, tmp_path: Path) -> None:
     waited for each reply before the next request would never finish."""
     names = ["a.txt", "b.txt", "c.txt"]
 
-    def script(conn: FakeConn) -> None:
+    def script(conn: Peer) -> None:
         requests = [conn.line() for _ in names]
         assert requests == [f"GET {name}" for name in names]
         conn.send(b"".join(_file(name, name.encode() * 3) for name in names))
@@ -354,7 +286,7 @@ def test_get_is_pipelined(run: Run, fake: Any, tmp_path: Path) -> None:
 def test_wrong_hash_exits_6_and_keeps_nothing(run: Run, fake: Any, tmp_path: Path) -> None:
     wrong = hashlib.sha256(b"something else").hexdigest()
 
-    def script(conn: FakeConn) -> None:
+    def script(conn: Peer) -> None:
         assert conn.line() == "GET bad.txt"
         assert conn.line() == "GET good.txt"
         assert conn.line() == "GET nope.txt"
@@ -376,7 +308,7 @@ def test_wrong_hash_exits_6_and_keeps_nothing(run: Run, fake: Any, tmp_path: Pat
 
 
 def test_lost_connection_exits_3(run: Run, fake: Any) -> None:
-    def script(conn: FakeConn) -> None:
+    def script(conn: Peer) -> None:
         assert conn.line() == "PING"  # and hang up without answering
 
     server = fake(script)
@@ -387,7 +319,7 @@ def test_lost_connection_exits_3(run: Run, fake: Any) -> None:
 
 
 def test_lost_connection_during_get_is_every_file_left(run: Run, fake: Any, tmp_path: Path) -> None:
-    def script(conn: FakeConn) -> None:
+    def script(conn: Peer) -> None:
         assert [conn.line(), conn.line()] == ["GET a.txt", "GET b.txt"]
         conn.send(_file("a.txt", b"a\n"))
 
@@ -399,7 +331,7 @@ def test_lost_connection_during_get_is_every_file_left(run: Run, fake: Any, tmp_
 
 
 def test_server_shutdown_exits_3(run: Run, fake: Any) -> None:
-    def script(conn: FakeConn) -> None:
+    def script(conn: Peer) -> None:
         assert conn.line() == "WHO"
         conn.send(b"ERR shutdown server is shutting down\n")
 

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from filedock.repository import (
     hash_fd,
     hash_opened,
 )
+from filedock.workers import Workers
+from tests.support import wait_until
 
 MTIME = 1_700_000_000
 
@@ -80,8 +83,10 @@ def later() -> int:
 
 
 @pytest.fixture
-def repo(root: Path) -> Repository:
-    return Repository(root, clock=later)
+def repo(root: Path) -> Iterator[Repository]:
+    repository = Repository(root, clock=later)
+    yield repository
+    repository.close()
 
 
 def refusal(repo: Repository, path: str, error: type[RequestError]) -> RequestError:
@@ -443,6 +448,13 @@ def test_concurrent_requests_hash_once(repo: Repository, root: Path) -> None:
 
 def test_cache_is_bounded_least_recently_used_first(repo: Repository) -> None:
     cache = HashCache(max_entries=2, clock=later)
+    try:
+        _check_bounded(repo, cache)
+    finally:
+        cache.close()
+
+
+def _check_bounded(repo: Repository, cache: HashCache) -> None:
     sha256_of(repo, "a.txt", cache)
     sha256_of(repo, "B.txt", cache)
     sha256_of(repo, "a.txt", cache)  # a.txt is now the most recently used
@@ -455,6 +467,30 @@ def test_cache_is_bounded_least_recently_used_first(repo: Repository) -> None:
     sha256_of(repo, "B.txt", cache)
     assert cache.hashings == 4
     assert len(cache) == 2
+
+
+def hashing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("filedock-hash")]
+
+
+def test_close_stops_the_hashing_threads_a_repository_started(root: Path) -> None:
+    """A repository made without a server's workers starts its own: close() ends them."""
+    before = set(hashing_threads())
+    repository = Repository(root, clock=later)
+    sha256_of(repository, "a.txt")
+    assert set(hashing_threads()) - before  # hashing started a thread of its own
+    repository.close()
+    wait_until(lambda: not set(hashing_threads()) - before)
+
+
+def test_close_leaves_workers_it_was_given_to_their_owner(root: Path) -> None:
+    workers = Workers()
+    try:
+        repository = Repository(root, clock=later, workers=workers)
+        repository.close()
+        assert sha256_of(repository, "a.txt") == hashlib.sha256(b"alpha\n").hexdigest()
+    finally:
+        workers.close()
 
 
 def test_changed_file_is_rehashed(repo: Repository, root: Path) -> None:

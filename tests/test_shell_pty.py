@@ -15,6 +15,7 @@ import io
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -47,9 +48,14 @@ needs_readline = pytest.mark.skipif(
 SGR = re.compile(rb"\x1b\[[0-9;]*m")  # a colour (Select Graphic Rendition) code
 
 # Run as a new session's leader, open the terminal to make it the controlling
-# one (so Ctrl-C sends SIGINT), then become Client.py.
+# one (so Ctrl-C sends SIGINT), then become Client.py. SIGINT is set back to
+# its default first, as a person's shell starts a command: an ignored signal
+# stays ignored across exec, and Python then leaves it ignored, so a test run
+# started in the background (`pytest &` in a script ignores SIGINT) would
+# type a Ctrl-C that nothing hears.
 _BOOT = (
-    "import os, sys; os.close(os.open(os.ttyname(0), os.O_RDWR)); "
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.close(os.open(os.ttyname(0), os.O_RDWR)); "
     "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
 )
 
@@ -257,6 +263,24 @@ def test_colours_only_without_no_color(terminal: Callable[..., PtyClient], colou
         assert not SGR.search(client.output), client.output
         assert "[SERVER] PONG\n" in client.text
         assert "[CLIENT] Assigned name: Client01\n" in client.text
+
+
+@pytest.fixture
+def runner_ignores_sigint() -> Iterator[None]:
+    """This test process ignores SIGINT, as one started by `pytest &` from a script does."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("runner_ignores_sigint")
+def test_ctrl_c_leaves_when_the_test_runner_ignores_sigint(
+    terminal: Callable[..., PtyClient],
+) -> None:
+    """The client on the terminal gets SIGINT at its default, whatever the runner's."""
+    test_ctrl_c_and_ctrl_d_leave_cleanly(terminal, b"\x03")
 
 
 @pytest.mark.parametrize("key", [b"\x03", b"\x04"], ids=["ctrl-c", "ctrl-d"])

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +15,7 @@ import pytest
 from filedock.client import Client
 from filedock.errors import ServerClosing
 from tests.support import HOST, LineConn, ServerThread, wait_until
-
-PROJECT = Path(__file__).resolve().parent.parent
+from tests.support.process import ServerProcess
 
 # -- in-process ------------------------------------------------------------------------
 
@@ -119,70 +113,6 @@ def test_library_sees_the_shutdown(make_server: Callable[..., ServerThread]) -> 
 # -- the real program ------------------------------------------------------------------
 
 
-class ServerProcess:
-    """``python Server.py`` with its stderr read line by line in a thread."""
-
-    def __init__(self, repo: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "Server.py", "--port", "0", "--repo", str(repo)],
-            cwd=PROJECT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no log line matching {pattern!r}: {self.lines}")
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"server exited; log: {self.lines}")
-            self.lines.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def log(self) -> str:
-        """The whole log, once the process has ended."""
-        self._reader.join(10)
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-
 @pytest.fixture
 def server_process(repo: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(repo)
@@ -198,13 +128,13 @@ def server_process(repo: Path) -> Iterator[ServerProcess]:
 def test_signal_shuts_the_server_down_cleanly(
     server_process: ServerProcess, signum: signal.Signals
 ) -> None:
-    match = server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
+    match = server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
     port = int(match.group(1))
     assert port > 0
     conns = [LineConn(port) for _ in range(2)]
     try:
         assert [conn.greet() for conn in conns] == ["Client01", "Client02"]
-        server_process.wait_for_line(r"Connected: Client02 from 127\.0\.0\.1:\d+")
+        server_process.wait_for_log(r"Connected: Client02 from 127\.0\.0\.1:\d+")
 
         server_process.proc.send_signal(signum)
         for conn in conns:
@@ -214,8 +144,8 @@ def test_signal_shuts_the_server_down_cleanly(
     finally:
         for conn in conns:
             conn.close()
-    assert server_process.proc.wait(timeout=5) == 0
-    log = server_process.log()
+    assert server_process.wait(timeout=5) == 0
+    log = server_process.log
     assert "Finished: Client01" in log
     assert "Finished: Client02" in log
     assert "Traceback" not in log
@@ -223,14 +153,14 @@ def test_signal_shuts_the_server_down_cleanly(
 
 
 def test_signal_with_no_clients_exits_zero(server_process: ServerProcess) -> None:
-    server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:\d+")
+    server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:\d+")
     server_process.proc.send_signal(signal.SIGINT)
-    assert server_process.proc.wait(timeout=5) == 0
-    assert "Traceback" not in server_process.log()
+    assert server_process.wait(timeout=5) == 0
+    assert "Traceback" not in server_process.log
 
 
 def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -> None:
-    match = server_process.wait_for_line(r"Starting server on 127\.0\.0\.1:(\d+)")
+    match = server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
     conn = LineConn(int(match.group(1)))
     try:
         assert conn.read_line() == "NAME Client01"
@@ -239,7 +169,7 @@ def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -
         assert conn.at_eof()
     finally:
         conn.close()
-    assert server_process.proc.wait(timeout=5) == 0
-    log = server_process.log()
+    assert server_process.wait(timeout=5) == 0
+    log = server_process.log
     assert "Client01" not in log  # it never greeted: never connected, never finished
     assert "Traceback" not in log
