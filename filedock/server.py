@@ -85,6 +85,8 @@ class Server:
         )
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
+        # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
+        self.notices_held: set[Session] = set()
         self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
         self.banner = server_banner()
         self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"

@@ -44,6 +44,13 @@ _LINGER_SECONDS = 2.0
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+# A silent connection dropped for a newer one (see PendingPool.make_room)
+# leaves the pending pool at once but is told only this much later: silent
+# connections that reconnect when dropped then come back at most this often,
+# each, instead of as fast as the server can drop them, so an honest client
+# of the same source is not dropped before its HELLO arrives.
+DROP_NOTICE_DELAY = 1.0
+
 # TLS bytes a connection may send before its TLS layer is set up: a TLS record
 # (the ClientHello) is at most 16 KiB, and a client waits for the answer to it.
 _EARLY_TLS_LIMIT = 16 * 1024 + 64
@@ -84,6 +91,7 @@ class Session(asyncio.BufferedProtocol):
         "number",
         "name",
         "greeted",
+        "_hello_received",
         "transport",
         "_pending",
         "_upgrading",
@@ -115,6 +123,7 @@ class Session(asyncio.BufferedProtocol):
         self.number = 0
         self.name: str | None = None  # from NAME on
         self.greeted = False
+        self._hello_received = False  # from then on it is answered, never dropped for room
         self.transport: asyncio.Transport | None = None
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
@@ -150,11 +159,11 @@ class Session(asyncio.BufferedProtocol):
         registry = self.server.registry
         context = self.server.tls
         # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
-        refusal = registry.pending.refusal(source) if context else registry.accept_refusal(source)
+        refusal = (None if context else registry.refusal(source)) or self._room_in_pool()
         if refusal is not None:
             self._turn_away(refusal, tell=context is None)
             return
-        registry.pending.enter(source)
+        registry.pending.enter(source, self)
         self._pending = True
         self.server.sessions.add(self)
         self._last_line = time.monotonic()
@@ -169,6 +178,59 @@ class Session(asyncio.BufferedProtocol):
         # and handed to the TLS layer once it is set up.
         self._upgrading = self._before_tls = True
         self._upgrade = loop.create_task(self._start_tls(transport, context))
+
+    def _room_in_pool(self) -> Refusal | None:
+        """Make room in the pending pool if a silent connection may go; why not, if not."""
+        pool = self.server.registry.pending
+        victim = pool.make_room(self.source)
+        if victim is not None:
+            victim.drop_for_newcomer()
+        return pool.refusal(self.source)
+
+    def may_be_dropped(self) -> bool:
+        """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
+        return not (self._hello_received or self._closing)
+
+    def drop_for_newcomer(self) -> None:
+        """Give this silent connection's place in the pending pool to a newer one now;
+        tell it after ``DROP_NOTICE_DELAY`` (see there)."""
+        self.server.warn(
+            "timeout",
+            "Timeout: %s dropped for a newer connection: no HELLO yet",
+            self.label(),
+            source=self.source,
+        )
+        transport = self.transport
+        assert transport is not None
+        self._closing = True
+        self._leave_pool()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._upgrading or len(self.server.notices_held) >= self.server.registry.pending.size:
+            # Mid-TLS a line in clear would be garbage (and its TLS state is
+            # large); past the bound, nothing more is held.
+            self._say_dropped()
+            return
+        self.server.notices_held.add(self)
+        self._answer_later = True
+        transport.pause_reading()
+        self._timer = asyncio.get_running_loop().call_later(DROP_NOTICE_DELAY, self._say_dropped)
+
+    def _say_dropped(self) -> None:
+        self._timer = None
+        self._answer_later = False
+        self.server.notices_held.discard(self)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._upgrading:
+            transport.abort()
+            return
+        reply = p.ErrorReply(p.TIMEOUT, "dropped for a newer connection: no HELLO in time")
+        transport.write(p.encode_reply(reply))
+        transport.resume_reading()
+        self._close_gracefully()
 
     def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
         """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
@@ -290,6 +352,7 @@ class Session(asyncio.BufferedProtocol):
         self._finish()
         self.server.session_closed(self)
         self.server.lingering.discard(self)
+        self.server.notices_held.discard(self)
 
     def pause_writing(self) -> None:
         self._flow.pause()
@@ -378,6 +441,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _hello(self, hello: p.Hello) -> bytes | None:
         """The end of the handshake: the token, then a slot (``WELCOME``) or ``FULL``."""
+        self._hello_received = True
         if self.server.tokens is not None and not self._token_accepted(hello):
             return None
         registry = self.server.registry
@@ -675,7 +739,7 @@ class Session(asyncio.BufferedProtocol):
     def _leave_pool(self) -> None:
         if self._pending:
             self._pending = False
-            self.server.registry.pending.leave(self.source)
+            self.server.registry.pending.leave(self.source, self)
 
     def _close_with(self, code: str, text: str) -> None:
         """Send ``ERR code text``, end the session and close."""

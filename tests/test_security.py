@@ -527,11 +527,16 @@ def test_no_tls_layer_exists_for_a_connection_past_the_pending_pool(
     silent = [LineConn(server.port) for _ in range(2)]
     try:
         wait_until(lambda: _pending(server) == 2)
-        for _ in range(20):
+        admitted = 0
+        for attempt in range(20):
             with LineConn(server.port) as late:
-                assert late.at_eof(timeout=5)  # closed at once, with nothing said
-        assert len(made) == 2, f"{len(made)} TLS layers for 2 admitted connections"
-        assert _pending(server) == 2
+                # Closed at once with nothing said, or (newcomers pressing, see
+                # PendingPool.make_room) let in for a silent one, aborted first.
+                closed = late.at_eof(timeout=0.3)
+                assert closed or attempt > 0  # the first past the pool is refused
+                admitted += not closed
+                assert _pending(server) <= 2
+        assert len(made) == 2 + admitted, f"{len(made)} TLS layers for {2 + admitted} admitted"
     finally:
         for conn in silent:
             conn.close()
