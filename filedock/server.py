@@ -79,7 +79,8 @@ class Server:
         self.tokens = (
             TokenChecker(read_token_file(config.token_file)) if config.token_file else None
         )
-        self.auth_guard = AuthGuard(
+        # Its tickets are the turns of greetings queued behind a source's answers.
+        self.auth_guard: AuthGuard[asyncio.Future[None]] = AuthGuard(
             at_once=config.max_auth_failures_at_once,
             per_minute=config.max_auth_failures_per_minute,
         )

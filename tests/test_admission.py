@@ -567,11 +567,17 @@ def test_a_connection_that_sent_hello_is_never_dropped_for_a_newcomer(
     tokens = tmp_path / "tokens"
     tokens.write_text("the-token\n")
     server = make_server(token_file=str(tokens), max_pending_per_ip=1)
+    assert server.server is not None
+    guard = server.server.auth_guard
+    server.sync(lambda: guard.failed("loopback"))  # a failure before: answers wait 0.25 s
+    server.sync(lambda: guard.failed("loopback"))  # two: 0.5 s, longer than the grace below
+    server.server.registry.pending.grace = 0.1
     guess = LineConn(server.port)
     try:
         guess.read_line()
         guess.send_line("HELLO token=wrong")
-        wait_until(lambda: auth_waiting(server) == 1)
+        wait_until(lambda: auth_in_progress(server) == 1)
+        time.sleep(0.2)  # past the grace (real time)
         with LineConn(server.port) as newcomer:
             assert newcomer.read_line().startswith("FULL too many connections greeting ")
         assert guess.read_line(timeout=5).startswith("ERR unauthorized ")
@@ -579,10 +585,10 @@ def test_a_connection_that_sent_hello_is_never_dropped_for_a_newcomer(
         guess.close()
 
 
-def auth_waiting(server: ServerThread) -> int:
+def auth_in_progress(server: ServerThread) -> int:
     assert server.server is not None
     guard = server.server.auth_guard
-    return server.sync(lambda: sum(guard._waiting.values()))
+    return server.sync(lambda: sum(guard._in_progress.values()))
 
 
 def test_a_silent_connection_past_the_grace_is_told_why_it_goes(
