@@ -207,14 +207,13 @@ class Session(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._upgrading or len(self.server.notices_held) >= self.server.registry.pending.size:
-            # Mid-TLS a line in clear would be garbage (and its TLS state is
-            # large); past the bound, nothing more is held.
-            self._say_dropped()
+        if len(self.server.notices_held) >= self.server.registry.pending.size:
+            self._say_dropped()  # past the bound, nothing more is held
             return
         self.server.notices_held.add(self)
         self._answer_later = True
-        transport.pause_reading()
+        if not self._upgrading:  # (the TLS layer reads for itself; it is told nothing)
+            transport.pause_reading()
         self._timer = asyncio.get_running_loop().call_later(DROP_NOTICE_DELAY, self._say_dropped)
 
     def _say_dropped(self) -> None:
@@ -224,8 +223,8 @@ class Session(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._upgrading:
-            transport.abort()
+        if self.name is None and self.server.tls is not None:
+            transport.abort()  # before or in its TLS handshake: a line in clear would be garbage
             return
         reply = p.ErrorReply(p.TIMEOUT, "dropped for a newer connection: no HELLO in time")
         transport.write(p.encode_reply(reply))
@@ -256,6 +255,8 @@ class Session(asyncio.BufferedProtocol):
             # After start_tls()'s own call_soon of the layer's connection_made.
             loop.call_soon(loop.call_soon, _replay_into_layer, raw, bytes(early))
         try:
+            if self._closing and self in self.server.notices_held:
+                return  # dropped for a newcomer before TLS began: its notice timer closes it
             if not raw.is_closing():
                 upgraded = await loop.start_tls(
                     raw,

@@ -412,8 +412,7 @@ def test_connections_without_a_token_never_lock_out_the_token_holder(
     try:
         for conn in squatters:
             assert conn.read_line().startswith("NAME ")
-        # No token: refused after a delay. (One failure: a second one waiting at
-        # once from this source would have every token refused unchecked.)
+        # No token: refused at once, and no failure that would slow the holder.
         squatters[0].send_line("HELLO")
         started = time.monotonic()
         client = Client(HOST, server.port, token="alpha-123", timeout=5)
