@@ -58,10 +58,10 @@ _SERVER_HELP = {
     "max_pending": "connections still in their handshake (TLS, HELLO, token) at once; "
     "more are answered FULL",
     "max_pending_per_ip": "connections one source may have in their handshake at once",
-    "max_auth_failures_at_once": "failed access tokens one source may have waiting for their "
-    "delayed answer; past it tokens are refused unchecked",
+    "max_auth_failures_at_once": "answers to wrong access tokens one source may have in "
+    "progress; more wait their turn, in order",
     "max_auth_failures_per_minute": "failed access tokens one source may have in 60 s; "
-    "past it tokens are refused unchecked",
+    "past it every token answer from it waits the longest delay (8 s)",
     "ipv4_prefix": "leading bits of an IPv4 address that make one source for the per-source "
     "limits (every 127.x address is one source)",
     "ipv6_prefix": "leading bits of an IPv6 address that make one source for the per-source limits",

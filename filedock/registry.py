@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
+from typing import Any, Generic, Protocol, TypeVar
 
 from .protocol import ClientRecord, client_name, encode_client_record
 
@@ -61,22 +62,64 @@ class Refusal:
     summary: str
 
 
-class PendingPool:
-    """Connections still in their handshake: at most ``size``, ``share`` per source."""
+# How long a connection that has not sent its HELLO is safe from being dropped
+# for a newcomer from its source (see PendingPool.make_room). An honest client
+# greets one round trip after NAME, a TLS one a few round trips later: well
+# under a second even far away and under load. A second also keeps a burst of
+# new connections from dropping each other: past the share, the burst is
+# answered FULL, as it always was.
+EVICTION_GRACE = 1.0
 
-    def __init__(self, size: int, share: int) -> None:
+
+class Waiting(Protocol):
+    """A connection in the pending pool, as the pool sees it."""
+
+    def may_be_dropped(self) -> bool:
+        """Whether it may make room for a newcomer: no HELLO received, no answer owed."""
+        ...
+
+
+W = TypeVar("W", bound=Waiting)
+
+
+class PendingPool(Generic[W]):
+    """Connections still in their handshake: at most ``size``, ``share`` per source.
+
+    When a newcomer finds its source's share (or the whole pool) full,
+    :meth:`make_room` names a connection to drop for it: the oldest of its
+    source (for the pool: of the source holding the most places) that has
+    waited at least ``grace`` seconds without greeting. So silent connections
+    that reconnect when dropped cannot keep an honest client of the same
+    source out, while a burst of new connections past the share is still
+    answered ``FULL``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        share: int,
+        *,
+        grace: float = EVICTION_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if size < 1 or share < 1:
             raise ValueError("the pending pool and its share must hold at least one")
         self.size = size
         self.share = share
-        self._per_source: dict[str, int] = {}
+        self.grace = grace
+        self._clock = clock
+        # Per source, its connections in the order they entered, with that time.
+        self._members: dict[str, dict[W, float]] = {}
+        # Sources whose newcomers found no place to take, and when: bounded by
+        # the sources in the pool (forgotten when a source has no place left).
+        self._pressed: dict[str | None, float] = {}
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def held_by(self, source: str) -> int:
-        return self._per_source.get(source, 0)
+        return len(self._members.get(source, ()))
 
     def refusal(self, source: str) -> Refusal | None:
         """Why a new connection from ``source`` cannot wait here now, or ``None``."""
@@ -94,15 +137,70 @@ class PendingPool:
             )
         return None
 
-    def enter(self, source: str) -> None:
-        self._count += 1
-        self._per_source[source] = self.held_by(source) + 1
+    def make_room(self, source: str) -> W | None:
+        """The connection to drop so that one from ``source`` fits, or ``None``.
 
-    def leave(self, source: str) -> None:
-        left = self._per_source.pop(source, 1) - 1
-        if left > 0:
-            self._per_source[source] = left
+        ``None`` either when there is room already or when no connection may
+        be dropped; the caller drops the one named (which then leaves).
+        """
+        if self.held_by(source) >= self.share:
+            return self._pressing(source, lambda due: self._oldest_droppable(source, due))
+        if self._count < self.size:
+            return None
+        return self._pressing(None, self._oldest_droppable_of_the_largest)
+
+    def _pressing(
+        self, key: str | None, find: Callable[[float], tuple[W, float] | None]
+    ) -> W | None:
+        """``find`` the oldest that may go, entered before the grace (or waived, see below).
+
+        Once a newcomer has found no such place (in its source's share, or with
+        ``key`` None in the pool), the grace is waived for as long as newcomers
+        keep coming within a grace of each other: connections that reconnect
+        as fast as they are dropped would otherwise keep every place younger
+        than the grace, and every newcomer out. A connection that sent its
+        HELLO is never dropped, so an honest burst loses nothing.
+        """
+        now = self._clock()
+        due = now - self.grace
+        waived = self._pressed.get(key, float("-inf")) > due
+        found = find(float("inf") if waived else due)
+        if found is None or found[1] > due:  # refused, or let in by the waiver only
+            self._pressed[key] = now
+        return None if found is None else found[0]
+
+    def _oldest_droppable_of_the_largest(self, due: float) -> tuple[W, float] | None:
+        by_places = sorted(self._members, key=self.held_by, reverse=True)
+        for holder in by_places:  # the largest first; the next if none of its may go
+            found = self._oldest_droppable(holder, due)
+            if found is not None:
+                return found
+        return None
+
+    def _oldest_droppable(self, source: str, due: float) -> tuple[W, float] | None:
+        """The oldest connection of ``source`` entered by ``due`` that may be dropped,
+        and when it entered."""
+        for member, entered in self._members.get(source, {}).items():
+            if entered > due:
+                return None  # in entry order: every later one is younger still
+            if member.may_be_dropped():
+                return member, entered
+        return None
+
+    def enter(self, source: str, member: W) -> None:
+        self._members.setdefault(source, {})[member] = self._clock()
+        self._count += 1
+
+    def leave(self, source: str, member: W) -> None:
+        members = self._members.get(source)
+        if members is None or members.pop(member, None) is None:
+            return
+        if not members:
+            del self._members[source]
+            self._pressed.pop(source, None)
         self._count -= 1
+        if not self._count:
+            self._pressed.clear()
 
 
 class Registry:
@@ -122,7 +220,7 @@ class Registry:
         clock: Callable[[], float] = time.time,
         *,
         slots_per_source: Callable[[str], int] = lambda _: 0,
-        pending: PendingPool | None = None,
+        pending: PendingPool[Any] | None = None,
     ) -> None:
         if max_clients < 1:
             raise ValueError("max_clients must be at least 1")
@@ -130,7 +228,7 @@ class Registry:
             raise ValueError("history cannot be negative")
         self.max_clients = max_clients
         # An empty pool is falsy (len 0): test for None, not truth.
-        self.pending = pending if pending is not None else PendingPool(64, 64)
+        self.pending: PendingPool[Any] = pending if pending is not None else PendingPool(64, 64)
         self._slots_per_source = slots_per_source
         self._per_source: dict[str, int] = {}
         self._clock = clock

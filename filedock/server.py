@@ -79,12 +79,15 @@ class Server:
         self.tokens = (
             TokenChecker(read_token_file(config.token_file)) if config.token_file else None
         )
-        self.auth_guard = AuthGuard(
+        # Its tickets are the turns of greetings queued behind a source's answers.
+        self.auth_guard: AuthGuard[asyncio.Future[None]] = AuthGuard(
             at_once=config.max_auth_failures_at_once,
             per_minute=config.max_auth_failures_per_minute,
         )
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
+        # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
+        self.notices_held: set[Session] = set()
         self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
         self.banner = server_banner()
         self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"

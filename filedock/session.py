@@ -44,6 +44,13 @@ _LINGER_SECONDS = 2.0
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+# A silent connection dropped for a newer one (see PendingPool.make_room)
+# leaves the pending pool at once but is told only this much later: silent
+# connections that reconnect when dropped then come back at most this often,
+# each, instead of as fast as the server can drop them, so an honest client
+# of the same source is not dropped before its HELLO arrives.
+DROP_NOTICE_DELAY = 1.0
+
 # TLS bytes a connection may send before its TLS layer is set up: a TLS record
 # (the ClientHello) is at most 16 KiB, and a client waits for the answer to it.
 _EARLY_TLS_LIMIT = 16 * 1024 + 64
@@ -84,6 +91,7 @@ class Session(asyncio.BufferedProtocol):
         "number",
         "name",
         "greeted",
+        "_hello_received",
         "transport",
         "_pending",
         "_upgrading",
@@ -115,13 +123,14 @@ class Session(asyncio.BufferedProtocol):
         self.number = 0
         self.name: str | None = None  # from NAME on
         self.greeted = False
+        self._hello_received = False  # from then on it is answered, never dropped for room
         self.transport: asyncio.Transport | None = None
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
         self._before_tls = False  # TLS is due but its layer does not read for us yet
         self._early: bytearray | None = None  # TLS bytes read before its layer was there
         self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
-        self._auth_hold = False  # a refused token: the place is held until the delayed answer
+        self._auth_hold = False  # a token's delayed answer: the place is held until it is sent
         self._reader = p.LineReader(self.config.max_line)
         self._flow = WriteFlow()
         self._task: asyncio.Task[None] | None = None
@@ -150,11 +159,11 @@ class Session(asyncio.BufferedProtocol):
         registry = self.server.registry
         context = self.server.tls
         # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
-        refusal = registry.pending.refusal(source) if context else registry.accept_refusal(source)
+        refusal = (None if context else registry.refusal(source)) or self._room_in_pool()
         if refusal is not None:
             self._turn_away(refusal, tell=context is None)
             return
-        registry.pending.enter(source)
+        registry.pending.enter(source, self)
         self._pending = True
         self.server.sessions.add(self)
         self._last_line = time.monotonic()
@@ -169,6 +178,58 @@ class Session(asyncio.BufferedProtocol):
         # and handed to the TLS layer once it is set up.
         self._upgrading = self._before_tls = True
         self._upgrade = loop.create_task(self._start_tls(transport, context))
+
+    def _room_in_pool(self) -> Refusal | None:
+        """Make room in the pending pool if a silent connection may go; why not, if not."""
+        pool = self.server.registry.pending
+        victim = pool.make_room(self.source)
+        if victim is not None:
+            victim.drop_for_newcomer()
+        return pool.refusal(self.source)
+
+    def may_be_dropped(self) -> bool:
+        """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
+        return not (self._hello_received or self._closing)
+
+    def drop_for_newcomer(self) -> None:
+        """Give this silent connection's place in the pending pool to a newer one now;
+        tell it after ``DROP_NOTICE_DELAY`` (see there)."""
+        self.server.warn(
+            "timeout",
+            "Timeout: %s dropped for a newer connection: no HELLO yet",
+            self.label(),
+            source=self.source,
+        )
+        transport = self.transport
+        assert transport is not None
+        self._closing = True
+        self._leave_pool()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if len(self.server.notices_held) >= self.server.registry.pending.size:
+            self._say_dropped()  # past the bound, nothing more is held
+            return
+        self.server.notices_held.add(self)
+        self._answer_later = True
+        if not self._upgrading:  # (the TLS layer reads for itself; it is told nothing)
+            transport.pause_reading()
+        self._timer = asyncio.get_running_loop().call_later(DROP_NOTICE_DELAY, self._say_dropped)
+
+    def _say_dropped(self) -> None:
+        self._timer = None
+        self._answer_later = False
+        self.server.notices_held.discard(self)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.name is None and self.server.tls is not None:
+            transport.abort()  # before or in its TLS handshake: a line in clear would be garbage
+            return
+        reply = p.ErrorReply(p.TIMEOUT, "dropped for a newer connection: no HELLO in time")
+        transport.write(p.encode_reply(reply))
+        transport.resume_reading()
+        self._close_gracefully()
 
     def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
         """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
@@ -194,6 +255,8 @@ class Session(asyncio.BufferedProtocol):
             # After start_tls()'s own call_soon of the layer's connection_made.
             loop.call_soon(loop.call_soon, _replay_into_layer, raw, bytes(early))
         try:
+            if self._closing and self in self.server.notices_held:
+                return  # dropped for a newcomer before TLS began: its notice timer closes it
             if not raw.is_closing():
                 upgraded = await loop.start_tls(
                     raw,
@@ -276,20 +339,21 @@ class Session(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._flow.abort()
-        # A refused token keeps its timer: the place in the pool is held until it fires.
-        timers = (self._stall_timer, self._linger_timer)
-        for timer in timers if self._auth_hold else (self._timer, *timers):
+        for timer in (self._timer, self._stall_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
         task = self._task
         # A peer gone mid-body (seen by a read, now that the session reads while
         # busy): the body's own next send fails at once and logs what was cut
-        # short. Anything else, our own abort included, is cancelled here.
-        if task is not None and not task.done() and not (self._body_in_flight and exc):
+        # short. A token's delayed answer goes on: its place is held until it
+        # is due. Anything else, our own abort included, is cancelled here.
+        keep = self._auth_hold or (self._body_in_flight and exc)
+        if task is not None and not task.done() and not keep:
             task.cancel()
         self._finish()
         self.server.session_closed(self)
         self.server.lingering.discard(self)
+        self.server.notices_held.discard(self)
 
     def pause_writing(self) -> None:
         self._flow.pause()
@@ -378,8 +442,40 @@ class Session(asyncio.BufferedProtocol):
 
     def _hello(self, hello: p.Hello) -> bytes | None:
         """The end of the handshake: the token, then a slot (``WELCOME``) or ``FULL``."""
-        if self.server.tokens is not None and not self._token_accepted(hello):
-            return None
+        self._hello_received = True
+        if self.server.tokens is None:
+            return self._welcome()
+        token = token_from_greeting(hello.words)
+        if token is None:
+            # No guess at all: it reveals nothing, so it is answered at once and
+            # counts as no failure.
+            self.server.warn(
+                "auth", "Unauthorized: %s gave no token", self.label(), source=self.source
+            )
+            self._end_session()
+            return _UNAUTHORIZED
+        self._cancel_timer()  # from now on it is answered by its delay, not timed out
+        guard, tokens = self.server.auth_guard, self.server.tokens
+        delay = guard.answer_delay(self.source)  # decided before the comparison
+        right = tokens.accepts(token)
+        turn: asyncio.Future[None] | None = None
+        if not right:
+            guard.failed(self.source)
+            self.server.warn(
+                "auth",
+                "Unauthorized: %s gave no valid token (answer delayed %g s or more)",
+                self.label(),
+                delay,
+                source=self.source,
+            )  # never the token itself
+            if not guard.try_start(self.source):
+                turn = asyncio.get_running_loop().create_future()
+                guard.queue(self.source, turn)
+        self._start(self._authenticate(right, delay, turn))
+        return None
+
+    def _welcome(self) -> bytes:
+        """A slot and ``WELCOME``, or ``FULL`` (and the end) if none is free now."""
         registry = self.server.registry
         assert self.name is not None
         outcome = registry.welcome(self.number, self.name, self.address, self.source)
@@ -396,50 +492,60 @@ class Session(asyncio.BufferedProtocol):
         self._arm_idle_timer()
         return p.encode_reply(p.WelcomeReply(outcome.name, self.server.banner))
 
-    def _token_accepted(self, hello: p.Hello) -> bool:
-        """Check the greeting's token; on a refusal, schedule the delayed answer."""
-        tokens, guard = self.server.tokens, self.server.auth_guard
-        assert tokens is not None
-        if not guard.may_try(self.source):
-            # Not compared at all: a guess made now tells nothing, right or wrong.
-            self._refuse_unauthorized(guard.refused(self.source), "is refused: too many failures")
-            return False
-        if not tokens.accepts(token_from_greeting(hello.words)):
-            self._refuse_unauthorized(guard.failed(self.source), "gave no valid token")
-            return False
-        guard.succeeded(self.source)
-        return True
-
-    def _refuse_unauthorized(self, delay: float, why: str) -> None:
-        """Answer ``ERR unauthorized`` after ``delay``; this connection keeps its place
-        in the pending pool until then, even if the client leaves, so a guess costs
-        the guesser the whole delay."""
-        self.server.warn(
-            "auth",
-            "Unauthorized: %s %s (answer delayed %g s)",
-            self.label(),
-            why,
-            delay,
-            source=self.source,
-        )  # never the token itself
-        self._closing = True
-        self._answer_later = True
+    async def _authenticate(
+        self, right: bool, delay: float, turn: asyncio.Future[None] | None
+    ) -> None:
+        """Answer a compared token after ``delay``, right or wrong alike; a wrong one
+        first waits for its ``turn`` among its source's (see AuthGuard). The place
+        in the pending pool is held until the answer, even if the client leaves:
+        neither hanging up nor probing the pool tells a guesser anything sooner."""
         self._auth_hold = True
+        has_turn = not right and turn is None
+        try:
+            if turn is not None:
+                try:
+                    await turn
+                finally:
+                    has_turn = turn.done() and not turn.cancelled()
+                    if not has_turn:
+                        self.server.auth_guard.withdraw(self.source, turn)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        finally:
+            self._auth_hold = False
+            if self._closing:
+                self._leave_pool()  # gone, or shut down: the place is free now
+            if has_turn:
+                self._pass_turn()
+        self._answer_token(right)
+
+    def _answer_token(self, right: bool) -> None:
+        transport = self.transport
+        if self._closing or transport is None or transport.is_closing():
+            return
+        if not right:
+            self._end_session()
+            transport.write(_UNAUTHORIZED)
+            self._close_gracefully()
+            return
+        self.server.auth_guard.succeeded(self.source)
+        transport.write(self._welcome())
+        if self._closing:  # FULL: the slots filled meanwhile
+            self._close_gracefully()
+
+    def _pass_turn(self) -> None:
+        """This answer is done: start the next one queued from the same source."""
+        guard = self.server.auth_guard
+        turn = guard.finish(self.source)
+        while turn is not None and turn.done():  # its connection went meanwhile
+            turn = guard.finish(self.source)
+        if turn is not None:
+            turn.set_result(None)
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(delay, self._send_unauthorized)
-
-    def _send_unauthorized(self) -> None:
-        self._timer = None
-        self._answer_later = False
-        self._auth_hold = False
-        self.server.auth_guard.answered(self.source)
-        self._leave_pool()
-        if self.transport is not None and not self.transport.is_closing():
-            reply = p.ErrorReply(p.UNAUTHORIZED, "a valid access token is required")
-            self.transport.write(p.encode_reply(reply))
-            self._close_gracefully()
+            self._timer = None
 
     # -- commands -------------------------------------------------------------
 
@@ -593,7 +699,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _handshake_expired(self) -> None:
         self._timer = None
-        if self.greeted or self._closing:
+        if self._hello_received or self._closing:
             return
         self.server.warn(
             "timeout",
@@ -675,7 +781,7 @@ class Session(asyncio.BufferedProtocol):
     def _leave_pool(self) -> None:
         if self._pending:
             self._pending = False
-            self.server.registry.pending.leave(self.source)
+            self.server.registry.pending.leave(self.source, self)
 
     def _close_with(self, code: str, text: str) -> None:
         """Send ``ERR code text``, end the session and close."""
@@ -762,6 +868,10 @@ class Session(asyncio.BufferedProtocol):
         elif self.transport is not None and not self.transport.is_closing():
             self._close_gracefully()
 
+
+_UNAUTHORIZED = p.encode_reply(
+    p.ErrorReply(p.ErrorCode.UNAUTHORIZED, "a valid access token is required")
+)
 
 # One handler per entry of protocol.COMMANDS (a test checks they match).
 _HANDLERS: dict[type[p.CommandRequest], _Handler] = {

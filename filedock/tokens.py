@@ -1,11 +1,12 @@
 """Access tokens: the token file, constant-time checks, and slowing down guessers.
 
-A guess costs the guesser real time: each failure from a source is answered
-after a delay that doubles per failure in a row (:class:`FailureDelay`), the
-connection keeps its place in the pending pool meanwhile, and
-:class:`AuthGuard` caps the failures a source may have waiting at once and
-per minute. Past either cap the token is not even compared, so a guess made
-then tells nothing, and a right token is refused like a wrong one.
+A guess costs the guesser real time: once a source has failed, every answer
+to a token from it, right or wrong, waits a delay that doubles per failure in
+a row (:class:`FailureDelay`; the longest past a per-minute limit), the
+connection keeping its place in the pending pool meanwhile, and
+:class:`AuthGuard` lets a source have only a few answers to wrong tokens in
+progress at once, queuing the rest. So a guess tells nothing before its delay, and the token
+holder, from the same source as a guesser, is only slowed, never refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 TOKEN_PREFIX = "token="
 
@@ -100,17 +104,31 @@ class FailureDelay:
             self._failures.popitem(last=False)
         return float(min(self.base * 2 ** (count - 1), self.cap))
 
+    def current(self, host: str) -> float:
+        """The delay ``host`` has now: that of its last failure, 0 if none (or forgotten)."""
+        count, last = self._failures.get(host, (0, 0.0))
+        if count == 0 or self._clock() - last > self.forget_after:
+            return 0.0
+        return float(min(self.base * 2 ** (count - 1), self.cap))
+
     def record_success(self, host: str) -> None:
         self._failures.pop(host, None)
 
 
-class AuthGuard:
-    """Failed access tokens per source: their delay, and how many may happen.
+class AuthGuard(Generic[T]):
+    """Token answers per source: their delay, and how many may wait at once.
 
-    A source may have ``at_once`` failures waiting for their delayed answer,
-    and ``per_minute`` failures in any 60 s; past that :meth:`may_try` is
-    false and the server refuses without looking at the token. At most
-    ``max_sources`` sources are remembered, the least recent dropped first.
+    While a source has a failure delay (it failed lately, see
+    :class:`FailureDelay`; the longest one past ``per_minute`` failures in any
+    60 s), every answer to a token from it waits that delay, right or wrong:
+    the answer's timing tells a guesser nothing before the delay is over. A
+    source may have ``at_once`` answers to wrong tokens in progress; more wait
+    their turn in order (:meth:`queue`), each holding its place in the pending
+    pool, so a guesser's places come free only ``at_once`` per delay however
+    many it opens. A right token never waits behind wrong ones: the token
+    holder, from the same source as a guesser, waits one delay at most. At
+    most ``max_sources`` sources' failures are remembered, the least recent
+    dropped first; what is in progress is bounded by the pending pool.
     """
 
     WINDOW = 60.0
@@ -129,45 +147,61 @@ class AuthGuard:
         self.delay = delay or FailureDelay(clock=clock, max_addresses=max_sources)
         self.max_sources = max_sources
         self._clock = clock
-        self._waiting: dict[str, int] = {}  # bounded by the pending pool's size
+        self._in_progress: dict[str, int] = {}
+        self._queued: dict[str, deque[T]] = {}
         self._recent: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def may_try(self, source: str) -> bool:
-        """Whether a token from ``source`` may be compared now."""
-        if self._waiting.get(source, 0) >= self.at_once:
+    def try_start(self, source: str) -> bool:
+        """Start a wrong token's answer for ``source`` if it may have one more in
+        progress (and none is queued before it); else the caller queues it."""
+        if self._in_progress.get(source, 0) >= self.at_once or source in self._queued:
             return False
+        self._in_progress[source] = self._in_progress.get(source, 0) + 1
+        return True
+
+    def queue(self, source: str, ticket: T) -> None:
+        self._queued.setdefault(source, deque()).append(ticket)
+
+    def withdraw(self, source: str, ticket: T) -> None:
+        """Take back a queued ticket whose connection is gone."""
+        queued = self._queued.get(source)
+        if queued is not None and ticket in queued:
+            queued.remove(ticket)
+            if not queued:
+                del self._queued[source]
+
+    def finish(self, source: str) -> T | None:
+        """An answer in progress was sent (or its connection is gone); the next
+        queued ticket of ``source``, now started, if any."""
+        left = self._in_progress.pop(source, 1) - 1
+        if left > 0:
+            self._in_progress[source] = left
+        queued = self._queued.get(source)
+        if not queued:
+            return None
+        ticket = queued.popleft()
+        if not queued:
+            del self._queued[source]
+        self._in_progress[source] = left + 1
+        return ticket
+
+    def answer_delay(self, source: str) -> float:
+        """How long the answer to a token from ``source`` waits now, right or wrong."""
         recent = self._recent.get(source)
-        if recent is None or len(recent) < self.per_minute:
-            return True
-        return bool(self._clock() - recent[0] >= self.WINDOW)
+        if recent and len(recent) >= self.per_minute and self._clock() - recent[0] < self.WINDOW:
+            return self.delay.cap  # over the per-minute limit
+        return self.delay.current(source)
 
-    def failed(self, source: str) -> float:
-        """Count a wrong token from ``source``; the delay before its answer, in seconds.
-
-        Call :meth:`answered` once that answer is sent (or its connection gone).
-        """
+    def failed(self, source: str) -> None:
+        """Count a wrong token from ``source``: the delays of later answers grow."""
         now = self._clock()
         recent = self._recent.pop(source, None) or deque(maxlen=self.per_minute)
         recent.append(now)
         self._recent[source] = recent
         while len(self._recent) > self.max_sources:
             self._recent.popitem(last=False)
-        self._waiting[source] = self._waiting.get(source, 0) + 1
-        return self.delay.record_failure(source)
-
-    def refused(self, source: str) -> float:
-        """The delay for a greeting refused without a comparison: the longest one.
-
-        Call :meth:`answered` after it too.
-        """
-        self._waiting[source] = self._waiting.get(source, 0) + 1
-        return self.delay.cap
-
-    def answered(self, source: str) -> None:
-        left = self._waiting.pop(source, 1) - 1
-        if left > 0:
-            self._waiting[source] = left
+        self.delay.record_failure(source)
 
     def succeeded(self, source: str) -> None:
-        """A right token: the delay starts again from its base (the per-minute count stays)."""
+        """A right token: the delay starts again from zero (the per-minute count stays)."""
         self.delay.record_success(source)

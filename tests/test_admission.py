@@ -7,11 +7,14 @@ A slot is taken at WELCOME; until then a connection waits in the pending pool
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -470,3 +473,140 @@ def test_interactive_client_says_at_capacity_in_answer_to_hello(
     code = client_main(["--port", str(full_at_hello), "--timeout", "5"])
     assert code == ExitCode.SERVER_FULL
     assert capsys.readouterr().out.startswith("[SERVER] Server is at capacity")
+
+
+# -- silent connections that reconnect when dropped --------------------------------
+
+
+class SilentAttacker:
+    """Keeps ``count`` silent connections open, opening another whenever one is dropped."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.opened = 0
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="silent-attacker", daemon=True)
+
+    def __enter__(self) -> SilentAttacker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _connect(self, selector: selectors.BaseSelector) -> None:
+        sock = socket.create_connection((HOST, self.port), timeout=5)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        self.opened += 1
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for _ in range(self.count):
+                self._connect(selector)
+            rounds = 0
+            while not self._stop.is_set() and rounds < 1_000_000:  # bounded
+                rounds += 1
+                for key, _ in selector.select(timeout=0.05):
+                    sock = cast(socket.socket, key.fileobj)
+                    try:
+                        data = sock.recv(4096)
+                    except OSError:
+                        data = b""
+                    if data.startswith(b"NAME ") and b"\n" in data and data.count(b"\n") == 1:
+                        continue  # named: stay silent
+                    selector.unregister(sock)  # FULL, ERR timeout or a close: dropped
+                    sock.close()
+                    self.dropped += 1
+                    self._connect(selector)
+            for key in list(selector.get_map().values()):
+                cast(socket.socket, key.fileobj).close()
+
+
+def test_silent_reconnecting_connections_never_lock_out_a_client_of_the_same_source(
+    server: ServerThread,
+) -> None:
+    """40 silent connections from this machine fill its share of the pending pool
+    (16) and reconnect when dropped; a real client from this machine still gets
+    in each time: a newcomer takes the place of the oldest silent one."""
+    welcomed = 0
+    with SilentAttacker(server.port, 40) as attacker:
+        wait_until(lambda: pending_count(server) == 16)
+        for _ in range(9):
+            with Client(HOST, server.port, timeout=5) as client:
+                assert client.ping() >= 0
+                welcomed += 1
+            time.sleep(0.3)  # nine tries over a few seconds, as a person would
+        assert attacker.dropped > 0  # the attack did go on meanwhile
+    assert welcomed == 9
+
+
+def test_a_burst_past_the_share_is_still_answered_full(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """Nobody has waited the grace: the connection past the share is refused,
+    and none of the burst is dropped for it."""
+    server = make_server(max_pending_per_ip=4, max_clients=5)
+    conns = [LineConn(server.port) for _ in range(5)]
+    try:
+        assert [conn.read_line()[:5] for conn in conns[:4]] == ["NAME "] * 4
+        assert conns[4].read_line().startswith("FULL too many connections greeting ")
+        for conn in conns[:4]:
+            assert conn.request("HELLO").startswith("WELCOME ")
+    finally:
+        close_all(conns)
+
+
+def test_a_connection_that_sent_hello_is_never_dropped_for_a_newcomer(
+    tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    """A greeting waiting for its (delayed) answer keeps its place past the grace."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("the-token\n")
+    server = make_server(token_file=str(tokens), max_pending_per_ip=1)
+    assert server.server is not None
+    guard = server.server.auth_guard
+    server.sync(lambda: guard.failed("loopback"))  # a failure before: answers wait 0.25 s
+    server.sync(lambda: guard.failed("loopback"))  # two: 0.5 s, longer than the grace below
+    server.server.registry.pending.grace = 0.1
+    guess = LineConn(server.port)
+    try:
+        guess.read_line()
+        guess.send_line("HELLO token=wrong")
+        wait_until(lambda: auth_in_progress(server) == 1)
+        time.sleep(0.2)  # past the grace (real time)
+        with LineConn(server.port) as newcomer:
+            assert newcomer.read_line().startswith("FULL too many connections greeting ")
+        assert guess.read_line(timeout=5).startswith("ERR unauthorized ")
+    finally:
+        guess.close()
+
+
+def auth_in_progress(server: ServerThread) -> int:
+    assert server.server is not None
+    guard = server.server.auth_guard
+    return server.sync(lambda: sum(guard._in_progress.values()))
+
+
+def test_a_silent_connection_past_the_grace_is_told_why_it_goes(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(max_pending_per_ip=1)
+    silent = LineConn(server.port)
+    try:
+        assert silent.read_line() == "NAME Client01"
+        assert server.server is not None
+        grace = server.server.registry.pending.grace
+        time.sleep(grace + 0.1)  # the grace is real time: let it pass
+        with LineConn(server.port) as newcomer:
+            assert newcomer.read_line() == "NAME Client02"
+            assert newcomer.request("HELLO").startswith("WELCOME Client02 ")
+        assert silent.read_line() == (
+            "ERR timeout dropped for a newer connection: no HELLO in time"
+        )
+        assert silent.at_eof()
+    finally:
+        silent.close()

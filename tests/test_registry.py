@@ -263,32 +263,77 @@ def test_slots_per_source(clock: FakeClock) -> None:
         assert isinstance(registry.welcome(*registry.take_name(), "y", "b"), ClientEntry)
 
 
+class Member:
+    """A pending connection as the pool sees it."""
+
+    def __init__(self, greeted: bool = False) -> None:
+        self.greeted = greeted
+
+    def may_be_dropped(self) -> bool:
+        return not self.greeted
+
+
 def test_pending_pool_and_its_share() -> None:
-    pool = PendingPool(3, 2)
+    pool: PendingPool[Member] = PendingPool(3, 2)
+    a1, a2, b1 = Member(), Member(), Member()
     assert pool.refusal("a") is None
-    pool.enter("a")
-    pool.enter("a")
+    pool.enter("a", a1)
+    pool.enter("a", a2)
     share = pool.refusal("a")
     assert share is not None
     assert "from your address (2/2 per address)" in share.reason
     assert pool.refusal("b") is None
-    pool.enter("b")
+    pool.enter("b", b1)
     full = pool.refusal("c")
     assert full is not None
     assert "still greeting (3/3)" in full.reason
-    pool.leave("a")
+    pool.leave("a", a1)
+    pool.leave("a", a1)  # twice: counted once
     assert pool.refusal("a") is None
     assert pool.held_by("a") == 1
     assert len(pool) == 2
-    pool.leave("a")
-    pool.leave("b")
+    pool.leave("a", a2)
+    pool.leave("b", b1)
     assert len(pool) == 0
-    assert pool._per_source == {}
+    assert pool._members == {}
+
+
+def test_a_full_share_makes_room_by_its_oldest_silent_connection_past_the_grace() -> None:
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(10, 3, grace=1.0, clock=lambda: now[0])
+    greeted, silent, young = Member(greeted=True), Member(), Member()
+    pool.enter("a", greeted)
+    now[0] = 0.5
+    pool.enter("a", silent)
+    now[0] = 1.2
+    pool.enter("a", young)
+    assert pool.make_room("a") is None  # a burst: the silent one waited 0.7 s only
+    now[0] = 1.5
+    assert pool.make_room("a") is silent  # not the older one that greeted
+    assert pool.make_room("b") is None  # another source has room: nobody goes
+    pool.leave("a", silent)
+    assert pool.make_room("a") is None  # room now
+
+
+def test_a_full_pool_makes_room_from_the_source_holding_the_most() -> None:
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(4, 3, grace=1.0, clock=lambda: now[0])
+    small, big = Member(), [Member(), Member(greeted=True), Member(greeted=True)]
+    pool.enter("small", small)
+    for member in big:
+        pool.enter("big", member)
+    now[0] = 0.9
+    assert pool.make_room("new") is None  # nobody past the grace yet
+    now[0] = 2.0
+    assert pool.make_room("new") is big[0]  # the largest holder's oldest silent one
+    pool.leave("big", big[0])
+    pool.enter("new", Member())
+    assert pool.make_room("other") is small  # the largest has none that may go: the next
 
 
 def test_accept_refusal_says_capacity_first(clock: FakeClock) -> None:
     registry = Registry(1, clock=clock, pending=PendingPool(2, 1))
-    registry.pending.enter("a")
+    registry.pending.enter("a", Member())
     refusal = registry.accept_refusal("a")
     assert refusal is not None
     assert refusal.reason.startswith("too many connections greeting")
@@ -305,3 +350,31 @@ def test_config_slots_per_source_by_default() -> None:
     assert ServerConfig(max_clients=10).slots_per_source("192.0.2.1/32") == 5
     assert ServerConfig(max_clients_per_ip=1).slots_per_source("loopback") == 1
     assert ServerConfig(max_clients_per_ip=0).slots_per_source("192.0.2.1/32") == 0
+
+
+def test_newcomers_that_keep_coming_waive_the_grace_until_they_stop() -> None:
+    """Connections reconnecting as fast as they are dropped keep every place
+    younger than the grace; once one newcomer was refused for it, the oldest
+    silent one goes, whatever its age, until newcomers stop for a grace."""
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(10, 2, grace=1.0, clock=lambda: now[0])
+    first, second = Member(), Member()
+    pool.enter("a", first)
+    pool.enter("a", second)
+    now[0] = 0.1
+    assert pool.make_room("a") is None  # a burst: refused, and the source is pressed
+    now[0] = 0.2
+    assert pool.make_room("a") is first  # 0.2 s old only: the grace is waived
+    pool.leave("a", first)
+    pool.enter("a", Member())
+    now[0] = 1.0
+    assert pool.make_room("a") is second  # still pressed: the last waiver was at 0.2
+    pool.leave("a", second)
+    pool.enter("a", Member())
+    for member in list(pool._members["a"]):
+        pool.leave("a", member)
+    now[0] = 2.5  # quiet for more than a grace: a burst is refused again
+    pool.enter("a", Member())
+    pool.enter("a", Member())
+    now[0] = 2.6
+    assert pool.make_room("a") is None
