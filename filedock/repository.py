@@ -131,8 +131,11 @@ class Repository:
         hash_cache_size: int = 4096,
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
+        max_line: int = p.DEFAULT_MAX_LINE,
     ) -> None:
         self.root = os.path.realpath(root)
+        # The listing offers only paths a request line of this server can carry.
+        self.max_path_bytes = p.longest_request_path(max_line)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"repository is not a folder: {os.fspath(root)}")
         self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
@@ -219,15 +222,33 @@ class Repository:
         log.warning(message, *args)
 
     def listable(self, path: str) -> bool:
-        """Whether a path found on disk can be asked for again; logs once each one that cannot."""
-        try:
-            path.encode("utf-8")
-            ok = not _UNSENDABLE.intersection(path)
-        except UnicodeEncodeError:  # not UTF-8 on disk: scandir gave surrogates
-            ok = False
-        if not ok:
-            self.report(path, "Not listing %a: the name cannot travel on one protocol line", path)
+        """Whether a path found on disk could be asked for again; logs once each one
+        that cannot. The rules are :func:`check_client_path`'s, so that ``LIST``
+        offers nothing ``GET`` refuses."""
+        reason = self._unrequestable(path)
+        if reason is not None:
+            self.report(path, "Not listing %a: %s", path, reason)
             return False
+        return True
+
+    def _unrequestable(self, path: str) -> str | None:
+        """Why no request can name ``path``, or None when one can."""
+        try:
+            size = len(path.encode("utf-8"))
+        except UnicodeEncodeError:  # not UTF-8 on disk: scandir gave surrogates
+            return "the name is not UTF-8"
+        if _UNSENDABLE.intersection(path):
+            return "the name cannot travel on one protocol line"
+        try:
+            check_client_path(path)
+        except Forbidden as exc:
+            return f"a request for it is refused ({exc.text})"
+        if size > self.max_path_bytes:
+            return f"a request line cannot carry a path of {size} bytes"
+        return None
+
+    def listable_file(self, path: str) -> bool:
+        """:meth:`listable`, and the line's padding would not take part of it away."""
         if path != path.strip(p.LINE_PADDING):
             self.report(path, "Not listing %a: a request line cannot end in a space", path)
             return False
@@ -593,6 +614,8 @@ class _Scan:
             return False
 
     def _add(self, path: str, st: os.stat_result) -> None:
+        if not self.repo.listable_file(path):
+            return
         mtime = datetime.fromtimestamp(int(st.st_mtime), UTC)
         self.files.append(FileInfo(path, st.st_size, mtime))
 

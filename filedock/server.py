@@ -66,7 +66,7 @@ class Server:
             config.max_clients, config.history, max_per_host=config.max_clients_per_ip
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
-        self.repository = Repository(config.repo, workers=self.workers)
+        self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
         self.tls = (
             tls.server_context(config.tls_cert, config.tls_key)
             if config.tls_cert and config.tls_key

@@ -564,6 +564,48 @@ def test_names_ending_in_unicode_white_space_are_listed_and_fetched(
         client.close()
 
 
+# -- LIST offers exactly what GET serves ------------------------------------------------------
+
+SMALL_LINE = 256  # a server's --max-line, so a path too long for it is short to build
+
+
+def listed_and_served(port: int) -> tuple[list[str], dict[str, str]]:
+    """Every path LIST gives, and the first word of the answer to a GET of each."""
+    conn = greeted(port)
+    try:
+        header = conn.request("LIST")
+        paths = [conn.read_line().split("\t")[0] for _ in range(int(header.split()[1]))]
+        answers = {}
+        for path in paths:
+            answer = conn.request(f"GET {path}")
+            answers[path] = answer.split()[0]
+            if answer.startswith("FILE "):
+                conn.read_exactly(int(answer.split()[1]))
+        return paths, answers
+    finally:
+        conn.sock.close()
+
+
+def test_listing_offers_nothing_a_request_refuses(
+    root: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    refused = {
+        "back\\slash.txt": "a backslash is refused in every request",
+        "in\\folder/f.txt": "so is one in a folder's name",
+        "d" * 200 + "/" + "f" * 60: "longer than a GET line of this server carries",
+    }
+    for name in refused:
+        write(root / name, b"x")
+    write(root / "spaced " / "in.txt", b"x")  # a folder may end in a space
+    server = make_server(repo=root, max_line=SMALL_LINE)
+    paths, answers = listed_and_served(server.port)
+    assert {path: word for path, word in answers.items() if word != "FILE"} == {}
+    for name in refused:
+        assert name not in paths
+    assert "spaced /in.txt" in paths
+    assert set(paths) >= {"a.txt", "pub/f.txt"}
+
+
 def test_padding_is_ascii_space_tab_and_cr_only() -> None:
     assert p.decode_line(b" \t x \t\r") == "x"
     assert p.decode_line("x\u00a0".encode()) == "x\u00a0"
