@@ -12,6 +12,9 @@ medians over the rounds, checkouts interleaved within each round):
   lines as fast as they can; a third client's PING round trip, median of 200.
 - ``names``: the same with lines that pass every check that needs no disk:
   ``x…/y…/…`` paths of 60 components that do not exist.
+- ``dots``: the same with the bare line ``spin``, a symlink to itself whose
+  target is 2,000 ``./`` long: steps that touch no disk but cost Python
+  time, on the loop and in the metadata workers (the GIL is shared).
 - ``get``: the plain GET of a cached 6-byte file, 5,000 pipelined by 100,
   wall time and server CPU per GET: what the defences must not slow.
 - ``say``: the same with ``SAY`` lines, which are no path: the floor a flood
@@ -47,6 +50,7 @@ LINE = 4096  # the default --max-line, LF included
 PINGS = 200
 BIG_FILES = 8
 BIG_SIZE = 512 * 1024 * 1024
+SPIN = "spin"  # a symlink looping through a long target of "./" (see attack_repo)
 
 
 def greeted(port: int, timeout: float = 60.0) -> socket.socket:
@@ -91,6 +95,8 @@ def ping_median_ms(port: int) -> float:
 def flood_lines(kind: str) -> bytes:
     if kind == "flood":
         line = ("a/" * (LINE // 2))[: LINE - 2].rstrip("/")
+    elif kind == "dots":
+        line = SPIN
     elif kind == "say":  # the floor: lines that are no path at all
         line = "SAY " + "s" * (LINE - 6)
     else:  # 60 components of 66 bytes: under every cap, nothing on disk
@@ -219,6 +225,7 @@ def attack_repo() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="filedock-attack-") as tmp:
         repo = Path(tmp)
         (repo / "sample.txt").write_text("hello\n")
+        os.symlink("./" * 2000 + SPIN, repo / SPIN)
         stamp = time.time() - 3600
         os.utime(repo / "sample.txt", (stamp, stamp))
         for index in range(BIG_FILES):
@@ -231,6 +238,7 @@ MEASURES: dict[str, Callable[[Running], dict[str, float]]] = {
     "flood": lambda server: measure_flood(server, "flood"),
     "names": lambda server: measure_flood(server, "names"),
     "say": lambda server: measure_flood(server, "say"),
+    "dots": lambda server: measure_flood(server, "dots"),
     "starve": measure_starve,
     "get": measure_get,
 }
@@ -240,6 +248,7 @@ FIGURES = {
     "flood": ("ping_ms", "PING ms"),
     "names": ("ping_ms", "PING ms"),
     "say": ("ping_ms", "PING ms"),
+    "dots": ("ping_ms", "PING ms"),
     "starve": ("list_ms", "LIST ms"),
     "get": ("get_us", "µs/GET"),
 }

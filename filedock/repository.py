@@ -48,6 +48,9 @@ _MAX_REPORTED_NAMES = 10_000
 
 # Symlinks one walk may follow, as the kernel's own limit (MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40
+# Components one walk may take, those of symlink targets included: 40 targets
+# of 2000 "./" each would be 80,000 steps of Python for one request line.
+MAX_WALK_STEPS = 1024
 
 # A file changed this recently may change again within the file system's
 # timestamp granularity without its key changing (git's "racy" rule), so its
@@ -303,7 +306,7 @@ class WalkTooLong(Exception):
     """A walk would take more steps than it was allowed; nothing was opened."""
 
 
-# Steps (names looked up, symlinks read) a walk may take on the event loop:
+# Steps (components walked, those of symlink targets too) a walk may take on the event loop:
 # about what a plain GET costs anyway, so a flood of path-like lines costs the
 # loop no more than honest GETs. A longer walk is done in a metadata worker.
 INLINE_STEPS = 8
@@ -317,13 +320,14 @@ class _Walk:
     target goes back the way the walk came, never above the root.
     """
 
-    __slots__ = ("root", "folders", "names", "hops", "steps_left")
+    __slots__ = ("root", "folders", "names", "hops", "steps", "steps_left")
 
     def __init__(self, root: str, root_fd: int, max_steps: int | None = None) -> None:
         self.root = root
         self.folders = [root_fd]
         self.names: list[str] = []  # the real path below the root, so far
         self.hops = 0
+        self.steps = 0  # components walked, symlink targets' included
         self.steps_left = max_steps
 
     def to(self, parts: list[str]) -> tuple[int, os.stat_result, list[str]]:
@@ -345,6 +349,7 @@ class _Walk:
         pending = parts[::-1]  # names still to walk, the next one last
         while pending:
             name = pending.pop()
+            self._count_step()  # "." and ".." too: a target of 2000 "./" is not free
             if name in ("", "."):
                 continue
             if name == "..":
@@ -352,7 +357,6 @@ class _Walk:
                 continue
             if name.startswith("."):
                 raise Forbidden("hidden files are not served")
-            self._count_step()
             st = self._lstat(name)
             if stat.S_ISLNK(st.st_mode):
                 self._follow(name, pending)
@@ -437,6 +441,9 @@ class _Walk:
         pending.extend(target.split("/")[::-1])
 
     def _count_step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_WALK_STEPS:
+            raise Forbidden(f"path takes more than {MAX_WALK_STEPS} steps to resolve")
         if self.steps_left is not None:
             if self.steps_left <= 0:
                 raise WalkTooLong

@@ -23,7 +23,7 @@ import filedock.repository
 from filedock import protocol as p
 from filedock.client import Client
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import RACY_NS, Repository, WalkTooLong
+from filedock.repository import MAX_WALK_STEPS, RACY_NS, Repository, WalkTooLong
 from tests.support import HOST, LineConn, ServerThread
 
 INSIDE = b"inside\n"
@@ -670,6 +670,21 @@ def test_a_walk_on_the_loop_stops_at_its_step_budget(linked: Path) -> None:
         repo.open("chain.txt", max_steps=2)
     repo.open("chain.txt", max_steps=8).close()
     repo.open("/".join(["self"] * 8 + ["a.txt"])).close()  # no budget: a worker's walk
+
+
+def test_dots_in_symlink_targets_count_as_steps(root: Path) -> None:
+    os.symlink("./" * 10 + "a.txt", root / "dotted.txt")
+    os.symlink("./" * 600 + "a.txt", root / "padded.txt")
+    os.symlink("./" * 2000 + "a.txt", root / "overpadded.txt")
+    os.symlink("./" * 2000 + "spin", root / "spin")  # a loop, each hop 2000 steps
+    repo = Repository(root)
+    with pytest.raises(WalkTooLong):  # not free on the event loop
+        repo.open("dotted.txt", max_steps=8)
+    repo.open("dotted.txt").close()
+    repo.open("padded.txt").close()
+    for path in ("overpadded.txt", "spin"):
+        with pytest.raises(Forbidden, match=f"more than {MAX_WALK_STEPS} steps"):
+            repo.open(path)
 
 
 def test_long_walks_are_served_from_a_worker(
