@@ -15,6 +15,9 @@ medians over the rounds, checkouts interleaved within each round):
 - ``dots``: the same with the bare line ``spin``, a symlink to itself whose
   target is 2,000 ``./`` long: steps that touch no disk but cost Python
   time, on the loop and in the metadata workers (the GIL is shared).
+- ``lists``: two clients pipeline ``LIST`` on a repository of 20,000 files
+  (a repository of its own); a third client's PING round trip, median of
+  200 sent 10 ms apart, and the slowest of them.
 - ``get``: the plain GET of a cached 6-byte file, 5,000 pipelined by 100,
   wall time and server CPU per GET: what the defences must not slow.
 - ``say``: the same with ``SAY`` lines, which are no path: the floor a flood
@@ -75,18 +78,25 @@ def read_line(sock: socket.socket, buffer: bytearray) -> bytes:
 
 
 def ping_median_ms(port: int) -> float:
+    return statistics.median(ping_times_ms(port))
+
+
+def ping_times_ms(port: int, spacing: float = 0.0) -> list[float]:
+    """Round trips of PINGS pings, ``spacing`` seconds apart (a paced client
+    samples a load that comes in bursts, as listings do)."""
     sock = greeted(port)
     buffer = bytearray()
     times = []
     try:
         for _ in range(PINGS):
+            time.sleep(spacing)  # pacing, not a wait for an event
             started = time.perf_counter()
             sock.sendall(b"PING\n")
             assert read_line(sock, buffer) == b"PONG"
-            times.append(time.perf_counter() - started)
+            times.append((time.perf_counter() - started) * 1000)
     finally:
         sock.close()
-    return statistics.median(times) * 1000
+    return times
 
 
 # -- flooding with path-like lines ----------------------------------------------------------
@@ -95,6 +105,8 @@ def ping_median_ms(port: int) -> float:
 def flood_lines(kind: str) -> bytes:
     if kind == "flood":
         line = ("a/" * (LINE // 2))[: LINE - 2].rstrip("/")
+    elif kind == "lists":
+        line = "LIST"
     elif kind == "dots":
         line = SPIN
     elif kind == "say":  # the floor: lines that are no path at all
@@ -147,11 +159,11 @@ def flooding(port: int, kind: str) -> Iterator[None]:
                 proc.kill()
 
 
-def measure_flood(server: Running, kind: str) -> dict[str, float]:
+def measure_flood(server: Running, kind: str, spacing: float = 0.0) -> dict[str, float]:
     idle = ping_median_ms(server.port)
     with flooding(server.port, kind):
-        loaded = ping_median_ms(server.port)
-    return {"idle_ms": idle, "ping_ms": loaded}
+        loaded = ping_times_ms(server.port, spacing)
+    return {"idle_ms": idle, "ping_ms": statistics.median(loaded), "ping_max_ms": max(loaded)}
 
 
 # -- hashing against listing --------------------------------------------------------------------
@@ -234,11 +246,30 @@ def attack_repo() -> Iterator[Path]:
         yield repo
 
 
+LISTED_FILES = 20_000
+
+
+@contextmanager
+def listing_repo() -> Iterator[Path]:
+    """A repository of LISTED_FILES empty files in 20 folders."""
+    with tempfile.TemporaryDirectory(prefix="filedock-listing-") as tmp:
+        repo = Path(tmp)
+        for folder in range(20):
+            (repo / f"d{folder:02d}").mkdir()
+            for index in range(LISTED_FILES // 20):
+                (repo / f"d{folder:02d}" / f"f{index:04d}.txt").touch()
+        yield repo
+
+
+# Measures that need the large listing repository rather than attack_repo().
+ON_LISTING_REPO = {"lists"}
+
 MEASURES: dict[str, Callable[[Running], dict[str, float]]] = {
     "flood": lambda server: measure_flood(server, "flood"),
     "names": lambda server: measure_flood(server, "names"),
     "say": lambda server: measure_flood(server, "say"),
     "dots": lambda server: measure_flood(server, "dots"),
+    "lists": lambda server: measure_flood(server, "lists", spacing=0.01),
     "starve": measure_starve,
     "get": measure_get,
 }
@@ -249,6 +280,7 @@ FIGURES = {
     "names": ("ping_ms", "PING ms"),
     "say": ("ping_ms", "PING ms"),
     "dots": ("ping_ms", "PING ms"),
+    "lists": ("ping_ms", "PING ms"),
     "starve": ("list_ms", "LIST ms"),
     "get": ("get_us", "µs/GET"),
 }
@@ -271,10 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     roots: list[Path] = [root.resolve() for root in (args.filedock_root or [ROOT])]
     wanted = args.only.split(",") if args.only else list(MEASURES)
     figures: dict[tuple[str, Path], list[dict[str, float]]] = {}
-    with attack_repo() as repo:
+    with attack_repo() as small, listing_repo() as large:
         for round_index in range(args.rounds):
             for name in wanted:
                 order = roots[round_index % len(roots) :] + roots[: round_index % len(roots)]
+                repo = large if name in ON_LISTING_REPO else small
                 for root in order:
                     server = start_filedock("asyncio", BIG_FILES + 4, repo, root)
                     try:
@@ -293,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = ""
             if name == "get":
                 extra = f"  (server CPU {statistics.median(r['cpu_us'] for r in rows):.1f} µs/GET)"
+            if name == "lists":
+                slowest = statistics.median(r["ping_max_ms"] for r in rows)
+                extra = f"  (slowest PING {slowest:.1f} ms)"
             print(f"{name:8} {str(root)[-40:]:40} {idle:13.3f} {value:10.2f} {label}{extra}")
     return 0
 

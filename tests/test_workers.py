@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import filedock.protocol
 import filedock.repository
 from filedock.workers import FairShare, Stopping, WorkerPool, Workers
 from tests.support import HOST, LineConn, ServerThread, wait_until
@@ -316,3 +317,33 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
     finally:
         gate.set()
         conn.close()
+
+
+# -- the listing reply is built off the loop ------------------------------------------------
+
+
+def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(50):
+        (repo / f"f{index:02d}.txt").write_bytes(b"x")
+    encoded_in: list[str] = []
+    real_encode = filedock.protocol.encode_file_info
+
+    def recording_encode(info: Any) -> bytes:
+        encoded_in.append(threading.current_thread().name)
+        return real_encode(info)
+
+    monkeypatch.setattr(filedock.protocol, "encode_file_info", recording_encode)
+    server = make_server()
+    conn = LineConn(server.port, timeout=10)
+    try:
+        conn.greet()
+        header = conn.request("LIST")
+        count = int(header.split()[1])
+        records = [conn.read_line() for _ in range(count)]
+    finally:
+        conn.close()
+    assert any(record.startswith("f49.txt\t1\t") for record in records)
+    assert len(encoded_in) == count
+    assert {name.rsplit("_", 1)[0] for name in encoded_in} == {"filedock-meta"}
