@@ -206,7 +206,8 @@ class Repository:
 
         Folders are walked with an explicit stack (a deep tree cannot exhaust
         the interpreter's recursion), at most :data:`protocol.MAX_PATH_COMPONENTS`
-        levels down; ``cancelled`` is polled between folders.
+        levels down. ``cancelled`` is polled every few hundred entries; once it
+        is true, raises :class:`Stopping`.
         """
         try:
             with self._root() as root_fd:
@@ -474,6 +475,11 @@ def _below(target: str, root: str) -> str | None:
     return None
 
 
+# The listing polls its ``cancelled`` flag once per this many entries read or
+# visited: about a millisecond of work.
+_CANCEL_EVERY = 256
+
+
 @dataclass(slots=True)
 class _Folder:
     """A folder being listed: its descriptor, its entries, and its path as listed."""
@@ -502,12 +508,13 @@ class _Scan:
         self.seen_dirs: set[tuple[int, int]] = set()
         self.linked: deque[str] = deque()  # prefixes of symlinked folders, to scan last
         self.stack: list[_Folder] = []
+        self.ticks = 0  # entries read and visited, for polling ``cancelled``
 
     def run(self) -> list[FileInfo]:
         try:
             self._push(os.dup(self.root_fd), "", 0, 0)
             self._drain()
-            while self.linked and not self.cancelled():
+            while self.linked:
                 self._push_linked(self.linked.popleft())
                 self._drain()
         finally:
@@ -523,7 +530,7 @@ class _Scan:
                 os.close(fd)
                 return  # a symlink loop, or a folder linked twice
             self.seen_dirs.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(fd))  # read whole: the folder may change meanwhile
+            entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
         except OSError as exc:
             os.close(fd)
             shown = prefix.rstrip("/") or "."
@@ -535,6 +542,21 @@ class _Scan:
             )
             return
         self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level))
+
+    def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
+        entries = []
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                entries.append(entry)
+                self._tick()
+        return entries
+
+    def _tick(self) -> None:
+        """Count one entry; every so often, give up if the server is stopping
+        (a folder of a million names must not hold a shutdown)."""
+        self.ticks += 1
+        if self.ticks % _CANCEL_EVERY == 0 and self.cancelled():
+            raise Stopping("server is shutting down")
 
     def _push_linked(self, prefix: str) -> None:
         parts = prefix.rstrip("/").split("/")
@@ -553,9 +575,8 @@ class _Scan:
             entry = next(folder.entries, None)
             if entry is None:
                 os.close(self.stack.pop().fd)
-                if self.cancelled():
-                    return
                 continue
+            self._tick()
             self._visit(folder, entry)
 
     def _visit(self, folder: _Folder, entry: os.DirEntry[str]) -> None:

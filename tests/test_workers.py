@@ -347,3 +347,22 @@ def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
     assert any(record.startswith("f49.txt\t1\t") for record in records)
     assert len(encoded_in) == count
     assert {name.rsplit("_", 1)[0] for name in encoded_in} == {"filedock-meta"}
+
+
+# -- a listing gives up when the server stops, even inside one huge folder ------------------
+
+
+def test_a_listing_stops_inside_a_large_folder_when_cancelled(tmp_path: Path) -> None:
+    for index in range(3000):
+        (tmp_path / f"f{index:04d}").touch()
+    repo = filedock.repository.Repository(tmp_path)
+    polls: list[int] = []
+
+    def stopping_soon() -> bool:
+        polls.append(1)
+        return len(polls) > 2  # the server stops while this one folder is read
+
+    with pytest.raises(Stopping):
+        repo.listing(stopping_soon)
+    assert len(polls) == 3  # not one poll per folder, after the folder was done
+    assert len(repo.listing()) == 3000  # nothing was left behind (descriptors, state)
