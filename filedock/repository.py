@@ -545,10 +545,9 @@ class _Scan:
 
     def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
         entries = []
-        with os.scandir(fd) as scan:
-            for entry in scan:
-                entries.append(entry)
-                self._tick()
+        for entry in os.scandir(fd):  # closed at its end, or when dropped
+            entries.append(entry)
+            self._tick()
         return entries
 
     def _tick(self) -> None:
