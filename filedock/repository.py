@@ -545,9 +545,10 @@ class _Scan:
 
     def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
         entries = []
-        for entry in os.scandir(fd):  # closed at its end, or when dropped
-            entries.append(entry)
-            self._tick()
+        with contextlib.closing(os.scandir(fd)) as scan:  # closed if the stop flag cuts it
+            for entry in scan:
+                entries.append(entry)
+                self._tick()
         return entries
 
     def _tick(self) -> None:

@@ -336,7 +336,8 @@ def test_listing_does_not_depend_on_folder_order(
 
     def ordered(path: str) -> Iterator[os.DirEntry[str]]:
         with real_scandir(path) as entries:
-            return iter(sorted(entries, key=lambda entry: entry.name, reverse=reverse))
+            ordered_entries = sorted(entries, key=lambda entry: entry.name, reverse=reverse)
+        yield from ordered_entries  # a generator: closable, as a scandir iterator is
 
     monkeypatch.setattr(os, "scandir", ordered)
     paths = [info.path for info in Repository(root).listing()]
