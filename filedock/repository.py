@@ -489,6 +489,7 @@ class _Folder:
     prefix: str
     level: int  # components of the listed path to it (0 for the root)
     real_level: int  # folders between the root and where it really is
+    steps: int  # steps a request's walk to it takes (more than its level through a symlink)
 
 
 class _Scan:
@@ -512,7 +513,7 @@ class _Scan:
 
     def run(self) -> list[FileInfo]:
         try:
-            self._push(os.dup(self.root_fd), "", 0, 0)
+            self._push(os.dup(self.root_fd), "", 0, 0, 0)
             self._drain()
             while self.linked:
                 self._push_linked(self.linked.popleft())
@@ -522,7 +523,7 @@ class _Scan:
                 os.close(folder.fd)
         return self.files
 
-    def _push(self, fd: int, prefix: str, level: int, real_level: int) -> None:
+    def _push(self, fd: int, prefix: str, level: int, real_level: int, steps: int) -> None:
         """Start listing the folder ``fd`` (now owned by the scan) unless it was seen."""
         try:
             st = os.fstat(fd)
@@ -541,7 +542,7 @@ class _Scan:
                 exc.strerror,
             )
             return
-        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level))
+        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level, steps))
 
     def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
         entries = []
@@ -560,14 +561,15 @@ class _Scan:
 
     def _push_linked(self, prefix: str) -> None:
         parts = prefix.rstrip("/").split("/")
+        walk = _Walk(self.repo.root, self.root_fd)
         try:
-            fd, st, names = _Walk(self.repo.root, self.root_fd).to(parts)
+            fd, st, names = walk.to(parts)
         except RequestError:
             return
         if not stat.S_ISDIR(st.st_mode):
             os.close(fd)
             return
-        self._push(fd, prefix, len(parts), len(names))
+        self._push(fd, prefix, len(parts), len(names), walk.steps)
 
     def _drain(self) -> None:
         while self.stack:
@@ -581,8 +583,8 @@ class _Scan:
 
     def _visit(self, folder: _Folder, entry: os.DirEntry[str]) -> None:
         name = entry.name
-        if name.startswith("."):
-            return
+        if name.startswith(".") or folder.steps >= MAX_WALK_STEPS:
+            return  # hidden, or a request for it would walk too long
         path = folder.prefix + name
         if not self.repo.listable(path):
             return
@@ -617,7 +619,7 @@ class _Scan:
                 exc.strerror,
             )
             return
-        self._push(fd, path + "/", level, folder.real_level + 1)
+        self._push(fd, path + "/", level, folder.real_level + 1, folder.steps + 1)
 
     def _linked(self, folder: _Folder, path: str) -> None:
         """A symlink: walked from the root, as a request for it would be."""

@@ -687,6 +687,24 @@ def test_dots_in_symlink_targets_count_as_steps(root: Path) -> None:
             repo.open(path)
 
 
+def test_listing_leaves_out_what_a_long_symlink_walk_puts_over_the_step_cap(
+    root: Path,
+) -> None:
+    # Reached only through the link: a request cannot name it, so the scan skips it.
+    deep = root / "back\\slash"
+    for level in range(30):
+        write(deep / f"f{level}.txt", b"x")
+        deep = deep / f"d{level}"
+    os.symlink("./" * (MAX_WALK_STEPS - 20) + "back\\slash", root / "far")
+    repo = Repository(root)
+    listed = [info.path for info in repo.listing()]
+    through_far = [path for path in listed if path.startswith("far/")]
+    assert through_far  # the link is followed, as far as a request can follow it
+    assert len(through_far) < 30
+    for path in listed:
+        repo.open(path).close()  # everything listed is served
+
+
 def test_long_walks_are_served_from_a_worker(
     linked: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
 ) -> None:
