@@ -189,9 +189,10 @@ class Repository:
 
     @contextlib.contextmanager
     def _root(self) -> Iterator[int]:
-        """A descriptor of the root, opened now: a root replaced at run time is followed."""
+        """A descriptor of the root, opened now: a folder put in its place at run
+        time is served, a symlink put there (or in place of a folder above it) is not."""
         try:
-            fd = os.open(self.root, _ROOT_FLAGS)
+            fd = _open_real_folder(self.root)
         except OSError:
             raise NotFound("the repository is not available") from None
         try:
@@ -257,6 +258,22 @@ class Repository:
             self.report(path, "Not listing %a: a request line cannot end in a space", path)
             return False
         return True
+
+
+def _open_real_folder(real_path: str) -> int:
+    """Open the folder ``real_path`` (a realpath) one component at a time from ``/``,
+    following no symlink: the path was resolved once, so a symlink on it now is a swap."""
+    fd = os.open("/", _ROOT_FLAGS)
+    try:
+        for name in real_path.split("/"):
+            if name:
+                below = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_client_path(path: str) -> None:

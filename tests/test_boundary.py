@@ -564,6 +564,35 @@ def test_names_ending_in_unicode_white_space_are_listed_and_fetched(
         client.close()
 
 
+# -- the root itself swapped at run time -------------------------------------------------------
+
+
+def test_a_root_swapped_for_a_symlink_at_run_time_serves_nothing_from_outside(
+    tmp_path: Path, outside: Path
+) -> None:
+    parent = tmp_path / "srv"
+    write(parent / "repo" / "f.txt", INSIDE)
+    write(tmp_path / "elsewhere" / "repo" / "f.txt", OUTSIDE)
+    repo = Repository(parent / "repo")
+    with repo.open("f.txt") as opened:
+        assert os.pread(opened.fd, 100, 0) == INSIDE
+    (parent / "repo").rename(parent / "repo.old")
+    os.symlink(outside, parent / "repo")  # the root itself
+    os.symlink("repo.old/f.txt", outside / "f.txt.link")
+    for path in ("f.txt", "f.txt.link"):
+        with pytest.raises(NotFound):
+            repo.open(path)
+    assert repo.listing() == []
+    (parent / "repo").unlink()
+    write(parent / "repo" / "f.txt", b"recreated\n")  # a real folder put back: served
+    with repo.open("f.txt") as opened:
+        assert os.pread(opened.fd, 100, 0) == b"recreated\n"
+    parent.rename(tmp_path / "srv.old")
+    os.symlink(tmp_path / "elsewhere", parent)  # a folder above the root
+    with pytest.raises(NotFound):
+        repo.open("f.txt")
+
+
 # -- LIST offers exactly what GET serves ------------------------------------------------------
 
 SMALL_LINE = 256  # a server's --max-line, so a path too long for it is short to build
