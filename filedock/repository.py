@@ -61,6 +61,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the lstat cannot block the open.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_ABOVE_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,13 +264,15 @@ class Repository:
 def _open_real_folder(real_path: str) -> int:
     """Open the folder ``real_path`` (a realpath) one component at a time from ``/``,
     following no symlink: the path was resolved once, so a symlink on it now is a swap."""
+    names = [name for name in real_path.split("/") if name]
     fd = os.open("/", _ROOT_FLAGS)
     try:
-        for name in real_path.split("/"):
-            if name:
-                below = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = below
+        for index, name in enumerate(names):
+            # The folders above need only be searchable (x), as for a plain open.
+            flags = _DIR_FLAGS if index == len(names) - 1 else _ABOVE_ROOT_FLAGS
+            below = os.open(name, flags, dir_fd=fd)
+            os.close(fd)
+            fd = below
     except BaseException:
         os.close(fd)
         raise

@@ -522,6 +522,18 @@ def test_listing_offers_only_readable_files_and_warns_once_per_folder(shared_roo
     ]
 
 
+def test_a_repository_below_a_folder_that_is_only_searchable_is_served(
+    shared_root: Path,
+) -> None:
+    home = shared_root / "home"
+    write(home / "share" / "f.txt", b"x").chmod(0o644)
+    (home / "share").chmod(0o755)
+    home.chmod(0o711)  # others may pass through, not read: as many home folders
+    seen = list_as_ordinary_user(home / "share")
+    assert seen["listings"][0] == ["f.txt"]
+    assert seen["served"] == ["f.txt"]
+
+
 # -- names ending in white space ----------------------------------------------------------------
 
 FETCHABLE_NAMES = [
