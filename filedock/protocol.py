@@ -532,6 +532,7 @@ def longest_request_path(max_line: int) -> int:
     CR and LF included."""
     return max_line - len(b"GET \r\n")
 
+
 PONG = b"PONG\n"
 BYE = b"BYE\n"
 

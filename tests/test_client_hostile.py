@@ -317,8 +317,9 @@ def test_a_hidden_name_from_the_server_is_never_saved(
 ) -> None:
     downloads = tmp_path / "downloads"
     server = fake_server(serving_what_was_asked)
-    with Client(HOST, server.port, timeout=5) as client, pytest.raises(
-        ProtocolError, match="hidden path"
+    with (
+        Client(HOST, server.port, timeout=5) as client,
+        pytest.raises(ProtocolError, match="hidden path"),
     ):
         client.get(path, downloads)  # a dotfile, or another download's partial
     assert files_in(tmp_path) == []
