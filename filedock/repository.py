@@ -20,7 +20,9 @@ import logging
 import mmap
 import os
 import stat
+import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -144,6 +146,7 @@ class Repository:
             raise NotADirectoryError(f"repository is not a folder: {os.fspath(root)}")
         self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
         self._reported: set[str] = set()
+        self._root_folder = _RootFolder(self.root)
 
     # -- the boundary -------------------------------------------------------
 
@@ -193,7 +196,7 @@ class Repository:
         """A descriptor of the root, opened now: a folder put in its place at run
         time is served, a symlink put there (or in place of a folder above it) is not."""
         try:
-            fd = _open_real_folder(self.root)
+            fd = self._root_folder.open()
         except OSError:
             raise NotFound("the repository is not available") from None
         try:
@@ -259,6 +262,46 @@ class Repository:
             self.report(path, "Not listing %a: a request line cannot end in a space", path)
             return False
         return True
+
+
+class _RootFolder:
+    """The repository's folder, held open, checked at each use with one ``stat``.
+
+    While the root's path still leads to the folder held, a duplicate of the
+    held descriptor is used: that folder was opened safely, whatever now lies
+    on the path. Otherwise (the folder replaced, moved, or a symlink put on
+    its path) the path is opened again, without following any symlink.
+    """
+
+    def __init__(self, real_path: str) -> None:
+        self.path = real_path
+        self._lock = threading.Lock()  # the loop and the metadata workers share it
+        self._fd = -1
+        self._identity: tuple[int, int] | None = None
+        self._close_held: Callable[[], None] = lambda: None
+        with contextlib.suppress(OSError):
+            os.close(self.open())
+
+    def open(self) -> int:
+        """A new descriptor of the root (the caller's to close); OSError if it is gone."""
+        try:
+            st: os.stat_result | None = os.stat(self.path)
+        except OSError:
+            st = None
+        with self._lock:
+            if st is not None and self._identity == (st.st_dev, st.st_ino):
+                return os.dup(self._fd)
+            fd = _open_real_folder(self.path)
+            try:
+                opened = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            self._close_held()  # the folder held before, if any
+            self._fd, self._identity = fd, (opened.st_dev, opened.st_ino)
+            # Closed once: when replaced, or when the repository is dropped.
+            self._close_held = weakref.finalize(self, os.close, fd)
+            return os.dup(fd)
 
 
 def _open_real_folder(real_path: str) -> int:
