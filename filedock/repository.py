@@ -257,7 +257,7 @@ class Repository:
         return None
 
     def listable_file(self, path: str) -> bool:
-        """:meth:`listable`, and the line's padding would not take part of it away."""
+        """Besides :meth:`listable`, for a file: whether a line's padding leaves its path whole."""
         if path != path.strip(p.LINE_PADDING):
             self.report(path, "Not listing %a: a request line cannot end in a space", path)
             return False
