@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from . import protocol as p
 from .errors import Forbidden, NotFound, RequestError
 from .protocol import FileInfo
-from .workers import Stopping, Workers
+from .workers import Stopping, WorkerPool, Workers
 
 log = logging.getLogger("filedock.repository")
 
@@ -39,6 +39,9 @@ log = logging.getLogger("filedock.repository")
 _UNSENDABLE = frozenset("\t\r\n")
 # ... and those no client path may hold besides.
 _REFUSED_CHARACTERS = ("\0", "\\", *_UNSENDABLE)
+
+# A file this small is hashed in one read, beside the listings (see HashCache._pool_for).
+SMALL_FILE_BYTES = 1024 * 1024
 
 # Hashing reads this much at a time: large enough that hashlib releases the
 # GIL and system calls are few, small enough to stay in the CPU cache.
@@ -791,7 +794,7 @@ class HashCache:
                 # The thread closes the descriptor itself, as it may still read
                 # it after this coroutine is gone (a loop shutting down); if
                 # the job never runs, the pool closes it.
-                hashed = await self.workers.hashing.run(
+                hashed = await self._pool_for(key).run(
                     _hash_and_close,
                     fd,
                     key,
@@ -804,6 +807,13 @@ class HashCache:
             raise
         racy = started - key.changed_at() < RACY_NS
         return _Hashed(hashed.digest, hashed.cacheable and not racy)
+
+    def _pool_for(self, key: FileKey) -> WorkerPool:
+        """A small file is hashed in a metadata worker, in a millisecond or two:
+        large hashings from many sources queued ahead cannot make it wait."""
+        if key.size <= SMALL_FILE_BYTES:
+            return self.workers.metadata
+        return self.workers.hashing
 
     def _store(self, key: FileKey, done: asyncio.Future[_Hashed]) -> None:
         del self._pending[key]

@@ -366,3 +366,42 @@ def test_a_listing_stops_inside_a_large_folder_when_cancelled(tmp_path: Path) ->
         repo.listing(stopping_soon)
     assert len(polls) == 3  # not one poll per folder, after the folder was done
     assert len(repo.listing()) == 3000  # nothing was left behind (descriptors, state)
+
+
+# -- many sources hashing large files do not hold back a small one --------------------------
+
+
+def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    large_started: list[int] = []
+    real_hash_fd = filedock.repository.hash_fd
+
+    def large_ones_held(fd: int, key: filedock.repository.FileKey, *args: Any) -> str:
+        if key.size > filedock.repository.SMALL_FILE_BYTES:
+            large_started.append(key.size)
+            gate.wait(60)
+        return real_hash_fd(fd, key, *args)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", large_ones_held)
+    sources = [f"127.0.0.{index}" for index in range(2, 8)]
+    for index in range(len(sources)):
+        with open(repo / f"large{index}.bin", "wb") as file:
+            file.truncate(2 * 1024 * 1024 + index)  # sparse, each its own digest
+    (repo / "small.txt").write_bytes(b"small\n")
+    server = make_server(max_clients=len(sources) + 2, max_clients_per_ip=0)
+    greedy = [connect_from(server.port, source) for source in sources]
+    honest = connect_from(server.port, "127.0.0.1")
+    try:
+        for index, conn in enumerate(greedy):
+            conn.send_line(f"GET large{index}.bin")
+        wait_until(lambda: len(large_started) == 2, timeout=10)  # both hashing workers
+        small_digest = hashlib.sha256(b"small\n").hexdigest()
+        assert honest.request("GET small.txt") == f"FILE 6 {small_digest} small.txt"
+        assert honest.read_exactly(6) == b"small\n"
+        assert len(large_started) == 2  # the large ones still wait, in order
+    finally:
+        gate.set()
+        for conn in [*greedy, honest]:
+            conn.close()
