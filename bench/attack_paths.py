@@ -18,6 +18,9 @@ medians over the rounds, checkouts interleaved within each round):
 - ``lists``: two clients pipeline ``LIST`` on a repository of 20,000 files
   (a repository of its own); a third client's PING round trip, median of
   200 sent 10 ms apart, and the slowest of them.
+- ``sources``: eight loopback addresses (127.0.0.2-9) each ask for one large
+  file never hashed; a ninth address's ``GET`` of a 6-byte file never
+  hashed, sent once the hashings are under way.
 - ``get``: the plain GET of a cached 6-byte file, 5,000 pipelined by 100,
   wall time and server CPU per GET: what the defences must not slow.
 - ``say``: the same with ``SAY`` lines, which are no path: the floor a flood
@@ -56,8 +59,8 @@ BIG_SIZE = 512 * 1024 * 1024
 SPIN = "spin"  # a symlink looping through a long target of "./" (see attack_repo)
 
 
-def greeted(port: int, timeout: float = 60.0) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=timeout)
+def greeted(port: int, timeout: float = 60.0, source: str = HOST) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=timeout, source_address=(source, 0))
     reader = sock.makefile("rb")
     assert reader.readline().startswith(b"NAME ")
     sock.sendall(b"HELLO bench\n")
@@ -191,6 +194,26 @@ def measure_starve(server: Running) -> dict[str, float]:
     return {"idle_ms": idle, "list_ms": took * 1000}
 
 
+def measure_sources(server: Running) -> dict[str, float]:
+    idle = ping_median_ms(server.port)
+    greedy = [greeted(server.port, source=f"127.0.0.{2 + index}") for index in range(BIG_FILES)]
+    honest = greeted(server.port)
+    buffer = bytearray()
+    try:
+        for index, sock in enumerate(greedy):
+            sock.sendall(f"GET big{index}.bin\n".encode())
+        time.sleep(0.3)  # the hashings are under way (a load, not a wait for an event)
+        started = time.perf_counter()
+        honest.sendall(b"GET sample.txt\n")
+        header = read_line(honest, buffer)
+        assert header.startswith(b"FILE 6 "), header
+        took = time.perf_counter() - started
+    finally:
+        for sock in [*greedy, honest]:
+            sock.close()
+    return {"idle_ms": idle, "get_ms": took * 1000}
+
+
 # -- the plain GET of a cached file (what the defences must not slow) -------------------------
 
 
@@ -271,6 +294,7 @@ MEASURES: dict[str, Callable[[Running], dict[str, float]]] = {
     "dots": lambda server: measure_flood(server, "dots"),
     "lists": lambda server: measure_flood(server, "lists", spacing=0.01),
     "starve": measure_starve,
+    "sources": measure_sources,
     "get": measure_get,
 }
 
@@ -282,6 +306,7 @@ FIGURES = {
     "dots": ("ping_ms", "PING ms"),
     "lists": ("ping_ms", "PING ms"),
     "starve": ("list_ms", "LIST ms"),
+    "sources": ("get_ms", "GET ms"),
     "get": ("get_us", "µs/GET"),
 }
 

@@ -401,6 +401,11 @@ def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
         assert honest.request("GET small.txt") == f"FILE 6 {small_digest} small.txt"
         assert honest.read_exactly(6) == b"small\n"
         assert len(large_started) == 2  # the large ones still wait, in order
+        gate.set()
+        for index, conn in enumerate(greedy):  # and are all served in the end
+            size = 2 * 1024 * 1024 + index
+            assert conn.read_line().startswith(f"FILE {size} ")
+            assert conn.read_exactly(size) == bytes(size)
     finally:
         gate.set()
         for conn in [*greedy, honest]:
