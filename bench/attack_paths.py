@@ -12,6 +12,15 @@ medians over the rounds, checkouts interleaved within each round):
   lines as fast as they can; a third client's PING round trip, median of 200.
 - ``names``: the same with lines that pass every check that needs no disk:
   ``x…/y…/…`` paths of 60 components that do not exist.
+- ``dots``: the same with the bare line ``spin``, a symlink to itself whose
+  target is 2,000 ``./`` long: steps that touch no disk but cost Python
+  time, on the loop and in the metadata workers (the GIL is shared).
+- ``lists``: two clients pipeline ``LIST`` on a repository of 20,000 files
+  (a repository of its own); a third client's PING round trip, median of
+  200 sent 10 ms apart, and the slowest of them.
+- ``sources``: eight loopback addresses (127.0.0.2-9) each ask for one large
+  file never hashed; a ninth address's ``GET`` of a 6-byte file never
+  hashed, sent once the hashings are under way.
 - ``get``: the plain GET of a cached 6-byte file, 5,000 pipelined by 100,
   wall time and server CPU per GET: what the defences must not slow.
 - ``say``: the same with ``SAY`` lines, which are no path: the floor a flood
@@ -47,10 +56,11 @@ LINE = 4096  # the default --max-line, LF included
 PINGS = 200
 BIG_FILES = 8
 BIG_SIZE = 512 * 1024 * 1024
+SPIN = "spin"  # a symlink looping through a long target of "./" (see attack_repo)
 
 
-def greeted(port: int, timeout: float = 60.0) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=timeout)
+def greeted(port: int, timeout: float = 60.0, source: str = HOST) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=timeout, source_address=(source, 0))
     reader = sock.makefile("rb")
     assert reader.readline().startswith(b"NAME ")
     sock.sendall(b"HELLO bench\n")
@@ -71,18 +81,25 @@ def read_line(sock: socket.socket, buffer: bytearray) -> bytes:
 
 
 def ping_median_ms(port: int) -> float:
+    return statistics.median(ping_times_ms(port))
+
+
+def ping_times_ms(port: int, spacing: float = 0.0) -> list[float]:
+    """Round trips of PINGS pings, ``spacing`` seconds apart (a paced client
+    samples a load that comes in bursts, as listings do)."""
     sock = greeted(port)
     buffer = bytearray()
     times = []
     try:
         for _ in range(PINGS):
+            time.sleep(spacing)  # pacing, not a wait for an event
             started = time.perf_counter()
             sock.sendall(b"PING\n")
             assert read_line(sock, buffer) == b"PONG"
-            times.append(time.perf_counter() - started)
+            times.append((time.perf_counter() - started) * 1000)
     finally:
         sock.close()
-    return statistics.median(times) * 1000
+    return times
 
 
 # -- flooding with path-like lines ----------------------------------------------------------
@@ -91,6 +108,10 @@ def ping_median_ms(port: int) -> float:
 def flood_lines(kind: str) -> bytes:
     if kind == "flood":
         line = ("a/" * (LINE // 2))[: LINE - 2].rstrip("/")
+    elif kind == "lists":
+        line = "LIST"
+    elif kind == "dots":
+        line = SPIN
     elif kind == "say":  # the floor: lines that are no path at all
         line = "SAY " + "s" * (LINE - 6)
     else:  # 60 components of 66 bytes: under every cap, nothing on disk
@@ -141,11 +162,11 @@ def flooding(port: int, kind: str) -> Iterator[None]:
                 proc.kill()
 
 
-def measure_flood(server: Running, kind: str) -> dict[str, float]:
+def measure_flood(server: Running, kind: str, spacing: float = 0.0) -> dict[str, float]:
     idle = ping_median_ms(server.port)
     with flooding(server.port, kind):
-        loaded = ping_median_ms(server.port)
-    return {"idle_ms": idle, "ping_ms": loaded}
+        loaded = ping_times_ms(server.port, spacing)
+    return {"idle_ms": idle, "ping_ms": statistics.median(loaded), "ping_max_ms": max(loaded)}
 
 
 # -- hashing against listing --------------------------------------------------------------------
@@ -171,6 +192,26 @@ def measure_starve(server: Running) -> dict[str, float]:
         for sock in [*greedy, lister]:
             sock.close()
     return {"idle_ms": idle, "list_ms": took * 1000}
+
+
+def measure_sources(server: Running) -> dict[str, float]:
+    idle = ping_median_ms(server.port)
+    greedy = [greeted(server.port, source=f"127.0.0.{2 + index}") for index in range(BIG_FILES)]
+    honest = greeted(server.port)
+    buffer = bytearray()
+    try:
+        for index, sock in enumerate(greedy):
+            sock.sendall(f"GET big{index}.bin\n".encode())
+        time.sleep(0.3)  # the hashings are under way (a load, not a wait for an event)
+        started = time.perf_counter()
+        honest.sendall(b"GET sample.txt\n")
+        header = read_line(honest, buffer)
+        assert header.startswith(b"FILE 6 "), header
+        took = time.perf_counter() - started
+    finally:
+        for sock in [*greedy, honest]:
+            sock.close()
+    return {"idle_ms": idle, "get_ms": took * 1000}
 
 
 # -- the plain GET of a cached file (what the defences must not slow) -------------------------
@@ -219,6 +260,7 @@ def attack_repo() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="filedock-attack-") as tmp:
         repo = Path(tmp)
         (repo / "sample.txt").write_text("hello\n")
+        os.symlink("./" * 2000 + SPIN, repo / SPIN)
         stamp = time.time() - 3600
         os.utime(repo / "sample.txt", (stamp, stamp))
         for index in range(BIG_FILES):
@@ -227,11 +269,32 @@ def attack_repo() -> Iterator[Path]:
         yield repo
 
 
+LISTED_FILES = 20_000
+
+
+@contextmanager
+def listing_repo() -> Iterator[Path]:
+    """A repository of LISTED_FILES empty files in 20 folders."""
+    with tempfile.TemporaryDirectory(prefix="filedock-listing-") as tmp:
+        repo = Path(tmp)
+        for folder in range(20):
+            (repo / f"d{folder:02d}").mkdir()
+            for index in range(LISTED_FILES // 20):
+                (repo / f"d{folder:02d}" / f"f{index:04d}.txt").touch()
+        yield repo
+
+
+# Measures that need the large listing repository rather than attack_repo().
+ON_LISTING_REPO = {"lists"}
+
 MEASURES: dict[str, Callable[[Running], dict[str, float]]] = {
     "flood": lambda server: measure_flood(server, "flood"),
     "names": lambda server: measure_flood(server, "names"),
     "say": lambda server: measure_flood(server, "say"),
+    "dots": lambda server: measure_flood(server, "dots"),
+    "lists": lambda server: measure_flood(server, "lists", spacing=0.01),
     "starve": measure_starve,
+    "sources": measure_sources,
     "get": measure_get,
 }
 
@@ -240,7 +303,10 @@ FIGURES = {
     "flood": ("ping_ms", "PING ms"),
     "names": ("ping_ms", "PING ms"),
     "say": ("ping_ms", "PING ms"),
+    "dots": ("ping_ms", "PING ms"),
+    "lists": ("ping_ms", "PING ms"),
     "starve": ("list_ms", "LIST ms"),
+    "sources": ("get_ms", "GET ms"),
     "get": ("get_us", "µs/GET"),
 }
 
@@ -262,10 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     roots: list[Path] = [root.resolve() for root in (args.filedock_root or [ROOT])]
     wanted = args.only.split(",") if args.only else list(MEASURES)
     figures: dict[tuple[str, Path], list[dict[str, float]]] = {}
-    with attack_repo() as repo:
+    with attack_repo() as small, listing_repo() as large:
         for round_index in range(args.rounds):
             for name in wanted:
                 order = roots[round_index % len(roots) :] + roots[: round_index % len(roots)]
+                repo = large if name in ON_LISTING_REPO else small
                 for root in order:
                     server = start_filedock("asyncio", BIG_FILES + 4, repo, root)
                     try:
@@ -284,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = ""
             if name == "get":
                 extra = f"  (server CPU {statistics.median(r['cpu_us'] for r in rows):.1f} µs/GET)"
+            if name == "lists":
+                slowest = statistics.median(r["ping_max_ms"] for r in rows)
+                extra = f"  (slowest PING {slowest:.1f} ms)"
             print(f"{name:8} {str(root)[-40:]:40} {idle:13.3f} {value:10.2f} {label}{extra}")
     return 0
 

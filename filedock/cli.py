@@ -269,10 +269,18 @@ def _client_env(
         parser.error(f"{env_name(field)}: {exc}")
 
 
+def _plain_number(text: str) -> str:
+    """``text`` if it is written in ASCII with no ``_``: Python's own parsers also
+    read ``5_0000`` and other scripts' digits, which nobody means on a command line."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return text
+
+
 def port_number(text: str) -> int:
     """A ``--port`` value: a whole number from 1 to 65535."""
     try:
-        return check_port(int(text))
+        return check_port(int(_plain_number(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)") from None
 
@@ -280,7 +288,7 @@ def port_number(text: str) -> int:
 def seconds(text: str) -> float:
     """A time in seconds: over 0, finite."""
     try:
-        return check_seconds("a time", float(text))
+        return check_seconds("a time", float(_plain_number(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time in seconds (over 0, at most {MAX_SECONDS:.0f})"
@@ -290,7 +298,7 @@ def seconds(text: str) -> float:
 def seconds_or_none(text: str) -> float:
     """A time in seconds, or 0 for none."""
     try:
-        value = float(text)
+        value = float(_plain_number(text))
     except ValueError:
         value = math.nan
     if value == 0:
@@ -304,7 +312,7 @@ def seconds_or_none(text: str) -> float:
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"(\d{1,20})([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d{1,20})([KMGT]?)(?:i?B)?", re.IGNORECASE | re.ASCII)
 
 
 def byte_count(text: str) -> int:

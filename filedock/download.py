@@ -55,7 +55,9 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
     """Where a file named ``server_path`` by the server is saved under ``dest_dir``.
 
     The server is untrusted: a path that is absolute, has an empty, ``.`` or
-    ``..`` component, a backslash or a NUL is refused with ProtocolError.
+    ``..`` component, a backslash or a NUL is refused with ProtocolError, and
+    so is a hidden name (a server serves none): it could land on a dotfile or
+    on another download's ``.NAME.part``.
     """
     if not server_path or "\0" in server_path or "\\" in server_path:
         raise ProtocolError(f"server sent an unsafe path: {server_path!r}")
@@ -64,6 +66,8 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
     parts = server_path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise ProtocolError(f"server sent an unsafe path: {server_path!r}")
+    if any(part.startswith(".") for part in parts):
+        raise ProtocolError(f"server sent a hidden path: {server_path!r}")
     return Path(dest_dir).joinpath(*PurePosixPath(server_path).parts)
 
 

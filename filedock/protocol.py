@@ -691,6 +691,13 @@ CHANGED = ErrorCode.CHANGED
 MAX_PATH_COMPONENTS = 64
 MAX_NAME_BYTES = 255
 
+
+def longest_request_path(max_line: int) -> int:
+    """The longest path (UTF-8 bytes) a ``GET`` line fits within ``max_line`` bytes,
+    CR and LF included."""
+    return max_line - len(b"GET \r\n")
+
+
 PONG = b"PONG\n"
 BYE = b"BYE\n"
 

@@ -20,7 +20,9 @@ import logging
 import mmap
 import os
 import stat
+import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from . import protocol as p
 from .errors import Forbidden, NotFound, RequestError
 from .protocol import FileInfo
-from .workers import Stopping, Workers
+from .workers import Stopping, WorkerPool, Workers
 
 log = logging.getLogger("filedock.repository")
 
@@ -37,6 +39,9 @@ log = logging.getLogger("filedock.repository")
 _UNSENDABLE = frozenset("\t\r\n")
 # ... and those no client path may hold besides.
 _REFUSED_CHARACTERS = ("\0", "\\", *_UNSENDABLE)
+
+# A file this small is hashed in one read, beside the listings (see HashCache._pool_for).
+SMALL_FILE_BYTES = 1024 * 1024
 
 # Hashing reads this much at a time: large enough that hashlib releases the
 # GIL and system calls are few, small enough to stay in the CPU cache.
@@ -48,6 +53,9 @@ _MAX_REPORTED_NAMES = 10_000
 
 # Symlinks one walk may follow, as the kernel's own limit (MAXSYMLINKS).
 MAX_SYMLINK_HOPS = 40
+# Components one walk may take, those of symlink targets included: 40 targets
+# of 2000 "./" each would be 80,000 steps of Python for one request line.
+MAX_WALK_STEPS = 1024
 
 # A file changed this recently may change again within the file system's
 # timestamp granularity without its key changing (git's "racy" rule), so its
@@ -58,6 +66,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the lstat cannot block the open.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_ABOVE_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +140,21 @@ class Repository:
         hash_cache_size: int = 4096,
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
+        max_line: int = p.DEFAULT_MAX_LINE,
     ) -> None:
         self.root = os.path.realpath(root)
+        # The listing offers only paths a request line of this server can carry.
+        self.max_path_bytes = p.longest_request_path(max_line)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"repository is not a folder: {os.fspath(root)}")
         self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
         self._reported: set[str] = set()
+        self._root_folder = _RootFolder(self.root)
 
     def close(self) -> None:
-        """Release the threads of a repository made without a server's workers."""
+        """Release the folder held open, and the threads of a repository made
+        without a server's workers."""
+        self._root_folder.close()
         self.hashes.close()
 
     # -- the boundary -------------------------------------------------------
@@ -187,9 +202,10 @@ class Repository:
 
     @contextlib.contextmanager
     def _root(self) -> Iterator[int]:
-        """A descriptor of the root, opened now: a root replaced at run time is followed."""
+        """A descriptor of the root, opened now: a folder put in its place at run
+        time is served, a symlink put there (or in place of a folder above it) is not."""
         try:
-            fd = os.open(self.root, _ROOT_FLAGS)
+            fd = self._root_folder.open()
         except OSError:
             raise NotFound("the repository is not available") from None
         try:
@@ -204,7 +220,8 @@ class Repository:
 
         Folders are walked with an explicit stack (a deep tree cannot exhaust
         the interpreter's recursion), at most :data:`protocol.MAX_PATH_COMPONENTS`
-        levels down; ``cancelled`` is polled between folders.
+        levels down. ``cancelled`` is polled every few hundred entries; once it
+        is true, raises :class:`Stopping`.
         """
         try:
             with self._root() as root_fd:
@@ -223,19 +240,101 @@ class Repository:
         log.warning(message, *args)
 
     def listable(self, path: str) -> bool:
-        """Whether a path found on disk can be asked for again; logs once each one that cannot."""
-        try:
-            path.encode("utf-8")
-            ok = not _UNSENDABLE.intersection(path)
-        except UnicodeEncodeError:  # not UTF-8 on disk: scandir gave surrogates
-            ok = False
-        if not ok:
-            self.report(path, "Not listing %a: the name cannot travel on one protocol line", path)
+        """Whether a path found on disk could be asked for again; logs once each one
+        that cannot. The rules are :func:`check_client_path`'s, so that ``LIST``
+        offers nothing ``GET`` refuses."""
+        reason = self._unrequestable(path)
+        if reason is not None:
+            self.report(path, "Not listing %a: %s", path, reason)
             return False
+        return True
+
+    def _unrequestable(self, path: str) -> str | None:
+        """Why no request can name ``path``, or None when one can."""
+        try:
+            size = len(path.encode("utf-8"))
+        except UnicodeEncodeError:  # not UTF-8 on disk: scandir gave surrogates
+            return "the name is not UTF-8"
+        if _UNSENDABLE.intersection(path):
+            return "the name cannot travel on one protocol line"
+        try:
+            check_client_path(path)
+        except Forbidden as exc:
+            return f"a request for it is refused ({exc.text})"
+        if size > self.max_path_bytes:
+            return f"a request line cannot carry a path of {size} bytes"
+        return None
+
+    def listable_file(self, path: str) -> bool:
+        """Besides :meth:`listable`, for a file: whether a line's padding leaves its path whole."""
         if path != path.strip(p.LINE_PADDING):
             self.report(path, "Not listing %a: a request line cannot end in a space", path)
             return False
         return True
+
+
+class _RootFolder:
+    """The repository's folder, held open, checked at each use with one ``stat``.
+
+    While the root's path still leads to the folder held, a duplicate of the
+    held descriptor is used: that folder was opened safely, whatever now lies
+    on the path. Otherwise (the folder replaced, moved, or a symlink put on
+    its path) the path is opened again, without following any symlink.
+    """
+
+    def __init__(self, real_path: str) -> None:
+        self.path = real_path
+        self._lock = threading.Lock()  # the loop and the metadata workers share it
+        self._fd = -1
+        self._identity: tuple[int, int] | None = None
+        self._close_held: Callable[[], None] = lambda: None
+        with contextlib.suppress(OSError):
+            os.close(self.open())
+
+    def open(self) -> int:
+        """A new descriptor of the root (the caller's to close); OSError if it is gone."""
+        try:
+            st: os.stat_result | None = os.stat(self.path)
+        except OSError:
+            st = None
+        with self._lock:
+            if st is not None and self._identity == (st.st_dev, st.st_ino):
+                return os.dup(self._fd)
+            fd = _open_real_folder(self.path)
+            try:
+                opened = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            self._close_held()  # the folder held before, if any
+            self._fd, self._identity = fd, (opened.st_dev, opened.st_ino)
+            # Closed once: when replaced, or when the repository is dropped.
+            self._close_held = weakref.finalize(self, os.close, fd)
+            return os.dup(fd)
+
+    def close(self) -> None:
+        """Let the held folder go; a later :meth:`open` opens the path again."""
+        with self._lock:
+            self._close_held()
+            self._fd, self._identity = -1, None
+
+
+def _open_real_folder(real_path: str) -> int:
+    """Open the folder ``real_path`` (a realpath) one component at a time from ``/``,
+    following no symlink: the path was resolved once, so a symlink on it now is a swap."""
+    names = [name for name in real_path.split("/") if name]
+    fd = os.open("/", _ROOT_FLAGS)
+    try:
+        for index, name in enumerate(names):
+            # The folders above need only be searchable (x), as for a plain open.
+            flags = _DIR_FLAGS if index == len(names) - 1 else _ABOVE_ROOT_FLAGS
+            below = os.open(name, flags, dir_fd=fd)
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def check_client_path(path: str) -> None:
@@ -286,7 +385,7 @@ class WalkTooLong(Exception):
     """A walk would take more steps than it was allowed; nothing was opened."""
 
 
-# Steps (names looked up, symlinks read) a walk may take on the event loop:
+# Steps (components walked, those of symlink targets too) a walk may take on the event loop:
 # about what a plain GET costs anyway, so a flood of path-like lines costs the
 # loop no more than honest GETs. A longer walk is done in a metadata worker.
 INLINE_STEPS = 8
@@ -300,13 +399,14 @@ class _Walk:
     target goes back the way the walk came, never above the root.
     """
 
-    __slots__ = ("root", "folders", "names", "hops", "steps_left")
+    __slots__ = ("root", "folders", "names", "hops", "steps", "steps_left")
 
     def __init__(self, root: str, root_fd: int, max_steps: int | None = None) -> None:
         self.root = root
         self.folders = [root_fd]
         self.names: list[str] = []  # the real path below the root, so far
         self.hops = 0
+        self.steps = 0  # components walked, symlink targets' included
         self.steps_left = max_steps
 
     def to(self, parts: list[str]) -> tuple[int, os.stat_result, list[str]]:
@@ -328,6 +428,7 @@ class _Walk:
         pending = parts[::-1]  # names still to walk, the next one last
         while pending:
             name = pending.pop()
+            self._count_step()  # "." and ".." too: a target of 2000 "./" is not free
             if name in ("", "."):
                 continue
             if name == "..":
@@ -335,7 +436,6 @@ class _Walk:
                 continue
             if name.startswith("."):
                 raise Forbidden("hidden files are not served")
-            self._count_step()
             st = self._lstat(name)
             if stat.S_ISLNK(st.st_mode):
                 self._follow(name, pending)
@@ -420,6 +520,9 @@ class _Walk:
         pending.extend(target.split("/")[::-1])
 
     def _count_step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_WALK_STEPS:
+            raise Forbidden(f"path takes more than {MAX_WALK_STEPS} steps to resolve")
         if self.steps_left is not None:
             if self.steps_left <= 0:
                 raise WalkTooLong
@@ -450,6 +553,11 @@ def _below(target: str, root: str) -> str | None:
     return None
 
 
+# The listing polls its ``cancelled`` flag once per this many entries read or
+# visited: about a millisecond of work.
+_CANCEL_EVERY = 256
+
+
 @dataclass(slots=True)
 class _Folder:
     """A folder being listed: its descriptor, its entries, and its path as listed."""
@@ -459,6 +567,7 @@ class _Folder:
     prefix: str
     level: int  # components of the listed path to it (0 for the root)
     real_level: int  # folders between the root and where it really is
+    steps: int  # steps a request's walk to it takes (more than its level through a symlink)
 
 
 class _Scan:
@@ -478,12 +587,13 @@ class _Scan:
         self.seen_dirs: set[tuple[int, int]] = set()
         self.linked: deque[str] = deque()  # prefixes of symlinked folders, to scan last
         self.stack: list[_Folder] = []
+        self.ticks = 0  # entries read and visited, for polling ``cancelled``
 
     def run(self) -> list[FileInfo]:
         try:
-            self._push(os.dup(self.root_fd), "", 0, 0)
+            self._push(os.dup(self.root_fd), "", 0, 0, 0)
             self._drain()
-            while self.linked and not self.cancelled():
+            while self.linked:
                 self._push_linked(self.linked.popleft())
                 self._drain()
         finally:
@@ -491,7 +601,7 @@ class _Scan:
                 os.close(folder.fd)
         return self.files
 
-    def _push(self, fd: int, prefix: str, level: int, real_level: int) -> None:
+    def _push(self, fd: int, prefix: str, level: int, real_level: int, steps: int) -> None:
         """Start listing the folder ``fd`` (now owned by the scan) unless it was seen."""
         try:
             st = os.fstat(fd)
@@ -499,7 +609,10 @@ class _Scan:
                 os.close(fd)
                 return  # a symlink loop, or a folder linked twice
             self.seen_dirs.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(fd))  # read whole: the folder may change meanwhile
+            entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
+        except Stopping:
+            os.close(fd)  # not on the stack yet: run()'s finally would not see it
+            raise
         except OSError as exc:
             os.close(fd)
             shown = prefix.rstrip("/") or "."
@@ -510,18 +623,34 @@ class _Scan:
                 exc.strerror,
             )
             return
-        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level))
+        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level, steps))
+
+    def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
+        entries = []
+        with contextlib.closing(os.scandir(fd)) as scan:  # closed if the stop flag cuts it
+            for entry in scan:
+                entries.append(entry)
+                self._tick()
+        return entries
+
+    def _tick(self) -> None:
+        """Count one entry; every so often, give up if the server is stopping
+        (a folder of a million names must not hold a shutdown)."""
+        self.ticks += 1
+        if self.ticks % _CANCEL_EVERY == 0 and self.cancelled():
+            raise Stopping("server is shutting down")
 
     def _push_linked(self, prefix: str) -> None:
         parts = prefix.rstrip("/").split("/")
+        walk = _Walk(self.repo.root, self.root_fd)
         try:
-            fd, st, names = _Walk(self.repo.root, self.root_fd).to(parts)
+            fd, st, names = walk.to(parts)
         except RequestError:
             return
         if not stat.S_ISDIR(st.st_mode):
             os.close(fd)
             return
-        self._push(fd, prefix, len(parts), len(names))
+        self._push(fd, prefix, len(parts), len(names), walk.steps)
 
     def _drain(self) -> None:
         while self.stack:
@@ -529,15 +658,14 @@ class _Scan:
             entry = next(folder.entries, None)
             if entry is None:
                 os.close(self.stack.pop().fd)
-                if self.cancelled():
-                    return
                 continue
+            self._tick()
             self._visit(folder, entry)
 
     def _visit(self, folder: _Folder, entry: os.DirEntry[str]) -> None:
         name = entry.name
-        if name.startswith("."):
-            return
+        if name.startswith(".") or folder.steps >= MAX_WALK_STEPS:
+            return  # hidden, or a request for it would walk too long
         path = folder.prefix + name
         if not self.repo.listable(path):
             return
@@ -572,7 +700,7 @@ class _Scan:
                 exc.strerror,
             )
             return
-        self._push(fd, path + "/", level, folder.real_level + 1)
+        self._push(fd, path + "/", level, folder.real_level + 1, folder.steps + 1)
 
     def _linked(self, folder: _Folder, path: str) -> None:
         """A symlink: walked from the root, as a request for it would be."""
@@ -597,6 +725,8 @@ class _Scan:
             return False
 
     def _add(self, path: str, st: os.stat_result) -> None:
+        if not self.repo.listable_file(path):
+            return
         mtime = datetime.fromtimestamp(int(st.st_mtime), UTC)
         self.files.append(FileInfo(path, st.st_size, mtime))
 
@@ -681,7 +811,7 @@ class HashCache:
                 # The thread closes the descriptor itself, as it may still read
                 # it after this coroutine is gone (a loop shutting down); if
                 # the job never runs, the pool closes it.
-                hashed = await self.workers.hashing.run(
+                hashed = await self._pool_for(key).run(
                     _hash_and_close,
                     fd,
                     key,
@@ -694,6 +824,13 @@ class HashCache:
             raise
         racy = started - key.changed_at() < RACY_NS
         return _Hashed(hashed.digest, hashed.cacheable and not racy)
+
+    def _pool_for(self, key: FileKey) -> WorkerPool:
+        """A small file is hashed in a metadata worker, in a millisecond or two:
+        large hashings from many sources queued ahead cannot make it wait."""
+        if key.size <= SMALL_FILE_BYTES:
+            return self.workers.metadata
+        return self.workers.hashing
 
     def _store(self, key: FileKey, done: asyncio.Future[_Hashed]) -> None:
         del self._pending[key]

@@ -70,7 +70,7 @@ class Server:
             pending=PendingPool(config.max_pending, config.max_pending_per_ip),
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
-        self.repository = Repository(config.repo, workers=self.workers)
+        self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
         self.tls = (
             tls.server_context(config.tls_cert, config.tls_key)
             if config.tls_cert and config.tls_key
@@ -206,6 +206,7 @@ class Server:
             await self._listener.wait_closed()
             self._listener = None
         self.workers.close()
+        self.repository.close()
         self._limiter.flush()
 
     async def _wait_sessions_closed(self) -> None:

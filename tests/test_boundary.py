@@ -23,7 +23,7 @@ import filedock.repository
 from filedock import protocol as p
 from filedock.client import Client
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import RACY_NS, Repository, WalkTooLong
+from filedock.repository import MAX_WALK_STEPS, RACY_NS, Repository, WalkTooLong
 from tests.support import HOST, LineConn, ServerThread
 
 INSIDE = b"inside\n"
@@ -522,6 +522,18 @@ def test_listing_offers_only_readable_files_and_warns_once_per_folder(shared_roo
     ]
 
 
+def test_a_repository_below_a_folder_that_is_only_searchable_is_served(
+    shared_root: Path,
+) -> None:
+    home = shared_root / "home"
+    write(home / "share" / "f.txt", b"x").chmod(0o644)
+    (home / "share").chmod(0o755)
+    home.chmod(0o711)  # others may pass through, not read: as many home folders
+    seen = list_as_ordinary_user(home / "share")
+    assert seen["listings"][0] == ["f.txt"]
+    assert seen["served"] == ["f.txt"]
+
+
 # -- names ending in white space ----------------------------------------------------------------
 
 FETCHABLE_NAMES = [
@@ -562,6 +574,77 @@ def test_names_ending_in_unicode_white_space_are_listed_and_fetched(
             assert name not in listed
     finally:
         client.close()
+
+
+# -- the root itself swapped at run time -------------------------------------------------------
+
+
+def test_a_root_swapped_for_a_symlink_at_run_time_serves_nothing_from_outside(
+    tmp_path: Path, outside: Path
+) -> None:
+    parent = tmp_path / "srv"
+    write(parent / "repo" / "f.txt", INSIDE)
+    write(tmp_path / "elsewhere" / "repo" / "f.txt", OUTSIDE)
+    repo = Repository(parent / "repo")
+    with repo.open("f.txt") as opened:
+        assert os.pread(opened.fd, 100, 0) == INSIDE
+    (parent / "repo").rename(parent / "repo.old")
+    os.symlink(outside, parent / "repo")  # the root itself
+    os.symlink("repo.old/f.txt", outside / "f.txt.link")
+    for path in ("f.txt", "f.txt.link"):
+        with pytest.raises(NotFound):
+            repo.open(path)
+    assert repo.listing() == []
+    (parent / "repo").unlink()
+    write(parent / "repo" / "f.txt", b"recreated\n")  # a real folder put back: served
+    with repo.open("f.txt") as opened:
+        assert os.pread(opened.fd, 100, 0) == b"recreated\n"
+    parent.rename(tmp_path / "srv.old")
+    os.symlink(tmp_path / "elsewhere", parent)  # a folder above the root
+    with pytest.raises(NotFound):
+        repo.open("f.txt")
+
+
+# -- LIST offers exactly what GET serves ------------------------------------------------------
+
+SMALL_LINE = 256  # a server's --max-line, so a path too long for it is short to build
+
+
+def listed_and_served(port: int) -> tuple[list[str], dict[str, str]]:
+    """Every path LIST gives, and the first word of the answer to a GET of each."""
+    conn = greeted(port)
+    try:
+        header = conn.request("LIST")
+        paths = [conn.read_line().split("\t")[0] for _ in range(int(header.split()[1]))]
+        answers = {}
+        for path in paths:
+            answer = conn.request(f"GET {path}")
+            answers[path] = answer.split()[0]
+            if answer.startswith("FILE "):
+                conn.read_exactly(int(answer.split()[1]))
+        return paths, answers
+    finally:
+        conn.sock.close()
+
+
+def test_listing_offers_nothing_a_request_refuses(
+    root: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    refused = {
+        "back\\slash.txt": "a backslash is refused in every request",
+        "in\\folder/f.txt": "so is one in a folder's name",
+        "d" * 200 + "/" + "f" * 60: "longer than a GET line of this server carries",
+    }
+    for name in refused:
+        write(root / name, b"x")
+    write(root / "spaced " / "in.txt", b"x")  # a folder may end in a space
+    server = make_server(repo=root, max_line=SMALL_LINE)
+    paths, answers = listed_and_served(server.port)
+    assert {path: word for path, word in answers.items() if word != "FILE"} == {}
+    for name in refused:
+        assert name not in paths
+    assert "spaced /in.txt" in paths
+    assert set(paths) >= {"a.txt", "pub/f.txt"}
 
 
 def test_padding_is_ascii_space_tab_and_cr_only() -> None:
@@ -628,6 +711,39 @@ def test_a_walk_on_the_loop_stops_at_its_step_budget(linked: Path) -> None:
         repo.open("chain.txt", max_steps=2)
     repo.open("chain.txt", max_steps=8).close()
     repo.open("/".join(["self"] * 8 + ["a.txt"])).close()  # no budget: a worker's walk
+
+
+def test_dots_in_symlink_targets_count_as_steps(root: Path) -> None:
+    os.symlink("./" * 10 + "a.txt", root / "dotted.txt")
+    os.symlink("./" * 600 + "a.txt", root / "padded.txt")
+    os.symlink("./" * 2000 + "a.txt", root / "overpadded.txt")
+    os.symlink("./" * 2000 + "spin", root / "spin")  # a loop, each hop 2000 steps
+    repo = Repository(root)
+    with pytest.raises(WalkTooLong):  # not free on the event loop
+        repo.open("dotted.txt", max_steps=8)
+    repo.open("dotted.txt").close()
+    repo.open("padded.txt").close()
+    for path in ("overpadded.txt", "spin"):
+        with pytest.raises(Forbidden, match=f"more than {MAX_WALK_STEPS} steps"):
+            repo.open(path)
+
+
+def test_listing_leaves_out_what_a_long_symlink_walk_puts_over_the_step_cap(
+    root: Path,
+) -> None:
+    # Reached only through the link: a request cannot name it, so the scan skips it.
+    deep = root / "back\\slash"
+    for level in range(30):
+        write(deep / f"f{level}.txt", b"x")
+        deep = deep / f"d{level}"
+    os.symlink("./" * (MAX_WALK_STEPS - 20) + "back\\slash", root / "far")
+    repo = Repository(root)
+    listed = [info.path for info in repo.listing()]
+    through_far = [path for path in listed if path.startswith("far/")]
+    assert through_far  # the link is followed, as far as a request can follow it
+    assert len(through_far) < 30
+    for path in listed:
+        repo.open(path).close()  # everything listed is served
 
 
 def test_long_walks_are_served_from_a_worker(

@@ -381,8 +381,13 @@ def test_a_saved_file_gets_the_mode_the_umask_gives(
         ["--max-time", "nan"],
         ["--max-size", "-1"],
         ["--max-size", "5Q"],
+        ["--port", "5_0000"],  # int() reads these as 50000
+        ["--port", "\u0665\u0660\u0660\u0660\u0660"],
+        ["--timeout", "\uff13"],  # a fullwidth 3
+        ["--max-time", "1_0"],
+        ["--max-size", "\u0665K"],
     ],
-    ids=lambda argv: " ".join(argv),
+    ids=lambda argv: " ".join(argv).encode("ascii", "backslashreplace").decode(),
 )
 def test_a_bad_number_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:

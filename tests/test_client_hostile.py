@@ -185,7 +185,29 @@ def test_a_server_silent_mid_body_times_out_and_saves_nothing(
     assert files_in(tmp_path) == []
 
 
-def test_a_server_that_hangs_up_at_once(fake_server: Callable[..., FakeServer]) -> None:
+def serving_what_was_asked(peer: Peer) -> None:
+    """A server that serves any name asked for, hidden ones too."""
+    peer.greet()
+    path = peer.requested()
+    peer.send(f"FILE {len(BODY)} {BODY_SHA} {path}\n".encode() + BODY)
+    peer.wait_closed()
+
+
+@pytest.mark.parametrize("path", [".bashrc", "sub/.hidden/x.txt", ".x.txt.part"])
+def test_a_hidden_name_from_the_server_is_never_saved(
+    fake_server: Callable[[Script], FakeServer], tmp_path: Path, path: str
+) -> None:
+    downloads = tmp_path / "downloads"
+    server = fake_server(serving_what_was_asked)
+    with (
+        Client(HOST, server.port, timeout=5) as client,
+        pytest.raises(ProtocolError, match="hidden path"),
+    ):
+        client.get(path, downloads)  # a dotfile, or another download's partial
+    assert files_in(tmp_path) == []
+
+
+def test_a_server_that_hangs_up_at_once(fake_server: Callable[[Script], FakeServer]) -> None:
     server = fake_server(hang_up)
     with pytest.raises(ConnectionLost) as caught:
         Client(HOST, server.port, timeout=0.5)

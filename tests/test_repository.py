@@ -341,7 +341,8 @@ def test_listing_does_not_depend_on_folder_order(
 
     def ordered(path: str) -> Iterator[os.DirEntry[str]]:
         with real_scandir(path) as entries:
-            return iter(sorted(entries, key=lambda entry: entry.name, reverse=reverse))
+            ordered_entries = sorted(entries, key=lambda entry: entry.name, reverse=reverse)
+        yield from ordered_entries  # a generator: closable, as a scandir iterator is
 
     monkeypatch.setattr(os, "scandir", ordered)
     paths = [info.path for info in Repository(root).listing()]
@@ -470,7 +471,8 @@ def _check_bounded(repo: Repository, cache: HashCache) -> None:
 
 
 def hashing_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("filedock-hash")]
+    # Small files are hashed in the metadata threads, large ones in the hashing threads.
+    return [t for t in threading.enumerate() if t.name.startswith("filedock-")]
 
 
 def test_close_stops_the_hashing_threads_a_repository_started(root: Path) -> None:
@@ -481,6 +483,29 @@ def test_close_stops_the_hashing_threads_a_repository_started(root: Path) -> Non
     assert set(hashing_threads()) - before  # hashing started a thread of its own
     repository.close()
     wait_until(lambda: not set(hashing_threads()) - before)
+
+
+def test_close_lets_the_held_folder_go(root: Path) -> None:
+    def held() -> int:
+        return sum(
+            os.readlink(f"/proc/self/fd/{fd}") == str(root.resolve())
+            for fd in map(int, os.listdir("/proc/self/fd"))
+            if _is_link(fd)
+        )
+
+    before = held()
+    repository = Repository(root, clock=later)
+    assert held() == before + 1  # the root is held open between requests
+    repository.close()
+    assert held() == before
+
+
+def _is_link(fd: int) -> bool:
+    try:
+        os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return True
 
 
 def test_close_leaves_workers_it_was_given_to_their_owner(root: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import filedock.protocol
 import filedock.repository
 from filedock.workers import FairShare, Stopping, WorkerPool, Workers
 from tests.support import HOST, LineConn, ServerThread, wait_until
@@ -315,3 +316,102 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
     finally:
         gate.set()
         conn.close()
+
+
+# -- the listing reply is built off the loop ------------------------------------------------
+
+
+def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(50):
+        (repo / f"f{index:02d}.txt").write_bytes(b"x")
+    encoded_in: list[str] = []
+    real_encode = filedock.protocol.encode_file_info
+
+    def recording_encode(info: Any) -> bytes:
+        encoded_in.append(threading.current_thread().name)
+        return real_encode(info)
+
+    monkeypatch.setattr(filedock.protocol, "encode_file_info", recording_encode)
+    server = make_server()
+    conn = LineConn(server.port, timeout=10)
+    try:
+        conn.greet()
+        header = conn.request("LIST")
+        count = int(header.split()[1])
+        records = [conn.read_line() for _ in range(count)]
+    finally:
+        conn.close()
+    assert any(record.startswith("f49.txt\t1\t") for record in records)
+    assert len(encoded_in) == count
+    assert {name.rsplit("_", 1)[0] for name in encoded_in} == {"filedock-meta"}
+
+
+# -- a listing gives up when the server stops, even inside one huge folder ------------------
+
+
+def test_a_listing_stops_inside_a_large_folder_when_cancelled(tmp_path: Path) -> None:
+    for index in range(3000):
+        (tmp_path / f"f{index:04d}").touch()
+    repo = filedock.repository.Repository(tmp_path)
+    polls: list[int] = []
+
+    def stopping_soon() -> bool:
+        polls.append(1)
+        return len(polls) > 2  # the server stops while this one folder is read
+
+    try:
+        with pytest.raises(Stopping):
+            repo.listing(stopping_soon)
+        assert len(polls) == 3  # not one poll per folder, after the folder was done
+        assert len(repo.listing()) == 3000  # nothing was left behind (descriptors, state)
+    finally:
+        repo.close()
+
+
+# -- many sources hashing large files do not hold back a small one --------------------------
+
+
+def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
+    repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    large_started: list[int] = []
+    real_hash_fd = filedock.repository.hash_fd
+
+    def large_ones_held(fd: int, key: filedock.repository.FileKey, *args: Any) -> str:
+        if key.size > filedock.repository.SMALL_FILE_BYTES:
+            large_started.append(key.size)
+            gate.wait(60)
+        return real_hash_fd(fd, key, *args)
+
+    monkeypatch.setattr(filedock.repository, "hash_fd", large_ones_held)
+    sources = [f"127.0.0.{index}" for index in range(2, 8)]
+    for index in range(len(sources)):
+        with open(repo / f"large{index}.bin", "wb") as file:
+            file.truncate(2 * 1024 * 1024 + index)  # sparse, each its own digest
+    (repo / "small.txt").write_bytes(b"small\n")
+    server = make_server(max_clients=len(sources) + 2, max_clients_per_ip=0)
+    assert server.server is not None
+    # Every loopback address is one source; here they must count apart.
+    monkeypatch.setattr(server.server, "source_of", lambda host: host)
+    greedy = [connect_from(server.port, source) for source in sources]
+    honest = connect_from(server.port, "127.0.0.1")
+    try:
+        for index, conn in enumerate(greedy):
+            conn.send_line(f"GET large{index}.bin")
+        wait_until(lambda: len(large_started) == 2, timeout=10)  # both hashing workers
+        small_digest = hashlib.sha256(b"small\n").hexdigest()
+        assert honest.request("GET small.txt") == f"FILE 6 {small_digest} small.txt"
+        assert honest.read_exactly(6) == b"small\n"
+        assert len(large_started) == 2  # the large ones still wait, in order
+        gate.set()
+        for index, conn in enumerate(greedy):  # and are all served in the end
+            size = 2 * 1024 * 1024 + index
+            assert conn.read_line().startswith(f"FILE {size} ")
+            assert conn.read_exactly(size) == bytes(size)
+    finally:
+        gate.set()
+        for conn in [*greedy, honest]:
+            conn.close()
