@@ -172,15 +172,25 @@ def measure_flood(server: Running, kind: str, spacing: float = 0.0) -> dict[str,
 # -- hashing against listing --------------------------------------------------------------------
 
 
+@contextmanager
+def hashing_large_files(greedy: list[socket.socket]) -> Iterator[None]:
+    """Each of ``greedy`` asks for a large never-hashed file; closed at the end."""
+    try:
+        for index, sock in enumerate(greedy):
+            sock.sendall(f"GET big{index}.bin\n".encode())
+        time.sleep(0.3)  # the hashings are under way (a load, not a wait for an event)
+        yield
+    finally:
+        for sock in greedy:
+            sock.close()
+
+
 def measure_starve(server: Running) -> dict[str, float]:
     idle = ping_median_ms(server.port)
     greedy = [greeted(server.port) for _ in range(BIG_FILES)]
     lister = greeted(server.port)
     buffer = bytearray()
-    try:
-        for index, sock in enumerate(greedy):
-            sock.sendall(f"GET big{index}.bin\n".encode())
-        time.sleep(0.3)  # the hashings are under way (a load, not a wait for an event)
+    with hashing_large_files(greedy), lister:
         started = time.perf_counter()
         lister.sendall(b"LIST\n")
         header = read_line(lister, buffer)
@@ -188,9 +198,6 @@ def measure_starve(server: Running) -> dict[str, float]:
         for _ in range(int(header.split()[1])):
             read_line(lister, buffer)
         took = time.perf_counter() - started
-    finally:
-        for sock in [*greedy, lister]:
-            sock.close()
     return {"idle_ms": idle, "list_ms": took * 1000}
 
 
@@ -199,18 +206,12 @@ def measure_sources(server: Running) -> dict[str, float]:
     greedy = [greeted(server.port, source=f"127.0.0.{2 + index}") for index in range(BIG_FILES)]
     honest = greeted(server.port)
     buffer = bytearray()
-    try:
-        for index, sock in enumerate(greedy):
-            sock.sendall(f"GET big{index}.bin\n".encode())
-        time.sleep(0.3)  # the hashings are under way (a load, not a wait for an event)
+    with hashing_large_files(greedy), honest:
         started = time.perf_counter()
         honest.sendall(b"GET sample.txt\n")
         header = read_line(honest, buffer)
         assert header.startswith(b"FILE 6 "), header
         took = time.perf_counter() - started
-    finally:
-        for sock in [*greedy, honest]:
-            sock.close()
     return {"idle_ms": idle, "get_ms": took * 1000}
 
 

@@ -806,7 +806,7 @@ class HashCache:
     async def _hash(self, fd: int, key: FileKey, source: str) -> _Hashed:
         started: int | None = None
         try:
-            async with self.workers.hash_share.slot(source):
+            async with self._share_for(key, source):
                 started = self.clock()
                 # The thread closes the descriptor itself, as it may still read
                 # it after this coroutine is gone (a loop shutting down); if
@@ -824,6 +824,14 @@ class HashCache:
             raise
         racy = started - key.changed_at() < RACY_NS
         return _Hashed(hashed.digest, hashed.cacheable and not racy)
+
+    def _share_for(self, key: FileKey, source: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """A large file waits for its source's share of the hashing workers; a
+        small one does not, or one client's large files would hold back another
+        client of the same source (every local client is one source)."""
+        if key.size <= SMALL_FILE_BYTES:
+            return contextlib.nullcontext()
+        return self.workers.hash_share.slot(source)
 
     def _pool_for(self, key: FileKey) -> WorkerPool:
         """A small file is hashed in a metadata worker, in a millisecond or two:
