@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .addresses import DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, LOOPBACK, check_prefix
-from .protocol import DEFAULT_MAX_LINE
+from .protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
 
 # "auto" runs on uvloop when it is installed (pip install filedock[fast]) and on
 # the standard library's loop otherwise; the other two insist on one of them.
@@ -53,7 +53,10 @@ class ServerConfig:
             (self.max_clients >= 1, "max_clients must be at least 1"),
             (self.handshake_timeout > 0, "handshake_timeout must be positive"),
             (self.idle_timeout >= 0, "idle_timeout cannot be negative"),
-            (self.max_line >= 64, "max_line must be at least 64 bytes"),
+            (
+                64 <= self.max_line <= MAX_LINE_LIMIT,
+                f"max_line must be from 64 to {MAX_LINE_LIMIT} bytes",
+            ),
             (self.history >= 0, "history cannot be negative"),
             (self.shutdown_grace >= 0, "shutdown_grace cannot be negative"),
             (self.send_timeout > 0, "send_timeout must be positive"),

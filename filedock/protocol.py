@@ -65,6 +65,11 @@ DEFAULT_MAX_LINE = 4096
 # carries a path of up to DEFAULT_MAX_LINE bytes after its other fields.
 CLIENT_MAX_LINE = 64 * 1024
 
+# The longest line limit a server may be given: the path it lets a request
+# carry comes back in a FILE header, which a client must still be able to read
+# (CLIENT_MAX_LINE), and each connection may hold a line this long.
+MAX_LINE_LIMIT = 32 * 1024
+
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NOT_FINISHED = "-"

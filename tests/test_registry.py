@@ -6,6 +6,8 @@ from datetime import datetime
 
 import pytest
 
+from filedock import protocol as p
+from filedock.cli import server_main
 from filedock.config import ServerConfig
 from filedock.protocol import ClientRecord, client_name, encode_client_record
 from filedock.registry import ClientEntry, PendingPool, Refusal, Registry
@@ -378,3 +380,19 @@ def test_newcomers_that_keep_coming_waive_the_grace_until_they_stop() -> None:
     pool.enter("a", Member())
     now[0] = 2.6
     assert pool.make_room("a") is None
+
+
+@pytest.mark.parametrize("value", ["99999999999", str(p.MAX_LINE_LIMIT + 1), "63"])
+def test_a_line_limit_outside_its_range_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Past the limit a FILE header could carry a path no client reads, and
+    # every connection could hold that much input.
+    with pytest.raises(SystemExit) as exited:
+        server_main(["--max-line", value])
+    assert exited.value.code == 2
+    assert f"max_line must be from 64 to {p.MAX_LINE_LIMIT} bytes" in capsys.readouterr().err
+
+
+def test_the_longest_line_limit_is_accepted() -> None:
+    assert ServerConfig(max_line=p.MAX_LINE_LIMIT).max_line == p.MAX_LINE_LIMIT
