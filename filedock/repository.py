@@ -826,11 +826,12 @@ class HashCache:
         return _Hashed(hashed.digest, hashed.cacheable and not racy)
 
     def _share_for(self, key: FileKey, source: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """A large file waits for its source's share of the hashing workers; a
-        small one does not, or one client's large files would hold back another
-        client of the same source (every local client is one source)."""
+        """A file waits for its source's share of the pool it is hashed in: large
+        and small files have shares of their own, so one client's large files
+        never hold back a small one of another client of the same source (every
+        local client is one source)."""
         if key.size <= SMALL_FILE_BYTES:
-            return contextlib.nullcontext()
+            return self.workers.small_hash_share.slot(source)
         return self.workers.hash_share.slot(source)
 
     def _pool_for(self, key: FileKey) -> WorkerPool:

@@ -166,6 +166,9 @@ class Workers:
         self.hashing = WorkerPool("filedock-hash", hash_workers)
         self.metadata = WorkerPool("filedock-meta", metadata_workers)
         self.hash_share = FairShare(hash_share)
+        # Small files are hashed in the metadata threads; one source may take all
+        # of them but one, so a LIST (or another source's request) finds a thread.
+        self.small_hash_share = FairShare(max(1, metadata_workers - 1))
 
     def stop_hashing(self) -> None:
         """Make hashings in progress give up at their next block."""

@@ -17,7 +17,14 @@ import pytest
 
 import filedock.protocol
 import filedock.repository
-from filedock.workers import FairShare, Stopping, WorkerPool, Workers
+from filedock.workers import (
+    HASH_SHARE,
+    METADATA_WORKERS,
+    FairShare,
+    Stopping,
+    WorkerPool,
+    Workers,
+)
 from tests.support import HOST, LineConn, ServerThread, wait_until
 from tests.support.process import ServerProcess
 
@@ -121,15 +128,24 @@ def connect_from(port: int, source: str) -> LineConn:
     return conn
 
 
+# Large files are hashed in the hashing pool (one at a time per source), small
+# ones in the metadata pool (all its threads but one per source).
+@pytest.mark.parametrize(
+    ("size", "greedy_share"),
+    [(2 * 1024 * 1024, HASH_SHARE), (1000, METADATA_WORKERS - 1)],
+    ids=["large", "small"],
+)
 def test_many_hashings_from_one_source_starve_neither_list_nor_another_source(
     repo: Path,
     make_server: Callable[..., ServerThread],
     held_hashing: tuple[threading.Event, list[int]],
     monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    greedy_share: int,
 ) -> None:
     gate, started = held_hashing
     for index in range(8):
-        (repo / f"big{index}.bin").write_bytes(bytes([index]) * 1000)
+        (repo / f"big{index}.bin").write_bytes(bytes([index]) * (size + index))
     (repo / "small.txt").write_bytes(b"small\n")
     server = make_server(max_clients=12, max_clients_per_ip=0)
     assert server.server is not None
@@ -140,19 +156,20 @@ def test_many_hashings_from_one_source_starve_neither_list_nor_another_source(
     try:
         for index, conn in enumerate(greedy):
             conn.send_line(f"GET big{index}.bin")
-        wait_until(lambda: len(started) >= 1, timeout=10)
-        # The greedy source holds one hashing worker, whatever it asks for:
+        wait_until(lambda: len(started) == greedy_share, timeout=10)
+        # The greedy source holds its share of workers, whatever it asks for:
         assert other.request("LIST").startswith("FILES ")
         other._buffer.clear()  # the records: not what this test is about
         other.send_line("GET small.txt")
-        wait_until(lambda: len(started) == 2, timeout=10)  # the other source's own hashing
-        assert len(started) == 2  # the greedy source's other seven wait on the loop
+        # the other source's own hashing
+        wait_until(lambda: len(started) == greedy_share + 1, timeout=10)
+        assert len(started) == greedy_share + 1  # the greedy source's others wait on the loop
         gate.set()
         small_digest = hashlib.sha256(b"small\n").hexdigest()
         assert other.read_line() == f"FILE 6 {small_digest} small.txt"
         for index, conn in enumerate(greedy):
-            assert conn.read_line().startswith("FILE 1000 ")
-            assert conn.read_exactly(1000) == bytes([index]) * 1000
+            assert conn.read_line().startswith(f"FILE {size + index} ")
+            assert conn.read_exactly(size + index) == bytes([index]) * (size + index)
     finally:
         gate.set()
         for conn in [*greedy, other]:
