@@ -78,6 +78,12 @@ class Waiting(Protocol):
         """Whether it may make room for a newcomer: no HELLO received, no answer owed."""
         ...
 
+    def has_spoken(self) -> bool:
+        """Whether it did more than connect (it began a TLS handshake): dropped only
+        when no connection that did nothing at all may go. A TLS client needs more
+        round trips than a plain one before its HELLO, so it ages longer in the pool."""
+        ...
+
 
 W = TypeVar("W", bound=Waiting)
 
@@ -180,12 +186,15 @@ class PendingPool(Generic[W]):
     def _oldest_droppable(self, source: str, due: float) -> tuple[W, float] | None:
         """The oldest connection of ``source`` entered by ``due`` that may be dropped,
         and when it entered."""
+        spoken: tuple[W, float] | None = None  # the oldest that did more than connect
         for member, entered in self._members.get(source, {}).items():
             if entered > due:
-                return None  # in entry order: every later one is younger still
+                break  # in entry order: every later one is younger still
             if member.may_be_dropped():
-                return member, entered
-        return None
+                if not member.has_spoken():
+                    return member, entered
+                spoken = spoken or (member, entered)
+        return spoken
 
     def enter(self, source: str, member: W) -> None:
         self._members.setdefault(source, {})[member] = self._clock()

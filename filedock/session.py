@@ -101,6 +101,7 @@ class Session(asyncio.BufferedProtocol):
         "name",
         "greeted",
         "_hello_received",
+        "_spoke",
         "transport",
         "_pending",
         "_upgrading",
@@ -133,6 +134,7 @@ class Session(asyncio.BufferedProtocol):
         self.name: str | None = None  # from NAME on
         self.greeted = False
         self._hello_received = False  # from then on it is answered, never dropped for room
+        self._spoke = False  # it sent a ClientHello: a client, not a silent socket
         self.transport: asyncio.Transport | None = None
         self._pending = False  # holds a place in the pending pool
         self._upgrading = False  # in the TLS handshake
@@ -182,11 +184,11 @@ class Session(asyncio.BufferedProtocol):
             self._offer_name()
             return
         # The TLS layer (256 KiB and more per connection) exists only for
-        # connections admitted to the pending pool. uvloop may read before the
-        # task below runs (pausing here does not stop it): such bytes are kept
-        # and handed to the TLS layer once it is set up.
+        # connections admitted to the pending pool, and only once the client
+        # has sent something (its ClientHello): until then the connection is a
+        # silent socket, the first to go when a newcomer needs its place. The
+        # bytes read before the layer is set up are handed to it.
         self._upgrading = self._before_tls = True
-        self._upgrade = loop.create_task(self._start_tls(transport, context))
 
     def _room_in_pool(self) -> Refusal | None:
         """Make room in the pending pool if a silent connection may go; why not, if not."""
@@ -199,6 +201,10 @@ class Session(asyncio.BufferedProtocol):
     def may_be_dropped(self) -> bool:
         """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
         return not (self._hello_received or self._closing)
+
+    def has_spoken(self) -> bool:
+        """Whether it did more than connect (see PendingPool.make_room)."""
+        return self._spoke
 
     def drop_for_newcomer(self) -> None:
         """Give this silent connection's place in the pending pool to a newer one now;
@@ -330,11 +336,18 @@ class Session(asyncio.BufferedProtocol):
             self._reader.receive_data(data)  # a TLS client that greets before NAME
 
     def _keep_early(self, data: bytes | memoryview) -> None:
-        """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB)."""
+        """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB),
+        and set the layer up at the first of them."""
         early = self._early = self._early or bytearray()
         early += data
         if len(early) > _EARLY_TLS_LIMIT and self.transport is not None:
             self.transport.abort()
+            return
+        context = self.server.tls
+        if self._upgrade is None and context is not None and self.transport is not None:
+            self._spoke = True
+            loop = asyncio.get_running_loop()
+            self._upgrade = loop.create_task(self._start_tls(self.transport, context))
 
     def eof_received(self) -> bool:
         self._peer_eof = True

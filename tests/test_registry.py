@@ -268,11 +268,15 @@ def test_slots_per_source(clock: FakeClock) -> None:
 class Member:
     """A pending connection as the pool sees it."""
 
-    def __init__(self, greeted: bool = False) -> None:
+    def __init__(self, greeted: bool = False, spoken: bool = False) -> None:
         self.greeted = greeted
+        self.spoken = spoken
 
     def may_be_dropped(self) -> bool:
         return not self.greeted
+
+    def has_spoken(self) -> bool:
+        return self.spoken
 
 
 def test_pending_pool_and_its_share() -> None:
@@ -315,6 +319,21 @@ def test_a_full_share_makes_room_by_its_oldest_silent_connection_past_the_grace(
     assert pool.make_room("b") is None  # another source has room: nobody goes
     pool.leave("a", silent)
     assert pool.make_room("a") is None  # room now
+
+
+def test_a_connection_that_did_nothing_goes_before_one_that_finished_tls() -> None:
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(10, 3, grace=1.0, clock=lambda: now[0])
+    tls_client, silent, other_silent = Member(spoken=True), Member(), Member()
+    for member in (tls_client, silent, other_silent):
+        pool.enter("a", member)
+    now[0] = 2.0
+    assert pool.make_room("a") is silent  # the oldest is a TLS client: it is spared
+    pool.leave("a", silent)
+    pool.enter("a", Member(greeted=True))
+    pool.leave("a", other_silent)
+    pool.enter("a", Member(greeted=True))
+    assert pool.make_room("a") is tls_client  # none silent left: it may go after all
 
 
 def test_a_full_pool_makes_room_from_the_source_holding_the_most() -> None:
