@@ -679,16 +679,6 @@ Reply = (
     | ErrorReply
 )
 
-# Short names of the codes the server's modules send (the same members as
-# ErrorCode's, not other spellings).
-LINE_TOO_LONG = ErrorCode.LINE_TOO_LONG
-HANDSHAKE = ErrorCode.HANDSHAKE
-TIMEOUT = ErrorCode.TIMEOUT
-SHUTDOWN = ErrorCode.SHUTDOWN
-UNAUTHORIZED = ErrorCode.UNAUTHORIZED
-INTERNAL = ErrorCode.INTERNAL
-CHANGED = ErrorCode.CHANGED
-
 # Paths a client may name: at most this many components (folders and the file
 # name) and this many UTF-8 bytes per component (Linux's NAME_MAX). A longer
 # path names nothing the server serves, so it is refused without touching the

@@ -737,7 +737,7 @@ _EFFECTIVE_IDS = os.access in os.supports_effective_ids
 class FileChanged(RequestError):
     """The file changed while it was being read."""
 
-    code = p.CHANGED
+    code = p.ErrorCode.CHANGED
 
 
 @dataclass(frozen=True, slots=True)

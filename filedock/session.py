@@ -241,7 +241,9 @@ class Session(asyncio.BufferedProtocol):
         if self.name is None and self.server.tls is not None:
             transport.abort()  # before or in its TLS handshake: a line in clear would be garbage
             return
-        reply = p.ErrorReply(p.TIMEOUT, "dropped for a newer connection: no HELLO in time")
+        reply = p.ErrorReply(
+            p.ErrorCode.TIMEOUT, "dropped for a newer connection: no HELLO in time"
+        )
         transport.write(p.encode_reply(reply))
         transport.resume_reading()
         self._close_gracefully()
@@ -407,7 +409,7 @@ class Session(asyncio.BufferedProtocol):
             try:
                 line = next_line()
             except LineTooLong as exc:
-                replies.append(p.encode_reply(p.ErrorReply(p.LINE_TOO_LONG, str(exc))))
+                replies.append(p.encode_reply(p.ErrorReply(p.ErrorCode.LINE_TOO_LONG, str(exc))))
                 self._protocol_violation("line too long")
                 break
             if line is None:
@@ -451,7 +453,7 @@ class Session(asyncio.BufferedProtocol):
             return p.encode_reply(p.ErrorReply(exc.code, exc.text))
         except Exception:  # a bug: answer, log it, keep the server up
             log.exception("Internal error serving %s", self.label())
-            return p.encode_reply(p.ErrorReply(p.INTERNAL, "internal server error"))
+            return p.encode_reply(p.ErrorReply(p.ErrorCode.INTERNAL, "internal server error"))
 
     def _handle_greeting(self, text: str) -> bytes | None:
         greeting = p.parse_greeting(text)
@@ -460,7 +462,7 @@ class Session(asyncio.BufferedProtocol):
         if isinstance(greeting, p.Exit):
             return self._bye()
         self._warn_once("Handshake error from %s: a command before HELLO", self.label())
-        return p.encode_reply(p.ErrorReply(p.HANDSHAKE, "say HELLO first"))
+        return p.encode_reply(p.ErrorReply(p.ErrorCode.HANDSHAKE, "say HELLO first"))
 
     def _hello(self, hello: p.Hello) -> bytes | None:
         """The end of the handshake: the token, then a slot (``WELCOME``) or ``FULL``."""
@@ -662,7 +664,9 @@ class Session(asyncio.BufferedProtocol):
             return
         except OSError as exc:
             log.warning("Cannot list the repository for %s: %s", self.label(), exc.strerror)
-            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "the folder cannot be read")))
+            self._write(
+                p.encode_reply(p.ErrorReply(p.ErrorCode.INTERNAL, "the folder cannot be read"))
+            )
             return
         self._write(reply)
 
@@ -691,7 +695,7 @@ class Session(asyncio.BufferedProtocol):
             return
         except OSError as exc:
             log.warning("Cannot read %r for %s: %s", path, self.label(), exc.strerror)
-            self._write(p.encode_reply(p.ErrorReply(p.INTERNAL, "file cannot be read")))
+            self._write(p.encode_reply(p.ErrorReply(p.ErrorCode.INTERNAL, "file cannot be read")))
             return
         assert self.transport is not None
         self._write(p.encode_reply(p.FileReply(opened.size, digest, path)))
@@ -733,7 +737,7 @@ class Session(asyncio.BufferedProtocol):
             self._closing = True
             self.transport.abort()  # mid-TLS: a line in clear would be garbage
             return
-        self._close_with(p.TIMEOUT, "no HELLO within the handshake timeout")
+        self._close_with(p.ErrorCode.TIMEOUT, "no HELLO within the handshake timeout")
 
     def _arm_idle_timer(self) -> None:
         if self._timer is not None:
@@ -759,7 +763,9 @@ class Session(asyncio.BufferedProtocol):
         self.server.warn(
             "timeout", "Timeout: %s idle for %g s", self.label(), idle, source=self.source
         )
-        self._close_with(p.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s")
+        self._close_with(
+            p.ErrorCode.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s"
+        )
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
@@ -884,7 +890,7 @@ class Session(asyncio.BufferedProtocol):
                     self._abort()  # a body cut short cannot be followed by a line
                     return
         if not self._closing:
-            self._close_with(p.SHUTDOWN, "server is shutting down")
+            self._close_with(p.ErrorCode.SHUTDOWN, "server is shutting down")
         elif self.transport is not None and not self.transport.is_closing():
             self._close_gracefully()
 

@@ -37,7 +37,7 @@ METADATA_WORKERS = 4
 class Stopping(RequestError):
     """The server is shutting down: the work was given up."""
 
-    code = p.SHUTDOWN
+    code = p.ErrorCode.SHUTDOWN
 
 
 class WorkerPool:

@@ -13,7 +13,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import trustme
 
 from filedock.client import Client
-from tests.support import HOST, LineConn, wait_until
+from tests.support import HOST, BackgroundLoad, LineConn, wait_until
 from tests.support.process import ServerProcess
 from tests.test_admission import SilentAttacker
 
@@ -319,24 +318,12 @@ def test_a_reset_at_every_stage_frees_the_slot_and_the_place(
 # -- signals -------------------------------------------------------------------------------
 
 
-class PendingStorm:
+class PendingStorm(BackgroundLoad):
     """Silent and greeting connections from this machine, as fast as they go, until stopped."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port, 4)
         self.made = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
-
-    def __enter__(self) -> PendingStorm:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(20)
 
     def _run(self) -> None:
         held: list[socket.socket] = []

@@ -9,7 +9,6 @@ refused, and never read on after it stopped saving a body.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import ssl
@@ -28,7 +27,7 @@ from filedock.cli import client_main
 from filedock.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
 from tests.support.fake_server import FakeServer, Peer, Script
-from tests.test_client_hostile import files_in
+from tests.test_client_hostile import DiskFull, files_in
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -281,20 +280,6 @@ def test_a_file_larger_than_the_free_space_is_refused_before_writing(
     assert files_in(tmp_path) == []
 
 
-class _DiskFull:
-    """``os`` for download.py, except that writing a file fails with ENOSPC."""
-
-    def __init__(self) -> None:
-        self.writes = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
-
-    def write(self, fd: int, data: Any) -> int:
-        self.writes += 1
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
 def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
     fake_server: Callable[[Script], FakeServer],
     tmp_path: Path,
@@ -315,7 +300,7 @@ def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
             pass
 
     server = fake_server(answer(body))
-    disk = _DiskFull()
+    disk = DiskFull()
     monkeypatch.setattr(filedock.download, "os", disk)
     with Client(HOST, server.port, timeout=5) as client:
         with pytest.raises(SaveError, match="No space left on device"):

@@ -250,7 +250,7 @@ def test_a_broken_record_ends_the_session_instead_of_misreading_the_rest(
 # -- a full disk ------------------------------------------------------------------------
 
 
-class _DiskFull:
+class DiskFull:
     """``os`` for download.py, except that writing a file fails with ENOSPC."""
 
     def __init__(self) -> None:
@@ -275,7 +275,7 @@ def test_a_full_disk_is_a_save_error_and_the_session_goes_on(
     (repo / "data.bin").write_bytes(os.urandom(size))
     server = make_server()
     downloads = tmp_path / "downloads"
-    disk = _DiskFull()
+    disk = DiskFull()
     monkeypatch.setattr(filedock.download, "os", disk)
     with Client(HOST, server.port, timeout=10) as client:
         with pytest.raises(SaveError, match="No space left on device"):

@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from filedock.tokens import (
     read_token_file,
     token_from_greeting,
 )
-from tests.support import HOST, LineConn, ServerThread, wait_until
+from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = "# access tokens\n\nalpha-123\n  beta-456  \n# old: gamma\n"
@@ -580,24 +579,12 @@ def _first_lines_as_they_come(
     return [answers[i] for i in range(len(conns))]
 
 
-class Guesser:
+class Guesser(BackgroundLoad):
     """Guesses wrong tokens from this machine, ``parallel`` at a time, until stopped."""
 
     def __init__(self, port: int, parallel: int) -> None:
-        self.port = port
+        super().__init__(port, parallel)
         self.guesses = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(parallel)]
-
-    def __enter__(self) -> Guesser:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(20)
 
     def _run(self) -> None:
         for attempt in range(10_000):  # bounded

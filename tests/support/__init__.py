@@ -194,3 +194,31 @@ def write_file(path: Path, data: bytes) -> Path:
 
 def random_bytes(size: int) -> bytes:
     return os.urandom(size)
+
+
+class BackgroundLoad:
+    """``threads`` threads running ``_run`` against a server until the ``with`` ends.
+
+    ``_run`` loops a bounded number of times and returns once ``_stop`` is set.
+    """
+
+    def __init__(self, port: int, threads: int) -> None:
+        self.port = port
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self: _Load) -> _Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(20)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+_Load = TypeVar("_Load", bound=BackgroundLoad)
