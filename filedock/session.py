@@ -27,7 +27,7 @@ from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
 from .registry import ClientEntry, Refusal
 from .repository import INLINE_STEPS, OpenedFile, Repository, WalkTooLong
 from .tokens import token_from_greeting
-from .transfer import TransferError, WriteFlow, send_body
+from .transfer import TransferError, WriteFlow, send_body, unread_bytes
 
 if TYPE_CHECKING:
     from .server import Server
@@ -203,8 +203,9 @@ class Session(asyncio.BufferedProtocol):
         return not (self._hello_received or self._closing)
 
     def has_spoken(self) -> bool:
-        """Whether it did more than connect (see PendingPool.make_room)."""
-        return self._spoke
+        """Whether it did more than connect (see PendingPool.make_room): sent a
+        ClientHello or a line, whether the loop has read it yet or not."""
+        return self._spoke or unread_bytes(self.transport) > 0
 
     def drop_for_newcomer(self) -> None:
         """Give this silent connection's place in the pending pool to a newer one now;

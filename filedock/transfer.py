@@ -8,7 +8,10 @@ backpressure, and give up on a client that makes no progress for
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import sys
+import termios
 
 from .errors import FiledockError
 from .repository import OpenedFile
@@ -16,6 +19,22 @@ from .repository import OpenedFile
 # Chunk size when sendfile cannot be used (TLS): large enough to amortise the
 # per-write cost, small enough that one connection holds little memory.
 CHUNK_SIZE = 256 * 1024
+
+
+def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
+    """How many bytes the peer sent that wait, unread, in the socket's buffer.
+
+    What the peer did, not what the loop has got round to reading: a loop busy
+    with a burst of accepts may not have read a ClientHello that came first.
+    """
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        count = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:  # closed meanwhile, or not a socket this call knows
+        return 0
+    return int.from_bytes(count, sys.byteorder)
 
 
 class TransferError(FiledockError):

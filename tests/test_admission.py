@@ -526,6 +526,39 @@ class SilentAttacker:
                 cast(socket.socket, key.fileobj).close()
 
 
+def test_bytes_the_loop_has_not_read_yet_count_as_speaking(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """A loop busy with a burst of accepts may not have read what a client sent
+    first (a ClientHello, a HELLO): that client spoke all the same, and a
+    newcomer takes the place of a silent connection, not its place."""
+    server = make_server(max_pending_per_ip=2)
+    assert server.server is not None
+    live = server.server
+    pool = live.registry.pending
+    talker = LineConn(server.port)
+    assert talker.read_line().startswith("NAME ")
+    wait_until(lambda: pending_count(server) == 1)
+    (session,) = server.sync(lambda: list(live.sessions))
+    server.sync(lambda: session.transport.pause_reading())  # type: ignore[union-attr]
+    talker.send(b"HELLO")  # sent, and waiting in the socket unread
+    wait_until(lambda: server.sync(session.has_spoken))
+    silent = LineConn(server.port)
+    assert silent.read_line().startswith("NAME ")
+    wait_until(lambda: pending_count(server) == 2)
+    server.sync(lambda: setattr(pool, "grace", 0.0))  # both may go now
+    newcomer = LineConn(server.port)
+    try:
+        assert newcomer.read_line().startswith("NAME ")
+        assert silent.read_line().startswith("ERR timeout")
+        assert server.sync(lambda: session in live.sessions and session.may_be_dropped())
+        server.sync(lambda: session.transport.resume_reading())  # type: ignore[union-attr]
+        talker.send_line(" name=talker")
+        assert talker.read_line().startswith("WELCOME ")
+    finally:
+        close_all([talker, silent, newcomer])
+
+
 def test_silent_reconnecting_connections_never_lock_out_a_client_of_the_same_source(
     server: ServerThread,
 ) -> None:
