@@ -231,7 +231,7 @@ def role_sender(repo: Path) -> None:
 
 def role_client(port: int, name: str, dest: Path) -> None:
     """Connect, say ``ready``, wait for ``go``, download, print start and end (monotonic)."""
-    from filedock.client import Client
+    from filedock.client.client import Client
 
     with Client(HOST, port, timeout=120) as client:
         print("ready", flush=True)
@@ -285,7 +285,7 @@ def hashlib_speed(size: int) -> float:
 
 def filedock_hash_fd(path: Path, expected: str) -> float:
     """Seconds for the server's own hashing function to hash a (page-cached) file."""
-    from filedock.repository import FileKey, hash_fd
+    from filedock.server.repository import FileKey, hash_fd
 
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -469,7 +469,7 @@ def fmt_size(size: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from filedock.client import Client
+    from filedock.client.client import Client
 
     big_size = args.big_mib * MiB
     small_size = args.small_mib * MiB

@@ -35,7 +35,7 @@ sys.path.insert(0, str(BENCH.parent))
 import files  # noqa: E402  (bench/files.py: shared helpers)
 
 from filedock import tls  # noqa: E402
-from filedock.client import Client  # noqa: E402
+from filedock.client.client import Client  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1_000_000

@@ -14,7 +14,7 @@ The README's "Use it from Python" has a longer example, and every method of
 :class:`Client` shows one in its docstring.
 """
 
-from .client import Client, DownloadResult
+from .client.client import Client, DownloadResult
 from .errors import (
     BadRequest,
     ConnectionLost,

@@ -31,7 +31,7 @@ keep the server's words as they came.
 
 from __future__ import annotations
 
-from .protocol import CLOSING_CODES, ErrorCode
+from .protocol.codes import CLOSING_CODES, ErrorCode
 from .safetext import printable
 
 

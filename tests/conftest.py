@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from filedock.client import Client
+from filedock.client.client import Client
 from tests.support import HOST, LineConn, ServerThread, running_server
 from tests.support.fake_server import FakeServer, Script
 from tests.support.resources import Resources, leaks_after

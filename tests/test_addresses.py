@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filedock.addresses import LOOPBACK, is_loopback_host, source_group
+from filedock.server.addresses import LOOPBACK, is_loopback_host, source_group
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ from typing import cast
 
 import pytest
 
-from filedock.cli import client_main
-from filedock.client import Client
-from filedock.config import ServerConfig
+from filedock.cli.entry import client_main
+from filedock.cli.exitcodes import ExitCode
+from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ServerFull
-from filedock.exitcodes import ExitCode
+from filedock.server.config import ServerConfig
 from filedock.version import __version__
 from tests.support import HOST, LineConn, ServerThread, wait_until
 

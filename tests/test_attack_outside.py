@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from filedock.client import Client
+from filedock.client.client import Client
 from tests.support import HOST, BackgroundLoad, LineConn, wait_until
 from tests.support.process import ServerProcess
 from tests.test_admission import SilentAttacker

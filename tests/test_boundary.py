@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-import filedock.repository
+import filedock.server.repository
 from filedock import protocol as p
-from filedock.client import Client
+from filedock.client.client import Client
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import MAX_WALK_STEPS, RACY_NS, Repository, WalkTooLong
+from filedock.server.repository import MAX_WALK_STEPS, RACY_NS, Repository, WalkTooLong
 from tests.support import HOST, LineConn, ServerThread
 
 INSIDE = b"inside\n"
@@ -368,7 +368,7 @@ def test_a_tree_1000_deep_lists_and_is_capped(
 ) -> None:
     monkeypatch.setattr(logging.getLogger("filedock"), "propagate", True)
     repo = Repository(deep)
-    with caplog.at_level(logging.WARNING, logger="filedock.repository"):
+    with caplog.at_level(logging.WARNING, logger="filedock.server.repository"):
         for _ in range(3):
             listed = [info.path for info in repo.listing()]
             assert "a.txt" in listed
@@ -442,7 +442,7 @@ def test_paths_over_the_caps_are_refused_without_the_disk(
             return getattr(os, name)
 
     repo = Repository(root)
-    monkeypatch.setattr(filedock.repository, "os", NoDisk())
+    monkeypatch.setattr(filedock.server.repository, "os", NoDisk())
     with pytest.raises(Forbidden):
         repo.open(path)
 
@@ -454,7 +454,7 @@ def _listings(root: Path) -> dict[str, list[str]]:
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("filedock.repository")
+    logger = logging.getLogger("filedock.server.repository")
     logger.addHandler(handler)
     try:
         repo = Repository(root)

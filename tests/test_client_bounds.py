@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-import filedock.download
+import filedock.client.download
 from filedock import protocol as p
-from filedock.cli import client_main
-from filedock.client import Client
+from filedock.cli.entry import client_main
+from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
 from tests.support.fake_server import FakeServer, Peer, Script
 from tests.test_client_hostile import DiskFull, files_in
@@ -301,7 +301,7 @@ def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
 
     server = fake_server(answer(body))
     disk = DiskFull()
-    monkeypatch.setattr(filedock.download, "os", disk)
+    monkeypatch.setattr(filedock.client.download, "os", disk)
     with Client(HOST, server.port, timeout=5) as client:
         with pytest.raises(SaveError, match="No space left on device"):
             client.get("x", tmp_path / "downloads")
@@ -323,7 +323,7 @@ def test_importing_the_client_changes_no_process_state() -> None:
         "calls = []\n"
         "real = os.umask\n"
         "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import filedock, filedock.download, filedock.client, filedock.cli\n"
+        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.entry\n"
         "print(calls)\n"
     )
     done = subprocess.run(
@@ -425,7 +425,7 @@ def test_sizes_and_times_are_read_as_documented(
         seen.update(options, port=port)
         raise ConnectionLost("not connecting in this test")
 
-    monkeypatch.setattr("filedock.cli.Client", fake_client)
+    monkeypatch.setattr("filedock.cli.entry.Client", fake_client)
     client_main(["--port", "65535", "--max-size", "2K", "--max-time", "0", "ping"])
     assert seen["port"] == 65535
     assert seen["max_size"] == 2048

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from filedock.cli import client_main
+from filedock.cli.entry import client_main
+from filedock.cli.screen import Screen
 from filedock.errors import IntegrityError, NotFound, ProtocolError, ServerFull
 from filedock.safetext import is_inert, printable
-from filedock.screen import Screen
 from tests.support.fake_server import FakeServer, Peer, Script
 
 # No space or TAB inside: it must survive as one word, one field, one name.

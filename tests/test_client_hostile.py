@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-import filedock.download
-from filedock.client import Client
+import filedock.client.download
+from filedock.client.client import Client
 from filedock.errors import (
     ConnectionLost,
     ProtocolError,
@@ -276,7 +276,7 @@ def test_a_full_disk_is_a_save_error_and_the_session_goes_on(
     server = make_server()
     downloads = tmp_path / "downloads"
     disk = DiskFull()
-    monkeypatch.setattr(filedock.download, "os", disk)
+    monkeypatch.setattr(filedock.client.download, "os", disk)
     with Client(HOST, server.port, timeout=10) as client:
         with pytest.raises(SaveError, match="No space left on device"):
             client.get("data.bin", downloads)

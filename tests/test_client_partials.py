@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.download import OLD_PARTIAL_AGE, partial_path, remove_old_partials
+from filedock.client.download import OLD_PARTIAL_AGE, partial_path, remove_old_partials
 from tests.support import HOST, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_sigterm_and_sighup_remove_the_partial(
 
 def test_a_partial_locked_by_a_live_download_is_left_alone(tmp_path: Path) -> None:
     """Two clients saving the same file into one folder: the second is refused, not mixed in."""
-    from filedock.download import Partial
+    from filedock.client.download import Partial
     from filedock.errors import SaveError
 
     dest = tmp_path / "big.bin"
@@ -169,7 +169,7 @@ def test_a_partial_locked_by_a_live_download_is_left_alone(tmp_path: Path) -> No
 
 
 def test_a_symlink_or_fifo_under_the_partial_name_is_refused(tmp_path: Path) -> None:
-    from filedock.download import Partial
+    from filedock.client.download import Partial
     from filedock.errors import SaveError
 
     outside = tmp_path / "outside.txt"

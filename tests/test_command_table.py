@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import filedock.errors as errors_module
-from filedock import oneshot, screen, session, shell
 from filedock import protocol as p
-from filedock.cli import client_parser
+from filedock.cli import oneshot, screen, shell
+from filedock.cli.entry import client_parser
 from filedock.errors import (
     BadRequest,
     RequestError,
@@ -28,6 +28,7 @@ from filedock.errors import (
     Unauthorized,
     error_for_code,
 )
+from filedock.server import session
 
 VERBS = [command for command in p.COMMANDS if command.word is not None]
 
@@ -114,7 +115,7 @@ def test_the_fast_path_holds_exactly_the_verbs_without_argument() -> None:
         if command.argument is None and command.word is not None
         for spelling in (command.word, command.word.upper())
     }
-    fast = p._LINE_REQUESTS
+    fast = p.messages._LINE_REQUESTS
     assert {line: type(request) for line, request in fast.items()} == expected
     assert fast[b"PING"] == p.Ping()
     assert fast[b"ping"] == p.Ping()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from filedock.client import Client
+from filedock.client.client import Client
 from filedock.errors import BadRequest
 from filedock.version import __version__
 from tests.conftest import SAMPLE

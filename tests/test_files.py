@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-import filedock.repository
-from filedock.client import Client
+import filedock.server.repository
+from filedock.client.client import Client
 from filedock.errors import ConnectionLost, IntegrityError, SaveError
-from filedock.repository import HashCache, OpenedFile
+from filedock.server.repository import HashCache, OpenedFile
 from tests.conftest import SAMPLE
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
@@ -471,11 +471,11 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
     gate = threading.Event()
     hash_calls: list[int] = []
     asked: list[str] = []
-    real_hash_fd = filedock.repository.hash_fd
+    real_hash_fd = filedock.server.repository.hash_fd
     real_sha256 = HashCache.sha256
 
     def gated_hash_fd(
-        fd: int, key: filedock.repository.FileKey, cancelled: Callable[[], bool]
+        fd: int, key: filedock.server.repository.FileKey, cancelled: Callable[[], bool]
     ) -> str:
         hash_calls.append(key.size)
         gate.wait(30)
@@ -485,7 +485,7 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
         asked.append(opened.path)
         return await real_sha256(self, opened, source)
 
-    monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
+    monkeypatch.setattr(filedock.server.repository, "hash_fd", gated_hash_fd)
     monkeypatch.setattr(HashCache, "sha256", counted_sha256)
     server = make_server()
     assert server.server is not None
@@ -545,7 +545,7 @@ def test_ping_is_prompt_while_another_client_downloads_slowly(
 
 _KILLED_CLIENT = """
 import sys
-from filedock.client import Client
+from filedock.client.client import Client
 
 port, dest = int(sys.argv[1]), sys.argv[2]
 client = Client("127.0.0.1", port, timeout=60)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import filedock.repository
+import filedock.server.repository
 from tests.support import LineConn, ServerThread
 
 MiB = 1024 * 1024
@@ -36,13 +36,13 @@ def header_for(data: bytes, path: str) -> str:
 
 def hash_after(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
     """Make the server's hashing start only after ``change()`` has changed the file."""
-    real_hash_fd = filedock.repository.hash_fd
+    real_hash_fd = filedock.server.repository.hash_fd
 
     def changed_first(*args: Any) -> str:
         change()
         return real_hash_fd(*args)
 
-    monkeypatch.setattr(filedock.repository, "hash_fd", changed_first)
+    monkeypatch.setattr(filedock.server.repository, "hash_fd", changed_first)
 
 
 def test_a_log_appended_to_while_hashed_is_served_as_its_prefix(

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-import filedock.repository
-from filedock.client import Client
+import filedock.server.repository
+from filedock.client.client import Client
 from filedock.errors import ServerFull
 from tests.conftest import SAMPLE
 from tests.support import HOST, LineConn, ServerThread, wait_until
@@ -722,16 +722,16 @@ def hold_hashing(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thre
     """Make every hash wait for ``gate``; ``hashing`` is set when one starts."""
     hashing = threading.Event()
     gate = threading.Event()
-    real_hash_fd = filedock.repository.hash_fd
+    real_hash_fd = filedock.server.repository.hash_fd
 
     def gated_hash_fd(
-        fd: int, key: filedock.repository.FileKey, cancelled: Callable[[], bool]
+        fd: int, key: filedock.server.repository.FileKey, cancelled: Callable[[], bool]
     ) -> str:
         hashing.set()
         gate.wait(30)
         return real_hash_fd(fd, key, cancelled)
 
-    monkeypatch.setattr(filedock.repository, "hash_fd", gated_hash_fd)
+    monkeypatch.setattr(filedock.server.repository, "hash_fd", gated_hash_fd)
     return hashing, gate
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from filedock.logs import WarningLimiter
+from filedock.server.logs import WarningLimiter
 
 LOGGER = "tests.limiter"
 

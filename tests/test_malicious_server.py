@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.client import Client
+from filedock.client.client import Client
 from filedock.errors import ConnectionLost, FiledockError, IntegrityError, ProtocolError
 from tests.support.fake_server import HOST, Answer, FakeServer, answering, requested
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 import filedock
-from filedock import client as client_module
 from filedock import errors, protocol
+from filedock.client import client as client_module
 from tests.support import HOST, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 
 from filedock import protocol as p
-from filedock.cli import server_main
-from filedock.config import ServerConfig
+from filedock.cli.entry import server_main
 from filedock.protocol import ClientRecord, client_name, encode_client_record
-from filedock.registry import ClientEntry, PendingPool, Refusal, Registry
+from filedock.server.config import ServerConfig
+from filedock.server.registry import ClientEntry, PendingPool, Refusal, Registry
 
 T0 = 1_700_000_000.0
 

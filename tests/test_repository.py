@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from filedock.errors import Forbidden, NotFound, RequestError
-from filedock.repository import (
+from filedock.server.repository import (
     RACY_NS,
     FileChanged,
     FileKey,
@@ -26,7 +26,7 @@ from filedock.repository import (
     hash_fd,
     hash_opened,
 )
-from filedock.workers import Workers
+from filedock.server.workers import Workers
 from tests.support import wait_until
 
 MTIME = 1_700_000_000
@@ -280,7 +280,7 @@ def repo_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) 
     # configure_logging() (run by other tests' servers) stops "filedock" from
     # propagating to the root logger, where caplog listens.
     monkeypatch.setattr(logging.getLogger("filedock"), "propagate", True)
-    with caplog.at_level(logging.WARNING, logger="filedock.repository"):
+    with caplog.at_level(logging.WARNING, logger="filedock.server.repository"):
         yield
 
 
@@ -373,7 +373,7 @@ def test_listing_leaves_out_names_that_cannot_travel(
     assert all("\t" not in p and "\n" not in p and "\r" not in p for p in before)
     for listed in before:
         listed.encode("utf-8")  # no surrogates
-    warnings = [r for r in caplog.records if r.name == "filedock.repository"]
+    warnings = [r for r in caplog.records if r.name == "filedock.server.repository"]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert str(tmp_path) not in warnings[0].getMessage()
@@ -392,7 +392,7 @@ def test_listing_leaves_out_folders_with_bad_names(
     for _ in range(3):
         paths = [info.path for info in repo.listing()]
         assert not any("inner.txt" in path for path in paths)
-    warnings = [r for r in caplog.records if r.name == "filedock.repository"]
+    warnings = [r for r in caplog.records if r.name == "filedock.server.repository"]
     assert len(warnings) == 2
 
 

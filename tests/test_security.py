@@ -22,10 +22,9 @@ import pytest
 import trustme
 
 from filedock import tls
-from filedock.client import Client
+from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ServerFull, Unauthorized
-from filedock.session import Session
-from filedock.tokens import (
+from filedock.server.auth import (
     AuthGuard,
     FailureDelay,
     TokenChecker,
@@ -33,6 +32,7 @@ from filedock.tokens import (
     read_token_file,
     token_from_greeting,
 )
+from filedock.server.session import Session
 from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,7 +391,7 @@ def test_generated_tokens_carry_256_bits() -> None:
 
 
 def test_server_generate_token_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from filedock.cli import server_main
+    from filedock.cli.entry import server_main
 
     assert server_main(["--generate-token"]) == 0
     token = capsys.readouterr().out.strip()
@@ -762,8 +762,8 @@ def test_every_loopback_address_shares_one_slot_cap(
 def test_listening_beyond_localhost_in_clear_warns_once(
     host: str, missing: str, repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from filedock.config import ServerConfig
-    from filedock.server import Server
+    from filedock.server.config import ServerConfig
+    from filedock.server.server import Server
 
     caplog.set_level(logging.INFO, logger="filedock")
     Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
@@ -777,8 +777,8 @@ def test_listening_beyond_localhost_in_clear_warns_once(
 def test_listening_on_loopback_does_not_warn(
     host: str, repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from filedock.config import ServerConfig
-    from filedock.server import Server
+    from filedock.server.config import ServerConfig
+    from filedock.server.server import Server
 
     caplog.set_level(logging.INFO, logger="filedock")
     Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
@@ -790,7 +790,7 @@ def test_tls_and_tokens_beyond_localhost_do_not_warn(
 ) -> None:
     from dataclasses import replace
 
-    from filedock.server import Server
+    from filedock.server.server import Server
 
     tokens = tmp_path / "tokens"
     tokens.write_text(TOKENS)

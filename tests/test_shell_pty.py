@@ -28,10 +28,8 @@ from typing import cast
 
 import pytest
 
-from filedock.client import Client
-from filedock.protocol import ClientRecord, FileInfo
-from filedock.screen import status_lines
-from filedock.shell import (
+from filedock.cli.screen import status_lines
+from filedock.cli.shell import (
     COMPLETION_WORDS,
     FILES_TTL,
     HISTORY_ENV,
@@ -39,6 +37,8 @@ from filedock.shell import (
     Shell,
     history_path,
 )
+from filedock.client.client import Client
+from filedock.protocol import ClientRecord, FileInfo
 from tests.support import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent

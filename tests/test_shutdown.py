@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.client import Client
+from filedock.client.client import Client
 from filedock.errors import ServerClosing
 from tests.support import HOST, LineConn, ServerThread, wait_until
 from tests.support.process import ServerProcess

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from filedock.client import Client
+from filedock.client.client import Client
 from tests.conftest import SAMPLE
 
 

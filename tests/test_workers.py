@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import filedock.protocol
-import filedock.repository
-from filedock.workers import (
+import filedock.server.repository
+from filedock.server.workers import (
     HASH_SHARE,
     METADATA_WORKERS,
     FairShare,
@@ -106,14 +106,14 @@ def held_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Ev
     """Every hashing waits for the gate (bounded); yields (gate, sizes of hashings begun)."""
     gate = threading.Event()
     started: list[int] = []
-    real_hash_fd = filedock.repository.hash_fd
+    real_hash_fd = filedock.server.repository.hash_fd
 
-    def held(fd: int, key: filedock.repository.FileKey, *args: Any) -> str:
+    def held(fd: int, key: filedock.server.repository.FileKey, *args: Any) -> str:
         started.append(key.size)
         gate.wait(60)
         return real_hash_fd(fd, key, *args)
 
-    monkeypatch.setattr(filedock.repository, "hash_fd", held)
+    monkeypatch.setattr(filedock.server.repository, "hash_fd", held)
     yield gate, started
     gate.set()
 
@@ -217,7 +217,7 @@ def test_workers_close_stops_a_hashing_between_blocks(tmp_path: Path) -> None:
     huge = tmp_path / "huge.bin"
     with open(huge, "wb") as file:
         file.truncate(64 * GiB)
-    repo = filedock.repository.Repository(tmp_path, workers=Workers())
+    repo = filedock.server.repository.Repository(tmp_path, workers=Workers())
     workers = repo.hashes.workers
 
     async def scenario() -> float:
@@ -304,9 +304,9 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
     deep.mkdir(parents=True)
     (deep / "f.txt").write_bytes(b"deep\n")
     in_worker, gate, returned = threading.Event(), threading.Event(), threading.Event()
-    real_open = filedock.repository.Repository.open
+    real_open = filedock.server.repository.Repository.open
 
-    def held_open(self: filedock.repository.Repository, path: str, **kwargs: Any) -> Any:
+    def held_open(self: filedock.server.repository.Repository, path: str, **kwargs: Any) -> Any:
         if kwargs.get("max_steps") is not None:
             return real_open(self, path, **kwargs)
         in_worker.set()  # the worker's walk
@@ -316,7 +316,7 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
         finally:
             returned.set()
 
-    monkeypatch.setattr(filedock.repository.Repository, "open", held_open)
+    monkeypatch.setattr(filedock.server.repository.Repository, "open", held_open)
     server = make_server()
     assert server.server is not None
     conn = LineConn(server.port, timeout=10)
@@ -371,7 +371,7 @@ def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
 def test_a_listing_stops_inside_a_large_folder_when_cancelled(tmp_path: Path) -> None:
     for index in range(3000):
         (tmp_path / f"f{index:04d}").touch()
-    repo = filedock.repository.Repository(tmp_path)
+    repo = filedock.server.repository.Repository(tmp_path)
     polls: list[int] = []
 
     def stopping_soon() -> bool:
@@ -399,15 +399,15 @@ def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
 ) -> None:
     gate = threading.Event()
     large_started: list[int] = []
-    real_hash_fd = filedock.repository.hash_fd
+    real_hash_fd = filedock.server.repository.hash_fd
 
-    def large_ones_held(fd: int, key: filedock.repository.FileKey, *args: Any) -> str:
-        if key.size > filedock.repository.SMALL_FILE_BYTES:
+    def large_ones_held(fd: int, key: filedock.server.repository.FileKey, *args: Any) -> str:
+        if key.size > filedock.server.repository.SMALL_FILE_BYTES:
             large_started.append(key.size)
             gate.wait(60)
         return real_hash_fd(fd, key, *args)
 
-    monkeypatch.setattr(filedock.repository, "hash_fd", large_ones_held)
+    monkeypatch.setattr(filedock.server.repository, "hash_fd", large_ones_held)
     sources = [f"127.0.0.{index}" for index in range(2, 8)]
     for index in range(len(sources)):
         with open(repo / f"large{index}.bin", "wb") as file:

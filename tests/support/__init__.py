@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from filedock.config import ServerConfig
-from filedock.server import Server, event_loop_factory
+from filedock.server.config import ServerConfig
+from filedock.server.server import Server, event_loop_factory
 
 T = TypeVar("T")
 

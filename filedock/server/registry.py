@@ -23,7 +23,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, Generic, Protocol, TypeVar
 
-from .protocol import ClientRecord, client_name, encode_client_record
+from ..protocol import ClientRecord, client_name, encode_client_record
 
 
 @dataclass(eq=False, slots=True)

@@ -19,8 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from . import protocol as p
-from .errors import RequestError
+from .. import protocol as p
+from ..errors import RequestError
 
 T = TypeVar("T")
 

@@ -28,16 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from . import protocol as p
-from .download import (
-    Partial,
-    Progress,
-    discard_body,
-    local_path,
-    receive_body,
-    remove_old_partials,
-)
-from .errors import (
+from .. import protocol as p
+from ..errors import (
     BadRequest,
     ConnectionLost,
     FiledockError,
@@ -50,8 +42,16 @@ from .errors import (
     TooLarge,
     error_for_code,
 )
-from .tokens import TOKEN_PREFIX
-from .version import __version__
+from ..server.auth import TOKEN_PREFIX
+from ..version import __version__
+from .download import (
+    Partial,
+    Progress,
+    discard_body,
+    local_path,
+    receive_body,
+    remove_old_partials,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000

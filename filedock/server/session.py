@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from . import protocol as p
-from .errors import FiledockError, LineTooLong, ProtocolError, RequestError
+from .. import protocol as p
+from ..errors import FiledockError, LineTooLong, ProtocolError, RequestError
+from .auth import token_from_greeting
 from .registry import ClientEntry, Refusal
 from .repository import INLINE_STEPS, OpenedFile, Repository, WalkTooLong
-from .tokens import token_from_greeting
 from .transfer import TransferError, WriteFlow, send_body, unread_bytes
 
 if TYPE_CHECKING:

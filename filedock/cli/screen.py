@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
-from . import protocol as p
-from .client import DownloadResult
-from .errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
+from .. import protocol as p
+from ..client.client import DownloadResult
+from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
+from ..safetext import printable
 from .progress import ProgressBar, human_size
-from .safetext import printable
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "LazyBar", "Screen", "printable"]
 

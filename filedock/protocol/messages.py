@@ -18,41 +18,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import assert_never, cast
 
-
-class ErrorCode(StrEnum):
-    """The code of an ``ERR <code> <text>`` reply (see PROTOCOL.md)."""
-
-    BAD_REQUEST = "bad-request"
-    NOT_FOUND = "not-found"
-    FORBIDDEN = "forbidden"
-    LINE_TOO_LONG = "line-too-long"
-    BAD_ENCODING = "bad-encoding"
-    HANDSHAKE = "handshake"
-    TIMEOUT = "timeout"
-    SHUTDOWN = "shutdown"
-    UNAUTHORIZED = "unauthorized"
-    INTERNAL = "internal"
-    CHANGED = "changed"
-
-    @property
-    def closes(self) -> bool:
-        """Whether the server closes the connection after sending this code."""
-        return self in CLOSING_CODES
-
-
-# The codes after which the server closes the connection: the client stops
-# reading then, as anything more would be out of step.
-CLOSING_CODES = frozenset(
-    {ErrorCode.SHUTDOWN, ErrorCode.TIMEOUT, ErrorCode.LINE_TOO_LONG, ErrorCode.UNAUTHORIZED}
-)
-
-# errors.py takes its codes from ErrorCode, so it is imported once ErrorCode
-# exists, as a module whose classes are looked up when raised: either module
-# may then be imported first.
-from . import errors  # noqa: E402
+from .. import errors
 
 PROTOCOL_VERSION = 1
 

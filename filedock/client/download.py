@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ConnectionLost, ProtocolError, SaveError, TooLarge
+from ..errors import ConnectionLost, ProtocolError, SaveError, TooLarge
 
 # Buffers of this size are filled with recv_into, hashed, then written.
 BUFFER_SIZE = 4 * 1024 * 1024

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TextIO, assert_never
 
-from . import protocol as p
-from .client import Client, DownloadResult
-from .errors import (
+from .. import protocol as p
+from ..client.client import Client, DownloadResult
+from ..errors import (
     ConnectionLost,
     FiledockError,
     IntegrityError,
@@ -30,8 +30,8 @@ from .errors import (
     SaveError,
     ServerClosing,
 )
+from ..safetext import is_inert
 from .exitcodes import ExitCode
-from .safetext import is_inert
 from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
 
 __all__ = [

@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from . import protocol as p
-from .errors import Forbidden, NotFound, RequestError
-from .protocol import FileInfo
+from .. import protocol as p
+from ..errors import Forbidden, NotFound, RequestError
+from ..protocol import FileInfo
 from .workers import Stopping, WorkerPool, Workers
 
-log = logging.getLogger("filedock.repository")
+log = logging.getLogger("filedock.server.repository")
 
 # Characters that cannot travel inside one protocol line or one record field.
 _UNSENDABLE = frozenset("\t\r\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import IntEnum
 
-from .errors import (
+from ..errors import (
     ConnectionLost,
     FiledockError,
     Forbidden,

@@ -21,16 +21,16 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from . import protocol as p
-from . import tls
+from .. import protocol as p
+from .. import tls
+from ..version import server_banner
 from .addresses import is_loopback_host, source_group
+from .auth import AuthGuard, TokenChecker, read_token_file
 from .config import ServerConfig
 from .logs import WarningLimiter
 from .registry import PendingPool, Registry
 from .repository import Repository
 from .session import Session
-from .tokens import AuthGuard, TokenChecker, read_token_file
-from .version import server_banner
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any
 
-from .client import (
+from ..client.client import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     MAX_SECONDS,
@@ -29,11 +29,11 @@ from .client import (
     check_port,
     check_seconds,
 )
-from .config import LOOP_CHOICES, ServerConfig
-from .errors import FiledockError
+from ..errors import FiledockError
+from ..server.config import LOOP_CHOICES, ServerConfig
+from ..server.logs import configure_logging
+from ..version import __version__, server_banner
 from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
-from .logs import configure_logging
-from .version import __version__, server_banner
 
 ENV_PREFIX = "FILEDOCK_"
 
@@ -135,7 +135,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     parser = server_parser()
     args = parser.parse_args(argv)
     if args.__dict__.pop("generate_token"):
-        from .tokens import generate_token
+        from ..server.auth import generate_token
 
         print(generate_token(), flush=True)
         return 0
@@ -149,7 +149,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         if not os.path.isdir(config.repo):
             os.makedirs(config.repo)
             log.info("Created repository folder %r", os.path.abspath(config.repo))
-        from .server import event_loop_factory  # the client never needs the server's modules
+        from ..server.server import (
+            event_loop_factory,  # the client never needs the server's modules
+        )
 
         with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
             return runner.run(_serve(config))
@@ -159,7 +161,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
-    from .server import Server  # the client never needs the server's modules
+    from ..server.server import Server  # the client never needs the server's modules
 
     server = Server(config)
     loop = asyncio.get_running_loop()
@@ -327,8 +329,8 @@ def byte_count(text: str) -> int:
 
 def _resolve_security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Turn the security options into ``args.tls_context`` and ``args.token``."""
-    from . import tls
-    from .tokens import read_token_file
+    from .. import tls
+    from ..server.auth import read_token_file
 
     args.tls_context = None
     if args.tls or args.cafile or args.insecure:
@@ -364,7 +366,7 @@ _CLIENT_EXAMPLES = """\
 
 def _add_client_commands(parser: argparse.ArgumentParser) -> None:
     """One sub-command per one-shot command; their options come after the command word."""
-    from . import protocol as p
+    from .. import protocol as p
     from .oneshot import ONESHOT_COMMANDS
 
     commands = parser.add_subparsers(

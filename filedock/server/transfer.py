@@ -13,7 +13,7 @@ import os
 import sys
 import termios
 
-from .errors import FiledockError
+from ..errors import FiledockError
 from .repository import OpenedFile
 
 # Chunk size when sendfile cannot be used (TLS): large enough to amortise the

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import protocol as p
-from .client import Client, DownloadResult
-from .errors import (
+from .. import protocol as p
+from ..client.client import Client, DownloadResult
+from ..errors import (
     ConnectionLost,
     FiledockError,
     IntegrityError,

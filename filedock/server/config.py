@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
 from .addresses import DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, LOOPBACK, check_prefix
-from .protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
 
 # "auto" runs on uvloop when it is installed (pip install filedock[fast]) and on
 # the standard library's loop otherwise; the other two insist on one of them.

@@ -1,0 +1,1 @@
+"""The client library: blocking sockets, typed results, verified downloads."""
