@@ -5,8 +5,7 @@ server and the client library are thin drivers around this module, and it is
 the only place that spells a protocol word. See PROTOCOL.md for the contract.
 
 Requests (client → server) and replies (server → client) are small frozen
-dataclasses. :class:`LineReader` frames an incoming byte stream into lines and
-enforces the line limit; :func:`decode_line` enforces UTF-8. :data:`COMMANDS`
+dataclasses; :mod:`.framing` splits the byte stream into lines. :data:`COMMANDS`
 declares every verb once; the parser, the server's ``HELP`` and dispatch, the
 shell and the one-shot commands are made from it. :class:`ErrorCode` spells
 every ``ERR`` code once.
@@ -21,22 +20,9 @@ from datetime import UTC, datetime
 from typing import assert_never, cast
 
 from .. import errors
+from .framing import LINE_PADDING, MAX_RECORDS, decode_line
 
 PROTOCOL_VERSION = 1
-
-# A line is at most this many bytes, CR and LF included. 4 KiB holds any
-# command and any repository path a person would type (Linux PATH_MAX is
-# 4096 too), and keeps a connection's input buffer small.
-DEFAULT_MAX_LINE = 4096
-
-# The client reads the server's lines with a larger limit: a FILE header
-# carries a path of up to DEFAULT_MAX_LINE bytes after its other fields.
-CLIENT_MAX_LINE = 64 * 1024
-
-# The longest line limit a server may be given: the path it lets a request
-# carry comes back in a FILE header, which a client must still be able to read
-# (CLIENT_MAX_LINE), and each connection may hold a line this long.
-MAX_LINE_LIMIT = 32 * 1024
 
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -49,122 +35,10 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _LONGEST_ERROR_CODE = 40
 
-# What a client accepts in one STATUS or FILES reply. A hostile server could
-# otherwise announce 10**20 records, or stream records without end, and grow
-# the client until the machine runs out of memory. A million records is far
-# over any listing this server makes in practice (each record costs the client
-# a few hundred bytes of Python objects), and 128 MiB of record lines is a
-# million records of 134 bytes each. (A million FILES records parsed take about
-# 180 MiB of the client's memory.)
-MAX_RECORDS = 1_000_000
-MAX_RECORD_BYTES = 128 * 1024 * 1024
-
 
 def client_name(number: int) -> str:
     """The name of the ``number``-th admitted client: Client01, …, Client99, Client100."""
     return f"Client{number:02d}"
-
-
-# --------------------------------------------------------------------------
-# Framing
-
-
-class LineReader:
-    """Split a byte stream into lines, holding at most ``max_line`` bytes of a
-    line that has not ended yet.
-
-    Feed bytes with :meth:`receive_data`; take lines with :meth:`next_line`,
-    which returns ``None`` when it needs more data and raises
-    :class:`LineTooLong` when the next line is over the limit. A line is
-    returned without its LF, and without a CR right before the LF.
-    """
-
-    # Received bytes are split into lines up to this many at a time: one C call
-    # instead of a search per line, while the lines split and not yet taken stay
-    # few (a flood of pipelined requests holds this much as line objects, at most).
-    _SPLIT_WINDOW = 16 * 1024
-
-    __slots__ = ("max_line", "_data", "_lines", "_index")
-
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
-        if max_line < 2:
-            raise ValueError("max_line must leave room for a character and LF")
-        self.max_line = max_line
-        self._data = bytearray()  # received, not split into _lines yet
-        self._lines: list[bytes] = []  # split off, each with its CR if any
-        self._index = 0  # the first of _lines not returned yet
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        self._data += data
-
-    def next_line(self) -> bytes | None:
-        lines = self._lines
-        index = self._index
-        if index == len(lines):
-            if not self._split():
-                return None
-            lines = self._lines
-            index = 0
-        line = lines[index]
-        if len(line) >= self.max_line:  # with its LF it would be over the limit
-            raise errors.LineTooLong(f"line longer than {self.max_line} bytes")
-        self._index = index + 1
-        if line[-1:] == b"\r":  # CR before LF
-            return line[:-1]
-        return line
-
-    def _split(self) -> bool:
-        """Move the next window of complete lines from _data to _lines; False if none."""
-        data = self._data
-        if not data:
-            return False
-        if data[-1] == 0x0A and len(data) <= self._SPLIT_WINDOW:
-            # Only whole lines, as a client that waits for its answers sends them.
-            self._lines = bytes(data).split(b"\n")
-            self._lines.pop()  # the empty text after the last LF
-            self._index = 0
-            data.clear()
-            return True
-        cut = data.rfind(b"\n", 0, self._SPLIT_WINDOW)
-        if cut < 0:
-            cut = data.find(b"\n")
-            if cut < 0:
-                # Without its LF the pending line is already this long: with the
-                # LF it would be over the limit.
-                if len(data) >= self.max_line:
-                    raise errors.LineTooLong(f"line longer than {self.max_line} bytes")
-                return False
-        self._lines = bytes(data[:cut]).split(b"\n")
-        self._index = 0
-        del data[: cut + 1]
-        return True
-
-    def take_rest(self) -> bytes:
-        """Remove and return the bytes not yet read as lines (a body's start)."""
-        rest = b"".join(line + b"\n" for line in self._lines[self._index :]) + self._data
-        self._lines = []
-        self._index = 0
-        self._data = bytearray()
-        return rest
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received and not yet returned as lines."""
-        pending = self._lines[self._index :]
-        return sum(map(len, pending)) + len(pending) + len(self._data)
-
-
-# What the ends of a line lose: ASCII space, TAB and CR only. Unicode white
-# space (NBSP, U+3000, NEL, U+2028, ...) may end a file's name, so it stays.
-LINE_PADDING = " \t\r"
-
-
-def decode_line(line: bytes) -> str:
-    """The text of a line: UTF-8, without leading and trailing ASCII space, TAB and CR."""
-    try:
-        return line.decode("utf-8").strip(LINE_PADDING)
-    except UnicodeDecodeError:
-        raise errors.BadEncoding("line is not valid UTF-8") from None
 
 
 # --------------------------------------------------------------------------
