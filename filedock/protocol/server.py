@@ -1,0 +1,331 @@
+"""The server's side of one conversation, with no I/O: :class:`ServerConnection`.
+
+It owns what the conversation allows (see :mod:`.state`): the handshake, one
+command that waits at a time, the file body that follows a ``FILE`` header,
+the end. Bytes go in with :meth:`~ServerConnection.receive_data` (``b""`` is
+the client's EOF); :meth:`~ServerConnection.next_event` returns a request, the
+greeting (:class:`Hello` or :class:`Exit`), a :class:`Violation`,
+:data:`END_OF_INPUT`, or the sentinels :data:`NEED_DATA` (no complete line
+yet) and :data:`PAUSED` (a command that waits is running, or the conversation
+is not reading lines now: as h11 pauses on a pipelined request). Replies go out
+through :meth:`~ServerConnection.send`, which checks the table.
+
+Its deadlines (the handshake, idleness, the delayed answer to a token, the
+delayed notice to a connection dropped for a newcomer) are read with
+:meth:`~ServerConnection.get_timer` and fired with
+:meth:`~ServerConnection.handle_timer`, as aioquic does: time is an argument,
+so every rule about time is tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import LineTooLong, ProtocolError, RequestError
+from .codes import CLOSING_CODES, ErrorCode
+from .framing import LineReader, decode_line
+from .messages import (
+    _LINE_REQUESTS,
+    ByeReply,
+    CommandRequest,
+    ErrorReply,
+    Exit,
+    FileReply,
+    FullReply,
+    Hello,
+    NameReply,
+    Reply,
+    WelcomeReply,
+    encode_reply,
+    parse_greeting,
+    parse_request,
+)
+from .state import READING_STATES, State, Step, next_state
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NEED_DATA: Final = _Sentinel("NEED_DATA")
+PAUSED: Final = _Sentinel("PAUSED")
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfInput:
+    """The client sent EOF and every complete line before it has been taken."""
+
+
+END_OF_INPUT: Final = EndOfInput()
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A line the conversation refuses: answer ``reply``; ``kind`` names it for
+    the log (``None``: a plain bad request, nothing worth a warning)."""
+
+    reply: ErrorReply
+    kind: str | None
+    what: str
+
+    @property
+    def closes(self) -> bool:
+        return self.reply.code in CLOSING_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A deadline passed: write ``data`` (the last reply) and close, or, when
+    it is ``None`` (no line can be sent yet: mid-TLS), abort."""
+
+    what: str  # "handshake", "idle" or "notice"
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDue:
+    """The delayed answer to a token is due: ``WELCOME`` (or ``FULL``) if it was
+    right, ``ERR unauthorized`` if not. Also due after the connection is gone:
+    its place in the pending pool is held until then."""
+
+    right: bool
+
+
+Event = CommandRequest | Hello | Exit | Violation | EndOfInput | _Sentinel
+
+_HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
+_DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
+
+# The replies that move the conversation (see state.TRANSITIONS); any other
+# reply keeps the state it is sent in (Step.ANSWER).
+_REPLY_STEPS: dict[type[Reply], Step] = {
+    NameReply: Step.NAME,
+    WelcomeReply: Step.WELCOME,
+    FullReply: Step.CLOSE,
+    ByeReply: Step.CLOSE,
+    FileReply: Step.BODY,
+}
+
+
+class ServerConnection:
+    """The server's side of one connection's conversation.
+
+    ``now`` is the time it was accepted (any clock, the same for every call);
+    ``idle_timeout`` 0 means no idle deadline.
+    """
+
+    # Ten thousand connections are ten thousand of these.
+    __slots__ = (
+        "state",
+        "handshake_timeout",
+        "idle_timeout",
+        "_reader",
+        "_eof",
+        "_handshake_deadline",
+        "_last_activity",
+        "_right",
+        "_answer_at",
+        "_notice_at",
+        "_named",
+    )
+
+    def __init__(
+        self, *, now: float, max_line: int, handshake_timeout: float, idle_timeout: float = 0.0
+    ) -> None:
+        self.state = State.ACCEPTED
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self._reader = LineReader(max_line)
+        self._eof = False
+        # Fixed at accept: lines before HELLO do not push it back.
+        self._handshake_deadline = now + handshake_timeout
+        self._last_activity = now
+        self._right = False
+        self._answer_at: float | None = None
+        self._notice_at: float | None = None
+        self._named = False
+
+    # -- input ----------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Take bytes from the client; ``b""`` is its EOF. Dropped once closing."""
+        if self.state in (State.CLOSING, State.CLOSED, State.DROPPED):
+            return
+        if data:
+            self._reader.receive_data(data)
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event:
+        """The next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
+        if self.state is not State.IDLE:
+            return self._next_event_not_idle()
+        next_line = self._reader.next_line
+        while True:
+            try:
+                line = next_line()
+            except LineTooLong as exc:
+                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", "line too long")
+            if line is None:
+                return END_OF_INPUT if self._eof else NEED_DATA
+            # The fast path: one dictionary lookup answers a PING.
+            request = _LINE_REQUESTS.get(line)
+            if request is not None:
+                return request
+            try:
+                text = decode_line(line)
+                if text:  # a person pressing Enter gets no answer
+                    return parse_request(text)
+            except ProtocolError as exc:
+                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", str(exc))
+            except RequestError as exc:
+                return Violation(ErrorReply(exc.code, exc.text), None, exc.text)
+
+    def _next_event_not_idle(self) -> Event:
+        if self.state not in READING_STATES:
+            return PAUSED
+        # NAMED: only HELLO and EXIT count before the greeting.
+        while True:
+            try:
+                line = self._reader.next_line()
+            except LineTooLong as exc:
+                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", "line too long")
+            if line is None:
+                return END_OF_INPUT if self._eof else NEED_DATA
+            try:
+                text = decode_line(line)
+            except ProtocolError as exc:
+                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", str(exc))
+            if not text:
+                continue
+            greeting = parse_greeting(text)
+            if greeting is not None:
+                return greeting
+            return Violation(
+                ErrorReply(ErrorCode.HANDSHAKE, "say HELLO first"),
+                "Handshake error",
+                "a command before HELLO",
+            )
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken as lines."""
+        return self._reader.buffered
+
+    # -- output and the steps the server takes ----------------------------------
+
+    def send(self, reply: Reply) -> bytes:
+        """The bytes of ``reply``, after checking the state allows it (StateError if not)."""
+        step = _REPLY_STEPS.get(type(reply))
+        if step is None:
+            closes = isinstance(reply, ErrorReply) and reply.code in CLOSING_CODES
+            step = Step.CLOSE if closes else Step.ANSWER
+        self._move(step)
+        if step is Step.NAME:
+            self._named = True
+        return encode_reply(reply)
+
+    def start(self) -> None:
+        """A command that waits begins: the lines after it wait (PAUSED)."""
+        self._move(Step.START)
+
+    def body_sent(self) -> None:
+        """The file body announced by the last ``FILE`` header is out."""
+        self._move(Step.BODY_SENT)
+
+    def done(self, now: float) -> None:
+        """The command that waited has answered; idleness counts from ``now``."""
+        self._move(Step.DONE)
+        self._last_activity = now
+
+    def heard(self, now: float) -> None:
+        """The client sent a line at ``now`` (the driver says so once per batch)."""
+        self._last_activity = now
+
+    def authorize(self, right: bool) -> None:
+        """Hold the answer to a token (``right`` or not) until :meth:`answer_at`."""
+        self._move(Step.AUTHORIZE)
+        self._right = right
+
+    def answer_at(self, when: float) -> None:
+        """The held answer is due at ``when`` (once its turn among its source's came)."""
+        self._answer_at = when
+
+    @property
+    def answer_owed(self) -> bool:
+        """Whether a token's answer is held, even for a connection already gone."""
+        return self.state is State.AUTHORIZING or self._answer_at is not None
+
+    def drop_answer(self) -> None:
+        """Forget the held answer (the server shuts down)."""
+        self._answer_at = None
+
+    def may_be_dropped(self) -> bool:
+        """Whether a newcomer may take its place: no HELLO answered or held, no end."""
+        return self.state in (State.ACCEPTED, State.NAMED)
+
+    def drop(self, notice_at: float) -> None:
+        """Its place went to a newcomer: it is told so at ``notice_at``."""
+        self._move(Step.DROP)
+        self._notice_at = notice_at
+
+    def end(self) -> None:
+        """End without a (further) reply: an abort, an EOF, a body cut short."""
+        self._move(Step.END)
+
+    def connection_lost(self) -> None:
+        self._move(Step.LOST)
+
+    def _move(self, step: Step) -> None:
+        self.state = next_state(self.state, step)
+
+    # -- deadlines ---------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` has something to do next, or ``None``."""
+        state = self.state
+        if state is State.IDLE:
+            return self._last_activity + self.idle_timeout if self.idle_timeout > 0 else None
+        if state in (State.ACCEPTED, State.NAMED):
+            return self._handshake_deadline
+        if self._answer_at is not None:
+            return self._answer_at
+        if state is State.DROPPED:
+            return self._notice_at
+        return None
+
+    def handle_timer(self, now: float) -> Deadline | AnswerDue | None:
+        """What the deadline due at ``now`` requires, if one is (else ``None``)."""
+        deadline = self.get_timer()
+        if deadline is None or now < deadline:
+            return None
+        state = self.state
+        if state is State.IDLE:
+            idle = self.idle_timeout
+            reply = ErrorReply(
+                ErrorCode.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s"
+            )
+            return Deadline("idle", self.send(reply))
+        if state is State.NAMED:
+            return Deadline(
+                "handshake", self.send(ErrorReply(ErrorCode.TIMEOUT, _HANDSHAKE_TIMEOUT_TEXT))
+            )
+        if state is State.ACCEPTED:  # in its TLS handshake: a line in clear would be garbage
+            self.end()
+            return Deadline("handshake", None)
+        if self._answer_at is not None:
+            self._answer_at = None
+            return AnswerDue(self._right)
+        # DROPPED: its notice is due; one that was never named (TLS) is told nothing.
+        self._notice_at = None
+        if not self._named:
+            self.end()
+            return Deadline("notice", None)
+        return Deadline("notice", self.send(ErrorReply(ErrorCode.TIMEOUT, _DROPPED_TEXT)))
