@@ -28,7 +28,7 @@ from filedock.errors import (
     Unauthorized,
     error_for_code,
 )
-from filedock.server import session
+from filedock.server import commands
 
 VERBS = [command for command in p.COMMANDS if command.word is not None]
 
@@ -137,7 +137,7 @@ def test_encoding_something_that_is_no_request_raises() -> None:
 
 
 def test_the_server_has_one_handler_for_each_verb_of_the_table() -> None:
-    assert set(session._HANDLERS) == {command.request for command in p.COMMANDS}
+    assert set(commands.HANDLERS) == {command.request for command in p.COMMANDS}
 
 
 def test_help_keeps_its_wording_and_names_each_verb_once() -> None:

@@ -812,7 +812,7 @@ def test_input_while_a_request_waits_stays_bounded(
             for _ in range(2000):  # 16 MiB at most: the kernel's buffers fill first
                 sent += conn.sock.send(b"PING\n" * 1638)
         conn.sock.setblocking(True)
-        held = server.sync(lambda: max(s._reader.buffered for s in sessions))
+        held = server.sync(lambda: max(s.conn.buffered for s in sessions))
         assert 0 < held < 4096 + 64 * 1024, held  # one line's worth plus one read
         gate.set()
         assert conn.read_line(timeout=10).startswith("FILE 1000 ")

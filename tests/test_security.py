@@ -726,7 +726,7 @@ def test_every_loopback_address_shares_one_slot_cap(
 
             async def listen6() -> int:
                 loop = asyncio.get_running_loop()
-                listener = await loop.create_server(lambda: Session(state), "::1", 0)
+                listener = await loop.create_server(lambda: Session(state.context), "::1", 0)
                 extra.append(listener)
                 return int(listener.sockets[0].getsockname()[1])
 

@@ -150,7 +150,7 @@ def test_many_hashings_from_one_source_starve_neither_list_nor_another_source(
     server = make_server(max_clients=12, max_clients_per_ip=0)
     assert server.server is not None
     # Every loopback address is one source; here two must count apart.
-    monkeypatch.setattr(server.server, "source_of", lambda host: host)
+    monkeypatch.setattr(server.server.context, "source_of", lambda host: host)
     greedy = [connect_from(server.port, "127.0.0.1") for _ in range(8)]
     other = connect_from(server.port, "127.0.0.2")
     try:
@@ -416,7 +416,7 @@ def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
     server = make_server(max_clients=len(sources) + 2, max_clients_per_ip=0)
     assert server.server is not None
     if apart:  # every loopback address is one source, as every local client is
-        monkeypatch.setattr(server.server, "source_of", lambda host: host)
+        monkeypatch.setattr(server.server.context, "source_of", lambda host: host)
     greedy = [connect_from(server.port, source) for source in sources]
     honest = connect_from(server.port, "127.0.0.1")
     try:

@@ -5,7 +5,7 @@ command that waits at a time, the file body that follows a ``FILE`` header,
 the end. Bytes go in with :meth:`~ServerConnection.receive_data` (``b""`` is
 the client's EOF); :meth:`~ServerConnection.next_event` returns a request, the
 greeting (:class:`Hello` or :class:`Exit`), a :class:`Violation`,
-:data:`END_OF_INPUT`, or the sentinels :data:`NEED_DATA` (no complete line
+:data:`BLANK_LINE`, :data:`END_OF_INPUT`, or the sentinels :data:`NEED_DATA` (no complete line
 yet) and :data:`PAUSED` (a command that waits is running, or the conversation
 is not reading lines now: as h11 pauses on a pipelined request). Replies go out
 through :meth:`~ServerConnection.send`, which checks the table.
@@ -67,6 +67,14 @@ END_OF_INPUT: Final = EndOfInput()
 
 
 @dataclass(frozen=True, slots=True)
+class BlankLine:
+    """A greeted client's empty line: it gets no answer, but it is a line (not idleness)."""
+
+
+BLANK_LINE: Final = BlankLine()
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     """A line the conversation refuses: answer ``reply``; ``kind`` names it for
     the log (``None``: a plain bad request, nothing worth a warning)."""
@@ -98,7 +106,7 @@ class AnswerDue:
     right: bool
 
 
-Event = CommandRequest | Hello | Exit | Violation | EndOfInput | _Sentinel
+Event = CommandRequest | Hello | Exit | Violation | EndOfInput | BlankLine | _Sentinel
 
 _HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
 _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
@@ -112,6 +120,14 @@ _REPLY_STEPS: dict[type[Reply], Step] = {
     ByeReply: Step.CLOSE,
     FileReply: Step.BODY,
 }
+
+
+def _too_long(exc: LineTooLong) -> Violation:
+    return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", "line too long")
+
+
+def _malformed(exc: ProtocolError) -> Violation:
+    return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", str(exc))
 
 
 class ServerConnection:
@@ -131,6 +147,7 @@ class ServerConnection:
         "_handshake_deadline",
         "_last_activity",
         "_right",
+        "_held",
         "_answer_at",
         "_notice_at",
         "_named",
@@ -148,6 +165,7 @@ class ServerConnection:
         self._handshake_deadline = now + handshake_timeout
         self._last_activity = now
         self._right = False
+        self._held = False  # a token's answer is owed
         self._answer_at: float | None = None
         self._notice_at: float | None = None
         self._named = False
@@ -167,52 +185,47 @@ class ServerConnection:
         """The next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
         if self.state is not State.IDLE:
             return self._next_event_not_idle()
-        next_line = self._reader.next_line
-        while True:
-            try:
-                line = next_line()
-            except LineTooLong as exc:
-                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", "line too long")
-            if line is None:
-                return END_OF_INPUT if self._eof else NEED_DATA
-            # The fast path: one dictionary lookup answers a PING.
-            request = _LINE_REQUESTS.get(line)
-            if request is not None:
-                return request
-            try:
-                text = decode_line(line)
-                if text:  # a person pressing Enter gets no answer
-                    return parse_request(text)
-            except ProtocolError as exc:
-                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", str(exc))
-            except RequestError as exc:
-                return Violation(ErrorReply(exc.code, exc.text), None, exc.text)
+        try:
+            line = self._reader.next_line()
+        except LineTooLong as exc:
+            return _too_long(exc)
+        if line is None:
+            return END_OF_INPUT if self._eof else NEED_DATA
+        # The fast path: one dictionary lookup answers a PING.
+        request = _LINE_REQUESTS.get(line)
+        if request is not None:
+            return request
+        try:
+            text = decode_line(line)
+            return parse_request(text) if text else BLANK_LINE
+        except ProtocolError as exc:
+            return _malformed(exc)
+        except RequestError as exc:
+            return Violation(ErrorReply(exc.code, exc.text), None, exc.text)
 
     def _next_event_not_idle(self) -> Event:
         if self.state not in READING_STATES:
             return PAUSED
         # NAMED: only HELLO and EXIT count before the greeting.
-        while True:
+        text = ""
+        while not text:
             try:
                 line = self._reader.next_line()
-            except LineTooLong as exc:
-                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", "line too long")
-            if line is None:
-                return END_OF_INPUT if self._eof else NEED_DATA
-            try:
+                if line is None:
+                    return END_OF_INPUT if self._eof else NEED_DATA
                 text = decode_line(line)
+            except LineTooLong as exc:
+                return _too_long(exc)
             except ProtocolError as exc:
-                return Violation(ErrorReply(exc.code, str(exc)), "Protocol error", str(exc))
-            if not text:
-                continue
-            greeting = parse_greeting(text)
-            if greeting is not None:
-                return greeting
-            return Violation(
-                ErrorReply(ErrorCode.HANDSHAKE, "say HELLO first"),
-                "Handshake error",
-                "a command before HELLO",
-            )
+                return _malformed(exc)
+        greeting = parse_greeting(text)
+        if greeting is not None:
+            return greeting
+        return Violation(
+            ErrorReply(ErrorCode.HANDSHAKE, "say HELLO first"),
+            "Handshake error",
+            "a command before HELLO",
+        )
 
     @property
     def buffered(self) -> int:
@@ -253,6 +266,7 @@ class ServerConnection:
         """Hold the answer to a token (``right`` or not) until :meth:`answer_at`."""
         self._move(Step.AUTHORIZE)
         self._right = right
+        self._held = True
 
     def answer_at(self, when: float) -> None:
         """The held answer is due at ``when`` (once its turn among its source's came)."""
@@ -261,10 +275,11 @@ class ServerConnection:
     @property
     def answer_owed(self) -> bool:
         """Whether a token's answer is held, even for a connection already gone."""
-        return self.state is State.AUTHORIZING or self._answer_at is not None
+        return self._held
 
     def drop_answer(self) -> None:
         """Forget the held answer (the server shuts down)."""
+        self._held = False
         self._answer_at = None
 
     def may_be_dropped(self) -> bool:
@@ -295,8 +310,8 @@ class ServerConnection:
             return self._last_activity + self.idle_timeout if self.idle_timeout > 0 else None
         if state in (State.ACCEPTED, State.NAMED):
             return self._handshake_deadline
-        if self._answer_at is not None:
-            return self._answer_at
+        if self._held:
+            return self._answer_at  # None while it waits for its turn
         if state is State.DROPPED:
             return self._notice_at
         return None
@@ -320,7 +335,8 @@ class ServerConnection:
         if state is State.ACCEPTED:  # in its TLS handshake: a line in clear would be garbage
             self.end()
             return Deadline("handshake", None)
-        if self._answer_at is not None:
+        if self._held:
+            self._held = False
             self._answer_at = None
             return AnswerDue(self._right)
         # DROPPED: its notice is due; one that was never named (TLS) is told nothing.

@@ -27,6 +27,7 @@ from ..version import server_banner
 from .addresses import is_loopback_host, source_group
 from .auth import AuthGuard, TokenChecker, read_token_file
 from .config import ServerConfig
+from .context import ServerContext
 from .logs import WarningLimiter
 from .registry import PendingPool, Registry
 from .repository import Repository
@@ -97,6 +98,23 @@ class Server:
         self._stop_requested = asyncio.Event()
         self._limiter = WarningLimiter(log)
         self._all_closed: asyncio.Event | None = None
+        self.context = ServerContext(
+            config=config,
+            registry=self.registry,
+            repository=self.repository,
+            workers=self.workers,
+            tls=self.tls,
+            tokens=self.tokens,
+            auth_guard=self.auth_guard,
+            banner=self.banner,
+            about=self.about,
+            limiter=self._limiter,
+            read_buffer=self.read_buffer,
+            session_closed=self.session_closed,
+            sessions=self.sessions,
+            lingering=self.lingering,
+            notices_held=self.notices_held,
+        )
         self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
 
     # -- running ------------------------------------------------------------
@@ -104,12 +122,12 @@ class Server:
     async def start(self) -> None:
         """Listen on the configured address. Raises ``OSError`` if it cannot."""
         loop = asyncio.get_running_loop()
-        self._limiter = WarningLimiter(log, call_later=loop.call_later)
+        self._limiter = self.context.limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
         raise_descriptor_limit(self.config.max_clients)
-        self._started = time.monotonic()
+        self._started = self.context.started = time.monotonic()
         self._listener = await loop.create_server(
-            lambda: Session(self),
+            lambda: Session(self.context),
             self.config.host,
             self.config.port,
             backlog=_ACCEPT_BATCH,
@@ -182,8 +200,7 @@ class Server:
             self._listener.close()
         self.workers.stop_hashing()  # no session still waiting for a digest gets it
         for turned_away in list(self.lingering):
-            if turned_away.transport is not None:
-                turned_away.transport.abort()
+            turned_away.abort()
         sessions = list(self.sessions)
         grace = self.config.shutdown_grace
         outcomes = await asyncio.gather(
@@ -193,15 +210,13 @@ class Server:
             # One connection failing to say goodbye must not stop the others'.
             if isinstance(outcome, Exception):
                 log.warning("Could not end %s cleanly: %s", session.label(), outcome)
-                if session.transport is not None:
-                    session.transport.abort()
+                session.abort()
         try:
             async with asyncio.timeout(grace + 3.0):
                 await self._wait_sessions_closed()
         except TimeoutError:
             for session in list(self.sessions):
-                if session.transport is not None:
-                    session.transport.abort()
+                session.abort()
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None

@@ -1,0 +1,181 @@
+"""One handler per request type of the command table (:data:`HANDLERS`).
+
+A handler answers at once with the reply's bytes, or starts the session's one
+task (listing the folder, sending a file) and returns ``None``: the lines after
+it wait until the task is done, so replies stay in request order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import protocol as p
+from ..errors import RequestError
+from ..protocol.state import State
+from .repository import INLINE_STEPS, OpenedFile, Repository, WalkTooLong
+from .transfer import TransferError, send_body
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger("filedock.server")
+
+Handler = Callable[["Session", Any], bytes | None]
+
+
+def _ping(_: Session, __: p.Ping) -> bytes:
+    return p.PONG  # encoded once: most of a pipelined load, and it keeps the state
+
+
+def _who(s: Session, _: p.Who) -> bytes:
+    return s.conn.send(p.WhoReply(tuple(s.context.registry.connected_names())))
+
+
+def _uptime(s: Session, _: p.Uptime) -> bytes:
+    return s.conn.send(p.UptimeReply(s.context.uptime()))
+
+
+def _about(s: Session, _: p.About) -> bytes:
+    return s.conn.send(p.AboutReply(s.context.about))
+
+
+def _help(s: Session, _: p.Help) -> bytes:
+    return s.conn.send(p.HelpReply(p.HELP_TEXT))
+
+
+def _status(s: Session, _: p.Status) -> bytes:
+    lines = s.context.registry.snapshot_lines()
+    return s.conn.send(p.StatusReply(len(lines))) + b"".join(lines)
+
+
+def _say(s: Session, request: p.Say) -> bytes:
+    return s.conn.send(p.AckReply(request.text))
+
+
+def _message(s: Session, request: p.Message) -> bytes | None:
+    # A line that is no file is echoed at once. The lookup is cheap checks
+    # first, then a walk on the loop only as long as a plain GET's; a
+    # longer one goes to a worker.
+    text = request.text
+    try:
+        opened = _open_here(s, text)
+    except RequestError:
+        return s.conn.send(p.AckReply(text))
+    _serve(s, text, opened, or_echo=True)
+    return None
+
+
+def _get(s: Session, request: p.Get) -> bytes | None:
+    _serve(s, request.path, _open_here(s, request.path))  # a refusal raises: ERR
+    return None
+
+
+def _list(s: Session, _: p.ListFiles) -> None:
+    s.start(_send_listing(s))
+
+
+def _exit(s: Session, _: p.Exit) -> bytes:
+    data = s.conn.send(p.ByeReply())
+    s.finish()
+    return data
+
+
+# One handler per entry of protocol.COMMANDS (a test checks they match).
+HANDLERS: dict[type[p.CommandRequest], Handler] = {
+    p.Ping: _ping,
+    p.Who: _who,
+    p.Uptime: _uptime,
+    p.About: _about,
+    p.Help: _help,
+    p.Status: _status,
+    p.Say: _say,
+    p.Message: _message,
+    p.Get: _get,
+    p.ListFiles: _list,
+    p.Exit: _exit,
+}
+
+
+# -- commands that wait ---------------------------------------------------------
+
+
+def _open_here(s: Session, path: str) -> OpenedFile | None:
+    """``path`` opened on the loop, or None when its walk is long enough for a worker."""
+    try:
+        return s.context.repository.open(path, max_steps=INLINE_STEPS)
+    except WalkTooLong:
+        return None
+
+
+def _serve(s: Session, path: str, opened: OpenedFile | None, *, or_echo: bool = False) -> None:
+    if opened is None:
+        s.start(_send_file(s, path, or_echo=or_echo))
+        return
+    task = s.start(_send_opened(s, opened))
+    # Closed however the task ends, even cancelled before it ever ran.
+    task.add_done_callback(lambda _: opened.close())
+
+
+def _listing(repository: Repository, cancelled: Callable[[], bool]) -> tuple[int, bytes]:
+    """The listing's records, encoded in a worker: encoding 20,000 records
+    takes tens of milliseconds, which on the event loop every client would wait."""
+    files = repository.listing(cancelled)
+    return len(files), b"".join(map(p.encode_file_info, files))
+
+
+async def _send_listing(s: Session) -> None:
+    workers, repository = s.context.workers, s.context.repository
+    try:
+        count, records = await workers.metadata.run(_listing, repository, workers.cancel.is_set)
+    except RequestError as exc:
+        s.send(p.ErrorReply(exc.code, exc.text))
+        return
+    except OSError as exc:
+        log.warning("Cannot list the repository for %s: %s", s.label(), exc.strerror)
+        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "the folder cannot be read"))
+        return
+    s.send(p.FilesReply(count), records)
+
+
+async def _send_file(s: Session, path: str, *, or_echo: bool = False) -> None:
+    """Open ``path`` in a worker and send it; with ``or_echo``, echo the line if
+    there is no such file."""
+    try:
+        opened = await s.context.workers.metadata.run(
+            s.context.repository.open, path, abandoned=OpenedFile.close
+        )
+    except RequestError as exc:  # any OS error on a path is one of these
+        s.send(p.AckReply(path) if or_echo else p.ErrorReply(exc.code, exc.text))
+        return
+    with opened:
+        await _send_opened(s, opened)
+
+
+async def _send_opened(s: Session, opened: OpenedFile) -> None:
+    path = opened.path
+    try:
+        digest = await s.context.repository.hashes.sha256(opened, s.source)
+    except RequestError as exc:  # changed before the header: the connection goes on
+        s.send(p.ErrorReply(exc.code, exc.text))
+        return
+    except OSError as exc:
+        log.warning("Cannot read %r for %s: %s", path, s.label(), exc.strerror)
+        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "file cannot be read"))
+        return
+    transport = s.transport
+    assert transport is not None
+    s.send(p.FileReply(opened.size, digest, path))
+    try:
+        # Exactly the announced size goes out, so the stream stays in step
+        # even if the file grew or changed meanwhile: the client checks the
+        # digest, and changed bytes are never saved as the announced file.
+        await send_body(transport, s.flow, opened, s.config.send_timeout)
+    except TransferError as exc:  # shrank, or the client went away: cut
+        s.context.warn("transfer", "Transfer of %r to %s cut short: %s", path, s.label(), exc)
+        s.abort()
+        return
+    if s.conn.state is State.SENDING:  # (not if the connection went as the last bytes left)
+        s.conn.body_sent()
+    log.info("Sent file %r size=%d sha256=%s…", path, opened.size, digest[:12])

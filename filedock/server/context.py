@@ -1,0 +1,62 @@
+"""What every session of one server shares: a context object, not the Server.
+
+Sessions read the configuration, the registry, the repository, the auth guard
+and the workers here, and report their end through :attr:`ServerContext.session_closed`
+(uvicorn passes its ``ServerState`` the same way). The :class:`~.server.Server`
+builds it and keeps listening, shutdown and statistics to itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .addresses import source_group
+from .auth import AuthGuard, TokenChecker
+from .config import ServerConfig
+from .logs import WarningLimiter
+from .registry import Registry
+from .repository import Repository
+from .workers import Workers
+
+if TYPE_CHECKING:
+    from .session import Session
+
+
+@dataclass(eq=False)
+class ServerContext:
+    """The state one server's sessions share."""
+
+    config: ServerConfig
+    registry: Registry
+    repository: Repository
+    workers: Workers
+    tls: ssl.SSLContext | None
+    tokens: TokenChecker | None
+    # Its tickets are the turns of greetings queued behind a source's answers.
+    auth_guard: AuthGuard[asyncio.Future[None]]
+    banner: str
+    about: str
+    limiter: WarningLimiter  # replaced by the server's start(), which has the loop
+    read_buffer: memoryview  # every session reads into it (see Session.get_buffer)
+    session_closed: Callable[[Session], None]  # the server counts its sessions
+    started: float = field(default_factory=time.monotonic)
+    sessions: set[Session] = field(default_factory=set)
+    lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL
+    # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
+    notices_held: set[Session] = field(default_factory=set)
+
+    def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
+        """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
+        self.limiter.warning(kind, message, *args, source=source)
+
+    def uptime(self) -> int:
+        return int(time.monotonic() - self.started)
+
+    def source_of(self, host: str) -> str:
+        """The source group of a client's ``host``, for every per-source rule."""
+        return source_group(host, self.config.ipv4_prefix, self.config.ipv6_prefix)
