@@ -41,7 +41,7 @@ from .messages import (
     parse_greeting,
     parse_request,
 )
-from .state import READING_STATES, State, Step, next_state
+from .state import READING_STATES, TRANSITIONS, State, StateError, Step
 
 
 class _Sentinel:
@@ -111,6 +111,12 @@ Event = CommandRequest | Hello | Exit | Violation | EndOfInput | BlankLine | _Se
 _HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
 _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 
+# Looking an Enum member up on its class costs a descriptor call; the paths
+# taken for every batch compare with these instead.
+_IDLE = State.IDLE
+_NAME, _ANSWER, _CLOSE = Step.NAME, Step.ANSWER, Step.CLOSE
+_INPUT_DROPPED = frozenset({State.CLOSING, State.CLOSED, State.DROPPED})
+
 # The replies that move the conversation (see state.TRANSITIONS); any other
 # reply keeps the state it is sent in (Step.ANSWER).
 _REPLY_STEPS: dict[type[Reply], Step] = {
@@ -147,7 +153,7 @@ class ServerConnection:
         "_handshake_deadline",
         "_last_activity",
         "_right",
-        "_held",
+        "answer_owed",
         "_answer_at",
         "_notice_at",
         "_named",
@@ -165,7 +171,9 @@ class ServerConnection:
         self._handshake_deadline = now + handshake_timeout
         self._last_activity = now
         self._right = False
-        self._held = False  # a token's answer is owed
+        # A token's answer is held, even for a connection already gone (read
+        # at every end of a connection: an attribute, not a property).
+        self.answer_owed = False
         self._answer_at: float | None = None
         self._notice_at: float | None = None
         self._named = False
@@ -174,7 +182,8 @@ class ServerConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take bytes from the client; ``b""`` is its EOF. Dropped once closing."""
-        if self.state in (State.CLOSING, State.CLOSED, State.DROPPED):
+        state = self.state
+        if state is not _IDLE and state in _INPUT_DROPPED:
             return
         if data:
             self._reader.receive_data(data)
@@ -183,7 +192,7 @@ class ServerConnection:
 
     def next_event(self) -> Event:
         """The next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
-        if self.state is not State.IDLE:
+        if self.state is not _IDLE:
             return self._next_event_not_idle()
         try:
             line = self._reader.next_line()
@@ -239,9 +248,9 @@ class ServerConnection:
         step = _REPLY_STEPS.get(type(reply))
         if step is None:
             closes = isinstance(reply, ErrorReply) and reply.code in CLOSING_CODES
-            step = Step.CLOSE if closes else Step.ANSWER
+            step = _CLOSE if closes else _ANSWER
         self._move(step)
-        if step is Step.NAME:
+        if step is _NAME:
             self._named = True
         return encode_reply(reply)
 
@@ -266,20 +275,15 @@ class ServerConnection:
         """Hold the answer to a token (``right`` or not) until :meth:`answer_at`."""
         self._move(Step.AUTHORIZE)
         self._right = right
-        self._held = True
+        self.answer_owed = True
 
     def answer_at(self, when: float) -> None:
         """The held answer is due at ``when`` (once its turn among its source's came)."""
         self._answer_at = when
 
-    @property
-    def answer_owed(self) -> bool:
-        """Whether a token's answer is held, even for a connection already gone."""
-        return self._held
-
     def drop_answer(self) -> None:
         """Forget the held answer (the server shuts down)."""
-        self._held = False
+        self.answer_owed = False
         self._answer_at = None
 
     def may_be_dropped(self) -> bool:
@@ -299,7 +303,10 @@ class ServerConnection:
         self._move(Step.LOST)
 
     def _move(self, step: Step) -> None:
-        self.state = next_state(self.state, step)
+        try:  # state.next_state, inlined: several steps a connection
+            self.state = TRANSITIONS[self.state][step]
+        except KeyError:
+            raise StateError(self.state, step) from None
 
     # -- deadlines ---------------------------------------------------------------
 
@@ -310,7 +317,7 @@ class ServerConnection:
             return self._last_activity + self.idle_timeout if self.idle_timeout > 0 else None
         if state in (State.ACCEPTED, State.NAMED):
             return self._handshake_deadline
-        if self._held:
+        if self.answer_owed:
             return self._answer_at  # None while it waits for its turn
         if state is State.DROPPED:
             return self._notice_at
@@ -335,9 +342,10 @@ class ServerConnection:
         if state is State.ACCEPTED:  # in its TLS handshake: a line in clear would be garbage
             self.end()
             return Deadline("handshake", None)
-        if self._held:
-            self._held = False
+        if self.answer_owed:
+            self.answer_owed = False
             self._answer_at = None
+            self._last_activity = now  # a WELCOME now: idleness counts from it
             return AnswerDue(self._right)
         # DROPPED: its notice is due; one that was never named (TLS) is told nothing.
         self._notice_at = None

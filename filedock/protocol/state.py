@@ -30,6 +30,10 @@ class State(Enum):
     CLOSING = "closing"  # the last reply is out (or none can be): input is dropped
     CLOSED = "closed"  # the connection is gone
 
+    # Members are singletons: hash them as objects, in C, not by name in Python
+    # (a step is a lookup in TRANSITIONS, several per connection).
+    __hash__ = object.__hash__
+
 
 class Step(Enum):
     """What moves a conversation from one state to the next."""
@@ -46,6 +50,8 @@ class Step(Enum):
     CLOSE = "send the last reply (BYE, FULL, an ERR that closes)"
     END = "end without a reply"
     LOST = "lose the connection"
+
+    __hash__ = object.__hash__  # (see State)
 
 
 S = State

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
@@ -85,9 +84,7 @@ def welcome(s: Session) -> bytes:
     s.leave_pool()
     s.entry = outcome
     log.info("Connected: %s from %s", outcome.name, s.address)
-    data = s.conn.send(p.WelcomeReply(outcome.name, s.context.banner))
-    s.conn.heard(time.monotonic())  # idleness counts from the welcome
-    return data
+    return s.conn.send(p.WelcomeReply(outcome.name, s.context.banner))
 
 
 def answer_due(s: Session, right: bool) -> None:

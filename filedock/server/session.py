@@ -67,6 +67,10 @@ _ENDED = frozenset({State.DROPPED, State.CLOSING, State.CLOSED})
 # A command (or a token's answer) is pending: the lines after it wait.
 _WAITING = frozenset({State.BUSY, State.SENDING, State.AUTHORIZING})
 
+# Looking an Enum member up on its class costs a descriptor call: the paths
+# taken for every batch compare with these instead.
+_IDLE, _CLOSING = State.IDLE, State.CLOSING
+
 _DEADLINE_LOGS = {
     "handshake": "Timeout: %s did not greet within %g s",
     "idle": "Timeout: %s idle for %g s",
@@ -321,7 +325,8 @@ class Session(asyncio.BufferedProtocol):
                 self._keep_early(data)
             return
         conn = self.conn
-        if conn.state in _ENDED:
+        state = conn.state
+        if state is not _IDLE and state in _ENDED:
             return  # lingering: drop what the client still sends
         conn.receive_data(data)
         self._process()
@@ -428,9 +433,9 @@ class Session(asyncio.BufferedProtocol):
             conn.heard(time.monotonic())
         if replies:
             transport.write(b"".join(replies))
-        if conn.state is not state or self._timer is None:
+        if conn.state is not state:  # (a timer that fires re-arms itself)
             self._arm()
-        if conn.state is State.CLOSING:
+        if conn.state is _CLOSING:
             self.close_gracefully()
         else:
             self._update_reading()
@@ -625,12 +630,17 @@ class Session(asyncio.BufferedProtocol):
         """
         transport = self.transport
         state = self.conn.state
-        if transport is None or transport.is_closing() or state in _ENDED:
+        if transport is None or transport.is_closing():
             return
-        want = not self.flow.paused and (
-            state not in _WAITING
-            or (state is not State.SENDING and self.conn.buffered < self.config.max_line)
-        )
+        if state is _IDLE:
+            want = not self.flow.paused
+        elif state in _ENDED:
+            return
+        else:
+            want = not self.flow.paused and (
+                state not in _WAITING
+                or (state is not State.SENDING and self.conn.buffered < self.config.max_line)
+            )
         if want and not transport.is_reading():
             transport.resume_reading()
         elif not want and transport.is_reading():
