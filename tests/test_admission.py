@@ -166,50 +166,6 @@ def test_a_silent_connection_takes_no_slot_and_times_out(
         close_all(conns)
 
 
-def test_greeted_client_is_not_hit_by_the_handshake_timeout(
-    make_server: Callable[..., ServerThread],
-) -> None:
-    server = make_server(handshake_timeout=0.3)
-    conn = LineConn(server.port)
-    try:
-        conn.greet()
-        assert not conn.at_eof(timeout=0.8)  # well past the handshake timeout
-        assert conn.request("PING") == "PONG"
-        assert server.connected_count() == 1
-    finally:
-        conn.close()
-
-
-def test_lines_before_hello_do_not_extend_the_handshake_timeout(
-    make_server: Callable[..., ServerThread],
-) -> None:
-    server = make_server(handshake_timeout=0.4)
-    conn = LineConn(server.port)
-    try:
-        assert conn.read_line() == "NAME Client01"
-        named = time.monotonic()
-        timed_out = False
-        for _ in range(100):  # one line every 50 ms or so, for at most 5 s
-            if time.monotonic() - named > 5:
-                break
-            line = conn.request("PING")
-            if line.startswith("ERR timeout "):
-                timed_out = True
-                break
-            assert line.startswith("ERR handshake "), line
-            if conn.at_eof(timeout=0.05):
-                assert conn.read_line().startswith("ERR timeout ")
-                timed_out = True
-                break
-        elapsed = time.monotonic() - named
-        assert timed_out, "lines before HELLO kept the connection alive"
-        assert 0.35 <= elapsed < 3
-        assert conn.at_eof()
-        wait_until(lambda: server.connected_count() == 0)
-    finally:
-        conn.close()
-
-
 # -- capacity --------------------------------------------------------------------------
 
 

@@ -82,72 +82,6 @@ def rss_mib(pid: int) -> float:
 # -- trickles and silences ----------------------------------------------------------
 
 
-def test_a_hello_trickled_without_an_end_is_dropped_at_the_handshake_timeout(
-    start: Callable[..., ServerProcess],
-) -> None:
-    server = start("--handshake-timeout", "2", "--max-pending-per-ip", "1")
-    with LineConn(server.port, timeout=10) as conn:
-        assert conn.read_line().startswith("NAME ")
-        started = time.monotonic()
-        answer = ""
-        for byte in b"HELLO Client01 " + b"x" * 100:  # bounded: 11 s at most
-            try:
-                conn.send(bytes([byte]))
-            except OSError:
-                break
-            if conn.at_eof(timeout=0.1):
-                break
-        took = time.monotonic() - started
-        answer = conn._buffer.decode(errors="replace")
-    assert answer.startswith("ERR timeout no HELLO within the handshake timeout"), answer
-    assert 1.5 < took < 5.0
-    wait_until(lambda: the_pool_place_is_free(server.port))
-
-
-def test_the_idle_timer_starts_at_welcome(
-    start: Callable[..., ServerProcess], token_file: str
-) -> None:
-    """A HELLO whose answer waits (the source failed before) and then silence:
-    the idle timeout counts from the WELCOME, not from the HELLO."""
-    server = start("--idle-timeout", "2", "--token-file", token_file)
-    for _ in range(3):  # three failures: the next answer waits 1 s
-        with LineConn(server.port) as guess:
-            guess.read_line()
-            assert guess.request("HELLO token=wrong").startswith("ERR unauthorized ")
-    with LineConn(server.port, timeout=15) as conn:
-        conn.read_line()
-        conn.send_line(f"HELLO token={TOKEN}")
-        assert conn.read_line().startswith("WELCOME ")
-        welcomed = time.monotonic()
-        assert conn.read_line() == "ERR timeout disconnected for being idle: no request in 2 s"
-        assert time.monotonic() - welcomed >= 1.9
-
-
-def test_a_tls_client_hello_trickled_is_dropped_at_the_handshake_timeout(
-    start: Callable[..., ServerProcess], tmp_path: Path
-) -> None:
-    cert, key = make_certificate(tmp_path)
-    server = start("--tls-cert", cert, "--tls-key", key, "--handshake-timeout", "2")
-    hello = client_hello_bytes()
-    with socket.create_connection((HOST, server.port), timeout=10) as sock:
-        started = time.monotonic()
-        closed = False
-        for byte in hello[: len(hello) - 1]:  # never the whole ClientHello
-            try:
-                sock.sendall(bytes([byte]))
-                sock.settimeout(0.05)
-                closed = sock.recv(1) == b""
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-            if closed or time.monotonic() - started > 8:
-                break
-        took = time.monotonic() - started
-    assert closed
-    assert 1.5 < took < 5.0
-
-
 def make_certificate(tmp_path: Path) -> tuple[str, str]:
     ca = trustme.CA()
     issued = ca.issue_cert("127.0.0.1")
@@ -155,18 +89,6 @@ def make_certificate(tmp_path: Path) -> tuple[str, str]:
     issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
     return str(cert), str(key)
-
-
-def client_hello_bytes() -> bytes:
-    """The first flight of a real TLS client, from an in-memory handshake."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing)
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 # -- floods ----------------------------------------------------------------------------

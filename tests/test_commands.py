@@ -351,71 +351,17 @@ def test_idle_timeout_drops_a_silent_client(
     conn = LineConn(server.port)
     try:
         conn.greet()
+        assert not conn.at_eof(timeout=0.3)
+        assert conn.request("PING") == "PONG"  # a line pushes the deadline back
+        heard = time.monotonic()
         line = conn.read_line(timeout=5)
         assert line.startswith("ERR timeout "), line
+        assert time.monotonic() - heard >= 0.4, "the idle deadline did not count from the PING"
         assert conn.at_eof()
         wait_until(lambda: server.connected_count() == 0)
         assert_clean_log(caplog, "Client01")
     finally:
         conn.close()
-
-
-def test_idle_timeout_spares_a_client_that_keeps_talking(
-    make_server: Callable[..., ServerThread],
-) -> None:
-    server = make_server(idle_timeout=0.5)
-    conn = LineConn(server.port)
-    try:
-        conn.greet()
-        deadline = time.monotonic() + 1.6  # three idle timeouts and more
-        count = 0
-        while time.monotonic() < deadline and count < 100:
-            assert conn.request("PING") == "PONG"
-            # wait a while before the next line; a drop would show up as EOF
-            assert not conn.at_eof(timeout=0.15)
-            count += 1
-        assert count >= 6
-        assert server.connected_count() == 1
-    finally:
-        conn.close()
-
-
-def test_idle_timeout_drops_a_client_that_never_ends_a_line(
-    make_server: Callable[..., ServerThread],
-) -> None:
-    """A byte every 0.1 s never completes a line: the idle timeout closes the
-    connection. The line limit is the smallest there is and the trickle may go
-    past it, so a server that only enforced the limit would answer
-    ``line-too-long`` after 64 bytes instead."""
-    max_line, idle_timeout = 64, 0.5
-    server = make_server(idle_timeout=idle_timeout, max_line=max_line)
-    conn = LineConn(server.port)
-    try:
-        conn.greet()
-        greeted_at = time.monotonic()
-        closed = False
-        sent = 0
-        while time.monotonic() < greeted_at + 8 and sent < 3 * max_line:
-            conn.send(b"a")
-            sent += 1
-            if conn.at_eof(timeout=0.1):
-                closed = True
-                break
-        assert closed, f"still connected after trickling {sent} bytes"
-        closed_after = time.monotonic() - greeted_at
-        reply = conn.read_line()
-        assert reply.startswith("ERR timeout "), reply
-        assert sent < max_line, f"{sent} bytes sent: the line limit could have closed it"
-        assert closed_after >= idle_timeout * 0.8, f"closed after {closed_after:.2f} s"
-        wait_until(lambda: server.connected_count() == 0)
-    finally:
-        conn.close()
-
-
-def test_no_idle_timeout_by_default(server: ServerThread, raw: Callable[[], LineConn]) -> None:
-    conn = greeted(raw)
-    assert not conn.at_eof(timeout=0.7)
-    assert conn.request("PING") == "PONG"
 
 
 # -- clients that vanish -------------------------------------------------------------------

@@ -208,23 +208,6 @@ def test_raw_greeting_with_token_and_without(token_server: ServerThread) -> None
         bad.close()
 
 
-def test_repeated_failures_are_answered_later_and_later(token_server: ServerThread) -> None:
-    # Failures 1, 2, 3 from one address wait 0.25, 0.5 and 1 s: the third
-    # answer cannot come within half a second.
-    for _ in range(2):
-        with pytest.raises(Unauthorized):
-            Client(HOST, token_server.port, token="nope", timeout=10)
-    conn = LineConn(token_server.port)
-    try:
-        conn.read_line()
-        conn.send_line("HELLO token=nope")
-        with pytest.raises(TimeoutError):
-            conn.read_line(timeout=0.5)
-        assert conn.read_line(timeout=10).startswith("ERR unauthorized ")
-    finally:
-        conn.close()
-
-
 # -- per-address limit --------------------------------------------------------
 
 
@@ -513,21 +496,6 @@ def test_a_right_token_after_failures_waits_the_delay_a_wrong_one_does(
     assert token_server.sync(lambda: guard.answer_delay("loopback")) == 0.0  # reset
 
 
-def test_past_the_failure_limit_the_right_token_still_gets_in_after_the_longest_delay(
-    tmp_path: Path, make_server: Callable[..., ServerThread]
-) -> None:
-    path = tmp_path / "tokens"
-    path.write_text(TOKENS)
-    server = make_server(token_file=str(path), max_auth_failures_per_minute=2)
-    _slow_down(server, 1.5)
-    for _ in range(2):
-        with pytest.raises(Unauthorized):
-            Client(HOST, server.port, token="wrong", timeout=10)
-    answer, took = _answer_time(server.port, "HELLO token=alpha-123")
-    assert answer.startswith("WELCOME ")
-    assert took >= 1.5  # the longest delay, as for a wrong token
-
-
 def test_wrong_tokens_past_the_limit_at_once_wait_their_turn(
     tmp_path: Path, make_server: Callable[..., ServerThread]
 ) -> None:
@@ -606,6 +574,7 @@ def test_a_guesser_never_locks_the_token_holder_of_the_same_source_out(
     path.write_text(TOKENS)
     server = make_server(token_file=str(path))
     assert server.server is not None
+    _slow_down(server, 1.0)  # the longest delay: 8 s by default, the same rule sooner
     cap = server.server.auth_guard.delay.cap
     with Guesser(server.port, parallel=3) as guesser:
         wait_until(lambda: guesser.guesses >= 4, timeout=10)  # the delay has grown
