@@ -24,7 +24,7 @@ from typing import Any, cast
 from .. import protocol as p
 from .. import tls
 from ..version import server_banner
-from .addresses import is_loopback_host, source_group
+from .addresses import is_loopback_host
 from .auth import AuthGuard, TokenChecker, read_token_file
 from .config import ServerConfig
 from .context import ServerContext
@@ -92,7 +92,6 @@ class Server:
         self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
         self.banner = server_banner()
         self.about = f"{self.banner} | protocol {p.PROTOCOL_VERSION} | multi-client TCP file server"
-        self._started = time.monotonic()
         self._listener: asyncio.base_events.Server | None = None
         # Made here, not in start(): a signal may arrive while start() runs.
         self._stop_requested = asyncio.Event()
@@ -125,7 +124,7 @@ class Server:
         self._limiter = self.context.limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
         raise_descriptor_limit(self.config.max_clients)
-        self._started = self.context.started = time.monotonic()
+        self.context.started = time.monotonic()
         self._listener = await loop.create_server(
             lambda: Session(self.context),
             self.config.host,
@@ -236,20 +235,9 @@ class Server:
         if not self.sessions and self._all_closed is not None:
             self._all_closed.set()
 
-    def uptime(self) -> int:
-        return int(time.monotonic() - self._started)
-
-    def status_reply(self) -> bytes:
-        lines = self.registry.snapshot_lines()
-        return p.encode_reply(p.StatusReply(len(lines))) + b"".join(lines)
-
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
-        self._limiter.warning(kind, message, *args, source=source)
-
-    def source_of(self, host: str) -> str:
-        """The source group of a client's ``host``, for every per-source rule."""
-        return source_group(host, self.config.ipv4_prefix, self.config.ipv6_prefix)
+        self.context.warn(kind, message, *args, source=source)
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
