@@ -151,7 +151,7 @@ class ServerConnection:
         "_reader",
         "_eof",
         "_handshake_deadline",
-        "_last_activity",
+        "heard_at",
         "_right",
         "answer_owed",
         "_answer_at",
@@ -169,7 +169,9 @@ class ServerConnection:
         self._eof = False
         # Fixed at accept: lines before HELLO do not push it back.
         self._handshake_deadline = now + handshake_timeout
-        self._last_activity = now
+        # When the client last sent a line: the driver sets it once per batch
+        # that brought one (an attribute, not a call, on the path of every batch).
+        self.heard_at = now
         self._right = False
         # A token's answer is held, even for a connection already gone (read
         # at every end of a connection: an attribute, not a property).
@@ -180,15 +182,17 @@ class ServerConnection:
 
     # -- input ----------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Take bytes from the client; ``b""`` is its EOF. Dropped once closing."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
+        """Take bytes from the client; ``b""`` is its EOF. Once the conversation
+        is over they are dropped, and this says False."""
         state = self.state
         if state is not _IDLE and state in _INPUT_DROPPED:
-            return
+            return False
         if data:
             self._reader.receive_data(data)
         else:
             self._eof = True
+        return True
 
     def next_event(self) -> Event:
         """The next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
@@ -265,11 +269,7 @@ class ServerConnection:
     def done(self, now: float) -> None:
         """The command that waited has answered; idleness counts from ``now``."""
         self._move(Step.DONE)
-        self._last_activity = now
-
-    def heard(self, now: float) -> None:
-        """The client sent a line at ``now`` (the driver says so once per batch)."""
-        self._last_activity = now
+        self.heard_at = now
 
     def authorize(self, right: bool) -> None:
         """Hold the answer to a token (``right`` or not) until :meth:`answer_at`."""
@@ -314,7 +314,7 @@ class ServerConnection:
         """When :meth:`handle_timer` has something to do next, or ``None``."""
         state = self.state
         if state is State.IDLE:
-            return self._last_activity + self.idle_timeout if self.idle_timeout > 0 else None
+            return self.heard_at + self.idle_timeout if self.idle_timeout > 0 else None
         if state in (State.ACCEPTED, State.NAMED):
             return self._handshake_deadline
         if self.answer_owed:
@@ -345,7 +345,7 @@ class ServerConnection:
         if self.answer_owed:
             self.answer_owed = False
             self._answer_at = None
-            self._last_activity = now  # a WELCOME now: idleness counts from it
+            self.heard_at = now  # a WELCOME now: idleness counts from it
             return AnswerDue(self._right)
         # DROPPED: its notice is due; one that was never named (TLS) is told nothing.
         self._notice_at = None

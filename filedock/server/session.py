@@ -27,6 +27,8 @@ from typing import Any, cast
 from .. import protocol as p
 from ..errors import FiledockError, ProtocolError, RequestError
 from ..protocol.server import (
+    NEED_DATA,
+    PAUSED,
     AnswerDue,
     BlankLine,
     Deadline,
@@ -324,12 +326,8 @@ class Session(asyncio.BufferedProtocol):
             if not self.closing:
                 self._keep_early(data)
             return
-        conn = self.conn
-        state = conn.state
-        if state is not _IDLE and state in _ENDED:
-            return  # lingering: drop what the client still sends
-        conn.receive_data(data)
-        self._process()
+        if self.conn.receive_data(data):  # (lingering: what the client still sends is dropped)
+            self._process()
 
     def _keep_early(self, data: bytes | memoryview) -> None:
         """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB),
@@ -408,12 +406,11 @@ class Session(asyncio.BufferedProtocol):
         heard = False
         while not flow.paused:
             event = next_event()
-            handler = handlers.get(type(event))
-            if handler is None:
-                break  # NEED_DATA, or PAUSED: a command waits, or no line is read now
+            if event is NEED_DATA or event is PAUSED:  # (PAUSED: a command waits)
+                break
             heard = True
             try:
-                reply = handler(self, event)
+                reply = handlers[type(event)](self, event)
             except ProtocolError as exc:
                 self._warn_once("Protocol error from %s: %s", self.label(), exc)
                 reply = self._answer(p.ErrorReply(exc.code, str(exc)))
@@ -430,7 +427,7 @@ class Session(asyncio.BufferedProtocol):
                     replies.clear()
                     size = 0
         if heard:
-            conn.heard(time.monotonic())
+            conn.heard_at = time.monotonic()
         if replies:
             transport.write(b"".join(replies))
         if conn.state is not state:  # (a timer that fires re-arms itself)

@@ -40,7 +40,7 @@ def greeted(now: float = 0.0) -> ServerConnection:
     conn.receive_data(b"HELLO\n")
     assert conn.next_event() == p.Hello("")
     conn.send(p.WelcomeReply("Client01", "filedock"))
-    conn.heard(now)
+    conn.heard_at = now
     return conn
 
 
@@ -266,7 +266,7 @@ def test_the_handshake_deadline_counts_from_the_accept() -> None:
 def test_lines_before_hello_do_not_push_the_handshake_deadline_back() -> None:
     conn = named()
     conn.receive_data(b"PING\n")
-    conn.heard(5.0)
+    conn.heard_at = 5.0
     assert isinstance(conn.next_event(), Violation)
     assert conn.get_timer() == HANDSHAKE
 
@@ -310,7 +310,7 @@ def test_a_client_that_keeps_talking_is_spared() -> None:
     for second in range(1, 1000, 100):
         conn.receive_data(b"PING\n")
         assert conn.next_event() == p.Ping()
-        conn.heard(float(second))
+        conn.heard_at = float(second)
         assert conn.handle_timer(float(second) + IDLE - 1) is None
     assert conn.state is State.IDLE
 

@@ -41,7 +41,7 @@ def greet(conn: ServerConnection, now: float) -> None:
     conn.receive_data(b"HELLO\n")
     assert conn.next_event() == p.Hello("")
     conn.send(p.WelcomeReply("Client01", "filedock"))
-    conn.heard(now)
+    conn.heard_at = now
 
 
 def first_deadline(conn: ServerConnection, until: float, step: float = 0.01) -> float | None:
@@ -68,7 +68,7 @@ def test_idle_timeout_spares_a_client_that_keeps_talking() -> None:
         conn.receive_data(b"PING\n")
         assert conn.next_event() == p.Ping()
         assert conn.next_event() is NEED_DATA
-        conn.heard(moment)
+        conn.heard_at = moment
     assert moment > 3 * 0.5
     assert conn.state is State.IDLE
     # and silence after the last line is idleness again
@@ -121,7 +121,7 @@ def test_the_idle_timer_starts_at_welcome() -> None:
     conn.send(p.NameReply("Client01"))
     conn.receive_data(b"HELLO token=right\n")
     assert conn.next_event() == p.Hello("token=right")
-    conn.heard(0.0)
+    conn.heard_at = 0.0
     conn.authorize(right=True)
     conn.answer_at(1.0)  # three failures before: the answer waits 1 s
     assert conn.handle_timer(1.0) == AnswerDue(True)
@@ -159,7 +159,7 @@ def test_lines_before_hello_do_not_extend_the_handshake_timeout() -> None:
         violation = conn.next_event()
         assert isinstance(violation, Violation)
         assert conn.send(violation.reply).startswith(b"ERR handshake ")
-        conn.heard(moment)
+        conn.heard_at = moment
     assert due == Deadline("handshake", HANDSHAKE_TIMEOUT_LINE)
     assert moment == 0.4
 
