@@ -1,12 +1,13 @@
 """The filedock server: listening, the shared state, and shutdown.
 
-One asyncio event loop serves every client (see :mod:`filedock.session`);
+One asyncio event loop serves every client (see :mod:`filedock.server.session`);
 work that would block it (hashing, scanning the folder) runs in worker
 threads. Use it from Python::
 
     server = Server(ServerConfig(port=0))
     await server.start()
     ...
+    server.statistics().clients_connected
     await server.aclose()
 """
 
@@ -19,6 +20,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import protocol as p
@@ -28,9 +30,10 @@ from .addresses import is_loopback_host, source_group
 from .auth import AuthGuard, TokenChecker, read_token_file
 from .config import ServerConfig
 from .logs import WarningLimiter
-from .registry import PendingPool, Registry
+from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
+from .status import StatusReplies
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")
@@ -57,18 +60,47 @@ _READ_BUFFER = 64 * 1024
 # files being sent, hashing threads, the log.
 _SPARE_DESCRIPTORS = 64
 
+# The warning kind a session logs when it turns a connection away: counted in
+# the statistics as well as rate-limited in the log.
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    """What a server holds and has done, at one moment (see :meth:`Server.statistics`)."""
+
+    sessions_open: int  # connections in their handshake or welcomed, not yet closed
+    sessions_welcomed: int  # of those, the ones whose client holds a slot
+    pending: int  # of those, the ones still greeting (in the pending pool)
+    clients_connected: int  # welcomed clients holding a slot
+    lingering: int  # turned away on accept, saying FULL before the close
+    drop_notices_held: int  # dropped for a newcomer, told so after a moment
+    connections_accepted: int  # every connection accepted since start()
+    connections_refused: int  # of those, turned away on arrival or before NAME
+    hash_cache_entries: int  # SHA-256 digests kept
+    hash_cache_hits: int  # digests answered from the cache
+    hashings: int  # files read and hashed
+    hash_workers_busy: int  # hashing jobs queued or running
+    metadata_workers_busy: int  # listing, opening and small-file jobs queued or running
+    uptime: int  # whole seconds since start()
+
 
 class Server:
     """A filedock server. ``start()``, then ``serve_until_stopped()`` or ``aclose()``."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.registry = Registry(
+        # Local to this server, whatever registry keeps the clients.
+        self.pending: PendingPool[Session] = PendingPool(
+            config.max_pending, config.max_pending_per_ip
+        )
+        self.registry: Registry = MemoryRegistry(
             config.max_clients,
             config.history,
             slots_per_source=config.slots_per_source,
-            pending=PendingPool(config.max_pending, config.max_pending_per_ip),
+            pending=self.pending,
         )
+        self._status = StatusReplies(self.registry)
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
         self.tls = (
@@ -98,6 +130,8 @@ class Server:
         self._limiter = WarningLimiter(log)
         self._all_closed: asyncio.Event | None = None
         self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
+        self._accepted = 0
+        self._refused = 0
 
     # -- running ------------------------------------------------------------
 
@@ -109,7 +143,7 @@ class Server:
         raise_descriptor_limit(self.config.max_clients)
         self._started = time.monotonic()
         self._listener = await loop.create_server(
-            lambda: Session(self),
+            self._accept,
             self.config.host,
             self.config.port,
             backlog=_ACCEPT_BATCH,
@@ -129,9 +163,11 @@ class Server:
             self.config.max_clients,
             self._extras(),
         )
-        self._warn_if_exposed()
+        self.warn_if_exposed()
 
-    def _warn_if_exposed(self) -> None:
+    def warn_if_exposed(self) -> None:
+        """Log one warning when the address is reachable beyond this machine without
+        both TLS and tokens (``start()`` calls it)."""
         if is_loopback_host(self.config.host) or (self.tls and self.tokens):
             return
         missing = " and ".join(
@@ -214,7 +250,34 @@ class Server:
             self._all_closed = asyncio.Event()
             await self._all_closed.wait()
 
+    def statistics(self) -> ServerStatistics:
+        """A snapshot of the server's counts; call it on the server's event loop."""
+        hashes, workers = self.repository.hashes, self.workers
+        return ServerStatistics(
+            sessions_open=len(self.sessions),
+            sessions_welcomed=sum(
+                session.entry is not None and session.entry.finished is None
+                for session in self.sessions
+            ),
+            pending=len(self.pending),
+            clients_connected=self.registry.connected_count,
+            lingering=len(self.lingering),
+            drop_notices_held=len(self.notices_held),
+            connections_accepted=self._accepted,
+            connections_refused=self._refused,
+            hash_cache_entries=len(hashes),
+            hash_cache_hits=hashes.hits,
+            hashings=hashes.hashings,
+            hash_workers_busy=workers.hashing.busy,
+            metadata_workers_busy=workers.metadata.busy,
+            uptime=self.uptime(),
+        )
+
     # -- shared state for sessions --------------------------------------------
+
+    def _accept(self) -> Session:
+        self._accepted += 1
+        return Session(self)
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -225,11 +288,13 @@ class Server:
         return int(time.monotonic() - self._started)
 
     def status_reply(self) -> bytes:
-        lines = self.registry.snapshot_lines()
-        return p.encode_reply(p.StatusReply(len(lines))) + b"".join(lines)
+        """The ``STATUS`` reply as sent: encoded again only when the registry changed."""
+        return self._status.reply()
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
+        if kind == REJECTED:
+            self._refused += 1
         self._limiter.warning(kind, message, *args, source=source)
 
     def source_of(self, host: str) -> str:
