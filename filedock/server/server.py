@@ -318,9 +318,19 @@ class Server:
 
 
 def _is_accept_retry(context: dict[str, Any]) -> bool:
-    """Whether a loop error comes from asyncio's retry of an accept() that failed."""
-    callback = getattr(context.get("handle"), "_callback", None)
-    return getattr(callback, "__name__", None) == "_start_serving"
+    """Whether a loop error comes from asyncio's retry of an accept() that failed.
+
+    A callback's error is reported with the message "Exception in callback"
+    and the callback's name: read from the message, not from the handle's
+    private attributes.
+    """
+    message = context.get("message")
+    return (
+        "handle" in context
+        and isinstance(message, str)
+        and message.startswith("Exception in callback ")
+        and "._start_serving(" in message
+    )
 
 
 def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
