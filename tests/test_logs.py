@@ -251,8 +251,7 @@ def test_configuring_the_log_leaves_other_loggers_their_source_lines() -> None:
     saved = root.handlers[:], root.level, root.propagate
     records: list[logging.LogRecord] = []
     other = logging.getLogger("tests.elsewhere")
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Collecting(records)
     other.addHandler(handler)
     other.propagate = False
     try:
@@ -264,3 +263,12 @@ def test_configuring_the_log_leaves_other_loggers_their_source_lines() -> None:
     [record] = records
     assert record.funcName == "test_configuring_the_log_leaves_other_loggers_their_source_lines"
     assert record.pathname == __file__
+
+
+class _Collecting(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -119,6 +119,11 @@ class FairShare:
     def running(self, source: str) -> int:
         return self._running.get(source, 0)
 
+    @property
+    def sources(self) -> int:
+        """How many sources have jobs running or waiting: one with none is forgotten."""
+        return len(self._running.keys() | self._waiting.keys())
+
     @contextlib.asynccontextmanager
     async def slot(self, source: str) -> AsyncIterator[None]:
         await self._acquire(source)
