@@ -221,7 +221,7 @@ class Registry(Protocol):
     clients are kept for ``STATUS`` (up to a bound), connected ones always
     are. A connection takes a name (:meth:`take_name`) when it enters the
     pending pool and a slot (:meth:`welcome`) when its handshake completes;
-    :meth:`finish` frees the slot on every path out.
+    its session calls :meth:`finish` on every path out, which frees the slot.
 
     ``pending`` is this server's own pool of connections still greeting:
     it is local to one server whatever keeps the rest (connections greet
@@ -308,7 +308,7 @@ class MemoryRegistry:
         self.max_clients = max_clients
         # An empty pool is falsy (len 0): test for None, not truth.
         self.pending: PendingPool[Any] = pending if pending is not None else PendingPool(64, 64)
-        self.version = 0
+        self._version = 0
         self._slots_per_source = slots_per_source
         self._per_source: dict[str, int] = {}
         self._clock = clock
@@ -348,7 +348,7 @@ class MemoryRegistry:
         entry = ClientEntry(number, name, address, self._clock(), source=source)
         self._connected[name] = entry
         self._per_source[source] = self._per_source.get(source, 0) + 1
-        self.version += 1
+        self._version += 1
         return entry
 
     def admit(self, address: str, source: str = "") -> ClientEntry | None:
@@ -370,8 +370,12 @@ class MemoryRegistry:
         entry._record = None
         if self._finished.maxlen:
             self._finished.append(entry)
-        self.version += 1
+        self._version += 1
         return True
+
+    @property
+    def version(self) -> int:
+        return self._version
 
     @property
     def connected_count(self) -> int:

@@ -76,7 +76,7 @@ class ServerStatistics:
     lingering: int  # turned away on accept, saying FULL before the close
     drop_notices_held: int  # dropped for a newcomer, told so after a moment
     connections_accepted: int  # every connection accepted since start()
-    connections_refused: int  # of those, turned away on arrival or before NAME
+    connections_refused: int  # of those, turned away for want of room (FULL), at any step
     hash_cache_entries: int  # SHA-256 digests kept
     hash_cache_hits: int  # digests answered from the cache
     hashings: int  # files read and hashed
