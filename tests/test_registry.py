@@ -429,6 +429,39 @@ def test_newcomers_that_keep_coming_waive_the_grace_until_they_stop() -> None:
     assert pool.make_room("a") is None
 
 
+def test_a_place_pushed_free_has_no_grace() -> None:
+    """Silent connections dropped together come back together: their places,
+    each taken by having another dropped, are all younger than the grace when
+    the next newcomer comes, and the pressure that waived it has lapsed. That
+    newcomer (a TLS client, say, that needs its place at once) takes the oldest
+    of them; places taken in calm keep their grace."""
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(10, 2, grace=1.0, clock=lambda: now[0])
+    calm = [Member(), Member()]
+    for member in calm:
+        pool.enter("a", member)
+    now[0] = 1.5  # both past the grace: each newcomer pushes one out
+    pushed = [Member(), Member()]
+    for old, new in zip(calm, pushed, strict=True):
+        assert pool.make_room("a") is old
+        pool.leave("a", old)
+        pool.enter("a", new)
+    now[0] = 2.0  # half a grace later, no newcomer refused meanwhile
+    assert pool.make_room("a") is pushed[0]
+    pool.leave("a", pushed[0])
+    newest = Member()
+    pool.enter("a", newest)
+    for member in (pushed[1], newest):
+        pool.leave("a", member)
+    assert len(pool) == 0
+    now[0] = 5.0  # calm again: a burst past the share is refused, as before
+    pool.enter("a", Member())
+    pool.enter("a", Member())
+    now[0] = 5.1
+    assert pool.make_room("a") is None
+    assert pool.refusal("a") is not None
+
+
 @pytest.mark.parametrize("value", ["99999999999", str(p.MAX_LINE_LIMIT + 1), "63"])
 def test_a_line_limit_outside_its_range_is_a_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]

@@ -91,10 +91,10 @@ class PendingPool(Generic[W]):
     When a newcomer finds its source's share (or the whole pool) full,
     :meth:`make_room` names a connection to drop for it: the oldest of its
     source (for the pool: of the source holding the most places) that has
-    waited at least ``grace`` seconds without greeting. So silent connections
-    that reconnect when dropped cannot keep an honest client of the same
-    source out, while a burst of new connections past the share is still
-    answered ``FULL``.
+    waited at least ``grace`` seconds without greeting, or that took its own
+    place by having another dropped. So silent connections that reconnect
+    when dropped cannot keep an honest client of the same source out, while a
+    burst of new connections past the share is still answered ``FULL``.
     """
 
     def __init__(
@@ -111,8 +111,12 @@ class PendingPool(Generic[W]):
         self.share = share
         self.grace = grace
         self._clock = clock
-        # Per source, its connections in the order they entered, with that time.
-        self._members: dict[str, dict[W, float]] = {}
+        # Per source, its connections in the order they entered, with that time
+        # and whether it came in by having another dropped (see _oldest_droppable).
+        self._members: dict[str, dict[W, tuple[float, bool]]] = {}
+        # The source make_room last dropped a connection for: its next entry
+        # took a place that was not free.
+        self._made_room_for: str | None = None
         # Sources whose newcomers found no place to take, and when: bounded by
         # the sources in the pool (forgotten when a source has no place left).
         self._pressed: dict[str | None, float] = {}
@@ -151,6 +155,11 @@ class PendingPool(Generic[W]):
         ``None`` either when there is room already or when no connection may
         be dropped; the caller drops the one named (which then leaves).
         """
+        victim = self._victim_for(source)
+        self._made_room_for = None if victim is None else source
+        return victim
+
+    def _victim_for(self, source: str) -> W | None:
         if self.held_by(source) >= self.share:
             return self._pressing(source, lambda due: self._oldest_droppable(source, due))
         if self._count < self.size:
@@ -186,12 +195,19 @@ class PendingPool(Generic[W]):
         return None
 
     def _oldest_droppable(self, source: str, due: float) -> tuple[W, float] | None:
-        """The oldest connection of ``source`` entered by ``due`` that may be dropped,
-        and when it entered."""
+        """The oldest connection of ``source`` that may be dropped, and when it entered.
+
+        One that entered after ``due`` is spared, unless it took its place by
+        having another dropped: the grace lets a client of a calm source finish
+        its first round trip, and a connection that needed a place pushed free
+        came in a crowd. Else silent connections dropped together, back
+        together a moment later, would hold every place inside the grace and
+        the next newcomer, honest or not, would be refused.
+        """
         spoken: tuple[W, float] | None = None  # the oldest that did more than connect
-        for member, entered in self._members.get(source, {}).items():
-            if entered > due:
-                break  # in entry order: every later one is younger still
+        for member, (entered, displaced) in self._members.get(source, {}).items():
+            if entered > due and not displaced:
+                continue
             if member.may_be_dropped():
                 if not member.has_spoken():
                     return member, entered
@@ -199,7 +215,10 @@ class PendingPool(Generic[W]):
         return spoken
 
     def enter(self, source: str, member: W) -> None:
-        self._members.setdefault(source, {})[member] = self._clock()
+        """Give ``member`` a place; after :meth:`make_room` named a connection to drop
+        for ``source``, that place is one pushed free."""
+        displaced, self._made_room_for = self._made_room_for == source, None
+        self._members.setdefault(source, {})[member] = (self._clock(), displaced)
         self._count += 1
 
     def leave(self, source: str, member: W) -> None:
