@@ -334,9 +334,7 @@ def test_pending_pool_is_bounded(make_server: Callable[..., ServerThread]) -> No
 
 
 def pending_count(server: ServerThread) -> int:
-    assert server.server is not None
-    pool = server.server.registry.pending
-    return server.sync(lambda: len(pool))
+    return server.statistics().pending
 
 
 def test_silent_connections_never_lock_out_a_real_client(server: ServerThread) -> None:
@@ -491,7 +489,7 @@ def test_bytes_the_loop_has_not_read_yet_count_as_speaking(
     server = make_server(max_pending_per_ip=2)
     assert server.server is not None
     live = server.server
-    pool = live.registry.pending
+    pool = live.pending
     talker = LineConn(server.port)
     assert talker.read_line().startswith("NAME ")
     wait_until(lambda: pending_count(server) == 1)
@@ -560,7 +558,7 @@ def test_a_connection_that_sent_hello_is_never_dropped_for_a_newcomer(
     guard = server.server.auth_guard
     server.sync(lambda: guard.failed("loopback"))  # a failure before: answers wait 0.25 s
     server.sync(lambda: guard.failed("loopback"))  # two: 0.5 s, longer than the grace below
-    server.server.registry.pending.grace = 0.1
+    server.server.pending.grace = 0.1
     guess = LineConn(server.port)
     try:
         guess.read_line()
@@ -588,7 +586,7 @@ def test_a_silent_connection_past_the_grace_is_told_why_it_goes(
     try:
         assert silent.read_line() == "NAME Client01"
         assert server.server is not None
-        grace = server.server.registry.pending.grace
+        grace = server.server.pending.grace
         time.sleep(grace + 0.1)  # the grace is real time: let it pass
         with LineConn(server.port) as newcomer:
             assert newcomer.read_line() == "NAME Client02"

@@ -445,14 +445,12 @@ def test_vanished_ungreeted_client_is_finished(
     caplog.set_level(logging.INFO, logger="filedock")
     conn = raw()
     assert conn.read_line() == "NAME Client01"
-    assert server.server is not None
-    pool = server.server.registry.pending
-    assert server.sync(lambda: len(pool)) == 1
+    assert server.statistics().pending == 1
     if reset:
         conn.reset()
     else:
         conn.close()
-    wait_until(lambda: server.sync(lambda: len(pool)) == 0)  # its place is free again
+    wait_until(lambda: server.statistics().pending == 0)  # its place is free again
     assert server.session_count() == 0
     messages = [record.getMessage() for record in caplog.records]
     assert not any("Client01" in message for message in messages), messages  # never welcomed

@@ -455,9 +455,7 @@ def test_three_clients_download_a_big_file_at_once(
     for path in saved:
         assert filecmp.cmp(path, big, shallow=False)
         assert files_under(path.parent) == [path]
-    assert server.server is not None
-    hashes = server.server.repository.hashes
-    assert server.sync(lambda: hashes.hashings) == 1
+    assert server.statistics().hashings == 1
 
 
 def test_two_requests_for_an_unhashed_file_hash_it_once(
@@ -488,8 +486,6 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
     monkeypatch.setattr(filedock.server.repository, "hash_fd", gated_hash_fd)
     monkeypatch.setattr(HashCache, "sha256", counted_sha256)
     server = make_server()
-    assert server.server is not None
-    hashes = server.server.repository.hashes
     conns: list[LineConn] = []
     try:
         conns = [greeted(server, timeout=30), greeted(server, timeout=30)]
@@ -507,7 +503,7 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
         for conn in conns:
             conn.close()
     assert hash_calls == [size]
-    assert server.sync(lambda: hashes.hashings) == 1
+    assert server.statistics().hashings == 1
 
 
 def test_ping_is_prompt_while_another_client_downloads_slowly(

@@ -129,14 +129,8 @@ class Peer:
 
 def session_counts(server: ServerThread) -> tuple[int, int]:
     """(clients the registry holds as connected, sessions alive that hold a slot), at once."""
-    assert server.server is not None
-    registry, sessions = server.server.registry, server.server.sessions
-
-    def counts() -> tuple[int, int]:
-        holding = [s for s in sessions if s.entry is not None and s.entry.finished is None]
-        return registry.connected_count, len(holding)
-
-    return server.sync(counts)
+    statistics = server.statistics()
+    return statistics.clients_connected, statistics.sessions_welcomed
 
 
 def check_server_is_whole(server: ServerThread) -> None:
@@ -238,10 +232,7 @@ def test_random_bytes_on_many_connections_at_once(live_server: ServerThread) -> 
         wait_until(lambda: session_counts(server) == (0, 0), timeout=5)
         check_server_is_whole(server)
         wait_until(lambda: server.session_count() == 0, timeout=5)
-        pool = server.server.registry.pending if server.server else None
-        wait_until(lambda: server.sync(lambda: len(pool or ())) == 0, timeout=5)
-        assert server.server is not None
-        lingering = server.server.lingering
-        wait_until(lambda: server.sync(lambda: len(lingering)) == 0, timeout=5)
+        wait_until(lambda: server.statistics().pending == 0, timeout=5)
+        wait_until(lambda: server.statistics().lingering == 0, timeout=5)
 
     example()

@@ -608,9 +608,7 @@ def test_connection_storm_against_a_full_server(make_server: Callable[..., Serve
             assert took < 60, f"the storm took {took:.1f} s"
             assert server.connected_count() == 3
             assert server.session_count() == 3
-            assert server.server is not None
-            lingering = server.server.lingering
-            wait_until(lambda: server.sync(lambda: len(lingering)) == 0, timeout=10)
+            wait_until(lambda: server.statistics().lingering == 0, timeout=10)
             assert conns[0].request("WHO") == "WHO Client01 Client02 Client03"
         wait_until(lambda: server.connected_count() == 2)
         with Client(HOST, server.port, timeout=5) as client:
@@ -680,7 +678,7 @@ def test_abrupt_end_at_every_stage(
             wait_until(lambda: len(server.sync(registry.snapshot)) == 1 + welcomed, timeout=10)
             wait_until(lambda: server.connected_count() == 1, timeout=10)
             wait_until(lambda: server.session_count() == 1, timeout=10)
-            wait_until(lambda: server.sync(lambda: len(registry.pending)) == 0, timeout=10)
+            wait_until(lambda: server.statistics().pending == 0, timeout=10)
             records = read_status(watcher)
             assert [record[0] for record in records] == ["Client01", "Client02"][: 1 + welcomed]
             assert records[0][2] == "-"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from filedock.server.logs import WarningLimiter
+from filedock.server.logs import WarningLimiter, configure_logging
 
 LOGGER = "tests.limiter"
 
@@ -239,7 +239,36 @@ def test_sources_kept_are_bounded_and_reported_when_dropped(
     warnings.warning("auth", "a again", source="a")  # suppressed
     for name in ("b", "c", "d"):  # "d" pushes out the least recently used, "a"
         warnings.warning("auth", name, source=name)
-    assert len(warnings._windows) == 3
+    assert len(warnings) == 3
     assert messages() == ["a", "b", "c", "1 more 'auth' warnings from a suppressed in 10 s", "d"]
     warnings.warning("auth", "a is back", source="a")  # forgotten, so a first again
     assert messages()[-1] == "a is back"
+
+
+def test_configuring_the_log_leaves_other_loggers_their_source_lines() -> None:
+    """The process-wide set-up must not blank what another module's format shows."""
+    root = logging.getLogger("filedock")
+    saved = root.handlers[:], root.level, root.propagate
+    records: list[logging.LogRecord] = []
+    other = logging.getLogger("tests.elsewhere")
+    handler = _Collecting(records)
+    other.addHandler(handler)
+    other.propagate = False
+    try:
+        configure_logging("INFO")
+        other.warning("from a known line")
+    finally:
+        other.removeHandler(handler)
+        root.handlers[:], root.level, root.propagate = saved
+    [record] = records
+    assert record.funcName == "test_configuring_the_log_leaves_other_loggers_their_source_lines"
+    assert record.pathname == __file__
+
+
+class _Collecting(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -10,7 +10,8 @@ from filedock import protocol as p
 from filedock.cli.entry import server_main
 from filedock.protocol import ClientRecord, client_name, encode_client_record
 from filedock.server.config import ServerConfig
-from filedock.server.registry import ClientEntry, PendingPool, Refusal, Registry
+from filedock.server.registry import ClientEntry, MemoryRegistry, PendingPool, Refusal
+from filedock.server.status import StatusReplies
 
 T0 = 1_700_000_000.0
 
@@ -37,7 +38,7 @@ def clock() -> FakeClock:
 
 
 def test_admit_until_full(clock: FakeClock) -> None:
-    registry = Registry(3, clock=clock)
+    registry = MemoryRegistry(3, clock=clock)
     entries = [registry.admit(f"127.0.0.1:{5000 + i}") for i in range(3)]
     assert [entry.name for entry in entries if entry] == ["Client01", "Client02", "Client03"]
     assert registry.is_full
@@ -49,7 +50,7 @@ def test_admit_until_full(clock: FakeClock) -> None:
 
 
 def test_a_rejected_admit_takes_no_number(clock: FakeClock) -> None:
-    registry = Registry(1, clock=clock)
+    registry = MemoryRegistry(1, clock=clock)
     first = registry.admit("a:1")
     assert first is not None
     for _ in range(5):
@@ -63,7 +64,7 @@ def test_a_rejected_admit_takes_no_number(clock: FakeClock) -> None:
 
 
 def test_names_count_past_99_and_are_never_reused(clock: FakeClock) -> None:
-    registry = Registry(2, history=0, clock=clock)
+    registry = MemoryRegistry(2, history=0, clock=clock)
     names = []
     for _ in range(120):
         entry = registry.admit("h:1")
@@ -78,7 +79,7 @@ def test_names_count_past_99_and_are_never_reused(clock: FakeClock) -> None:
 
 
 def test_finish_frees_a_slot(clock: FakeClock) -> None:
-    registry = Registry(2, clock=clock)
+    registry = MemoryRegistry(2, clock=clock)
     first = registry.admit("a:1")
     second = registry.admit("b:2")
     assert first is not None
@@ -94,7 +95,7 @@ def test_finish_frees_a_slot(clock: FakeClock) -> None:
 
 
 def test_finish_is_idempotent(clock: FakeClock) -> None:
-    registry = Registry(2, clock=clock)
+    registry = MemoryRegistry(2, clock=clock)
     entry = registry.admit("a:1")
     other = registry.admit("b:2")
     assert entry is not None
@@ -112,7 +113,7 @@ def test_finish_is_idempotent(clock: FakeClock) -> None:
 
 
 def test_snapshot_is_oldest_first_with_times(clock: FakeClock) -> None:
-    registry = Registry(5, clock=clock)
+    registry = MemoryRegistry(5, clock=clock)
     a = registry.admit("10.0.0.1:4001")
     clock.advance(1)
     b = registry.admit("[::1]:4002")
@@ -133,7 +134,7 @@ def test_snapshot_is_oldest_first_with_times(clock: FakeClock) -> None:
 
 
 def test_snapshot_follows_changes(clock: FakeClock) -> None:
-    registry = Registry(2, clock=clock)
+    registry = MemoryRegistry(2, clock=clock)
     entry = registry.admit("a:1")
     assert entry is not None
     [before] = registry.snapshot()
@@ -145,25 +146,47 @@ def test_snapshot_follows_changes(clock: FakeClock) -> None:
     assert after.accepted == local(T0)
 
 
-def test_snapshot_lines_are_the_snapshot_encoded_and_follow_changes(clock: FakeClock) -> None:
-    registry = Registry(5, history=2, clock=clock)
+def test_status_replies_are_the_snapshot_encoded_and_follow_changes(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, history=2, clock=clock)
+    replies = StatusReplies(registry)
     entries = [registry.admit(f"127.0.0.1:{5000 + i}") for i in range(4)]
 
-    def encoded() -> list[bytes]:
-        return [encode_client_record(record) for record in registry.snapshot()]
+    def encoded() -> bytes:
+        records = registry.snapshot()
+        header = p.encode_reply(p.StatusReply(len(records)))
+        return header + b"".join(encode_client_record(record) for record in records)
 
-    assert registry.snapshot_lines() == encoded()
+    assert replies.reply() == encoded()
     for entry in entries[::-1]:
         assert entry is not None
         clock.advance(1.5)
-        registry.finish(entry)  # the line cached for the connected entry is dropped
-        assert registry.snapshot_lines() == encoded()
-    assert len(registry.snapshot_lines()) == 2
+        version = registry.version
+        registry.finish(entry)  # the line kept for the connected entry is made again
+        assert registry.version != version
+        assert replies.reply() == encoded()
+    assert replies.reply().startswith(p.encode_reply(p.StatusReply(2)))
+
+
+def test_the_version_moves_only_when_the_snapshot_changes(clock: FakeClock) -> None:
+    registry = MemoryRegistry(1, history=1, clock=clock)
+    version = registry.version
+    entry = registry.admit("a:1")
+    assert entry is not None
+    assert registry.version != version
+    version = registry.version
+    assert registry.admit("b:2") is None  # refused: nothing changed
+    registry.take_name()
+    assert registry.version == version
+    assert registry.finish(entry)
+    assert registry.version != version
+    version = registry.version
+    assert not registry.finish(entry)  # already finished
+    assert registry.version == version
 
 
 def test_times_are_to_the_second(clock: FakeClock) -> None:
     clock.now = T0 + 0.999
-    registry = Registry(1, clock=clock)
+    registry = MemoryRegistry(1, clock=clock)
     entry = registry.admit("a:1")
     assert entry is not None
     [record] = registry.snapshot()
@@ -172,7 +195,7 @@ def test_times_are_to_the_second(clock: FakeClock) -> None:
 
 
 def test_history_keeps_the_most_recent_finished(clock: FakeClock) -> None:
-    registry = Registry(10, history=2, clock=clock)
+    registry = MemoryRegistry(10, history=2, clock=clock)
     entries = []
     for i in range(6):
         entry = registry.admit(f"h:{i}")
@@ -189,7 +212,7 @@ def test_history_keeps_the_most_recent_finished(clock: FakeClock) -> None:
 
 
 def test_history_zero_keeps_only_connected(clock: FakeClock) -> None:
-    registry = Registry(3, history=0, clock=clock)
+    registry = MemoryRegistry(3, history=0, clock=clock)
     first = registry.admit("a:1")
     second = registry.admit("b:2")
     assert first is not None
@@ -201,14 +224,14 @@ def test_history_zero_keeps_only_connected(clock: FakeClock) -> None:
 
 
 def test_connected_are_kept_beyond_history(clock: FakeClock) -> None:
-    registry = Registry(50, history=1, clock=clock)
+    registry = MemoryRegistry(50, history=1, clock=clock)
     for i in range(40):
         assert registry.admit(f"h:{i}") is not None
     assert len(registry.snapshot()) == 40
 
 
 def test_connected_names_in_connection_order(clock: FakeClock) -> None:
-    registry = Registry(5, clock=clock)
+    registry = MemoryRegistry(5, clock=clock)
     a = registry.admit("a:1")
     b = registry.admit("b:2")
     c = registry.admit("c:3")
@@ -225,14 +248,14 @@ def test_connected_names_in_connection_order(clock: FakeClock) -> None:
 @pytest.mark.parametrize(("max_clients", "history"), [(0, 10), (-1, 10), (1, -1)])
 def test_invalid_settings(max_clients: int, history: int) -> None:
     with pytest.raises(ValueError, match="max_clients|history"):
-        Registry(max_clients, history=history)
+        MemoryRegistry(max_clients, history=history)
 
 
 # -- naming, welcoming and the pending pool -------------------------------------
 
 
 def test_accepted_is_the_moment_of_welcome(clock: FakeClock) -> None:
-    registry = Registry(3, clock=clock)
+    registry = MemoryRegistry(3, clock=clock)
     number, name = registry.take_name()
     clock.advance(5)
     entry = registry.welcome(number, name, "a:1", "loopback")
@@ -242,7 +265,7 @@ def test_accepted_is_the_moment_of_welcome(clock: FakeClock) -> None:
 
 
 def test_a_name_is_taken_for_good_even_without_a_welcome(clock: FakeClock) -> None:
-    registry = Registry(1, clock=clock)
+    registry = MemoryRegistry(1, clock=clock)
     assert registry.take_name() == (1, "Client01")  # named, never greets
     assert registry.take_name() == (2, "Client02")
     entry = registry.welcome(2, "Client02", "b:2", "")
@@ -255,7 +278,9 @@ def test_a_name_is_taken_for_good_even_without_a_welcome(clock: FakeClock) -> No
 
 
 def test_slots_per_source(clock: FakeClock) -> None:
-    registry = Registry(5, clock=clock, slots_per_source=lambda source: 2 if source == "a" else 0)
+    registry = MemoryRegistry(
+        5, clock=clock, slots_per_source=lambda source: 2 if source == "a" else 0
+    )
     for _ in range(2):
         assert isinstance(registry.welcome(*registry.take_name(), "x", "a"), ClientEntry)
     refusal = registry.welcome(*registry.take_name(), "x", "a")
@@ -301,7 +326,7 @@ def test_pending_pool_and_its_share() -> None:
     pool.leave("a", a2)
     pool.leave("b", b1)
     assert len(pool) == 0
-    assert pool._members == {}
+    assert pool.sources == 0  # no source is remembered once it holds nothing
 
 
 def test_a_full_share_makes_room_by_its_oldest_silent_connection_past_the_grace() -> None:
@@ -353,7 +378,7 @@ def test_a_full_pool_makes_room_from_the_source_holding_the_most() -> None:
 
 
 def test_accept_refusal_says_capacity_first(clock: FakeClock) -> None:
-    registry = Registry(1, clock=clock, pending=PendingPool(2, 1))
+    registry = MemoryRegistry(1, clock=clock, pending=PendingPool(2, 1))
     registry.pending.enter("a", Member())
     refusal = registry.accept_refusal("a")
     assert refusal is not None
@@ -387,18 +412,54 @@ def test_newcomers_that_keep_coming_waive_the_grace_until_they_stop() -> None:
     now[0] = 0.2
     assert pool.make_room("a") is first  # 0.2 s old only: the grace is waived
     pool.leave("a", first)
-    pool.enter("a", Member())
+    third = Member()
+    pool.enter("a", third)
     now[0] = 1.0
     assert pool.make_room("a") is second  # still pressed: the last waiver was at 0.2
     pool.leave("a", second)
-    pool.enter("a", Member())
-    for member in list(pool._members["a"]):
+    fourth = Member()
+    pool.enter("a", fourth)
+    for member in (third, fourth):
         pool.leave("a", member)
+    assert len(pool) == 0
     now[0] = 2.5  # quiet for more than a grace: a burst is refused again
     pool.enter("a", Member())
     pool.enter("a", Member())
     now[0] = 2.6
     assert pool.make_room("a") is None
+
+
+def test_a_place_pushed_free_has_no_grace() -> None:
+    """Silent connections dropped together come back together: their places,
+    each taken by having another dropped, are all younger than the grace when
+    the next newcomer comes, and the pressure that waived it has lapsed. That
+    newcomer (a TLS client, say, that needs its place at once) takes the oldest
+    of them; places taken in calm keep their grace."""
+    now = [0.0]
+    pool: PendingPool[Member] = PendingPool(10, 2, grace=1.0, clock=lambda: now[0])
+    calm = [Member(), Member()]
+    for member in calm:
+        pool.enter("a", member)
+    now[0] = 1.5  # both past the grace: each newcomer pushes one out
+    pushed = [Member(), Member()]
+    for old, new in zip(calm, pushed, strict=True):
+        assert pool.make_room("a") is old
+        pool.leave("a", old)
+        pool.enter("a", new)
+    now[0] = 2.0  # half a grace later, no newcomer refused meanwhile
+    assert pool.make_room("a") is pushed[0]
+    pool.leave("a", pushed[0])
+    newest = Member()
+    pool.enter("a", newest)
+    for member in (pushed[1], newest):
+        pool.leave("a", member)
+    assert len(pool) == 0
+    now[0] = 5.0  # calm again: a burst past the share is refused, as before
+    pool.enter("a", Member())
+    pool.enter("a", Member())
+    now[0] = 5.1
+    assert pool.make_room("a") is None
+    assert pool.refusal("a") is not None
 
 
 @pytest.mark.parametrize("value", ["99999999999", str(p.MAX_LINE_LIMIT + 1), "63"])

@@ -408,9 +408,7 @@ def test_connections_without_a_token_never_lock_out_the_token_holder(
 
 
 def _pending(server: ServerThread) -> int:
-    assert server.server is not None
-    pool = server.server.registry.pending
-    return server.sync(lambda: len(pool))
+    return server.statistics().pending
 
 
 def test_a_guess_holds_its_place_for_the_whole_delay(
@@ -735,7 +733,7 @@ def test_listening_beyond_localhost_in_clear_warns_once(
     from filedock.server.server import Server
 
     caplog.set_level(logging.INFO, logger="filedock")
-    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    Server(ServerConfig(host=host, repo=str(repo))).warn_if_exposed()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert missing in warnings[0]
@@ -750,7 +748,7 @@ def test_listening_on_loopback_does_not_warn(
     from filedock.server.server import Server
 
     caplog.set_level(logging.INFO, logger="filedock")
-    Server(ServerConfig(host=host, repo=str(repo)))._warn_if_exposed()
+    Server(ServerConfig(host=host, repo=str(repo))).warn_if_exposed()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -765,10 +763,10 @@ def test_tls_and_tokens_beyond_localhost_do_not_warn(
     tokens.write_text(TOKENS)
     config = replace(tls_server.config, host="0.0.0.0", token_file=str(tokens))
     caplog.set_level(logging.INFO, logger="filedock")
-    Server(config)._warn_if_exposed()
+    Server(config).warn_if_exposed()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     config = replace(config, token_file=None)
-    Server(config)._warn_if_exposed()
+    Server(config).warn_if_exposed()
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "with no --token-file" in warning
     assert "without TLS" not in warning

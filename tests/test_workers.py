@@ -82,7 +82,7 @@ def test_a_waiter_that_gives_up_passes_its_turn_on() -> None:
         await asyncio.gather(first, last)
         assert done == ["first", "last"]
         assert share.running("a") == 0
-        assert share._waiting == {}  # nothing kept for a source with no work
+        assert share.sources == 0  # nothing kept for a source with no work
 
     asyncio.run(scenario())
 
@@ -217,8 +217,8 @@ def test_workers_close_stops_a_hashing_between_blocks(tmp_path: Path) -> None:
     huge = tmp_path / "huge.bin"
     with open(huge, "wb") as file:
         file.truncate(64 * GiB)
-    repo = filedock.server.repository.Repository(tmp_path, workers=Workers())
-    workers = repo.hashes.workers
+    workers = Workers()
+    repo = filedock.server.repository.Repository(tmp_path, workers=workers)
 
     async def scenario() -> float:
         with repo.open("huge.bin") as opened:

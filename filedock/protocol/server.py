@@ -258,6 +258,12 @@ class ServerConnection:
             self._named = True
         return encode_reply(reply)
 
+    def answer(self, data: bytes) -> bytes:
+        """``data``, a reply already encoded that keeps the state (STATUS from its
+        cache), after checking the state allows a reply (StateError if not)."""
+        self._move(_ANSWER)
+        return data
+
     def start(self) -> None:
         """A command that waits begins: the lines after it wait (PAUSED)."""
         self._move(Step.START)

@@ -26,7 +26,9 @@ Handler = Callable[["Session", Any], bytes | None]
 
 
 def _ping(_: Session, __: p.Ping) -> bytes:
-    return p.PONG  # encoded once: most of a pipelined load, and it keeps the state
+    # Encoded once, and not through conn.send: PING is most of a pipelined load,
+    # and a reply in IDLE keeps the state (Step.ANSWER), so there is nothing to check.
+    return p.PONG
 
 
 def _who(s: Session, _: p.Who) -> bytes:
@@ -46,8 +48,8 @@ def _help(s: Session, _: p.Help) -> bytes:
 
 
 def _status(s: Session, _: p.Status) -> bytes:
-    lines = s.context.registry.snapshot_lines()
-    return s.conn.send(p.StatusReply(len(lines))) + b"".join(lines)
+    # Encoded, records and all, only when the registry changed (see StatusReplies).
+    return s.conn.answer(s.context.status.reply())
 
 
 def _say(s: Session, request: p.Say) -> bytes:

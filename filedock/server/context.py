@@ -21,10 +21,15 @@ from .config import ServerConfig
 from .logs import WarningLimiter
 from .registry import Registry
 from .repository import Repository
+from .status import StatusReplies
 from .workers import Workers
 
 if TYPE_CHECKING:
     from .session import Session
+
+# The warning kind a session logs when it turns a connection away: counted in
+# the statistics as well as rate-limited in the log.
+REJECTED = "rejected"
 
 
 @dataclass(eq=False)
@@ -33,6 +38,7 @@ class ServerContext:
 
     config: ServerConfig
     registry: Registry
+    status: StatusReplies  # the STATUS reply, kept until the registry changes
     repository: Repository
     workers: Workers
     tls: ssl.SSLContext | None
@@ -49,9 +55,12 @@ class ServerContext:
     lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL
     # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
+    refused: int = 0  # connections turned away for want of room, at any step
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
+        if kind == REJECTED:
+            self.refused += 1
         self.limiter.warning(kind, message, *args, source=source)
 
     def uptime(self) -> int:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from .auth import token_from_greeting
+from .context import REJECTED
 from .registry import Refusal
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def welcome(s: Session) -> bytes:
     assert s.name is not None
     outcome = s.context.registry.welcome(s.number, s.name, s.address, s.source)
     if isinstance(outcome, Refusal):  # the slots filled since our NAME
-        s.context.warn("rejected", "Rejected %s: %s", s.label(), outcome.summary, source=s.source)
+        s.context.warn(REJECTED, "Rejected %s: %s", s.label(), outcome.summary, source=s.source)
         data = s.conn.send(p.FullReply(outcome.reason))
         s.finish()
         return data

@@ -1,4 +1,8 @@
-"""The server's log: its format, and warnings that cannot flood it."""
+"""The server's log: its format, and warnings that cannot flood it.
+
+Importing it changes nothing: the process-wide set-up is
+:func:`configure_logging`, which the command line calls.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +18,15 @@ LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 def configure_logging(level: str | int = "INFO") -> None:
     """Log ``[YYYY-MM-DD HH:MM:SS,mmm] LEVEL: message`` lines to stderr.
 
-    For the server's process: it also turns off what logging records for
-    formats that name threads, processes or source lines, which ours does not
-    (the logging HOWTO's "Optimization"); two lines per client are logged.
+    For the server's process only (the command line calls it): it also turns
+    off what logging records for formats that name threads or processes,
+    which ours does not (the logging HOWTO's "Optimization"). Source lines
+    are still looked up: the only switch for that is private to logging, and
+    the lookup costs a few microseconds for the two lines a client logs.
     """
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging._srcfile = None  # no stack walk to find the caller's file and line
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(LOG_FORMAT))
     root = logging.getLogger("filedock")
@@ -77,6 +82,10 @@ class WarningLimiter:
         self._clock = clock
         self._call_later = call_later
         self._windows: OrderedDict[_Key, _Window] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many (kind, source) windows are kept now: at most ``max_sources``."""
+        return len(self._windows)
 
     def warning(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         now = self._clock()

@@ -1,9 +1,13 @@
 """The client registry: names, capacity, the pending pool, and every client's
 times and address.
 
-It is the one owner of that state. The server runs it on its event loop
-thread, so each call is atomic with respect to the others: with N slots,
-however many connections arrive at once, exactly N are welcomed.
+:class:`Registry` is what a server needs of it, whatever keeps the state;
+:class:`MemoryRegistry` keeps it in this process, for one server. It is the
+one owner of that state. The server runs it on its event loop thread, so
+each call is atomic with respect to the others: with N slots, however many
+connections arrive at once, exactly N are welcomed. The registry holds
+values, not wire bytes: encoding a ``STATUS`` reply is its caller's job
+(see :mod:`filedock.server.status`).
 
 A connection passes two gates, as in OpenSSH (``MaxStartups``, then a
 session): on accept it enters the **pending pool** (bounded, with a share
@@ -23,7 +27,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..protocol import ClientRecord, client_name, encode_client_record
+from ..protocol import ClientRecord, client_name
 
 
 @dataclass(eq=False, slots=True)
@@ -37,7 +41,6 @@ class ClientEntry:
     finished: float | None = None
     source: str = ""  # the address's source group, for the per-source cap
     _record: ClientRecord | None = field(default=None, repr=False)
-    _line: bytes | None = field(default=None, repr=False)
 
     def record(self) -> ClientRecord:
         # Built once per state: STATUS with thousands of clients stays cheap.
@@ -46,12 +49,6 @@ class ClientEntry:
             finished = None if self.finished is None else datetime.fromtimestamp(int(self.finished))
             self._record = ClientRecord(self.name, accepted, finished, self.address)
         return self._record
-
-    def line(self) -> bytes:
-        """The record as ``STATUS`` sends it, encoded once per state too."""
-        if self._line is None:
-            self._line = encode_client_record(self.record())
-        return self._line
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +91,10 @@ class PendingPool(Generic[W]):
     When a newcomer finds its source's share (or the whole pool) full,
     :meth:`make_room` names a connection to drop for it: the oldest of its
     source (for the pool: of the source holding the most places) that has
-    waited at least ``grace`` seconds without greeting. So silent connections
-    that reconnect when dropped cannot keep an honest client of the same
-    source out, while a burst of new connections past the share is still
-    answered ``FULL``.
+    waited at least ``grace`` seconds without greeting, or that took its own
+    place by having another dropped. So silent connections that reconnect
+    when dropped cannot keep an honest client of the same source out, while a
+    burst of new connections past the share is still answered ``FULL``.
     """
 
     def __init__(
@@ -114,8 +111,12 @@ class PendingPool(Generic[W]):
         self.share = share
         self.grace = grace
         self._clock = clock
-        # Per source, its connections in the order they entered, with that time.
-        self._members: dict[str, dict[W, float]] = {}
+        # Per source, its connections in the order they entered, with that time
+        # and whether it came in by having another dropped (see _oldest_droppable).
+        self._members: dict[str, dict[W, tuple[float, bool]]] = {}
+        # The source make_room last dropped a connection for: its next entry
+        # took a place that was not free.
+        self._made_room_for: str | None = None
         # Sources whose newcomers found no place to take, and when: bounded by
         # the sources in the pool (forgotten when a source has no place left).
         self._pressed: dict[str | None, float] = {}
@@ -126,6 +127,11 @@ class PendingPool(Generic[W]):
 
     def held_by(self, source: str) -> int:
         return len(self._members.get(source, ()))
+
+    @property
+    def sources(self) -> int:
+        """How many sources hold a place now: a source is forgotten with its last place."""
+        return len(self._members)
 
     def refusal(self, source: str) -> Refusal | None:
         """Why a new connection from ``source`` cannot wait here now, or ``None``."""
@@ -149,6 +155,11 @@ class PendingPool(Generic[W]):
         ``None`` either when there is room already or when no connection may
         be dropped; the caller drops the one named (which then leaves).
         """
+        victim = self._victim_for(source)
+        self._made_room_for = None if victim is None else source
+        return victim
+
+    def _victim_for(self, source: str) -> W | None:
         if self.held_by(source) >= self.share:
             return self._pressing(source, lambda due: self._oldest_droppable(source, due))
         if self._count < self.size:
@@ -184,12 +195,19 @@ class PendingPool(Generic[W]):
         return None
 
     def _oldest_droppable(self, source: str, due: float) -> tuple[W, float] | None:
-        """The oldest connection of ``source`` entered by ``due`` that may be dropped,
-        and when it entered."""
+        """The oldest connection of ``source`` that may be dropped, and when it entered.
+
+        One that entered after ``due`` is spared, unless it took its place by
+        having another dropped: the grace lets a client of a calm source finish
+        its first round trip, and a connection that needed a place pushed free
+        came in a crowd. Else silent connections dropped together, back
+        together a moment later, would hold every place inside the grace and
+        the next newcomer, honest or not, would be refused.
+        """
         spoken: tuple[W, float] | None = None  # the oldest that did more than connect
-        for member, entered in self._members.get(source, {}).items():
-            if entered > due:
-                break  # in entry order: every later one is younger still
+        for member, (entered, displaced) in self._members.get(source, {}).items():
+            if entered > due and not displaced:
+                continue
             if member.may_be_dropped():
                 if not member.has_spoken():
                     return member, entered
@@ -197,7 +215,10 @@ class PendingPool(Generic[W]):
         return spoken
 
     def enter(self, source: str, member: W) -> None:
-        self._members.setdefault(source, {})[member] = self._clock()
+        """Give ``member`` a place; after :meth:`make_room` named a connection to drop
+        for ``source``, that place is one pushed free."""
+        displaced, self._made_room_for = self._made_room_for == source, None
+        self._members.setdefault(source, {})[member] = (self._clock(), displaced)
         self._count += 1
 
     def leave(self, source: str, member: W) -> None:
@@ -212,14 +233,82 @@ class PendingPool(Generic[W]):
             self._pressed.clear()
 
 
-class Registry:
-    """Who is connected now and who was before, and who is still greeting.
+class Registry(Protocol):
+    """What a server needs of its client registry, wherever the state lives.
 
-    ``max_clients`` slots are shared by the welcomed clients only. Finished
-    clients are kept for ``STATUS`` up to ``history`` of them, oldest dropped
-    first; connected ones always are. ``slots_per_source(source)`` caps the
-    slots one source may hold (0: no cap); ``pending`` is the pool that
-    connections wait in before their ``WELCOME``.
+    ``max_clients`` slots are shared by the welcomed clients only; finished
+    clients are kept for ``STATUS`` (up to a bound), connected ones always
+    are. A connection takes a name (:meth:`take_name`) when it enters the
+    pending pool and a slot (:meth:`welcome`) when its handshake completes;
+    its session calls :meth:`finish` on every path out, which frees the slot.
+
+    ``pending`` is this server's own pool of connections still greeting:
+    it is local to one server whatever keeps the rest (connections greet
+    the process they reached).
+    """
+
+    @property
+    def max_clients(self) -> int: ...
+
+    @property
+    def pending(self) -> PendingPool[Any]: ...
+
+    @property
+    def connected_count(self) -> int:
+        """How many clients hold a slot now."""
+        ...
+
+    @property
+    def is_full(self) -> bool:
+        """Whether every slot is taken."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever :meth:`snapshot` would: a caller may keep
+        what it made of a snapshot until then (an encoded ``STATUS``)."""
+        ...
+
+    def refusal(self, source: str = "") -> Refusal | None:
+        """Why ``source`` could not take a slot now, or ``None``."""
+        ...
+
+    def accept_refusal(self, source: str) -> Refusal | None:
+        """Why a new connection from ``source`` is answered ``FULL`` on accept, or ``None``."""
+        ...
+
+    def take_name(self) -> tuple[int, str]:
+        """The next number and its name: counted up, never reused."""
+        ...
+
+    def welcome(self, number: int, name: str, address: str, source: str) -> ClientEntry | Refusal:
+        """Give the named connection a slot (ACCEPTED now), or say why it cannot have one."""
+        ...
+
+    def admit(self, address: str, source: str = "") -> ClientEntry | None:
+        """Name and welcome ``address`` at once, or ``None`` (taking no number) when refused."""
+        ...
+
+    def finish(self, entry: ClientEntry) -> bool:
+        """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was."""
+        ...
+
+    def connected_names(self) -> list[str]:
+        """Names of the clients connected now, in the order they connected."""
+        ...
+
+    def snapshot(self) -> list[ClientRecord]:
+        """Every client kept, connected or finished, oldest first."""
+        ...
+
+
+class MemoryRegistry:
+    """A :class:`Registry` kept in this process: one server's clients.
+
+    Finished clients are kept up to ``history`` of them, oldest dropped
+    first. ``slots_per_source(source)`` caps the slots one source may hold
+    (0: no cap); ``pending`` is the pool that connections wait in before
+    their ``WELCOME``.
     """
 
     def __init__(
@@ -238,6 +327,7 @@ class Registry:
         self.max_clients = max_clients
         # An empty pool is falsy (len 0): test for None, not truth.
         self.pending: PendingPool[Any] = pending if pending is not None else PendingPool(64, 64)
+        self._version = 0
         self._slots_per_source = slots_per_source
         self._per_source: dict[str, int] = {}
         self._clock = clock
@@ -277,6 +367,7 @@ class Registry:
         entry = ClientEntry(number, name, address, self._clock(), source=source)
         self._connected[name] = entry
         self._per_source[source] = self._per_source.get(source, 0) + 1
+        self._version += 1
         return entry
 
     def admit(self, address: str, source: str = "") -> ClientEntry | None:
@@ -295,10 +386,15 @@ class Registry:
         if left:
             self._per_source[entry.source] = left
         entry.finished = self._clock()
-        entry._record = entry._line = None
+        entry._record = None
         if self._finished.maxlen:
             self._finished.append(entry)
+        self._version += 1
         return True
+
+    @property
+    def version(self) -> int:
+        return self._version
 
     @property
     def connected_count(self) -> int:
@@ -315,10 +411,6 @@ class Registry:
     def snapshot(self) -> list[ClientRecord]:
         """Every client kept, connected or finished, oldest first."""
         return [entry.record() for entry in self._kept()]
-
-    def snapshot_lines(self) -> list[bytes]:
-        """:meth:`snapshot`'s records as ``STATUS`` sends them (10,000 in a few ms)."""
-        return [entry.line() for entry in self._kept()]
 
     def _kept(self) -> list[ClientEntry]:
         # Connected clients are in admission order already; finished ones are in

@@ -772,6 +772,7 @@ class HashCache:
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
         self._pending: dict[FileKey, asyncio.Future[_Hashed]] = {}
         self.hashings = 0  # how many times a file was read and hashed
+        self.hits = 0  # how many digests were answered from the cache
 
     def cached(self, key: FileKey) -> str | None:
         digest = self._digests.get(key)
@@ -789,6 +790,7 @@ class HashCache:
         key = opened.key
         digest = self.cached(key)
         if digest is not None:
+            self.hits += 1
             return digest
         pending = self._pending.get(key)
         if pending is None:

@@ -1,12 +1,13 @@
 """The filedock server: listening, the shared state, and shutdown.
 
-One asyncio event loop serves every client (see :mod:`filedock.session`);
+One asyncio event loop serves every client (see :mod:`filedock.server.session`);
 work that would block it (hashing, scanning the folder) runs in worker
 threads. Use it from Python::
 
     server = Server(ServerConfig(port=0))
     await server.start()
     ...
+    server.statistics().clients_connected
     await server.aclose()
 """
 
@@ -19,6 +20,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import protocol as p
@@ -27,11 +29,13 @@ from ..version import server_banner
 from .addresses import is_loopback_host
 from .auth import AuthGuard, TokenChecker, read_token_file
 from .config import ServerConfig
+from .context import REJECTED as REJECTED
 from .context import ServerContext
 from .logs import WarningLimiter
-from .registry import PendingPool, Registry
+from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
+from .status import StatusReplies
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")
@@ -59,16 +63,40 @@ _READ_BUFFER = 64 * 1024
 _SPARE_DESCRIPTORS = 64
 
 
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    """What a server holds and has done, at one moment (see :meth:`Server.statistics`)."""
+
+    sessions_open: int  # connections in their handshake or welcomed, not yet closed
+    sessions_welcomed: int  # of those, the ones whose client holds a slot
+    pending: int  # of those, the ones still greeting (in the pending pool)
+    clients_connected: int  # welcomed clients holding a slot
+    lingering: int  # turned away on accept, saying FULL before the close
+    drop_notices_held: int  # dropped for a newcomer, told so after a moment
+    connections_accepted: int  # every connection accepted since start()
+    connections_refused: int  # of those, turned away for want of room (FULL), at any step
+    hash_cache_entries: int  # SHA-256 digests kept
+    hash_cache_hits: int  # digests answered from the cache
+    hashings: int  # files read and hashed
+    hash_workers_busy: int  # hashing jobs queued or running
+    metadata_workers_busy: int  # listing, opening and small-file jobs queued or running
+    uptime: int  # whole seconds since start()
+
+
 class Server:
     """A filedock server. ``start()``, then ``serve_until_stopped()`` or ``aclose()``."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.registry = Registry(
+        # Local to this server, whatever registry keeps the clients.
+        self.pending: PendingPool[Session] = PendingPool(
+            config.max_pending, config.max_pending_per_ip
+        )
+        self.registry: Registry = MemoryRegistry(
             config.max_clients,
             config.history,
             slots_per_source=config.slots_per_source,
-            pending=PendingPool(config.max_pending, config.max_pending_per_ip),
+            pending=self.pending,
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
@@ -100,6 +128,7 @@ class Server:
         self.context = ServerContext(
             config=config,
             registry=self.registry,
+            status=StatusReplies(self.registry),
             repository=self.repository,
             workers=self.workers,
             tls=self.tls,
@@ -115,6 +144,7 @@ class Server:
             notices_held=self.notices_held,
         )
         self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
+        self._accepted = 0
 
     # -- running ------------------------------------------------------------
 
@@ -126,7 +156,7 @@ class Server:
         raise_descriptor_limit(self.config.max_clients)
         self.context.started = time.monotonic()
         self._listener = await loop.create_server(
-            lambda: Session(self.context),
+            self._accept,
             self.config.host,
             self.config.port,
             backlog=_ACCEPT_BATCH,
@@ -146,9 +176,11 @@ class Server:
             self.config.max_clients,
             self._extras(),
         )
-        self._warn_if_exposed()
+        self.warn_if_exposed()
 
-    def _warn_if_exposed(self) -> None:
+    def warn_if_exposed(self) -> None:
+        """Log one warning when the address is reachable beyond this machine without
+        both TLS and tokens (``start()`` calls it)."""
         if is_loopback_host(self.config.host) or (self.tls and self.tokens):
             return
         missing = " and ".join(
@@ -228,12 +260,42 @@ class Server:
             self._all_closed = asyncio.Event()
             await self._all_closed.wait()
 
+    def statistics(self) -> ServerStatistics:
+        """A snapshot of the server's counts; call it on the server's event loop."""
+        hashes, workers = self.repository.hashes, self.workers
+        return ServerStatistics(
+            sessions_open=len(self.sessions),
+            sessions_welcomed=sum(
+                session.entry is not None and session.entry.finished is None
+                for session in self.sessions
+            ),
+            pending=len(self.pending),
+            clients_connected=self.registry.connected_count,
+            lingering=len(self.lingering),
+            drop_notices_held=len(self.notices_held),
+            connections_accepted=self._accepted,
+            connections_refused=self.context.refused,
+            hash_cache_entries=len(hashes),
+            hash_cache_hits=hashes.hits,
+            hashings=hashes.hashings,
+            hash_workers_busy=workers.hashing.busy,
+            metadata_workers_busy=workers.metadata.busy,
+            uptime=self.uptime(),
+        )
+
     # -- shared state for sessions --------------------------------------------
+
+    def _accept(self) -> Session:
+        self._accepted += 1
+        return Session(self.context)
 
     def session_closed(self, session: Session) -> None:
         self.sessions.discard(session)
         if not self.sessions and self._all_closed is not None:
             self._all_closed.set()
+
+    def uptime(self) -> int:
+        return self.context.uptime()
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
@@ -256,9 +318,19 @@ class Server:
 
 
 def _is_accept_retry(context: dict[str, Any]) -> bool:
-    """Whether a loop error comes from asyncio's retry of an accept() that failed."""
-    callback = getattr(context.get("handle"), "_callback", None)
-    return getattr(callback, "__name__", None) == "_start_serving"
+    """Whether a loop error comes from asyncio's retry of an accept() that failed.
+
+    A callback's error is reported with the message "Exception in callback"
+    and the callback's name: read from the message, not from the handle's
+    private attributes.
+    """
+    message = context.get("message")
+    return (
+        "handle" in context
+        and isinstance(message, str)
+        and message.startswith("Exception in callback ")
+        and "._start_serving(" in message
+    )
 
 
 def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -39,7 +39,7 @@ from ..protocol.server import (
 from ..protocol.state import State
 from . import greeting
 from .commands import HANDLERS
-from .context import ServerContext
+from .context import REJECTED, ServerContext
 from .registry import ClientEntry, Refusal
 from .transfer import WriteFlow, unread_bytes
 
@@ -248,7 +248,7 @@ class Session(asyncio.BufferedProtocol):
         """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
         assert self.transport is not None
         self.context.warn(
-            "rejected", "Rejected %s: %s", self.address, refusal.summary, source=self.source
+            REJECTED, "Rejected %s: %s", self.address, refusal.summary, source=self.source
         )
         if not tell:
             self.conn.end()
@@ -302,7 +302,7 @@ class Session(asyncio.BufferedProtocol):
         refusal = registry.refusal(self.source)
         if refusal is not None:  # under TLS: the slots filled during the TLS handshake
             self.context.warn(
-                "rejected", "Rejected %s: %s", self.address, refusal.summary, source=self.source
+                REJECTED, "Rejected %s: %s", self.address, refusal.summary, source=self.source
             )
             self._close_with(p.FullReply(refusal.reason))
             return

@@ -48,6 +48,14 @@ class WorkerPool:
         self.size = size
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
         self._closed = False
+        # Jobs submitted and not finished; they finish in the pool's threads.
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Jobs queued or running now (one abandoned by its caller counts until it ends)."""
+        return self._busy
 
     async def run(
         self,
@@ -67,6 +75,9 @@ class WorkerPool:
                 never_ran()
             raise Stopping("server is shutting down")
         job = self._executor.submit(fn, *args)
+        with self._busy_lock:
+            self._busy += 1
+        job.add_done_callback(self._job_done)
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
@@ -76,6 +87,10 @@ class WorkerPool:
             elif abandoned is not None:
                 job.add_done_callback(partial(_hand_over, abandoned))
             raise
+
+    def _job_done(self, job: Future[Any]) -> None:
+        with self._busy_lock:
+            self._busy -= 1
 
     def close(self) -> None:
         """Take no more work; what is queued still runs, and ends at once (it polls the
@@ -103,6 +118,11 @@ class FairShare:
 
     def running(self, source: str) -> int:
         return self._running.get(source, 0)
+
+    @property
+    def sources(self) -> int:
+        """How many sources have jobs running or waiting: one with none is forgotten."""
+        return len(self._running.keys() | self._waiting.keys())
 
     @contextlib.asynccontextmanager
     async def slot(self, source: str) -> AsyncIterator[None]:

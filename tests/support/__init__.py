@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filedock.server.config import ServerConfig
-from filedock.server.server import Server, event_loop_factory
+from filedock.server.server import Server, ServerStatistics, event_loop_factory
 
 T = TypeVar("T")
 
@@ -69,15 +69,15 @@ class ServerThread:
 
         return self.call(run(), timeout)
 
-    def connected_count(self) -> int:
+    def statistics(self) -> ServerStatistics:
         assert self.server is not None
-        server = self.server
-        return self.sync(lambda: server.registry.connected_count)
+        return self.sync(self.server.statistics)
+
+    def connected_count(self) -> int:
+        return self.statistics().clients_connected
 
     def session_count(self) -> int:
-        assert self.server is not None
-        server = self.server
-        return self.sync(lambda: len(server.sessions))
+        return self.statistics().sessions_open
 
     def stop(self) -> None:
         if self.server is not None and self._thread.is_alive():
