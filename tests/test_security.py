@@ -814,3 +814,22 @@ def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
     with Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=5) as client:
         assert kept.is_set()
         assert client.ping() >= 0
+
+
+def test_a_failure_while_a_tokens_answer_is_held_ends_the_connection_and_frees_its_place(
+    token_server: ServerThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug after the token is compared (here: counting the failure) cannot be
+    answered (the answer is held); the connection ends, its place comes free."""
+
+    def broken(self: AuthGuard[Any], source: str) -> None:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(AuthGuard, "failed", broken)
+    with caplog.at_level(logging.ERROR, logger="filedock"), LineConn(token_server.port) as conn:
+        assert conn.read_line().startswith("NAME ")
+        conn.send_line("HELLO token=wrong")
+        assert conn.at_eof(timeout=5)
+    wait_until(lambda: _pending(token_server) == 0, timeout=5)
+    assert token_server.connected_count() == 0
+    assert any("Internal error serving" in r.getMessage() for r in caplog.records)

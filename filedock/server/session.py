@@ -36,7 +36,7 @@ from ..protocol.server import (
     ServerConnection,
     Violation,
 )
-from ..protocol.state import State
+from ..protocol.state import TRANSITIONS, State, Step
 from . import greeting
 from .commands import HANDLERS
 from .context import REJECTED, ServerContext
@@ -438,9 +438,16 @@ class Session(asyncio.BufferedProtocol):
             self._update_reading()
 
     def _answer(self, reply: p.ErrorReply) -> bytes | None:
-        """A handler's failure as a reply, if the conversation still takes one."""
+        """A handler's failure as a reply, or, where the conversation takes none
+        (a token's answer held, a body under way), the end of the connection."""
         state = self.conn.state
-        return None if state in _ENDED or state is State.SENDING else self.conn.send(reply)
+        if Step.ANSWER in TRANSITIONS[state]:
+            return self.conn.send(reply)
+        if state not in _ENDED:
+            if self.conn.answer_owed:
+                greeting.forget_answer(self)  # no answer will come: the place is free
+            self.abort()
+        return None
 
     def _violation(self, violation: Violation) -> bytes:
         if violation.kind is not None:
