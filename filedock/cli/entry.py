@@ -329,7 +329,7 @@ def byte_count(text: str) -> int:
 
 def _resolve_security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Turn the security options into ``args.tls_context`` and ``args.token``."""
-    from .. import tls
+    from ..client.connection import client_context
     from ..server.auth import read_token_file
 
     args.tls_context = None
@@ -342,7 +342,7 @@ def _resolve_security(parser: argparse.ArgumentParser, args: argparse.Namespace)
                 flush=True,
             )
         try:
-            args.tls_context = tls.client_context(args.cafile, insecure=args.insecure)
+            args.tls_context = client_context(args.cafile, insecure=args.insecure)
         except OSError as exc:  # ssl.SSLError included: a missing or bad CA file
             parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
     args.token = os.environ.get(env_name("token")) or None
