@@ -391,7 +391,7 @@ def test_generated_tokens_carry_256_bits() -> None:
 
 
 def test_server_generate_token_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from filedock.cli.entry import server_main
+    from filedock.cli.server import server_main
 
     assert server_main(["--generate-token"]) == 0
     token = capsys.readouterr().out.strip()

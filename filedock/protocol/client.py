@@ -24,7 +24,7 @@ The states and what moves between them::
     AWAIT_REPLY --STATUS n / FILES n--> RECORDS --n records--> (reply done)
     AWAIT_REPLY --FILE size--> BODY --size bytes--> (reply done)
     FULL, BYE, a closing ERR, the end of the stream --> CLOSED
-    a line that breaks the protocol --> BROKEN
+    a line that breaks the protocol, another reply in the handshake --> BROKEN
 """
 
 from __future__ import annotations
