@@ -93,6 +93,9 @@ class DownloadResult:
     sha256: str
 
 
+# Events that come after a reply, never as one.
+_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
+
 # The states in which a failed download leaves the stream usable.
 _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
 
@@ -530,7 +533,7 @@ class Client:
         reply = self._next_event()
         if isinstance(reply, p.ErrorReply):
             raise error_for_code(reply.code, reply.text)
-        if isinstance(reply, BodyData | EndOfReply | p.ClientRecord | p.FileInfo):
+        if isinstance(reply, _NOT_REPLIES):
             raise ProtocolError(f"expected a reply, the server sent {reply!r}")  # never
         return reply
 

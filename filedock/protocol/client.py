@@ -53,13 +53,11 @@ class ClientState(Enum):
     BROKEN = auto()  # the server broke the protocol: nothing after can be read in step
 
 
-# States in which no more replies can be read.
-FINISHED_STATES: Final = frozenset({ClientState.CLOSED, ClientState.BROKEN})
-# States in which the client may send a request (pipelining: before earlier
-# replies are read, too).
-_SENDING_STATES: Final = frozenset(
-    {ClientState.IDLE, ClientState.AWAIT_REPLY, ClientState.RECORDS, ClientState.BODY}
-)
+# States are compared with `is`, never looked up in a set: an Enum's __hash__
+# is Python code, and these tests run a few times per reply.
+_IDLE, _AWAIT_REPLY = ClientState.IDLE, ClientState.AWAIT_REPLY
+_RECORDS, _BODY = ClientState.RECORDS, ClientState.BODY
+_CLOSED, _BROKEN = ClientState.CLOSED, ClientState.BROKEN
 
 
 class NeedData(Enum):
@@ -88,6 +86,21 @@ class EndOfReply:
 # What next_event() returns, but NEED_DATA.
 ReceivedEvent = messages.Reply | messages.ClientRecord | messages.FileInfo | BodyData | EndOfReply
 Event = ReceivedEvent | Literal[NeedData.NEED_DATA]
+
+# Replies that are whole in one line and leave the conversation as it was.
+_ONE_LINE_REPLIES: Final = frozenset(
+    {
+        messages.PongReply,
+        messages.WhoReply,
+        messages.UptimeReply,
+        messages.AboutReply,
+        messages.HelpReply,
+        messages.AckReply,
+        messages.NameReply,
+        messages.WelcomeReply,
+        messages.FullReply,
+    }
+)
 
 _RecordParser = Callable[[str], messages.ClientRecord | messages.FileInfo]
 
@@ -136,7 +149,7 @@ class ClientConnection:
         if not data:
             self._eof = True
             return
-        if self._state is not ClientState.BODY:
+        if self._state is not _BODY:
             self._reader.receive_data(data)
             return
         view = memoryview(data)
@@ -159,17 +172,17 @@ class ClientConnection:
         :attr:`ClientState.CLOSED`.
         """
         state = self._state
-        if state is ClientState.BODY:
+        if state is _BODY:
             return self._next_body_event()
-        if state in FINISHED_STATES:
+        if state is _CLOSED or state is _BROKEN:
             raise errors.ConnectionLost("the connection is closed")
-        if state is ClientState.RECORDS and self._records_left == 0:
+        if state is _RECORDS and self._records_left == 0:
             self._reply_done()
             return EndOfReply()
         line = self._next_line()
         if line is None:
             return NEED_DATA
-        if state is ClientState.RECORDS:
+        if state is _RECORDS:
             return self._record(line)
         return self._reply(line)
 
@@ -186,7 +199,7 @@ class ClientConnection:
                 self._state = ClientState.CLOSED
                 raise errors.ConnectionLost("the server closed the connection")
             return None
-        if self._state is ClientState.RECORDS:
+        if self._state is _RECORDS:
             self._record_bytes += len(line) + 1
         try:
             return line.decode("utf-8")
@@ -200,8 +213,12 @@ class ClientConnection:
         except errors.ProtocolError:
             self._state = ClientState.BROKEN
             raise
-        if self._state in (ClientState.AWAIT_NAME, ClientState.AWAIT_WELCOME):
+        state = self._state
+        if state is ClientState.AWAIT_NAME or state is ClientState.AWAIT_WELCOME:
             self._handshake_reply(reply)
+            return reply
+        if type(reply) in _ONE_LINE_REPLIES:
+            self._reply_done()
             return reply
         match reply:
             case messages.ByeReply():
@@ -276,8 +293,9 @@ class ClientConnection:
         return NEED_DATA
 
     def _reply_done(self) -> None:
-        self._replies_due = max(self._replies_due - 1, 0)
-        self._state = ClientState.AWAIT_REPLY if self._replies_due else ClientState.IDLE
+        due = self._replies_due - 1 if self._replies_due else 0
+        self._replies_due = due
+        self._state = _AWAIT_REPLY if due else _IDLE
 
     # -- bytes out ----------------------------------------------------------------
 
@@ -290,7 +308,12 @@ class ClientConnection:
         travel on one line.
         """
         state = self._state
-        if state in FINISHED_STATES:
+        if (state is _IDLE or state is _AWAIT_REPLY) and not isinstance(request, messages.Hello):
+            data = messages.encode_request(request)  # the usual case, first
+            self._replies_due += 1
+            self._state = _AWAIT_REPLY
+            return data
+        if state is _CLOSED or state is _BROKEN:
             raise errors.ConnectionLost("the connection is closed")
         if isinstance(request, messages.Hello):
             if state is not ClientState.GREET:
@@ -298,10 +321,8 @@ class ClientConnection:
             data = messages.encode_request(request)
             self._state = ClientState.AWAIT_WELCOME
             return data
-        if state not in _SENDING_STATES:
+        if state is not _RECORDS and state is not _BODY:
             raise ValueError(f"{type(request).__name__} before the handshake, in {state.name}")
-        data = messages.encode_request(request)
+        data = messages.encode_request(request)  # pipelined behind the reply being read
         self._replies_due += 1
-        if state is ClientState.IDLE:
-            self._state = ClientState.AWAIT_REPLY
         return data
