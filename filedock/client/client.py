@@ -409,9 +409,7 @@ class Client:
         """
         on_bytes = None if progress is None else functools.partial(progress, path)
         try:
-            header = self._read_reply()
-            if not isinstance(header, p.FileReply):  # the replies after it would be misread
-                raise ProtocolError(f"expected FILE for {path!r}, the server sent {header!r}")
+            header = self._expect(self._read_reply(), p.FileReply)
             return self._receive(path, header, dest_dir, on_bytes)
         except FiledockError as exc:
             if self._conn.state not in _BETWEEN_REPLIES:

@@ -11,8 +11,9 @@ Requests go out as bytes from :meth:`~ClientConnection.send`.
 The connection owns what the replies mean for what follows them: the
 handshake (``NAME``, then ``HELLO``, then ``WELCOME``; ``FULL`` instead),
 ``STATUS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
-size bytes follow), and which ``ERR`` codes end the conversation
-(:data:`~.codes.CLOSING_CODES`). Its :attr:`~ClientConnection.state` says
+size bytes follow), which replies answer which request (:data:`ANSWERS`:
+another is the server out of step), and which ``ERR`` codes end the
+conversation (:data:`~.codes.CLOSING_CODES`). Its :attr:`~ClientConnection.state` says
 whether the stream is still in step: a driver that leaves a command in any
 state but :attr:`ClientState.IDLE` has to close the connection.
 
@@ -24,11 +25,13 @@ The states and what moves between them::
     AWAIT_REPLY --STATUS n / FILES n--> RECORDS --n records--> (reply done)
     AWAIT_REPLY --FILE size--> BODY --size bytes--> (reply done)
     FULL, BYE, a closing ERR, the end of the stream --> CLOSED
-    a line that breaks the protocol, another reply in the handshake --> BROKEN
+    a line that breaks the protocol, a reply that answers no request sent,
+    another reply in the handshake --> BROKEN
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -87,6 +90,22 @@ class EndOfReply:
 ReceivedEvent = messages.Reply | messages.ClientRecord | messages.FileInfo | BodyData | EndOfReply
 Event = ReceivedEvent | Literal[NeedData.NEED_DATA]
 
+# The replies that answer each request; ERR answers any. A reply of another
+# kind answers something the client did not ask: the server is out of step.
+ANSWERS: Final[dict[type[messages.CommandRequest], tuple[type[messages.Reply], ...]]] = {
+    messages.Ping: (messages.PongReply,),
+    messages.Who: (messages.WhoReply,),
+    messages.Uptime: (messages.UptimeReply,),
+    messages.About: (messages.AboutReply,),
+    messages.Help: (messages.HelpReply,),
+    messages.Status: (messages.StatusReply,),
+    messages.ListFiles: (messages.FilesReply,),
+    messages.Get: (messages.FileReply,),
+    messages.Say: (messages.AckReply,),
+    messages.Message: (messages.AckReply, messages.FileReply),
+    messages.Exit: (messages.ByeReply,),
+}
+
 # Replies that are whole in one line and leave the conversation as it was.
 _ONE_LINE_REPLIES: Final = frozenset(
     {
@@ -96,9 +115,6 @@ _ONE_LINE_REPLIES: Final = frozenset(
         messages.AboutReply,
         messages.HelpReply,
         messages.AckReply,
-        messages.NameReply,
-        messages.WelcomeReply,
-        messages.FullReply,
     }
 )
 
@@ -120,7 +136,8 @@ class ClientConnection:
         self._reader = messages.LineReader(max_line)
         self._max_record_bytes = max_record_bytes
         self._state = ClientState.AWAIT_NAME
-        self._replies_due = 0  # replies to requests sent, not yet read whole
+        # What answers each request sent and not yet answered whole, oldest first.
+        self._due: deque[tuple[type[messages.Reply], ...]] = deque()
         self._records_left = 0
         self._record_bytes = 0  # bytes of the current reply's record lines
         self._parse_record: _RecordParser = messages.parse_client_record
@@ -217,7 +234,12 @@ class ClientConnection:
         if state is ClientState.AWAIT_NAME or state is ClientState.AWAIT_WELCOME:
             self._handshake_reply(reply)
             return reply
-        if type(reply) in _ONE_LINE_REPLIES:
+        kind = type(reply)
+        if kind is not messages.ErrorReply and (not self._due or kind not in self._due[0]):
+            self._state = _BROKEN
+            wanted = " or ".join(k.__name__ for k in self._due[0]) if self._due else "no reply"
+            raise errors.ProtocolError(f"expected {wanted}, the server sent {reply!r}")
+        if kind in _ONE_LINE_REPLIES:
             self._reply_done()
             return reply
         match reply:
@@ -293,8 +315,9 @@ class ClientConnection:
         return NEED_DATA
 
     def _reply_done(self) -> None:
-        due = self._replies_due - 1 if self._replies_due else 0
-        self._replies_due = due
+        due = self._due
+        if due:
+            due.popleft()
         self._state = _AWAIT_REPLY if due else _IDLE
 
     # -- bytes out ----------------------------------------------------------------
@@ -310,7 +333,7 @@ class ClientConnection:
         state = self._state
         if (state is _IDLE or state is _AWAIT_REPLY) and not isinstance(request, messages.Hello):
             data = messages.encode_request(request)  # the usual case, first
-            self._replies_due += 1
+            self._due.append(ANSWERS[type(request)])
             self._state = _AWAIT_REPLY
             return data
         if state is _CLOSED or state is _BROKEN:
@@ -324,5 +347,5 @@ class ClientConnection:
         if state is not _RECORDS and state is not _BODY:
             raise ValueError(f"{type(request).__name__} before the handshake, in {state.name}")
         data = messages.encode_request(request)  # pipelined behind the reply being read
-        self._replies_due += 1
+        self._due.append(ANSWERS[type(request)])
         return data

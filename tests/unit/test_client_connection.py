@@ -15,6 +15,7 @@ import pytest
 from filedock import errors
 from filedock import protocol as p
 from filedock.protocol.client import (
+    ANSWERS,
     NEED_DATA,
     BodyData,
     ClientConnection,
@@ -193,6 +194,54 @@ def test_pipelined_replies_come_in_order_and_the_last_one_settles_the_stream() -
     assert conn.state is ClientState.IDLE
 
 
+def test_every_request_of_the_command_table_has_its_answers() -> None:
+    assert set(ANSWERS) == {command.request for command in p.COMMANDS}
+
+
+@pytest.mark.parametrize(
+    ("request_", "line"),
+    [
+        (p.Ping(), b"ACK hi\n"),
+        (p.Get("x"), b"STATUS 0\n"),
+        (p.Say("hi"), b"PONG\n"),
+        (p.Status(), b"FILES 0\n"),
+        (p.Ping(), b"NAME Client02\n"),
+        (p.Ping(), b"FULL server is at capacity\n"),
+    ],
+)
+def test_a_reply_to_another_request_breaks_the_stream(
+    request_: p.CommandRequest, line: bytes
+) -> None:
+    conn = greeted()
+    conn.send(request_)
+    conn.receive_data(line)
+    with pytest.raises(errors.ProtocolError, match="expected"):
+        conn.next_event()
+    assert conn.state is ClientState.BROKEN
+
+
+def test_a_reply_nothing_asked_for_breaks_the_stream() -> None:
+    conn = greeted()
+    conn.receive_data(b"PONG\n")
+    with pytest.raises(errors.ProtocolError, match="expected no reply"):
+        conn.next_event()
+    assert conn.state is ClientState.BROKEN
+
+
+def test_a_message_is_answered_by_an_echo_or_a_file() -> None:
+    conn = greeted()
+    conn.send(p.Message("hello"))
+    conn.send(p.Message("docs/a.txt"))
+    conn.receive_data(b"ACK hello\n" + FILE_STREAM)
+    assert normalised(events_of(conn)) == [
+        p.AckReply("hello"),
+        p.FileReply(len(BODY), SHA, "docs/a.txt"),
+        BodyData(BODY),
+        EndOfReply(),
+    ]
+    assert conn.state is ClientState.IDLE
+
+
 # -- the codes that close ---------------------------------------------------------------------
 
 
@@ -253,10 +302,13 @@ def test_records_in_progress_hold_the_stream() -> None:
     assert conn.state is ClientState.RECORDS
 
 
-@pytest.mark.parametrize("line", [b"STATUS 0\n", b"FILES 0\n"])
-def test_no_records_end_at_once(line: bytes) -> None:
+@pytest.mark.parametrize(
+    ("request_", "line"), [(p.Status(), b"STATUS 0\n"), (p.ListFiles(), b"FILES 0\n")]
+)
+def test_no_records_end_at_once(request_: p.CommandRequest, line: bytes) -> None:
     conn = greeted()
-    conn.send(p.Status())
+    conn.send(request_)
+    conn.send(p.Ping())
     conn.receive_data(line + b"PONG\n")
     assert events_of(conn)[1:] == [EndOfReply(), p.PongReply()]
     assert conn.state is ClientState.IDLE
@@ -331,6 +383,7 @@ def test_bodies_back_to_back_in_one_chunk() -> None:
 def test_an_empty_body_ends_at_once() -> None:
     conn = greeted()
     conn.send(p.Get("e"))
+    conn.send(p.Ping())
     conn.receive_data(f"FILE 0 {SHA} e\nPONG\n".encode())
     assert events_of(conn) == [p.FileReply(0, SHA, "e"), EndOfReply(), p.PongReply()]
 
