@@ -83,31 +83,32 @@ def client_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         epilog=f"examples:\n{_CLIENT_EXAMPLES}\n{EXIT_CODES_HELP}",
     )
+    defaults = ClientOptions()
     parser.add_argument(
         "--host",
-        default=env_default(parser, "host", DEFAULT_HOST, str),
+        default=env_default(parser, "host", defaults.host, str),
         help=f"server address [env {env_name('host')}]",
     )
     parser.add_argument(
         "--port",
         type=port_number,
-        default=env_default(parser, "port", DEFAULT_PORT, port_number),
+        default=env_default(parser, "port", defaults.port, port_number),
         help=f"server port, 1-65535 [env {env_name('port')}]",
     )
     parser.add_argument(
-        "--downloads", default="downloads", metavar="DIR", help="where files are saved"
+        "--downloads", default=defaults.downloads, metavar="DIR", help="where files are saved"
     )
     parser.add_argument(
         "--connect-timeout",
         type=seconds,
-        default=10.0,
+        default=defaults.connect_timeout,
         metavar="SECONDS",
         help="how long to wait for the connection (and the TLS handshake)",
     )
     parser.add_argument(
         "--timeout",
         type=seconds,
-        default=30.0,
+        default=defaults.timeout,
         metavar="SECONDS",
         help="how long the server may take over each answer; during a file, "
         "how long it may stay silent",
