@@ -219,9 +219,9 @@ def test_silent_connections_to_a_tls_server_past_the_pool_are_bounded(
 
 
 def insecure_tls() -> ssl.SSLContext:
-    from filedock import tls
+    from filedock.client.connection import client_context
 
-    return tls.client_context(insecure=True)
+    return client_context(insecure=True)
 
 
 # -- greetings -------------------------------------------------------------------------

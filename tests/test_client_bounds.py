@@ -23,7 +23,7 @@ import pytest
 
 import filedock.client.download
 from filedock import protocol as p
-from filedock.cli.entry import client_main
+from filedock.cli.client import client_main
 from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
 from tests.support.fake_server import FakeServer, Peer, Script
@@ -323,7 +323,7 @@ def test_importing_the_client_changes_no_process_state() -> None:
         "calls = []\n"
         "real = os.umask\n"
         "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.entry\n"
+        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.client\n"
         "print(calls)\n"
     )
     done = subprocess.run(
@@ -425,7 +425,7 @@ def test_sizes_and_times_are_read_as_documented(
         seen.update(options, port=port)
         raise ConnectionLost("not connecting in this test")
 
-    monkeypatch.setattr("filedock.cli.entry.Client", fake_client)
+    monkeypatch.setattr("filedock.cli.client.Client", fake_client)
     client_main(["--port", "65535", "--max-size", "2K", "--max-time", "0", "ping"])
     assert seen["port"] == 65535
     assert seen["max_size"] == 2048

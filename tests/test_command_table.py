@@ -20,7 +20,7 @@ import pytest
 import filedock.errors as errors_module
 from filedock import protocol as p
 from filedock.cli import oneshot, screen, shell
-from filedock.cli.entry import client_parser
+from filedock.cli.client import client_parser
 from filedock.errors import (
     BadRequest,
     RequestError,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.cli.entry import server_parser
+from filedock.cli.server import server_parser
 from filedock.client.client import Client
 from filedock.server.config import LOOP_CHOICES, ServerConfig
 from filedock.server.server import event_loop_factory
@@ -71,7 +71,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
 def test_server_without_uvloop_says_so_and_exits_1(repo: Path) -> None:
     code = (
         "import sys; sys.modules['uvloop'] = None\n"
-        "from filedock.cli.entry import server_main\n"
+        "from filedock.cli.server import server_main\n"
         f"sys.exit(server_main(['--loop', 'uvloop', '--port', '0', '--repo', {str(repo)!r}]))\n"
     )
     done = subprocess.run(

@@ -1,6 +1,6 @@
 """One-shot commands: `filedock-client [options] COMMAND …`, their output and exit status.
 
-Most tests call :func:`filedock.cli.entry.client_main` in process against an
+Most tests call :func:`filedock.cli.client.client_main` in process against an
 in-process server; a fake server (a socket in a thread) plays the parts a
 real one will not: a wrong hash, a dropped connection, a strict pipeline.
 A few run `python3 Client.py` to check it takes exactly the same arguments.
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from filedock.cli.entry import client_main, client_parser
+from filedock.cli.client import client_main, client_parser
 from filedock.cli.exitcodes import ExitCode, worst
 from filedock.client.client import Client
 from filedock.errors import BadRequest, NotFound

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import trustme
 
-from filedock import tls
 from filedock.client.client import Client
+from filedock.client.connection import client_context
 from filedock.errors import ConnectionLost, ServerFull, Unauthorized
 from filedock.server.auth import (
     AuthGuard,
@@ -81,7 +81,7 @@ def test_tls_session_and_verified_download(
 ) -> None:
     data = bytes(range(256)) * 4096 * 3  # 3 MiB: several chunks
     (repo / "big.bin").write_bytes(data)
-    client = Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=10)
+    client = Client(HOST, tls_server.port, tls=client_context(ca_file), timeout=10)
     clients.append(client)
     assert client.name == "Client01"
     assert client.ping() >= 0
@@ -102,7 +102,7 @@ def test_tls_with_an_unknown_ca_is_refused(tls_server: ServerThread) -> None:
 def test_insecure_context_accepts_a_self_signed_server(
     tls_server: ServerThread, clients: list[Client]
 ) -> None:
-    client = Client(HOST, tls_server.port, tls=tls.client_context(insecure=True), timeout=5)
+    client = Client(HOST, tls_server.port, tls=client_context(insecure=True), timeout=5)
     clients.append(client)
     assert client.who() == [client.name]
 
@@ -118,7 +118,7 @@ def test_plain_client_against_tls_server_fails_clearly(tls_server: ServerThread)
 
 def test_tls_client_against_plain_server_fails_clearly(server: ServerThread, ca_file: str) -> None:
     with pytest.raises(ConnectionLost, match="TLS handshake"):
-        Client(HOST, server.port, tls=tls.client_context(ca_file), timeout=5)
+        Client(HOST, server.port, tls=client_context(ca_file), timeout=5)
     wait_until(lambda: server.connected_count() == 0)
 
 
@@ -391,7 +391,7 @@ def test_generated_tokens_carry_256_bits() -> None:
 
 
 def test_server_generate_token_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from filedock.cli.entry import server_main
+    from filedock.cli.server import server_main
 
     assert server_main(["--generate-token"]) == 0
     token = capsys.readouterr().out.strip()
@@ -665,14 +665,14 @@ def test_no_tls_layer_exists_for_a_connection_past_the_pending_pool(
             conn.close()
     wait_until(lambda: _pending(server) == 0)
     # An honest TLS client still gets in.
-    with Client(HOST, server.port, tls=tls.client_context(insecure=True), timeout=5) as client:
+    with Client(HOST, server.port, tls=client_context(insecure=True), timeout=5) as client:
         assert client.ping() >= 0
 
 
 def test_tls_server_at_capacity_says_full_inside_tls(
     tls_server: ServerThread, ca_file: str, clients: list[Client]
 ) -> None:
-    context = tls.client_context(ca_file)
+    context = client_context(ca_file)
     for _ in range(3):
         clients.append(Client(HOST, tls_server.port, tls=context, timeout=5))
     with pytest.raises(ServerFull, match="at capacity"):
@@ -806,7 +806,7 @@ def test_tls_and_tokens_beyond_localhost_do_not_warn(
 def test_tls_client_that_greets_before_its_name_is_served_in_order(
     tls_server: ServerThread, ca_file: str
 ) -> None:
-    context = tls.client_context(ca_file)
+    context = client_context(ca_file)
     with (
         socket.create_connection((HOST, tls_server.port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
@@ -842,6 +842,6 @@ def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
 
     monkeypatch.setattr(Session, "_keep_early", keep)
     monkeypatch.setattr(Session, "_start_tls", late_start)
-    with Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=5) as client:
+    with Client(HOST, tls_server.port, tls=client_context(ca_file), timeout=5) as client:
         assert kept.is_set()
         assert client.ping() >= 0

@@ -60,6 +60,10 @@ MAX_RECORDS = 1_000_000
 MAX_RECORD_BYTES = 128 * 1024 * 1024
 
 
+# The word of a greeting that carries the client's access token: ``token=<token>``.
+TOKEN_PREFIX = "token="
+
+
 def client_name(number: int) -> str:
     """The name of the ``number``-th admitted client: Client01, …, Client99, Client100."""
     return f"Client{number:02d}"
