@@ -13,7 +13,7 @@ from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
 
-pytest_plugins = ["pytester"]  # tests/test_resources.py runs a leaky test file
+pytest_plugins = ["pytester"]  # tests/unit/test_resources.py runs a leaky test file
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from tests.support import HOST, LineConn, ServerThread
 from tests.support.process import ServerProcess
 
 MiB = 1024 * 1024
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 needs_uvloop = pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed")
 

@@ -41,7 +41,7 @@ from filedock.client.client import Client
 from filedock.protocol import ClientRecord, FileInfo
 from tests.support import ServerThread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 needs_readline = pytest.mark.skipif(
     importlib.util.find_spec("readline") is None, reason="this Python has no readline module"
 )

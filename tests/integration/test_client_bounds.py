@@ -26,8 +26,8 @@ from filedock import protocol as p
 from filedock.cli.entry import client_main
 from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
+from tests.integration.test_client_hostile import DiskFull, files_in
 from tests.support.fake_server import FakeServer, Peer, Script
-from tests.test_client_hostile import DiskFull, files_in
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024

@@ -26,7 +26,7 @@ import pytest
 from filedock.client.download import OLD_PARTIAL_AGE, partial_path, remove_old_partials
 from tests.support import HOST, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 BODY = os.urandom(8 * MiB)
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

@@ -35,7 +35,7 @@ from filedock.server.auth import (
 from filedock.server.session import Session
 from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = "# access tokens\n\nalpha-123\n  beta-456  \n# old: gamma\n"
 
 

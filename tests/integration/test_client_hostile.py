@@ -38,7 +38,7 @@ from filedock.protocol import CLOSING_CODES, ErrorCode
 from tests.support import HOST, ServerThread
 from tests.support.fake_server import FakeServer, Peer, Script
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 BODY = b"the payload\n"
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

@@ -30,7 +30,7 @@ from tests.conftest import SAMPLE
 from tests.support import HOST, ServerThread, write_file
 from tests.support.fake_server import FakeServer, Peer, Script
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
