@@ -2,7 +2,7 @@
 
 import sys
 
-from filedock.cli.main import client_main
+from filedock.cli import client_main
 
 if __name__ == "__main__":
     sys.exit(client_main())

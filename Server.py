@@ -2,7 +2,7 @@
 
 import sys
 
-from filedock.cli.main import server_main
+from filedock.cli import server_main
 
 if __name__ == "__main__":
     sys.exit(server_main())
