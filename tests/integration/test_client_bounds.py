@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -315,21 +313,6 @@ def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
 
 
 # -- the mode of saved files ------------------------------------------------------------------
-
-
-def test_importing_the_client_changes_no_process_state() -> None:
-    code = (
-        "import os\n"
-        "calls = []\n"
-        "real = os.umask\n"
-        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.entry\n"
-        "print(calls)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
