@@ -14,7 +14,9 @@ from tests.support.resources import Resources, leaks_after
 
 SAMPLE = b"hello\n"
 
-pytest_plugins = ["pytester"]  # tests/unit/test_resources.py runs a leaky test file
+# pytester: tests/unit/test_resources.py runs a leaky test file;
+# credentials: the TLS and token fixtures.
+pytest_plugins = ["pytester", "tests.support.credentials"]
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without the plugin
