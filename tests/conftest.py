@@ -81,6 +81,12 @@ def server(make_server: Callable[..., ServerThread]) -> ServerThread:
 
 
 @pytest.fixture
+def port(server: ServerThread) -> str:
+    """``server``'s port, as a command line takes it."""
+    return str(server.port)
+
+
+@pytest.fixture
 def connect(server: ServerThread) -> Iterator[Callable[..., Client]]:
     """Open library clients to ``server``; all closed at the end."""
     clients: list[Client] = []
