@@ -104,3 +104,33 @@ def test_library_sees_the_shutdown(make_server: Callable[..., ServerThread]) -> 
         closing.result(timeout=10)
     finally:
         client.close()
+
+
+def test_aclose_while_a_dropped_connection_waits_for_its_notice(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """A silent connection dropped for a newcomer is told why after a delay; a
+    shutdown meanwhile tells it at once, and nothing is written after its end."""
+    server = make_server(max_pending_per_ip=1)
+    assert server.server is not None
+    running = server.server
+    failures: list[dict[str, object]] = []
+    server.sync(lambda: server.loop.set_exception_handler(lambda _, ctx: failures.append(ctx)))
+    server.sync(lambda: setattr(running.registry.pending, "grace", 0.0))  # evict at once
+    silent = LineConn(server.port)
+    try:
+        assert silent.read_line() == "NAME Client01"
+        with LineConn(server.port) as newcomer:
+            assert newcomer.read_line() == "NAME Client02"  # Client01 is dropped for it
+            wait_until(lambda: server.sync(lambda: bool(running.notices_held)))
+            closing = asyncio.run_coroutine_threadsafe(running.aclose(), server.loop)
+            assert newcomer.read_line().startswith("ERR shutdown ")
+        # The silent one stays connected past its notice's delay, reading nothing.
+        wait_until(lambda: server.sync(lambda: not running.notices_held))
+        assert failures == []
+        assert silent.read_line() == "ERR timeout dropped for a newer connection: no HELLO in time"
+        assert silent.at_eof()
+        silent.close()
+        closing.result(timeout=10)
+    finally:
+        silent.close()
