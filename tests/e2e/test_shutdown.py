@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,20 @@ def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -
     log = server_process.log
     assert "Client01" not in log  # it never greeted: never connected, never finished
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_repeated_until_the_exit_still_exits_zero(
+    server_process: ServerProcess, signum: signal.Signals
+) -> None:
+    """An impatient Ctrl-C (or a supervisor's SIGTERM) sent again and again while the
+    server shuts down: the shutdown is already under way, so the exit stays clean."""
+    proc = server_process.proc
+    sent = 0
+    while proc.poll() is None and sent < 5000:  # about 5 s at most
+        proc.send_signal(signum)
+        sent += 1
+        time.sleep(0.001)  # the pace of the repeats, not a wait for anything
+    assert sent > 1  # at least one came during the shutdown
+    assert server_process.wait(timeout=5) == 0, server_process.log
+    assert "Traceback" not in server_process.log
