@@ -7,6 +7,7 @@ is set on that process alone."""
 from __future__ import annotations
 
 import hashlib
+import os
 import resource
 import signal
 import socket
@@ -28,7 +29,7 @@ from tests.integration.test_hardening import (
     sparse_file,
     watching,
 )
-from tests.support import HOST, LineConn
+from tests.support import HOST, LineConn, wait_until
 from tests.support.process import ServerProcess
 
 
@@ -181,6 +182,24 @@ def _flood(port: int, count: int) -> list[socket.socket]:
     return flood
 
 
+def _listen_queue(port: int) -> int:
+    """How many connections wait in the kernel for 127.0.0.1:``port``'s listener to accept."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+                return int(fields[4].split(":")[1], 16)  # rx_queue: the accept queue
+    raise AssertionError(f"nothing listens on {local}")
+
+
+def _has_let_go(process: ServerProcess, descriptors: int) -> bool:
+    """Whether the server has accepted every queued connection and closed those that
+    closed: nothing waits to be accepted and it holds ``descriptors`` again."""
+    held = len(os.listdir(f"/proc/{process.proc.pid}/fd"))
+    return _listen_queue(process.port) == 0 and held <= descriptors
+
+
 @pytest.mark.slow
 def test_running_out_of_file_descriptors(start_process: Callable[..., ServerProcess]) -> None:
     limit = 32
@@ -195,6 +214,7 @@ def test_running_out_of_file_descriptors(start_process: Callable[..., ServerProc
     assert int(warning.group(1)) == limit
     assert "max_clients=100" in warning.string
     watcher = greeted(server.port)
+    descriptors = len(os.listdir(f"/proc/{server.proc.pid}/fd"))
     try:
         flood = _flood(server.port, 2 * limit)  # more than the server can accept
         try:
@@ -219,7 +239,12 @@ def test_running_out_of_file_descriptors(start_process: Callable[..., ServerProc
         finally:
             for sock in flood:
                 sock.close()
-        # The server accepts again (it retries every second) and serves a new client.
+        # The server accepts again (it retries every second) and takes in what the
+        # flood left queued: connections already closed, each holding a place in the
+        # pending pool until the server reads its end. Once it has let go of them
+        # all, a new client is served. (One that came meanwhile could be told FULL,
+        # try again shortly, as any newcomer in a burst past its address's share.)
+        wait_until(lambda: _has_let_go(server, descriptors), timeout=15)
         fresh = LineConn(server.port, timeout=15)
         try:
             fresh.greet()
