@@ -130,7 +130,7 @@ async def _serve(config: ServerConfig) -> int:
     # the "Starting server" line must get a clean shutdown, not a traceback.
     # SIGHUP (the terminal closed) stops it the same way; the log goes to
     # stderr, so there is no log file to reopen.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, server.request_stop)
     await server.start()
     try:
@@ -138,7 +138,21 @@ async def _serve(config: ServerConfig) -> int:
     except OSError as exc:  # anything else is a bug, and its traceback is wanted
         log.error("The server stopped on an error: %s", _reason(exc))
         return 1
+    finally:
+        _ignore_stop_signals(loop)
     return 0
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Once the server has shut down the process only exits. Closing the loop would
+    give these signals their default action back, and a repeated Ctrl-C or SIGTERM
+    would then kill a process whose shutdown was clean: ignore them instead."""
+    for signum in _STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _reason(exc: BaseException) -> str:

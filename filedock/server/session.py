@@ -892,6 +892,11 @@ class Session(asyncio.BufferedProtocol):
                     return
         if not self._closing:
             self._close_with(p.ErrorCode.SHUTDOWN, "server is shutting down")
+        elif self in self.server.notices_held:
+            # Dropped for a newcomer, its notice held: say it now, since the
+            # close that follows would leave nothing for the notice to write to.
+            self._cancel_timer()
+            self._say_dropped()
         elif self.transport is not None and not self.transport.is_closing():
             self._close_gracefully()
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import hashlib
-import json
 import logging
-import os
 import select
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,35 +30,7 @@ from filedock.server.auth import (
 )
 from filedock.server.session import Session
 from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-TOKENS = "# access tokens\n\nalpha-123\n  beta-456  \n# old: gamma\n"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_server(
-    ca: trustme.CA, tmp_path: Path, make_server: Callable[..., ServerThread]
-) -> ServerThread:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert_file), append=True)
-    cert.private_key_pem.write_to_path(str(key_file))
-    return make_server(tls_cert=str(cert_file), tls_key=str(key_file), handshake_timeout=1.0)
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
+from tests.support.credentials import TOKENS
 
 
 @pytest.fixture
@@ -166,13 +134,6 @@ def test_failure_delay_grows_per_address_and_is_forgotten() -> None:
     assert delays.record_failure("a") == 0.5
 
 
-@pytest.fixture
-def token_server(tmp_path: Path, make_server: Callable[..., ServerThread]) -> ServerThread:
-    path = tmp_path / "tokens"
-    path.write_text(TOKENS)
-    return make_server(token_file=str(path))
-
-
 def test_valid_token_is_welcome(token_server: ServerThread, clients: list[Client]) -> None:
     client = Client(HOST, token_server.port, token="beta-456", timeout=5)
     clients.append(client)
@@ -209,18 +170,18 @@ def test_raw_greeting_with_token_and_without(token_server: ServerThread) -> None
 
 
 def test_repeated_failures_are_answered_later_and_later(token_server: ServerThread) -> None:
-    # Failures 1, 2, 3 from one address wait 0.25, 0.5 and 1 s: the third
-    # answer cannot come within half a second.
+    # Answers to failures 1, 2, 3 from one address wait 0, 0.25 and 0.5 s (the
+    # delay earned by the failures before): the third cannot come sooner.
     for _ in range(2):
         with pytest.raises(Unauthorized):
             Client(HOST, token_server.port, token="nope", timeout=10)
     conn = LineConn(token_server.port)
     try:
         conn.read_line()
+        started = time.monotonic()
         conn.send_line("HELLO token=nope")
-        with pytest.raises(TimeoutError):
-            conn.read_line(timeout=0.5)
         assert conn.read_line(timeout=10).startswith("ERR unauthorized ")
+        assert time.monotonic() - started >= 0.5
     finally:
         conn.close()
 
@@ -265,60 +226,6 @@ def test_per_address_refusal_reaches_the_library(make_server: Callable[..., Serv
     server = make_server(max_clients=5, max_clients_per_ip=1)
     with Client(HOST, server.port, timeout=5), pytest.raises(ServerFull, match="per address"):
         Client(HOST, server.port, timeout=5)
-
-
-# -- the client's command line ------------------------------------------------
-
-
-def _client(
-    port: int, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "Client.py"), "--port", str(port), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def test_client_cafile_option(tls_server: ServerThread, ca_file: str) -> None:
-    result = _client(tls_server.port, "--cafile", ca_file, "ping")
-    assert result.returncode == 0, result.stderr
-    assert "[SERVER] PONG" in result.stdout
-
-
-def test_client_insecure_option_warns(tls_server: ServerThread) -> None:
-    result = _client(tls_server.port, "--insecure", "who", "--json")
-    assert result.returncode == 0, result.stderr
-    assert "WARNING: --insecure" in result.stderr
-    assert json.loads(result.stdout) == ["Client01"]
-
-
-def test_client_without_tls_against_tls_server(tls_server: ServerThread) -> None:
-    result = _client(tls_server.port, "ping")
-    assert result.returncode == 3
-    assert "TLS" in result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-
-
-def test_client_missing_cafile_is_a_usage_error(tls_server: ServerThread, tmp_path: Path) -> None:
-    result = _client(tls_server.port, "--cafile", str(tmp_path / "nope.pem"), "ping")
-    assert result.returncode == 2
-    assert "--cafile" in result.stderr
-
-
-def test_client_token_from_file_and_environment(token_server: ServerThread, tmp_path: Path) -> None:
-    token_file = tmp_path / "mine"
-    token_file.write_text("# mine\nbeta-456\n")
-    by_file = _client(token_server.port, "--token-file", str(token_file), "ping")
-    assert by_file.returncode == 0, by_file.stderr
-    by_env = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "alpha-123"})
-    assert by_env.returncode == 0, by_env.stderr
-    wrong = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "guess"})
-    assert wrong.returncode == 7
-    assert "unauthorized" in wrong.stdout + wrong.stderr
 
 
 # -- the guard on failed tokens ------------------------------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +24,8 @@ from filedock import protocol as p
 from filedock.cli.client import client_main
 from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
+from tests.integration.test_client_hostile import DiskFull, files_in
 from tests.support.fake_server import FakeServer, Peer, Script
-from tests.test_client_hostile import DiskFull, files_in
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -315,21 +313,6 @@ def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
 
 
 # -- the mode of saved files ------------------------------------------------------------------
-
-
-def test_importing_the_client_changes_no_process_state() -> None:
-    code = (
-        "import os\n"
-        "calls = []\n"
-        "real = os.umask\n"
-        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.client\n"
-        "print(calls)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

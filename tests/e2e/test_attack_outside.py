@@ -21,9 +21,9 @@ import pytest
 import trustme
 
 from filedock.client.client import Client
+from tests.integration.test_admission import SilentAttacker
 from tests.support import HOST, BackgroundLoad, LineConn, wait_until
 from tests.support.process import ServerProcess
-from tests.test_admission import SilentAttacker
 
 TOKEN = "the-holders-token-0123456789"
 
