@@ -34,8 +34,9 @@ sys.path.insert(0, str(BENCH.parent))
 
 import files  # noqa: E402  (bench/files.py: shared helpers)
 
-from filedock import tls  # noqa: E402
 from filedock.client.client import Client  # noqa: E402
+from filedock.client.connection import client_context  # noqa: E402
+from filedock.server.auth import server_context  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1_000_000
@@ -59,8 +60,8 @@ def make_certificate(folder: Path) -> tuple[Path, Path] | None:
 
 def ssl_limit(cert: Path, key: Path, size: int) -> tuple[float, float, str]:
     """(encrypt MB/s, decrypt MB/s, cipher) of the ssl module, through memory BIOs."""
-    server_ctx = tls.server_context(str(cert), str(key))
-    client_ctx = tls.client_context(str(cert))
+    server_ctx = server_context(str(cert), str(key))
+    client_ctx = client_context(str(cert))
     s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
     server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
     client = client_ctx.wrap_bio(c_in, c_out, server_hostname="127.0.0.1")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         tls_port = int(tls_server.wait_stderr(files._STARTING).group(2))
         try:
             plain = Client("127.0.0.1", plain_port, timeout=120)
-            secure = Client("127.0.0.1", tls_port, timeout=120, tls=tls.client_context(str(cert)))
+            secure = Client("127.0.0.1", tls_port, timeout=120, tls=client_context(str(cert)))
             out = folder / "out"
             timed_get(plain, files.fresh_outputs(out, MiB))  # both servers hash the file once
             timed_get(secure, files.fresh_outputs(out, MiB))

@@ -10,12 +10,11 @@ connection, pipelined.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import protocol as p
 from ..client.client import Client, DownloadResult
@@ -31,8 +30,10 @@ from ..errors import (
 from .exitcodes import ExitCode, exit_code_for, worst
 from .screen import LazyBar, Screen, printable
 
-Connect = Callable[[argparse.Namespace], Client]
-Handler = Callable[[Client, argparse.Namespace, Screen], int]
+if TYPE_CHECKING:  # the options module runs this one
+    from .client import ClientOptions
+
+Handler = Callable[[Client, "ClientOptions", Screen], int]
 
 
 def file_json(info: p.FileInfo) -> dict[str, Any]:
@@ -52,24 +53,23 @@ def client_json(record: p.ClientRecord) -> dict[str, Any]:
 
 
 def run_oneshot(
-    args: argparse.Namespace,
-    connect: Connect,
+    options: ClientOptions,
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Connect, run ``args.command``, leave; the exit status."""
+    """Connect, run ``options.command``, leave; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
     screen = Screen(out, errors=err, progress=err)
     try:
         try:
-            client = connect(args)
+            client = options.connect()
         except FiledockError as exc:
             screen.cannot_start(exc)
             return exit_code_for(exc)
         with client:
-            return _run(client, args, screen)
+            return _run(client, options, screen)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
@@ -81,9 +81,10 @@ def run_oneshot(
         return ExitCode.ERROR
 
 
-def _run(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _run(client: Client, options: ClientOptions, screen: Screen) -> int:
+    assert options.command is not None  # run_client runs the prompt otherwise
     try:
-        return _HANDLERS[p.COMMANDS_BY_WORD[args.command].request](client, args, screen)
+        return _HANDLERS[p.COMMANDS_BY_WORD[options.command].request](client, options, screen)
     except ServerClosing as exc:
         screen.server_closed(exc)
         return ExitCode.CONNECTION
@@ -104,60 +105,60 @@ def _print_json(screen: Screen, document: object) -> None:
     screen.out.flush()
 
 
-def _ping(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
     client.ping()
     screen.server("PONG")
     return ExitCode.OK
 
 
-def _list(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _list(client: Client, options: ClientOptions, screen: Screen) -> int:
     files = client.list()
-    if args.json:
+    if options.json:
         _print_json(screen, [file_json(info) for info in files])
     else:
         screen.files(files)
     return ExitCode.OK
 
 
-def _status(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _status(client: Client, options: ClientOptions, screen: Screen) -> int:
     records = client.status()
-    if args.json:
+    if options.json:
         _print_json(screen, [client_json(record) for record in records])
     else:
         screen.status(records)
     return ExitCode.OK
 
 
-def _who(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _who(client: Client, options: ClientOptions, screen: Screen) -> int:
     names = client.who()
-    if args.json:
+    if options.json:
         _print_json(screen, names)
     else:
         screen.who(names)
     return ExitCode.OK
 
 
-def _uptime(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _uptime(client: Client, options: ClientOptions, screen: Screen) -> int:
     screen.server(f"UPTIME {client.uptime()}s")
     return ExitCode.OK
 
 
-def _about(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _about(client: Client, options: ClientOptions, screen: Screen) -> int:
     screen.server(f"ABOUT {printable(client.about())}")
     return ExitCode.OK
 
 
-def _help(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _help(client: Client, options: ClientOptions, screen: Screen) -> int:
     screen.server(printable(client.help()))
     return ExitCode.OK
 
 
-def _say(client: Client, args: argparse.Namespace, screen: Screen) -> int:
-    screen.ack(client.say(" ".join(args.arguments)))
+def _say(client: Client, options: ClientOptions, screen: Screen) -> int:
+    screen.ack(client.say(" ".join(options.arguments)))
     return ExitCode.OK
 
 
-def _get(client: Client, args: argparse.Namespace, screen: Screen) -> int:
+def _get(client: Client, options: ClientOptions, screen: Screen) -> int:
     bars: dict[str, LazyBar | None] = {}
 
     def progress(path: str, done: int, total: int) -> None:
@@ -167,10 +168,10 @@ def _get(client: Client, args: argparse.Namespace, screen: Screen) -> int:
         if bar is not None:
             bar(done, total)
 
-    outcomes = client.get_many(args.arguments, args.downloads, progress=progress)
+    outcomes = client.get_many(options.arguments, options.downloads, progress=progress)
     codes: list[ExitCode] = []
     shown: set[int] = set()  # a broken connection is the outcome of every file left: say it once
-    for path, outcome in zip(args.arguments, outcomes, strict=True):
+    for path, outcome in zip(options.arguments, outcomes, strict=True):
         if isinstance(outcome, DownloadResult):
             screen.download(outcome)
             continue

@@ -18,7 +18,6 @@ import builtins
 import functools
 import math
 import os
-import socket
 import ssl
 import time
 from collections import deque
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .. import protocol as p
 from ..errors import (
@@ -34,16 +33,22 @@ from ..errors import (
     ConnectionLost,
     FiledockError,
     IntegrityError,
-    LineTooLong,
     ProtocolError,
     SaveError,
     ServerFull,
-    TimedOut,
     TooLarge,
     error_for_code,
 )
-from ..server.auth import TOKEN_PREFIX
+from ..protocol.client import (
+    NEED_DATA,
+    BodyData,
+    ClientConnection,
+    ClientState,
+    EndOfReply,
+    ReceivedEvent,
+)
 from ..version import __version__
+from .connection import SocketLink
 from .download import (
     Partial,
     Progress,
@@ -71,6 +76,7 @@ MAX_SECONDS = 10_000_000.0
 
 _R = TypeVar("_R", bound=p.Reply)
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +93,36 @@ class DownloadResult:
     sha256: str
 
 
+# Events that come after a reply, never as one.
+_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
+
+# The states in which a failed download leaves the stream usable.
+_BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
+
+
+_Method = Callable[Concatenate["Client", _P], _T]
+
+
+def _command(method: _Method[_P, _T]) -> _Method[_P, _T]:
+    """A public command: whatever way it ends, :meth:`Client._settle` follows."""
+
+    @functools.wraps(method)
+    def run(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._settle()
+
+    return run
+
+
 class Client:
     """A connection to a filedock server, named and greeted.
 
     Connecting raises :class:`ServerFull` when the server has no free slot and
     :class:`ConnectionLost` when it cannot be reached. ``connect_timeout``
     bounds the connect (and, as a whole, the TLS handshake). ``tls`` is an
-    ``ssl.SSLContext`` for a TLS server (see :func:`filedock.tls.client_context`);
+    ``ssl.SSLContext`` for a TLS server (see :func:`filedock.client.connection.client_context`);
     ``token`` is the access token for a server that requires one.
 
     ``timeout`` bounds the whole of each reply but a file's body: a server
@@ -139,35 +168,18 @@ class Client:
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
         self._token = token
-        self._reader = p.LineReader(p.CLIENT_MAX_LINE)
+        self._conn = ClientConnection(p.CLIENT_MAX_LINE, p.MAX_RECORD_BYTES)
         self._chunk = memoryview(bytearray(64 * 1024))
-        self._closed = False
-        # When the read in progress must end (None: only silence is bounded), and
-        # the timeout the socket has now (set again only when it changes).
-        self._deadline: float | None = None
-        self._deadline_message = self._silent_message = ""
-        self._received = self._mark = 0  # bytes received in all, and when the deadline was set
         self._command_deadline: float | None = None
         self._command_message = ""
-        self._sock_timeout = timeout
-        self._line_bytes = 0  # bytes of the server's lines read so far
         self._swept: set[Path] = set()  # folders cleared of old partial files
+        self._link = SocketLink(
+            host, port, timeout=self.timeout, connect_timeout=connect_timeout, tls=tls
+        )
         try:
-            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except TimeoutError:
-            raise TimedOut(f"no answer from {host}:{port} within {connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectionLost(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
-        try:
-            if tls is not None:
-                self._sock = _start_tls(self._sock, tls, host, port)
-            self._sock.settimeout(self.timeout)
-            self._sock_timeout = self.timeout
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.name, self.server = self._handshake()
         except BaseException:
-            self._sock.close()
-            self._closed = True
+            self._link.close()
             raise
 
     def _handshake(self) -> tuple[str, str]:
@@ -184,8 +196,8 @@ class Client:
         name = self._expect(admission, p.NameReply).name
         words = f"{name} filedock-client/{__version__}"
         if self._token is not None:
-            words += f" {TOKEN_PREFIX}{self._token}"
-        self._send(p.encode_request(p.Hello(words)))
+            words += f" {p.TOKEN_PREFIX}{self._token}"
+        self._link.send(self._conn.send(p.Hello(words)))
         answer = self._read_reply()
         if isinstance(answer, p.FullReply):  # the slots filled while we greeted
             raise ServerFull(answer.reason)
@@ -194,6 +206,7 @@ class Client:
 
     # -- commands ---------------------------------------------------------------
 
+    @_command
     def ping(self) -> float:
         """Round-trip time of a PING, in seconds.
 
@@ -204,6 +217,7 @@ class Client:
         self._expect(self._execute(p.Ping()), p.PongReply)
         return time.perf_counter() - start
 
+    @_command
     def who(self) -> list[str]:
         """Names of the clients connected now, in the order they connected.
 
@@ -212,6 +226,7 @@ class Client:
         """
         return list(self._expect(self._execute(p.Who()), p.WhoReply).names)
 
+    @_command
     def uptime(self) -> int:
         """Whole seconds since the server started.
 
@@ -220,6 +235,7 @@ class Client:
         """
         return self._expect(self._execute(p.Uptime()), p.UptimeReply).seconds
 
+    @_command
     def about(self) -> str:
         """The server's name, version and protocol version.
 
@@ -228,6 +244,7 @@ class Client:
         """
         return self._expect(self._execute(p.About()), p.AboutReply).text
 
+    @_command
     def help(self) -> str:
         """The server's one-line list of commands.
 
@@ -236,6 +253,7 @@ class Client:
         """
         return self._expect(self._execute(p.Help()), p.HelpReply).text
 
+    @_command
     def status(self) -> list[p.ClientRecord]:
         """Every client the server has had (within its history), oldest first.
 
@@ -245,18 +263,20 @@ class Client:
         >>> record.accepted
         datetime.datetime(...)
         """
-        header = self._expect(self._execute(p.Status()), p.StatusReply)
-        return self._read_records(header.count, p.parse_client_record)
+        self._expect(self._execute(p.Status()), p.StatusReply)
+        return self._records(p.ClientRecord)
 
+    @_command
     def list(self) -> list[p.FileInfo]:
         """Every file in the server's repository, sorted by path.
 
         >>> [(info.path, info.size) for info in client.list()]
         [('sample.txt', 6)]
         """
-        header = self._expect(self._execute(p.ListFiles()), p.FilesReply)
-        return self._read_records(header.count, p.parse_file_info)
+        self._expect(self._execute(p.ListFiles()), p.FilesReply)
+        return self._records(p.FileInfo)
 
+    @_command
     def say(self, text: str) -> str:
         """Send ``text`` as a message (even if it is a command word); returns the echo.
 
@@ -265,6 +285,7 @@ class Client:
         """
         return self._expect(self._execute(p.Say(text)), p.AckReply).text
 
+    @_command
     def get(
         self,
         path: str,
@@ -289,6 +310,7 @@ class Client:
         """
         return self.download(path, dest_dir, progress=progress).path
 
+    @_command
     def download(
         self,
         path: str,
@@ -305,6 +327,7 @@ class Client:
         header = self._expect(self._execute(p.Get(path)), p.FileReply)
         return self._receive(path, header, dest_dir, progress)
 
+    @_command
     def get_many(
         self,
         paths: Iterable[str],
@@ -354,28 +377,24 @@ class Client:
                     len(lines[next_line][1]) <= budget or not (in_flight or batch)
                 ):
                     index, line = lines[next_line]
-                    batch.append(line)
+                    batch.append(self._conn.send(p.Get(wanted[index])))
                     in_flight.append((index, len(line)))
                     budget -= len(line)
                     next_line += 1
                 if batch:
-                    self._send(b"".join(batch))
+                    self._link.send(b"".join(batch))
                 current, _ = in_flight.popleft()
                 outcomes[current] = self._get_reply(wanted[current], dest_dir, progress)
                 current = None
-        except FiledockError as exc:  # the connection is gone: no more replies will come
-            self._abandon()
+        except FiledockError as exc:  # the stream is out of step: no more replies can be read
             rest: FiledockError = exc
             if current is not None and isinstance(exc, SaveError):
-                # Closed here to stop receiving that file: the others were not refused.
+                # Closed to stop receiving that file: the others were not refused.
                 outcomes[current] = exc
                 rest = ConnectionLost(
                     f"not fetched: the connection was closed after {wanted[current]!r} ({exc})"
                 )
             outcomes = [rest if outcome is None else outcome for outcome in outcomes]
-        except BaseException:
-            self._abandon()  # requests in flight: the stream is out of step for good
-            raise
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _get_reply(
@@ -386,20 +405,18 @@ class Client:
     ) -> DownloadResult | FiledockError:
         """Read the reply to one pipelined GET; a failure that leaves the stream usable is returned.
 
-        A failure that breaks the connection is raised instead.
+        A failure that leaves the stream out of step is raised instead.
         """
         on_bytes = None if progress is None else functools.partial(progress, path)
         try:
-            header = self._read_reply()
-            if not isinstance(header, p.FileReply):
-                self._abandon()  # records may follow it: the stream is out of step
-                raise ProtocolError(f"expected FILE for {path!r}, the server sent {header!r}")
+            header = self._expect(self._read_reply(), p.FileReply)
             return self._receive(path, header, dest_dir, on_bytes)
         except FiledockError as exc:
-            if self._closed:
+            if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             return exc
 
+    @_command
     def send_line(
         self,
         text: str,
@@ -431,14 +448,14 @@ class Client:
         >>> other.exit(), other.exit(), other.closed
         (True, False, True)
         """
-        if self._closed:
+        if self.closed:
             return False
         try:
             return isinstance(self._execute(p.Exit(), within=min(self.timeout, 2.0)), p.ByeReply)
         except FiledockError:
             return False  # the server is gone or closing: nothing left to say
         finally:
-            self._abandon()
+            self._link.close()
 
     def close(self) -> None:
         """Leave the server (EXIT, then close). Safe to call twice."""
@@ -457,7 +474,7 @@ class Client:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._link.closed
 
     # -- the wire ---------------------------------------------------------------
 
@@ -472,16 +489,60 @@ class Client:
 
     def _execute(self, request: p.Request, *, within: float | None = None) -> p.Reply:
         """Send one request and read its reply line; ``ERR`` raises."""
-        if self._closed:
+        if self.closed:
             raise ConnectionLost("the connection is closed")
         self._begin_command(within)
-        self._send(p.encode_request(request))
+        self._link.send(self._conn.send(request))
         return self._read_reply()
 
     def _expect(self, reply: p.Reply, kind: type[_R]) -> _R:
         if not isinstance(reply, kind):
             raise ProtocolError(f"expected {kind.__name__}, the server sent {reply!r}")
         return reply
+
+    def _settle(self) -> None:
+        """The rule at the end of every command: a conversation left out of step
+        (a reply due or half read, the server closing, a broken stream) cannot be
+        used again, so the connection is closed."""
+        if self._conn.state is not ClientState.IDLE:
+            self._link.close()
+
+    def _next_event(self) -> ReceivedEvent:
+        """The connection's next event, receiving bytes until there is one."""
+        while True:
+            event = self._conn.next_event()
+            if event is not NEED_DATA:
+                return event
+            count = self._link.recv_into(self._chunk)
+            self._conn.receive_data(self._chunk[:count])  # 0 bytes: the server closed
+
+    def _read_reply(self) -> p.Reply:
+        """The next reply line within ``timeout`` (and max_time), which also bound
+        the records after it; ``ERR`` raises."""
+        deadline = time.monotonic() + self.timeout
+        if self._command_deadline is not None and self._command_deadline < deadline:
+            self._link.set_deadline(self._command_deadline, self._command_message)
+        else:
+            self._link.set_deadline(
+                deadline,
+                f"the server did not send its whole answer within {self.timeout:g} s",
+                f"no answer from the server within {self.timeout:g} s",
+            )
+        reply = self._next_event()
+        if isinstance(reply, p.ErrorReply):
+            raise error_for_code(reply.code, reply.text)
+        if isinstance(reply, _NOT_REPLIES):
+            raise ProtocolError(f"expected a reply, the server sent {reply!r}")  # never
+        return reply
+
+    def _records(self, kind: type[_T]) -> builtins.list[_T]:
+        """The records of the STATUS or FILES reply just read (within its deadline)."""
+        records: builtins.list[_T] = []
+        while not isinstance(event := self._next_event(), EndOfReply):
+            if not isinstance(event, kind):
+                raise ProtocolError(f"expected a record, the server sent {event!r}")  # never
+            records.append(event)
+        return records
 
     def _receive(
         self,
@@ -493,30 +554,21 @@ class Client:
         if header.path != path:
             # The server answered for another file: its body cannot be trusted
             # either, and the stream cannot be resynchronised.
-            self._abandon()
             raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
-        try:
-            dest = local_path(dest_dir, header.path)
-        except ProtocolError:
-            self._abandon()
-            raise
-        first = self._reader.take_rest()
-        if len(first) > header.size:  # replies pipelined behind the body
-            self._reader.receive_data(first[header.size :])
-            first = first[: header.size]
+        dest = local_path(dest_dir, header.path)
+        first = self._body_start(header.size)
         # The body is bounded by max_time as a whole, and by timeout per silence.
-        self._set_deadline(self._command_deadline, self._command_message)
+        self._link.set_deadline(self._command_deadline, self._command_message)
         partial = self._open_partial(dest, header.size, first)
         try:
-            received = receive_body(self._recv_into, first, header.size, partial.fd, progress)
+            received = receive_body(self._recv_body_into, first, header.size, partial.fd, progress)
         except BaseException:
             partial.discard()
-            self._abandon()  # stopped mid-body (lost, interrupted): out of step for good
             raise
+        if received.whole:
+            self._body_end()
         if received.write_error is not None:
             partial.discard()
-            if not received.whole:
-                self._abandon()  # the rest of the body was never read
             raise SaveError(f"cannot write {dest}: {received.write_error.strerror}")
         if received.sha256 != header.sha256:
             partial.discard()
@@ -527,11 +579,31 @@ class Client:
             )
         return DownloadResult(partial.commit(), header.size, header.sha256)
 
+    def _body_start(self, size: int) -> bytes:
+        """The first bytes of a body of ``size``: those that came with its header."""
+        if size == 0:
+            return b""
+        event = self._conn.next_event()
+        return bytes(event.data) if isinstance(event, BodyData) else b""
+
+    def _recv_body_into(self, view: memoryview) -> int:
+        """Receive body bytes straight into ``view``: the connection holds none
+        (:meth:`_body_start` took those), so it hands back those very bytes."""
+        count = self._link.recv_into(view[: self._conn.body_left])
+        self._conn.receive_data(view[:count])  # 0 bytes: the server closed mid-body
+        self._conn.next_event()  # BodyData of view[:count]; ConnectionLost after 0 bytes
+        return count
+
+    def _body_end(self) -> None:
+        event = self._conn.next_event()
+        if not isinstance(event, EndOfReply):
+            raise ProtocolError(f"expected the end of a body, got {event!r}")  # never
+
     def _open_partial(self, dest: Path, size: int, first: bytes) -> Partial:
         """Where the body of ``dest`` goes, or the reason it is refused, before any byte is written.
 
         A refused body is read and dropped when it is small, so the session
-        goes on; a larger one closes the connection.
+        goes on; a larger one is left unread (and the connection closed).
         """
         try:
             if self.max_size is not None and size > self.max_size:
@@ -544,131 +616,9 @@ class Client:
             return Partial.open(dest, size)
         except SaveError:
             if size - len(first) <= DISCARD_LIMIT:
-                discard_body(self._recv_into, first, size)
-            else:
-                self._abandon()
+                discard_body(self._recv_body_into, first, size)
+                self._body_end()
             raise
-
-    def _set_deadline(self, deadline: float | None, message: str, silent: str = "") -> None:
-        """Reads from now on must end by ``deadline`` (None: each silence is bounded only).
-
-        ``message`` says why when it passes; ``silent`` instead, if given,
-        when not a byte came meanwhile.
-        """
-        self._deadline = deadline
-        self._deadline_message = message
-        self._silent_message = silent or message
-        self._mark = self._received
-
-    def _timed_out(self, deadline_passed: bool) -> TimedOut:
-        self._abandon()
-        if not deadline_passed:
-            return TimedOut(f"no answer from the server within {self.timeout:g} s")
-        if self._received == self._mark:
-            return TimedOut(self._silent_message)
-        return TimedOut(self._deadline_message)
-
-    def _send(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-        except TimeoutError:
-            self._abandon()
-            raise TimedOut(f"the server took no data for {self.timeout:g} s") from None
-        except OSError as exc:
-            self._abandon()
-            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
-
-    def _recv_into(self, view: memoryview) -> int:
-        deadline = self._deadline
-        wait = self.timeout
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise self._timed_out(True)
-            wait = min(wait, left)
-        if wait != self._sock_timeout:
-            self._sock.settimeout(wait)
-            self._sock_timeout = wait
-        try:
-            count = self._sock.recv_into(view)
-        except TimeoutError:
-            raise self._timed_out(wait < self.timeout) from None
-        except OSError as exc:
-            self._abandon()
-            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
-        self._received += count
-        return count
-
-    def _read_text(self) -> str:
-        while True:
-            try:
-                line = self._reader.next_line()
-            except LineTooLong:
-                self._abandon()  # the rest of that line would be taken for replies
-                raise LineTooLong(
-                    f"the server sent a line longer than {self._reader.max_line} bytes"
-                ) from None
-            if line is not None:
-                self._line_bytes += len(line) + 1
-                try:
-                    return line.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise ProtocolError("the server sent a line that is not UTF-8") from None
-            count = self._recv_into(self._chunk)
-            if count == 0:
-                self._abandon()
-                raise ConnectionLost("the server closed the connection")
-            self._reader.receive_data(self._chunk[:count])
-
-    def _read_records(self, count: int, parse: Callable[[str], _T]) -> builtins.list[_T]:
-        """The ``count`` records of a STATUS or FILES reply (within its reply's deadline)."""
-        start = self._line_bytes
-        records = []
-        for _ in range(count):
-            records.append(self._read_record(parse))
-            if self._line_bytes - start > p.MAX_RECORD_BYTES:
-                self._abandon()
-                raise ProtocolError(
-                    f"the server sent more than {p.MAX_RECORD_BYTES} bytes of records"
-                )
-        return records
-
-    def _read_record(self, parse: Callable[[str], _T]) -> _T:
-        """One record line of a STATUS or FILES reply, parsed."""
-        try:
-            return parse(self._read_text())
-        except ProtocolError:
-            self._abandon()  # the records after it would be taken for replies
-            raise
-
-    def _read_reply(self) -> p.Reply:
-        """The next reply line, and any records after it, within ``timeout`` (and max_time)."""
-        deadline = time.monotonic() + self.timeout
-        if self._command_deadline is not None and self._command_deadline < deadline:
-            self._set_deadline(self._command_deadline, self._command_message)
-        else:
-            self._set_deadline(
-                deadline,
-                f"the server did not send its whole answer within {self.timeout:g} s",
-                f"no answer from the server within {self.timeout:g} s",
-            )
-        try:
-            reply = p.parse_reply(self._read_text())
-        except ProtocolError:
-            self._abandon()  # the stream cannot be trusted past this point
-            raise
-        if isinstance(reply, p.ErrorReply):
-            error = error_for_code(reply.code, reply.text)
-            if error.code in p.CLOSING_CODES:
-                self._abandon()
-            raise error
-        return reply
-
-    def _abandon(self) -> None:
-        """Close without goodbye: the stream is broken or the server is closing."""
-        if not self._closed:
-            self._closed = True
-            self._sock.close()
 
 
 def check_port(port: int) -> int:
@@ -694,27 +644,3 @@ def check_size(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a whole number of bytes, 0 or more, not {value!r}")
     return value
-
-
-def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:
-    """Wrap a connected socket in TLS, checking the server's certificate."""
-    try:
-        return context.wrap_socket(sock, server_hostname=host)
-    except ssl.SSLCertVerificationError as exc:
-        sock.close()
-        raise ConnectionLost(
-            f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message})"
-        ) from None
-    except TimeoutError:
-        sock.close()
-        raise TimedOut(f"TLS handshake with {host}:{port} timed out") from None
-    except OSError as exc:  # ssl.SSLError included
-        sock.close()
-        reason = getattr(exc, "reason", None) or _reason(exc)
-        raise ConnectionLost(
-            f"TLS handshake with {host}:{port} failed ({reason}): is it a TLS server?"
-        ) from None
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__

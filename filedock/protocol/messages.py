@@ -36,6 +36,10 @@ _ERROR_CODE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _LONGEST_ERROR_CODE = 40
 
 
+# The word of a greeting that carries the client's access token: ``token=<token>``.
+TOKEN_PREFIX = "token="
+
+
 def client_name(number: int) -> str:
     """The name of the ``number``-th admitted client: Client01, …, Client99, Client100."""
     return f"Client{number:02d}"

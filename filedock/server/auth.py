@@ -1,4 +1,5 @@
-"""Access tokens: the token file, constant-time checks, and slowing down guessers.
+"""Access tokens: the token file, constant-time checks, and slowing down guessers;
+and the server's TLS context.
 
 A guess costs the guesser real time: once a source has failed, every answer
 to a token from it, right or wrong, waits a delay that doubles per failure in
@@ -13,17 +14,27 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from ..protocol.messages import TOKEN_PREFIX
+
 T = TypeVar("T")
 
-TOKEN_PREFIX = "token="
 
 # 32 random bytes: 256 bits, shown as 43 URL-safe base64 characters.
 TOKEN_BYTES = 32
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A TLS server context: TLS 1.2 at least, the system's recommended ciphers."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def generate_token() -> str:

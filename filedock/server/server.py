@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import protocol as p
-from .. import tls
 from ..version import server_banner
 from .addresses import is_loopback_host
-from .auth import AuthGuard, TokenChecker, read_token_file
+from .auth import AuthGuard, TokenChecker, read_token_file, server_context
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
@@ -101,7 +100,7 @@ class Server:
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
         self.tls = (
-            tls.server_context(config.tls_cert, config.tls_key)
+            server_context(config.tls_cert, config.tls_key)
             if config.tls_cert and config.tls_key
             else None
         )

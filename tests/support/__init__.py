@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from filedock.server.server import Server, ServerStatistics, event_loop_factory
 T = TypeVar("T")
 
 HOST = "127.0.0.1"
+SGR = re.compile(rb"\x1b\[[0-9;]*m")  # a colour (Select Graphic Rendition) code on a terminal
 
 
 def wait_until(

@@ -2,10 +2,10 @@
 
 Each test here stands for one that used to wait on a real server timer (its
 name says which); a few real-socket tests stay to prove the session wires the
-timer: tests/test_commands.py::test_idle_timeout_drops_a_silent_client,
-tests/test_admission.py::test_a_silent_connection_takes_no_slot_and_times_out,
-tests/test_security.py::test_handshake_timeout_covers_a_client_that_never_starts_tls,
-tests/test_security.py::test_a_right_token_after_failures_waits_the_delay_a_wrong_one_does.
+timer: tests/integration/test_commands.py::test_idle_timeout_drops_a_silent_client,
+tests/integration/test_admission.py::test_a_silent_connection_takes_no_slot_and_times_out,
+tests/integration/test_security.py::test_handshake_timeout_covers_a_client_that_never_starts_tls,
+tests/integration/test_security.py::test_a_right_token_after_failures_waits_the_delay_a_wrong_one_does.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def first_deadline(conn: ServerConnection, until: float, step: float = 0.01) -> 
 
 
 def test_idle_timeout_spares_a_client_that_keeps_talking() -> None:
-    """Was tests/test_commands.py (1.6 s): a PING every 0.15 s, over three idle timeouts."""
+    """Was tests/integration/test_commands.py (1.6 s): a PING every 0.15 s, over
+    three idle timeouts."""
     conn = from_config(ServerConfig(idle_timeout=0.5))
     greet(conn, now=0.0)
     moment = 0.0
@@ -78,7 +79,7 @@ def test_idle_timeout_spares_a_client_that_keeps_talking() -> None:
 
 
 def test_idle_timeout_drops_a_client_that_never_ends_a_line() -> None:
-    """Was tests/test_commands.py (0.5 s) and tests/test_hardening.py::
+    """Was tests/integration/test_commands.py (0.5 s) and tests/integration/test_hardening.py::
     test_trickling_client_is_dropped_by_the_idle_timeout (0.5 s): a byte every
     0.1 s never completes a line; under the smallest line limit, the idle
     deadline closes it before the limit would."""
@@ -102,7 +103,7 @@ def test_idle_timeout_drops_a_client_that_never_ends_a_line() -> None:
 
 
 def test_no_idle_timeout_by_default() -> None:
-    """Was tests/test_commands.py (0.7 s): the default idle timeout is far away."""
+    """Was tests/integration/test_commands.py (0.7 s): the default idle timeout is far away."""
     config = ServerConfig()
     conn = from_config(config)
     greet(conn, now=0.0)
@@ -114,7 +115,7 @@ def test_no_idle_timeout_by_default() -> None:
 
 
 def test_the_idle_timer_starts_at_welcome() -> None:
-    """Was tests/test_attack_outside.py (3 s and more, a subprocess): a HELLO
+    """Was tests/e2e/test_attack_outside.py (3 s and more, a subprocess): a HELLO
     whose answer waits (the source failed before), then silence; the idle
     timeout counts from the WELCOME, not from the HELLO."""
     conn = from_config(ServerConfig(idle_timeout=2))
@@ -137,7 +138,7 @@ def test_the_idle_timer_starts_at_welcome() -> None:
 
 
 def test_greeted_client_is_not_hit_by_the_handshake_timeout() -> None:
-    """Was tests/test_admission.py (0.8 s)."""
+    """Was tests/integration/test_admission.py (0.8 s)."""
     conn = from_config(ServerConfig(handshake_timeout=0.3))
     greet(conn, now=0.01)
     assert first_deadline(conn, until=0.8) is None
@@ -145,7 +146,7 @@ def test_greeted_client_is_not_hit_by_the_handshake_timeout() -> None:
 
 
 def test_lines_before_hello_do_not_extend_the_handshake_timeout() -> None:
-    """Was tests/test_admission.py (0.4 s): a line every 50 ms before HELLO is
+    """Was tests/integration/test_admission.py (0.4 s): a line every 50 ms before HELLO is
     answered ERR handshake; the deadline stays where the accept put it."""
     conn = from_config(ServerConfig(handshake_timeout=0.4))
     conn.send(p.NameReply("Client01"))
@@ -165,7 +166,7 @@ def test_lines_before_hello_do_not_extend_the_handshake_timeout() -> None:
 
 
 def test_a_hello_trickled_without_an_end_is_dropped_at_the_handshake_timeout() -> None:
-    """Was tests/test_attack_outside.py (2 s, a subprocess): HELLO sent a byte
+    """Was tests/e2e/test_attack_outside.py (2 s, a subprocess): HELLO sent a byte
     every 0.1 s, never ended, is no greeting; the handshake deadline ends it."""
     conn = from_config(ServerConfig(handshake_timeout=2))
     conn.send(p.NameReply("Client01"))
@@ -183,7 +184,7 @@ def test_a_hello_trickled_without_an_end_is_dropped_at_the_handshake_timeout() -
 
 
 def test_a_tls_client_hello_trickled_is_dropped_at_the_handshake_timeout() -> None:
-    """Was tests/test_attack_outside.py (2 s, a subprocess): a connection whose
+    """Was tests/e2e/test_attack_outside.py (2 s, a subprocess): a connection whose
     TLS layer is not up by the handshake deadline (a ClientHello trickled, never
     whole) is cut without a line, which would be garbage to a TLS client."""
     conn = from_config(ServerConfig(handshake_timeout=2))  # never named: TLS is not up
@@ -209,8 +210,9 @@ def answer_time(guard: AuthGuard[str], right: bool, now: float) -> float:
 
 
 def test_repeated_failures_are_answered_later_and_later() -> None:
-    """Was tests/test_security.py (0.75 s): failures 1, 2, 3 from one source
-    wait 0.25, 0.5 and 1 s."""
+    """Was tests/integration/test_security.py (0.75 s): the answers to failures 1, 2, 3, 4
+    from one source wait 0, 0.25, 0.5 and 1 s (the delay the failures before
+    earned)."""
     clock = [0.0]
     guard: AuthGuard[str] = AuthGuard(at_once=2, per_minute=100, clock=lambda: clock[0])
     waits = []
@@ -221,7 +223,7 @@ def test_repeated_failures_are_answered_later_and_later() -> None:
 
 
 def test_past_the_failure_limit_the_right_token_still_gets_in_after_the_longest_delay() -> None:
-    """Was tests/test_security.py (1.8 s): past max_auth_failures_per_minute,
+    """Was tests/integration/test_security.py (1.8 s): past max_auth_failures_per_minute,
     even the right token waits the longest delay (the cap), and then gets in."""
     clock = [0.0]
     guard: AuthGuard[str] = AuthGuard(at_once=2, per_minute=2, clock=lambda: clock[0])

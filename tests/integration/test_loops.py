@@ -12,7 +12,6 @@ import filecmp
 import hashlib
 import importlib.util
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -21,15 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from filedock.cli.entry import server_parser
+from filedock.cli.server import server_parser
 from filedock.client.client import Client
 from filedock.server.config import LOOP_CHOICES, ServerConfig
 from filedock.server.server import event_loop_factory
 from tests.support import HOST, LineConn, ServerThread
-from tests.support.process import ServerProcess
 
 MiB = 1024 * 1024
-ROOT = Path(__file__).resolve().parents[1]
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 needs_uvloop = pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed")
 
@@ -66,19 +63,6 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     assert event_loop_factory("auto") is asyncio.new_event_loop
     with pytest.raises(ValueError, match="uvloop is not installed"):
         event_loop_factory("uvloop")
-
-
-def test_server_without_uvloop_says_so_and_exits_1(repo: Path) -> None:
-    code = (
-        "import sys; sys.modules['uvloop'] = None\n"
-        "from filedock.cli.entry import server_main\n"
-        f"sys.exit(server_main(['--loop', 'uvloop', '--port', '0', '--repo', {str(repo)!r}]))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 1
-    assert "Cannot start the server: uvloop is not installed" in done.stderr
 
 
 # -- serving on uvloop ----------------------------------------------------------------------
@@ -154,15 +138,3 @@ def test_uvloop_three_clients_download_at_once(
             client.close()
     for path in saved:
         assert filecmp.cmp(path, big, shallow=False)
-
-
-@needs_uvloop
-def test_uvloop_server_process_says_its_loop(repo: Path) -> None:
-    process = ServerProcess(repo, "--loop", "uvloop")  # the last --loop is the one taken
-    try:
-        process.wait_for_log(r"Starting server on 127\.0\.0\.1:\d+.*, loop=uvloop$")
-        with Client(HOST, process.port, timeout=10) as client:
-            assert client.ping() < 1.0
-    finally:
-        code = process.stop()
-    assert code == 0, process.log

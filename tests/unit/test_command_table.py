@@ -20,7 +20,7 @@ import pytest
 import filedock.errors as errors_module
 from filedock import protocol as p
 from filedock.cli import oneshot, screen, shell
-from filedock.cli.entry import client_parser
+from filedock.cli.client import client_parser
 from filedock.errors import (
     BadRequest,
     RequestError,
@@ -286,7 +286,7 @@ def test_the_closing_codes_are_the_same_for_errors_and_client(code: p.ErrorCode)
 
 
 def test_protocol_md_lists_each_code_and_whether_it_closes() -> None:
-    text = (Path(__file__).resolve().parents[1] / "PROTOCOL.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "PROTOCOL.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `([a-z-]+)` \| .* \| ([a-z ]+) \|$", text, re.M))
     assert set(rows) == set(p.ErrorCode)
     for code in p.ErrorCode:

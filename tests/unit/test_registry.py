@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from filedock import protocol as p
-from filedock.cli.entry import server_main
+from filedock.cli.server import server_main
 from filedock.protocol import ClientRecord, client_name, encode_client_record
 from filedock.server.config import ServerConfig
 from filedock.server.registry import ClientEntry, MemoryRegistry, PendingPool, Refusal

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import hashlib
 import json
@@ -25,6 +23,7 @@ from filedock.client.client import Client
 from filedock.errors import Forbidden, NotFound, RequestError
 from filedock.server.repository import MAX_WALK_STEPS, RACY_NS, Repository, WalkTooLong
 from tests.support import HOST, LineConn, ServerThread
+from tests.support.swapper import Swapper
 
 INSIDE = b"inside\n"
 OUTSIDE = b"OUTSIDE SECRET\n"
@@ -66,70 +65,6 @@ def greeted(port: int) -> LineConn:
 
 
 # -- swapping a folder for a symlink mid-walk --------------------------------------------
-
-
-def _renameat2() -> Callable[[str, str], None] | None:
-    """``renameat2(RENAME_EXCHANGE)`` through libc, or None where it is missing."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    func = getattr(libc, "renameat2", None)
-    if func is None:
-        return None
-    at_fdcwd, rename_exchange = -100, 2
-
-    def exchange(one: str, two: str) -> None:
-        if func(at_fdcwd, os.fsencode(one), at_fdcwd, os.fsencode(two), rename_exchange):
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-    try:
-        probe = Path(tempfile.mkdtemp())
-        (probe / "a").mkdir()
-        os.symlink("a", probe / "b")
-        exchange(str(probe / "a"), str(probe / "b"))
-    except OSError:
-        return None
-    finally:
-        for name in ("a", "b"):
-            path = probe / name
-            path.unlink() if path.is_symlink() else path.rmdir()
-        probe.rmdir()
-    return exchange
-
-
-def _swap_by_renames(one: str, two: str) -> None:
-    """The same exchange in three renames, where renameat2 is missing."""
-    spare = one + ".swap"
-    os.rename(one, spare)
-    os.rename(two, one)
-    os.rename(spare, two)
-
-
-class Swapper:
-    """A thread exchanging two names in a tight loop, a bounded number of times."""
-
-    def __init__(self, one: Path, two: Path, rounds: int) -> None:
-        self.exchange = _renameat2() or _swap_by_renames
-        self.one, self.two = str(one), str(two)
-        self.rounds = rounds
-        self.done = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while self.done < self.rounds and not self.stop.is_set():
-            try:
-                self.exchange(self.one, self.two)
-            except OSError:
-                continue
-            self.done += 1
-
-    def __enter__(self) -> Swapper:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 def test_folder_swapped_for_a_symlink_never_leads_outside(root: Path) -> None:

@@ -24,7 +24,7 @@ from filedock import errors, protocol
 from filedock.client import client as client_module
 from tests.support import HOST, ServerThread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 

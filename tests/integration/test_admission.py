@@ -18,7 +18,7 @@ from typing import cast
 
 import pytest
 
-from filedock.cli.entry import client_main
+from filedock.cli.client import client_main
 from filedock.cli.exitcodes import ExitCode
 from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ServerFull

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.cli.entry import client_main
+from filedock.cli.client import client_main
 from filedock.cli.screen import Screen
 from filedock.errors import IntegrityError, NotFound, ProtocolError, ServerFull
 from filedock.safetext import is_inert, printable

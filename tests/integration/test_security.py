@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import hashlib
-import json
 import logging
-import os
 import select
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,8 +17,8 @@ from typing import Any
 import pytest
 import trustme
 
-from filedock import tls
 from filedock.client.client import Client
+from filedock.client.connection import client_context
 from filedock.errors import ConnectionLost, ServerFull, Unauthorized
 from filedock.server.auth import (
     AuthGuard,
@@ -34,35 +30,7 @@ from filedock.server.auth import (
 )
 from filedock.server.session import Session
 from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-TOKENS = "# access tokens\n\nalpha-123\n  beta-456  \n# old: gamma\n"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_server(
-    ca: trustme.CA, tmp_path: Path, make_server: Callable[..., ServerThread]
-) -> ServerThread:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert_file), append=True)
-    cert.private_key_pem.write_to_path(str(key_file))
-    return make_server(tls_cert=str(cert_file), tls_key=str(key_file), handshake_timeout=1.0)
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
+from tests.support.credentials import TOKENS
 
 
 @pytest.fixture
@@ -81,7 +49,7 @@ def test_tls_session_and_verified_download(
 ) -> None:
     data = bytes(range(256)) * 4096 * 3  # 3 MiB: several chunks
     (repo / "big.bin").write_bytes(data)
-    client = Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=10)
+    client = Client(HOST, tls_server.port, tls=client_context(ca_file), timeout=10)
     clients.append(client)
     assert client.name == "Client01"
     assert client.ping() >= 0
@@ -102,7 +70,7 @@ def test_tls_with_an_unknown_ca_is_refused(tls_server: ServerThread) -> None:
 def test_insecure_context_accepts_a_self_signed_server(
     tls_server: ServerThread, clients: list[Client]
 ) -> None:
-    client = Client(HOST, tls_server.port, tls=tls.client_context(insecure=True), timeout=5)
+    client = Client(HOST, tls_server.port, tls=client_context(insecure=True), timeout=5)
     clients.append(client)
     assert client.who() == [client.name]
 
@@ -118,7 +86,7 @@ def test_plain_client_against_tls_server_fails_clearly(tls_server: ServerThread)
 
 def test_tls_client_against_plain_server_fails_clearly(server: ServerThread, ca_file: str) -> None:
     with pytest.raises(ConnectionLost, match="TLS handshake"):
-        Client(HOST, server.port, tls=tls.client_context(ca_file), timeout=5)
+        Client(HOST, server.port, tls=client_context(ca_file), timeout=5)
     wait_until(lambda: server.connected_count() == 0)
 
 
@@ -164,13 +132,6 @@ def test_failure_delay_grows_per_address_and_is_forgotten() -> None:
     assert delays.record_failure("a") == 0.5
     delays.record_success("a")
     assert delays.record_failure("a") == 0.5
-
-
-@pytest.fixture
-def token_server(tmp_path: Path, make_server: Callable[..., ServerThread]) -> ServerThread:
-    path = tmp_path / "tokens"
-    path.write_text(TOKENS)
-    return make_server(token_file=str(path))
 
 
 def test_valid_token_is_welcome(token_server: ServerThread, clients: list[Client]) -> None:
@@ -250,60 +211,6 @@ def test_per_address_refusal_reaches_the_library(make_server: Callable[..., Serv
         Client(HOST, server.port, timeout=5)
 
 
-# -- the client's command line ------------------------------------------------
-
-
-def _client(
-    port: int, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "Client.py"), "--port", str(port), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def test_client_cafile_option(tls_server: ServerThread, ca_file: str) -> None:
-    result = _client(tls_server.port, "--cafile", ca_file, "ping")
-    assert result.returncode == 0, result.stderr
-    assert "[SERVER] PONG" in result.stdout
-
-
-def test_client_insecure_option_warns(tls_server: ServerThread) -> None:
-    result = _client(tls_server.port, "--insecure", "who", "--json")
-    assert result.returncode == 0, result.stderr
-    assert "WARNING: --insecure" in result.stderr
-    assert json.loads(result.stdout) == ["Client01"]
-
-
-def test_client_without_tls_against_tls_server(tls_server: ServerThread) -> None:
-    result = _client(tls_server.port, "ping")
-    assert result.returncode == 3
-    assert "TLS" in result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-
-
-def test_client_missing_cafile_is_a_usage_error(tls_server: ServerThread, tmp_path: Path) -> None:
-    result = _client(tls_server.port, "--cafile", str(tmp_path / "nope.pem"), "ping")
-    assert result.returncode == 2
-    assert "--cafile" in result.stderr
-
-
-def test_client_token_from_file_and_environment(token_server: ServerThread, tmp_path: Path) -> None:
-    token_file = tmp_path / "mine"
-    token_file.write_text("# mine\nbeta-456\n")
-    by_file = _client(token_server.port, "--token-file", str(token_file), "ping")
-    assert by_file.returncode == 0, by_file.stderr
-    by_env = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "alpha-123"})
-    assert by_env.returncode == 0, by_env.stderr
-    wrong = _client(token_server.port, "ping", env={"FILEDOCK_TOKEN": "guess"})
-    assert wrong.returncode == 7
-    assert "unauthorized" in wrong.stdout + wrong.stderr
-
-
 # -- the guard on failed tokens ------------------------------------------------------
 
 
@@ -374,7 +281,7 @@ def test_generated_tokens_carry_256_bits() -> None:
 
 
 def test_server_generate_token_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from filedock.cli.entry import server_main
+    from filedock.cli.server import server_main
 
     assert server_main(["--generate-token"]) == 0
     token = capsys.readouterr().out.strip()
@@ -634,14 +541,14 @@ def test_no_tls_layer_exists_for_a_connection_past_the_pending_pool(
             conn.close()
     wait_until(lambda: _pending(server) == 0)
     # An honest TLS client still gets in.
-    with Client(HOST, server.port, tls=tls.client_context(insecure=True), timeout=5) as client:
+    with Client(HOST, server.port, tls=client_context(insecure=True), timeout=5) as client:
         assert client.ping() >= 0
 
 
 def test_tls_server_at_capacity_says_full_inside_tls(
     tls_server: ServerThread, ca_file: str, clients: list[Client]
 ) -> None:
-    context = tls.client_context(ca_file)
+    context = client_context(ca_file)
     for _ in range(3):
         clients.append(Client(HOST, tls_server.port, tls=context, timeout=5))
     with pytest.raises(ServerFull, match="at capacity"):
@@ -775,7 +682,7 @@ def test_tls_and_tokens_beyond_localhost_do_not_warn(
 def test_tls_client_that_greets_before_its_name_is_served_in_order(
     tls_server: ServerThread, ca_file: str
 ) -> None:
-    context = tls.client_context(ca_file)
+    context = client_context(ca_file)
     with (
         socket.create_connection((HOST, tls_server.port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
@@ -811,7 +718,7 @@ def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
 
     monkeypatch.setattr(Session, "_keep_early", keep)
     monkeypatch.setattr(Session, "_start_tls", late_start)
-    with Client(HOST, tls_server.port, tls=tls.client_context(ca_file), timeout=5) as client:
+    with Client(HOST, tls_server.port, tls=client_context(ca_file), timeout=5) as client:
         assert kept.is_set()
         assert client.ping() >= 0
 

@@ -4,8 +4,8 @@ Each test attacks the server one way (silence, trickling, not reading, huge or
 odd lines, connection storms, abrupt ends, running out of descriptors, a long
 history, shutdown mid-transfer, log floods) and checks both that the attacker
 gets the documented answer and that a well-behaved client is served meanwhile.
-Memory is measured on a server in a subprocess (``python3 Server.py``), whose
-peak resident size (VmHWM) does not include the test's own allocations.
+What needs the server in a subprocess (memory, the descriptor limit, a long
+history, shutdown mid-transfer) is in tests/e2e/test_hardening.py.
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import logging
 import re
 import resource
 import selectors
-import signal
 import socket
 import threading
 import time
@@ -31,9 +29,7 @@ import pytest
 import filedock.server.repository
 from filedock.client.client import Client
 from filedock.errors import ServerFull
-from tests.conftest import SAMPLE
 from tests.support import HOST, LineConn, ServerThread, wait_until
-from tests.support.process import ServerProcess
 
 MiB = 1024 * 1024
 # Growth of the server's resident memory tolerated under an attack.
@@ -182,35 +178,6 @@ def watching(port: int) -> Iterator[Watcher]:
         watcher.stop()
     finally:
         watcher.close()
-
-
-@pytest.fixture
-def start_process(repo: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start ``Server.py`` subprocesses; each is stopped (and must exit 0) at the end."""
-    started: list[ServerProcess] = []
-
-    def start(*options: str, preexec_fn: Callable[[], None] | None = None) -> ServerProcess:
-        process = ServerProcess(repo, *options, preexec_fn=preexec_fn)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.proc.returncode is None:
-            assert process.stop() == 0, process.log
-        assert "Traceback" not in process.log, process.log
-
-
-def memory_growth(process: ServerProcess, baseline_kib: int) -> tuple[int, str]:
-    """Peak resident memory over ``baseline_kib``, in bytes, and a sentence saying so."""
-    peak = process.memory_kib("VmHWM")
-    growth = (peak - baseline_kib) * 1024
-    text = (
-        f"server memory grew by {growth / MiB:.1f} MiB "
-        f"(resident before {baseline_kib / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB)"
-    )
-    print(text)
-    return growth, text
 
 
 def raise_descriptor_limit() -> int:
@@ -442,31 +409,6 @@ def test_half_closed_client_that_stops_reading_is_let_go(
             sock.close()
 
 
-@pytest.mark.slow
-def test_clients_that_never_read_cost_bounded_memory(
-    repo: Path, start_process: Callable[..., ServerProcess]
-) -> None:
-    sparse_file(repo / "big.bin", 64 * MiB)
-    server = start_process("--send-timeout", "1", "--max-clients", "4")
-    quick_visits(server.port, 300)  # 300 clients in STATUS: each reply is ~20 KB
-    baseline = server.memory_kib("VmRSS")
-    with watching(server.port):
-        getter = greeted(server.port, timeout=10)
-        pipeliner = greeted(server.port, timeout=10)
-        try:
-            getter.send_line("GET big.bin")
-            pour = _pipeline_status(pipeliner, blocks=70)  # up to 100 MB, if the server read it
-            assert pour is not None
-            server.wait_for_log(r"Transfer of 'big\.bin' to Client\d+ .* cut short")
-            server.wait_for_log(r"Dropping Client\d+ .*: no write progress for 1 s")
-            pour.join(10)
-        finally:
-            getter.close()
-            pipeliner.close()
-    growth, text = memory_growth(server, baseline)
-    assert growth < MEMORY_BOUND, text
-
-
 # -- size -----------------------------------------------------------------------------------
 
 
@@ -505,88 +447,6 @@ def test_odd_lines_get_their_documented_answer(server: ServerThread, case: str) 
     finally:
         conn.close()
         watcher.close()
-
-
-def test_a_100_mib_line_is_refused_and_memory_stays_bounded(
-    start_process: Callable[..., ServerProcess],
-) -> None:
-    server = start_process()
-    baseline = server.memory_kib("VmRSS")
-    with watching(server.port):
-        conn = greeted(server.port, timeout=15)
-        outcome: list[BaseException | None] = []
-
-        def pour() -> None:
-            block = memoryview(b"x" * MiB)
-            try:
-                for _ in range(100):
-                    conn.sock.sendall(block)
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                outcome.append(exc)  # the server closed: what a sender sees
-            else:
-                outcome.append(None)  # the server read (and dropped) it all first
-
-        sender = threading.Thread(target=pour, name="pour", daemon=True)
-        sender.start()
-        try:
-            line = conn.read_line(timeout=15)
-            assert line.startswith("ERR line-too-long "), line
-            assert conn.at_eof(timeout=15)
-            sender.join(30)
-            assert not sender.is_alive()
-            assert len(outcome) == 1
-        finally:
-            conn.close()
-    server.wait_for_log(r"Finished: Client02")
-    growth, text = memory_growth(server, baseline)
-    assert growth < MEMORY_BOUND, text
-
-
-@pytest.mark.slow
-def test_a_million_pipelined_commands_are_answered_in_order(
-    start_process: Callable[..., ServerProcess],
-) -> None:
-    server = start_process()
-    baseline = server.memory_kib("VmRSS")
-    count = 1_000_000
-    # Every 10,000th line is a message with its number, so the order shows, and
-    # every 100,000th a download, which the lines behind it must wait for.
-    file_reply = f"FILE {len(SAMPLE)} {hashlib.sha256(SAMPLE).hexdigest()} sample.txt\n"
-    special = {i: (f"SAY {i}\n".encode(), f"ACK {i}\n".encode()) for i in range(0, count, 10_000)}
-    for i in range(5_000, count, 100_000):
-        special[i] = (b"GET sample.txt\n", file_reply.encode() + SAMPLE)
-    requests = b"".join(special[i][0] if i in special else b"PING\n" for i in range(count))
-    expected = b"".join(special[i][1] if i in special else b"PONG\n" for i in range(count))
-    with watching(server.port):
-        conn = greeted(server.port, timeout=30)
-        failures: list[BaseException] = []
-
-        def pour() -> None:
-            try:
-                conn.sock.sendall(requests)
-            except OSError as exc:
-                failures.append(exc)
-
-        sender = threading.Thread(target=pour, name="pour", daemon=True)
-        sender.start()
-        try:
-            received = bytearray()
-            deadline = time.monotonic() + 60
-            while len(received) < len(expected) and time.monotonic() < deadline:
-                conn.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-                chunk = conn.sock.recv(1 << 20)
-                if not chunk:
-                    break
-                received += chunk
-            sender.join(10)
-            assert not failures
-            assert len(received) == len(expected)
-            assert received == expected
-            assert conn.request("PING") == "PONG"
-        finally:
-            conn.close()
-    growth, text = memory_growth(server, baseline)
-    assert growth < MEMORY_BOUND, text
 
 
 # -- connection storm ----------------------------------------------------------------------------
@@ -796,186 +656,6 @@ def test_input_while_a_request_waits_stays_bounded(
     finally:
         gate.set()
         conn.close()
-
-
-# -- running out of file descriptors -------------------------------------------------------------
-
-
-def _flood(port: int, count: int) -> list[socket.socket]:
-    """``count`` connections that the kernel queues whether or not the server accepts them."""
-    flood: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            flood.append(socket.create_connection((HOST, port), timeout=5))
-    except BaseException:
-        for sock in flood:
-            sock.close()
-        raise
-    return flood
-
-
-@pytest.mark.slow
-def test_running_out_of_file_descriptors(start_process: Callable[..., ServerProcess]) -> None:
-    limit = 32
-
-    def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-    # The standard loop's behaviour: uvloop (libuv) closes what it cannot accept
-    # instead, without a word in the log.
-    server = start_process("--max-clients", "100", "--loop", "asyncio", preexec_fn=low_limit)
-    warning = server.wait_for_log(r"WARNING: Only (\d+) file descriptors available")
-    assert int(warning.group(1)) == limit
-    assert "max_clients=100" in warning.string
-    watcher = greeted(server.port)
-    try:
-        flood = _flood(server.port, 2 * limit)  # more than the server can accept
-        try:
-            server.wait_for_log(r"WARNING: Cannot accept connections: .*retrying")
-            exhausted = time.monotonic()
-            pings = 0
-            cpu_before = 0.0
-            while time.monotonic() - exhausted < 4.0 and pings < 200:
-                if not cpu_before and time.monotonic() - exhausted >= 1.0:
-                    cpu_before = server.cpu_seconds()
-                    window = time.monotonic()
-                assert watcher.request("PING") == "PONG"  # served all along
-                pings += 1
-                time.sleep(0.05)  # pacing of the well-behaved client
-            spent = server.cpu_seconds() - cpu_before
-            elapsed = time.monotonic() - window
-            print(f"server CPU while out of descriptors: {spent:.2f} s in {elapsed:.1f} s")
-            assert spent < 0.15, f"the server used {spent:.2f} s of CPU in {elapsed:.1f} s"
-            accept_warnings = server.matching("Cannot accept connections")
-            assert 1 <= len(accept_warnings) <= 6, accept_warnings  # about one a second
-            assert all("WARNING:" in line for line in accept_warnings)
-        finally:
-            for sock in flood:
-                sock.close()
-        # The server accepts again (it retries every second) and serves a new client.
-        fresh = LineConn(server.port, timeout=15)
-        try:
-            fresh.greet()
-            assert fresh.request("PING") == "PONG"
-            assert watcher.request("PING") == "PONG"
-        finally:
-            fresh.close()
-        # Shut down while out of descriptors again: a clean exit all the same.
-        seen = len(server.lines)
-        flood = _flood(server.port, 2 * limit)
-        try:
-            server.wait_for_log(r"Cannot accept connections|accept' warnings", since=seen)
-            server.proc.send_signal(signal.SIGINT)
-            assert watcher.read_line().startswith("ERR shutdown ")
-        finally:
-            for sock in flood:
-                sock.close()
-    finally:
-        watcher.close()
-    assert server.stop() == 0, server.log
-    assert "Traceback" not in server.log, server.log
-    assert "Exception in callback" not in server.log, server.log
-
-
-# -- history --------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_history_is_bounded_over_10000_clients(
-    start_process: Callable[..., ServerProcess],
-) -> None:
-    server = start_process("--history", "100")
-    quick_visits(server.port, 1_000)
-    after_1k = server.memory_kib("VmRSS")
-    quick_visits(server.port, 9_000)
-    after_10k = server.memory_kib("VmRSS")
-    growth = (after_10k - after_1k) * 1024
-    text = (
-        f"server RSS after 1,000 clients {after_1k / 1024:.1f} MiB, "
-        f"after 10,000 {after_10k / 1024:.1f} MiB"
-    )
-    print(text)
-    assert growth < 4 * MiB, text
-    checker = greeted(server.port)
-    try:
-        records = read_status(checker)
-    finally:
-        checker.close()
-    finished = [record[0] for record in records if record[2] != "-"]
-    connected = [record[0] for record in records if record[2] == "-"]
-    assert connected == ["Client10001"]
-    assert finished == [f"Client{number}" for number in range(9_901, 10_001)]
-
-
-# -- shutdown mid-transfer -------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_shutdown_while_three_clients_download(
-    repo: Path, start_process: Callable[..., ServerProcess]
-) -> None:
-    size = 64 * MiB
-    sparse_file(repo / "big.bin", size)
-    grace = 2.0
-    server = start_process("--shutdown-grace", str(grace))
-    conns = [greeted(server.port, timeout=15) for _ in range(3)]
-    results: dict[int, str] = {}
-    try:
-        for conn in conns:
-            header = conn.request("GET big.bin")
-            assert header.startswith(f"FILE {size} "), header
-            conn.read_exactly(64 * 1024)
-        received = [64 * 1024] * 3
-
-        def drain_fast(index: int) -> None:
-            conn = conns[index]
-            conn.read_exactly(size - received[index], timeout=15)
-            line = conn.read_line()
-            results[index] = line if conn.at_eof() else f"{line} (still open)"
-
-        def drain_slowly(index: int) -> None:
-            conn = conns[index]
-            for _ in range(400):  # 64 KiB every 50 ms: far from 64 MiB in the grace period
-                try:
-                    conn.sock.settimeout(10)
-                    chunk = conn.sock.recv(64 * 1024)
-                except ConnectionResetError:
-                    results[index] = "reset"
-                    return
-                if not chunk:
-                    results[index] = "eof"
-                    return
-                received[index] += len(chunk)
-                time.sleep(0.05)  # pacing: a slow reader
-            results[index] = "still open"
-
-        readers = [
-            threading.Thread(target=drain_fast, args=(0,), daemon=True),
-            threading.Thread(target=drain_slowly, args=(1,), daemon=True),
-            threading.Thread(target=drain_slowly, args=(2,), daemon=True),
-        ]
-        signalled = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        for reader in readers:
-            reader.start()
-        code = server.proc.wait(grace + 3.0)
-        took = time.monotonic() - signalled
-        for reader in readers:
-            reader.join(15)
-    finally:
-        for conn in conns:
-            conn.close()
-    assert code == 0
-    assert took < grace + 3.0, f"exit took {took:.1f} s"
-    # The fast reader got the whole body, then the shutdown line; the slow ones were cut.
-    assert results[0].startswith("ERR shutdown "), results
-    for index in (1, 2):
-        assert results[index] in ("reset", "eof"), results
-        assert received[index] < size
-    server.stop()
-    for name in ("Client01", "Client02", "Client03"):
-        assert f"Finished: {name}" in server.log, server.log
-    assert "Traceback" not in server.log
 
 
 # -- log flooding ---------------------------------------------------------------------------------

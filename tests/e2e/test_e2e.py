@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.process import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = b"hello\n"
 
 

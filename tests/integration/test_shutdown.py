@@ -1,21 +1,17 @@
-"""Shutdown: in-process through Server.aclose(), and the real program on SIGINT/SIGTERM."""
+"""Shutdown in process, through Server.aclose() (the real program on a signal: tests/e2e)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from filedock.client.client import Client
 from filedock.errors import ServerClosing
 from tests.support import HOST, LineConn, ServerThread, wait_until
-from tests.support.process import ServerProcess
 
 # -- in-process ------------------------------------------------------------------------
 
@@ -110,66 +106,31 @@ def test_library_sees_the_shutdown(make_server: Callable[..., ServerThread]) -> 
         client.close()
 
 
-# -- the real program ------------------------------------------------------------------
-
-
-@pytest.fixture
-def server_process(repo: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(repo)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.mark.parametrize(
-    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
-)
-def test_signal_shuts_the_server_down_cleanly(
-    server_process: ServerProcess, signum: signal.Signals
+def test_aclose_while_a_dropped_connection_waits_for_its_notice(
+    make_server: Callable[..., ServerThread],
 ) -> None:
-    match = server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
-    port = int(match.group(1))
-    assert port > 0
-    conns = [LineConn(port) for _ in range(2)]
+    """A silent connection dropped for a newcomer is told why after a delay; a
+    shutdown meanwhile tells it at once, and nothing is written after its end."""
+    server = make_server(max_pending_per_ip=1)
+    assert server.server is not None
+    running = server.server
+    failures: list[dict[str, object]] = []
+    server.sync(lambda: server.loop.set_exception_handler(lambda _, ctx: failures.append(ctx)))
+    server.sync(lambda: setattr(running.registry.pending, "grace", 0.0))  # evict at once
+    silent = LineConn(server.port)
     try:
-        assert [conn.greet() for conn in conns] == ["Client01", "Client02"]
-        server_process.wait_for_log(r"Connected: Client02 from 127\.0\.0\.1:\d+")
-
-        server_process.proc.send_signal(signum)
-        for conn in conns:
-            line = conn.read_line()
-            assert line.startswith("ERR shutdown "), line
-            assert conn.at_eof()
+        assert silent.read_line() == "NAME Client01"
+        with LineConn(server.port) as newcomer:
+            assert newcomer.read_line() == "NAME Client02"  # Client01 is dropped for it
+            wait_until(lambda: server.sync(lambda: bool(running.notices_held)))
+            closing = asyncio.run_coroutine_threadsafe(running.aclose(), server.loop)
+            assert newcomer.read_line().startswith("ERR shutdown ")
+        # The silent one stays connected past its notice's delay, reading nothing.
+        wait_until(lambda: server.sync(lambda: not running.notices_held))
+        assert failures == []
+        assert silent.read_line() == "ERR timeout dropped for a newer connection: no HELLO in time"
+        assert silent.at_eof()
+        silent.close()
+        closing.result(timeout=10)
     finally:
-        for conn in conns:
-            conn.close()
-    assert server_process.wait(timeout=5) == 0
-    log = server_process.log
-    assert "Finished: Client01" in log
-    assert "Finished: Client02" in log
-    assert "Traceback" not in log
-    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] INFO: Starting server", log, re.M)
-
-
-def test_signal_with_no_clients_exits_zero(server_process: ServerProcess) -> None:
-    server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:\d+")
-    server_process.proc.send_signal(signal.SIGINT)
-    assert server_process.wait(timeout=5) == 0
-    assert "Traceback" not in server_process.log
-
-
-def test_signal_while_a_client_is_mid_handshake(server_process: ServerProcess) -> None:
-    match = server_process.wait_for_log(r"Starting server on 127\.0\.0\.1:(\d+)")
-    conn = LineConn(int(match.group(1)))
-    try:
-        assert conn.read_line() == "NAME Client01"
-        server_process.proc.send_signal(signal.SIGTERM)
-        assert conn.read_line().startswith("ERR shutdown ")
-        assert conn.at_eof()
-    finally:
-        conn.close()
-    assert server_process.wait(timeout=5) == 0
-    log = server_process.log
-    assert "Client01" not in log  # it never greeted: never connected, never finished
-    assert "Traceback" not in log
+        silent.close()

@@ -21,9 +21,9 @@ import pytest
 import trustme
 
 from filedock.client.client import Client
+from tests.integration.test_admission import SilentAttacker
 from tests.support import HOST, BackgroundLoad, LineConn, wait_until
 from tests.support.process import ServerProcess
-from tests.test_admission import SilentAttacker
 
 TOKEN = "the-holders-token-0123456789"
 
@@ -141,9 +141,9 @@ def test_silent_connections_to_a_tls_server_past_the_pool_are_bounded(
 
 
 def insecure_tls() -> ssl.SSLContext:
-    from filedock import tls
+    from filedock.client.connection import client_context
 
-    return tls.client_context(insecure=True)
+    return client_context(insecure=True)
 
 
 # -- greetings -------------------------------------------------------------------------

@@ -3,15 +3,14 @@
 Each test runs `python3 Client.py` with a pseudo-terminal as its stdin,
 stdout and stderr (and controlling terminal, so Ctrl-C is a signal), types
 into the master side and reads what the terminal shows, with deadlines. The
-pieces behind it (completion, the history's place, help, tables) are tested
-at the end without a terminal.
+pieces behind it are tested without a terminal in tests/unit/test_shell.py
+(completion, the history's place, tables) and tests/integration/test_shell.py.
 """
 
 from __future__ import annotations
 
 import fcntl
 import importlib.util
-import io
 import os
 import re
 import select
@@ -22,30 +21,16 @@ import sys
 import termios
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from filedock.cli.screen import status_lines
-from filedock.cli.shell import (
-    COMPLETION_WORDS,
-    FILES_TTL,
-    HISTORY_ENV,
-    Completer,
-    Shell,
-    history_path,
-)
-from filedock.client.client import Client
-from filedock.protocol import ClientRecord, FileInfo
-from tests.support import ServerThread
+from tests.support import SGR, ServerThread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 needs_readline = pytest.mark.skipif(
     importlib.util.find_spec("readline") is None, reason="this Python has no readline module"
 )
-SGR = re.compile(rb"\x1b\[[0-9;]*m")  # a colour (Select Graphic Rendition) code
 
 # Run as a new session's leader, open the terminal to make it the controlling
 # one (so Ctrl-C sends SIGINT), then become Client.py. SIGINT is set back to
@@ -296,113 +281,3 @@ def test_ctrl_c_and_ctrl_d_leave_cleanly(terminal: Callable[..., PtyClient], key
     assert client.wait() == 0
     assert "[SERVER] BYE" in client.text
     assert "Traceback" not in client.text
-
-
-# -- the same pieces without a terminal ----------------------------------------------
-
-
-class _FakeLister:
-    """Stands in for a Client in the completer: counts its LIST calls."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
-        self.calls = 0
-        self.closed = False
-
-    def list(self) -> list[FileInfo]:
-        self.calls += 1
-        return [FileInfo(path, 1, datetime.now(UTC)) for path in self.paths]
-
-
-def _completer(paths: list[str], clock: Callable[[], float] = time.monotonic) -> Completer:
-    return Completer(cast(Client, _FakeLister(paths)), clock=clock)
-
-
-def _complete(completer: Completer, line: str) -> list[str]:
-    begin = line.rfind(" ") + 1  # readline's word: after the last space
-    return completer.candidates(line, begin, len(line))
-
-
-def test_completer_offers_command_words_then_files() -> None:
-    completer = _completer(["sample.txt", "status.log"])
-    assert _complete(completer, "") == list(COMPLETION_WORDS)
-    assert _complete(completer, "st") == ["status", "status.log"]
-    assert _complete(completer, "get sa") == ["sample.txt"]
-    assert _complete(completer, "GET sa") == ["sample.txt"]
-    assert _complete(completer, "say sa") == []
-    assert _complete(completer, "qu") == ["quit"]
-
-
-def test_completer_never_offers_a_name_that_would_drive_the_terminal() -> None:
-    """readline prints the candidates as they are: a server's escapes would reach the terminal."""
-    hostile = ["a\x1b]0;PWNED\x07.txt", "a\x9b2J.txt", "a\u202efdp.exe", "a\x85.txt"]
-    completer = _completer([*hostile, "a.txt"])
-    assert _complete(completer, "get a") == ["a.txt"]
-    assert _complete(completer, "a") == ["about", "a.txt"]
-
-
-def test_completer_goes_one_folder_at_a_time() -> None:
-    completer = _completer(["docs/a b.pdf", "docs/c.pdf", "docs/sub/d.txt", "x.txt"])
-    assert _complete(completer, "get ") == ["docs/", "x.txt"]
-    # One folder only: its files, so readline fills in "docs/" and adds no space.
-    assert _complete(completer, "get d") == ["docs/a b.pdf", "docs/c.pdf", "docs/sub/d.txt"]
-    assert _complete(completer, "get docs/") == ["docs/a b.pdf", "docs/c.pdf", "docs/sub/"]
-    # A name with a space: readline replaces only the last word.
-    assert _complete(completer, "get docs/a b") == ["b.pdf"]
-
-
-def test_completer_caches_file_names_for_a_while() -> None:
-    now = [0.0]
-    completer = _completer(["a.txt"], clock=lambda: now[0])
-    lister = cast(_FakeLister, completer._client)
-    _complete(completer, "get a")
-    _complete(completer, "get a")
-    assert lister.calls == 1
-    now[0] += FILES_TTL + 1
-    _complete(completer, "get a")
-    assert lister.calls == 2
-    completer.invalidate()  # after a not-found
-    lister.paths = ["b.txt"]
-    assert _complete(completer, "get ") == ["b.txt"]
-    assert lister.calls == 3
-
-
-def test_history_path(tmp_path: Path) -> None:
-    assert history_path({HISTORY_ENV: str(tmp_path / "h")}) == tmp_path / "h"
-    state = {"XDG_STATE_HOME": str(tmp_path), "HOME": "/nowhere"}
-    assert history_path(state) == tmp_path / "filedock" / "history"
-    relative = {"XDG_STATE_HOME": "relative/state"}  # ignored, as the XDG spec says
-    assert history_path(relative) == Path.home() / ".local" / "state" / "filedock" / "history"
-
-
-def test_help_explains_every_command(connect: Callable[..., Client]) -> None:
-    out = io.StringIO()
-    shell = Shell(connect(), "downloads", out=out, err=io.StringIO(), line_editing=False)
-    assert shell.execute("help") is False
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("[SERVER] CMDs: ")
-    for command in ("help", "list", "status", "who", "ping", "uptime", "about", "get <file>"):
-        assert any(line.split("  ")[1:2] == [command] for line in lines), command
-    for client_side in ("exit, quit", "Ctrl-D", "Ctrl-C", "TAB", "say <text>"):
-        assert client_side in out.getvalue()
-    assert not SGR.search(out.getvalue().encode())  # a StringIO is no terminal
-
-
-def test_quit_leaves_like_exit(connect: Callable[..., Client]) -> None:
-    out = io.StringIO()
-    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
-    assert shell.execute("QUIT") is True
-    assert out.getvalue() == "[SERVER] BYE\n"
-
-
-def test_status_widens_for_long_names() -> None:
-    moment = datetime(2026, 11, 24, 15, 29, 28)
-    records = [
-        ClientRecord("Client01", moment, moment, "127.0.0.1:1"),
-        ClientRecord("AVeryLongClientName", moment, None, "127.0.0.1:2"),
-    ]
-    assert status_lines(records) == [
-        "CLIENT               ACCEPTED             FINISHED             ADDR",
-        "Client01             2026-11-24 15:29:28  2026-11-24 15:29:28  127.0.0.1:1",
-        "AVeryLongClientName  2026-11-24 15:29:28  None                 127.0.0.1:2",
-    ]

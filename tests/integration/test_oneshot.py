@@ -1,9 +1,10 @@
 """One-shot commands: `filedock-client [options] COMMAND …`, their output and exit status.
 
-Most tests call :func:`filedock.cli.entry.client_main` in process against an
+Most tests call :func:`filedock.cli.client.client_main` in process against an
 in-process server; a fake server (a socket in a thread) plays the parts a
 real one will not: a wrong hash, a dropped connection, a strict pipeline.
-A few run `python3 Client.py` to check it takes exactly the same arguments.
+That `python3 Client.py` takes exactly the same arguments is checked in
+tests/e2e/test_oneshot.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from filedock.cli.entry import client_main, client_parser
+from filedock.cli.client import client_main, client_parser
 from filedock.cli.exitcodes import ExitCode, worst
 from filedock.client.client import Client
 from filedock.errors import BadRequest, NotFound
@@ -30,7 +29,6 @@ from tests.conftest import SAMPLE
 from tests.support import HOST, ServerThread, write_file
 from tests.support.fake_server import FakeServer, Peer, Script
 
-ROOT = Path(__file__).resolve().parent.parent
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
@@ -51,11 +49,6 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
         return code, out, err
 
     return run_client
-
-
-@pytest.fixture
-def port(server: ServerThread) -> str:
-    return str(server.port)
 
 
 # -- the commands, against a real server ---------------------------------------
@@ -371,34 +364,3 @@ def test_get_many_keeps_few_requests_in_flight(
     outcomes = client.get_many(paths, tmp_path)
     assert len(outcomes) == 2000
     assert all(not isinstance(outcome, Exception) for outcome in outcomes)
-
-
-# -- `python3 Client.py` takes the same arguments ----------------------------------
-
-
-def _client_py(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FILEDOCK_")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "Client.py"), *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def test_client_py_takes_the_same_arguments(port: str, tmp_path: Path) -> None:
-    listing = _client_py("--port", port, "list", "--json", cwd=tmp_path)
-    assert listing.returncode == 0, listing.stderr
-    assert [entry["path"] for entry in json.loads(listing.stdout)] == ["sample.txt"]
-    fetched = _client_py("--port", port, "get", "sample.txt", "-o", "out", cwd=tmp_path)
-    assert fetched.returncode == 0
-    assert (tmp_path / "out" / "sample.txt").read_bytes() == SAMPLE
-    missing = _client_py("--port", port, "get", "nope.txt", cwd=tmp_path)
-    assert missing.returncode == 5
-    bad = _client_py("bogus", cwd=tmp_path)
-    assert bad.returncode == 2
-    assert "invalid choice" in bad.stderr
-    assert "Traceback" not in bad.stderr + missing.stderr

@@ -1,0 +1,283 @@
+"""``filedock client …``: the client's command line, its options object, and the run.
+
+The command line and the environment (``FILEDOCK_HOST``, ``FILEDOCK_PORT``,
+``FILEDOCK_TOKEN``) are read once into a frozen :class:`ClientOptions`;
+the prompt (:mod:`.shell`) or one command (:mod:`.oneshot`) runs on it.
+:func:`client_main` returns the exit status, so tests can call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import ssl
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .. import protocol as p
+from ..client.client import DEFAULT_HOST, DEFAULT_PORT, Client
+from ..client.connection import client_context
+from ..errors import FiledockError
+from ..server.auth import read_token_file
+from ..version import __version__
+from .exitcodes import EXIT_CODES_HELP, exit_code_for
+from .oneshot import ONESHOT_COMMANDS, run_oneshot
+from .options import (
+    HelpFormatter,
+    byte_count,
+    env_default,
+    env_name,
+    port_number,
+    seconds,
+    seconds_or_none,
+)
+from .screen import Screen
+from .shell import Shell
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Every client option, read once; :meth:`connect` opens a :class:`Client` with them.
+
+    ``command`` is the one-shot command (None: the prompt), with its
+    ``arguments`` and ``json``; ``max_time`` and ``max_size`` are None for
+    no limit; ``tls`` is the TLS context (None: plain TCP).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    downloads: str = "downloads"
+    connect_timeout: float = 10.0
+    timeout: float = 30.0
+    max_time: float | None = None
+    max_size: int | None = None
+    tls: ssl.SSLContext | None = None
+    token: str | None = None
+    command: str | None = None
+    arguments: tuple[str, ...] = ()
+    json: bool = False
+
+    def connect(self) -> Client:
+        """A connected, greeted :class:`Client`; raises what connecting raises."""
+        return Client(
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            tls=self.tls,
+            token=self.token,
+            max_time=self.max_time,
+            max_size=self.max_size,
+        )
+
+
+def client_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filedock-client",
+        description="Connect to a filedock server. With no COMMAND, talk to it at a prompt; "
+        "with one, run it, print the result and exit (for scripts).",
+        formatter_class=HelpFormatter,
+        epilog=f"examples:\n{_CLIENT_EXAMPLES}\n{EXIT_CODES_HELP}",
+    )
+    defaults = ClientOptions()
+    parser.add_argument(
+        "--host",
+        default=env_default(parser, "host", defaults.host, str),
+        help=f"server address [env {env_name('host')}]",
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=env_default(parser, "port", defaults.port, port_number),
+        help=f"server port, 1-65535 [env {env_name('port')}]",
+    )
+    parser.add_argument(
+        "--downloads", default=defaults.downloads, metavar="DIR", help="where files are saved"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=seconds,
+        default=defaults.connect_timeout,
+        metavar="SECONDS",
+        help="how long to wait for the connection (and the TLS handshake)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=defaults.timeout,
+        metavar="SECONDS",
+        help="how long the server may take over each answer; during a file, "
+        "how long it may stay silent",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=seconds_or_none,
+        default=0,
+        metavar="SECONDS",
+        help="how long a whole command may take, a download included (0 = no limit)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=byte_count,
+        default=0,
+        metavar="BYTES",
+        help="refuse a file larger than this, before writing it; "
+        "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
+    )
+    security = parser.add_argument_group("security (see the README)")
+    security.add_argument(
+        "--tls", action="store_true", help="connect with TLS, trusting the system's CAs"
+    )
+    security.add_argument(
+        "--cafile", metavar="FILE", help="connect with TLS, trusting the CA certificates in FILE"
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="connect with TLS but check no certificate (testing a self-signed server only)",
+    )
+    security.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"read the access token from FILE's first token line [env {env_name('token')}]",
+    )
+    parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
+    _add_client_commands(parser)
+    return parser
+
+
+_CLIENT_EXAMPLES = """\
+  filedock-client                        the interactive prompt
+  filedock-client --port 50001 ping
+  filedock-client list --json            one JSON document (schema in the README)
+  filedock-client get sample.txt docs/a.pdf -o DIR
+  filedock-client say "hello there"
+"""
+
+
+def _add_client_commands(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per one-shot command; their options come after the command word."""
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands (run one and exit)"
+    )
+    for command in ONESHOT_COMMANDS:
+        assert command.word is not None  # a message is no one-shot command
+        sub = commands.add_parser(command.word, help=command.help, description=command.help)
+        if command.argument is not None:
+            sub.add_argument(
+                "arguments",
+                nargs="+",
+                metavar=command.argument.upper(),
+                help=command.argument_help,
+            )
+        if command.json:
+            sub.add_argument(
+                "--json", action="store_true", help="print one JSON document (see the README)"
+            )
+        if command.request is p.Get:  # where the files go
+            sub.add_argument(
+                "-o",
+                "--output",
+                dest="downloads",
+                default=argparse.SUPPRESS,
+                metavar="DIR",
+                help="where files are saved (default: --downloads, ./downloads)",
+            )
+
+
+def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
+    """The options of a command line (and the environment); exits on a usage error."""
+    parser = client_parser()
+    args = parser.parse_args(argv)
+    return ClientOptions(
+        host=args.host,
+        port=args.port,
+        downloads=args.downloads,
+        connect_timeout=args.connect_timeout,
+        timeout=args.timeout,
+        max_time=args.max_time or None,
+        max_size=args.max_size or None,
+        tls=_tls_context(parser, args),
+        token=_token(parser, args),
+        command=args.command,
+        arguments=tuple(getattr(args, "arguments", ())),
+        json=getattr(args, "json", False),
+    )
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> ssl.SSLContext | None:
+    if not (args.tls or args.cafile or args.insecure):
+        return None
+    if args.insecure:
+        print(
+            "[CLIENT] WARNING: --insecure: the server's certificate is NOT checked; "
+            "anyone on the path can read and change this session",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        return client_context(args.cafile, insecure=args.insecure)
+    except OSError as exc:  # ssl.SSLError included: a missing or bad CA file
+        parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    token = os.environ.get(env_name("token")) or None
+    if args.token_file:
+        try:
+            token = read_token_file(args.token_file)[0]
+        except (OSError, ValueError) as exc:
+            parser.error(f"--token-file {args.token_file}: {getattr(exc, 'strerror', None) or exc}")
+    if token is not None and (any(c.isspace() for c in token)):
+        parser.error("an access token cannot hold white space")
+    return token
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    """The client: the prompt, or one COMMAND (see ``--help``); its exit status."""
+    options = read_options(argv)
+    with _signals_end_the_run():
+        return run_client(options)
+
+
+@contextlib.contextmanager
+def _signals_end_the_run() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the run as an exception does (exit status 128 + the signal).
+
+    By default they kill the process at once, leaving the partial file of a
+    download in progress behind; as an exception they unwind it, so it is
+    removed and the server is left cleanly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a caller's thread keeps its own
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    wanted = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, stop) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_client(options: ClientOptions) -> int:
+    """The prompt, or ``options.command``; the exit status."""
+    if options.command is not None:
+        return run_oneshot(options)
+    try:
+        client = options.connect()
+    except FiledockError as exc:
+        Screen(sys.stdout).cannot_start(exc)  # on stdout, where the session would have been
+        return exit_code_for(exc)
+    with client:
+        return Shell(client, options.downloads).run()

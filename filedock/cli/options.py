@@ -1,0 +1,101 @@
+"""What both command lines share: environment-variable twins, value parsers, help layout.
+
+Every option that has an environment-variable twin reads it through
+:func:`env_default` (``--max-clients`` is ``FILEDOCK_MAX_CLIENTS``); the
+command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..client.client import MAX_SECONDS, check_port, check_seconds
+
+ENV_PREFIX = "FILEDOCK_"
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Epilogs as written, defaults shown."""
+
+
+def env_default(
+    parser: argparse.ArgumentParser, field: str, default: Any, kind: Callable[[str], Any]
+) -> Any:
+    """``FILEDOCK_<FIELD>`` read as the option would read it, or ``default`` when unset.
+
+    A value the option would refuse is a usage error, naming the variable.
+    """
+    raw = os.environ.get(env_name(field))
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except argparse.ArgumentTypeError as exc:  # our parsers say what they want
+        parser.error(f"{env_name(field)}: {exc}")
+    except ValueError:  # int(), float() and str.upper say nothing useful
+        parser.error(f"{env_name(field)}={raw!r} is not a valid {getattr(kind, '__name__', kind)}")
+
+
+def _plain_number(text: str) -> str:
+    """``text`` if it is written in ASCII with no ``_``: Python's own parsers also
+    read ``5_0000`` and other scripts' digits, which nobody means on a command line."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return text
+
+
+def port_number(text: str) -> int:
+    """A ``--port`` value: a whole number from 1 to 65535."""
+    try:
+        return check_port(int(_plain_number(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)") from None
+
+
+def seconds(text: str) -> float:
+    """A time in seconds: over 0, finite."""
+    try:
+        return check_seconds("a time", float(_plain_number(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time in seconds (over 0, at most {MAX_SECONDS:.0f})"
+        ) from None
+
+
+def seconds_or_none(text: str) -> float:
+    """A time in seconds, or 0 for none."""
+    try:
+        value = float(_plain_number(text))
+    except ValueError:
+        value = math.nan
+    if value == 0:
+        return 0.0
+    try:
+        return check_seconds("a time", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time in seconds (0 for none, at most {MAX_SECONDS:.0f})"
+        ) from None
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"(\d{1,20})([KMGT]?)(?:i?B)?", re.IGNORECASE | re.ASCII)
+
+
+def byte_count(text: str) -> int:
+    """A size in bytes: digits, with an optional K, M, G or T (powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or not match.group(1).isascii():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size in bytes (such as 1000000, 500K, 2G)"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]

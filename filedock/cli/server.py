@@ -1,0 +1,159 @@
+"""``filedock server …``: the server's command line, its logging, signals and event loop.
+
+Every option maps 1:1 to a :class:`~filedock.server.config.ServerConfig` field
+and has an environment-variable twin (``--max-clients`` is
+``FILEDOCK_MAX_CLIENTS``). :func:`server_main` returns the exit status, so
+tests can call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from ..server.auth import generate_token
+from ..server.config import LOOP_CHOICES, ServerConfig
+from ..server.logs import configure_logging
+from ..server.server import Server, event_loop_factory
+from ..version import __version__, server_banner
+from .options import ENV_PREFIX, HelpFormatter, env_default, env_name
+
+log = logging.getLogger("filedock.server")
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+_SERVER_HELP = {
+    "host": "address to listen on",
+    "port": "TCP port to listen on (0 picks a free one, named in the log)",
+    "max_clients": "clients served at once; more are answered FULL",
+    "repo": "folder whose files are served (created if missing)",
+    "handshake_timeout": "seconds a new connection has to finish TLS and send HELLO",
+    "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
+    "max_line": "longest line accepted, in bytes, CR and LF included",
+    "history": "finished clients kept in status",
+    "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
+    "send_timeout": "seconds without write progress before a client that does not read is dropped",
+    "log_level": "least severe log level shown",
+    "max_clients_per_ip": "slots one client source may hold (0 = no limit beyond --max-clients; "
+    "-1 = half of --max-clients, rounded up, for a remote source and no cap for this machine)",
+    "max_pending": "connections still in their handshake (TLS, HELLO, token) at once; "
+    "more are answered FULL",
+    "max_pending_per_ip": "connections one source may have in their handshake at once",
+    "max_auth_failures_at_once": "answers to wrong access tokens one source may have in "
+    "progress; more wait their turn, in order",
+    "max_auth_failures_per_minute": "failed access tokens one source may have in 60 s; "
+    "past it every token answer from it waits the longest delay (8 s)",
+    "ipv4_prefix": "leading bits of an IPv4 address that make one source for the per-source "
+    "limits (every 127.x address is one source)",
+    "ipv6_prefix": "leading bits of an IPv6 address that make one source for the per-source limits",
+    "tls_cert": "certificate chain (PEM) to serve over TLS; needs --tls-key",
+    "tls_key": "private key (PEM) of --tls-cert",
+    "token_file": "file of access tokens, one a line; clients must greet with one",
+    "loop": "event loop: uvloop (pip install filedock[fast]) or the standard asyncio one; "
+    "auto uses uvloop when it is installed",
+}
+
+
+def server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filedock-server",
+        description="Serve a folder's files to up to --max-clients clients over TCP.",
+        formatter_class=HelpFormatter,
+        epilog=f"Every option can also be set with an environment variable: {ENV_PREFIX}PORT, "
+        f"{ENV_PREFIX}MAX_CLIENTS, … (the option's name in capitals).",
+    )
+    defaults = ServerConfig()
+    for field in fields(ServerConfig):
+        default = getattr(defaults, field.name)
+        kind = str if default is None else type(default)
+        flag = "--" + field.name.replace("_", "-")
+        extra: dict[str, Any] = {}
+        if field.name == "log_level":
+            extra["choices"] = _LOG_LEVELS
+            extra["type"] = str.upper
+        elif field.name == "loop":
+            extra["choices"] = LOOP_CHOICES
+            extra["type"] = str.lower
+        else:
+            extra["type"] = kind
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            default=env_default(parser, field.name, default, kind),
+            help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}]",
+            metavar=None if "choices" in extra else field.name.upper(),
+            **extra,
+        )
+    parser.add_argument("--version", action="version", version=server_banner())
+    parser.add_argument(
+        "--generate-token",
+        action="store_true",
+        help="print a new random access token (256 bits) for a --token-file, and exit",
+    )
+    return parser
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGINT, SIGTERM or SIGHUP; 0 after a clean shutdown."""
+    parser = server_parser()
+    args = parser.parse_args(argv)
+    if args.__dict__.pop("generate_token"):
+        print(generate_token(), flush=True)
+        return 0
+    try:
+        config = ServerConfig(**vars(args))
+    except ValueError as exc:
+        parser.error(str(exc))
+    configure_logging(config.log_level)
+    print(f"filedock server {__version__}", flush=True)
+    try:
+        if not os.path.isdir(config.repo):
+            os.makedirs(config.repo)
+            log.info("Created repository folder %r", os.path.abspath(config.repo))
+        with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
+            return runner.run(_serve(config))
+    except (OSError, ValueError) as exc:
+        log.error("Cannot start the server: %s", _reason(exc))
+        return 1
+
+
+async def _serve(config: ServerConfig) -> int:
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    # Handlers before start(): a script that sends a signal as soon as it reads
+    # the "Starting server" line must get a clean shutdown, not a traceback.
+    # SIGHUP (the terminal closed) stops it the same way; the log goes to
+    # stderr, so there is no log file to reopen.
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, server.request_stop)
+    await server.start()
+    try:
+        await server.serve_until_stopped()
+    except OSError as exc:  # anything else is a bug, and its traceback is wanted
+        log.error("The server stopped on an error: %s", _reason(exc))
+        return 1
+    finally:
+        _ignore_stop_signals(loop)
+    return 0
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """Once the server has shut down the process only exits. Closing the loop would
+    give these signals their default action back, and a repeated Ctrl-C or SIGTERM
+    would then kill a process whose shutdown was clean: ignore them instead."""
+    for signum in _STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)

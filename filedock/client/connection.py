@@ -1,0 +1,153 @@
+"""The client's socket: connect (and TLS), send, receive within deadlines.
+
+This is the one place where ``OSError`` becomes :class:`ConnectionLost`
+(and a timeout :class:`TimedOut`), with ``raise … from None``: what the
+socket layer says is in the message, its traceback is not the caller's
+business. A :class:`SocketLink` knows nothing of the protocol.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+from ..errors import ConnectionLost, TimedOut
+
+
+def client_context(cafile: str | None = None, *, insecure: bool = False) -> ssl.SSLContext:
+    """A TLS client context that checks the server's certificate and host name.
+
+    TLS 1.2 at least, the system's recommended ciphers. ``cafile`` trusts a
+    private CA instead of the system's store; ``insecure`` checks nothing and
+    is only for testing against a self-signed server.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SocketLink:
+    """A connected socket (TLS if ``tls`` is given) to ``host:port``.
+
+    ``connect_timeout`` bounds the connect and, as a whole, the TLS handshake;
+    ``timeout`` then bounds each wait for the server to send or take bytes.
+    :meth:`set_deadline` bounds the reads that follow as a whole too.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.timeout = timeout
+        try:
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except TimeoutError:
+            raise TimedOut(f"no answer from {host}:{port} within {connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+        self._sock = sock
+        try:
+            if tls is not None:
+                self._sock = _start_tls(sock, tls, host, port)
+            self._sock.settimeout(timeout)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # the server reset the connection as it was made
+            self._sock.close()
+            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+        except BaseException:
+            self._sock.close()
+            raise
+        self._sock_timeout = timeout  # the timeout the socket has now (set only on change)
+        self.closed = False
+        # When the reads in progress must end (None: only each silence is bounded),
+        # why, and why when not a byte came meanwhile.
+        self._deadline: float | None = None
+        self._deadline_message = self._silent_message = ""
+        self._received = self._mark = 0  # bytes received in all, and when the deadline was set
+
+    def set_deadline(self, deadline: float | None, message: str, silent: str = "") -> None:
+        """Reads from now on must end by ``deadline`` (None: each silence is bounded only).
+
+        ``message`` says why when it passes; ``silent`` instead, if given,
+        when not a byte came meanwhile.
+        """
+        self._deadline = deadline
+        self._deadline_message = message
+        self._silent_message = silent or message
+        self._mark = self._received
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``; TimedOut when the server takes none for ``timeout``."""
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise TimedOut(f"the server took no data for {self.timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+
+    def recv_into(self, view: memoryview) -> int:
+        """Receive into ``view``; 0 when the server closed its side.
+
+        Raises TimedOut when ``timeout`` passes without a byte, or the deadline passes.
+        """
+        deadline = self._deadline
+        wait = self.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(deadline_passed=True)
+            wait = min(wait, left)
+        if wait != self._sock_timeout:
+            self._sock.settimeout(wait)
+            self._sock_timeout = wait
+        try:
+            count = self._sock.recv_into(view)
+        except TimeoutError:
+            raise self._timed_out(deadline_passed=wait < self.timeout) from None
+        except OSError as exc:
+            raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+        self._received += count
+        return count
+
+    def _timed_out(self, *, deadline_passed: bool) -> TimedOut:
+        if not deadline_passed:
+            return TimedOut(f"no answer from the server within {self.timeout:g} s")
+        if self._received == self._mark:
+            return TimedOut(self._silent_message)
+        return TimedOut(self._deadline_message)
+
+    def close(self) -> None:
+        """Close the socket; safe to call twice."""
+        if not self.closed:
+            self.closed = True
+            self._sock.close()
+
+
+def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:
+    """Wrap a connected socket in TLS, checking the server's certificate."""
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectionLost(
+            f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message})"
+        ) from None
+    except TimeoutError:
+        raise TimedOut(f"TLS handshake with {host}:{port} timed out") from None
+    except OSError as exc:  # ssl.SSLError included
+        reason = getattr(exc, "reason", None) or _reason(exc)
+        raise ConnectionLost(
+            f"TLS handshake with {host}:{port} failed ({reason}): is it a TLS server?"
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__

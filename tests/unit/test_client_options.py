@@ -1,0 +1,102 @@
+"""The client's options: read once from the command line and the environment, then frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from filedock.cli.client import ClientOptions, read_options
+
+
+def test_the_command_line_becomes_one_frozen_object() -> None:
+    options = read_options(
+        ["--port", "50001", "--max-size", "2K", "--timeout", "5", "get", "a b", "c", "-o", "out"]
+    )
+    assert options == ClientOptions(
+        port=50001,
+        max_size=2048,
+        timeout=5.0,
+        downloads="out",
+        command="get",
+        arguments=("a b", "c"),
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.port = 1  # type: ignore[misc]
+
+
+def test_no_command_is_the_prompt_and_zero_is_no_limit() -> None:
+    options = read_options(["--max-time", "0", "--max-size", "0"])
+    assert options.command is None
+    assert options.max_time is None
+    assert options.max_size is None
+    assert options.tls is None
+
+
+def test_json_belongs_to_its_command() -> None:
+    assert read_options(["list", "--json"]).json is True
+    assert read_options(["list"]).json is False
+    assert read_options(["ping"]).json is False
+
+
+def test_the_environment_fills_in_and_the_command_line_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FILEDOCK_HOST", "::1")
+    monkeypatch.setenv("FILEDOCK_PORT", "50002")
+    monkeypatch.setenv("FILEDOCK_TOKEN", "s3cret")
+    options = read_options(["--port", "50003", "ping"])
+    assert (options.host, options.port, options.token) == ("::1", 50003, "s3cret")
+
+
+def test_connect_passes_every_option_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_client(host: str, port: int, **kwargs: Any) -> str:
+        seen.update(kwargs, host=host, port=port)
+        return "connected"
+
+    monkeypatch.setattr("filedock.cli.client.Client", fake_client)
+    options = ClientOptions(host="h", port=2, timeout=3.0, connect_timeout=4.0, token="t")
+    assert options.connect() == "connected"  # type: ignore[comparison-overlap]
+    assert seen == {
+        "host": "h",
+        "port": 2,
+        "timeout": 3.0,
+        "connect_timeout": 4.0,
+        "tls": None,
+        "token": "t",
+        "max_time": None,
+        "max_size": None,
+    }
+
+
+IMPORT_CHECK = """
+import logging, os, resource, signal, sys
+umasks = []
+real_umask = os.umask
+os.umask = lambda mask: umasks.append(mask) or real_umask(mask)
+handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+log_state = (list(logging.getLogger().handlers), logging._srcfile)
+import filedock, filedock.cli, filedock.cli.client, filedock.cli.shell, filedock.cli.oneshot
+client_loaded = sorted(m for m in sys.modules if m.startswith("filedock.server."))
+import filedock.cli.server
+assert umasks == [], umasks
+assert handlers == {s: signal.getsignal(s) for s in handlers}, "signal handlers"
+assert limit == resource.getrlimit(resource.RLIMIT_NOFILE), "rlimit"
+assert log_state == (list(logging.getLogger().handlers), logging._srcfile), "logging"
+print(client_loaded)
+"""
+
+
+def test_importing_the_command_lines_changes_no_process_state() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHECK], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # The client's command line reads a token file as the server does; nothing more of it.
+    assert done.stdout.strip() == "['filedock.server.auth']"
