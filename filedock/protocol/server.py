@@ -113,7 +113,7 @@ _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 
 # Looking an Enum member up on its class costs a descriptor call; the paths
 # taken for every batch compare with these instead.
-_IDLE = State.IDLE
+_ACCEPTED, _NAMED, _IDLE, _DROPPED = State.ACCEPTED, State.NAMED, State.IDLE, State.DROPPED
 _NAME, _ANSWER, _CLOSE = Step.NAME, Step.ANSWER, Step.CLOSE
 # The fast path's one lookup, bound here: a method of an imported name is
 # looked up as an attribute (a new bound method) at every call.
@@ -165,7 +165,7 @@ class ServerConnection:
     def __init__(
         self, *, now: float, max_line: int, handshake_timeout: float, idle_timeout: float = 0.0
     ) -> None:
-        self.state = State.ACCEPTED
+        self.state = _ACCEPTED
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self._reader = LineReader(max_line)
@@ -297,7 +297,7 @@ class ServerConnection:
 
     def may_be_dropped(self) -> bool:
         """Whether a newcomer may take its place: no HELLO answered or held, no end."""
-        return self.state in (State.ACCEPTED, State.NAMED)
+        return self.state is _ACCEPTED or self.state is _NAMED
 
     def drop(self, notice_at: float) -> None:
         """Its place went to a newcomer: it is told so at ``notice_at``."""
@@ -322,13 +322,13 @@ class ServerConnection:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` has something to do next, or ``None``."""
         state = self.state
-        if state is State.IDLE:
+        if state is _IDLE:
             return self.heard_at + self.idle_timeout if self.idle_timeout > 0 else None
-        if state in (State.ACCEPTED, State.NAMED):
+        if state is _ACCEPTED or state is _NAMED:
             return self._handshake_deadline
         if self.answer_owed:
             return self._answer_at  # None while it waits for its turn
-        if state is State.DROPPED:
+        if state is _DROPPED:
             return self._notice_at
         return None
 
@@ -338,17 +338,17 @@ class ServerConnection:
         if deadline is None or now < deadline:
             return None
         state = self.state
-        if state is State.IDLE:
+        if state is _IDLE:
             idle = self.idle_timeout
             reply = ErrorReply(
                 ErrorCode.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s"
             )
             return Deadline("idle", self.send(reply))
-        if state is State.NAMED:
+        if state is _NAMED:
             return Deadline(
                 "handshake", self.send(ErrorReply(ErrorCode.TIMEOUT, _HANDSHAKE_TIMEOUT_TEXT))
             )
-        if state is State.ACCEPTED:  # in its TLS handshake: a line in clear would be garbage
+        if state is _ACCEPTED:  # in its TLS handshake: a line in clear would be garbage
             self.end()
             return Deadline("handshake", None)
         if self.answer_owed:

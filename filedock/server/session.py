@@ -71,7 +71,8 @@ _WAITING = frozenset({State.BUSY, State.SENDING, State.AUTHORIZING})
 
 # Looking an Enum member up on its class costs a descriptor call: the paths
 # taken for every batch compare with these instead.
-_IDLE, _CLOSING = State.IDLE, State.CLOSING
+_IDLE, _BUSY, _SENDING = State.IDLE, State.BUSY, State.SENDING
+_CLOSING, _CLOSED = State.CLOSING, State.CLOSED
 
 _DEADLINE_LOGS = {
     "handshake": "Timeout: %s did not greet within %g s",
@@ -355,8 +356,8 @@ class Session(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         conn = self.conn
-        sending = conn.state is State.SENDING
-        if conn.state is not State.CLOSED:
+        sending = conn.state is _SENDING
+        if conn.state is not _CLOSED:
             conn.connection_lost()
         self.flow.abort()
         for timer in (self._stall_timer, self._linger_timer):
@@ -478,7 +479,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._task = None
-        if self.conn.state is State.BUSY:
+        if self.conn.state is _BUSY:
             self.conn.done(time.monotonic())  # idleness counts from the end of the work
             self._arm()
         if task.cancelled() or self.closing or self._stopping:
@@ -620,7 +621,7 @@ class Session(asyncio.BufferedProtocol):
 
     def abort(self) -> None:
         """End the session and drop the connection now, telling nothing."""
-        if self.conn.state is not State.CLOSED:
+        if self.conn.state is not _CLOSED:
             self.conn.end()
         self.finish()
         if self.transport is not None:
@@ -643,7 +644,7 @@ class Session(asyncio.BufferedProtocol):
         else:
             want = not self.flow.paused and (
                 state not in _WAITING
-                or (state is not State.SENDING and self.conn.buffered < self.config.max_line)
+                or (state is not _SENDING and self.conn.buffered < self.config.max_line)
             )
         if want and not transport.is_reading():
             transport.resume_reading()
@@ -668,7 +669,7 @@ class Session(asyncio.BufferedProtocol):
             return
         task = self._task
         if task is not None:
-            if conn.state is State.SENDING:
+            if conn.state is _SENDING:
                 try:
                     async with asyncio.timeout(grace):
                         await asyncio.shield(task)
@@ -676,7 +677,7 @@ class Session(asyncio.BufferedProtocol):
                     pass
             if not task.done():
                 task.cancel()
-                if conn.state is State.SENDING:
+                if conn.state is _SENDING:
                     self.abort()  # a body cut short cannot be followed by a line
                     return
         if not self.closing:
