@@ -6,8 +6,9 @@ the body after a ``FILE`` header, the deadlines) live in
 it the transport's bytes, answers its events (the handlers are in
 :mod:`.commands`, the greeting in :mod:`.greeting`), writes the replies of a
 batch at once, and keeps one ``call_later`` armed for its next deadline. What
-is a fact about the transport stays here: admission to the pending pool, the
-TLS upgrade, flow control, a stalled reader, the linger before the close.
+is a fact about the transport stays here: flow control, a stalled reader, the
+linger before the close; admission to the pending pool is in
+:mod:`.admission`, the TLS layer set up at the first byte in :mod:`.tls_upgrade`.
 
 A :class:`Session` is an ``asyncio.BufferedProtocol``: the transport reads
 into one buffer the server lends every session in turn. While a command waits
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
@@ -37,10 +37,11 @@ from ..protocol.server import (
     Violation,
 )
 from ..protocol.state import TRANSITIONS, State, Step
-from . import greeting
+from . import admission, greeting
 from .commands import HANDLERS
-from .context import REJECTED, ServerContext
-from .registry import ClientEntry, Refusal
+from .context import ServerContext
+from .registry import ClientEntry
+from .tls_upgrade import TlsUpgrade
 from .transfer import WriteFlow, unread_bytes
 
 log = logging.getLogger("filedock.server")
@@ -52,17 +53,6 @@ _FLUSH_SIZE = 64 * 1024
 # After a session ends with an error the client may still be sending; reading
 # (and dropping) for a moment lets our last line reach it before the close.
 _LINGER_SECONDS = 2.0
-
-# A silent connection dropped for a newer one (see PendingPool.make_room)
-# leaves the pending pool at once but is told only this much later: silent
-# connections that reconnect when dropped then come back at most this often,
-# each, instead of as fast as the server can drop them, so an honest client
-# of the same source is not dropped before its HELLO arrives.
-DROP_NOTICE_DELAY = 1.0
-
-# TLS bytes a connection may send before its TLS layer is set up: a TLS record
-# (the ClientHello) is at most 16 KiB, and a client waits for the answer to it.
-_EARLY_TLS_LIMIT = 16 * 1024 + 64
 
 # The conversation is over (or about to be told so): input is dropped.
 _ENDED = frozenset({State.DROPPED, State.CLOSING, State.CLOSED})
@@ -78,28 +68,6 @@ _DEADLINE_LOGS = {
     "handshake": "Timeout: %s did not greet within %g s",
     "idle": "Timeout: %s idle for %g s",
 }
-
-
-def _replay_into_layer(raw: asyncio.Transport, data: bytes) -> None:
-    """Feed ``data`` to the TLS layer that now reads ``raw``, as if just read."""
-    if raw.is_closing():
-        return
-    layer = cast(asyncio.BufferedProtocol, raw.get_protocol())
-    view = memoryview(data)
-    while view:
-        buffer = memoryview(layer.get_buffer(len(view)))
-        count = min(len(buffer), len(view))
-        buffer[:count] = view[:count]
-        layer.buffer_updated(count)
-        view = view[count:]
-
-
-def format_address(peer: Any) -> str:
-    """``host:port``, or ``[v6]:port``, for a peer address tuple."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(peer)
 
 
 class Session(asyncio.BufferedProtocol):
@@ -119,12 +87,9 @@ class Session(asyncio.BufferedProtocol):
         "flow",
         "turn",
         "has_turn",
-        "_spoke",
-        "_pending",
-        "_upgrading",
-        "_before_tls",
-        "_early",
-        "_upgrade",
+        "spoke",
+        "pending",
+        "upgrade",
         "_task",
         "_stopping",
         "_warned",
@@ -153,12 +118,9 @@ class Session(asyncio.BufferedProtocol):
         self.flow = WriteFlow()
         self.turn: asyncio.Future[None] | None = None  # a wrong token's place in line
         self.has_turn = False  # it is this connection's answer its source waits for
-        self._spoke = False  # it sent a ClientHello: a client, not a silent socket
-        self._pending = False  # holds a place in the pending pool
-        self._upgrading = False  # in the TLS handshake
-        self._before_tls = False  # TLS is due but its layer does not read for us yet
-        self._early: bytearray | None = None  # TLS bytes read before its layer was there
-        self._upgrade: asyncio.Task[None] | None = None  # held: the loop keeps only a weak one
+        self.spoke = False  # it sent a ClientHello: a client, not a silent socket
+        self.pending = False  # holds a place in the pending pool
+        self.upgrade: TlsUpgrade | None = None  # until the TLS handshake ends
         self._task: asyncio.Task[None] | None = None
         self._stopping = False  # the server is shutting down: serve nothing new
         self._warned = False  # protocol errors are logged once per connection
@@ -178,39 +140,14 @@ class Session(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports implement
         # asyncio.Transport without deriving from it.
-        transport = self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.address = format_address(peer)
-        context = self.context
-        source = self.source = context.source_of(str(peer[0]) if isinstance(peer, tuple) else "")
-        # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
-        refusal = (
-            None if context.tls else context.registry.refusal(source)
-        ) or self._room_in_pool()
-        if refusal is not None:
-            self._turn_away(refusal, tell=context.tls is None)
+        self.transport = cast(asyncio.Transport, transport)
+        if not admission.admit(self):
             return
-        context.registry.pending.enter(source, self)
-        self._pending = True
-        context.sessions.add(self)
-        self._arm()
-        if context.tls is None:
-            self._offer_name()
-            return
-        # The TLS layer (256 KiB and more per connection) exists only for
-        # connections admitted to the pending pool, and only once the client
-        # has sent something (its ClientHello): until then the connection is a
-        # silent socket, the first to go when a newcomer needs its place. The
-        # bytes read before the layer is set up are handed to it.
-        self._upgrading = self._before_tls = True
-
-    def _room_in_pool(self) -> Refusal | None:
-        """Make room in the pending pool if a silent connection may go; why not, if not."""
-        pool = self.context.registry.pending
-        victim = pool.make_room(self.source)
-        if victim is not None:
-            victim.drop_for_newcomer()
-        return pool.refusal(self.source)
+        self.arm()
+        if self.context.tls is None:
+            admission.offer_name(self)
+        else:
+            self.upgrade = TlsUpgrade(self)
 
     def may_be_dropped(self) -> bool:
         """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
@@ -219,96 +156,7 @@ class Session(asyncio.BufferedProtocol):
     def has_spoken(self) -> bool:
         """Whether it did more than connect (see PendingPool.make_room): sent a
         ClientHello or a line, whether the loop has read it yet or not."""
-        return self._spoke or unread_bytes(self.transport) > 0
-
-    def drop_for_newcomer(self) -> None:
-        """Give this silent connection's place in the pending pool to a newer one now;
-        tell it after ``DROP_NOTICE_DELAY`` (see there)."""
-        context = self.context
-        context.warn(
-            "timeout",
-            "Timeout: %s dropped for a newer connection: no HELLO yet",
-            self.label(),
-            source=self.source,
-        )
-        transport = self.transport
-        assert transport is not None
-        now = time.monotonic()
-        self.leave_pool()
-        if len(context.notices_held) >= context.registry.pending.size:
-            self.conn.drop(notice_at=now)  # past the bound, nothing more is held
-            self._handle_timer(now)
-            return
-        self.conn.drop(notice_at=now + DROP_NOTICE_DELAY)
-        context.notices_held.add(self)
-        if not self._upgrading:  # (the TLS layer reads for itself; it is told nothing)
-            transport.pause_reading()
-        self._arm()
-
-    def _turn_away(self, refusal: Refusal, *, tell: bool) -> None:
-        """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
-        assert self.transport is not None
-        self.context.warn(
-            REJECTED, "Rejected %s: %s", self.address, refusal.summary, source=self.source
-        )
-        if not tell:
-            self.conn.end()
-            self.transport.abort()  # a line in clear would be garbage to a TLS client
-            return
-        self.transport.write(self.conn.send(p.FullReply(refusal.reason)))
-        self.context.lingering.add(self)
-        self.close_gracefully()
-
-    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        """Upgrade the pending connection to TLS, then name it; within the handshake timeout."""
-        upgraded: asyncio.Transport | None = None
-        loop = asyncio.get_running_loop()
-        self._before_tls = False  # start_tls() installs its layer before it awaits
-        early, self._early = self._early, None
-        if early:
-            # After start_tls()'s own call_soon of the layer's connection_made.
-            loop.call_soon(loop.call_soon, _replay_into_layer, raw, bytes(early))
-        try:
-            if self.closing and self in self.context.notices_held:
-                return  # dropped for a newcomer before TLS began: its notice timer closes it
-            if not raw.is_closing():
-                upgraded = await loop.start_tls(
-                    raw,
-                    self,
-                    context,
-                    server_side=True,
-                    # A backstop: our own handshake timer fires first, and logs it.
-                    ssl_handshake_timeout=self.config.handshake_timeout + 1.0,
-                )
-        except OSError as exc:  # ssl.SSLError included: the client's failure, not ours
-            log.debug("TLS handshake with %s failed: %s", self.address, exc)
-        finally:
-            self._upgrading = False
-            self._upgrade = None
-        if upgraded is None:
-            # The TLS layer owned the raw connection: no connection_lost comes to us.
-            raw.abort()
-            self.connection_lost(None)
-            return
-        self.transport = upgraded
-        if self.closing:  # the handshake timeout or a shutdown came first
-            upgraded.abort()
-            return
-        self._offer_name()
-        self._process()  # lines a hasty client sent before its NAME
-
-    def _offer_name(self) -> None:
-        """``NAME`` (the number taken for good), or ``FULL`` when every slot is taken."""
-        registry = self.context.registry
-        refusal = registry.refusal(self.source)
-        if refusal is not None:  # under TLS: the slots filled during the TLS handshake
-            self.context.warn(
-                REJECTED, "Rejected %s: %s", self.address, refusal.summary, source=self.source
-            )
-            self._close_with(p.FullReply(refusal.reason))
-            return
-        self.number, self.name = registry.take_name()
-        self.send(p.NameReply(self.name))
+        return self.spoke or unread_bytes(self.transport) > 0
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
 
@@ -323,33 +171,19 @@ class Session(asyncio.BufferedProtocol):
         self.data_received(self.context.read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        if self._before_tls:
+        if self.upgrade is not None and self.upgrade.before_layer:
             if not self.closing:
-                self._keep_early(data)
+                self.upgrade.keep(data)
             return
         if self.conn.receive_data(data):  # (lingering: what the client still sends is dropped)
-            self._process()
-
-    def _keep_early(self, data: bytes | memoryview) -> None:
-        """Hold TLS bytes that came before the TLS layer (a ClientHello fits in 16 KiB),
-        and set the layer up at the first of them."""
-        early = self._early = self._early or bytearray()
-        early += data
-        if len(early) > _EARLY_TLS_LIMIT and self.transport is not None:
-            self.transport.abort()
-            return
-        context = self.context.tls
-        if self._upgrade is None and context is not None and self.transport is not None:
-            self._spoke = True
-            loop = asyncio.get_running_loop()
-            self._upgrade = loop.create_task(self._start_tls(self.transport, context))
+            self.process()
 
     def eof_received(self) -> bool:
         self._peer_eof = True
         if self.closing:
             return False  # our last line is out; let the transport close
         self.conn.receive_data(b"")
-        self._process()
+        self.process()
         # Keep the transport open until the replies in hand are written; TLS
         # cannot half-close, so there the transport closes after them itself.
         return self.context.tls is None
@@ -391,11 +225,11 @@ class Session(asyncio.BufferedProtocol):
             self._stall_timer = None
         self._update_reading()
         if not self.closing and self._task is None:
-            self._process()
+            self.process()
 
     # -- the line loop --------------------------------------------------------------
 
-    def _process(self) -> None:
+    def process(self) -> None:
         """Answer the events in hand, until one needs to wait."""
         transport = self.transport
         assert transport is not None
@@ -432,7 +266,7 @@ class Session(asyncio.BufferedProtocol):
         if replies:
             transport.write(b"".join(replies))
         if conn.state is not state:  # (a timer that fires re-arms itself)
-            self._arm()
+            self.arm()
         if conn.state is _CLOSING:
             self.close_gracefully()
         else:
@@ -481,7 +315,7 @@ class Session(asyncio.BufferedProtocol):
         self._task = None
         if self.conn.state is _BUSY:
             self.conn.done(time.monotonic())  # idleness counts from the end of the work
-            self._arm()
+            self.arm()
         if task.cancelled() or self.closing or self._stopping:
             return
         exc = task.exception()
@@ -489,7 +323,7 @@ class Session(asyncio.BufferedProtocol):
             log.error("Internal error serving %s", self.label(), exc_info=exc)
             self.abort()
             return
-        self._process()
+        self.process()
 
     def send(self, reply: p.Reply, follow: bytes = b"") -> None:
         """Write ``reply`` (and the records that ``follow`` it) unless the conversation is over."""
@@ -501,9 +335,9 @@ class Session(asyncio.BufferedProtocol):
     def answer_after(self, delay: float) -> None:
         """The held answer to a token is due in ``delay`` seconds."""
         self.conn.answer_at(time.monotonic() + delay)
-        self._arm()
+        self.arm()
 
-    def _arm(self) -> None:
+    def arm(self) -> None:
         """Keep one timer armed for the conversation's next deadline.
 
         A deadline that moved later (every line pushes the idle one back) keeps
@@ -527,17 +361,17 @@ class Session(asyncio.BufferedProtocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._handle_timer(time.monotonic())
+        self.handle_timer(time.monotonic())
 
-    def _handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> None:
         event = self.conn.handle_timer(now)
         if isinstance(event, Deadline):
             self._deadline_passed(event)
         elif isinstance(event, AnswerDue):
             greeting.answer_due(self, event.right)
             if not self.closing and self.transport is not None:
-                self._process()  # lines sent while the answer was held
-        self._arm()
+                self.process()  # lines sent while the answer was held
+        self.arm()
 
     def _deadline_passed(self, deadline: Deadline) -> None:
         message = _DEADLINE_LOGS.get(deadline.what)
@@ -585,11 +419,11 @@ class Session(asyncio.BufferedProtocol):
             log.info("Finished: %s", self.entry.name)
 
     def leave_pool(self) -> None:
-        if self._pending:
-            self._pending = False
+        if self.pending:
+            self.pending = False
             self.context.registry.pending.leave(self.source, self)
 
-    def _close_with(self, reply: p.Reply) -> None:
+    def close_with(self, reply: p.Reply) -> None:
         """Send the last ``reply``, end the session and close."""
         self.send(reply)
         self.finish()
@@ -657,7 +491,7 @@ class Session(asyncio.BufferedProtocol):
         """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
         self._stopping = True
         conn = self.conn
-        if self._upgrading:
+        if self.upgrade is not None:
             conn.end()
             if self.transport is not None:
                 self.transport.abort()  # mid-TLS handshake: nothing can be told
@@ -665,7 +499,7 @@ class Session(asyncio.BufferedProtocol):
         if conn.answer_owed:
             greeting.forget_answer(self)
         if conn.state is State.DROPPED:  # its notice, due later, is told now
-            self._handle_timer(float("inf"))
+            self.handle_timer(float("inf"))
             return
         task = self._task
         if task is not None:
@@ -681,7 +515,7 @@ class Session(asyncio.BufferedProtocol):
                     self.abort()  # a body cut short cannot be followed by a line
                     return
         if not self.closing:
-            self._close_with(p.ErrorReply(p.ErrorCode.SHUTDOWN, "server is shutting down"))
+            self.close_with(p.ErrorReply(p.ErrorCode.SHUTDOWN, "server is shutting down"))
         elif self.transport is not None and not self.transport.is_closing():
             self.close_gracefully()
 
