@@ -6,9 +6,11 @@ the body after a ``FILE`` header, the deadlines) live in
 it the transport's bytes, answers its events (the handlers are in
 :mod:`.commands`, the greeting in :mod:`.greeting`), writes the replies of a
 batch at once, and keeps one ``call_later`` armed for its next deadline. What
-is a fact about the transport stays here: flow control, a stalled reader, the
-linger before the close; admission to the pending pool is in
-:mod:`.admission`, the TLS layer set up at the first byte in :mod:`.tls_upgrade`.
+is a fact about the transport stays here: flow control and a stalled reader.
+Admission to the pending pool is in :mod:`.admission`, the TLS layer set up at
+the first byte in :mod:`.tls_upgrade`, what answers each event in
+:mod:`.events`, and the end (a deadline passed, the linger before the close,
+the server's shutdown) in :mod:`.ending`.
 
 A :class:`Session` is an ``asyncio.BufferedProtocol``: the transport reads
 into one buffer the server lends every session in turn. While a command waits
@@ -21,25 +23,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, cast
 
 from .. import protocol as p
-from ..errors import FiledockError, ProtocolError, RequestError
-from ..protocol.server import (
-    NEED_DATA,
-    PAUSED,
-    AnswerDue,
-    BlankLine,
-    Deadline,
-    EndOfInput,
-    ServerConnection,
-    Violation,
-)
-from ..protocol.state import TRANSITIONS, State, Step
-from . import admission, greeting
-from .commands import HANDLERS
+from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
+from ..protocol.state import State
+from . import admission, ending, greeting
 from .context import ServerContext
+from .events import EVENT_HANDLERS, answer_failure
 from .registry import ClientEntry
 from .tls_upgrade import TlsUpgrade
 from .transfer import WriteFlow, unread_bytes
@@ -50,10 +42,6 @@ log = logging.getLogger("filedock.server")
 # this size, so the transport's flow control sees them early.
 _FLUSH_SIZE = 64 * 1024
 
-# After a session ends with an error the client may still be sending; reading
-# (and dropping) for a moment lets our last line reach it before the close.
-_LINGER_SECONDS = 2.0
-
 # The conversation is over (or about to be told so): input is dropped.
 _ENDED = frozenset({State.DROPPED, State.CLOSING, State.CLOSED})
 # A command (or a token's answer) is pending: the lines after it wait.
@@ -63,11 +51,6 @@ _WAITING = frozenset({State.BUSY, State.SENDING, State.AUTHORIZING})
 # taken for every batch compare with these instead.
 _IDLE, _BUSY, _SENDING = State.IDLE, State.BUSY, State.SENDING
 _CLOSING, _CLOSED = State.CLOSING, State.CLOSED
-
-_DEADLINE_LOGS = {
-    "handshake": "Timeout: %s did not greet within %g s",
-    "idle": "Timeout: %s idle for %g s",
-}
 
 
 class Session(asyncio.BufferedProtocol):
@@ -90,14 +73,14 @@ class Session(asyncio.BufferedProtocol):
         "spoke",
         "pending",
         "upgrade",
-        "_task",
-        "_stopping",
-        "_warned",
-        "_peer_eof",
+        "task",
+        "stopping",
+        "warned",
+        "peer_eof",
         "_timer",
         "_timer_at",
         "_stall_timer",
-        "_linger_timer",
+        "linger_timer",
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -121,14 +104,14 @@ class Session(asyncio.BufferedProtocol):
         self.spoke = False  # it sent a ClientHello: a client, not a silent socket
         self.pending = False  # holds a place in the pending pool
         self.upgrade: TlsUpgrade | None = None  # until the TLS handshake ends
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False  # the server is shutting down: serve nothing new
-        self._warned = False  # protocol errors are logged once per connection
-        self._peer_eof = False
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False  # the server is shutting down: serve nothing new
+        self.warned = False  # protocol errors are logged once per connection
+        self.peer_eof = False
         self._timer: asyncio.TimerHandle | None = None  # the conversation's next deadline
         self._timer_at = 0.0
         self._stall_timer: asyncio.TimerHandle | None = None
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     @property
     def closing(self) -> bool:
@@ -179,7 +162,7 @@ class Session(asyncio.BufferedProtocol):
             self.process()
 
     def eof_received(self) -> bool:
-        self._peer_eof = True
+        self.peer_eof = True
         if self.closing:
             return False  # our last line is out; let the transport close
         self.conn.receive_data(b"")
@@ -194,12 +177,12 @@ class Session(asyncio.BufferedProtocol):
         if conn.state is not _CLOSED:
             conn.connection_lost()
         self.flow.abort()
-        for timer in (self._stall_timer, self._linger_timer):
+        for timer in (self._stall_timer, self.linger_timer):
             if timer is not None:
                 timer.cancel()
         if not conn.answer_owed:  # a token's answer stays due: its place is held till then
             self._cancel_timer()
-        task = self._task
+        task = self.task
         # A peer gone mid-body (seen by a read, now that the session reads while
         # busy): the body's own next send fails at once and logs what was cut
         # short. Anything else, our own abort included, is cancelled here.
@@ -224,7 +207,7 @@ class Session(asyncio.BufferedProtocol):
             self._stall_timer.cancel()
             self._stall_timer = None
         self._update_reading()
-        if not self.closing and self._task is None:
+        if not self.closing and self.task is None:
             self.process()
 
     # -- the line loop --------------------------------------------------------------
@@ -234,7 +217,7 @@ class Session(asyncio.BufferedProtocol):
         transport = self.transport
         assert transport is not None
         conn, flow = self.conn, self.flow
-        next_event, handlers = conn.next_event, _EVENT_HANDLERS
+        next_event, handlers = conn.next_event, EVENT_HANDLERS
         state = conn.state
         replies: list[bytes] = []
         size = 0
@@ -246,14 +229,8 @@ class Session(asyncio.BufferedProtocol):
             heard = True
             try:
                 reply = handlers[type(event)](self, event)
-            except ProtocolError as exc:
-                self._warn_once("Protocol error from %s: %s", self.label(), exc)
-                reply = self._answer(p.ErrorReply(exc.code, str(exc)))
-            except RequestError as exc:
-                reply = self._answer(p.ErrorReply(exc.code, exc.text))
-            except Exception:  # a bug: answer, log it, keep the server up
-                log.exception("Internal error serving %s", self.label())
-                reply = self._answer(p.ErrorReply(p.ErrorCode.INTERNAL, "internal server error"))
+            except Exception as exc:  # a refused request, or a bug: answered, the server stays up
+                reply = answer_failure(self, exc)
             if reply:
                 replies.append(reply)
                 size += len(reply)
@@ -272,51 +249,21 @@ class Session(asyncio.BufferedProtocol):
         else:
             self._update_reading()
 
-    def _answer(self, reply: p.ErrorReply) -> bytes | None:
-        """A handler's failure as a reply, or, where the conversation takes none
-        (a token's answer held, a body under way), the end of the connection."""
-        state = self.conn.state
-        if Step.ANSWER in TRANSITIONS[state]:
-            return self.conn.send(reply)
-        if state not in _ENDED:
-            if self.conn.answer_owed:
-                greeting.forget_answer(self)  # no answer will come: the place is free
-            self.abort()
-        return None
-
-    def _violation(self, violation: Violation) -> bytes:
-        if violation.kind is not None:
-            self._warn_once("%s from %s: %s", violation.kind, self.label(), violation.what)
-        data = self.conn.send(violation.reply)
-        if violation.closes:
-            self.finish()
-        return data
-
-    def _end_of_input(self, _: object) -> None:
-        # The client has finished sending; an unended last line is dropped.
-        self.conn.end()
-        self.finish()
-
-    def _warn_once(self, message: str, *args: object) -> None:
-        if not self._warned:
-            self._warned = True
-            self.context.warn("protocol", message, *args, source=self.source)
-
     # -- the one task -----------------------------------------------------------------
 
     def start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` as this session's one task; lines after it wait."""
         self.conn.start()
-        task = self._task = asyncio.get_running_loop().create_task(work)
+        task = self.task = asyncio.get_running_loop().create_task(work)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._task = None
+        self.task = None
         if self.conn.state is _BUSY:
             self.conn.done(time.monotonic())  # idleness counts from the end of the work
             self.arm()
-        if task.cancelled() or self.closing or self._stopping:
+        if task.cancelled() or self.closing or self.stopping:
             return
         exc = task.exception()
         if exc is not None:
@@ -366,32 +313,12 @@ class Session(asyncio.BufferedProtocol):
     def handle_timer(self, now: float) -> None:
         event = self.conn.handle_timer(now)
         if isinstance(event, Deadline):
-            self._deadline_passed(event)
+            ending.deadline_passed(self, event)
         elif isinstance(event, AnswerDue):
             greeting.answer_due(self, event.right)
             if not self.closing and self.transport is not None:
                 self.process()  # lines sent while the answer was held
         self.arm()
-
-    def _deadline_passed(self, deadline: Deadline) -> None:
-        message = _DEADLINE_LOGS.get(deadline.what)
-        if message is not None:
-            limit = self.config.handshake_timeout
-            if deadline.what == "idle":
-                limit = self.config.idle_timeout
-            self.context.warn("timeout", message, self.label(), limit, source=self.source)
-        self.context.notices_held.discard(self)
-        self.finish()
-        transport = self.transport
-        if transport is None or transport.is_closing() or self._linger_timer is not None:
-            return
-        if deadline.data is None:
-            transport.abort()  # before or in its TLS handshake: a line in clear would be garbage
-            return
-        transport.write(deadline.data)
-        if deadline.what == "notice":
-            transport.resume_reading()  # paused while the notice was held
-        self.close_gracefully()
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
@@ -423,35 +350,10 @@ class Session(asyncio.BufferedProtocol):
             self.pending = False
             self.context.registry.pending.leave(self.source, self)
 
-    def close_with(self, reply: p.Reply) -> None:
-        """Send the last ``reply``, end the session and close."""
-        self.send(reply)
-        self.finish()
-        self.close_gracefully()
-
-    def close_gracefully(self) -> None:
-        """Close after our last bytes are sent, reading (and dropping) meanwhile."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        if self._linger_timer is not None:
-            return
-        loop = asyncio.get_running_loop()
-        if self._peer_eof:
-            transport.close()  # sends what is buffered, then closes
-            # A client that reads no more would hold that buffer, and the
-            # connection, for ever (its slot is already free): cut it off.
-            self._linger_timer = loop.call_later(self.config.send_timeout, transport.abort)
-        elif transport.can_write_eof():
-            try:
-                transport.write_eof()
-            except OSError:  # reset since we last read (ENOTCONN): nothing to wait for
-                transport.abort()
-                return
-            transport.resume_reading()
-            self._linger_timer = loop.call_later(_LINGER_SECONDS, transport.abort)
-        else:
-            transport.close()
+    # Told and lingered over in ending.py; other modules end a session through these.
+    close_with = ending.close_with
+    close_gracefully = ending.close_gracefully
+    shut_down = ending.shut_down
 
     def abort(self) -> None:
         """End the session and drop the connection now, telling nothing."""
@@ -484,51 +386,3 @@ class Session(asyncio.BufferedProtocol):
             transport.resume_reading()
         elif not want and transport.is_reading():
             transport.pause_reading()
-
-    # -- shutdown -----------------------------------------------------------------------
-
-    async def shut_down(self, grace: float) -> None:
-        """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
-        self._stopping = True
-        conn = self.conn
-        if self.upgrade is not None:
-            conn.end()
-            if self.transport is not None:
-                self.transport.abort()  # mid-TLS handshake: nothing can be told
-            return
-        if conn.answer_owed:
-            greeting.forget_answer(self)
-        if conn.state is State.DROPPED:  # its notice, due later, is told now
-            self.handle_timer(float("inf"))
-            return
-        task = self._task
-        if task is not None:
-            if conn.state is _SENDING:
-                try:
-                    async with asyncio.timeout(grace):
-                        await asyncio.shield(task)
-                except (TimeoutError, FiledockError, OSError):
-                    pass
-            if not task.done():
-                task.cancel()
-                if conn.state is _SENDING:
-                    self.abort()  # a body cut short cannot be followed by a line
-                    return
-        if not self.closing:
-            self.close_with(p.ErrorReply(p.ErrorCode.SHUTDOWN, "server is shutting down"))
-        elif self.transport is not None and not self.transport.is_closing():
-            self.close_gracefully()
-
-
-_Handler = Callable[[Session, Any], bytes | None]
-
-# What the loop does with each event of the conversation: the commands, the
-# greeting, the lines it refuses, the end of input. NEED_DATA and PAUSED are
-# not here: they end a batch.
-_EVENT_HANDLERS: dict[type, _Handler] = {
-    **HANDLERS,
-    p.Hello: greeting.hello,
-    Violation: Session._violation,
-    EndOfInput: Session._end_of_input,
-    BlankLine: lambda _, __: None,  # a person pressing Enter gets no answer
-}
