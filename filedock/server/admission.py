@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import protocol as p
 from .context import REJECTED
 from .registry import Refusal
+from .transfer import unread_bytes
 
 if TYPE_CHECKING:
     from .session import Session
@@ -49,6 +50,23 @@ def admit(s: Session) -> bool:
     s.pending = True
     context.sessions.add(s)
     return True
+
+
+def may_be_dropped(s: Session) -> bool:
+    """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
+    return s.conn.may_be_dropped()
+
+
+def has_spoken(s: Session) -> bool:
+    """Whether it did more than connect (see PendingPool.make_room): sent a
+    ClientHello or a line, whether the loop has read it yet or not."""
+    return s.spoke or unread_bytes(s.transport) > 0
+
+
+def leave_pool(s: Session) -> None:
+    if s.pending:
+        s.pending = False
+        s.context.registry.pending.leave(s.source, s)
 
 
 def _room_in_pool(s: Session) -> Refusal | None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("filedock.server")
 
+
 def answer_failure(s: Session, exc: Exception) -> bytes | None:
     """A handler's failure as an ``ERR`` reply; a bug is logged as well."""
     if isinstance(exc, ProtocolError):

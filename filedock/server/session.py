@@ -34,7 +34,7 @@ from .context import ServerContext
 from .events import EVENT_HANDLERS, answer_failure
 from .registry import ClientEntry
 from .tls_upgrade import TlsUpgrade
-from .transfer import WriteFlow, unread_bytes
+from .transfer import WriteFlow
 
 log = logging.getLogger("filedock.server")
 
@@ -58,29 +58,12 @@ class Session(asyncio.BufferedProtocol):
 
     # Ten thousand connections are ten thousand of these: no per-instance dict.
     __slots__ = (
-        "context",
-        "config",
-        "conn",
-        "entry",
-        "address",
-        "source",
-        "number",
-        "name",
-        "transport",
-        "flow",
-        "turn",
-        "has_turn",
-        "spoke",
-        "pending",
-        "upgrade",
-        "task",
-        "stopping",
-        "warned",
-        "peer_eof",
-        "_timer",
-        "_timer_at",
-        "_stall_timer",
-        "linger_timer",
+        # The driver's own: the conversation, the transport, the task, the timers.
+        *("context", "config", "conn", "transport", "flow", "task", "stopping", "peer_eof"),
+        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned"),
+        # Who the client is, and its way through admission and the greeting.
+        *("address", "source", "number", "name", "entry", "turn", "has_turn"),
+        *("pending", "spoke", "upgrade"),
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -132,14 +115,10 @@ class Session(asyncio.BufferedProtocol):
         else:
             self.upgrade = TlsUpgrade(self)
 
-    def may_be_dropped(self) -> bool:
-        """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
-        return self.conn.may_be_dropped()
-
-    def has_spoken(self) -> bool:
-        """Whether it did more than connect (see PendingPool.make_room): sent a
-        ClientHello or a line, whether the loop has read it yet or not."""
-        return self.spoke or unread_bytes(self.transport) > 0
+    # The pending pool's questions, and leaving it (see admission.py).
+    may_be_dropped = admission.may_be_dropped
+    has_spoken = admission.has_spoken
+    leave_pool = admission.leave_pool
 
     # -- asyncio.BufferedProtocol -------------------------------------------------
 
@@ -344,11 +323,6 @@ class Session(asyncio.BufferedProtocol):
             self.leave_pool()
         if self.entry is not None and self.context.registry.finish(self.entry):
             log.info("Finished: %s", self.entry.name)
-
-    def leave_pool(self) -> None:
-        if self.pending:
-            self.pending = False
-            self.context.registry.pending.leave(self.source, self)
 
     # Told and lingered over in ending.py; other modules end a session through these.
     close_with = ending.close_with
