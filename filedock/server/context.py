@@ -53,7 +53,7 @@ class ServerContext:
     started: float = field(default_factory=time.monotonic)
     sessions: set[Session] = field(default_factory=set)
     lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL
-    # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
+    # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
     refused: int = 0  # connections turned away for want of room, at any step
 

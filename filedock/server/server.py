@@ -114,7 +114,7 @@ class Server:
         )
         self.sessions: set[Session] = set()
         self.lingering: set[Session] = set()  # turned away, saying FULL before the close
-        # Dropped from the pending pool, told so after a moment (Session.drop_for_newcomer).
+        # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
         self.notices_held: set[Session] = set()
         self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # every session reads into it
         self.banner = server_banner()

@@ -29,6 +29,7 @@ from filedock.server.auth import (
     token_from_greeting,
 )
 from filedock.server.session import Session
+from filedock.server.tls_upgrade import TlsUpgrade
 from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
 from tests.support.credentials import TOKENS
 
@@ -705,19 +706,19 @@ def test_tls_bytes_read_before_the_tls_layer_are_handed_to_it(
     """uvloop may read a ClientHello before the session's TLS upgrade starts;
     here the upgrade waits until it has, on any loop."""
     kept = asyncio.Event()
-    real_keep, real_start = Session._keep_early, Session._start_tls
+    real_keep, real_start = TlsUpgrade.keep, TlsUpgrade.start
 
-    def keep(self: Session, data: bytes | memoryview) -> None:
+    def keep(self: TlsUpgrade, data: bytes | memoryview) -> None:
         real_keep(self, data)
         kept.set()
 
-    async def late_start(self: Session, raw: asyncio.Transport, context: Any) -> None:
+    async def late_start(self: TlsUpgrade, raw: asyncio.Transport, context: Any) -> None:
         async with asyncio.timeout(5):
             await kept.wait()
         await real_start(self, raw, context)
 
-    monkeypatch.setattr(Session, "_keep_early", keep)
-    monkeypatch.setattr(Session, "_start_tls", late_start)
+    monkeypatch.setattr(TlsUpgrade, "keep", keep)
+    monkeypatch.setattr(TlsUpgrade, "start", late_start)
     with Client(HOST, tls_server.port, tls=client_context(ca_file), timeout=5) as client:
         assert kept.is_set()
         assert client.ping() >= 0

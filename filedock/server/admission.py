@@ -1,0 +1,128 @@
+"""A connection's admission on accept: a place in the pending pool, then NAME or FULL.
+
+The pending pool holds connections until their HELLO. When it is full, a
+silent connection may make room for a newcomer (see ``PendingPool.make_room``):
+it leaves the pool at once and is told so a moment later.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import protocol as p
+from .context import REJECTED
+from .registry import Refusal
+from .transfer import unread_bytes
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# A silent connection dropped for a newer one (see PendingPool.make_room)
+# leaves the pending pool at once but is told only this much later: silent
+# connections that reconnect when dropped then come back at most this often,
+# each, instead of as fast as the server can drop them, so an honest client
+# of the same source is not dropped before its HELLO arrives.
+DROP_NOTICE_DELAY = 1.0
+
+
+def format_address(peer: Any) -> str:
+    """``host:port``, or ``[v6]:port``, for a peer address tuple."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
+
+
+def admit(s: Session) -> bool:
+    """Give the new connection a place in the pending pool, or turn it away."""
+    assert s.transport is not None
+    peer = s.transport.get_extra_info("peername")
+    s.address = format_address(peer)
+    context = s.context
+    source = s.source = context.source_of(str(peer[0]) if isinstance(peer, tuple) else "")
+    # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.
+    refusal = (None if context.tls else context.registry.refusal(source)) or _room_in_pool(s)
+    if refusal is not None:
+        _turn_away(s, refusal, tell=context.tls is None)
+        return False
+    context.registry.pending.enter(source, s)
+    s.pending = True
+    context.sessions.add(s)
+    return True
+
+
+def may_be_dropped(s: Session) -> bool:
+    """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
+    return s.conn.may_be_dropped()
+
+
+def has_spoken(s: Session) -> bool:
+    """Whether it did more than connect (see PendingPool.make_room): sent a
+    ClientHello or a line, whether the loop has read it yet or not."""
+    return s.spoke or unread_bytes(s.transport) > 0
+
+
+def leave_pool(s: Session) -> None:
+    if s.pending:
+        s.pending = False
+        s.context.registry.pending.leave(s.source, s)
+
+
+def _room_in_pool(s: Session) -> Refusal | None:
+    """Make room in the pending pool if a silent connection may go; why not, if not."""
+    pool = s.context.registry.pending
+    victim = pool.make_room(s.source)
+    if victim is not None:
+        drop_for_newcomer(victim)
+    return pool.refusal(s.source)
+
+
+def drop_for_newcomer(s: Session) -> None:
+    """Give this silent connection's place in the pending pool to a newer one now;
+    tell it after ``DROP_NOTICE_DELAY`` (see there)."""
+    context = s.context
+    context.warn(
+        "timeout",
+        "Timeout: %s dropped for a newer connection: no HELLO yet",
+        s.label(),
+        source=s.source,
+    )
+    transport = s.transport
+    assert transport is not None
+    now = time.monotonic()
+    s.leave_pool()
+    if len(context.notices_held) >= context.registry.pending.size:
+        s.conn.drop(notice_at=now)  # past the bound, nothing more is held
+        s.handle_timer(now)
+        return
+    s.conn.drop(notice_at=now + DROP_NOTICE_DELAY)
+    context.notices_held.add(s)
+    if s.upgrade is None:  # (the TLS layer reads for itself; it is told nothing)
+        transport.pause_reading()
+    s.arm()
+
+
+def _turn_away(s: Session, refusal: Refusal, *, tell: bool) -> None:
+    """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
+    assert s.transport is not None
+    s.context.warn(REJECTED, "Rejected %s: %s", s.address, refusal.summary, source=s.source)
+    if not tell:
+        s.conn.end()
+        s.transport.abort()  # a line in clear would be garbage to a TLS client
+        return
+    s.transport.write(s.conn.send(p.FullReply(refusal.reason)))
+    s.context.lingering.add(s)
+    s.close_gracefully()
+
+
+def offer_name(s: Session) -> None:
+    """``NAME`` (the number taken for good), or ``FULL`` when every slot is taken."""
+    registry = s.context.registry
+    refusal = registry.refusal(s.source)
+    if refusal is not None:  # under TLS: the slots filled during the TLS handshake
+        s.context.warn(REJECTED, "Rejected %s: %s", s.address, refusal.summary, source=s.source)
+        s.close_with(p.FullReply(refusal.reason))
+        return
+    s.number, s.name = registry.take_name()
+    s.send(p.NameReply(s.name))

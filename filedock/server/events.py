@@ -1,0 +1,83 @@
+"""What a session's line loop does with each event of its conversation.
+
+The commands (:mod:`.commands`), the greeting (:mod:`.greeting`), the lines
+the conversation refuses, the end of input; and a handler's failure, turned
+into a reply or, where the conversation takes none, the end of the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import protocol as p
+from ..errors import ProtocolError, RequestError
+from ..protocol.server import BlankLine, EndOfInput, Violation
+from ..protocol.state import TRANSITIONS, Step
+from . import greeting
+from .commands import HANDLERS
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger("filedock.server")
+
+
+def answer_failure(s: Session, exc: Exception) -> bytes | None:
+    """A handler's failure as an ``ERR`` reply; a bug is logged as well."""
+    if isinstance(exc, ProtocolError):
+        _warn_once(s, "Protocol error from %s: %s", s.label(), exc)
+        return _answer(s, p.ErrorReply(exc.code, str(exc)))
+    if isinstance(exc, RequestError):
+        return _answer(s, p.ErrorReply(exc.code, exc.text))
+    # A bug: answer, log it, keep the server up.
+    log.error("Internal error serving %s", s.label(), exc_info=exc)
+    return _answer(s, p.ErrorReply(p.ErrorCode.INTERNAL, "internal server error"))
+
+
+def _answer(s: Session, reply: p.ErrorReply) -> bytes | None:
+    """``reply``, or, where the conversation takes none (a token's answer held,
+    a body under way), the end of the connection."""
+    state = s.conn.state
+    if Step.ANSWER in TRANSITIONS[state]:
+        return s.conn.send(reply)
+    if not s.closing:
+        if s.conn.answer_owed:
+            greeting.forget_answer(s)  # no answer will come: the place is free
+        s.abort()
+    return None
+
+
+def _violation(s: Session, violation: Violation) -> bytes:
+    if violation.kind is not None:
+        _warn_once(s, "%s from %s: %s", violation.kind, s.label(), violation.what)
+    data = s.conn.send(violation.reply)
+    if violation.closes:
+        s.finish()
+    return data
+
+
+def _end_of_input(s: Session, _: object) -> None:
+    # The client has finished sending; an unended last line is dropped.
+    s.conn.end()
+    s.finish()
+
+
+def _warn_once(s: Session, message: str, *args: object) -> None:
+    """Protocol errors are logged once per connection."""
+    if not s.warned:
+        s.warned = True
+        s.context.warn("protocol", message, *args, source=s.source)
+
+
+_Handler = Callable[["Session", Any], bytes | None]
+
+# NEED_DATA and PAUSED are not here: they end a batch.
+EVENT_HANDLERS: dict[type, _Handler] = {
+    **HANDLERS,
+    p.Hello: greeting.hello,
+    Violation: _violation,
+    EndOfInput: _end_of_input,
+    BlankLine: lambda _, __: None,  # a person pressing Enter gets no answer
+}
