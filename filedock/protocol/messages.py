@@ -185,9 +185,9 @@ def _new(cls: type[CommandRequest], *argument: str) -> CommandRequest:
 
 # Each verb, once, in the order of the server's HELP line. To add a verb: its
 # request class above (and in CommandRequest), one entry here, its handler in
-# session.py's _HANDLERS; then, if the prompt offers it, a case in
-# shell.Shell.execute, and if the one-shot CLI does, a handler in
-# oneshot._HANDLERS. Tests check that every one of those covers this table.
+# server/commands.py's HANDLERS; then, if the prompt offers it, a case in
+# cli/shell.py's Shell.execute, and if the one-shot CLI does, a handler in
+# cli/oneshot.py's _HANDLERS. Tests check that every one of those covers this table.
 COMMANDS: tuple[Command, ...] = (
     Command(
         "help",
