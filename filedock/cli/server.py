@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 from collections.abc import Sequence
 from dataclasses import fields
@@ -112,6 +113,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging(config.log_level)
     print(f"filedock server {__version__}", flush=True)
+    raise_descriptor_limit(config.max_clients)
     try:
         if not os.path.isdir(config.repo):
             os.makedirs(config.repo)
@@ -153,6 +155,31 @@ def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
     for signum in _STOP_SIGNALS:
         loop.remove_signal_handler(signum)
         signal.signal(signum, signal.SIG_IGN)
+
+
+# Descriptors the server needs besides one per client: listening sockets,
+# files being sent, hashing threads, the log.
+_SPARE_DESCRIPTORS = 64
+
+
+def raise_descriptor_limit(max_clients: int) -> None:
+    """Raise the open-file soft limit to the hard limit, as Redis and nginx do.
+
+    Logs one line when ``max_clients`` still cannot be honoured.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < max_clients + _SPARE_DESCRIPTORS:
+        log.warning(
+            "Only %d file descriptors available: fewer than max_clients=%d can be served at once",
+            soft,
+            max_clients,
+        )
 
 
 def _reason(exc: BaseException) -> str:

@@ -17,7 +17,6 @@ import asyncio
 import errno
 import importlib
 import logging
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,9 +56,6 @@ _ACCEPT_BATCH = 100
 # so a read this size holds many pipelined requests.
 _READ_BUFFER = 64 * 1024
 
-# Descriptors the server needs besides one per client: listening sockets,
-# files being sent, hashing threads, the log.
-_SPARE_DESCRIPTORS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +148,6 @@ class Server:
         loop = asyncio.get_running_loop()
         self._limiter = self.context.limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
-        raise_descriptor_limit(self.config.max_clients)
         self.context.started = time.monotonic()
         self._listener = await loop.create_server(
             self._accept,
@@ -351,23 +346,3 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.partition(".")[0] == "uvloop"
-
-
-def raise_descriptor_limit(max_clients: int) -> None:
-    """Raise the open-file soft limit to the hard limit, as Redis and nginx do.
-
-    Logs one line when ``max_clients`` still cannot be honoured.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    if soft != resource.RLIM_INFINITY and soft < max_clients + _SPARE_DESCRIPTORS:
-        log.warning(
-            "Only %d file descriptors available: fewer than max_clients=%d can be served at once",
-            soft,
-            max_clients,
-        )

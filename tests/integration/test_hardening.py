@@ -189,6 +189,21 @@ def raise_descriptor_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def test_a_server_in_a_process_leaves_its_descriptor_limit_alone(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """The limit is the process's: the command line raises it, a program that
+    runs a Server among other things decides for itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, hard - 1) if hard != resource.RLIM_INFINITY else soft - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        make_server()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (lowered, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def storm(port: int, total: int, batch: int, timeout: float = 30.0) -> Counter[str]:
     """``total`` connection attempts, ``batch`` at once; how each first answer looked.
 
