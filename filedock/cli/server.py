@@ -58,6 +58,8 @@ _SERVER_HELP = {
     "token_file": "file of access tokens, one a line; clients must greet with one",
     "loop": "event loop: uvloop (pip install filedock[fast]) or the standard asyncio one; "
     "auto uses uvloop when it is installed",
+    "state_dir": "folder for what the server keeps across restarts (the digest cache); "
+    "default: .filedock inside the repository, never listed or served",
 }
 
 

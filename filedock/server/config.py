@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
@@ -13,6 +14,9 @@ LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 
 # max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
 AUTO_PER_SOURCE = -1
+
+# state_dir's default, inside the repository: a hidden name, so never listed or served.
+DEFAULT_STATE_DIR = ".filedock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class ServerConfig:
     tls_key: str | None = None
     token_file: str | None = None  # one token a line: HELLO must carry token=<one of them>
     loop: str = "auto"  # the event loop: one of LOOP_CHOICES
+    # Where the digest cache is kept across restarts; None: DEFAULT_STATE_DIR in the repo.
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -76,6 +82,12 @@ class ServerConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def state_folder(self, repo_root: str) -> str:
+        """The state folder for the repository at ``repo_root``."""
+        if self.state_dir is None:
+            return os.path.join(repo_root, DEFAULT_STATE_DIR)
+        return os.path.abspath(self.state_dir)
 
     def slots_per_source(self, source: str) -> int:
         """The slots ``source`` may hold (0: no cap beyond ``max_clients``)."""

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from .. import protocol as p
 from ..errors import Forbidden, NotFound, RequestError
 from ..protocol import FileInfo
+from .digests import DigestStore, Key, NoStore
 from .workers import Stopping, WorkerPool, Workers
 
 log = logging.getLogger("filedock.server.repository")
@@ -62,6 +63,11 @@ MAX_WALK_STEPS = 1024
 # digest is not cached. 2 s covers FAT's mtime, the coarsest in use.
 RACY_NS = 2_000_000_000
 
+# Digests kept in memory: a warm GET of any of this many files needs no thread.
+# About 300 bytes each (key, digest, order), so some 20 MB when full; past it
+# the digest store on disk answers (see digests.MAX_ROWS).
+MEMORY_DIGESTS = 65_536
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the lstat cannot block the open.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -90,6 +96,10 @@ class FileKey:
     def changed_at(self) -> int:
         """When the file last changed (ns since the epoch)."""
         return max(self.mtime_ns, self.ctime_ns)
+
+    def row(self) -> Key:
+        """The key as the digest store keeps it."""
+        return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
 
 class OpenedFile:
@@ -137,7 +147,7 @@ class Repository:
         self,
         root: str | os.PathLike[str],
         *,
-        hash_cache_size: int = 4096,
+        hash_cache_size: int = MEMORY_DIGESTS,
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
         max_line: int = p.DEFAULT_MAX_LINE,
@@ -750,29 +760,34 @@ class HashCache:
     """SHA-256 of repository files, computed in the hashing workers, once.
 
     Digests are kept per :class:`FileKey` (device, inode, size, mtime, ctime),
-    at most ``max_entries`` of them, least recently used dropped first, and
-    only for files that had not changed for :data:`RACY_NS` when hashed.
-    Requests for a file that is being hashed wait for that one hashing
-    instead of starting another. Each source (a client's address) may hold
-    only its share of the hashing workers.
+    at most ``max_entries`` of them in memory, least recently used dropped
+    first, and only for files that had not changed for :data:`RACY_NS` when
+    hashed. Each digest computed also goes to ``store`` (on disk, so that it
+    survives a restart), which is asked, from a worker thread, before a file
+    missing from memory is hashed. Requests for a file that is being hashed
+    wait for that one hashing instead of starting another. Each source (a
+    client's address) may hold only its share of the hashing workers.
     """
 
     def __init__(
         self,
-        max_entries: int = 4096,
+        max_entries: int = MEMORY_DIGESTS,
         *,
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
+        store: DigestStore | None = None,
     ) -> None:
         self.max_entries = max_entries
         # A cache given no workers starts its own threads, and so must stop them.
         self._owns_workers = workers is None
         self.workers = workers if workers is not None else Workers()
         self.clock = clock
+        # The store is its opener's to close (a server closes its own).
+        self.store: DigestStore = store if store is not None else NoStore()
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
         self._pending: dict[FileKey, asyncio.Future[_Hashed]] = {}
         self.hashings = 0  # how many times a file was read and hashed
-        self.hits = 0  # how many digests were answered from the cache
+        self.hits = 0  # how many digests were answered from the cache (memory or disk)
 
     def cached(self, key: FileKey) -> str | None:
         digest = self._digests.get(key)
@@ -797,13 +812,39 @@ class HashCache:
             # The hashing thread gets its own descriptor: the session may close
             # its own (a client leaving) while others wait for this digest.
             fd = os.dup(opened.fd)
-            pending = asyncio.ensure_future(self._hash(fd, key, source))
+            pending = asyncio.ensure_future(self._digest(fd, key, source))
             self._pending[key] = pending
-            self.hashings += 1
             pending.add_done_callback(lambda done: self._store(key, done))
         # shield: one waiter giving up must not cancel the others' hashing.
         hashed = await asyncio.shield(pending)
         return hashed.digest
+
+    async def _digest(self, fd: int, key: FileKey, source: str) -> _Hashed:
+        """The store's digest for ``key`` if it has one, else a hashing; ``fd`` is closed."""
+        if not isinstance(self.store, NoStore):
+            try:
+                # In a metadata worker: a large hashing queued ahead cannot delay it.
+                stored = await self.workers.metadata.run(self._ask_store, key.row())
+            except BaseException:
+                os.close(fd)
+                raise
+            if stored is not None:
+                os.close(fd)
+                self.hits += 1
+                return _Hashed(stored, cacheable=True)
+        self.hashings += 1
+        return await self._hash(fd, key, source)
+
+    def _ask_store(self, row: Key) -> str | None:
+        digest = self.store.get(row)
+        self._flush_if_quiet()
+        return digest
+
+    def _flush_if_quiet(self) -> None:
+        """Commit the store's batch once no other digest is being found (in a worker:
+        reading the length of a dict another thread changes is safe)."""
+        if len(self._pending) <= 1:
+            self.store.flush()
 
     async def _hash(self, fd: int, key: FileKey, source: str) -> _Hashed:
         started: int | None = None
@@ -813,19 +854,30 @@ class HashCache:
                 # The thread closes the descriptor itself, as it may still read
                 # it after this coroutine is gone (a loop shutting down); if
                 # the job never runs, the pool closes it.
-                hashed = await self._pool_for(key).run(
-                    _hash_and_close,
+                return await self._pool_for(key).run(
+                    self._hash_and_keep,
                     fd,
                     key,
-                    self.workers.cancel.is_set,
+                    started,
                     never_ran=lambda: os.close(fd),
                 )
         except BaseException:
             if started is None:  # still waiting for a slot: the fd is ours
                 os.close(fd)
             raise
+
+    def _hash_and_keep(self, fd: int, key: FileKey, started: int) -> _Hashed:
+        """In a worker: hash ``fd`` (then close it), and give the store a digest it may keep."""
+        try:
+            hashed = hash_opened(fd, key, self.workers.cancel.is_set)
+        finally:
+            os.close(fd)
         racy = started - key.changed_at() < RACY_NS
-        return _Hashed(hashed.digest, hashed.cacheable and not racy)
+        if racy or not hashed.cacheable:
+            return _Hashed(hashed.digest, cacheable=False)
+        self.store.put(key.row(), hashed.digest)
+        self._flush_if_quiet()
+        return hashed
 
     def _share_for(self, key: FileKey, source: str) -> contextlib.AbstractAsyncContextManager[None]:
         """A file waits for its source's share of the pool it is hashed in: large
@@ -859,13 +911,6 @@ class HashCache:
 
     def __len__(self) -> int:
         return len(self._digests)
-
-
-def _hash_and_close(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:
-    try:
-        return hash_opened(fd, key, cancelled)
-    finally:
-        os.close(fd)
 
 
 def hash_opened(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:

@@ -29,6 +29,7 @@ from .auth import AuthGuard, TokenChecker, read_token_file, server_context
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
+from .digests import open_store
 from .logs import WarningLimiter
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
@@ -161,6 +162,10 @@ class Server:
         for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
             with sock.dup() as listening:
                 listening.listen(_BACKLOG)
+        # Opened in a worker, as every later use is: no SQLite work on the loop.
+        self.repository.hashes.store = await self.workers.metadata.run(
+            open_store, self.config.state_folder(self.repository.root)
+        )
         host, port = self.address
         log.info(
             "Starting server on %s:%d, repo=%r, max_clients=%d%s",
@@ -246,6 +251,8 @@ class Server:
             await self._listener.wait_closed()
             self._listener = None
         self.workers.close()
+        # On the loop, as nothing is served any more: the last batch is committed.
+        self.repository.hashes.store.close()
         self.repository.close()
         self._limiter.flush()
 
