@@ -31,8 +31,8 @@ FILE_NAME = "digests.sqlite"
 # Where an unusable file is moved, replacing the one set aside before.
 SET_ASIDE_SUFFIX = ".unusable"
 
-# Rows kept: a repository of a million files stays warm. A row is ~100 bytes
-# on disk, so the file stays near 100 MB at most.
+# Rows kept: a repository of a million files stays warm. A row is ~130 bytes
+# on disk (the key, a 32-byte digest, two indexes), so 130 MB at most.
 MAX_ROWS = 1_000_000
 # Past the bound, this share of the rows is dropped at once, so the delete
 # (a scan of the "used" index) runs once per many inserts, not at each one.

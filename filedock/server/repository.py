@@ -64,7 +64,7 @@ MAX_WALK_STEPS = 1024
 RACY_NS = 2_000_000_000
 
 # Digests kept in memory: a warm GET of any of this many files needs no thread.
-# About 300 bytes each (key, digest, order), so some 20 MB when full; past it
+# About 420 bytes each (key, digest, order), so some 27 MB when full; past it
 # the digest store on disk answers (see digests.MAX_ROWS).
 MEMORY_DIGESTS = 65_536
 

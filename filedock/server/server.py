@@ -71,8 +71,8 @@ class ServerStatistics:
     drop_notices_held: int  # dropped for a newcomer, told so after a moment
     connections_accepted: int  # every connection accepted since start()
     connections_refused: int  # of those, turned away for want of room (FULL), at any step
-    hash_cache_entries: int  # SHA-256 digests kept
-    hash_cache_hits: int  # digests answered from the cache
+    hash_cache_entries: int  # SHA-256 digests kept in memory
+    hash_cache_hits: int  # digests answered from the cache (memory or disk)
     hashings: int  # files read and hashed
     hash_workers_busy: int  # hashing jobs queued or running
     metadata_workers_busy: int  # listing, opening and small-file jobs queued or running
