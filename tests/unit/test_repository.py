@@ -586,3 +586,62 @@ def test_hash_fd_hashes_the_prefix_of_a_file_that_grows(
     hashed = hash_opened(fd, key, lambda: False)  # a prefix: right, but not for the cache
     assert hashed.digest == hashlib.sha256(b"alpha\n").hexdigest()
     assert not hashed.cacheable
+
+
+class _RecordingStore:
+    """A digest store in a dict that notes which thread called it."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int, int, int, int], str] = {}
+        self.threads: set[str] = set()
+
+    def get(self, key: tuple[int, int, int, int, int]) -> str | None:
+        self.threads.add(threading.current_thread().name)
+        return self.rows.get(key)
+
+    def put(self, key: tuple[int, int, int, int, int], digest: str) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.rows[key] = digest
+
+    def flush(self) -> None:
+        self.threads.add(threading.current_thread().name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_store_is_asked_before_hashing_and_only_from_worker_threads(
+    repo: Repository, root: Path
+) -> None:
+    write(root / "big.bin", b"b" * (2 * 1024 * 1024))  # hashed in the hashing pool
+    store = _RecordingStore()
+    first = HashCache(clock=later, store=store)
+    try:
+        digests = [sha256_of(repo, name, first) for name in ("a.txt", "big.bin")]
+        assert first.hashings == 2
+    finally:
+        first.close()
+    assert len(store.rows) == 2
+    second = HashCache(clock=later, store=store)  # as after a restart
+    try:
+        assert [sha256_of(repo, name, second) for name in ("a.txt", "big.bin")] == digests
+        assert (second.hashings, second.hits) == (0, 2)
+    finally:
+        second.close()
+    assert store.threads
+    assert threading.current_thread().name not in store.threads  # never the loop's
+
+
+def test_a_racy_digest_never_reaches_the_store(root: Path) -> None:
+    store = _RecordingStore()
+    repository = Repository(root)  # the real clock: the files were just written
+    cache = HashCache(store=store)
+    try:
+        write(root / "now.txt", b"just now\n", mtime=int(time.time()))
+        sha256_of(repository, "now.txt", cache)
+        sha256_of(repository, "now.txt", cache)
+        assert cache.hashings == 2
+        assert store.rows == {}
+    finally:
+        cache.close()
+        repository.close()
