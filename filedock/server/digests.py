@@ -69,6 +69,8 @@ Key = tuple[int, int, int, int, int]
 
 # Error codes that mean another process holds the file: it is not ours to set aside.
 _LOCKED_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# Error codes that mean the file is not (or no longer) a database we can read.
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 class DigestStore(Protocol):
@@ -142,7 +144,7 @@ class SqliteStore:
                 )
                 self._wrote()
             except sqlite3.Error as exc:
-                self._give_up(exc)
+                self._failed(exc)
                 return None
             return bytes(row[0]).hex()
 
@@ -161,7 +163,7 @@ class SqliteStore:
                     self._evict()
                 self._wrote()
             except sqlite3.Error as exc:
-                self._give_up(exc)
+                self._failed(exc)
 
     def _evict(self) -> None:
         assert self._db is not None
@@ -198,16 +200,39 @@ class SqliteStore:
             try:
                 self._commit()
             except sqlite3.Error as exc:
-                self._give_up(exc)
+                self._failed(exc)
 
-    def _give_up(self, exc: sqlite3.Error) -> None:
-        """An error after opening (disk full, the file damaged meanwhile): memory only."""
+    def _failed(self, exc: sqlite3.Error) -> None:
+        """An error after opening. Another process's lock: that one step is skipped.
+        The file damaged meanwhile: it is set aside and a new one begun. Anything
+        else (disk full, I/O error): memory only from now on. One warning each."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code in _LOCKED_CODES:
+            log.debug("The digest cache %s is busy: %s", self.path, exc)
+            return
+        self._close()
+        reason: Exception = exc
+        if code in _DAMAGED_CODES:
+            try:
+                _set_aside(self.path)
+                self._db = _connect(self.path)
+            except (OSError, sqlite3.Error) as again:
+                reason = again
+            else:
+                self._rows = self._unsaved = 0
+                log.warning(
+                    "The digest cache %s is damaged (%s): set aside as %s%s, starting a new one",
+                    self.path,
+                    exc,
+                    FILE_NAME,
+                    SET_ASIDE_SUFFIX,
+                )
+                return
         log.warning(
             "The digest cache %s failed (%s): digests are kept in memory only from now on",
             self.path,
-            exc,
+            reason,
         )
-        self._close()
 
     def close(self) -> None:
         with self._lock:

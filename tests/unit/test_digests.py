@@ -192,3 +192,57 @@ def test_an_error_after_opening_leaves_memory_only_with_one_warning(
     store.flush()
     [warning] = warnings_of(caplog)
     assert "memory only" in warning
+
+
+class _DamagedConnection:
+    """A connection to a file found damaged after it was opened."""
+
+    def execute(self, *args: object) -> None:
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+        raise error
+
+    def close(self) -> None:
+        pass
+
+
+def holding_one(state: Path, opened: list[DigestStore]) -> SqliteStore:
+    """A store in ``state`` holding KEY's DIGEST, committed."""
+    store = reopen(state, opened)
+    assert isinstance(store, SqliteStore)
+    store.put(KEY, DIGEST)
+    store.flush()
+    return store
+
+
+def test_a_file_found_damaged_while_in_use_is_set_aside_and_begun_again(
+    tmp_path: Path, opened: list[DigestStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = holding_one(tmp_path, opened)
+    assert store._db is not None
+    store._db.close()
+    store._db = _DamagedConnection()  # type: ignore[assignment]
+    assert store.get(KEY) is None
+    [warning] = warnings_of(caplog)
+    assert "damaged" in warning
+    assert (tmp_path / (FILE_NAME + SET_ASIDE_SUFFIX)).is_file()
+    store.put(KEY, OTHER)  # the new file works
+    assert store.get(KEY) == OTHER
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_a_lock_held_by_another_process_skips_a_write_and_keeps_the_store(
+    tmp_path: Path, opened: list[DigestStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = holding_one(tmp_path, opened)
+    holder = sqlite3.connect(tmp_path / FILE_NAME, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another server writing
+        store.put(key(2), OTHER)  # waits its busy timeout, then is skipped
+    finally:
+        holder.close()
+    store.put(key(3), OTHER)
+    assert store.get(key(2)) is None  # skipped
+    assert store.get(key(3)) == OTHER
+    assert store.get(KEY) == DIGEST
+    assert warnings_of(caplog) == []
