@@ -17,6 +17,7 @@ import asyncio
 import errno
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,10 +163,16 @@ class Server:
         for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
             with sock.dup() as listening:
                 listening.listen(_BACKLOG)
+        state = self.config.state_folder(self.repository.root)
         # Opened in a worker, as every later use is: no SQLite work on the loop.
-        self.repository.hashes.store = await self.workers.metadata.run(
-            open_store, self.config.state_folder(self.repository.root)
-        )
+        self.repository.hashes.store = await self.workers.metadata.run(open_store, state)
+        if _served_from(state, self.repository.root):
+            log.warning(
+                "The state folder %s is inside the repository under names that are served: "
+                "clients can list and fetch the digest cache (give it a hidden name, or put "
+                "it elsewhere)",
+                state,
+            )
         host, port = self.address
         log.info(
             "Starting server on %s:%d, repo=%r, max_clients=%d%s",
@@ -316,6 +323,16 @@ class Server:
         if _is_accept_retry(context) and not (self._listener and self._listener.is_serving()):
             return  # asyncio's retry of a failed accept(), due after the listener closed
         loop.default_exception_handler(context)
+
+
+def _served_from(state: str, root: str) -> bool:
+    """Whether files in the folder ``state`` would be listed by the repository at ``root``
+    (a hidden name on the way hides them)."""
+    inside = os.path.relpath(os.path.realpath(state), root)
+    names = inside.split(os.sep)
+    if names[0] == "..":
+        return False
+    return not any(name.startswith(".") for name in names if name != ".")
 
 
 def _is_accept_retry(context: dict[str, Any]) -> bool:

@@ -183,6 +183,22 @@ def test_the_state_folder_is_never_listed_or_served(
         assert conn.request("PING") == "PONG"
 
 
+@pytest.mark.parametrize(
+    ("where", "warned"), [(".", True), ("state", True), ("sub/.state", False), ("../out", False)]
+)
+def test_a_state_dir_whose_files_would_be_served_is_warned_about(
+    repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str, warned: bool
+) -> None:
+    with (
+        running_server(repo, state_dir=str(repo / where)) as server,
+        Client(HOST, server.port, timeout=10) as client,
+    ):
+        names = {info.path for info in client.list()}
+    warnings = [text for text in warnings_of(caplog) if "state folder" in text]
+    assert len(warnings) == warned
+    assert (f"{where}/{FILE_NAME}".lstrip("./") in names) == warned
+
+
 def test_digests_of_many_files_stay_warm_past_the_old_bound(repo: Path) -> None:
     """The in-memory bound was 4,096: a larger tree was hashed again on every pass."""
     folder = repo / "many"
