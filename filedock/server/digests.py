@@ -38,6 +38,11 @@ MAX_ROWS = 1_000_000
 # (a scan of the "used" index) runs once per many inserts, not at each one.
 _EVICT_FRACTION = 64
 
+# A row read is marked used again only when this share of the bound has been
+# used since: a read is a write only for rows in danger of eviction, so a warm
+# repository's reads after a restart write nothing.
+_TOUCH_FRACTION = 4
+
 # Writes waiting for a commit, at most: a burst of hashings is committed in
 # batches, a quiet server at once (see flush()).
 _BATCH_ROWS = 64
@@ -134,15 +139,16 @@ class SqliteStore:
                 return None
             try:
                 row = self._db.execute(
-                    f"SELECT sha256 FROM digests WHERE {_KEY_MATCH}", key
+                    f"SELECT sha256, used FROM digests WHERE {_KEY_MATCH}", key
                 ).fetchone()
                 if row is None:
                     return None
-                self._tick += 1
-                self._db.execute(
-                    f"UPDATE digests SET used = ? WHERE {_KEY_MATCH}", (self._tick, *key)
-                )
-                self._wrote()
+                if self._tick - row[1] > self.max_rows // _TOUCH_FRACTION:
+                    self._tick += 1
+                    self._db.execute(
+                        f"UPDATE digests SET used = ? WHERE {_KEY_MATCH}", (self._tick, *key)
+                    )
+                    self._wrote()
             except sqlite3.Error as exc:
                 self._failed(exc)
                 return None

@@ -754,6 +754,7 @@ class FileChanged(RequestError):
 class _Hashed:
     digest: str
     cacheable: bool
+    stored: bool = False  # found in the store, not hashed
 
 
 class HashCache:
@@ -821,7 +822,8 @@ class HashCache:
 
     async def _digest(self, fd: int, key: FileKey, source: str) -> _Hashed:
         """The store's digest for ``key`` if it has one, else a hashing; ``fd`` is closed."""
-        if not isinstance(self.store, NoStore):
+        asks_store = not isinstance(self.store, NoStore)
+        if asks_store and key.size > SMALL_FILE_BYTES:
             try:
                 # In a metadata worker: a large hashing queued ahead cannot delay it.
                 stored = await self.workers.metadata.run(self._ask_store, key.row())
@@ -832,8 +834,18 @@ class HashCache:
                 os.close(fd)
                 self.hits += 1
                 return _Hashed(stored, cacheable=True)
-        self.hashings += 1
-        return await self._hash(fd, key, source)
+            asks_store = False
+        # A small file is looked up in the job that would hash it: one thread hop, not two.
+        try:
+            hashed = await self._hash(fd, key, source, asks_store)
+        except BaseException:
+            self.hashings += 1
+            raise
+        if hashed.stored:
+            self.hits += 1
+        else:
+            self.hashings += 1
+        return hashed
 
     def _ask_store(self, row: Key) -> str | None:
         digest = self.store.get(row)
@@ -846,7 +858,7 @@ class HashCache:
         if len(self._pending) <= 1:
             self.store.flush()
 
-    async def _hash(self, fd: int, key: FileKey, source: str) -> _Hashed:
+    async def _hash(self, fd: int, key: FileKey, source: str, asks_store: bool) -> _Hashed:
         started: int | None = None
         try:
             async with self._share_for(key, source):
@@ -859,6 +871,7 @@ class HashCache:
                     fd,
                     key,
                     started,
+                    asks_store,
                     never_ran=lambda: os.close(fd),
                 )
         except BaseException:
@@ -866,9 +879,13 @@ class HashCache:
                 os.close(fd)
             raise
 
-    def _hash_and_keep(self, fd: int, key: FileKey, started: int) -> _Hashed:
-        """In a worker: hash ``fd`` (then close it), and give the store a digest it may keep."""
+    def _hash_and_keep(self, fd: int, key: FileKey, started: int, asks_store: bool) -> _Hashed:
+        """In a worker: the store's digest (if asked and it has one), or hash ``fd``
+        and give the store a digest it may keep. Closes ``fd``."""
         try:
+            stored = self._ask_store(key.row()) if asks_store else None
+            if stored is not None:
+                return _Hashed(stored, cacheable=True, stored=True)
             hashed = hash_opened(fd, key, self.workers.cancel.is_set)
         finally:
             os.close(fd)

@@ -93,7 +93,11 @@ def test_the_store_is_bounded_least_recently_used_first(
     assert isinstance(store, SqliteStore)
     for number in range(64):
         store.put(key(number), DIGEST)
+    store.flush()
+    assert store.get(key(63)) == DIGEST  # used lately: reading it writes nothing
+    assert store._unsaved == 0
     assert store.get(key(0)) == DIGEST  # now the most recently used
+    assert store._unsaved == 1
     store.put(key(64), OTHER)  # one too many: the oldest go (one at least)
     assert len(store) < 64
     assert store.get(key(1)) is None
