@@ -321,10 +321,13 @@ class Shell:
                     screen.help(client.help(), str(self.downloads))
                 case p.Status():
                     screen.status(client.status())
-                case p.ListFiles():
-                    files = client.list()
-                    self.completer.remember(files)
+                case p.ListFiles(folder):
+                    files = client.list(folder)
+                    if folder is None:  # the whole listing: what TAB completes from
+                        self.completer.remember(files)
                     screen.files(files)
+                case p.Hash(path):
+                    screen.digest(client.hash(path))
                 case p.Get(path):
                     bar = screen.bar(path)
                     screen.download(client.download(path, self.downloads, progress=bar))
@@ -341,6 +344,8 @@ class Shell:
                         screen.download(result)
                     else:
                         screen.ack(result)
+                case p.Range():  # not offered here (refused above)
+                    return False
                 case _:
                     assert_never(request)
         except IntegrityError as exc:
