@@ -372,3 +372,42 @@ def test_the_prompt_hashes_and_lists_a_folder(tree: Path, connect: Callable[...,
     assert lines[2].startswith("sub/deeper/b.txt  ")
     assert lines[3] == "[SERVER] -----"
     assert lines[4:] == ["[CLIENT] range <offset> <sha256> <path>: not available at this prompt"]
+
+
+# -- a file that changes while its part is sent ---------------------------------------
+
+LARGE = 32 * 1024 * 1024  # more than the socket buffers hold: still sending when it changes
+
+
+def test_a_file_growing_during_a_part_sends_exactly_the_part(
+    repo: Path, raw: Callable[[], LineConn]
+) -> None:
+    data = os.urandom(LARGE)
+    write_file(repo / "big.log", data)
+    digest = hashlib.sha256(data).hexdigest()
+    conn = raw()
+    conn.timeout = 30
+    greet(conn, "proto=2")
+    offset = LARGE // 2
+    conn.send(f"RANGE {offset} {digest} big.log\nPING\n")  # pipelined behind the body
+    assert conn.read_line() == f"PART {offset} {LARGE} {digest} big.log"
+    with open(repo / "big.log", "ab") as file:
+        file.write(b"appended meanwhile\n" * 1000)
+    assert conn.read_exactly(LARGE - offset) == data[offset:]
+    assert conn.read_line() == "PONG"
+
+
+def test_a_file_shrinking_during_a_part_cuts_the_connection(
+    repo: Path, raw: Callable[[], LineConn]
+) -> None:
+    data = os.urandom(LARGE)
+    write_file(repo / "big.log", data)
+    digest = hashlib.sha256(data).hexdigest()
+    conn = raw()
+    conn.timeout = 30
+    greet(conn, "proto=2")
+    conn.send(f"RANGE 1000 {digest} big.log\nPING\n")
+    assert conn.read_line() == f"PART 1000 {LARGE} {digest} big.log"
+    os.truncate(repo / "big.log", 0)  # rotated: the announced bytes no longer exist
+    with pytest.raises(AssertionError, match="closed before the body ended"):
+        conn.read_exactly(LARGE - 1000)
