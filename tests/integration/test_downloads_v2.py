@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -411,3 +412,17 @@ def test_a_file_shrinking_during_a_part_cuts_the_connection(
     os.truncate(repo / "big.log", 0)  # rotated: the announced bytes no longer exist
     with pytest.raises(AssertionError, match="closed before the body ended"):
         conn.read_exactly(LARGE - 1000)
+
+
+def test_the_files_under_a_folder_are_cut_from_the_sorted_listing() -> None:
+    from filedock.server.commands import files_under
+
+    when = datetime(2026, 11, 24, tzinfo=UTC)
+    paths = ["doc", "docs-a.txt", "docs.txt", "docs/a", "docs/b/c", "docs0", "docsz/d", "e"]
+    files = [p.FileInfo(path, 1, when) for path in sorted(paths)]
+    for folder in ("docs", "docs/", "docs//"):
+        assert [info.path for info in files_under(files, folder)] == ["docs/a", "docs/b/c"]
+    assert [info.path for info in files_under(files, "docs/b")] == ["docs/b/c"]
+    assert files_under(files, "doc") == []
+    assert files_under(files, "") == []
+    assert files_under([], "docs") == []
