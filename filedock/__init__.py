@@ -16,7 +16,9 @@ The README's "Use it from Python" has a longer example, and every method of
 
 from .client.client import Client, DownloadResult
 from .errors import (
+    BadRange,
     BadRequest,
+    Changed,
     ConnectionLost,
     FiledockError,
     Forbidden,
@@ -30,15 +32,18 @@ from .errors import (
     TimedOut,
     TooLarge,
 )
-from .protocol import ClientRecord, FileInfo
+from .protocol import ClientRecord, FileDigest, FileInfo
 from .version import __version__
 
 __all__ = [
+    "BadRange",
     "BadRequest",
+    "Changed",
     "Client",
     "ClientRecord",
     "ConnectionLost",
     "DownloadResult",
+    "FileDigest",
     "FileInfo",
     "FiledockError",
     "Forbidden",

@@ -10,6 +10,8 @@
     │   ├── BadRequest         missing or malformed arguments
     │   ├── NotFound           no such file in the repository
     │   ├── Forbidden          a path the repository will not serve
+    │   ├── Changed            the file is not the one named by its SHA-256 any more
+    │   ├── BadRange           a resume offset past the end of the file
     │   └── ServerClosing      the server ended the session (shutdown, timeout)
     │       └── Unauthorized   the server wants a valid access token
     ├── ServerFull             no free slot; carries the server's reason
@@ -100,6 +102,19 @@ class Forbidden(RequestError):
     code = ErrorCode.FORBIDDEN
 
 
+class Changed(RequestError):
+    """The server's file is not the one the client named by its SHA-256 (or it
+    changed while it was sent)."""
+
+    code = ErrorCode.CHANGED
+
+
+class BadRange(RequestError):
+    """A resume offset past the end of the server's file."""
+
+    code = ErrorCode.BAD_RANGE
+
+
 class ServerClosing(RequestError):
     """The server said it is closing this session (``shutdown``, ``timeout``, …)."""
 
@@ -153,7 +168,7 @@ class TooLarge(SaveError):
 
 
 _ERROR_CLASSES: dict[str, type[RequestError]] = {
-    cls.code: cls for cls in (BadRequest, NotFound, Forbidden)
+    cls.code: cls for cls in (BadRequest, NotFound, Forbidden, Changed, BadRange)
 }
 
 

@@ -154,6 +154,8 @@ _CLIENT_EXAMPLES = """\
   filedock-client                        the interactive prompt
   filedock-client --port 50001 ping
   filedock-client list --json            one JSON document (schema in the README)
+  filedock-client list docs              only the files under docs/
+  filedock-client hash docs/a.pdf        its SHA-256, as sha256sum prints it
   filedock-client get sample.txt docs/a.pdf -o DIR
   filedock-client say "hello there"
 """
@@ -170,7 +172,7 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
         if command.argument is not None:
             sub.add_argument(
                 "arguments",
-                nargs="+",
+                nargs="?" if command.optional else "+",
                 metavar=command.argument.upper(),
                 help=command.argument_help,
             )
@@ -204,9 +206,16 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         tls=_tls_context(parser, args),
         token=_token(parser, args),
         command=args.command,
-        arguments=tuple(getattr(args, "arguments", ())),
+        arguments=_arguments(getattr(args, "arguments", None)),
         json=getattr(args, "json", False),
     )
+
+
+def _arguments(given: list[str] | str | None) -> tuple[str, ...]:
+    """A command's arguments as a tuple: an optional one is a string, or None."""
+    if given is None:
+        return ()
+    return (given,) if isinstance(given, str) else tuple(given)
 
 
 def _tls_context(

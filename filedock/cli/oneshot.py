@@ -112,7 +112,7 @@ def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
 
 
 def _list(client: Client, options: ClientOptions, screen: Screen) -> int:
-    files = client.list()
+    files = client.list(options.arguments[0] if options.arguments else None)
     if options.json:
         _print_json(screen, [file_json(info) for info in files])
     else:
@@ -183,6 +183,21 @@ def _get(client: Client, options: ClientOptions, screen: Screen) -> int:
     return worst(codes)
 
 
+def _hash(client: Client, options: ClientOptions, screen: Screen) -> int:
+    """One ``<sha256>  <path>`` line per file, as sha256sum prints them; a file
+    refused is said on stderr, and the others still printed."""
+    codes: list[ExitCode] = []
+    for path in options.arguments:
+        try:
+            screen.digest(client.hash(path))
+        except ServerClosing:
+            raise
+        except RequestError as exc:
+            screen.request_error(exc, path)
+            codes.append(exit_code_for(exc))
+    return worst(codes)
+
+
 def _show_failure(screen: Screen, error: FiledockError, path: str) -> None:
     if isinstance(error, IntegrityError):
         screen.integrity_failure(error)
@@ -214,4 +229,5 @@ _HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Help: _help,
     p.Say: _say,
     p.Get: _get,
+    p.Hash: _hash,
 }

@@ -105,6 +105,7 @@ _HELP_ORDER = (
     p.Uptime,
     p.About,
     p.Get,
+    p.Hash,
     p.Say,
     p.Message,
     p.Exit,
@@ -113,7 +114,7 @@ _HELP_ORDER = (
 # The line under the greeting: every verb the prompt offers, but the ones for
 # rare needs (``say``).
 COMMANDS_LINE = "Commands: " + " | ".join(
-    command.usage for command in _in_order(_GREETING_ORDER) if command.shell_greeting
+    command.short_usage for command in _in_order(_GREETING_ORDER) if command.shell_greeting
 )
 
 
@@ -242,6 +243,10 @@ class Screen:
         for line in file_lines(files):
             self.line(line)
         self.server("-----")
+
+    def digest(self, digest: p.FileDigest) -> None:
+        """``<sha256>  <path>``, as sha256sum prints it (so ``sha256sum -c`` checks a copy)."""
+        self.line(f"{digest.sha256}  {printable(digest.path)}")
 
     def help(self, server_help: str, downloads: str) -> None:
         self.server(printable(server_help))

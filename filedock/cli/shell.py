@@ -83,7 +83,7 @@ def history_path(environ: Mapping[str, str] | None = None) -> Path | None:
 
 
 class Completer:
-    """What TAB offers: command words first, file names after ``get``.
+    """What TAB offers: command words first, file names after ``get`` and ``hash``.
 
     File names come from ``client.list()``, kept for ``ttl`` seconds and
     fetched again after that or after :meth:`invalidate` (a not-found).
@@ -135,7 +135,7 @@ class Completer:
             # A file's name alone fetches it: offer names too, once a letter is typed.
             return words + (self._paths(text) if text else [])
         verb, _, rest = line[:endidx].lstrip().partition(" ")
-        if not isinstance(p.parse_request(f"{verb} _"), p.Get):  # the verb that takes a file
+        if not isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash):  # verbs taking a file
             return []
         cut = len(rest) - len(text)  # the path may hold spaces: readline only replaces `text`
         return [path[cut:] for path in self._paths(rest)]
@@ -321,10 +321,13 @@ class Shell:
                     screen.help(client.help(), str(self.downloads))
                 case p.Status():
                     screen.status(client.status())
-                case p.ListFiles():
-                    files = client.list()
-                    self.completer.remember(files)
+                case p.ListFiles(folder):
+                    files = client.list(folder)
+                    if folder is None:  # the whole listing: what TAB completes from
+                        self.completer.remember(files)
                     screen.files(files)
+                case p.Hash(path):
+                    screen.digest(client.hash(path))
                 case p.Get(path):
                     bar = screen.bar(path)
                     screen.download(client.download(path, self.downloads, progress=bar))
@@ -341,6 +344,8 @@ class Shell:
                         screen.download(result)
                     else:
                         screen.ack(result)
+                case p.Range():  # not offered here (refused above)
+                    return False
                 case _:
                     assert_never(request)
         except IntegrityError as exc:

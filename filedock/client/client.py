@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from .. import protocol as p
 from ..errors import (
@@ -134,8 +134,10 @@ class Client:
     when the destination's file system has less room than it needs. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
 
-    ``name`` is the name the server gave, ``server`` its WELCOME text. Use it
-    in a ``with`` block, or call :meth:`close`, to leave cleanly.
+    ``name`` is the name the server gave, ``server`` its WELCOME text (without
+    the ``proto=2`` field), ``protocol`` the version the server speaks with it
+    (2, or 1 for a server older than version 2). Use it in a ``with`` block,
+    or call :meth:`close`, to leave cleanly.
 
     >>> with filedock.Client("127.0.0.1", port, timeout=5.0) as other:
     ...     other.name.startswith("Client"), other.server
@@ -177,12 +179,13 @@ class Client:
             host, port, timeout=self.timeout, connect_timeout=connect_timeout, tls=tls
         )
         try:
-            self.name, self.server = self._handshake()
+            welcome = self._handshake()
         except BaseException:
             self._link.close()
             raise
+        self.name, self.server, self.protocol = welcome.name, welcome.server, welcome.protocol
 
-    def _handshake(self) -> tuple[str, str]:
+    def _handshake(self) -> p.WelcomeReply:
         try:
             admission = self._read_reply()
         except ConnectionLost as exc:
@@ -194,15 +197,14 @@ class Client:
         if isinstance(admission, p.FullReply):
             raise ServerFull(admission.reason)
         name = self._expect(admission, p.NameReply).name
-        words = f"{name} filedock-client/{__version__}"
+        words = f"{name} filedock-client/{__version__} {p.PROTO_PREFIX}{p.HIGHEST_PROTOCOL}"
         if self._token is not None:
             words += f" {p.TOKEN_PREFIX}{self._token}"
         self._link.send(self._conn.send(p.Hello(words)))
         answer = self._read_reply()
         if isinstance(answer, p.FullReply):  # the slots filled while we greeted
             raise ServerFull(answer.reason)
-        welcome = self._expect(answer, p.WelcomeReply)
-        return name, welcome.server
+        return self._expect(answer, p.WelcomeReply)
 
     # -- commands ---------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Client:
         """The server's one-line list of commands.
 
         >>> client.help()
-        'CMDs: help | status | list | ...'
+        'CMDs: help | status | list [folder] | get <file> | hash <path> | ...'
         """
         return self._expect(self._execute(p.Help()), p.HelpReply).text
 
@@ -267,14 +269,83 @@ class Client:
         return self._records(p.ClientRecord)
 
     @_command
-    def list(self) -> list[p.FileInfo]:
-        """Every file in the server's repository, sorted by path.
+    def list(self, folder: str | None = None) -> list[p.FileInfo]:
+        """Every file in the server's repository, sorted by path; with ``folder``,
+        only those under it (paths still from the top; none for a folder that
+        does not exist).
 
         >>> [(info.path, info.size) for info in client.list()]
         [('sample.txt', 6)]
+        >>> client.list("no-such-folder")
+        []
         """
-        self._expect(self._execute(p.ListFiles()), p.FilesReply)
+        self._expect(self._execute(p.ListFiles(folder)), p.FilesReply)
         return self._records(p.FileInfo)
+
+    @_command
+    def hash(self, path: str) -> p.FileDigest:
+        """The size, mtime and SHA-256 of ``path`` on the server, without its bytes.
+
+        Raises what :meth:`get` raises when the server refuses.
+
+        >>> digest = client.hash("sample.txt")
+        >>> digest.size, digest.sha256[:12], digest.mtime.tzinfo
+        (6, '5891b5b522d5', datetime.timezone.utc)
+        """
+        reply = self._expect(self._execute(p.Hash(path)), p.HashReply)
+        if reply.file.path != path:
+            raise ProtocolError(f"asked for {path!r}, the server sent {reply.file.path!r}")
+        return reply.file
+
+    @_command
+    def get_range(
+        self,
+        path: str,
+        offset: int,
+        sha256: str,
+        sink: BinaryIO,
+        *,
+        progress: Progress | None = None,
+    ) -> p.PartReply:
+        """Write ``path``'s bytes from ``offset`` to its end into ``sink``, if the
+        server's file still has the SHA-256 ``sha256``; the ``PART`` header.
+
+        The part alone cannot be checked: whoever joins it to the bytes before
+        ``offset`` checks the whole file's digest. Raises :class:`Changed`
+        when the file is not the one with ``sha256`` any more,
+        :class:`BadRange` when ``offset`` is past its end, what :meth:`get` raises otherwise, and
+        :class:`SaveError` when ``sink`` cannot be written (the connection is
+        closed then). ``progress(done, total)`` counts the part's bytes.
+
+        >>> import io
+        >>> sink = io.BytesIO()
+        >>> part = client.get_range("sample.txt", 2, client.hash("sample.txt").sha256, sink)
+        >>> part.offset, part.size, sink.getvalue()
+        (2, 6, b'llo\\n')
+        """
+        request = p.Range(offset, sha256, path)
+        header = self._expect(self._execute(request), p.PartReply)
+        if (header.path, header.offset, header.sha256) != (path, offset, sha256):
+            raise ProtocolError(f"asked for {request!r}, the server sent {header!r}")
+        total = header.length
+        first = self._body_start(total)
+        self._link.set_deadline(self._command_deadline, self._command_message)
+        done = 0
+        try:
+            view = memoryview(first)
+            while True:
+                sink.write(view)
+                done += len(view)
+                if progress is not None:
+                    progress(done, total)
+                if done >= total:
+                    break
+                count = self._recv_body_into(self._chunk[: total - done])
+                view = self._chunk[:count]
+        except OSError as exc:
+            raise SaveError(f"cannot write the part of {path}: {exc.strerror}") from None
+        self._body_end()
+        return header
 
     @_command
     def say(self, text: str) -> str:

@@ -11,7 +11,8 @@ Requests go out as bytes from :meth:`~ClientConnection.send`.
 The connection owns what the replies mean for what follows them: the
 handshake (``NAME``, then ``HELLO``, then ``WELCOME``; ``FULL`` instead),
 ``STATUS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
-size bytes follow), which replies answer which request (:data:`ANSWERS`:
+size bytes follow), ``PART offset size …`` (size - offset bytes follow),
+which replies answer which request (:data:`ANSWERS`:
 another is the server out of step), and which ``ERR`` codes end the
 conversation (:data:`~.codes.CLOSING_CODES`). Its :attr:`~ClientConnection.state` says
 whether the stream is still in step: a driver that leaves a command in any
@@ -24,6 +25,7 @@ The states and what moves between them::
                                                                while more are due)
     AWAIT_REPLY --STATUS n / FILES n--> RECORDS --n records--> (reply done)
     AWAIT_REPLY --FILE size--> BODY --size bytes--> (reply done)
+    AWAIT_REPLY --PART offset size--> BODY --size - offset bytes--> (reply done)
     FULL, BYE, a closing ERR, the end of the stream --> CLOSED
     a line that breaks the protocol, a reply that answers no request sent,
     another reply in the handshake --> BROKEN
@@ -51,7 +53,7 @@ class ClientState(Enum):
     IDLE = auto()  # greeted, no reply due: the stream is in step
     AWAIT_REPLY = auto()  # requests sent: their replies are due, in order
     RECORDS = auto()  # inside a STATUS or FILES reply: records follow
-    BODY = auto()  # inside a FILE reply: body bytes follow
+    BODY = auto()  # inside a FILE or PART reply: body bytes follow
     CLOSED = auto()  # the server ends the conversation, or ended the stream
     BROKEN = auto()  # the server broke the protocol: nothing after can be read in step
 
@@ -75,7 +77,7 @@ NEED_DATA: Final = NeedData.NEED_DATA
 
 @dataclass(frozen=True, slots=True)
 class BodyData:
-    """Bytes of a ``FILE`` reply's body, in order; ``data`` is what was given to
+    """Bytes of a ``FILE`` or ``PART`` reply's body, in order; ``data`` is what was given to
     :meth:`ClientConnection.receive_data` (not a copy) whenever it can be."""
 
     data: bytes | memoryview
@@ -101,6 +103,8 @@ ANSWERS: Final[dict[type[messages.CommandRequest], tuple[type[messages.Reply], .
     messages.Status: (messages.StatusReply,),
     messages.ListFiles: (messages.FilesReply,),
     messages.Get: (messages.FileReply,),
+    messages.Hash: (messages.HashReply,),
+    messages.Range: (messages.PartReply,),
     messages.Say: (messages.AckReply,),
     messages.Message: (messages.AckReply, messages.FileReply),
     messages.Exit: (messages.ByeReply,),
@@ -115,6 +119,7 @@ _ONE_LINE_REPLIES: Final = frozenset(
         messages.AboutReply,
         messages.HelpReply,
         messages.AckReply,
+        messages.HashReply,
     }
 )
 
@@ -253,6 +258,8 @@ class ClientConnection:
                 self._begin_records(count, messages.parse_file_info)
             case messages.FileReply(size):
                 self._begin_body(size)
+            case messages.PartReply():
+                self._begin_body(reply.length)
             case _:
                 self._reply_done()
         return reply

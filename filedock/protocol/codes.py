@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     INTERNAL = "internal"
     CHANGED = "changed"
+    BAD_RANGE = "bad-range"
 
     @property
     def closes(self) -> bool:

@@ -23,6 +23,10 @@ from .. import errors
 from .framing import LINE_PADDING, MAX_RECORDS, decode_line
 
 PROTOCOL_VERSION = 1
+# The highest version this side speaks; a client asks for it with PROTO_PREFIX
+# in its greeting (``HELLO Client01 proto=2``) and the WELCOME confirms it.
+HIGHEST_PROTOCOL = 2
+PROTO_PREFIX = "proto="
 
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -51,9 +55,21 @@ def client_name(number: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """The greeting; words after ``HELLO`` (the name, a version) are ignored."""
+    """The greeting; words after ``HELLO`` (the name, a version) are ignored,
+    but ``token=…`` and ``proto=…``."""
 
     words: str = ""
+
+    @property
+    def protocol(self) -> int:
+        """The version this greeting is answered in: 2 when it asks for 2 or
+        more (``proto=N``), else 1."""
+        for word in self.words.split(" "):
+            if word.startswith(PROTO_PREFIX):
+                asked = word[len(PROTO_PREFIX) :]
+                if asked.isascii() and asked.isdigit() and int(asked) >= 2:
+                    return HIGHEST_PROTOCOL
+        return 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +104,9 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class ListFiles:
-    pass
+    """``LIST``, or ``LIST <folder>``: only the files under that folder."""
+
+    folder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,40 @@ class Exit:
 @dataclass(frozen=True, slots=True)
 class Get:
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hash:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``RANGE <offset> <sha256> <path>``: the file from ``offset`` on, if its
+    digest is still ``sha256``."""
+
+    offset: int
+    sha256: str
+    path: str
+
+    @classmethod
+    def parse(cls, argument: str) -> Range:
+        parts = argument.split(" ", 2)
+        if len(parts) != 3 or not parts[2]:
+            raise errors.BadRequest(_RANGE_MISSING)
+        offset, sha256, path = parts
+        if not (offset.isascii() and offset.isdigit()) or len(offset) > 20:
+            raise errors.BadRequest(f"RANGE needs an offset in bytes, not {_shorten(offset)!r}")
+        sha256 = sha256.lower()
+        if not _SHA256_HEX.fullmatch(sha256):
+            raise errors.BadRequest("RANGE needs a SHA-256 of 64 hex digits")
+        return cls(int(offset), sha256, path)
+
+    def argument(self) -> str:
+        return f"{self.offset} {self.sha256} {self.path}"
+
+
+_RANGE_MISSING = "RANGE needs an offset, a SHA-256 and a path: RANGE <offset> <sha256> <path>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +167,19 @@ class Message:
 
 # Every request a greeted client may make: one per entry of COMMANDS.
 CommandRequest = (
-    Ping | Who | Uptime | About | Help | Status | ListFiles | Exit | Get | Say | Message
+    Ping
+    | Who
+    | Uptime
+    | About
+    | Help
+    | Status
+    | ListFiles
+    | Exit
+    | Get
+    | Hash
+    | Range
+    | Say
+    | Message
 )
 Request = Hello | CommandRequest
 
@@ -127,9 +191,15 @@ class Command:
     ``word`` is how it is typed (any case; upper case on the wire); None for
     :class:`Message`, what a line that starts with no command word is.
     ``argument`` names what follows the word (``"file"`` shows as
-    ``get <file>``); a verb with an argument refuses a line without one with
-    ``BadRequest(missing)``, and its request class has that one field
-    (``argument_help`` says more about it in the one-shot ``--help``).
+    ``get <file>``; several words are several fields, ``<offset> <sha256>
+    <path>``); a verb with an argument refuses a line without one with
+    ``BadRequest(missing)``, unless it is ``optional`` (``list [folder]``).
+    Its request class has that one field, or, with ``parse``, is made by
+    ``parse`` from the text after the word (and gives it back with its
+    ``argument()``). ``argument_help`` says more about it in the one-shot
+    ``--help``. ``since`` is the protocol version that added the verb: a v1
+    greeting's ``HELP`` names only v1's verbs, as v1 did (and an optional
+    argument, which v1 had not, is left out there).
     ``help`` is what it does, for people; ``shell_help`` replaces it on the
     prompt's help screen, where the prompt does more. ``shell`` and
     ``oneshot`` say whether the prompt and ``filedock-client COMMAND`` offer
@@ -150,26 +220,41 @@ class Command:
     shell_aliases: tuple[str, ...] = ()
     shell_greeting: bool = True
     json: bool = False
+    optional: bool = False
+    parse: Callable[[str], CommandRequest] | None = None
+    since: int = 1
 
     @property
     def usage(self) -> str:
-        """``ping``, ``get <file>``, or ``<filename>`` for a message."""
+        """``ping``, ``get <file>``, ``list [folder]``, or ``<filename>`` for a message."""
         if self.argument is None:
             return self.word or ""
-        placeholder = f"<{self.argument}>"
+        if self.optional:
+            placeholder = f"[{self.argument}]"
+        else:
+            placeholder = " ".join(f"<{name}>" for name in self.argument.split())
         return f"{self.word} {placeholder}" if self.word else placeholder
+
+    @property
+    def short_usage(self) -> str:
+        """:attr:`usage` without an optional argument: ``list``."""
+        return self.word or "" if self.optional else self.usage
 
     def encode(self, request: CommandRequest) -> str:
         """The line (without LF) that makes ``request``."""
         word = (self.word or "").upper()
         if self.argument is None:
             return word
-        argument = _only_field(request)
+        argument = (
+            cast(Range, request).argument() if self.parse is not None else _only_field(request)
+        )
+        if argument is None:  # an optional argument left out
+            return word
         return f"{word} {argument}" if word else argument
 
 
-def _only_field(request: CommandRequest) -> str:
-    value: str = getattr(request, fields(request)[0].name)
+def _only_field(request: CommandRequest) -> str | None:
+    value: str | None = getattr(request, fields(request)[0].name)
     return value
 
 
@@ -202,7 +287,15 @@ COMMANDS: tuple[Command, ...] = (
         shell_help="every client since the server started: when it came, when it left",
         json=True,
     ),
-    Command("list", ListFiles, "the files on the server: path, size, last modified", json=True),
+    Command(
+        "list",
+        ListFiles,
+        "the files on the server (or in one folder): path, size, last modified",
+        argument="folder",
+        optional=True,
+        argument_help="only the files under this folder (paths still from the top)",
+        json=True,
+    ),
     Command(
         "get",
         Get,
@@ -211,6 +304,27 @@ COMMANDS: tuple[Command, ...] = (
         missing="GET needs a path: GET <path>",
         argument_help="a path as `list` shows it",
         shell_help="download a file into {downloads}, verified by SHA-256",
+    ),
+    Command(
+        "hash",
+        Hash,
+        "the SHA-256 of files on the server, printed as sha256sum does",
+        argument="path",
+        missing="HASH needs a path: HASH <path>",
+        argument_help="a path as `list` shows it",
+        shell_greeting=False,
+        since=2,
+    ),
+    Command(
+        "range",
+        Range,
+        "the rest of a file from an offset, if its SHA-256 is still the one given",
+        argument="offset sha256 path",
+        missing=_RANGE_MISSING,
+        parse=Range.parse,
+        shell=False,
+        oneshot=False,
+        since=2,
     ),
     Command(
         None,
@@ -251,8 +365,10 @@ COMMANDS_BY_WORD: dict[str, Command] = {c.word: c for c in COMMANDS if c.word is
 COMMANDS_BY_REQUEST: dict[type[CommandRequest], Command] = {c.request: c for c in COMMANDS}
 COMMAND_WORDS = tuple(COMMANDS_BY_WORD)
 
-# The server's answer to HELP (its wording is quoted in the docs and tests).
+# The server's answer to HELP (its wording is quoted in the docs and tests);
+# a v1 greeting is answered as v1 was, naming only v1's verbs.
 HELP_TEXT = "CMDs: " + " | ".join(c.usage for c in COMMANDS)
+HELP_TEXT_V1 = "CMDs: " + " | ".join(c.short_usage for c in COMMANDS if c.since == 1)
 
 # The usual spellings of the verbs without an argument, as raw lines: one
 # dictionary lookup answers them without decoding (PING is most of a
@@ -260,7 +376,7 @@ HELP_TEXT = "CMDs: " + " | ".join(c.usage for c in COMMANDS)
 _LINE_REQUESTS: dict[bytes, CommandRequest] = {
     spelling.encode(): _new(command.request)
     for word, command in COMMANDS_BY_WORD.items()
-    if command.argument is None
+    if command.argument is None or command.optional
     for spelling in (word, word.upper())
 }
 
@@ -277,9 +393,13 @@ def parse_request(text: str) -> CommandRequest:
     if command.argument is None:
         return Message(text) if space else _new(command.request)  # "ping me" is a message
     if not rest:
+        if command.optional:
+            return _new(command.request)
         raise errors.BadRequest(command.missing)
+    if command.parse is not None:
+        return command.parse(rest)
     # Called here, not through _new: this is the path of every GET.
-    return command.request(rest)  # type: ignore[call-arg]
+    return command.request(rest)  # type: ignore[call-arg, arg-type]
 
 
 def parse_request_line(line: bytes) -> CommandRequest | None:
@@ -325,6 +445,8 @@ def encode_request(request: Request) -> bytes:
             | ListFiles()
             | Exit()
             | Get()
+            | Hash()
+            | Range()
             | Say()
             | Message()
         ):
@@ -372,6 +494,22 @@ class FileInfo:
     path: str
     size: int
     mtime: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """One file's metadata and SHA-256, as ``HASH`` answers: :class:`FileInfo`
+    and its digest.
+
+    >>> digest = client.hash("sample.txt")
+    >>> digest.path, digest.size, digest.sha256[:12]
+    ('sample.txt', 6, '5891b5b522d5')
+    """
+
+    path: str
+    size: int
+    mtime: datetime
+    sha256: str
 
 
 def format_status_time(moment: datetime) -> str:
@@ -440,8 +578,12 @@ class FullReply:
 
 @dataclass(frozen=True, slots=True)
 class WelcomeReply:
+    """``WELCOME <name> <server>``, and `` proto=2`` when v2 was asked for:
+    ``server`` is the text for people, without that field."""
+
     name: str
     server: str
+    protocol: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +635,28 @@ class FileReply:
 
 
 @dataclass(frozen=True, slots=True)
+class HashReply:
+    """``HASH <size> <sha256> <mtime> <path>``: no body follows."""
+
+    file: FileDigest
+
+
+@dataclass(frozen=True, slots=True)
+class PartReply:
+    """``PART <offset> <size> <sha256> <path>``: exactly ``size - offset`` raw
+    bytes follow, the file's from ``offset`` on."""
+
+    offset: int
+    size: int
+    sha256: str
+    path: str
+
+    @property
+    def length(self) -> int:
+        return self.size - self.offset
+
+
+@dataclass(frozen=True, slots=True)
 class AckReply:
     text: str
 
@@ -520,6 +684,8 @@ Reply = (
     | StatusReply
     | FilesReply
     | FileReply
+    | HashReply
+    | PartReply
     | AckReply
     | ByeReply
     | ErrorReply
@@ -550,8 +716,10 @@ def encode_reply(reply: Reply) -> bytes:
             line = f"NAME {name}"
         case FullReply(reason):
             line = f"FULL {reason}"
-        case WelcomeReply(name, server):
+        case WelcomeReply(name, server, protocol):
             line = f"WELCOME {name} {server}"
+            if protocol > 1:
+                line += f" {PROTO_PREFIX}{protocol}"
         case PongReply():
             return PONG
         case WhoReply(names):
@@ -568,6 +736,11 @@ def encode_reply(reply: Reply) -> bytes:
             line = f"FILES {count}"
         case FileReply(size, sha256, path):
             line = f"FILE {size} {sha256} {path}"
+        case HashReply(file):
+            mtime = format_file_time(file.mtime)
+            line = f"HASH {file.size} {file.sha256} {mtime} {file.path}"
+        case PartReply(offset, size, sha256, path):
+            line = f"PART {offset} {size} {sha256} {path}"
         case AckReply(text):
             line = f"ACK {text}"
         case ByeReply():
@@ -599,8 +772,7 @@ def parse_reply(line: str) -> Reply:
         case "FULL":
             return FullReply(rest)
         case "WELCOME":
-            name, _, server = rest.partition(" ")
-            return WelcomeReply(name, server)
+            return _parse_welcome(rest)
         case "WHO":
             return WhoReply(tuple(rest.split()))
         case "UPTIME":
@@ -615,6 +787,10 @@ def parse_reply(line: str) -> Reply:
             return FilesReply(_parse_record_count(rest, line))
         case "FILE":
             return _parse_file_reply(line, rest)
+        case "HASH":
+            return _parse_hash_reply(line, rest)
+        case "PART":
+            return _parse_part_reply(line, rest)
         case "ERR":
             code, _, text = rest.partition(" ")
             if not code:
@@ -627,14 +803,51 @@ def parse_reply(line: str) -> Reply:
     raise errors.ProtocolError(f"unexpected line from the server: {_shorten(line)!r}")
 
 
+def _fields(rest: str, count: int, what: str, line: str) -> list[str]:
+    """The ``count`` fields of a reply line's ``rest``, the last one (a path) whole."""
+    parts = rest.split(" ", count - 1)
+    if len(parts) != count or not parts[-1]:
+        raise errors.ProtocolError(f"bad {what}: {_shorten(line)!r}")
+    return parts
+
+
 def _parse_file_reply(line: str, rest: str) -> FileReply:
-    parts = rest.split(" ", 2)
-    if len(parts) != 3 or not parts[2]:
-        raise errors.ProtocolError(f"bad FILE header: {_shorten(line)!r}")
-    size_text, sha256, path = parts
-    if not _SHA256_HEX.fullmatch(sha256):
-        raise errors.ProtocolError(f"bad SHA-256 in FILE header: {_shorten(line)!r}")
+    size_text, sha256, path = _fields(rest, 3, "FILE header", line)
+    _check_sha256(sha256, "FILE header", line)
     return FileReply(_parse_size(size_text), sha256, path)
+
+
+def _parse_welcome(rest: str) -> WelcomeReply:
+    name, _, server = rest.partition(" ")
+    text, space, last = server.rpartition(" ")
+    version = last.removeprefix(PROTO_PREFIX)
+    if space and last.startswith(PROTO_PREFIX) and version.isascii() and version.isdigit():
+        return WelcomeReply(name, text, _parse_size(version))
+    return WelcomeReply(name, server)
+
+
+def _parse_hash_reply(line: str, rest: str) -> HashReply:
+    size_text, sha256, mtime_text, path = _fields(rest, 4, "HASH line", line)
+    _check_sha256(sha256, "HASH line", line)
+    try:
+        mtime = datetime.strptime(mtime_text, FILES_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise errors.ProtocolError(f"bad time in HASH line: {_shorten(line)!r}") from None
+    return HashReply(FileDigest(path, _parse_size(size_text), mtime, sha256))
+
+
+def _parse_part_reply(line: str, rest: str) -> PartReply:
+    offset_text, size_text, sha256, path = _fields(rest, 4, "PART header", line)
+    _check_sha256(sha256, "PART header", line)
+    offset, size = _parse_size(offset_text), _parse_size(size_text)
+    if offset > size:
+        raise errors.ProtocolError(f"PART starts past the end of the file: {_shorten(line)!r}")
+    return PartReply(offset, size, sha256, path)
+
+
+def _check_sha256(sha256: str, kind: str, line: str) -> None:
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise errors.ProtocolError(f"bad SHA-256 in {kind}: {_shorten(line)!r}")
 
 
 def _parse_record_count(rest: str, line: str) -> int:

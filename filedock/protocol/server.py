@@ -35,6 +35,7 @@ from .messages import (
     FullReply,
     Hello,
     NameReply,
+    PartReply,
     Reply,
     WelcomeReply,
     encode_reply,
@@ -128,6 +129,7 @@ _REPLY_STEPS: dict[type[Reply], Step] = {
     FullReply: Step.CLOSE,
     ByeReply: Step.CLOSE,
     FileReply: Step.BODY,
+    PartReply: Step.BODY,
 }
 
 
@@ -160,6 +162,7 @@ class ServerConnection:
         "_answer_at",
         "_notice_at",
         "_named",
+        "protocol",
     )
 
     def __init__(
@@ -182,6 +185,9 @@ class ServerConnection:
         self._answer_at: float | None = None
         self._notice_at: float | None = None
         self._named = False
+        # The version the greeting asked for (1 until it comes): the WELCOME and
+        # the replies after it speak it.
+        self.protocol = 1
 
     # -- input ----------------------------------------------------------------
 
@@ -235,6 +241,8 @@ class ServerConnection:
             except ProtocolError as exc:
                 return _malformed(exc)
         greeting = parse_greeting(text)
+        if isinstance(greeting, Hello):
+            self.protocol = greeting.protocol
         if greeting is not None:
             return greeting
         return Violation(

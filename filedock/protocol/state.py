@@ -9,7 +9,7 @@ middle of a file body, fails where it happens instead of on the client.
 The client sends lines only; what each line is worth depends on the state
 (before ``WELCOME`` only ``HELLO`` and ``EXIT`` count). The server's side moves
 the conversation: ``NAME``, ``WELCOME``, the start and end of a command that
-waits, a ``FILE`` header and its body, its last reply.
+waits, a ``FILE`` (or ``PART``) header and its body, its last reply.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class State(Enum):
     AUTHORIZING = "authorizing"  # a token given: its answer waits for its delay
     IDLE = "idle"  # WELCOME sent: each line is answered; the idle deadline runs
     BUSY = "busy"  # a command that waits is running: the lines after it wait too
-    SENDING = "sending"  # a FILE header is out: exactly its size in body bytes follows
+    SENDING = "sending"  # a FILE or PART header is out: exactly its body's bytes follow
     DROPPED = "dropped"  # its place went to a newcomer: it is told so after a moment
     CLOSING = "closing"  # the last reply is out (or none can be): input is dropped
     CLOSED = "closed"  # the connection is gone
@@ -43,7 +43,7 @@ class Step(Enum):
     AUTHORIZE = "hold the answer to a token"
     ANSWER = "send a reply that keeps the state"
     START = "start a command that waits"
-    BODY = "send a FILE header"
+    BODY = "send a FILE or PART header"
     BODY_SENT = "finish a file body"
     DONE = "finish a command that waits"
     DROP = "drop it for a newcomer"

@@ -7,14 +7,23 @@ it wait until the task is done, so replies stay in request order.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
-from ..errors import RequestError
+from ..errors import Forbidden, RequestError
 from ..protocol.state import State
-from .repository import INLINE_STEPS, OpenedFile, Repository, WalkTooLong
+from .repository import (
+    INLINE_STEPS,
+    OpenedFile,
+    Repository,
+    WalkTooLong,
+    check_client_path,
+)
 from .transfer import TransferError, send_body
 
 if TYPE_CHECKING:
@@ -23,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("filedock.server")
 
 Handler = Callable[["Session", Any], bytes | None]
+# What a command does with the file it names, once opened (in a worker if its
+# walk is long): send it, its digest, or a part of it.
+Answer = Callable[["Session", OpenedFile], Coroutine[Any, Any, None]]
 
 
 def _ping(_: Session, __: p.Ping) -> bytes:
@@ -44,7 +56,8 @@ def _about(s: Session, _: p.About) -> bytes:
 
 
 def _help(s: Session, _: p.Help) -> bytes:
-    return s.conn.send(p.HelpReply(p.HELP_TEXT))
+    # A v1 greeting hears v1's list, word for word.
+    return s.conn.send(p.HelpReply(p.HELP_TEXT if s.conn.protocol > 1 else p.HELP_TEXT_V1))
 
 
 def _status(s: Session, _: p.Status) -> bytes:
@@ -74,8 +87,19 @@ def _get(s: Session, request: p.Get) -> bytes | None:
     return None
 
 
-def _list(s: Session, _: p.ListFiles) -> None:
-    s.start(_send_listing(s))
+def _hash(s: Session, request: p.Hash) -> bytes | None:
+    _serve(s, request.path, _open_here(s, request.path), _send_digest)
+    return None
+
+
+def _range(s: Session, request: p.Range) -> bytes | None:
+    answer = functools.partial(_send_part, request=request)
+    _serve(s, request.path, _open_here(s, request.path), answer)
+    return None
+
+
+def _list(s: Session, request: p.ListFiles) -> None:
+    s.start(_send_listing(s, request.folder))
 
 
 def _exit(s: Session, _: p.Exit) -> bytes:
@@ -95,6 +119,8 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Say: _say,
     p.Message: _message,
     p.Get: _get,
+    p.Hash: _hash,
+    p.Range: _range,
     p.ListFiles: _list,
     p.Exit: _exit,
 }
@@ -111,26 +137,60 @@ def _open_here(s: Session, path: str) -> OpenedFile | None:
         return None
 
 
-def _serve(s: Session, path: str, opened: OpenedFile | None, *, or_echo: bool = False) -> None:
+def _serve(
+    s: Session,
+    path: str,
+    opened: OpenedFile | None,
+    answer: Answer | None = None,
+    *,
+    or_echo: bool = False,
+) -> None:
+    answer = answer or _send_opened
     if opened is None:
-        s.start(_send_file(s, path, or_echo=or_echo))
+        s.start(_send_file(s, path, answer, or_echo=or_echo))
         return
-    task = s.start(_send_opened(s, opened))
+    task = s.start(answer(s, opened))
     # Closed however the task ends, even cancelled before it ever ran.
     task.add_done_callback(lambda _: opened.close())
 
 
-def _listing(repository: Repository, cancelled: Callable[[], bool]) -> tuple[int, bytes]:
+def _listing(
+    repository: Repository, cancelled: Callable[[], bool], folder: str | None
+) -> tuple[int, bytes]:
     """The listing's records, encoded in a worker: encoding 20,000 records
     takes tens of milliseconds, which on the event loop every client would wait."""
     files = repository.listing(cancelled)
+    if folder is not None:
+        files = files_under(files, folder)
     return len(files), b"".join(map(p.encode_file_info, files))
 
 
-async def _send_listing(s: Session) -> None:
+def files_under(files: list[p.FileInfo], folder: str) -> list[p.FileInfo]:
+    """The part of a listing (sorted by path) under ``folder``: exactly what the
+    whole listing shows there. A folder no request could name (hidden, leaving
+    the repository) holds nothing; ``docs/`` is ``docs``."""
+    folder = folder.rstrip("/")
+    try:
+        check_client_path(folder)
+    except Forbidden:
+        return []
+    # Sorted by path, the files under "docs/" are those from "docs/" up to
+    # "docs0" ("0" comes right after "/").
+    start = bisect.bisect_left(files, folder + "/", key=_path_of)
+    end = bisect.bisect_left(files, folder + "0", lo=start, key=_path_of)
+    return files[start:end]
+
+
+def _path_of(info: p.FileInfo) -> str:
+    return info.path
+
+
+async def _send_listing(s: Session, folder: str | None = None) -> None:
     workers, repository = s.context.workers, s.context.repository
     try:
-        count, records = await workers.metadata.run(_listing, repository, workers.cancel.is_set)
+        count, records = await workers.metadata.run(
+            _listing, repository, workers.cancel.is_set, folder
+        )
     except RequestError as exc:
         s.send(p.ErrorReply(exc.code, exc.text))
         return
@@ -141,9 +201,9 @@ async def _send_listing(s: Session) -> None:
     s.send(p.FilesReply(count), records)
 
 
-async def _send_file(s: Session, path: str, *, or_echo: bool = False) -> None:
-    """Open ``path`` in a worker and send it; with ``or_echo``, echo the line if
-    there is no such file."""
+async def _send_file(s: Session, path: str, answer: Answer, *, or_echo: bool = False) -> None:
+    """Open ``path`` in a worker and ``answer`` with it; with ``or_echo``, echo
+    the line if there is no such file."""
     try:
         opened = await s.context.workers.metadata.run(
             s.context.repository.open, path, abandoned=OpenedFile.close
@@ -152,32 +212,78 @@ async def _send_file(s: Session, path: str, *, or_echo: bool = False) -> None:
         s.send(p.AckReply(path) if or_echo else p.ErrorReply(exc.code, exc.text))
         return
     with opened:
-        await _send_opened(s, opened)
+        await answer(s, opened)
+
+
+async def _digest(s: Session, opened: OpenedFile) -> str | None:
+    """The file's SHA-256 (hashed in the workers if not known); None once the
+    reason there is none was sent."""
+    try:
+        return await s.context.repository.hashes.sha256(opened, s.source)
+    except RequestError as exc:  # changed before the header: the connection goes on
+        s.send(p.ErrorReply(exc.code, exc.text))
+    except OSError as exc:
+        log.warning("Cannot read %r for %s: %s", opened.path, s.label(), exc.strerror)
+        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "file cannot be read"))
+    return None
 
 
 async def _send_opened(s: Session, opened: OpenedFile) -> None:
-    path = opened.path
-    try:
-        digest = await s.context.repository.hashes.sha256(opened, s.source)
-    except RequestError as exc:  # changed before the header: the connection goes on
-        s.send(p.ErrorReply(exc.code, exc.text))
+    digest = await _digest(s, opened)
+    if digest is None:
         return
-    except OSError as exc:
-        log.warning("Cannot read %r for %s: %s", path, s.label(), exc.strerror)
-        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "file cannot be read"))
+    s.send(p.FileReply(opened.size, digest, opened.path))
+    if await _send_body(s, opened, 0):
+        log.info("Sent file %r size=%d sha256=%s…", opened.path, opened.size, digest[:12])
+
+
+async def _send_digest(s: Session, opened: OpenedFile) -> None:
+    digest = await _digest(s, opened)
+    if digest is not None:
+        mtime = listed_mtime(opened.key.mtime_ns)
+        s.send(p.HashReply(p.FileDigest(opened.path, opened.size, mtime, digest)))
+
+
+async def _send_part(s: Session, opened: OpenedFile, request: p.Range) -> None:
+    digest = await _digest(s, opened)
+    if digest is None:
         return
+    offset, size = request.offset, opened.size
+    if digest != request.sha256:
+        text = "the file is no longer the one with that SHA-256: fetch it whole again"
+        s.send(p.ErrorReply(p.ErrorCode.CHANGED, text))
+    elif offset > size:
+        text = f"offset {offset} is past the end of the file ({size} bytes)"
+        s.send(p.ErrorReply(p.ErrorCode.BAD_RANGE, text))
+    else:
+        s.send(p.PartReply(offset, size, digest, opened.path))
+        if await _send_body(s, opened, offset):
+            log.info(
+                "Sent file %r from %d size=%d sha256=%s…", opened.path, offset, size, digest[:12]
+            )
+
+
+async def _send_body(s: Session, opened: OpenedFile, offset: int) -> bool:
+    """Send the body a FILE or PART header announced; False if it was cut short."""
     transport = s.transport
     assert transport is not None
-    s.send(p.FileReply(opened.size, digest, path))
     try:
         # Exactly the announced size goes out, so the stream stays in step
         # even if the file grew or changed meanwhile: the client checks the
         # digest, and changed bytes are never saved as the announced file.
-        await send_body(transport, s.flow, opened, s.config.send_timeout)
+        await send_body(transport, s.flow, opened, s.config.send_timeout, offset)
     except TransferError as exc:  # shrank, or the client went away: cut
+        path = opened.path
         s.context.warn("transfer", "Transfer of %r to %s cut short: %s", path, s.label(), exc)
         s.abort()
-        return
+        return False
     if s.conn.state is State.SENDING:  # (not if the connection went as the last bytes left)
         s.conn.body_sent()
-    log.info("Sent file %r size=%d sha256=%s…", path, opened.size, digest[:12])
+    return True
+
+
+def listed_mtime(mtime_ns: int) -> datetime:
+    """A file's mtime as ``FILES`` shows it: whole seconds of ``st_mtime`` (a
+    float of seconds and nanoseconds, as ``os.stat`` makes it), in UTC."""
+    seconds, nanoseconds = divmod(mtime_ns, 1_000_000_000)
+    return datetime.fromtimestamp(int(seconds + nanoseconds * 1e-9), UTC)

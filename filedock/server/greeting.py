@@ -85,7 +85,7 @@ def welcome(s: Session) -> bytes:
     s.leave_pool()
     s.entry = outcome
     log.info("Connected: %s from %s", outcome.name, s.address)
-    return s.conn.send(p.WelcomeReply(outcome.name, s.context.banner))
+    return s.conn.send(p.WelcomeReply(outcome.name, s.context.banner, s.conn.protocol))
 
 
 def answer_due(s: Session, right: bool) -> None:

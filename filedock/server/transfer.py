@@ -108,8 +108,10 @@ async def send_body(
     flow: WriteFlow,
     opened: OpenedFile,
     stall_limit: float,
+    offset: int = 0,
 ) -> None:
-    """Send exactly ``opened.size`` bytes of ``opened`` after what was written.
+    """Send exactly ``opened.size - offset`` bytes of ``opened``, from ``offset``
+    on, after what was written.
 
     Raises :class:`TransferError` when the body cannot be sent whole (the file
     shrank, the client went away or stalled); the caller must then close the
@@ -118,19 +120,19 @@ async def send_body(
     await wait_flushed(transport, flow, stall_limit)
     sock = transport.get_extra_info("socket")
     if sock is not None and transport.get_extra_info("sslcontext") is None:
-        await _sendfile(sock.fileno(), opened, stall_limit)
+        await _sendfile(sock.fileno(), opened, stall_limit, offset)
     else:
-        await _send_chunks(transport, flow, opened, stall_limit)
+        await _send_chunks(transport, flow, opened, stall_limit, offset)
 
 
-async def _sendfile(socket_fd: int, opened: OpenedFile, stall_limit: float) -> None:
+async def _sendfile(socket_fd: int, opened: OpenedFile, stall_limit: float, offset: int) -> None:
     loop = asyncio.get_running_loop()
     # A duplicate descriptor: the loop refuses to watch the transport's own one,
     # and the kernel sends through either alike. Closing it never closes the
     # connection.
     fd = os.dup(socket_fd)
     try:
-        offset, size = 0, opened.size
+        size = opened.size
         while offset < size:
             try:
                 sent = os.sendfile(fd, opened.fd, offset, size - offset)
@@ -168,8 +170,9 @@ async def _send_chunks(
     flow: WriteFlow,
     opened: OpenedFile,
     stall_limit: float,
+    offset: int,
 ) -> None:
-    offset, size = 0, opened.size
+    size = opened.size
     while offset < size:
         if transport.is_closing():
             raise TransferError("connection closed")

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from filedock import protocol as p
 from filedock.client.client import Client
 from filedock.errors import BadRequest
 from filedock.version import __version__
@@ -95,7 +96,11 @@ def test_help_is_one_line(raw: Callable[[], LineConn], connect: Callable[..., Cl
     for word in ("status", "list", "get", "ping", "who", "uptime", "about", "exit"):
         assert word in reply.lower(), word
     assert conn.request("PING") == "PONG"  # nothing more came after the HELP line
-    assert "HELP " + connect().help() == reply
+    # A v1 greeting hears v1's list, as before; the library asks for v2 and
+    # hears the new verbs too.
+    assert reply == "HELP " + p.HELP_TEXT_V1
+    assert connect().help() == p.HELP_TEXT
+    assert "hash <path>" in p.HELP_TEXT
 
 
 def test_status_records(

@@ -64,6 +64,7 @@ DOCUMENTED = [
     filedock.DownloadResult,
     protocol.ClientRecord,
     protocol.FileInfo,
+    protocol.FileDigest,
     errors.FiledockError,
 ]
 
@@ -86,10 +87,11 @@ DOCTESTS = _doctests()
 def test_public_api_has_examples() -> None:
     documented = {test.name for test in DOCTESTS}
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
-    methods += ["get", "download", "get_many", "send_line", "exit"]
+    methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
     for method in methods:
         assert f"Client.{method}" in documented, method
-    for name in ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FiledockError"):
+    names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "FiledockError")
+    for name in names:
         assert name in documented, name
 
 

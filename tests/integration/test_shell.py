@@ -16,7 +16,8 @@ def test_help_explains_every_command(connect: Callable[..., Client]) -> None:
     assert shell.execute("help") is False
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[SERVER] CMDs: ")
-    for command in ("help", "list", "status", "who", "ping", "uptime", "about", "get <file>"):
+    commands = ("help", "list [folder]", "status", "who", "ping", "uptime", "about", "get <file>")
+    for command in (*commands, "hash <path>"):
         assert any(line.split("  ")[1:2] == [command] for line in lines), command
     for client_side in ("exit, quit", "Ctrl-D", "Ctrl-C", "TAB", "say <text>"):
         assert client_side in out.getvalue()

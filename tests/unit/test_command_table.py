@@ -37,10 +37,19 @@ def _ids(command: p.Command) -> str:
     return command.word or "message"
 
 
+# The argument a verb's example takes: a path, or fields before one.
+_ARGUMENTS = {p.Range: f"7 {'ab' * 32} some thing.txt"}
+
+
+def _argument(command: p.Command) -> str:
+    return _ARGUMENTS.get(command.request, "some thing.txt")
+
+
 def _example(command: p.Command) -> p.CommandRequest:
     """A request of ``command``'s verb, with an argument if it takes one."""
-    line = command.usage.replace(f"<{command.argument}>", "some thing.txt")
-    return p.parse_request(line)
+    if command.argument is None:
+        return p.parse_request(command.usage)
+    return p.parse_request(f"{command.word} {_argument(command)}")
 
 
 # -- the table itself ----------------------------------------------------------------
@@ -66,7 +75,7 @@ def test_each_word_is_declared_once_in_lower_case() -> None:
 def test_each_verb_has_help_for_people(command: p.Command) -> None:
     assert command.help.strip()
     assert command.usage
-    if command.argument is not None and command.word is not None:
+    if command.argument is not None and command.word is not None and not command.optional:
         assert command.missing.strip(), "a verb with an argument says what is missing"
 
 
@@ -79,8 +88,7 @@ def test_each_verb_parses_in_any_case(command: p.Command) -> None:
     assert type(request) is command.request
     assert command.word is not None
     for spelling in (command.word, command.word.upper(), command.word.title()):
-        line = command.usage.replace(command.word, spelling, 1)
-        line = line.replace(f"<{command.argument}>", "some thing.txt")
+        line = spelling if command.argument is None else f"{spelling} {_argument(command)}"
         assert p.parse_request(line) == request
         assert p.parse_request_line(line.encode()) == request
 
@@ -93,7 +101,9 @@ def test_each_verb_round_trips(command: p.Command) -> None:
     assert p.parse_request_line(line[:-1]) == request
 
 
-@pytest.mark.parametrize("command", [c for c in VERBS if c.argument is not None], ids=_ids)
+@pytest.mark.parametrize(
+    "command", [c for c in VERBS if c.argument is not None and not c.optional], ids=_ids
+)
 def test_a_verb_without_its_argument_is_a_bad_request(command: p.Command) -> None:
     assert command.word is not None
     for line in (command.word, command.word.upper()):
@@ -108,11 +118,18 @@ def test_a_word_without_argument_followed_by_more_is_a_message(command: p.Comman
     assert p.parse_request(line) == p.Message(line)
 
 
+def test_an_optional_argument_may_be_left_out() -> None:
+    assert p.parse_request("list") == p.ListFiles()
+    assert p.parse_request("LIST docs/sub dir") == p.ListFiles("docs/sub dir")
+    assert p.encode_request(p.ListFiles()) == b"LIST\n"
+    assert p.encode_request(p.ListFiles("docs")) == b"LIST docs\n"
+
+
 def test_the_fast_path_holds_exactly_the_verbs_without_argument() -> None:
     expected = {
         spelling.encode(): command.request
         for command in VERBS
-        if command.argument is None and command.word is not None
+        if (command.argument is None or command.optional) and command.word is not None
         for spelling in (command.word, command.word.upper())
     }
     fast = p.messages._LINE_REQUESTS
@@ -124,6 +141,7 @@ def test_the_fast_path_holds_exactly_the_verbs_without_argument() -> None:
 def test_the_missing_argument_texts_keep_their_wording() -> None:
     assert p.COMMANDS_BY_REQUEST[p.Get].missing == "GET needs a path: GET <path>"
     assert p.COMMANDS_BY_REQUEST[p.Say].missing == "SAY needs a text: SAY <text>"
+    assert p.COMMANDS_BY_REQUEST[p.Hash].missing == "HASH needs a path: HASH <path>"
 
 
 def test_encoding_something_that_is_no_request_raises() -> None:
@@ -141,8 +159,14 @@ def test_the_server_has_one_handler_for_each_verb_of_the_table() -> None:
 
 
 def test_help_keeps_its_wording_and_names_each_verb_once() -> None:
-    assert p.HELP_TEXT == (
+    # A v1 greeting hears v1's line, byte for byte.
+    assert p.HELP_TEXT_V1 == (
         "CMDs: help | status | list | get <file> | <filename> | say <text> | ping | who | "
+        "uptime | about | exit"
+    )
+    assert p.HELP_TEXT == (
+        "CMDs: help | status | list [folder] | get <file> | hash <path> | "
+        "range <offset> <sha256> <path> | <filename> | say <text> | ping | who | "
         "uptime | about | exit"
     )
     listed = p.HELP_TEXT.removeprefix("CMDs: ").split(" | ")
@@ -171,7 +195,7 @@ def test_the_greeting_line_keeps_its_wording() -> None:
 def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
     assert screen.HELP_LINES == (
         ("help", "this list (and the server's own)"),
-        ("list", "the files on the server: path, size, last modified"),
+        ("list [folder]", "the files on the server (or in one folder): path, size, last modified"),
         ("status", "every client since the server started: when it came, when it left"),
         ("who", "the clients connected now"),
         ("ping", "check that the server answers"),
@@ -179,6 +203,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
         ("about", "the server's name and version"),
         ("get <file>", "download a file into {downloads}, verified by SHA-256"),
         ("<file>", "the same as get <file>"),
+        ("hash <path>", "the SHA-256 of files on the server, printed as sha256sum does"),
         ("say <text>", "send <text> as a message, even if it is a command word"),
         ("<anything else>", "a message: the server echoes it with ACK"),
         ("exit, quit", "leave; Ctrl-D (end of input) and Ctrl-C leave too"),
@@ -186,6 +211,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
     )
     shown = {row.split(",")[0] for row, _ in screen.HELP_LINES}
     assert {c.usage for c in VERBS if c.shell} <= shown
+    assert "range" not in str(screen.HELP_LINES)  # for the library: not offered at the prompt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +225,8 @@ def test_a_new_verb_is_listed_by_the_prompt_without_more_code(
     """A verb the screens' orders do not name comes after the ones they do."""
     extra = p.Command("stats", _Stats, "numbers")  # type: ignore[arg-type]
     monkeypatch.setattr(p, "COMMANDS", (*p.COMMANDS, extra))
-    greeting = [c.usage for c in screen._in_order(screen._GREETING_ORDER) if c.shell_greeting]
+    order = screen._in_order(screen._GREETING_ORDER)
+    greeting = [c.short_usage for c in order if c.shell_greeting]
     assert " | ".join(greeting[:-1]) == screen.COMMANDS_LINE.removeprefix("Commands: ")
     assert greeting[-1] == "stats"
     help_screen = [c.usage for c in screen._in_order(screen._HELP_ORDER)]
@@ -252,6 +279,7 @@ def test_each_one_shot_command_has_its_help_and_options(command: p.Command) -> N
     assert bool(positional) is (command.argument is not None)
     if command.argument is not None:
         assert positional[0].metavar == command.argument.upper()
+        assert positional[0].nargs == ("?" if command.optional else "+")
 
 
 # -- error codes ---------------------------------------------------------------------

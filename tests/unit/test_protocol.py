@@ -407,8 +407,10 @@ def test_encode_request_refuses_a_line_feed() -> None:
 
 def test_every_command_word_is_understood() -> None:
     for word in p.COMMAND_WORDS:
-        if word in ("get", "say"):
-            assert isinstance(p.parse_request(f"{word.upper()} x"), p.Get | p.Say)
+        if word in ("get", "say", "hash"):
+            assert isinstance(p.parse_request(f"{word.upper()} x"), p.Get | p.Say | p.Hash)
+        elif word == "range":
+            assert isinstance(p.parse_request(f"RANGE 0 {'a' * 64} x"), p.Range)
         else:
             assert not isinstance(p.parse_request(word.upper()), p.Message)
 

@@ -188,10 +188,13 @@ def test_a_command_that_waits_pauses_the_lines_after_it() -> None:
     assert conn.next_event() == p.Ping()
 
 
-def test_a_file_body_admits_no_line_until_it_is_out() -> None:
+@pytest.mark.parametrize(
+    "header", [p.FileReply(3, "0" * 64, "a.txt"), p.PartReply(1, 3, "0" * 64, "a.txt")]
+)
+def test_a_file_body_admits_no_line_until_it_is_out(header: p.Reply) -> None:
     conn = greeted()
     conn.start()
-    conn.send(p.FileReply(3, "0" * 64, "a.txt"))
+    conn.send(header)
     assert conn.state is State.SENDING
     with pytest.raises(StateError):
         conn.send(p.AckReply("hello"))

@@ -48,6 +48,7 @@ def test_completer_offers_command_words_then_files() -> None:
     assert _complete(completer, "st") == ["status", "status.log"]
     assert _complete(completer, "get sa") == ["sample.txt"]
     assert _complete(completer, "GET sa") == ["sample.txt"]
+    assert _complete(completer, "hash sa") == ["sample.txt"]
     assert _complete(completer, "say sa") == []
     assert _complete(completer, "qu") == ["quit"]
 
