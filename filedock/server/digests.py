@@ -290,6 +290,7 @@ def open_store(state_dir: str, *, max_rows: int = MAX_ROWS) -> DigestStore:
 
 def _connect(path: str) -> sqlite3.Connection:
     """Open (or make) the file and check it is ours; sqlite3.Error if it is not."""
+    _refuse_links(path)
     db = sqlite3.connect(
         path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level="DEFERRED"
     )
@@ -309,9 +310,18 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
+def _refuse_links(path: str) -> None:
+    """SQLite follows a link in the state folder, and would make or write a
+    database wherever it points: the cache's files must be the folder's own."""
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.islink(name):
+            raise sqlite3.DatabaseError(f"{os.path.basename(name)} is a symbolic link")
+
+
 def _set_aside(path: str) -> None:
     """Move an unusable file (and its journal) out of the way, for a look later."""
-    os.replace(path, path + SET_ASIDE_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):  # only a journal may be wrong
+        os.replace(path, path + SET_ASIDE_SUFFIX)
     for journal in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path + journal)

@@ -222,3 +222,20 @@ def test_digests_of_many_files_stay_warm_past_the_old_bound(repo: Path) -> None:
         assert cache.hashes.hashings == 4_200  # the second pass was all hits
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("journal", ["", "-wal", "-shm"])
+def test_a_cache_file_made_a_symlink_is_set_aside_and_nothing_is_written_through_it(
+    repo: Path, served: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, journal: str
+) -> None:
+    # A link in the state folder to a path elsewhere: SQLite would make (or
+    # write into) a database there, outside the folder the server owns.
+    (repo / STATE).mkdir()
+    target = tmp_path / "elsewhere.db"
+    (repo / STATE / (FILE_NAME + journal)).symlink_to(target)
+    with running_server(repo) as server:
+        assert fetch(server, tmp_path / "one") == CONTENT
+    assert not target.exists()
+    assert not (repo / STATE / FILE_NAME).is_symlink()
+    [warning] = warnings_of(caplog)
+    assert "symbolic link" in warning
