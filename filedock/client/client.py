@@ -15,6 +15,7 @@ b'hello\\n'
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import math
 import os
@@ -34,6 +35,7 @@ from ..errors import (
     FiledockError,
     IntegrityError,
     ProtocolError,
+    RequestError,
     SaveError,
     ServerFull,
     TooLarge,
@@ -630,25 +632,42 @@ class Client:
         first = self._body_start(header.size)
         # The body is bounded by max_time as a whole, and by timeout per silence.
         self._link.set_deadline(self._command_deadline, self._command_message)
-        partial = self._open_partial(dest, header.size, first)
+        try:
+            partial = self._open_partial(dest, header.size, first)
+        except SaveError:
+            self._skip_trailer()  # a refused body was read and dropped: its trailer too
+            raise
         try:
             received = receive_body(self._recv_body_into, first, header.size, partial.fd, progress)
+            if received.whole:
+                self._body_end()
+                # A header without the digest: it follows the body (ERR changed raises Changed).
+                expected = header.sha256 or self._trailer_digest()
         except BaseException:
             partial.discard()
             raise
-        if received.whole:
-            self._body_end()
         if received.write_error is not None:
             partial.discard()
             raise SaveError(f"cannot write {dest}: {received.write_error.strerror}")
-        if received.sha256 != header.sha256:
+        if received.sha256 != expected:
             partial.discard()
             raise IntegrityError(
                 f"SHA-256 mismatch for {dest.name}",
-                expected=header.sha256,
+                expected=expected,
                 actual=received.sha256,
             )
-        return DownloadResult(partial.commit(), header.size, header.sha256)
+        return DownloadResult(partial.commit(), header.size, expected)
+
+    def _trailer_digest(self) -> str:
+        """The ``DIGEST`` that follows a body announced without one (v2); ``ERR
+        changed`` raises :class:`Changed`: the file changed while it was sent."""
+        return self._expect(self._read_reply(), p.DigestReply).sha256
+
+    def _skip_trailer(self) -> None:
+        """Read the trailer of a body that was dropped, if one is due, to stay in step."""
+        if self._conn.state is ClientState.TRAILER:
+            with contextlib.suppress(RequestError):
+                self._trailer_digest()
 
     def _body_start(self, size: int) -> bytes:
         """The first bytes of a body of ``size``: those that came with its header."""

@@ -11,7 +11,8 @@ Requests go out as bytes from :meth:`~ClientConnection.send`.
 The connection owns what the replies mean for what follows them: the
 handshake (``NAME``, then ``HELLO``, then ``WELCOME``; ``FULL`` instead),
 ``STATUS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
-size bytes follow), ``PART offset size …`` (size - offset bytes follow),
+size bytes follow; after them a ``DIGEST`` line when the header had none),
+``PART offset size …`` (size - offset bytes follow),
 which replies answer which request (:data:`ANSWERS`:
 another is the server out of step), and which ``ERR`` codes end the
 conversation (:data:`~.codes.CLOSING_CODES`). Its :attr:`~ClientConnection.state` says
@@ -26,6 +27,8 @@ The states and what moves between them::
     AWAIT_REPLY --STATUS n / FILES n--> RECORDS --n records--> (reply done)
     AWAIT_REPLY --FILE size--> BODY --size bytes--> (reply done)
     AWAIT_REPLY --PART offset size--> BODY --size - offset bytes--> (reply done)
+    AWAIT_REPLY --FILE size - (v2)--> BODY --size bytes--> TRAILER
+    TRAILER --DIGEST sha256, or ERR changed--> (reply done)
     FULL, BYE, a closing ERR, the end of the stream --> CLOSED
     a line that breaks the protocol, a reply that answers no request sent,
     another reply in the handshake --> BROKEN
@@ -54,6 +57,7 @@ class ClientState(Enum):
     AWAIT_REPLY = auto()  # requests sent: their replies are due, in order
     RECORDS = auto()  # inside a STATUS or FILES reply: records follow
     BODY = auto()  # inside a FILE or PART reply: body bytes follow
+    TRAILER = auto()  # a body announced without its digest ended: DIGEST (or ERR) is due
     CLOSED = auto()  # the server ends the conversation, or ended the stream
     BROKEN = auto()  # the server broke the protocol: nothing after can be read in step
 
@@ -62,6 +66,7 @@ class ClientState(Enum):
 # is Python code, and these tests run a few times per reply.
 _IDLE, _AWAIT_REPLY = ClientState.IDLE, ClientState.AWAIT_REPLY
 _RECORDS, _BODY = ClientState.RECORDS, ClientState.BODY
+_TRAILER = ClientState.TRAILER
 _CLOSED, _BROKEN = ClientState.CLOSED, ClientState.BROKEN
 
 
@@ -148,6 +153,7 @@ class ClientConnection:
         self._parse_record: _RecordParser = messages.parse_client_record
         self._body_left = 0
         self._body = memoryview(b"")  # body bytes received, not handed out yet
+        self._trailer_due = False  # the body in hand came with no digest: DIGEST follows it
         self._eof = False
 
     @property
@@ -239,6 +245,8 @@ class ClientConnection:
         if state is ClientState.AWAIT_NAME or state is ClientState.AWAIT_WELCOME:
             self._handshake_reply(reply)
             return reply
+        if state is _TRAILER:
+            return self._trailer(reply)
         kind = type(reply)
         if kind is not messages.ErrorReply and (not self._due or kind not in self._due[0]):
             self._state = _BROKEN
@@ -256,7 +264,8 @@ class ClientConnection:
                 self._begin_records(count, messages.parse_client_record)
             case messages.FilesReply(count):
                 self._begin_records(count, messages.parse_file_info)
-            case messages.FileReply(size):
+            case messages.FileReply(size, sha256):
+                self._trailer_due = sha256 is None
                 self._begin_body(size)
             case messages.PartReply():
                 self._begin_body(reply.length)
@@ -276,6 +285,23 @@ class ClientConnection:
                 self._state = ClientState.CLOSED
             case _:  # no handshake goes on after another reply
                 self._state = ClientState.BROKEN
+
+    def _trailer(self, reply: messages.Reply) -> messages.Reply:
+        """The line after a body announced without its digest: ``DIGEST``, or an
+        ``ERR`` (``changed``: the file changed while it was sent)."""
+        match reply:
+            case messages.DigestReply():
+                self._reply_done()
+            case messages.ErrorReply(code) if code in CLOSING_CODES:
+                self._state = ClientState.CLOSED
+            case messages.ErrorReply():
+                self._reply_done()
+            case _:
+                self._state = _BROKEN
+                raise errors.ProtocolError(
+                    f"expected DIGEST after the body, the server sent {reply!r}"
+                )
+        return reply
 
     def _begin_records(self, count: int, parse: _RecordParser) -> None:
         self._state = ClientState.RECORDS
@@ -314,7 +340,11 @@ class ClientConnection:
             self._body_left -= len(data)
             return BodyData(data)
         if self._body_left == 0:
-            self._reply_done()
+            if self._trailer_due:
+                self._trailer_due = False
+                self._state = _TRAILER
+            else:
+                self._reply_done()
             return EndOfReply()
         if self._eof:
             self._state = ClientState.CLOSED
@@ -351,7 +381,7 @@ class ClientConnection:
             data = messages.encode_request(request)
             self._state = ClientState.AWAIT_WELCOME
             return data
-        if state is not _RECORDS and state is not _BODY:
+        if state is not _RECORDS and state is not _BODY and state is not _TRAILER:
             raise ValueError(f"{type(request).__name__} before the handshake, in {state.name}")
         data = messages.encode_request(request)  # pipelined behind the reply being read
         self._due.append(ANSWERS[type(request)])

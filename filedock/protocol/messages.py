@@ -31,6 +31,8 @@ PROTO_PREFIX = "proto="
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NOT_FINISHED = "-"
+# In a v2 FILE header, in place of the SHA-256: it follows the body (DIGEST).
+UNKNOWN_DIGEST = "-"
 FIELD_SEPARATOR = "\t"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -627,11 +629,23 @@ class FilesReply:
 
 @dataclass(frozen=True, slots=True)
 class FileReply:
-    """``FILE <size> <sha256> <path>``: exactly ``size`` raw bytes follow."""
+    """``FILE <size> <sha256> <path>``: exactly ``size`` raw bytes follow.
+
+    ``sha256`` None is ``FILE <size> - <path>`` (v2 only): the server did not
+    know the digest, and sends it after the body, as a :class:`DigestReply`
+    (or ``ERR changed`` when the file changed while it was sent)."""
 
     size: int
-    sha256: str
+    sha256: str | None
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigestReply:
+    """``DIGEST <sha256>``: the SHA-256 of the body just sent, after a
+    ``FILE <size> - <path>`` header."""
+
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -684,6 +698,7 @@ Reply = (
     | StatusReply
     | FilesReply
     | FileReply
+    | DigestReply
     | HashReply
     | PartReply
     | AckReply
@@ -735,7 +750,9 @@ def encode_reply(reply: Reply) -> bytes:
         case FilesReply(count):
             line = f"FILES {count}"
         case FileReply(size, sha256, path):
-            line = f"FILE {size} {sha256} {path}"
+            line = f"FILE {size} {UNKNOWN_DIGEST if sha256 is None else sha256} {path}"
+        case DigestReply(sha256):
+            line = f"DIGEST {sha256}"
         case HashReply(file):
             mtime = format_file_time(file.mtime)
             line = f"HASH {file.size} {file.sha256} {mtime} {file.path}"
@@ -787,6 +804,9 @@ def parse_reply(line: str) -> Reply:
             return FilesReply(_parse_record_count(rest, line))
         case "FILE":
             return _parse_file_reply(line, rest)
+        case "DIGEST":
+            _check_sha256(rest, "DIGEST line", line)
+            return DigestReply(rest)
         case "HASH":
             return _parse_hash_reply(line, rest)
         case "PART":
@@ -813,6 +833,8 @@ def _fields(rest: str, count: int, what: str, line: str) -> list[str]:
 
 def _parse_file_reply(line: str, rest: str) -> FileReply:
     size_text, sha256, path = _fields(rest, 3, "FILE header", line)
+    if sha256 == UNKNOWN_DIGEST:
+        return FileReply(_parse_size(size_text), None, path)
     _check_sha256(sha256, "FILE header", line)
     return FileReply(_parse_size(size_text), sha256, path)
 

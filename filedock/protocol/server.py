@@ -29,6 +29,7 @@ from .messages import (
     _LINE_REQUESTS,
     ByeReply,
     CommandRequest,
+    DigestReply,
     ErrorReply,
     Exit,
     FileReply,
@@ -116,6 +117,7 @@ _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 # taken for every batch compare with these instead.
 _ACCEPTED, _NAMED, _IDLE, _DROPPED = State.ACCEPTED, State.NAMED, State.IDLE, State.DROPPED
 _NAME, _ANSWER, _CLOSE = Step.NAME, Step.ANSWER, Step.CLOSE
+_TRAILING, _TRAILER = State.TRAILING, Step.TRAILER
 # The fast path's one lookup, bound here: a method of an imported name is
 # looked up as an attribute (a new bound method) at every call.
 _line_request = _LINE_REQUESTS.get
@@ -130,6 +132,7 @@ _REPLY_STEPS: dict[type[Reply], Step] = {
     ByeReply: Step.CLOSE,
     FileReply: Step.BODY,
     PartReply: Step.BODY,
+    DigestReply: Step.TRAILER,
 }
 
 
@@ -163,6 +166,7 @@ class ServerConnection:
         "_notice_at",
         "_named",
         "protocol",
+        "_trailer_due",
     )
 
     def __init__(
@@ -188,6 +192,8 @@ class ServerConnection:
         # The version the greeting asked for (1 until it comes): the WELCOME and
         # the replies after it speak it.
         self.protocol = 1
+        # The FILE header in hand had no digest: its body ends with a trailer.
+        self._trailer_due = False
 
     # -- input ----------------------------------------------------------------
 
@@ -264,10 +270,20 @@ class ServerConnection:
         if step is None:
             closes = isinstance(reply, ErrorReply) and reply.code in CLOSING_CODES
             step = _CLOSE if closes else _ANSWER
+            if step is _ANSWER and self.state is _TRAILING:
+                step = _TRAILER  # ERR changed (or internal) in the DIGEST's place
+        elif step is Step.BODY and isinstance(reply, FileReply) and reply.sha256 is None:
+            self._check_unhashed()
+            self._trailer_due = True
         self._move(step)
         if step is _NAME:
             self._named = True
         return encode_reply(reply)
+
+    def _check_unhashed(self) -> None:
+        # A v1 client never sees a FILE header without its digest.
+        if self.protocol < 2:
+            raise StateError(self.state, Step.BODY)
 
     def answer(self, data: bytes) -> bytes:
         """``data``, a reply already encoded that keeps the state (STATUS from its
@@ -280,8 +296,18 @@ class ServerConnection:
         self._move(Step.START)
 
     def body_sent(self) -> None:
-        """The file body announced by the last ``FILE`` header is out."""
-        self._move(Step.BODY_SENT)
+        """The file body announced by the last ``FILE`` header is out (its
+        ``DIGEST`` is due next if that header had none)."""
+        if self._trailer_due:
+            self._trailer_due = False
+            self._move(Step.UNHASHED_BODY_SENT)
+        else:
+            self._move(Step.BODY_SENT)
+
+    @property
+    def trailing(self) -> bool:
+        """Whether the body's trailer (``DIGEST`` or ``ERR changed``) is due."""
+        return self.state is _TRAILING
 
     def done(self, now: float) -> None:
         """The command that waited has answered; idleness counts from ``now``."""

@@ -9,7 +9,8 @@ middle of a file body, fails where it happens instead of on the client.
 The client sends lines only; what each line is worth depends on the state
 (before ``WELCOME`` only ``HELLO`` and ``EXIT`` count). The server's side moves
 the conversation: ``NAME``, ``WELCOME``, the start and end of a command that
-waits, a ``FILE`` (or ``PART``) header and its body, its last reply.
+waits, a ``FILE`` (or ``PART``) header and its body, the ``DIGEST`` after a
+body whose header had none (v2), its last reply.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class State(Enum):
     IDLE = "idle"  # WELCOME sent: each line is answered; the idle deadline runs
     BUSY = "busy"  # a command that waits is running: the lines after it wait too
     SENDING = "sending"  # a FILE or PART header is out: exactly its body's bytes follow
+    TRAILING = "trailing"  # a body announced without its digest is out: DIGEST is due
     DROPPED = "dropped"  # its place went to a newcomer: it is told so after a moment
     CLOSING = "closing"  # the last reply is out (or none can be): input is dropped
     CLOSED = "closed"  # the connection is gone
@@ -45,6 +47,8 @@ class Step(Enum):
     START = "start a command that waits"
     BODY = "send a FILE or PART header"
     BODY_SENT = "finish a file body"
+    UNHASHED_BODY_SENT = "finish a body announced without its digest"
+    TRAILER = "send the DIGEST (or ERR changed) after a body"
     DONE = "finish a command that waits"
     DROP = "drop it for a newcomer"
     CLOSE = "send the last reply (BYE, FULL, an ERR that closes)"
@@ -101,6 +105,15 @@ TRANSITIONS: dict[State, dict[Step, State]] = {
     S.SENDING: {
         # No line may follow a body cut short: it ends without a reply.
         T.BODY_SENT: S.BUSY,
+        T.UNHASHED_BODY_SENT: S.TRAILING,
+        T.END: S.CLOSING,
+        T.LOST: S.CLOSED,
+    },
+    S.TRAILING: {
+        # Only the digest of what was sent, or ERR changed, may follow; or a
+        # last line (ERR shutdown) if the server stops while it is hashed.
+        T.TRAILER: S.BUSY,
+        T.CLOSE: S.CLOSING,
         T.END: S.CLOSING,
         T.LOST: S.CLOSED,
     },

@@ -25,6 +25,8 @@ from .repository import (
     check_client_path,
 )
 from .transfer import TransferError, send_body
+from .transfer_log import TransferLog
+from .unhashed import send_unhashed
 
 if TYPE_CHECKING:
     from .session import Session
@@ -229,12 +231,32 @@ async def _digest(s: Session, opened: OpenedFile) -> str | None:
 
 
 async def _send_opened(s: Session, opened: OpenedFile) -> None:
-    digest = await _digest(s, opened)
+    if s.conn.protocol > 1:
+        # v2 never makes the client wait for a hashing: a digest not known
+        # yet follows the body.
+        digest = await _known_digest(s, opened)
+        if digest is None:
+            if not s.closing:
+                await send_unhashed(s, opened)
+            return
+    else:
+        digest = await _digest(s, opened)
     if digest is None:
         return
     s.send(p.FileReply(opened.size, digest, opened.path))
-    if await _send_body(s, opened, 0):
-        log.info("Sent file %r size=%d sha256=%s…", opened.path, opened.size, digest[:12])
+    transfer = TransferLog(s, opened.path, opened.size)
+    if await _send_body(s, opened, 0, transfer):
+        transfer.completed(digest)
+
+
+async def _known_digest(s: Session, opened: OpenedFile) -> str | None:
+    """The file's digest if the cache knows it (memory or store); None if not,
+    and None too once the reason there is none was sent."""
+    try:
+        return await s.context.repository.hashes.known(opened)
+    except RequestError as exc:  # the workers are stopping
+        s.send(p.ErrorReply(exc.code, exc.text))
+    return None
 
 
 async def _send_digest(s: Session, opened: OpenedFile) -> None:
@@ -257,13 +279,12 @@ async def _send_part(s: Session, opened: OpenedFile, request: p.Range) -> None:
         s.send(p.ErrorReply(p.ErrorCode.BAD_RANGE, text))
     else:
         s.send(p.PartReply(offset, size, digest, opened.path))
-        if await _send_body(s, opened, offset):
-            log.info(
-                "Sent file %r from %d size=%d sha256=%s…", opened.path, offset, size, digest[:12]
-            )
+        transfer = TransferLog(s, opened.path, size)
+        if await _send_body(s, opened, offset, transfer):
+            transfer.completed(digest, offset)
 
 
-async def _send_body(s: Session, opened: OpenedFile, offset: int) -> bool:
+async def _send_body(s: Session, opened: OpenedFile, offset: int, transfer: TransferLog) -> bool:
     """Send the body a FILE or PART header announced; False if it was cut short."""
     transport = s.transport
     assert transport is not None
@@ -273,8 +294,7 @@ async def _send_body(s: Session, opened: OpenedFile, offset: int) -> bool:
         # digest, and changed bytes are never saved as the announced file.
         await send_body(transport, s.flow, opened, s.config.send_timeout, offset)
     except TransferError as exc:  # shrank, or the client went away: cut
-        path = opened.path
-        s.context.warn("transfer", "Transfer of %r to %s cut short: %s", path, s.label(), exc)
+        transfer.cut_short(exc, offset)
         s.abort()
         return False
     if s.conn.state is State.SENDING:  # (not if the connection went as the last bytes left)

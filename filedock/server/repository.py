@@ -124,6 +124,13 @@ class OpenedFile:
         """Whether the file still has the key it had when opened."""
         return FileKey.of(os.fstat(self.fd)) == self.key
 
+    def served_whole(self) -> bool:
+        """Whether its first ``size`` bytes can still be trusted to be those it
+        had at open: unchanged, or grown (a live log, served as its prefix, the
+        rule :func:`hash_opened` applies too)."""
+        now = FileKey.of(os.fstat(self.fd))
+        return now == self.key or now.size > self.key.size
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -796,6 +803,20 @@ class HashCache:
             self._digests.move_to_end(key)
         return digest
 
+    async def known(self, opened: OpenedFile) -> str | None:
+        """``opened``'s digest if it is known without hashing (in memory, or in
+        the store, asked in a metadata worker), else None; a file being hashed
+        now is not known yet."""
+        key = opened.key
+        digest = self.cached(key)
+        if digest is None and key not in self._pending and not isinstance(self.store, NoStore):
+            digest = await self.workers.metadata.run(self._ask_store, key.row())
+            if digest is not None:
+                self._keep(key, digest)
+        if digest is not None:
+            self.hits += 1
+        return digest
+
     async def sha256(self, opened: OpenedFile, source: str = "") -> str:
         """The SHA-256 hex digest of ``opened``'s first ``opened.size`` bytes.
 
@@ -808,17 +829,24 @@ class HashCache:
         if digest is not None:
             self.hits += 1
             return digest
+        # shield: one waiter giving up must not cancel the others' hashing.
+        hashed = await asyncio.shield(self.hashing(opened, source))
+        return hashed.digest
+
+    def hashing(self, opened: OpenedFile, source: str = "") -> asyncio.Future[_Hashed]:
+        """The hashing of ``opened`` in progress, or a new one: it runs to its
+        end (and its digest is cached) whoever waits for it, or none. Await it
+        through ``asyncio.shield``: one waiter giving up must not stop it."""
+        key = opened.key
         pending = self._pending.get(key)
         if pending is None:
-            # The hashing thread gets its own descriptor: the session may close
-            # its own (a client leaving) while others wait for this digest.
+            # The hashing thread gets its own descriptor, taken now: the session
+            # may close its own (a client leaving) before the hashing starts.
             fd = os.dup(opened.fd)
             pending = asyncio.ensure_future(self._digest(fd, key, source))
             self._pending[key] = pending
             pending.add_done_callback(lambda done: self._store(key, done))
-        # shield: one waiter giving up must not cancel the others' hashing.
-        hashed = await asyncio.shield(pending)
-        return hashed.digest
+        return pending
 
     async def _digest(self, fd: int, key: FileKey, source: str) -> _Hashed:
         """The store's digest for ``key`` if it has one, else a hashing; ``fd`` is closed."""
@@ -916,7 +944,10 @@ class HashCache:
         del self._pending[key]
         if done.cancelled() or done.exception() is not None or not done.result().cacheable:
             return
-        self._digests[key] = done.result().digest
+        self._keep(key, done.result().digest)
+
+    def _keep(self, key: FileKey, digest: str) -> None:
+        self._digests[key] = digest
         while len(self._digests) > self.max_entries:
             self._digests.popitem(last=False)
 

@@ -45,7 +45,7 @@ _FLUSH_SIZE = 64 * 1024
 # The conversation is over (or about to be told so): input is dropped.
 _ENDED = frozenset({State.DROPPED, State.CLOSING, State.CLOSED})
 # A command (or a token's answer) is pending: the lines after it wait.
-_WAITING = frozenset({State.BUSY, State.SENDING, State.AUTHORIZING})
+_WAITING = frozenset({State.BUSY, State.SENDING, State.TRAILING, State.AUTHORIZING})
 
 # Looking an Enum member up on its class costs a descriptor call: the paths
 # taken for every batch compare with these instead.

@@ -38,7 +38,15 @@ def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
 
 
 class TransferError(FiledockError):
-    """A body could not be sent whole; the connection must be closed."""
+    """A body could not be sent whole; the connection must be closed (but see
+    :class:`FileShrank`). ``sent`` is how many of its bytes went out."""
+
+    sent = 0
+
+
+class FileShrank(TransferError):
+    """The file ended before the size announced: the rest of the body can be
+    made up (:func:`send_padding`) where a line after it says it is no good."""
 
 
 class SendStalled(TransferError):
@@ -119,31 +127,54 @@ async def send_body(
     """
     await wait_flushed(transport, flow, stall_limit)
     sock = transport.get_extra_info("socket")
-    if sock is not None and transport.get_extra_info("sslcontext") is None:
-        await _sendfile(sock.fileno(), opened, stall_limit, offset)
-    else:
-        await _send_chunks(transport, flow, opened, stall_limit, offset)
+    sent = [offset]  # how far the body got, for the error that cuts it
+    try:
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            await _sendfile(sock.fileno(), opened, stall_limit, sent)
+        else:
+            await _send_chunks(transport, flow, opened, stall_limit, sent)
+    except TransferError as exc:
+        exc.sent = sent[0] - offset
+        raise
 
 
-async def _sendfile(socket_fd: int, opened: OpenedFile, stall_limit: float, offset: int) -> None:
+async def send_padding(
+    transport: asyncio.WriteTransport, flow: WriteFlow, count: int, stall_limit: float
+) -> None:
+    """Send ``count`` zero bytes: the rest of a body whose file shrank, so that
+    the stream stays in step and the line after it can say so."""
+    zeros = bytes(min(CHUNK_SIZE, count))
+    while count > 0:
+        if transport.is_closing():
+            raise TransferError("connection closed")
+        transport.write(zeros[:count])
+        count -= len(zeros)
+        await flow.wait_resumed(stall_limit)
+
+
+async def _sendfile(
+    socket_fd: int, opened: OpenedFile, stall_limit: float, sent: list[int]
+) -> None:
     loop = asyncio.get_running_loop()
     # A duplicate descriptor: the loop refuses to watch the transport's own one,
     # and the kernel sends through either alike. Closing it never closes the
     # connection.
     fd = os.dup(socket_fd)
+    offset = sent[0]
     try:
         size = opened.size
         while offset < size:
             try:
-                sent = os.sendfile(fd, opened.fd, offset, size - offset)
+                count = os.sendfile(fd, opened.fd, offset, size - offset)
             except BlockingIOError:
                 await _wait_writable(loop, fd, stall_limit)
                 continue
             except OSError as exc:
                 raise TransferError(f"connection broken: {exc.strerror}") from None
-            if sent == 0:
-                raise TransferError(f"file shrank during the send ({offset} of {size} bytes)")
-            offset += sent
+            if count == 0:
+                raise FileShrank(f"file shrank during the send ({offset} of {size} bytes)")
+            offset += count
+            sent[0] = offset
     finally:
         os.close(fd)
 
@@ -170,16 +201,17 @@ async def _send_chunks(
     flow: WriteFlow,
     opened: OpenedFile,
     stall_limit: float,
-    offset: int,
+    sent: list[int],
 ) -> None:
-    size = opened.size
+    size, offset = opened.size, sent[0]
     while offset < size:
         if transport.is_closing():
             raise TransferError("connection closed")
         count = min(CHUNK_SIZE, size - offset)
         chunk = await asyncio.to_thread(os.pread, opened.fd, count, offset)
         if not chunk:
-            raise TransferError(f"file shrank during the send ({offset} of {size} bytes)")
+            raise FileShrank(f"file shrank during the send ({offset} of {size} bytes)")
         transport.write(chunk)
         offset += len(chunk)
+        sent[0] = offset
         await flow.wait_resumed(stall_limit)
