@@ -270,7 +270,7 @@ class ServerConnection:
         if step is None:
             closes = isinstance(reply, ErrorReply) and reply.code in CLOSING_CODES
             step = _CLOSE if closes else _ANSWER
-            if step is _ANSWER and self.state is _TRAILING:
+            if step is _ANSWER and self.state is _TRAILING and isinstance(reply, ErrorReply):
                 step = _TRAILER  # ERR changed (or internal) in the DIGEST's place
         elif step is Step.BODY and isinstance(reply, FileReply) and reply.sha256 is None:
             self._check_unhashed()

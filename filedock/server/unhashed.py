@@ -88,4 +88,3 @@ async def _send_whole_body(s: Session, opened: OpenedFile, transfer: TransferLog
         s.abort()
         return None
     return False
-
