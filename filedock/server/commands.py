@@ -232,31 +232,20 @@ async def _digest(s: Session, opened: OpenedFile) -> str | None:
 
 async def _send_opened(s: Session, opened: OpenedFile) -> None:
     if s.conn.protocol > 1:
-        # v2 never makes the client wait for a hashing: a digest not known
-        # yet follows the body.
-        digest = await _known_digest(s, opened)
+        # v2 never makes the client wait for a hashing, nor for the store on
+        # disk: a digest not in memory follows the body.
+        digest = s.context.repository.hashes.known(opened.key)
         if digest is None:
-            if not s.closing:
-                await send_unhashed(s, opened)
+            await send_unhashed(s, opened)
             return
     else:
         digest = await _digest(s, opened)
-    if digest is None:
-        return
+        if digest is None:
+            return
     s.send(p.FileReply(opened.size, digest, opened.path))
     transfer = TransferLog(s, opened.path, opened.size)
     if await _send_body(s, opened, 0, transfer):
         transfer.completed(digest)
-
-
-async def _known_digest(s: Session, opened: OpenedFile) -> str | None:
-    """The file's digest if the cache knows it (memory or store); None if not,
-    and None too once the reason there is none was sent."""
-    try:
-        return await s.context.repository.hashes.known(opened)
-    except RequestError as exc:  # the workers are stopping
-        s.send(p.ErrorReply(exc.code, exc.text))
-    return None
 
 
 async def _send_digest(s: Session, opened: OpenedFile) -> None:

@@ -803,16 +803,13 @@ class HashCache:
             self._digests.move_to_end(key)
         return digest
 
-    async def known(self, opened: OpenedFile) -> str | None:
-        """``opened``'s digest if it is known without hashing (in memory, or in
-        the store, asked in a metadata worker), else None; a file being hashed
-        now is not known yet."""
-        key = opened.key
+    def known(self, key: FileKey) -> str | None:
+        """The digest of ``key`` if memory holds it (a hit), else None; never waits.
+
+        The store on disk is not asked here: that takes a worker, and a v2
+        ``GET`` does not wait for one before the body (its hashing asks the
+        store first, so the digest follows the body at once if it is there)."""
         digest = self.cached(key)
-        if digest is None and key not in self._pending and not isinstance(self.store, NoStore):
-            digest = await self.workers.metadata.run(self._ask_store, key.row())
-            if digest is not None:
-                self._keep(key, digest)
         if digest is not None:
             self.hits += 1
         return digest

@@ -1,4 +1,4 @@
-"""The benchmarks still run: bench/run.py --quick and bench/files.py --quick.
+"""The benchmarks still run: bench/run.py, bench/files.py and bench/first_byte.py with --quick.
 
 They measure nothing here (tests check behaviour; bench/README.md has the
 figures). This only keeps them from rotting: each runs with small sizes, exits
@@ -7,6 +7,7 @@ figures). This only keeps them from rotting: each runs with small sizes, exits
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,12 @@ def test_files_quick_prints_the_table() -> None:
     out = run_bench("files.py")
     assert "filedock file-transfer benchmark" in out
     assert "filedock verified" in out
+
+
+def test_first_byte_quick_prints_the_table() -> None:
+    out = run_bench("first_byte.py")
+    assert "filedock first-byte benchmark — " in out
+    for row in ("1 MiB ", "4 MiB ", "16 MiB ", "(cached) ", "flat in the size: "):
+        assert row in out, row
+    assert re.search(r"20 PINGs", out)
+    assert re.search(r"cold / warm \d+\.\d\d \(target at least 0\.8\): (met|NOT met)", out), out

@@ -296,3 +296,22 @@ def test_a_trailer_that_does_not_vouch_for_the_body_keeps_nothing(
             client.download("sample.txt", downloads)
         assert client.ping() >= 0  # the trailer was read: still in step
     assert files_under(downloads) == []
+
+
+def test_a_digest_only_on_disk_follows_the_body_without_a_hashing(
+    make_server: Callable[..., ServerThread], tmp_path: Path, cacheable: None
+) -> None:
+    # The store is not asked before the body (that would take a worker): its
+    # digest is the trailer, and the file is not read a second time.
+    state = str(tmp_path / "state")
+    first = make_server(state_dir=state)
+    with v2(first) as conn:
+        assert conn.request("HASH sample.txt").startswith(f"HASH {len(SAMPLE)} {SAMPLE_SHA} ")
+    first.stop()
+    again = make_server(state_dir=state)  # a restart: memory is empty, the store is not
+    with v2(again) as conn:
+        assert conn.request("GET sample.txt") == f"FILE {len(SAMPLE)} - sample.txt"
+        assert conn.read_exactly(len(SAMPLE)) == SAMPLE
+        assert conn.read_line() == f"DIGEST {SAMPLE_SHA}"
+    stats = again.statistics()
+    assert (stats.hashings, stats.hash_cache_hits) == (0, 1)
