@@ -117,7 +117,7 @@ _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 # taken for every batch compare with these instead.
 _ACCEPTED, _NAMED, _IDLE, _DROPPED = State.ACCEPTED, State.NAMED, State.IDLE, State.DROPPED
 _NAME, _ANSWER, _CLOSE = Step.NAME, Step.ANSWER, Step.CLOSE
-_TRAILING, _TRAILER = State.TRAILING, Step.TRAILER
+_TRAILING, _TRAILER, _BODY = State.TRAILING, Step.TRAILER, Step.BODY
 # The fast path's one lookup, bound here: a method of an imported name is
 # looked up as an attribute (a new bound method) at every call.
 _line_request = _LINE_REQUESTS.get
@@ -272,7 +272,7 @@ class ServerConnection:
             step = _CLOSE if closes else _ANSWER
             if step is _ANSWER and self.state is _TRAILING and isinstance(reply, ErrorReply):
                 step = _TRAILER  # ERR changed (or internal) in the DIGEST's place
-        elif step is Step.BODY and isinstance(reply, FileReply) and reply.sha256 is None:
+        elif step is _BODY and isinstance(reply, FileReply) and reply.sha256 is None:
             self._check_unhashed()
             self._trailer_due = True
         self._move(step)

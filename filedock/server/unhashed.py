@@ -45,6 +45,8 @@ _CHANGED_TEXT = "the file changed while it was sent; fetch it again"
 
 async def send_unhashed(s: Session, opened: OpenedFile) -> None:
     """Answer a v2 ``GET`` of ``opened``, whose digest is not known, without a wait."""
+    if s.closing:
+        return  # the client went while the file was opened: nothing to send, nor hash
     hashing = s.context.repository.hashes.hashing(opened, s.source)
     s.send(p.FileReply(opened.size, None, opened.path))
     transfer = TransferLog(s, opened.path, opened.size)
