@@ -20,7 +20,7 @@ import pytest
 import filedock.server.repository
 from filedock.client.client import Client
 from filedock.client.connection import client_context
-from filedock.errors import Changed, IntegrityError
+from filedock.errors import Changed, IntegrityError, TooLarge
 from tests.conftest import SAMPLE
 from tests.integration.test_files import MiB, files_under, make_big, server_log
 from tests.support import HOST, LineConn, ServerThread, wait_until
@@ -315,3 +315,15 @@ def test_a_digest_only_on_disk_follows_the_body_without_a_hashing(
         assert conn.read_line() == f"DIGEST {SAMPLE_SHA}"
     stats = again.statistics()
     assert (stats.hashings, stats.hash_cache_hits) == (0, 1)
+
+
+def test_a_cold_body_refused_before_it_is_written_leaves_the_stream_in_step(
+    make_server: Callable[..., ServerThread], downloads: Path
+) -> None:
+    with Client(HOST, make_server().port, timeout=10, max_size=3) as client:
+        with pytest.raises(TooLarge):
+            client.download("sample.txt", downloads)
+        # The body was read and dropped, and its DIGEST too.
+        assert not client.closed
+        assert client.ping() >= 0
+    assert files_under(downloads) == []
