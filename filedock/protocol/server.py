@@ -304,11 +304,6 @@ class ServerConnection:
         else:
             self._move(Step.BODY_SENT)
 
-    @property
-    def trailing(self) -> bool:
-        """Whether the body's trailer (``DIGEST`` or ``ERR changed``) is due."""
-        return self.state is _TRAILING
-
     def done(self, now: float) -> None:
         """The command that waited has answered; idleness counts from ``now``."""
         self._move(Step.DONE)
