@@ -56,6 +56,11 @@ async def send_unhashed(s: Session, opened: OpenedFile) -> None:
     s.conn.body_sent()
     try:
         digest = (await asyncio.shield(hashing)).digest
+    except asyncio.CancelledError:  # the client left (or the server stops) before the digest
+        ended = TransferError("the connection ended before the DIGEST")
+        ended.sent = opened.size
+        transfer.cut_short(ended)
+        raise
     except RequestError as exc:  # FileChanged; Stopping: the server shuts down
         if exc.code != p.ErrorCode.CHANGED:
             s.send(p.ErrorReply(exc.code, exc.text))

@@ -327,3 +327,26 @@ def test_a_cold_body_refused_before_it_is_written_leaves_the_stream_in_step(
         assert not client.closed
         assert client.ping() >= 0
     assert files_under(downloads) == []
+
+
+def test_a_client_gone_before_the_digest_is_logged_as_cut_short(
+    make_server: Callable[..., ServerThread],
+    big: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    cacheable: None,
+    log: pytest.LogCaptureFixture,
+) -> None:
+    release = hold_hashing(monkeypatch)
+    server = make_server()
+    try:
+        conn = v2(server, timeout=30)
+        assert conn.request("GET big.bin") == f"FILE {BIG_SIZE} - big.bin"
+        for _ in range(BIG_SIZE // MiB):
+            conn.read_exactly(MiB)
+        conn.reset()  # the whole body came; the DIGEST waits for the hashing
+        wait_until(lambda: bool(lines(log, "Transfer of 'big.bin'")), timeout=10)
+    finally:
+        release.set()
+    [cut] = lines(log, "Transfer of 'big.bin'")
+    assert f"ended before the DIGEST; {BIG_SIZE} of {BIG_SIZE} bytes" in cut, cut
+    wait_until(lambda: server.statistics().hash_cache_entries == 1, timeout=30)
