@@ -15,8 +15,8 @@ import pytest
 import filedock.server.repository
 from filedock.cli.server import server_parser
 from filedock.client.client import Client
+from filedock.digests import FILE_NAME, SET_ASIDE_SUFFIX
 from filedock.server.config import ServerConfig
-from filedock.server.digests import FILE_NAME, SET_ASIDE_SUFFIX
 from tests.support import HOST, LineConn, ServerThread, running_server
 
 CONTENT = b"a file fetched after each restart\n" * 100
