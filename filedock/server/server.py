@@ -59,7 +59,6 @@ _ACCEPT_BATCH = 100
 _READ_BUFFER = 64 * 1024
 
 
-
 @dataclass(frozen=True, slots=True)
 class ServerStatistics:
     """What a server holds and has done, at one moment (see :meth:`Server.statistics`)."""
