@@ -112,6 +112,13 @@ _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
 
 
 _Method = Callable[Concatenate["Client", _P], _T]
+
+
+class _Unread:
+    """A pipelined job whose replies were not read (its outcome may be None)."""
+
+
+_UNREAD = _Unread()
 # One file's transfer: its result, the error it met, or None to start it over.
 _Transferred = DownloadResult | FiledockError | None
 
@@ -700,7 +707,7 @@ class Client:
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _requests(self, plan: FilePlan) -> builtins.list[p.Request]:
-        if plan.action is Action.RESUME and plan.remote is not None:
+        if plan.action is Action.RESUME and plan.partial is not None and plan.remote is not None:
             return [p.Range(plan.prefix_length, plan.remote.sha256, plan.path)]
         if plan.partial is not None:  # its record is of no use: the GET starts it again
             plan.drop_partial()
@@ -839,7 +846,7 @@ class Client:
         A job whose line cannot travel gets :class:`BadRequest`. When the stream
         falls out of step, its error is the outcome of every job left.
         """
-        outcomes: builtins.list[_T | FiledockError | None] = [None] * len(jobs)
+        outcomes: builtins.list[_T | FiledockError | _Unread] = [_UNREAD] * len(jobs)
         lines: builtins.list[tuple[int, int]] = []  # (job, bytes of its lines)
         for index, requests in enumerate(jobs):
             try:
@@ -880,14 +887,14 @@ class Client:
                 rest = ConnectionLost(
                     f"not fetched: the connection was closed after job {current} ({exc})"
                 )
-            return [rest if outcome is None else outcome for outcome in outcomes]
+            return [rest if isinstance(outcome, _Unread) else outcome for outcome in outcomes]
         except BaseException:
             if on_abort is not None:
                 on_abort()
             raise
         if after_first_send is not None:
             after_first_send()
-        return [outcome for outcome in outcomes if outcome is not None]
+        return [outcome for outcome in outcomes if not isinstance(outcome, _Unread)]
 
     @_command
     def send_line(
