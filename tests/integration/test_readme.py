@@ -62,6 +62,7 @@ DOCUMENTED = [
     client_module,
     filedock.Client,
     filedock.DownloadResult,
+    filedock.TransferProgress,
     protocol.ClientRecord,
     protocol.FileInfo,
     protocol.FileDigest,
@@ -88,6 +89,7 @@ def test_public_api_has_examples() -> None:
     documented = {test.name for test in DOCTESTS}
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
     methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
+    methods += ["download_tree", "mirror"]
     for method in methods:
         assert f"Client.{method}" in documented, method
     names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "FiledockError")
