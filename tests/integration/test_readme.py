@@ -52,6 +52,8 @@ def test_readme_python_example_runs(
         "not-found",
         "saved: 6 5891b5b522d5",
         "failed: not-found: no such file in the repository",
+        "skipped",
+        "1 0 6",
         "Client01 None",
     ]
     assert (tmp_path / "downloads" / "sample.txt").read_bytes() == b"hello\n"
