@@ -70,6 +70,7 @@ from .plan import (
     DAMAGED_PARTIAL,
     Action,
     FilePlan,
+    FolderIndex,
     decide,
     hash_partial,
     look,
@@ -627,9 +628,10 @@ class Client:
 
         The partials' prefixes are hashed while the HASH replies are on their way.
         """
+        index = FolderIndex() if len(plans) > 1 else None
         for plan in plans:
             try:
-                look(plan, self._server_id, resume=resume)
+                look(plan, self._server_id, resume=resume, index=index)
             except SaveError as exc:
                 plan.error = exc
         asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
@@ -785,7 +787,7 @@ class Client:
             self._drop(partial)
             plan.restarted = DAMAGED_PARTIAL
             return None
-        saved = self._save(partial, header.size, header.sha256, plan.mtime_ns())
+        saved = self._save(partial, header.size, header.sha256, plan.mtime_ns(), had_record=True)
         return replace(saved, resumed_from=offset)
 
     def _part_header(self, request: p.Range, *, sent: bool = False) -> p.PartReply:
@@ -1078,7 +1080,9 @@ class Client:
                 expected=header.sha256,
                 actual=received.sha256,
             )
-        return self._save(partial, header.size, header.sha256, mtime_ns)
+        return self._save(
+            partial, header.size, header.sha256, mtime_ns, had_record=checkpoint is not None
+        )
 
     def _body_into(
         self,
@@ -1116,13 +1120,20 @@ class Client:
         return received
 
     def _save(
-        self, partial: Partial, size: int, sha256: str, mtime_ns: int | None
+        self,
+        partial: Partial,
+        size: int,
+        sha256: str,
+        mtime_ns: int | None,
+        *,
+        had_record: bool,
     ) -> DownloadResult:
         """Rename a verified partial into place; its digest is cached, its record removed."""
         try:
             saved = partial.commit(mtime_ns)
         finally:
-            remove_record(partial.dest)
+            if had_record:
+                remove_record(partial.dest)
         if partial.saved is not None:
             self.local_digests.put(partial.saved, sha256)
         return DownloadResult(saved, size, sha256)

@@ -423,3 +423,37 @@ def test_an_unusable_cache_folder_is_no_failure(
     with Client(HOST, server.port, timeout=10, cache_dir=blocker / "cache") as client:
         client.download("big.bin", tmp_path / "dl")
         assert client.download("big.bin", tmp_path / "dl").outcome is Outcome.SKIPPED
+
+
+def test_a_tree_costs_one_mkdir_a_folder_and_one_lstat_a_file(
+    repo: Path, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(40):
+        (repo / "t" / f"d{index % 2}").mkdir(parents=True, exist_ok=True)
+        (repo / "t" / f"d{index % 2}" / f"{index}.txt").write_bytes(b"%d\n" % index)
+    copy = tmp_path / "copy"
+    made: list[Path] = []
+    looked: list[str] = []
+    mkdir, lstat = Path.mkdir, os.lstat
+
+    def counting_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counting_lstat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        # The destinations only (the partial's own check after its lock is apart).
+        if str(path).startswith(str(copy)) and not Path(str(path)).name.startswith("."):
+            looked.append(str(path))
+        return lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", counting_mkdir)
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    assert client.mirror("t", copy).fetched == 40
+    # Not one per file: once a folder (pathlib's parents=True retries a folder
+    # after making its parent, so the first one is asked twice).
+    assert sorted(set(made)) == [copy, copy / "d0", copy / "d1"]
+    assert len(made) <= 4
+    assert looked == []  # nothing there yet: the folder listing says so
+    summary = client.mirror("t", copy)
+    assert summary.skipped == 40
+    assert len(looked) == 40  # one lstat a file, nothing else
