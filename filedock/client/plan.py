@@ -36,7 +36,7 @@ class Action(StrEnum):
 
 
 CHANGED_ON_SERVER = "the server's file changed since the partial download"
-DAMAGED_PARTIAL = "the partial file did not verify (damaged on disk?)"
+DAMAGED_PARTIAL = "the partial file did not verify (damaged on disk, or the file changed)"
 
 
 @dataclass(slots=True)

@@ -457,3 +457,30 @@ def test_a_tree_costs_one_mkdir_a_folder_and_one_lstat_a_file(
     summary = client.mirror("t", copy)
     assert summary.skipped == 40
     assert len(looked) == 40  # one lstat a file, nothing else
+
+
+def test_a_record_without_a_digest_is_resumed_after_a_hash(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    # A cold GET (FILE <size> -) cut short never learnt the digest: HASH tells it.
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    partial_path(dest).write_bytes(big[: 5 * MiB])
+    new_record(f"{HOST}:{proxy.port}", "big.bin", SIZE, None).save(dest)
+    proxy.reset()
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, 5 * MiB)
+    assert proxy.from_server <= SIZE - 5 * MiB + LINES
+    assert dest.read_bytes() == big
+
+
+def test_a_record_without_a_digest_meets_a_rewritten_file(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    partial_path(dest).write_bytes(os.urandom(5 * MiB))  # of another file of the same size
+    new_record(f"{HOST}:{proxy.port}", "big.bin", SIZE, None).save(dest)
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
+    assert dest.read_bytes() == big
