@@ -20,8 +20,9 @@ import filedock.client.resume
 import filedock.server.repository
 from filedock.client.client import Client, Outcome, TransferProgress
 from filedock.client.download import partial_path
-from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL
+from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
+from filedock.protocol import Range, Request
 from tests.support import HOST, ServerThread
 from tests.support.proxy import CountingProxy, counting_proxy
 
@@ -484,3 +485,28 @@ def test_a_record_without_a_digest_meets_a_rewritten_file(
     result = client.download("big.bin", downloads)
     assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
     assert dest.read_bytes() == big
+
+
+def test_a_file_changed_between_hash_and_range_starts_over_once(
+    repo: Path,
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interrupted_download(proxy, downloads)
+    new = os.urandom(SIZE)
+    ask = Client._requests
+
+    def rewrite_first(self: Client, plan: FilePlan) -> list[Request]:
+        requests = ask(self, plan)
+        if isinstance(requests[0], Range):  # HASH said unchanged; now it changes
+            (repo / "big.bin").write_bytes(new)
+        return requests
+
+    monkeypatch.setattr(Client, "_requests", rewrite_first)
+    result = client.download("big.bin", downloads)  # RANGE: ERR changed, then GET
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, CHANGED_ON_SERVER)
+    assert (downloads / "big.bin").read_bytes() == new
+    assert hidden(downloads) == []
