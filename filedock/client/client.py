@@ -578,7 +578,7 @@ class Client:
         """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
-        self._decide(plans, resume, no_clobber)
+        self._decide(plans, resume, no_clobber, dry_run=dry_run)
         changes = trees.Changes(on_change)
         for plan in plans:
             changes.planned(plan)
@@ -623,7 +623,14 @@ class Client:
         self.local_digests.flush()
         return results
 
-    def _decide(self, plans: builtins.list[FilePlan], resume: bool, no_clobber: bool) -> None:
+    def _decide(
+        self,
+        plans: builtins.list[FilePlan],
+        resume: bool,
+        no_clobber: bool,
+        *,
+        dry_run: bool = False,
+    ) -> None:
         """Look at each destination; HASH what has something local to compare; decide.
 
         The partials' prefixes are hashed while the HASH replies are on their way.
@@ -631,7 +638,7 @@ class Client:
         index = FolderIndex() if len(plans) > 1 else None
         for plan in plans:
             try:
-                look(plan, self._server_id, resume=resume, index=index)
+                look(plan, self._server_id, resume=resume, index=index, dry_run=dry_run)
             except SaveError as exc:
                 plan.error = exc
         asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
@@ -712,6 +719,7 @@ class Client:
 
     def _requests(self, plan: FilePlan) -> builtins.list[p.Request]:
         if plan.action is Action.RESUME and plan.partial is not None and plan.remote is not None:
+            plan.partial.truncate(plan.prefix_length)  # the part is written from there
             return [p.Range(plan.prefix_length, plan.remote.sha256, plan.path)]
         if plan.partial is not None:  # its record is of no use: the GET starts it again
             plan.drop_partial()
@@ -896,8 +904,9 @@ class Client:
             if current is not None and isinstance(exc, SaveError):
                 # Closed to stop receiving that file: the others were not refused.
                 outcomes[current] = exc
+                after = getattr(jobs[current][0], "path", "")
                 rest = ConnectionLost(
-                    f"not fetched: the connection was closed after job {current} ({exc})"
+                    f"not fetched: the connection was closed after {after!r} ({exc})"
                 )
             return [rest if isinstance(outcome, _Unread) else outcome for outcome in outcomes]
         except BaseException:

@@ -50,6 +50,7 @@ class FilePlan:
     record: ResumeRecord | None = None
     partial: Partial | None = None  # locked, when a record matches
     prefix: hashlib._Hash | None = None
+    prefix_length: int = 0  # the partial's good length: what RANGE starts from
     remote: FileDigest | None = None  # from HASH
     action: Action = Action.FETCH
     error: FiledockError | None = None
@@ -58,10 +59,6 @@ class FilePlan:
     @property
     def exists(self) -> bool:
         return self.lstat is not None
-
-    @property
-    def prefix_length(self) -> int:
-        return 0 if self.partial is None else os.lseek(self.partial.fd, 0, os.SEEK_CUR)
 
     def needs_hash(self) -> bool:
         """Whether HASH must answer before deciding: something local to compare."""
@@ -123,10 +120,18 @@ class FolderIndex:
         return self._names[folder]
 
 
-def look(plan: FilePlan, server: str, *, resume: bool, index: FolderIndex | None = None) -> None:
+def look(
+    plan: FilePlan,
+    server: str,
+    *,
+    resume: bool,
+    index: FolderIndex | None = None,
+    dry_run: bool = False,
+) -> None:
     """What is at the destination: the file's lstat, and a partial that can be resumed.
 
-    Raises :class:`SaveError` when another client is writing the partial.
+    A record whose partial is gone is removed (not in a ``dry_run``). Raises
+    :class:`SaveError` when another client is writing the partial.
     """
     dest = plan.dest
     if dest is None:
@@ -143,20 +148,19 @@ def look(plan: FilePlan, server: str, *, resume: bool, index: FolderIndex | None
         return
     partial = Partial.reopen(dest)
     if partial is None:
-        remove_record(dest)
+        if not dry_run:
+            remove_record(dest)
         return
-    length = record.good_length(partial.size())
-    partial.truncate(length)
+    # Nothing on disk changes yet (a dry run changes nothing): the partial is
+    # cut to this length only when its RANGE goes out.
+    plan.prefix_length = record.good_length(partial.size())
     plan.record, plan.partial = record, partial
 
 
 def hash_partial(plan: FilePlan) -> None:
-    """Hash the good prefix of the plan's partial; a prefix that cannot be read is dropped."""
-    if plan.partial is None:
-        return
-    plan.prefix = hash_prefix(plan.partial.fd, plan.prefix_length)
-    if plan.prefix is None:
-        plan.drop_partial(DAMAGED_PARTIAL)
+    """Hash the good prefix of the plan's partial (None if it cannot be read)."""
+    if plan.partial is not None:
+        plan.prefix = hash_prefix(plan.partial.fd, plan.prefix_length)
 
 
 def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
@@ -178,8 +182,11 @@ def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
         return
     record = plan.record
     if record is not None and remote is not None:
+        # A partial not resumed is thrown away when its GET goes out, not here.
         if record.size != remote.size or record.sha256 not in (None, remote.sha256):
-            plan.drop_partial(CHANGED_ON_SERVER)
+            plan.restarted = CHANGED_ON_SERVER
+        elif plan.prefix is None:
+            plan.restarted = DAMAGED_PARTIAL  # it could not be read
         else:
             plan.action = Action.RESUME
             return

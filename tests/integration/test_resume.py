@@ -515,3 +515,44 @@ def test_a_file_changed_between_hash_and_range_starts_over_once(
     assert (result.outcome, result.restarted) == (Outcome.FETCHED, CHANGED_ON_SERVER)
     assert (downloads / "big.bin").read_bytes() == new
     assert hidden(downloads) == []
+
+
+def test_a_dry_run_leaves_partials_as_they_are(
+    repo: Path,
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (repo / "d").mkdir()
+    (repo / "d" / "big.bin").write_bytes(big)
+    (repo / "d" / "other.bin").write_bytes(big[::-1])
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    server = f"{HOST}:{proxy.port}"
+    # One partial to resume (after "another boot": it would be cut to 1 MiB), one
+    # whose record names a digest the server's file no longer has.
+    partial_path(copy / "big.bin").write_bytes(big[: 3 * MiB])
+    new_record(server, "d/big.bin", SIZE, hashlib.sha256(big).hexdigest()).save(copy / "big.bin")
+    fields = json.loads(record_path(copy / "big.bin").read_text())
+    record_path(copy / "big.bin").write_text(json.dumps(fields | {"durable": MiB, "boot": "old"}))
+    partial_path(copy / "other.bin").write_bytes(b"x" * MiB)
+    new_record(server, "d/other.bin", SIZE, "0" * 64).save(copy / "other.bin")
+    before = {path.name: path.read_bytes() for path in copy.iterdir()}
+    summary = client.mirror("d", copy, dry_run=True)
+    assert {path.name: path.read_bytes() for path in copy.iterdir()} == before
+    assert sorted((c.action, c.path) for c in summary.changes) == [
+        ("fetch", "d/other.bin"),
+        ("resume", "d/big.bin"),
+    ]
+    done = client.mirror("d", copy)
+    assert sorted(
+        (r.path.name, r.outcome, r.resumed_from, r.restarted)
+        for r in done.results
+        if not isinstance(r, Exception)
+    ) == [
+        ("big.bin", Outcome.RESUMED, MiB, None),
+        ("other.bin", Outcome.FETCHED, 0, CHANGED_ON_SERVER),
+    ]
+    assert files_of(copy) == {"big.bin": big, "other.bin": big[::-1]}
