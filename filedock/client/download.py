@@ -295,21 +295,32 @@ def receive_body(
         return _receive_inline(recv_into, first, size, fd, progress, digest)
     pipeline = _Pipeline(fd, digest, checkpoint)
     received = 0
+    reached = [0]  # how far the buffer being filled got: kept if the body is cut short
+    buffer: memoryview | None = None
     try:
         if first:
             buffer = pipeline.free.get()
             buffer[: len(first)] = first
-            received = _fill(recv_into, buffer, len(first), min(len(buffer), size))
+            reached[0] = len(first)
+            received = _fill(recv_into, buffer, len(first), min(len(buffer), size), reached)
             pipeline.to_hash.put((buffer, received))
+            buffer = None
         while received < size:
             buffer = pipeline.free.get()
             if pipeline.write_error is not None:
+                buffer = None
                 break  # never read on: the caller closes the connection
-            filled = _fill(recv_into, buffer, 0, min(len(buffer), size - received))
+            reached[0] = 0
+            filled = _fill(recv_into, buffer, 0, min(len(buffer), size - received), reached)
             pipeline.to_hash.put((buffer, filled))
+            buffer = None
             received += filled
             if progress is not None:
                 progress(received, size)
+    except BaseException:
+        if buffer is not None and reached[0]:
+            pipeline.to_hash.put((buffer, reached[0]))  # written, for a resume to go on from
+        raise
     finally:
         pipeline.finish()
     return Received(pipeline.digest.hexdigest(), pipeline.write_error, received == size)
@@ -337,14 +348,25 @@ def _receive_inline(
     return Received(digest.hexdigest(), error, True)
 
 
-def _fill(recv_into: RecvInto, buffer: bytearray | memoryview, start: int, end: int) -> int:
-    """Fill ``buffer[start:end]`` from the connection; returns ``end``."""
+def _fill(
+    recv_into: RecvInto,
+    buffer: bytearray | memoryview,
+    start: int,
+    end: int,
+    reached: list[int] | None = None,
+) -> int:
+    """Fill ``buffer[start:end]`` from the connection; returns ``end``.
+
+    ``reached[0]`` follows how far it got, for a caller cut short on the way.
+    """
     view = memoryview(buffer)
     while start < end:
         count = recv_into(view[start:end])
         if count == 0:
             raise ConnectionLost("connection closed in the middle of a file")
         start += count
+        if reached is not None:
+            reached[0] = start
     return end
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ from filedock.client.client import Client, Outcome, TransferProgress
 from filedock.client.download import partial_path
 from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
+from filedock.errors import ConnectionLost
 from filedock.protocol import Range, Request
 from tests.support import HOST, ServerThread
+from tests.support.fake_server import FakeServer, Peer
 from tests.support.proxy import CountingProxy, counting_proxy
 
 MiB = 1024 * 1024
@@ -556,3 +559,28 @@ def test_a_dry_run_leaves_partials_as_they_are(
         ("other.bin", Outcome.FETCHED, 0, CHANGED_ON_SERVER),
     ]
     assert files_of(copy) == {"big.bin": big, "other.bin": big[::-1]}
+
+
+def test_a_lost_connection_keeps_the_partial_and_its_record(
+    fake_server: Callable[..., FakeServer], downloads: Path
+) -> None:
+    body = os.urandom(SIZE)
+    sha = hashlib.sha256(body).hexdigest()
+    welcome = b"WELCOME Client01 fakedock 0.0 proto=2\n"
+
+    def cut_at_half(peer: Peer) -> None:
+        peer.send(b"NAME Client01\n")
+        assert (peer.line() or "").startswith("HELLO")
+        peer.send(welcome)
+        assert peer.line() == "GET big.bin"
+        peer.send(f"FILE {SIZE} {sha} big.bin\n".encode() + body[: SIZE // 2])
+        peer.sock.shutdown(socket.SHUT_RDWR)  # the server is gone mid-body
+
+    fake = fake_server(cut_at_half)
+    with Client(HOST, fake.port, timeout=10) as client, pytest.raises(ConnectionLost):
+        client.download("big.bin", downloads)
+    # All that came, the buffer being filled when the connection broke too.
+    assert partial_path(downloads / "big.bin").read_bytes() == body[: SIZE // 2]
+    record = load_record(downloads / "big.bin")
+    assert record is not None
+    assert (record.server, record.size, record.sha256) == (f"{HOST}:{fake.port}", SIZE, sha)
