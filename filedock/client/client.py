@@ -875,26 +875,30 @@ class Client:
                 path = getattr(requests[0], "path", "")
                 outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
         in_flight: deque[tuple[int, int]] = deque()  # (job, request bytes) sent, not answered
+        in_flight_bytes = 0
         next_line = 0
         current: int | None = None  # the job whose replies are being read
         try:
             while next_line < len(lines) or in_flight:
-                batch: builtins.list[bytes] = []
-                budget = PIPELINE_BYTES - sum(size for _, size in in_flight)
-                while next_line < len(lines) and (
-                    lines[next_line][1] <= budget or not (in_flight or batch)
-                ):
-                    index, size = lines[next_line]
-                    batch.extend(self._conn.send(request) for request in jobs[index])
-                    in_flight.append((index, size))
-                    budget -= size
-                    next_line += 1
-                if batch:
-                    self._link.send(b"".join(batch))
+                # Topped up once half the budget is answered: few, full sends
+                # rather than one small send per reply.
+                if in_flight_bytes <= PIPELINE_BYTES // 2:
+                    batch: builtins.list[bytes] = []
+                    while next_line < len(lines) and (
+                        in_flight_bytes + lines[next_line][1] <= PIPELINE_BYTES or not in_flight
+                    ):
+                        index, size = lines[next_line]
+                        batch.extend(self._conn.send(request) for request in jobs[index])
+                        in_flight.append((index, size))
+                        in_flight_bytes += size
+                        next_line += 1
+                    if batch:
+                        self._link.send(b"".join(batch))
                 if after_first_send is not None:
                     after_first_send()
                     after_first_send = None
-                current, _ = in_flight.popleft()
+                current, size = in_flight.popleft()
+                in_flight_bytes -= size
                 outcomes[current] = read(current)
                 current = None
         except FiledockError as exc:  # the stream is out of step: no more replies can be read
