@@ -19,7 +19,7 @@ import pytest
 
 import filedock.client.resume
 import filedock.server.repository
-from filedock.client.client import Client, Outcome, TransferProgress
+from filedock.client.client import PIPELINE_BYTES, Client, Outcome, TransferProgress
 from filedock.client.download import partial_path
 from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
@@ -584,3 +584,24 @@ def test_a_lost_connection_keeps_the_partial_and_its_record(
     record = load_record(downloads / "big.bin")
     assert record is not None
     assert (record.server, record.size, record.sha256) == (f"{HOST}:{fake.port}", SIZE, sha)
+
+
+def test_pipelined_requests_go_out_in_few_sends(
+    repo: Path, client: Client, downloads: Path
+) -> None:
+    names = [f"{'n' * 60}{index}.txt" for index in range(400)]  # lines past the budget
+    for name in names:
+        (repo / name).write_bytes(name.encode())
+    sends: list[int] = []
+    send = client._link.send
+
+    def counting(data: bytes) -> None:
+        sends.append(len(data))
+        send(data)
+
+    client._link.send = counting  # type: ignore[method-assign]
+    outcomes = client.get_many(names, downloads)
+    assert all(getattr(outcome, "outcome", None) is Outcome.FETCHED for outcome in outcomes)
+    # Topped up by half the budget at a time, not one small send per reply.
+    assert len(sends) <= 20, sends
+    assert max(sends) <= PIPELINE_BYTES
