@@ -31,6 +31,8 @@ class DownloadResult:
 
     ``restarted`` says why a partial file was thrown away and the file fetched
     from its first byte (the server's file changed, the partial did not verify).
+    A KEPT file reports its own size, and its SHA-256 only if it was looked at
+    (same size as the server's), else "".
 
     >>> result = client.download("sample.txt", "downloads")
     >>> result.path, result.outcome, result.resumed_from, result.restarted
