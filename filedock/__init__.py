@@ -8,13 +8,22 @@ Use the client library from Python::
         print(client.name, client.ping())
         for info in client.list():
             print(info.path, info.size)
-        saved = client.get("sample.txt", "downloads")
+        saved = client.get("sample.txt", "downloads")  # resumed, or skipped if there
+        summary = client.mirror("docs", "docs-copy")   # fetch what is missing or different
 
 The README's "Use it from Python" has a longer example, and every method of
 :class:`Client` shows one in its docstring.
 """
 
-from .client.client import Client, DownloadResult
+from .client.client import Client
+from .client.results import (
+    Change,
+    DownloadResult,
+    Outcome,
+    ProgressCallback,
+    TransferProgress,
+    TreeSummary,
+)
 from .errors import (
     BadRange,
     BadRequest,
@@ -38,6 +47,7 @@ from .version import __version__
 __all__ = [
     "BadRange",
     "BadRequest",
+    "Change",
     "Changed",
     "Client",
     "ClientRecord",
@@ -49,6 +59,8 @@ __all__ = [
     "Forbidden",
     "IntegrityError",
     "NotFound",
+    "Outcome",
+    "ProgressCallback",
     "ProtocolError",
     "RequestError",
     "SaveError",
@@ -56,5 +68,7 @@ __all__ = [
     "ServerFull",
     "TimedOut",
     "TooLarge",
+    "TransferProgress",
+    "TreeSummary",
     "__version__",
 ]

@@ -45,6 +45,15 @@ def no_leaks() -> Iterator[None]:
         pytest.fail("the test left behind:\n  " + "\n  ".join(leaks), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def client_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own cache of local digests (clients it starts inherit it),
+    never the user's ~/.cache, and outside tmp_path (tests list what is there)."""
+    folder = tmp_path_factory.mktemp("client-cache")
+    monkeypatch.setenv("FILEDOCK_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A repository folder holding sample.txt."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import protocol as p
-from ..client.client import Client, DownloadResult
+from ..client.client import Client, DownloadResult, TransferProgress
 from ..errors import (
     ConnectionLost,
     FiledockError,
@@ -161,12 +161,12 @@ def _say(client: Client, options: ClientOptions, screen: Screen) -> int:
 def _get(client: Client, options: ClientOptions, screen: Screen) -> int:
     bars: dict[str, LazyBar | None] = {}
 
-    def progress(path: str, done: int, total: int) -> None:
-        if path not in bars:
-            bars[path] = screen.bar(path)
-        bar = bars[path]
+    def progress(moving: TransferProgress) -> None:
+        if moving.path not in bars:
+            bars[moving.path] = screen.bar(moving.path)
+        bar = bars[moving.path]
         if bar is not None:
-            bar(done, total)
+            bar(moving)
 
     outcomes = client.get_many(options.arguments, options.downloads, progress=progress)
     codes: list[ExitCode] = []

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TextIO
 
 from .. import protocol as p
-from ..client.client import DownloadResult
+from ..client.client import DownloadResult, TransferProgress
 from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from ..safetext import printable
 from .progress import ProgressBar, human_size
@@ -287,7 +287,8 @@ class LazyBar:
         self._bar = ProgressBar(stream, label)
         self._calls = 0
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, progress: TransferProgress) -> None:
+        done, total = progress.done, progress.total
         self._calls += 1
         if total <= PROGRESS_THRESHOLD or (done >= total and self._calls == 1):
             return  # small, or all here at once: nothing to watch

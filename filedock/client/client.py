@@ -15,14 +15,17 @@ b'hello\\n'
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
+import hashlib
 import math
 import os
 import ssl
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
@@ -30,6 +33,7 @@ from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 from .. import protocol as p
 from ..errors import (
     BadRequest,
+    Changed,
     ConnectionLost,
     FiledockError,
     IntegrityError,
@@ -48,15 +52,36 @@ from ..protocol.client import (
     ReceivedEvent,
 )
 from ..version import __version__
+from . import trees
 from .connection import SocketLink
 from .download import (
+    INLINE_LIMIT,
     Partial,
     Progress,
+    Received,
     discard_body,
     local_path,
     receive_body,
     remove_old_partials,
 )
+from .localdigests import LocalDigests
+from .plan import (
+    CHANGED_ON_SERVER,
+    DAMAGED_PARTIAL,
+    Action,
+    FilePlan,
+    decide,
+    hash_partial,
+    look,
+)
+from .results import Change as Change
+from .results import DownloadResult as DownloadResult
+from .results import Outcome as Outcome
+from .results import ProgressCallback as ProgressCallback
+from .results import ProgressMeter
+from .results import TransferProgress as TransferProgress
+from .results import TreeSummary as TreeSummary
+from .resume import Checkpoints, keeps_partial, new_record, remove_record
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
@@ -79,20 +104,6 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 
-@dataclass(frozen=True, slots=True)
-class DownloadResult:
-    """A file saved by :meth:`Client.download`, :meth:`Client.get_many` or
-    :meth:`Client.send_line`: where it is, its size and its (verified) SHA-256.
-
-    >>> client.download("sample.txt", "downloads")
-    DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='5891b5b522d5...')
-    """
-
-    path: Path
-    size: int
-    sha256: str
-
-
 # Events that come after a reply, never as one.
 _NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
 
@@ -101,6 +112,15 @@ _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
 
 
 _Method = Callable[Concatenate["Client", _P], _T]
+
+
+class _Unread:
+    """A pipelined job whose replies were not read (its outcome may be None)."""
+
+
+_UNREAD = _Unread()
+# One file's transfer: its result, the error it met, or None to start it over.
+_Transferred = DownloadResult | FiledockError | None
 
 
 def _command(method: _Method[_P, _T]) -> _Method[_P, _T]:
@@ -134,6 +154,11 @@ class Client:
     when the destination's file system has less room than it needs. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
 
+    ``cache_dir`` is where the digests of local files are cached, so an
+    unchanged file is not hashed again to tell it is there already (default:
+    ``FILEDOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/filedock``, else
+    ``~/.cache/filedock``; one that cannot be used leaves them in memory).
+
     ``name`` is the name the server gave, ``server`` its WELCOME text (without
     the ``proto=2`` field), ``protocol`` the version the server speaks with it
     (2, or 1 for a server older than version 2). Use it in a ``with`` block,
@@ -159,6 +184,7 @@ class Client:
         token: str | None = None,
         max_time: float | None = None,
         max_size: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = check_port(port)
@@ -175,6 +201,8 @@ class Client:
         self._command_deadline: float | None = None
         self._command_message = ""
         self._swept: set[Path] = set()  # folders cleared of old partial files
+        self._server_id = f"{host}:{port}"  # what a resume record names
+        self.local_digests = LocalDigests(cache_dir)
         self._link = SocketLink(
             host, port, timeout=self.timeout, connect_timeout=connect_timeout, tls=tls
         )
@@ -305,7 +333,7 @@ class Client:
         sha256: str,
         sink: BinaryIO,
         *,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> p.PartReply:
         """Write ``path``'s bytes from ``offset`` to its end into ``sink``, if the
         server's file still has the SHA-256 ``sha256``; the ``PART`` header.
@@ -315,7 +343,8 @@ class Client:
         when the file is not the one with ``sha256`` any more,
         :class:`BadRange` when ``offset`` is past its end, what :meth:`get` raises otherwise, and
         :class:`SaveError` when ``sink`` cannot be written (the connection is
-        closed then). ``progress(done, total)`` counts the part's bytes.
+        closed then). ``progress`` gets a :class:`TransferProgress` whose
+        ``done`` counts from ``offset``.
 
         >>> import io
         >>> sink = io.BytesIO()
@@ -324,20 +353,19 @@ class Client:
         (2, 6, b'llo\\n')
         """
         request = p.Range(offset, sha256, path)
-        header = self._expect(self._execute(request), p.PartReply)
-        if (header.path, header.offset, header.sha256) != (path, offset, sha256):
-            raise ProtocolError(f"asked for {request!r}, the server sent {header!r}")
+        header = self._part_header(request)
         total = header.length
         first = self._body_start(total)
         self._link.set_deadline(self._command_deadline, self._command_message)
+        counter = ProgressMeter(progress).file(path, offset, header.size)
         done = 0
         try:
             view = memoryview(first)
             while True:
                 sink.write(view)
                 done += len(view)
-                if progress is not None:
-                    progress(done, total)
+                if counter is not None:
+                    counter(done, total)
                 if done >= total:
                     break
                 count = self._recv_body_into(self._chunk[: total - done])
@@ -362,15 +390,17 @@ class Client:
         path: str,
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Path:
         """Download ``path`` into ``dest_dir`` (same relative path), verified; the saved path.
 
-        Raises :class:`NotFound` / :class:`Forbidden` when the server refuses,
-        :class:`IntegrityError` when the body does not match its SHA-256,
-        :class:`ProtocolError` when the server names another or an unsafe path,
-        :class:`SaveError` when the file cannot be written locally.
-        ``progress(done, total)`` is called as the bytes arrive.
+        As :meth:`download` with its defaults: resumed, skipped when already
+        there. Raises :class:`NotFound` / :class:`Forbidden` when the server
+        refuses, :class:`IntegrityError` when the body does not match its
+        SHA-256, :class:`ProtocolError` when the server names another or an
+        unsafe path, :class:`SaveError` when the file cannot be written
+        locally. ``progress`` is called with a :class:`TransferProgress` as
+        the bytes arrive.
 
         >>> client.get("sample.txt", "downloads")
         PosixPath('downloads/sample.txt')
@@ -387,16 +417,37 @@ class Client:
         path: str,
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
-        progress: Progress | None = None,
+        save_as: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        no_clobber: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> DownloadResult:
-        """Like :meth:`get`, returning the size and SHA-256 too.
+        """Like :meth:`get`, saying what was done: a :class:`DownloadResult`.
+
+        ``save_as`` names the local file instead of ``dest_dir/<path>``. A
+        missing file is fetched at once. A download cut short (Ctrl-C, a lost
+        connection, the client killed) leaves a hidden partial file and a
+        resume record beside the destination, and the next download of the
+        file continues it with ``RANGE`` (``resume=False``: starts again); if
+        the server's file changed meanwhile, or the partial does not verify,
+        it is fetched whole once, and ``restarted`` says why. A destination
+        already there with the server's size and SHA-256 is not fetched
+        (SKIPPED); a different one is replaced atomically (REPLACED), or kept
+        with ``no_clobber`` (KEPT). The saved or skipped file gets the
+        server's mtime.
 
         >>> result = client.download("sample.txt", "downloads")
-        >>> result.size, result.sha256[:12]
-        (6, '5891b5b522d5')
+        >>> result.size, result.sha256[:12], result.outcome
+        (6, '5891b5b522d5', <Outcome.FETCHED: 'fetched'>)
+        >>> client.download("sample.txt", "downloads").outcome
+        <Outcome.SKIPPED: 'skipped'>
         """
-        header = self._expect(self._execute(p.Get(path)), p.FileReply)
-        return self._receive(path, header, dest_dir, progress)
+        dest = None if save_as is None else Path(save_as)
+        plan = self._plan_for(path, dest_dir, dest)
+        [outcome] = self._fetch([plan], resume, no_clobber, ProgressMeter(progress), dest_dir)
+        if isinstance(outcome, FiledockError):
+            raise outcome
+        return outcome
 
     @_command
     def get_many(
@@ -404,12 +455,16 @@ class Client:
         paths: Iterable[str],
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
-        progress: Callable[[str, int, int], None] | None = None,
+        resume: bool = True,
+        no_clobber: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> builtins.list[DownloadResult | FiledockError]:
         """Download several files over this connection, pipelined: one outcome per path, in order.
 
-        The ``GET`` lines go out together (up to :data:`PIPELINE_BYTES` of
-        requests in flight, so neither side can block the other) and the
+        Each file as :meth:`download` does it (resumed, skipped, replaced or
+        kept). The ``HASH`` lines the decisions need go out first, then the
+        ``GET`` and ``RANGE`` lines together (up to :data:`PIPELINE_BYTES`
+        of requests in flight, so neither side can block the other), and the
         replies are read in order, so the files come back to back without a
         round trip each. Each outcome is the :class:`DownloadResult`, or the
         error that file met (:class:`NotFound`, :class:`Forbidden`,
@@ -420,7 +475,7 @@ class Client:
         so it is after a body that could not be saved and was not read whole
         (:class:`TooLarge`, a write error), the others then getting
         :class:`ConnectionLost`. ``max_time`` bounds the whole call.
-        ``progress(path, done, total)`` is called as bytes arrive.
+        ``progress`` gets a :class:`TransferProgress` as bytes arrive.
 
         >>> outcomes = client.get_many(["sample.txt", "nope.txt"], "downloads")
         >>> [type(outcome).__name__ for outcome in outcomes]
@@ -428,64 +483,418 @@ class Client:
         >>> outcomes[0].path.as_posix()
         'downloads/sample.txt'
         """
-        wanted = list(paths)
-        outcomes: list[DownloadResult | FiledockError | None] = [None] * len(wanted)
-        lines: list[tuple[int, bytes]] = []
-        for index, path in enumerate(wanted):
-            try:
-                lines.append((index, p.encode_request(p.Get(path))))
-            except ValueError:  # a line feed: it cannot travel on one line
-                outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
-        in_flight: deque[tuple[int, int]] = deque()  # (index, request size) sent, not answered
-        next_line = 0
-        current: int | None = None  # the file whose reply is being read
+        plans = [self._plan_for(path, dest_dir, None) for path in paths]
+        meter = ProgressMeter(progress, len(plans))
+        return self._fetch(plans, resume, no_clobber, meter, dest_dir)
+
+    @_command
+    def download_tree(
+        self,
+        folder: str | None,
+        dest_dir: str | os.PathLike[str] = "downloads",
+        *,
+        resume: bool = True,
+        no_clobber: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> TreeSummary:
+        """Download every file under ``folder`` (None or "": all), each saved at
+        ``dest_dir/<server path>`` as :meth:`get_many` saves it; a summary.
+
+        One ``LIST <folder>``; a folder that does not exist gives an empty summary.
+
+        >>> summary = client.download_tree("", "downloads")
+        >>> summary.fetched, summary.skipped, summary.bytes
+        (1, 0, 6)
+        """
+        files = self._listing(folder)
+        root = Path(dest_dir)
+        plans = [FilePlan(info.path, local_path(root, info.path), info) for info in files]
+        return self._sync(plans, resume, no_clobber, progress, dest_dir=root)
+
+    @_command
+    def mirror(
+        self,
+        folder: str | None,
+        dest: str | os.PathLike[str],
+        *,
+        delete: bool = False,
+        dry_run: bool = False,
+        resume: bool = True,
+        progress: ProgressCallback | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> TreeSummary:
+        """Make ``dest`` hold the files under ``folder`` (None or "": the whole
+        repository), at their paths relative to ``folder``; a summary.
+
+        What is missing or different is fetched (pipelined, resumed where a
+        partial was left), what is identical skipped. With ``delete``, local
+        files the server does not have are deleted, and folders left empty
+        (never hidden ones: partial files and caches stay). With ``dry_run``
+        nothing on disk changes: the summary says what would be done.
+        ``on_change`` is called with each :class:`Change` as it is decided.
+
+        >>> summary = client.mirror(None, "copy")
+        >>> [change.action for change in summary.changes], summary.fetched
+        (['fetch'], 1)
+        >>> client.mirror(None, "copy").skipped
+        1
+        """
+        files = self._listing(folder)
+        root = Path(dest)
+        prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
+        plans = [
+            FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info) for info in files
+        ]
+        extras = trees.local_extras(root, plans) if delete else []
+        return self._sync(
+            plans,
+            resume,
+            False,
+            progress,
+            dest_dir=root,
+            dry_run=dry_run,
+            extras=extras,
+            on_change=on_change,
+        )
+
+    def _listing(self, folder: str | None) -> builtins.list[p.FileInfo]:
+        folder = folder.strip("/") if folder else None
+        self._expect(self._execute(p.ListFiles(folder or None)), p.FilesReply)
+        return self._records(p.FileInfo)
+
+    def _sync(
+        self,
+        plans: builtins.list[FilePlan],
+        resume: bool,
+        no_clobber: bool,
+        progress: ProgressCallback | None,
+        *,
+        dest_dir: Path,
+        dry_run: bool = False,
+        extras: builtins.list[Path] | None = None,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> TreeSummary:
+        """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
+        resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
+        self._decide(plans, resume, no_clobber)
+        changes = trees.Changes(on_change)
+        for plan in plans:
+            changes.planned(plan)
+        if dry_run:
+            for plan in plans:
+                plan.release()
+            results: builtins.list[DownloadResult | FiledockError] = []
+            received = 0
+        else:
+            meter = ProgressMeter(progress, len(plans), trees.bytes_to_fetch(plans))
+            results = self._transfer(plans, meter, dest_dir, resume)
+            self.local_digests.flush()
+            received = meter.bytes_done
+        for path in extras or []:
+            changes.delete(path, dry_run=dry_run)
+        if not dry_run and extras:
+            trees.remove_empty_folders(dest_dir, extras)
+        return changes.summary(plans, results, received)
+
+    def _plan_for(self, path: str, dest_dir: str | os.PathLike[str], dest: Path | None) -> FilePlan:
+        """The plan of one named file; its destination is left to the server's
+        answer when the path could not be saved here as it is (the server refuses it)."""
+        if dest is None:
+            try:
+                dest = local_path(dest_dir, path)
+            except ProtocolError:
+                dest = None
+        return FilePlan(path, dest)
+
+    def _fetch(
+        self,
+        plans: builtins.list[FilePlan],
+        resume: bool,
+        no_clobber: bool,
+        meter: ProgressMeter,
+        dest_dir: str | os.PathLike[str],
+    ) -> builtins.list[DownloadResult | FiledockError]:
+        resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
+        self._begin_command()
+        self._decide(plans, resume, no_clobber)
+        results = self._transfer(plans, meter, dest_dir, resume)
+        self.local_digests.flush()
+        return results
+
+    def _decide(self, plans: builtins.list[FilePlan], resume: bool, no_clobber: bool) -> None:
+        """Look at each destination; HASH what has something local to compare; decide.
+
+        The partials' prefixes are hashed while the HASH replies are on their way.
+        """
+        for plan in plans:
+            try:
+                look(plan, self._server_id, resume=resume)
+            except SaveError as exc:
+                plan.error = exc
+        asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
+        if self.protocol < 2:
+            asking = []  # no HASH: every file is fetched whole
+        try:
+            digests = self._pipeline(
+                [[p.Hash(plan.path)] for plan in asking],
+                self._hash_reply,
+                lambda: _each(hash_partial, asking),
+            )
+        except BaseException:
+            for plan in plans:
+                plan.release()
+            raise
+        for plan, digest in zip(asking, digests, strict=True):
+            if isinstance(digest, FiledockError):
+                plan.error = digest
+            else:
+                plan.remote = digest
+        for plan in plans:
+            decide(plan, self.local_digests, no_clobber=no_clobber)
+
+    def _hash_reply(self, index: int) -> p.FileDigest | FiledockError:
+        try:
+            return self._expect(self._read_reply(), p.HashReply).file
+        except FiledockError as exc:
+            if self._conn.state not in _BETWEEN_REPLIES:
+                raise
+            return exc
+
+    def _transfer(
+        self,
+        plans: builtins.list[FilePlan],
+        meter: ProgressMeter,
+        dest_dir: str | os.PathLike[str],
+        resume: bool,
+    ) -> builtins.list[DownloadResult | FiledockError]:
+        """Carry the plans out: GET and RANGE pipelined, then once more for those
+        that had to start over (a partial that did not verify, a file changed)."""
+        outcomes: builtins.list[DownloadResult | FiledockError | None] = [None] * len(plans)
+        moving: builtins.list[int] = []
+        for index, plan in enumerate(plans):
+            if plan.action is Action.FAIL:
+                plan.release()
+                assert plan.error is not None
+                outcomes[index] = plan.error
+                meter.finished()
+            elif plan.action in (Action.SKIP, Action.KEEP):
+                outcomes[index] = self._settled(plan)
+                meter.finished()
+            else:
+                moving.append(index)
+        for attempt in range(2):
+            if not moving:
+                break
+            batch = [plans[index] for index in moving]
+
+            def read(at: int, batch: builtins.list[FilePlan] = batch) -> _Transferred:
+                return self._read_transfer(batch[at], meter, dest_dir, resume)
+
+            received = self._pipeline(
+                [self._requests(plan) for plan in batch],
+                read,
+                on_abort=functools.partial(_each, FilePlan.release, batch),
+            )
+            again = []
+            for index, outcome in zip(moving, received, strict=True):
+                if outcome is None and attempt == 0:
+                    again.append(index)  # the partial was dropped: fetched whole
+                    continue
+                outcomes[index] = outcome or IntegrityError(f"{plans[index].path} did not verify")
+                meter.finished()
+            moving = again
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _requests(self, plan: FilePlan) -> builtins.list[p.Request]:
+        if plan.action is Action.RESUME and plan.partial is not None and plan.remote is not None:
+            return [p.Range(plan.prefix_length, plan.remote.sha256, plan.path)]
+        if plan.partial is not None:  # its record is of no use: the GET starts it again
+            plan.drop_partial()
+        plan.action = Action.FETCH
+        if plan.mtime_ns() is None and self.protocol >= 2:
+            return [p.Get(plan.path), p.Hash(plan.path)]  # the mtime, from a cache warm by then
+        return [p.Get(plan.path)]
+
+    def _read_transfer(
+        self,
+        plan: FilePlan,
+        meter: ProgressMeter,
+        dest_dir: str | os.PathLike[str],
+        resume: bool,
+    ) -> DownloadResult | FiledockError | None:
+        """Read the replies of one plan's requests: its result, the error it met
+        (when the stream is still in step), or None when it must start over."""
+        asked_mtime = plan.action is Action.FETCH and plan.mtime_ns() is None
+        asked_mtime = asked_mtime and self.protocol >= 2
+        try:
+            if plan.action is Action.RESUME:
+                result = self._resume(plan, meter)
+            else:
+                header = self._expect(self._read_reply(), p.FileReply)
+                result = self._receive(
+                    plan.path,
+                    header,
+                    plan.dest,
+                    dest_dir,
+                    meter,
+                    resume=resume,
+                    mtime_ns=plan.mtime_ns(),
+                )
+        except Changed:
+            if self._conn.state not in _BETWEEN_REPLIES:
+                raise
+            plan.drop_partial(CHANGED_ON_SERVER)
+            return None
+        except FiledockError as exc:
+            if self._conn.state not in _BETWEEN_REPLIES:
+                raise
+            if asked_mtime:
+                self._hash_reply(0)  # the HASH after the GET, refused as well
+            return exc
+        if result is None:
+            return None
+        if asked_mtime:
+            result = self._stamp(result, self._hash_reply(0))
+        return replace(result, outcome=plan.outcome(), restarted=plan.restarted)
+
+    def _resume(self, plan: FilePlan, meter: ProgressMeter) -> DownloadResult | None:
+        """Read a RANGE reply into the plan's partial; None if the whole did not verify."""
+        partial, remote, prefix = plan.partial, plan.remote, plan.prefix
+        assert partial is not None
+        assert remote is not None
+        assert prefix is not None
+        offset = plan.prefix_length
+        header = self._part_header(p.Range(offset, remote.sha256, plan.path), sent=True)
+        first = self._body_start(header.length)
+        self._link.set_deadline(self._command_deadline, self._command_message)
+        record = replace(
+            plan.record or new_record(self._server_id, plan.path, 0, None),
+            size=header.size,
+            sha256=header.sha256,
+            durable=offset,
+        )
+        record.save(partial.dest)
+        checkpoint = Checkpoints(partial.fd, partial.dest, record, offset)
+        plan.partial = None  # from here, this method lets go of it, whatever happens
+        counter = meter.file(plan.path, offset, header.size)
+        received = self._body_into(
+            partial, first, header.length, counter, meter, digest=prefix, checkpoint=checkpoint
+        )
+        if received.sha256 != header.sha256:
+            self._drop(partial)
+            plan.restarted = DAMAGED_PARTIAL
+            return None
+        saved = self._save(partial, header.size, header.sha256, plan.mtime_ns())
+        return replace(saved, resumed_from=offset)
+
+    def _part_header(self, request: p.Range, *, sent: bool = False) -> p.PartReply:
+        reply = self._read_reply() if sent else self._execute(request)
+        header = self._expect(reply, p.PartReply)
+        if (header.path, header.offset, header.sha256) != (
+            request.path,
+            request.offset,
+            request.sha256,
+        ):
+            raise ProtocolError(f"asked for {request!r}, the server sent {header!r}")
+        return header
+
+    def _settled(self, plan: FilePlan) -> DownloadResult:
+        """The result of a file skipped or kept: nothing fetched. A skipped one
+        gets the server's mtime (and its digest is cached under its new key); a
+        kept one reports its own size, and its digest if it was looked at."""
+        dest, st, remote = plan.dest, plan.lstat, plan.remote
+        assert dest is not None
+        assert st is not None
+        if plan.action is Action.KEEP:
+            plan.release()
+            digest = self.local_digests.lookup(st) if stat.S_ISREG(st.st_mode) else None
+            return DownloadResult(dest, st.st_size, digest or "", Outcome.KEPT)
+        assert remote is not None
+        plan.drop_partial()  # a partial beside an identical file is of no use
+        mtime_ns = plan.mtime_ns()
+        if mtime_ns is not None and st.st_mtime_ns != mtime_ns:
+            with contextlib.suppress(OSError):
+                os.utime(dest, ns=(st.st_atime_ns, mtime_ns), follow_symlinks=False)
+                self.local_digests.put(os.lstat(dest), remote.sha256)
+        return DownloadResult(dest, remote.size, remote.sha256, Outcome.SKIPPED)
+
+    def _stamp(
+        self, result: DownloadResult, digest: p.FileDigest | FiledockError
+    ) -> DownloadResult:
+        """Give a saved file the server's mtime from the HASH read after it (if
+        that HASH is of the same bytes), and cache its digest under its new key."""
+        if isinstance(digest, FiledockError):
+            return result
+        if (digest.size, digest.sha256) == (result.size, result.sha256):
+            mtime_ns = int(digest.mtime.timestamp()) * 1_000_000_000
+            with contextlib.suppress(OSError):
+                os.utime(result.path, ns=(time.time_ns(), mtime_ns), follow_symlinks=False)
+                self.local_digests.put(os.lstat(result.path), result.sha256)
+        return result
+
+    def _pipeline(
+        self,
+        jobs: builtins.list[builtins.list[p.Request]],
+        read: Callable[[int], _T | FiledockError],
+        after_first_send: Callable[[], object] | None = None,
+        on_abort: Callable[[], object] | None = None,
+    ) -> builtins.list[_T | FiledockError]:
+        """Send each job's requests and read its replies with ``read(index)``, in
+        order, up to :data:`PIPELINE_BYTES` of requests in flight.
+
+        A job whose line cannot travel gets :class:`BadRequest`. When the stream
+        falls out of step, its error is the outcome of every job left.
+        """
+        outcomes: builtins.list[_T | FiledockError | _Unread] = [_UNREAD] * len(jobs)
+        lines: builtins.list[tuple[int, int]] = []  # (job, bytes of its lines)
+        for index, requests in enumerate(jobs):
+            try:
+                lines.append((index, sum(len(p.encode_request(r)) for r in requests)))
+            except ValueError:  # a line feed: it cannot travel on one line
+                path = getattr(requests[0], "path", "")
+                outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
+        in_flight: deque[tuple[int, int]] = deque()  # (job, request bytes) sent, not answered
+        next_line = 0
+        current: int | None = None  # the job whose replies are being read
         try:
             while next_line < len(lines) or in_flight:
-                batch: list[bytes] = []
+                batch: builtins.list[bytes] = []
                 budget = PIPELINE_BYTES - sum(size for _, size in in_flight)
                 while next_line < len(lines) and (
-                    len(lines[next_line][1]) <= budget or not (in_flight or batch)
+                    lines[next_line][1] <= budget or not (in_flight or batch)
                 ):
-                    index, line = lines[next_line]
-                    batch.append(self._conn.send(p.Get(wanted[index])))
-                    in_flight.append((index, len(line)))
-                    budget -= len(line)
+                    index, size = lines[next_line]
+                    batch.extend(self._conn.send(request) for request in jobs[index])
+                    in_flight.append((index, size))
+                    budget -= size
                     next_line += 1
                 if batch:
                     self._link.send(b"".join(batch))
+                if after_first_send is not None:
+                    after_first_send()
+                    after_first_send = None
                 current, _ = in_flight.popleft()
-                outcomes[current] = self._get_reply(wanted[current], dest_dir, progress)
+                outcomes[current] = read(current)
                 current = None
         except FiledockError as exc:  # the stream is out of step: no more replies can be read
+            if on_abort is not None:
+                on_abort()
             rest: FiledockError = exc
             if current is not None and isinstance(exc, SaveError):
                 # Closed to stop receiving that file: the others were not refused.
                 outcomes[current] = exc
                 rest = ConnectionLost(
-                    f"not fetched: the connection was closed after {wanted[current]!r} ({exc})"
+                    f"not fetched: the connection was closed after job {current} ({exc})"
                 )
-            outcomes = [rest if outcome is None else outcome for outcome in outcomes]
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    def _get_reply(
-        self,
-        path: str,
-        dest_dir: str | os.PathLike[str],
-        progress: Callable[[str, int, int], None] | None,
-    ) -> DownloadResult | FiledockError:
-        """Read the reply to one pipelined GET; a failure that leaves the stream usable is returned.
-
-        A failure that leaves the stream out of step is raised instead.
-        """
-        on_bytes = None if progress is None else functools.partial(progress, path)
-        try:
-            header = self._expect(self._read_reply(), p.FileReply)
-            return self._receive(path, header, dest_dir, on_bytes)
-        except FiledockError as exc:
-            if self._conn.state not in _BETWEEN_REPLIES:
-                raise
-            return exc
+            return [rest if isinstance(outcome, _Unread) else outcome for outcome in outcomes]
+        except BaseException:
+            if on_abort is not None:
+                on_abort()
+            raise
+        if after_first_send is not None:
+            after_first_send()
+        return [outcome for outcome in outcomes if not isinstance(outcome, _Unread)]
 
     @_command
     def send_line(
@@ -493,24 +902,32 @@ class Client:
         text: str,
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> str | DownloadResult:
         """Send a line as a person typed it: a message, or the name of a file.
 
         Returns the echoed text, or the :class:`DownloadResult` when the server
-        took the line as a file's name and sent the file.
+        took the line as a file's name and sent the file (whole: there was no
+        asking first).
 
         >>> client.send_line("hello there")
         'hello there'
         >>> client.send_line("sample.txt", "downloads")
-        DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='...')
+        DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='...)
         """
         reply = self._execute(p.Message(text))
         if isinstance(reply, p.AckReply):
             return reply.text
         header = self._expect(reply, p.FileReply)
         # The server took the line without its ASCII padding, as it strips it.
-        return self._receive(text.strip(p.LINE_PADDING), header, dest_dir, progress)
+        path = text.strip(p.LINE_PADDING)
+        try:
+            replacing = os.path.lexists(local_path(dest_dir, path))
+        except ProtocolError:
+            replacing = False  # _receive says why
+        meter = ProgressMeter(progress)
+        result = self._receive(path, header, None, dest_dir, meter, resume=self.protocol >= 2)
+        return replace(result, outcome=Outcome.REPLACED) if replacing else result
 
     def exit(self) -> bool:
         """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.
@@ -527,10 +944,14 @@ class Client:
             return False  # the server is gone or closing: nothing left to say
         finally:
             self._link.close()
+            self.local_digests.close()
 
     def close(self) -> None:
         """Leave the server (EXIT, then close). Safe to call twice."""
-        self.exit()
+        try:
+            self.exit()
+        finally:
+            self.local_digests.close()
 
     def __enter__(self) -> Client:
         return self
@@ -619,36 +1040,103 @@ class Client:
         self,
         path: str,
         header: p.FileReply,
+        dest: Path | None,
         dest_dir: str | os.PathLike[str],
-        progress: Progress | None,
+        meter: ProgressMeter,
+        *,
+        resume: bool = True,
+        mtime_ns: int | None = None,
     ) -> DownloadResult:
+        """Receive a FILE body into ``dest`` (None: ``dest_dir/<path>``), verified.
+
+        A body cut short is kept with its resume record (``resume``, and a body
+        large enough to be written as it comes); one that does not verify or
+        cannot be written is removed.
+        """
         if header.path != path:
             # The server answered for another file: its body cannot be trusted
             # either, and the stream cannot be resynchronised.
             raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
-        dest = local_path(dest_dir, header.path)
+        dest = local_path(dest_dir, header.path) if dest is None else dest
         first = self._body_start(header.size)
         # The body is bounded by max_time as a whole, and by timeout per silence.
         self._link.set_deadline(self._command_deadline, self._command_message)
         partial = self._open_partial(dest, header.size, first)
-        try:
-            received = receive_body(self._recv_body_into, first, header.size, partial.fd, progress)
-        except BaseException:
-            partial.discard()
-            raise
-        if received.whole:
-            self._body_end()
-        if received.write_error is not None:
-            partial.discard()
-            raise SaveError(f"cannot write {dest}: {received.write_error.strerror}")
+        checkpoint = None
+        if resume and header.size > INLINE_LIMIT:
+            record = new_record(self._server_id, path, header.size, header.sha256)
+            record.save(dest)
+            checkpoint = Checkpoints(partial.fd, dest, record)
+        counter = meter.file(path, 0, header.size)
+        received = self._body_into(
+            partial, first, header.size, counter, meter, checkpoint=checkpoint
+        )
         if received.sha256 != header.sha256:
-            partial.discard()
+            self._drop(partial)
             raise IntegrityError(
                 f"SHA-256 mismatch for {dest.name}",
                 expected=header.sha256,
                 actual=received.sha256,
             )
-        return DownloadResult(partial.commit(), header.size, header.sha256)
+        return self._save(partial, header.size, header.sha256, mtime_ns)
+
+    def _body_into(
+        self,
+        partial: Partial,
+        first: bytes,
+        length: int,
+        counter: Progress | None,
+        meter: ProgressMeter,
+        *,
+        digest: hashlib._Hash | None = None,
+        checkpoint: Checkpoints | None = None,
+    ) -> Received:
+        """Receive a body of ``length`` into ``partial``, hashed (continuing
+        ``digest``); the partial is kept if cut short with a ``checkpoint``
+        (a resume record), removed when it cannot be written."""
+        try:
+            received = receive_body(
+                self._recv_body_into,
+                first,
+                length,
+                partial.fd,
+                counter,
+                digest=digest,
+                checkpoint=checkpoint,
+            )
+        except BaseException as exc:
+            self._interrupted(partial, checkpoint is not None and keeps_partial(exc))
+            raise
+        meter.received(length)
+        if received.whole:
+            self._body_end()
+        if received.write_error is not None:
+            self._drop(partial)
+            raise SaveError(f"cannot write {partial.dest}: {received.write_error.strerror}")
+        return received
+
+    def _save(
+        self, partial: Partial, size: int, sha256: str, mtime_ns: int | None
+    ) -> DownloadResult:
+        """Rename a verified partial into place; its digest is cached, its record removed."""
+        try:
+            saved = partial.commit(mtime_ns)
+        finally:
+            remove_record(partial.dest)
+        if partial.saved is not None:
+            self.local_digests.put(partial.saved, sha256)
+        return DownloadResult(saved, size, sha256)
+
+    def _drop(self, partial: Partial) -> None:
+        partial.discard()
+        remove_record(partial.dest)
+
+    def _interrupted(self, partial: Partial, keep: bool) -> None:
+        """A body cut short: keep the partial for a resume, or remove it."""
+        if keep:
+            partial.keep()
+        else:
+            self._drop(partial)
 
     def _body_start(self, size: int) -> bytes:
         """The first bytes of a body of ``size``: those that came with its header."""
@@ -690,6 +1178,11 @@ class Client:
                 discard_body(self._recv_body_into, first, size)
                 self._body_end()
             raise
+
+
+def _each(action: Callable[[FilePlan], None], plans: Iterable[FilePlan]) -> None:
+    for plan in plans:
+        action(plan)
 
 
 def check_port(port: int) -> int:

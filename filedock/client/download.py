@@ -4,13 +4,14 @@ The body is read into large buffers on the calling thread; a second thread
 hashes each buffer and a third writes it, so receiving, hashing and writing
 overlap (``hashlib`` and ``os.write`` release the GIL). The bytes go to a
 hidden partial file beside the destination, renamed into place only when
-the SHA-256 matches; on any failure the partial file is removed.
+the SHA-256 matches; a body that does not verify or cannot be written is
+removed, one cut short is kept for a resume (see :mod:`.resume`).
 
 Each destination has one partial name (``.NAME.part``), locked while a
 client writes it. A client killed mid-download (SIGKILL, a power cut)
 leaves at most that one file, and the next download of the same file takes
-it over, so partial files never pile up, and nothing half-written ever has
-the final name.
+it over (resuming it, or starting it again), so partial files never pile
+up, and nothing half-written ever has the final name.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ _OLD_PARTIAL = re.compile(r"\..+\.[a-z0-9_]{8}\.part")
 OLD_PARTIAL_AGE = 600.0
 
 RecvInto = Callable[[memoryview], int]
+# (bytes of the body received, the body's size): what the receivers report.
 Progress = Callable[[int, int], None]
+# Called by the writer with the bytes of the body written so far.
+Checkpoint = Callable[[int], None]
 
 
 def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
@@ -72,15 +76,20 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
 
 
 def partial_path(dest: Path) -> Path:
-    """The one hidden partial file of ``dest``: ``.NAME.part`` beside it.
+    """The one hidden partial file of ``dest``: ``.NAME.part`` beside it."""
+    return hidden_path(dest, PARTIAL_SUFFIX)
+
+
+def hidden_path(dest: Path, suffix: str) -> Path:
+    """The hidden file ``.NAME<suffix>`` beside ``dest``.
 
     A name too long for that gets a digest of the name instead, so every
-    destination still has exactly one partial name.
+    destination still has exactly one such name.
     """
-    name = f".{dest.name}{PARTIAL_SUFFIX}"
+    name = f".{dest.name}{suffix}"
     if len(os.fsencode(name)) > _NAME_MAX:
         digest = hashlib.sha256(os.fsencode(dest.name)).hexdigest()[:32]
-        name = f".filedock-{digest}{PARTIAL_SUFFIX}"
+        name = f".filedock-{digest}{suffix}"
     return dest.with_name(name)
 
 
@@ -88,14 +97,39 @@ class Partial:
     """The partial file of one download: open for writing and locked while it lasts.
 
     :meth:`open` takes it over (creating it, or truncating what a killed
-    download left), :meth:`commit` renames it into place, :meth:`discard`
-    removes it.
+    download left), :meth:`reopen` takes over what an interrupted one left,
+    :meth:`commit` renames it into place, :meth:`discard` removes it,
+    :meth:`keep` leaves it for a resume.
     """
 
     def __init__(self, dest: Path, path: Path, fd: int) -> None:
         self.dest = dest
         self.path = path
         self.fd = fd
+        self.saved: os.stat_result | None = None  # the saved file's, after commit
+
+    @classmethod
+    def reopen(cls, dest: Path) -> Partial | None:
+        """The partial file ``dest``'s last download left, locked, as it is; None if none.
+
+        Raises :class:`SaveError` when another client is writing it.
+        """
+        path = partial_path(dest)
+        if not os.path.lexists(path):
+            return None
+        return cls(dest, path, _open_locked(path, dest))
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` bytes; the next write goes after them."""
+        try:
+            os.ftruncate(self.fd, length)
+            os.lseek(self.fd, length, os.SEEK_SET)
+        except OSError as exc:
+            self.discard()
+            raise SaveError(f"cannot write to {self.dest.parent}: {exc.strerror}") from None
 
     @classmethod
     def open(cls, dest: Path, size: int) -> Partial:
@@ -124,10 +158,14 @@ class Partial:
             raise
         return partial
 
-    def commit(self) -> Path:
-        """Rename the partial file into place and release it; the destination."""
+    def commit(self, mtime_ns: int | None = None) -> Path:
+        """Rename the partial file into place (with ``mtime_ns`` as its mtime, when
+        given) and release it; the destination. :attr:`saved` is its status then."""
         try:
+            if mtime_ns is not None:
+                os.utime(self.fd, ns=(time.time_ns(), mtime_ns))
             os.replace(self.path, self.dest)
+            self.saved = os.fstat(self.fd)  # after the rename, which may change its ctime
         except OSError as exc:  # e.g. a folder under the final name
             self.discard()
             raise SaveError(f"cannot save {self.dest}: {exc.strerror}") from None
@@ -139,10 +177,14 @@ class Partial:
         _remove(self.path)
         os.close(self.fd)
 
+    def keep(self) -> None:
+        """Release the partial file and leave it where it is, for a resume."""
+        os.close(self.fd)
+
 
 def _open_locked(path: Path, dest: Path) -> int:
     """``path`` opened for writing and locked; SaveError if it cannot be."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     for _ in range(3):  # bounded: each retry follows a rename by another client
         try:
             # 0o666: the kernel takes the umask off, as for any file a program writes.
@@ -223,19 +265,29 @@ class Received:
 
 
 def receive_body(
-    recv_into: RecvInto, first: bytes, size: int, fd: int, progress: Progress | None = None
+    recv_into: RecvInto,
+    first: bytes,
+    size: int,
+    fd: int,
+    progress: Progress | None = None,
+    *,
+    digest: hashlib._Hash | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Received:
     """Receive ``size`` bytes (``first`` already read), hash them and write them to ``fd``.
 
+    ``digest`` is a hash to continue (a resume's, over the bytes before);
+    ``checkpoint`` is called after writes with the bytes written so far.
     A body up to INLINE_LIMIT is read whole before it is written. A larger
     one stops being read at the first write error: the rest would only be
     thrown away (a server can announce 10**12 bytes), so the caller must
     drop the connection. Raises :class:`ConnectionLost` when the connection
     ends early.
     """
+    digest = hashlib.sha256() if digest is None else digest
     if size <= INLINE_LIMIT:
-        return _receive_inline(recv_into, first, size, fd, progress)
-    pipeline = _Pipeline(fd)
+        return _receive_inline(recv_into, first, size, fd, progress, digest)
+    pipeline = _Pipeline(fd, digest, checkpoint)
     received = 0
     try:
         if first:
@@ -258,7 +310,12 @@ def receive_body(
 
 
 def _receive_inline(
-    recv_into: RecvInto, first: bytes, size: int, fd: int, progress: Progress | None
+    recv_into: RecvInto,
+    first: bytes,
+    size: int,
+    fd: int,
+    progress: Progress | None,
+    digest: hashlib._Hash,
 ) -> Received:
     buffer = bytearray(size)
     buffer[: len(first)] = first
@@ -270,7 +327,8 @@ def _receive_inline(
         error = None
     except OSError as exc:
         error = exc
-    return Received(hashlib.sha256(buffer).hexdigest(), error, True)
+    digest.update(buffer)
+    return Received(digest.hexdigest(), error, True)
 
 
 def _fill(recv_into: RecvInto, buffer: bytearray | memoryview, start: int, end: int) -> int:
@@ -320,9 +378,10 @@ def _page_aligned(size: int) -> memoryview:
 class _Pipeline:
     """A hashing thread and a writing thread fed with filled buffers."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, digest: hashlib._Hash, checkpoint: Checkpoint | None) -> None:
         self.fd = fd
-        self.digest = hashlib.sha256()
+        self.digest = digest
+        self._checkpoint = checkpoint
         self.write_error: OSError | None = None
         self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(BUFFER_COUNT):
@@ -344,13 +403,17 @@ class _Pipeline:
         self.to_write.put(None)
 
     def _write(self) -> None:
+        written = 0
         while (item := self.to_write.get()) is not None:
             buffer, count = item
             if self.write_error is None:
                 try:
                     _write_all(self.fd, memoryview(buffer)[:count])
+                    written += count
                 except OSError as exc:
                     self.write_error = exc  # the receiver stops at its next buffer
+                if self._checkpoint is not None and self.write_error is None:
+                    self._checkpoint(written)
             self.free.put(buffer)
 
     def finish(self) -> None:

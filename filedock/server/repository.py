@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import protocol as p
+from ..digests import DigestStore, Key, NoStore
 from ..errors import Forbidden, NotFound, RequestError
 from ..protocol import FileInfo
-from .digests import DigestStore, Key, NoStore
 from .workers import Stopping, WorkerPool, Workers
 
 log = logging.getLogger("filedock.server.repository")

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import protocol as p
+from ..digests import open_store
 from ..version import server_banner
 from .addresses import is_loopback_host
 from .auth import AuthGuard, TokenChecker, read_token_file, server_context
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
-from .digests import open_store
 from .logs import WarningLimiter
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
@@ -57,7 +57,6 @@ _ACCEPT_BATCH = 100
 # session in turn (see Session.get_buffer). A line is at most max_line bytes,
 # so a read this size holds many pipelined requests.
 _READ_BUFFER = 64 * 1024
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import pytest
 
 from filedock.cli.client import client_main
 from filedock.cli.screen import Screen
+from filedock.client.results import TransferProgress
 from filedock.errors import IntegrityError, NotFound, ProtocolError, ServerFull
 from filedock.safetext import is_inert, printable
 from tests.support.fake_server import FakeServer, Peer, Script
@@ -202,7 +203,7 @@ def test_a_progress_bar_label_is_inert() -> None:
     bar = Screen(io.StringIO(), progress=stream, colour=False).bar(HOSTILE)
     assert bar is not None
     for done in (0, 2 * 1024 * 1024, 4 * 1024 * 1024):
-        bar(done, 4 * 1024 * 1024)
+        bar(TransferProgress(HOSTILE, done, 4 * 1024 * 1024, 0, 1, done, 4 * 1024 * 1024))
     drawn = stream.getvalue().replace("\r", "").replace("\x1b[K", "")  # the bar's own codes
     assert "\\u202e" in drawn
     assert_inert(drawn)

@@ -14,9 +14,9 @@ import pytest
 
 import filedock.server.repository
 from filedock.cli.server import server_parser
-from filedock.client.client import Client
+from filedock.client.client import Client, DownloadResult
+from filedock.digests import FILE_NAME, SET_ASIDE_SUFFIX
 from filedock.server.config import ServerConfig
-from filedock.server.digests import FILE_NAME, SET_ASIDE_SUFFIX
 from tests.support import HOST, LineConn, ServerThread, running_server
 
 CONTENT = b"a file fetched after each restart\n" * 100
@@ -37,9 +37,15 @@ def served(repo: Path) -> Path:
 
 
 def fetch(server: ServerThread, dest: Path, path: str = "data.bin") -> bytes:
-    """Download ``path`` (checked against the announced digest) and return its bytes."""
+    """Download ``path`` (checked against the announced digest) and return its bytes.
+
+    As a bare line, the one download that sends nothing but its GET (``get``
+    asks HASH after it, for the mtime), so the counts are the GET's alone.
+    """
     with Client(HOST, server.port, timeout=10) as client:
-        return client.get(path, dest).read_bytes()
+        result = client.send_line(path, dest)
+        assert isinstance(result, DownloadResult)
+        return result.path.read_bytes()
 
 
 def counts(server: ServerThread) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import pytest
 
 from filedock import protocol as p
 from filedock.cli.client import client_main
-from filedock.client.client import Client
+from filedock.client.client import Client, TransferProgress
 from filedock.client.connection import client_context
 from filedock.errors import BadRange, Changed, Forbidden, NotFound
 from filedock.version import __version__
@@ -231,14 +231,16 @@ def test_range_after_the_file_changed_is_changed(
 
 def test_the_library_receives_a_part(tree: Path, connect: Callable[..., Client]) -> None:
     client = connect()
-    seen: list[tuple[int, int]] = []
+    seen: list[TransferProgress] = []
     sink = io.BytesIO()
-    part = client.get_range(
-        "big.bin", 1000, BIG_SHA, sink, progress=lambda done, total: seen.append((done, total))
-    )
+    part = client.get_range("big.bin", 1000, BIG_SHA, sink, progress=seen.append)
     assert part == p.PartReply(1000, len(BIG), BIG_SHA, "big.bin")
     assert sink.getvalue() == BIG[1000:]
-    assert seen[-1] == (len(BIG) - 1000, len(BIG) - 1000)
+    # done counts the file's bytes from the offset; bytes_done those this call received.
+    last = seen[-1]
+    assert (last.done, last.total) == (len(BIG), len(BIG))
+    assert (last.bytes_done, last.bytes_total) == (len(BIG) - 1000, len(BIG) - 1000)
+    assert (last.path, last.files_done, last.files_total) == ("big.bin", 0, 1)
     # Joined to the bytes before the offset, it is the file.
     assert hashlib.sha256(BIG[:1000] + sink.getvalue()).hexdigest() == BIG_SHA
     end = io.BytesIO()

@@ -23,7 +23,7 @@ import pytest
 
 from filedock.cli.client import client_main, client_parser
 from filedock.cli.exitcodes import ExitCode, worst
-from filedock.client.client import Client
+from filedock.client.client import Client, TransferProgress
 from filedock.errors import BadRequest, NotFound
 from tests.conftest import SAMPLE
 from tests.support import HOST, ServerThread, write_file
@@ -340,11 +340,9 @@ def test_server_shutdown_exits_3(run: Run, fake: Any) -> None:
 
 def test_get_many_outcomes_in_order(connect: Callable[..., Client], tmp_path: Path) -> None:
     client = connect()
-    progress: list[tuple[str, int, int]] = []
+    progress: list[TransferProgress] = []
     outcomes = client.get_many(
-        ["nope.txt", "sample.txt", "bad\nname", "sample.txt"],
-        tmp_path,
-        progress=lambda path, done, total: progress.append((path, done, total)),
+        ["nope.txt", "sample.txt", "bad\nname", "sample.txt"], tmp_path, progress=progress.append
     )
     assert isinstance(outcomes[0], NotFound)
     assert isinstance(outcomes[2], BadRequest)  # never sent: it cannot travel on one line
@@ -352,7 +350,8 @@ def test_get_many_outcomes_in_order(connect: Callable[..., Client], tmp_path: Pa
         assert not isinstance(outcome, Exception)
         assert outcome.path == tmp_path / "sample.txt"
         assert outcome.sha256 == hashlib.sha256(SAMPLE).hexdigest()
-    assert ("sample.txt", len(SAMPLE), len(SAMPLE)) in progress
+    seen = [(moving.path, moving.done, moving.total, moving.files_total) for moving in progress]
+    assert ("sample.txt", len(SAMPLE), len(SAMPLE), 4) in seen
     assert client.ping() >= 0  # the connection is still in step
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.server.digests import (
+from filedock.digests import (
     FILE_NAME,
     SET_ASIDE_SUFFIX,
     DigestStore,

@@ -1,12 +1,13 @@
 """The digest cache on disk: SHA-256 digests that survive a restart, in SQLite.
 
-One file, ``digests.sqlite``, in the server's state folder. A row is one
+The server keeps one in its state folder, the client library one in its
+cache folder; both key a file the same way. One file, ``digests.sqlite``. A row is one
 file's key (device, inode, size, mtime and ctime in nanoseconds) and its
 digest; at most ``max_rows`` rows are kept, the least recently used dropped
 first. It is only a cache: a file that cannot be used (damaged, not SQLite,
 unreadable) is set aside and a new one begun, and when that fails too the
-server runs with its in-memory cache only. Each case logs one warning and
-never stops the server.
+digests are kept in memory only. Each case logs one warning and never stops
+the program.
 
 Its methods block: call them from worker threads, never the event loop. One
 connection is shared by every thread under a lock; writes are committed in
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-log = logging.getLogger("filedock.server.digests")
+log = logging.getLogger("filedock.digests")
 
 FILE_NAME = "digests.sqlite"
 # Where an unusable file is moved, replacing the one set aside before.
@@ -257,7 +258,7 @@ class SqliteStore:
 
 
 def open_store(state_dir: str, *, max_rows: int = MAX_ROWS) -> DigestStore:
-    """The digest store in ``state_dir`` (made if missing), never an exception.
+    """The digest store in ``state_dir`` (made if missing, private), never an exception.
 
     Logs at most one warning: a file that cannot be used is set aside and a new
     one begun; a folder that cannot be written, or a file another process holds

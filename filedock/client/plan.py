@@ -1,0 +1,163 @@
+"""What to do with each file of a download, decided before any body moves.
+
+A download looks at the destination and at any partial file with a resume
+record (:func:`look`), asks the server's size and SHA-256 with ``HASH`` only
+when there is something local to compare (:meth:`FilePlan.needs_hash`), then
+:func:`decide`: skip an identical file, keep a different one under
+``no_clobber``, resume a partial whose record still matches, or fetch whole.
+A missing destination with no partial is fetched at once: its first byte
+waits for no ``HASH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ..errors import FiledockError
+from ..protocol import FileDigest, FileInfo
+from .download import Partial
+from .localdigests import LocalDigests
+from .results import Outcome
+from .resume import ResumeRecord, hash_prefix, load_record, remove_record
+
+
+class Action(StrEnum):
+    FETCH = "fetch"  # GET the whole file
+    RESUME = "resume"  # RANGE from the partial's good length
+    SKIP = "skip"  # already there
+    KEEP = "keep"  # different, kept (no_clobber)
+    FAIL = "fail"  # refused (error says why)
+
+
+CHANGED_ON_SERVER = "the server's file changed since the partial download"
+DAMAGED_PARTIAL = "the partial file did not verify (damaged on disk?)"
+
+
+@dataclass(slots=True)
+class FilePlan:
+    """One file of a download: what is known of it, and what will be done."""
+
+    path: str  # the server's path
+    dest: Path | None  # None: only the server's answer can name it (a path unsafe here)
+    listed: FileInfo | None = None  # from LIST, for a folder's download
+    lstat: os.stat_result | None = None  # the destination's, if it exists
+    record: ResumeRecord | None = None
+    partial: Partial | None = None  # locked, when a record matches
+    prefix: hashlib._Hash | None = None
+    remote: FileDigest | None = None  # from HASH
+    action: Action = Action.FETCH
+    error: FiledockError | None = None
+    restarted: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.lstat is not None
+
+    @property
+    def prefix_length(self) -> int:
+        return 0 if self.partial is None else os.lseek(self.partial.fd, 0, os.SEEK_CUR)
+
+    def needs_hash(self) -> bool:
+        """Whether HASH must answer before deciding: something local to compare."""
+        if self.partial is not None:
+            return True
+        if self.lstat is None or not stat.S_ISREG(self.lstat.st_mode):
+            return False
+        return self.listed is None or self.listed.size == self.lstat.st_size
+
+    def mtime_ns(self) -> int | None:
+        """The server's mtime, when HASH or LIST told it."""
+        known = self.remote or self.listed
+        return None if known is None else int(known.mtime.timestamp()) * 1_000_000_000
+
+    def outcome(self) -> Outcome:
+        if self.action is Action.SKIP:
+            return Outcome.SKIPPED
+        if self.action is Action.KEEP:
+            return Outcome.KEPT
+        if self.exists:
+            return Outcome.REPLACED
+        return Outcome.RESUMED if self.action is Action.RESUME else Outcome.FETCHED
+
+    def drop_partial(self, reason: str | None = None) -> None:
+        """Throw the partial and its record away (``reason``: say why in the result)."""
+        if self.partial is not None:
+            self.partial.discard()
+            self.partial = None
+            self.restarted = reason or self.restarted
+        if self.dest is not None:
+            remove_record(self.dest)
+        self.record = self.prefix = None
+
+    def release(self) -> None:
+        """Let go of the partial, keeping it for a later resume."""
+        if self.partial is not None:
+            self.partial.keep()
+            self.partial = None
+
+
+def look(plan: FilePlan, server: str, *, resume: bool) -> None:
+    """What is at the destination: the file's lstat, and a partial that can be resumed.
+
+    Raises :class:`SaveError` when another client is writing the partial.
+    """
+    dest = plan.dest
+    if dest is None:
+        return
+    try:
+        plan.lstat = os.lstat(dest)
+    except OSError:
+        plan.lstat = None
+    if not resume:
+        return
+    record = load_record(dest)  # one failed open when there is none
+    if record is None or record.server != server or record.path != plan.path:
+        return
+    partial = Partial.reopen(dest)
+    if partial is None:
+        remove_record(dest)
+        return
+    length = record.good_length(partial.size())
+    partial.truncate(length)
+    plan.record, plan.partial = record, partial
+
+
+def hash_partial(plan: FilePlan) -> None:
+    """Hash the good prefix of the plan's partial; a prefix that cannot be read is dropped."""
+    if plan.partial is None:
+        return
+    plan.prefix = hash_prefix(plan.partial.fd, plan.prefix_length)
+    if plan.prefix is None:
+        plan.drop_partial(DAMAGED_PARTIAL)
+
+
+def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
+    """Choose the plan's action from what is local and the server's HASH (if asked)."""
+    if plan.error is not None:
+        plan.action = Action.FAIL
+        return
+    remote, st = plan.remote, plan.lstat
+    if st is not None and stat.S_ISREG(st.st_mode) and plan.dest is not None:
+        same_size = remote is not None and remote.size == st.st_size
+        if same_size and remote and digests.digest_of(plan.dest, st) == remote.sha256:
+            plan.action = Action.SKIP
+            return
+        if no_clobber:
+            plan.action = Action.KEEP
+            return
+    elif st is not None and no_clobber:
+        plan.action = Action.KEEP
+        return
+    record = plan.record
+    if record is not None and remote is not None:
+        if record.size != remote.size or record.sha256 not in (None, remote.sha256):
+            plan.drop_partial(CHANGED_ON_SERVER)
+        else:
+            plan.action = Action.RESUME
+            return
+    plan.action = Action.FETCH

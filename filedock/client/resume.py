@@ -1,0 +1,182 @@
+"""Resume records: what an interrupted download needs to go on later.
+
+Beside the partial file ``.NAME.part`` of a download lies ``.NAME.resume``, a
+small JSON file written when the body starts: the server, the path, the size,
+the SHA-256 when the header gave it, the kernel's boot id, and a *durable*
+length, the bytes of the partial known to be on the disk (fsynced).
+
+How much of a partial can be trusted (see PROTOCOL.md, "Resuming a download"):
+on the same boot all of it, since a killed process loses nothing the kernel
+already took; after a crash or a power cut only the durable length, since
+the end of the file may hold blocks never written. Either way the prefix is
+hashed again before it is used, and the whole file's SHA-256 decides whether
+it is kept, so a damaged byte costs a second download, never a wrong file.
+
+Only bodies over ``INLINE_LIMIT`` get a record: a smaller one is read whole
+before its first write, so an interrupted one leaves nothing to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from ..errors import IntegrityError, ProtocolError, RequestError, SaveError
+from .download import hidden_path
+
+RECORD_SUFFIX = ".resume"
+_VERSION = 1
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+# The partial is fsynced and the record's durable length moved on after this
+# many bytes or seconds, whichever comes first: a power cut costs at most that.
+CHECKPOINT_BYTES = 64 * 1024 * 1024
+CHECKPOINT_SECONDS = 1.0
+
+# Bytes read at a time when hashing a partial's prefix.
+_HASH_CHUNK = 1024 * 1024
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot of the kernel ("" where it cannot be told: then only the durable length counts)."""
+    try:
+        with open(BOOT_ID_FILE, encoding="ascii") as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def record_path(dest: Path) -> Path:
+    return hidden_path(dest, RECORD_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecord:
+    """The resume record of one partial file."""
+
+    server: str  # host:port
+    path: str  # the server's path
+    size: int
+    sha256: str | None  # None: the header had no digest (a cold GET); HASH tells it
+    boot: str
+    durable: int = 0
+
+    def good_length(self, partial_size: int) -> int:
+        """How many bytes of a partial of ``partial_size`` may be used."""
+        length = min(partial_size, self.size)
+        if self.boot and self.boot == boot_id():
+            return length
+        return min(length, self.durable)
+
+    def save(self, dest: Path) -> None:
+        """Write the record beside ``dest``'s partial; a failure only loses the resume."""
+        fields = asdict(self) | {"version": _VERSION}
+        with contextlib.suppress(OSError):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(record_path(dest), flags, 0o666)
+            try:
+                os.write(fd, json.dumps(fields).encode())
+            finally:
+                os.close(fd)
+
+
+def new_record(server: str, path: str, size: int, sha256: str | None) -> ResumeRecord:
+    return ResumeRecord(server, path, size, sha256, boot_id())
+
+
+def load_record(dest: Path) -> ResumeRecord | None:
+    """The record beside ``dest``'s partial, or None (none, torn, of another version)."""
+    try:
+        with open(record_path(dest), "rb") as file:
+            fields = json.loads(file.read(64 * 1024))
+        if not isinstance(fields, dict) or fields.pop("version", None) != _VERSION:
+            return None
+        record = ResumeRecord(**fields)
+    except (OSError, ValueError, TypeError):
+        return None
+    sha = record.sha256
+    valid = (
+        isinstance(record.server, str)
+        and isinstance(record.path, str)
+        and _count(record.size)
+        and _count(record.durable)
+        and isinstance(record.boot, str)
+        and (sha is None or (isinstance(sha, str) and len(sha) == 64))
+    )
+    return record if valid else None
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def remove_record(dest: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(record_path(dest))
+
+
+def hash_prefix(fd: int, length: int) -> hashlib._Hash | None:
+    """The SHA-256 state after the first ``length`` bytes of ``fd``; None if they cannot be read."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(min(_HASH_CHUNK, max(length, 1))))
+    offset = 0
+    try:
+        while offset < length:
+            count = os.preadv(fd, [buffer[: min(len(buffer), length - offset)]], offset)
+            if count == 0:
+                return None
+            digest.update(buffer[:count])
+            offset += count
+    except OSError:
+        return None
+    return digest
+
+
+class Checkpoints:
+    """Moves a record's durable length on as a body is written (called from the writer).
+
+    ``offset`` is where this body starts in the file (a resume's offset).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        dest: Path,
+        record: ResumeRecord,
+        offset: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fd = fd
+        self.dest = dest
+        self.record = record
+        self.offset = offset
+        self._clock = clock
+        self._bytes = 0
+        self._at = clock()
+
+    def __call__(self, written: int) -> None:
+        now = self._clock()
+        if written - self._bytes < CHECKPOINT_BYTES and now - self._at < CHECKPOINT_SECONDS:
+            return
+        self._bytes, self._at = written, now
+        try:
+            os.fdatasync(self.fd)  # the bytes first: the record never runs ahead of the disk
+        except OSError:
+            return
+        self.record = replace(self.record, durable=self.offset + written)
+        self.record.save(self.dest)
+
+
+def keeps_partial(exc: BaseException) -> bool:
+    """Whether a download cut short by ``exc`` keeps its partial for a resume:
+    an interruption does (Ctrl-C, a lost connection, an exit); a refusal, a
+    failed check or a write error does not."""
+    return not isinstance(exc, RequestError | ProtocolError | IntegrityError | SaveError)

@@ -1,0 +1,425 @@
+"""Downloads that survive: resume from a kept partial, skip what is there,
+replace or keep a different file, the server's mtime on what is saved.
+
+Every download here goes through a relay that counts the bytes the server
+sent, so "resumed from the offset" and "nothing fetched" are measured, not
+taken from the client's word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import filedock.client.resume
+import filedock.server.repository
+from filedock.client.client import Client, Outcome, TransferProgress
+from filedock.client.download import partial_path
+from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL
+from filedock.client.resume import load_record, new_record, record_path
+from tests.support import HOST, ServerThread
+from tests.support.proxy import CountingProxy, counting_proxy
+
+MiB = 1024 * 1024
+SIZE = 12 * MiB  # three of the client's buffers: written as it comes, so resumable
+# Bytes of reply lines around a body, at most (FILE/PART/HASH lines).
+LINES = 4096
+OLD_MTIME = 978_307_200  # 2001-01-01T00:00:00Z
+
+
+@pytest.fixture
+def big(repo: Path) -> bytes:
+    data = os.urandom(SIZE)
+    (repo / "big.bin").write_bytes(data)
+    return data
+
+
+@pytest.fixture(autouse=True)
+def trusted_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written by a test may be cached by the server at once (no racy window)."""
+    monkeypatch.setattr(filedock.server.repository, "RACY_NS", 0)
+
+
+@pytest.fixture
+def proxy(server: ServerThread) -> Iterator[CountingProxy]:
+    with counting_proxy(server.port) as relay:
+        yield relay
+
+
+@pytest.fixture
+def client(proxy: CountingProxy) -> Iterator[Client]:
+    with Client(HOST, proxy.port, timeout=10) as connected:
+        yield connected
+
+
+def interrupted_download(proxy: CountingProxy, dest_dir: Path, at: int = SIZE // 2) -> int:
+    """Download big.bin until ``at`` bytes have come, then Ctrl-C; the partial's length."""
+
+    def stop(moving: TransferProgress) -> None:
+        if moving.done >= at:
+            raise KeyboardInterrupt
+
+    with Client(HOST, proxy.port, timeout=10) as client, pytest.raises(KeyboardInterrupt):
+        client.download("big.bin", dest_dir, progress=stop)
+    proxy.reset()
+    return partial_path(dest_dir / "big.bin").stat().st_size
+
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+def test_ctrl_c_keeps_the_partial_and_its_record(
+    big: bytes, proxy: CountingProxy, downloads: Path
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    assert SIZE // 2 <= length < SIZE
+    assert not (downloads / "big.bin").exists()
+    assert hidden(downloads) == [".big.bin.part", ".big.bin.resume"]
+    record = load_record(downloads / "big.bin")
+    assert record is not None
+    assert (record.server, record.path, record.size) == (f"{HOST}:{proxy.port}", "big.bin", SIZE)
+    assert record.sha256 == hashlib.sha256(big).hexdigest()
+    assert partial_path(downloads / "big.bin").read_bytes() == big[:length]
+
+
+def test_the_next_download_moves_only_the_rest(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from, result.restarted) == (
+        Outcome.RESUMED,
+        length,
+        None,
+    )
+    assert SIZE - length <= proxy.from_server <= SIZE - length + LINES
+    assert (downloads / "big.bin").read_bytes() == big
+    assert hidden(downloads) == []  # the partial became the file; the record is gone
+
+
+def test_resume_false_starts_again(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    result = client.download("big.bin", downloads, resume=False)
+    assert (result.outcome, result.resumed_from) == (Outcome.FETCHED, 0)
+    assert proxy.from_server >= SIZE
+    assert (downloads / "big.bin").read_bytes() == big
+
+
+def test_a_file_changed_on_the_server_starts_over_once(
+    repo: Path, big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    served = repo / "big.bin"
+    before = served.stat()
+    new = os.urandom(SIZE)  # the same size, the mtime put back: only the digest tells
+    served.write_bytes(new)
+    os.utime(served, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.FETCHED, 0)
+    assert result.restarted == CHANGED_ON_SERVER
+    assert (downloads / "big.bin").read_bytes() == new
+    assert SIZE <= proxy.from_server <= SIZE + LINES  # once, not twice
+    assert hidden(downloads) == []
+
+
+def test_a_complete_partial_is_resumed_with_nothing_to_move(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    partial_path(dest).write_bytes(big)
+    sha = hashlib.sha256(big).hexdigest()
+    new_record(f"{HOST}:{proxy.port}", "big.bin", SIZE, sha).save(dest)
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, SIZE)
+    assert proxy.from_server <= LINES
+    assert dest.read_bytes() == big
+
+
+def test_a_flipped_byte_in_the_partial_ends_in_a_verified_file(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    partial = partial_path(downloads / "big.bin")
+    with partial.open("r+b") as file:
+        file.seek(length // 3)
+        byte = file.read(1)
+        file.seek(length // 3)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
+    assert (downloads / "big.bin").read_bytes() == big
+    # The rest once, then the whole file once more: never a third time.
+    assert proxy.from_server <= (SIZE - length) + SIZE + 2 * LINES
+
+
+def test_after_another_boot_only_the_durable_length_is_trusted(
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interrupted_download(proxy, downloads)
+    dest = downloads / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    fields["durable"] = 2 * MiB  # what the last checkpoint had fsynced
+    record_path(dest).write_text(json.dumps(fields))
+    monkeypatch.setattr(filedock.client.resume, "boot_id", lambda: "a later boot")
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, 2 * MiB)
+    assert dest.read_bytes() == big
+
+
+def test_a_torn_record_means_starting_again(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    record_path(downloads / "big.bin").write_text('{"version": 1, "serv')
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.FETCHED, 0)
+    assert (downloads / "big.bin").read_bytes() == big
+
+
+def test_a_partial_from_another_server_is_not_resumed(
+    big: bytes, server: ServerThread, proxy: CountingProxy, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    with Client(HOST, server.port, timeout=10) as direct:  # another host:port than the record's
+        result = direct.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.FETCHED, 0)
+    assert (downloads / "big.bin").read_bytes() == big
+
+
+def test_an_identical_file_is_skipped_without_a_body(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    first = client.download("big.bin", downloads)
+    assert first.outcome is Outcome.FETCHED
+    proxy.reset()
+    again = client.download("big.bin", downloads)
+    assert (again.outcome, again.sha256, again.path) == (Outcome.SKIPPED, first.sha256, first.path)
+    assert proxy.from_server <= LINES  # a HASH reply, no body
+    assert client.local_digests.misses == 0  # its digest was kept when it was saved
+
+
+def test_a_missing_file_is_asked_for_with_get_first(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    seen: list[str] = []
+    send = client._link.send
+
+    def record_lines(data: bytes) -> None:
+        seen.append(data.decode(errors="replace"))
+        send(data)
+
+    client._link.send = record_lines  # type: ignore[method-assign]
+    client.download("big.bin", downloads)
+    assert seen[0].startswith("GET big.bin\n")  # the first byte waits for no HASH
+
+
+def test_a_different_file_is_replaced_and_no_clobber_keeps_it(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    dest.write_bytes(b"another file\n")
+    proxy.reset()
+    kept = client.download("big.bin", downloads, no_clobber=True)
+    assert (kept.outcome, kept.size) == (Outcome.KEPT, len(b"another file\n"))
+    assert dest.read_bytes() == b"another file\n"
+    assert proxy.reset() <= LINES  # a HASH reply, no body
+    inode = dest.stat().st_ino
+    replaced = client.download("big.bin", downloads)
+    assert replaced.outcome is Outcome.REPLACED
+    assert dest.read_bytes() == big
+    assert dest.stat().st_ino != inode  # a new file renamed over it, never rewritten in place
+    dest.write_bytes(os.urandom(SIZE))  # the same size: HASH and the local digest tell
+    proxy.reset()
+    assert client.download("big.bin", downloads, no_clobber=True).outcome is Outcome.KEPT
+    assert proxy.from_server <= LINES
+    assert hidden(downloads) == []
+
+
+def test_saved_and_skipped_files_get_the_server_mtime(
+    repo: Path, big: bytes, client: Client, downloads: Path
+) -> None:
+    os.utime(repo / "big.bin", (OLD_MTIME, OLD_MTIME))
+    saved = client.download("big.bin", downloads).path
+    assert saved.stat().st_mtime == OLD_MTIME
+    os.utime(saved)  # touched locally: same bytes, another mtime
+    again = client.download("big.bin", downloads)
+    assert again.outcome is Outcome.SKIPPED
+    assert saved.stat().st_mtime == OLD_MTIME
+    # The digest was kept under the file's new key (its ctime moved): no hashing next time.
+    misses = client.local_digests.misses
+    assert client.download("big.bin", downloads).outcome is Outcome.SKIPPED
+    assert client.local_digests.misses == misses
+
+
+def test_save_as_names_the_local_file(big: bytes, client: Client, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "copy.bin"
+    result = client.download("big.bin", save_as=target)
+    assert (result.path, result.outcome) == (target, Outcome.FETCHED)
+    assert target.read_bytes() == big
+    assert client.download("big.bin", save_as=target).outcome is Outcome.SKIPPED
+
+
+def test_get_many_resumes_skips_and_fetches(
+    repo: Path, big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    (repo / "small.txt").write_bytes(b"small\n")
+    client.download("small.txt", downloads)  # there already: skipped
+    length = interrupted_download(proxy, downloads)
+    seen: list[TransferProgress] = []
+    outcomes = client.get_many(
+        ["small.txt", "big.bin", "nope.txt"], downloads, progress=seen.append
+    )
+    kinds = [getattr(outcome, "outcome", type(outcome).__name__) for outcome in outcomes]
+    assert kinds == [Outcome.SKIPPED, Outcome.RESUMED, "NotFound"]
+    assert (downloads / "big.bin").read_bytes() == big
+    assert SIZE - length <= proxy.from_server <= SIZE - length + LINES
+    assert seen[-1].done == SIZE
+    assert seen[-1].files_total == 3
+    assert seen[-1].bytes_done == SIZE - length
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture
+def tree(repo: Path) -> dict[str, bytes]:
+    files = {
+        "docs/a.txt": b"a\n",
+        "docs/sub/b.txt": b"bb\n",
+        "docs/sub/deeper/c.txt": b"ccc\n",
+        "docsish/not-me.txt": b"a look-alike name\n",
+        "top.txt": b"top\n",
+    }
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    return files
+
+
+def test_download_tree_saves_a_folder_at_its_server_paths(
+    tree: dict[str, bytes], client: Client, downloads: Path
+) -> None:
+    summary = client.download_tree("docs", downloads)
+    assert files_of(downloads) == {k: v for k, v in tree.items() if k.startswith("docs/")}
+    assert (summary.fetched, summary.skipped, summary.failed) == (3, 0, 0)
+    assert summary.bytes == len(b"a\nbb\nccc\n")
+    assert [change.action for change in summary.changes] == ["fetch"] * 3
+    again = client.download_tree("docs/", downloads)
+    assert (again.fetched, again.skipped, again.bytes, again.changes) == (0, 3, 0, [])
+
+
+def test_a_folder_that_does_not_exist_gives_an_empty_summary(
+    tree: dict[str, bytes], client: Client, downloads: Path
+) -> None:
+    for summary in (client.download_tree("nope", downloads), client.mirror("nope", downloads)):
+        assert (summary.fetched, summary.skipped, summary.deleted, summary.bytes) == (0, 0, 0, 0)
+        assert (summary.changes, summary.results) == ([], [])
+    assert not downloads.exists()
+
+
+def test_mirror_deletes_local_extras_only_when_asked(
+    tree: dict[str, bytes], client: Client, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    first = client.mirror("docs", copy)
+    wanted = {k.removeprefix("docs/"): v for k, v in tree.items() if k.startswith("docs/")}
+    assert files_of(copy) == wanted
+    (copy / "extra.txt").write_bytes(b"mine\n")
+    (copy / "gone" / "deep").mkdir(parents=True)
+    (copy / "gone" / "deep" / "old.txt").write_bytes(b"old\n")
+    (copy / ".hidden").write_bytes(b"never deleted\n")
+    (copy / ".cache").mkdir()
+    (copy / ".cache" / "x").write_bytes(b"never deleted\n")
+    (copy / "a.txt").write_bytes(b"changed here\n")
+    kept = client.mirror("docs", copy)
+    assert (kept.deleted, kept.replaced, kept.skipped) == (0, 1, 2)
+    assert (copy / "extra.txt").exists()
+    changes: list[str] = []
+    summary = client.mirror(
+        "docs", copy, delete=True, on_change=lambda change: changes.append(change.action)
+    )
+    assert (summary.deleted, summary.skipped, summary.fetched) == (2, 3, 0)
+    assert sorted(c.local.name for c in summary.changes if c.action == "delete") == [
+        "extra.txt",
+        "old.txt",
+    ]
+    assert changes == [change.action for change in summary.changes]
+    assert files_of(copy) == wanted | {
+        ".hidden": b"never deleted\n",
+        ".cache/x": b"never deleted\n",
+    }
+    assert not (copy / "gone").exists()  # the folders the deletions left empty
+    assert first.fetched == 3
+
+
+def test_a_dry_run_changes_nothing(tree: dict[str, bytes], client: Client, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    (copy / "sub").mkdir(parents=True)
+    (copy / "sub" / "b.txt").write_bytes(b"xx\n")  # the same size, other bytes: replaced
+    (copy / "extra.txt").write_bytes(b"mine\n")
+
+    def snapshot() -> list[tuple[str, int, int, bytes]]:
+        return [
+            (
+                path.relative_to(copy).as_posix(),
+                path.stat().st_mtime_ns,
+                path.stat().st_ino,
+                path.read_bytes() if path.is_file() else b"",
+            )
+            for path in sorted(copy.rglob("*"))
+        ]
+
+    before = snapshot()
+    summary = client.mirror("docs", copy, delete=True, dry_run=True)
+    assert snapshot() == before
+    assert sorted((c.action, c.path) for c in summary.changes) == [
+        ("delete", ""),
+        ("fetch", "docs/a.txt"),
+        ("fetch", "docs/sub/deeper/c.txt"),
+        ("replace", "docs/sub/b.txt"),
+    ]
+    assert (summary.bytes, summary.results) == (0, [])
+
+
+def test_a_second_mirror_of_an_unchanged_tree_hashes_nothing(
+    repo: Path, server: ServerThread, tmp_path: Path
+) -> None:
+    for index in range(300):
+        (repo / "many" / f"{index % 7}").mkdir(parents=True, exist_ok=True)
+        (repo / "many" / f"{index % 7}" / f"{index}.txt").write_bytes(b"%d\n" % index)
+    copy = tmp_path / "copy"
+    with Client(HOST, server.port, timeout=10) as first:
+        assert first.mirror("many", copy).fetched == 300
+    with Client(HOST, server.port, timeout=10) as second:  # a new process would do the same
+        summary = second.mirror("many", copy, delete=True)
+        assert second.local_digests.misses == 0  # every digest from the cache on disk
+    assert (summary.skipped, summary.fetched, summary.deleted, summary.bytes) == (300, 0, 0, 0)
+
+
+def test_an_unusable_cache_folder_is_no_failure(
+    big: bytes, server: ServerThread, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with Client(HOST, server.port, timeout=10, cache_dir=blocker / "cache") as client:
+        client.download("big.bin", tmp_path / "dl")
+        assert client.download("big.bin", tmp_path / "dl").outcome is Outcome.SKIPPED

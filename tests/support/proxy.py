@@ -1,0 +1,82 @@
+"""A TCP relay that counts the bytes a server sends: what a download really moved."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+from tests.support import HOST
+
+
+class CountingProxy:
+    """Listens on 127.0.0.1, relays each connection to ``port``; ``from_server``
+    counts every byte the server sent, over all connections."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.05)
+        self.port: int = self.listener.getsockname()[1]
+        self.from_server = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, name="proxy", daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.target), timeout=30)
+            self._sockets += [client, server]
+            for source, sink, counted in ((client, server, False), (server, client, True)):
+                thread = threading.Thread(
+                    target=self._relay, args=(source, sink, counted), daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 << 20):
+                if counted:
+                    with self._lock:
+                        self.from_server += len(data)
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def reset(self) -> int:
+        """The bytes counted so far, and start counting again from zero."""
+        with self._lock:
+            counted, self.from_server = self.from_server, 0
+        return counted
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accepting.join(10)
+        self.listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(10)
+        for sock in self._sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def counting_proxy(port: int) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
