@@ -50,13 +50,19 @@ def test_where_to_list_and_what_is_a_pattern() -> None:
     assert literal_folder("docs/sub/*.txt") == "docs/sub"
     assert literal_folder("docs/*/a.txt") == "docs"
     assert literal_folder("*.txt") == ""
-    assert is_glob("a*") and is_glob("a?") and is_glob("a[b]")
+    assert all(is_glob(pattern) for pattern in ("a*", "a?", "a[b]"))
     assert not is_glob("plain name.txt")
 
 
 @pytest.mark.parametrize(
     ("typed", "path"),
-    [("./docs/a.txt", "docs/a.txt"), ("././docs", "docs"), ("docs/", "docs"), (".", ""), ("./", "")],
+    [
+        ("./docs/a.txt", "docs/a.txt"),
+        ("././docs", "docs"),
+        ("docs/", "docs"),
+        (".", ""),
+        ("./", ""),
+    ],
 )
 def test_a_leading_dot_slash_and_a_trailing_slash_are_dropped(typed: str, path: str) -> None:
     assert clean(typed) == path
