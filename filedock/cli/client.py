@@ -288,9 +288,10 @@ def client_main(argv: Sequence[str] | None = None) -> int:
 def _signals_end_the_run() -> Iterator[None]:
     """SIGTERM and SIGHUP end the run as an exception does (exit status 128 + the signal).
 
-    By default they kill the process at once, leaving the partial file of a
-    download in progress behind; as an exception they unwind it, so it is
-    removed and the server is left cleanly.
+    By default they kill the process at once; as an exception they unwind a
+    download in progress as Ctrl-C does (its partial file is kept with what
+    a resume needs, or removed when it cannot be resumed), and the server is
+    left cleanly.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; a caller's thread keeps its own
