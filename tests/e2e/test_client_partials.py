@@ -2,10 +2,13 @@
 
 A client process (``Client.py get``) is stopped mid-download by a signal,
 several times in a row, by a fake server that sends the start of a body and
-then waits. SIGTERM and SIGHUP unwind the download (its partial file is
-removed); SIGKILL cannot be caught, so the partial stays, but under the one
-name that the next download of the same file takes over. Nothing ever has
-the final name before its SHA-256 is checked.
+then waits. The fake speaks version 1, which has no RANGE: nothing can be
+resumed, so SIGTERM and SIGHUP unwind the download (its partial file is
+removed, and no resume record is written); SIGKILL cannot be caught, so the
+partial stays, but under the one name that the next download of the same
+file takes over. Nothing ever has the final name before its SHA-256 is
+checked. (Against a version 2 server a partial is kept to be resumed:
+tests/e2e/test_resume_after_kill.py.)
 """
 
 from __future__ import annotations

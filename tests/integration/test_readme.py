@@ -52,6 +52,8 @@ def test_readme_python_example_runs(
         "not-found",
         "saved: 6 5891b5b522d5",
         "failed: not-found: no such file in the repository",
+        "skipped",
+        "1 0 6",
         "Client01 None",
     ]
     assert (tmp_path / "downloads" / "sample.txt").read_bytes() == b"hello\n"
@@ -62,6 +64,7 @@ DOCUMENTED = [
     client_module,
     filedock.Client,
     filedock.DownloadResult,
+    filedock.TransferProgress,
     protocol.ClientRecord,
     protocol.FileInfo,
     protocol.FileDigest,
@@ -88,6 +91,7 @@ def test_public_api_has_examples() -> None:
     documented = {test.name for test in DOCTESTS}
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
     methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
+    methods += ["download_tree", "mirror"]
     for method in methods:
         assert f"Client.{method}" in documented, method
     names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "FiledockError")

@@ -45,12 +45,17 @@ class CountingProxy:
                 self._threads.append(thread)
 
     def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
-        with contextlib.suppress(OSError):
+        try:
             while data := source.recv(1 << 20):
                 if counted:
                     with self._lock:
                         self.from_server += len(data)
                 sink.sendall(data)
+        except OSError:  # one side is gone: so is the other, as without a relay
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 

@@ -1,0 +1,193 @@
+"""Resume records and local digests, without a server: what a partial can be
+trusted for, how the durable length moves, what a cache of local digests keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+import filedock.client.resume as resume
+from filedock.client.localdigests import RACY_NS, LocalDigests, default_cache_dir
+from filedock.client.resume import (
+    CHECKPOINT_BYTES,
+    Checkpoints,
+    ResumeRecord,
+    hash_prefix,
+    keeps_partial,
+    load_record,
+    new_record,
+    record_path,
+    remove_record,
+)
+from filedock.errors import Changed, ConnectionLost, IntegrityError, SaveError
+
+
+def test_a_record_is_read_back_as_written(tmp_path: Path) -> None:
+    dest = tmp_path / "file.bin"
+    record = new_record("127.0.0.1:50000", "file.bin", 10, None)
+    record.save(dest)
+    assert record_path(dest) == tmp_path / ".file.bin.resume"
+    assert load_record(dest) == record
+    remove_record(dest)
+    assert load_record(dest) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"version": 1, "serv', "[]", '{"version": 99}', '{"version": 1, "server": 5}', "\xff"],
+)
+def test_a_torn_or_foreign_record_is_none(tmp_path: Path, text: str) -> None:
+    dest = tmp_path / "file.bin"
+    record_path(dest).write_text(text, errors="surrogateescape")
+    assert load_record(dest) is None
+
+
+def test_a_long_name_still_has_one_record_name(tmp_path: Path) -> None:
+    dest = tmp_path / ("n" * 250)
+    new_record("h:1", "x", 1, None).save(dest)
+    assert len(record_path(dest).name) <= 255
+    assert load_record(dest) is not None
+
+
+def test_on_the_same_boot_the_whole_partial_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resume, "boot_id", lambda: "this boot")
+    record = ResumeRecord("h:1", "x", 100, None, "this boot", durable=10)
+    assert record.good_length(60) == 60
+    assert record.good_length(500) == 100  # never past the file's size
+    after_a_crash = ResumeRecord("h:1", "x", 100, None, "an earlier boot", durable=10)
+    assert after_a_crash.good_length(60) == 10
+    unknown = ResumeRecord("h:1", "x", 100, None, "", durable=10)
+    monkeypatch.setattr(resume, "boot_id", lambda: "")
+    assert unknown.good_length(60) == 10  # no boot id: only what was fsynced
+
+
+def test_checkpoints_fsync_then_move_the_durable_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "file.bin"
+    now = [0.0]
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd))
+    fd = os.open(tmp_path / "partial", os.O_CREAT | os.O_RDWR)
+    try:
+        record = new_record("h:1", "file.bin", 10**9, None)
+        checkpoints = Checkpoints(fd, dest, record, offset=100, clock=lambda: now[0])
+        checkpoints(1024)  # too soon, too little
+        assert synced == []
+        checkpoints(CHECKPOINT_BYTES)  # enough bytes
+        assert synced == [fd]
+        saved = load_record(dest)
+        assert saved is not None
+        assert saved.durable == 100 + CHECKPOINT_BYTES
+        now[0] = 1.5  # enough time
+        checkpoints(CHECKPOINT_BYTES + 1)
+        assert len(synced) == 2
+        saved = load_record(dest)
+        assert saved is not None
+        assert saved.durable == 101 + CHECKPOINT_BYTES
+    finally:
+        os.close(fd)
+
+
+def test_a_prefix_is_hashed_as_far_as_asked(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    (tmp_path / "p").write_bytes(data)
+    fd = os.open(tmp_path / "p", os.O_RDONLY)
+    try:
+        digest = hash_prefix(fd, len(data) - 5)
+        assert digest is not None
+        assert digest.hexdigest() == hashlib.sha256(data[:-5]).hexdigest()
+        assert hash_prefix(fd, len(data) + 1) is None  # shorter than the record says
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kept"),
+    [
+        (KeyboardInterrupt(), True),
+        (SystemExit(143), True),
+        (ConnectionLost("gone"), True),
+        (IntegrityError("bad", expected="a", actual="b"), False),
+        (Changed("changed"), False),
+        (SaveError("disk"), False),
+    ],
+)
+def test_what_keeps_a_partial(exc: BaseException, kept: bool) -> None:
+    assert keeps_partial(exc) is kept
+
+
+def test_the_cache_folder_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FILEDOCK_CACHE_DIR", str(tmp_path / "chosen"))
+    assert default_cache_dir() == tmp_path / "chosen"
+    monkeypatch.delenv("FILEDOCK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "filedock"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "filedock"
+
+
+def test_local_digests_hash_once_and_survive_a_new_process(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"contents\n")
+    st = path.lstat()
+    later = max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS
+    first = LocalDigests(tmp_path / "cache", clock=lambda: later)
+    try:
+        assert first.digest_of(path, st) == hashlib.sha256(b"contents\n").hexdigest()
+        assert first.digest_of(path, st) is not None
+        assert first.misses == 1
+    finally:
+        first.close()
+    second = LocalDigests(tmp_path / "cache", clock=lambda: later)
+    try:
+        assert second.digest_of(path, st) is not None
+        assert second.misses == 0  # from the file on disk
+    finally:
+        second.close()
+
+
+def test_a_racy_file_is_hashed_each_time(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"just written\n")
+    st = path.lstat()
+    digests = LocalDigests(tmp_path / "cache", clock=lambda: st.st_ctime_ns + RACY_NS // 2)
+    try:
+        digests.digest_of(path, st)
+        digests.digest_of(path, st)
+        assert digests.misses == 2
+    finally:
+        digests.close()
+
+
+def test_a_same_size_same_mtime_rewrite_is_hashed_again(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"first\n")
+    before = path.lstat()
+    digests = LocalDigests(tmp_path / "cache", clock=lambda: before.st_ctime_ns + 10 * RACY_NS)
+    try:
+        assert digests.digest_of(path, before) == hashlib.sha256(b"first\n").hexdigest()
+        path.write_bytes(b"other\n")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = path.lstat()
+        assert digests.digest_of(path, after) == hashlib.sha256(b"other\n").hexdigest()
+        assert digests.misses == 2  # the ctime moved: another key
+    finally:
+        digests.close()
+
+
+def test_an_unusable_cache_folder_keeps_digests_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    path = tmp_path / "f"
+    path.write_bytes(b"x\n")
+    digests = LocalDigests(blocker / "cache")
+    try:
+        digests.put(path.lstat(), "ab" * 32)
+        assert digests.lookup(path.lstat()) == "ab" * 32
+    finally:
+        digests.close()
