@@ -72,7 +72,8 @@ def run_oneshot(
         with client:
             return _run(client, options, screen)
     except KeyboardInterrupt:
-        screen.end_progress()
+        if not screen.end_progress() and err.isatty():
+            err.write("\n")  # the terminal echoed ^C where the cursor was: start a line
         if options.transfer is not None:  # the partial file is kept
             screen.client_error("interrupted; the same command again resumes")
         return ExitCode.INTERRUPTED

@@ -172,12 +172,15 @@ class ProgressLine:
         self._drawn = True
         self.shown = True
 
-    def end(self) -> None:
-        """End the progress line, if one is on the screen, so other output starts on its own."""
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._drawn = False
+    def end(self) -> bool:
+        """End the progress line, if one is on the screen, so other output starts on its
+        own; whether there was one."""
+        if not self._drawn:
+            return False
+        self._stream.write("\n")
+        self._stream.flush()
+        self._drawn = False
+        return True
 
     def finish(self) -> None:
         """Say what the whole transfer took, on the progress line, and end it.

@@ -301,6 +301,8 @@ class Screen:
 
     def interrupted(self, command: str | None) -> None:
         """Ctrl-C stopped a command; ``command`` is the line that resumes it (a download)."""
+        if not self.end_progress():
+            self.line("")  # the terminal echoed ^C where the cursor was: start a line
         if command is None:
             self.client("interrupted")
         else:
@@ -348,10 +350,10 @@ class Screen:
         self._bar = TransferBar(ProgressLine(stream, None if label is None else printable(label)))
         return self._bar
 
-    def end_progress(self) -> None:
-        """End the progress line, if one is drawn, so the next output starts a line."""
-        if self._bar is not None:
-            self._bar.end()
+    def end_progress(self) -> bool:
+        """End the progress line, if one is drawn, so the next output starts a line;
+        whether there was one."""
+        return self._bar is not None and self._bar.end()
 
 
 def _note(result: DownloadResult) -> str:
@@ -383,8 +385,8 @@ class TransferBar:
             return  # small, or all here at once: nothing to watch
         self._line.update(report)
 
-    def end(self) -> None:
-        self._line.end()
+    def end(self) -> bool:
+        return self._line.end()
 
     def finish(self) -> None:
         self._line.finish()

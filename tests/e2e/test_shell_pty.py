@@ -349,6 +349,7 @@ def test_ctrl_c_during_a_download_keeps_the_partial_and_get_again_resumes(
     assert _partial_size(downloads) >= kept  # the partial is kept
     assert not (downloads / "big.bin").exists()
     assert client.text.count("interrupted") == 1
+    assert "\n[CLIENT] interrupted" in client.text  # the progress line was ended first
     assert "Traceback" not in client.text
 
     client.wait_until_reading()

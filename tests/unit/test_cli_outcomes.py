@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from filedock.cli.screen import Screen
-from filedock.client.results import Change, DownloadResult, Outcome, TreeSummary
+from filedock.client.results import Change, DownloadResult, Outcome, TransferProgress, TreeSummary
 from filedock.errors import NotFound
 
 SHA = "ab" * 32
@@ -79,3 +79,24 @@ def test_mirror_lines_and_summary() -> None:
         "[CLIENT] fetched 1, skipped 2, replaced 0, deleted 1, failed 1, kept 1; 1.5 KiB in 1:05",
     ]
     assert err.getvalue() == "[CLIENT] fail copy/b.txt: not-found: gone\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_ends_before_any_other_line() -> None:
+    terminal = _Terminal()
+    screen = Screen(terminal, progress=terminal, colour=False)
+    bar = screen.transfer_bar("big.bin")
+    assert bar is not None
+    size = 8 * 1024 * 1024
+    bar(TransferProgress("big.bin", 0, size, 0, 1, 0, size))
+    bar(TransferProgress("big.bin", size // 2, size, 0, 1, size // 2, size))
+    screen.client_error("Connection to the server was lost")
+    drawn = terminal.getvalue()
+    assert "\x1b[K\n[CLIENT] Connection to the server was lost\n" in drawn
+    assert drawn.count("\n") == 2  # the bar's line ended once, then the error's
+    bar.finish()  # already ended: nothing more is drawn
+    assert terminal.getvalue() == drawn
