@@ -424,7 +424,7 @@ class Shell:
     def _transfer(self, word: str, rest: str) -> None:
         """A ``get`` or ``mirror`` line, with its options."""
         try:
-            request = parse_prompt_line(word, rest, self.completer.is_file)
+            request = parse_prompt_line(word, rest, self.completer.is_file, self.out)
         except UsageError as exc:
             self.screen.client_error(printable(str(exc)))
             return

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,14 @@ class HelpShown(Exception):
 
 
 class _PromptParser(argparse.ArgumentParser):
-    """An argument parser that reports instead of ending the program (the prompt goes on)."""
+    """An argument parser that reports instead of ending the program (the prompt goes on),
+    and prints its help to the prompt's ``out``."""
+
+    out: TextIO | None = None
+
+    def _print_message(self, message: str, file: object = None) -> None:
+        if message:
+            (self.out or sys.stdout).write(message)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
@@ -158,7 +166,7 @@ class _PromptParser(argparse.ArgumentParser):
         raise HelpShown
 
 
-def _prompt_parser(word: str) -> _PromptParser:
+def _prompt_parser(word: str, out: TextIO | None) -> _PromptParser:
     parser = _PromptParser(
         prog=word,
         description=GET_HELP if word == "get" else MIRROR_HELP,
@@ -169,6 +177,7 @@ def _prompt_parser(word: str) -> _PromptParser:
         add_get_arguments(parser, output_default=None)
     else:
         add_mirror_arguments(parser)
+    parser.out = out
     return parser
 
 
@@ -187,10 +196,11 @@ def prompt_words(rest: str, is_one_file: Callable[[str], bool]) -> list[str]:
 
 
 def parse_prompt_line(
-    word: str, rest: str, is_one_file: Callable[[str], bool]
+    word: str, rest: str, is_one_file: Callable[[str], bool], out: TextIO | None = None
 ) -> GetRequest | MirrorRequest:
-    """The request of a ``get`` or ``mirror`` line typed at the prompt."""
-    parser = _prompt_parser(word)
+    """The request of a ``get`` or ``mirror`` line typed at the prompt (``--help`` is
+    printed to ``out``, and raises :class:`HelpShown`)."""
+    parser = _prompt_parser(word, out)
     args = parser.parse_args(prompt_words(rest, is_one_file) if word == "get" else _split(rest))
     if word == "get":
         return get_request(args, parser.error)

@@ -247,7 +247,7 @@ def run_mirror(client: Client, request: MirrorRequest, screen: Screen) -> ExitCo
 def _show_change(screen: Screen, change: Change, request: MirrorRequest) -> None:
     if request.json:
         print_json_line(screen, change_json(change, dry_run=request.dry_run))
-    else:
+    if not request.json or change.error is not None:  # people still read why on stderr
         screen.change(change, dry_run=request.dry_run)
 
 

@@ -331,7 +331,12 @@ def test_the_prompt_takes_get_options_and_patterns(
     assert prompt.execute("get docs") is False
     assert prompt.execute("get a b -O c") is False
     assert prompt.execute("get 'unclosed") is False
-    lines = out.getvalue().splitlines()  # the prompt's errors go with its other lines
+    assert prompt.execute("get --help") is False
+    assert prompt.execute("mirror") is False
+    text, _, shown_help = out.getvalue().partition("usage: get")
+    assert "-O FILE" in shown_help  # printed where the prompt prints
+    assert "the following arguments are required: DIR" in shown_help
+    lines = text.splitlines()  # the prompt's errors go with its other lines
     assert lines[-3] == "[CLIENT] docs is a folder: `list docs` or `get -r docs`"
     assert "-O" in lines[-2]
     assert lines[-1].startswith("[CLIENT] cannot read the line")
