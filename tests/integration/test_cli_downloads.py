@@ -369,3 +369,19 @@ def test_the_prompt_mirrors(
     assert "ERR" not in out.getvalue()
     assert out.getvalue().splitlines()[-1].startswith("[CLIENT] fetched 3, skipped 0")
     assert os.path.isdir(copy)
+
+
+def test_a_mirror_failure_is_a_change_and_its_status(
+    run: Run, port: str, tree: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    write_file(copy / "a.txt" / "in the way", b"a folder where a file goes\n")
+    code, out, err = run("--port", port, "mirror", "docs", str(copy), "--json")
+    assert code == ExitCode.ERROR
+    documents = [json.loads(line) for line in out.splitlines()]
+    failed = [change for change in documents[:-1] if change["action"] == "fail"]
+    assert [change["path"] for change in failed] == ["docs/a.txt"]
+    assert failed[0]["error"]
+    assert documents[-1]["summary"]["failed"] == 1
+    assert err.startswith(f"[CLIENT] fail {copy / 'a.txt'}: ")  # and said for people
+    assert (copy / "b.md").read_bytes() == b"bb\n"  # the others are still fetched
