@@ -294,7 +294,8 @@ class Screen:
 
     def folder_hint(self, path: str) -> None:
         shown = printable(path)
-        self.client_error(f"{shown} is a folder: `list {shown}` or `get -r {shown}`")
+        listing = "list" if path.strip("./") == "" else f"list {shown}"  # `.`: all of it
+        self.client_error(f"{shown} is a folder: `{listing}` or `get -r {shown}`")
 
     def no_match(self, pattern: str) -> None:
         self.client_error(f"No file on the server matches {printable(pattern)}")

@@ -127,6 +127,9 @@ def resolve(client: Client, request: GetRequest, screen: Screen) -> Wanted:
             wanted.paths.extend(found)
         elif request.recursive and (path == "" or listing(path)):
             wanted.paths.extend(listing(path))
+        elif path == "":  # `get .`: the whole repository is a folder
+            screen.folder_hint(typed)
+            wanted.codes.append(ExitCode.NOT_AVAILABLE)
         else:
             wanted.paths.append(path)
     wanted.paths = list(dict.fromkeys(wanted.paths))

@@ -122,6 +122,15 @@ def test_a_folder_without_r_says_how_to_get_it(
     assert not (tmp_path / "out" / "docs").exists()
 
 
+def test_dot_is_the_whole_repository(run: Run, port: str, tree: Path, tmp_path: Path) -> None:
+    code, out, err = run("--port", port, "get", ".", "-o", str(tmp_path / "out"))
+    assert (code, out) == (ExitCode.NOT_AVAILABLE, "")
+    assert err == "[CLIENT] . is a folder: `list` or `get -r .`\n"
+    code, _, err = run("--port", port, "get", "-r", ".", "-o", str(tmp_path / "out"))
+    assert (code, err) == (0, "")
+    assert len(files_under(tmp_path / "out")) == 5
+
+
 def test_a_leading_dot_slash_is_dropped(run: Run, port: str, tree: Path, tmp_path: Path) -> None:
     code, _, err = run("--port", port, "get", "./docs/a.txt", "-o", str(tmp_path))
     assert (code, err) == (0, "")
