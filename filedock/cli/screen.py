@@ -11,6 +11,7 @@ plain text, byte for byte.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
@@ -327,14 +328,26 @@ class Screen:
             self.line(line)
 
     def mirror_summary(self, summary: TreeSummary, seconds: float, *, dry_run: bool) -> None:
+        if dry_run:
+            self._dry_run_summary(summary)
+            return
         counts = (
             f"fetched {summary.fetched}, skipped {summary.skipped}, "
             f"replaced {summary.replaced}, deleted {summary.deleted}, failed {summary.failed}"
         )
         if summary.kept:
             counts += f", kept {summary.kept}"
-        tail = " (dry run: nothing was changed)" if dry_run else ""
-        self.client(f"{counts}; {human_size(summary.bytes)} in {clock(seconds)}{tail}")
+        self.client(f"{counts}; {human_size(summary.bytes)} in {clock(seconds)}")
+
+    def _dry_run_summary(self, summary: TreeSummary) -> None:
+        """What a mirror would do, counted from its changes (nothing moved to count)."""
+        count = Counter(change.action for change in summary.changes)
+        moving = sum(c.size for c in summary.changes if c.action in ("fetch", "resume", "replace"))
+        self.client(
+            f"would fetch {count['fetch'] + count['resume']}, replace {count['replace']}, "
+            f"delete {count['delete']}, fail {count['fail']}; "
+            f"up to {human_size(moving)} to fetch (dry run: nothing was changed)"
+        )
 
     # -- progress ---------------------------------------------------------------
 

@@ -264,7 +264,10 @@ def test_mirror_fetches_keeps_extras_and_deletes_them_only_with_delete(
     assert f"would replace {copy / 'a.txt'} (2 B)" in lines
     assert f"would fetch {copy / 'b.md'} (3 B)" in lines
     assert f"would fetch {copy / 'sub' / 'c.txt'} (4 B)" in lines
-    assert lines[-1].endswith("(dry run: nothing was changed)")
+    assert lines[-1] == (
+        "[CLIENT] would fetch 2, replace 1, delete 0, fail 0; "
+        "up to 9 B to fetch (dry run: nothing was changed)"
+    )
 
     code, out, err = run("--port", port, "mirror", "docs", str(copy))
     assert (code, err) == (0, "")
@@ -285,6 +288,13 @@ def test_mirror_fetches_keeps_extras_and_deletes_them_only_with_delete(
         "[CLIENT] fetched 0, skipped 3, replaced 0, deleted 1, failed 0"
     )
     assert sorted(files_under(copy)) == ["a.txt", "b.md", "sub/c.txt"]
+
+    code, out, _ = run("--port", port, "mirror", "docs", str(copy), "--dry-run")
+    assert code == 0
+    assert out == (
+        "[CLIENT] would fetch 0, replace 0, delete 0, fail 0; "
+        "up to 0 B to fetch (dry run: nothing was changed)\n"
+    )
 
 
 def test_mirror_json(run: Run, port: str, tree: Path, tmp_path: Path) -> None:
