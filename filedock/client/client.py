@@ -70,6 +70,7 @@ from .plan import (
     DAMAGED_PARTIAL,
     Action,
     FilePlan,
+    FolderIndex,
     decide,
     hash_partial,
     look,
@@ -627,9 +628,10 @@ class Client:
 
         The partials' prefixes are hashed while the HASH replies are on their way.
         """
+        index = FolderIndex() if len(plans) > 1 else None
         for plan in plans:
             try:
-                look(plan, self._server_id, resume=resume)
+                look(plan, self._server_id, resume=resume, index=index)
             except SaveError as exc:
                 plan.error = exc
         asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
@@ -701,7 +703,9 @@ class Client:
                 if outcome is None and attempt == 0:
                     again.append(index)  # the partial was dropped: fetched whole
                     continue
-                outcomes[index] = outcome or IntegrityError(f"{plans[index].path} did not verify")
+                # Only a resume starts over, and the second try is a whole GET.
+                assert outcome is not None, "a whole download never asks to start over"
+                outcomes[index] = outcome
                 meter.finished()
             moving = again
         return [outcome for outcome in outcomes if outcome is not None]
@@ -724,36 +728,44 @@ class Client:
         resume: bool,
     ) -> DownloadResult | FiledockError | None:
         """Read the replies of one plan's requests: its result, the error it met
-        (when the stream is still in step), or None when it must start over."""
-        asked_mtime = plan.action is Action.FETCH and plan.mtime_ns() is None
-        asked_mtime = asked_mtime and self.protocol >= 2
-        try:
-            if plan.action is Action.RESUME:
+        (when the stream is still in step), or None when it must start over: a
+        resume whose file changed (``ERR changed`` to the RANGE) or whose whole
+        did not verify. A whole GET is never started over (``ERR changed`` after
+        its body is its outcome)."""
+        if plan.action is Action.RESUME:
+            try:
                 result = self._resume(plan, meter)
-            else:
-                header = self._expect(self._read_reply(), p.FileReply)
-                result = self._receive(
-                    plan.path,
-                    header,
-                    plan.dest,
-                    dest_dir,
-                    meter,
-                    resume=resume,
-                    mtime_ns=plan.mtime_ns(),
-                )
-        except Changed:
-            if self._conn.state not in _BETWEEN_REPLIES:
-                raise
-            plan.drop_partial(CHANGED_ON_SERVER)
-            return None
+            except Changed:
+                if self._conn.state not in _BETWEEN_REPLIES:
+                    raise
+                plan.drop_partial(CHANGED_ON_SERVER)
+                return None
+            except FiledockError as exc:
+                plan.release()
+                if self._conn.state not in _BETWEEN_REPLIES:
+                    raise
+                return exc
+            if result is None:
+                return None
+            return replace(result, outcome=plan.outcome(), restarted=plan.restarted)
+        asked_mtime = plan.mtime_ns() is None and self.protocol >= 2
+        try:
+            header = self._expect(self._read_reply(), p.FileReply)
+            result = self._receive(
+                plan.path,
+                header,
+                plan.dest,
+                dest_dir,
+                meter,
+                resume=resume,
+                mtime_ns=plan.mtime_ns(),
+            )
         except FiledockError as exc:
             if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             if asked_mtime:
                 self._hash_reply(0)  # the HASH after the GET, refused as well
             return exc
-        if result is None:
-            return None
         if asked_mtime:
             result = self._stamp(result, self._hash_reply(0))
         return replace(result, outcome=plan.outcome(), restarted=plan.restarted)
@@ -785,7 +797,7 @@ class Client:
             self._drop(partial)
             plan.restarted = DAMAGED_PARTIAL
             return None
-        saved = self._save(partial, header.size, header.sha256, plan.mtime_ns())
+        saved = self._save(partial, header.size, header.sha256, plan.mtime_ns(), had_record=True)
         return replace(saved, resumed_from=offset)
 
     def _part_header(self, request: p.Range, *, sent: bool = False) -> p.PartReply:
@@ -1078,7 +1090,9 @@ class Client:
                 expected=header.sha256,
                 actual=received.sha256,
             )
-        return self._save(partial, header.size, header.sha256, mtime_ns)
+        return self._save(
+            partial, header.size, header.sha256, mtime_ns, had_record=checkpoint is not None
+        )
 
     def _body_into(
         self,
@@ -1116,13 +1130,20 @@ class Client:
         return received
 
     def _save(
-        self, partial: Partial, size: int, sha256: str, mtime_ns: int | None
+        self,
+        partial: Partial,
+        size: int,
+        sha256: str,
+        mtime_ns: int | None,
+        *,
+        had_record: bool,
     ) -> DownloadResult:
         """Rename a verified partial into place; its digest is cached, its record removed."""
         try:
             saved = partial.commit(mtime_ns)
         finally:
-            remove_record(partial.dest)
+            if had_record:
+                remove_record(partial.dest)
         if partial.saved is not None:
             self.local_digests.put(partial.saved, sha256)
         return DownloadResult(saved, size, sha256)

@@ -140,10 +140,6 @@ class Partial:
         :class:`TooLarge` when the file system has less than ``size`` bytes
         free. Nothing is read from the connection.
         """
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SaveError(f"cannot write to {dest.parent}: {exc.strerror}") from None
         path = partial_path(dest)
         fd = _open_locked(path, dest)
         partial = cls(dest, path, fd)
@@ -188,7 +184,7 @@ def _open_locked(path: Path, dest: Path) -> int:
     for _ in range(3):  # bounded: each retry follows a rename by another client
         try:
             # 0o666: the kernel takes the umask off, as for any file a program writes.
-            fd = os.open(path, flags, 0o666)
+            fd = _open_making_folders(path, flags)
         except OSError as exc:
             raise SaveError(f"cannot write to {dest.parent}: {_why(exc)}") from None
         try:
@@ -209,6 +205,16 @@ def _open_locked(path: Path, dest: Path) -> int:
             raise
         os.close(fd)
     raise SaveError(f"cannot write {path}: it keeps being replaced")
+
+
+def _open_making_folders(path: Path, flags: int) -> int:
+    """Open ``path``, making its folders only when missing: a folder of many
+    files costs one mkdir, not one per file."""
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o666)
 
 
 def _why(exc: OSError) -> str:

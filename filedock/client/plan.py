@@ -11,6 +11,7 @@ waits for no ``HASH``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -23,7 +24,7 @@ from ..protocol import FileDigest, FileInfo
 from .download import Partial
 from .localdigests import LocalDigests
 from .results import Outcome
-from .resume import ResumeRecord, hash_prefix, load_record, remove_record
+from .resume import ResumeRecord, hash_prefix, load_record, record_path, remove_record
 
 
 class Action(StrEnum):
@@ -35,7 +36,7 @@ class Action(StrEnum):
 
 
 CHANGED_ON_SERVER = "the server's file changed since the partial download"
-DAMAGED_PARTIAL = "the partial file did not verify (damaged on disk?)"
+DAMAGED_PARTIAL = "the partial file did not verify (damaged on disk, or the file changed)"
 
 
 @dataclass(slots=True)
@@ -86,11 +87,12 @@ class FilePlan:
 
     def drop_partial(self, reason: str | None = None) -> None:
         """Throw the partial and its record away (``reason``: say why in the result)."""
+        had_record = self.record is not None
         if self.partial is not None:
             self.partial.discard()
             self.partial = None
             self.restarted = reason or self.restarted
-        if self.dest is not None:
+        if had_record and self.dest is not None:
             remove_record(self.dest)
         self.record = self.prefix = None
 
@@ -101,7 +103,27 @@ class FilePlan:
             self.partial = None
 
 
-def look(plan: FilePlan, server: str, *, resume: bool) -> None:
+class FolderIndex:
+    """The names in each destination folder, read once per folder: a download
+    of many files then costs no lstat for a file that is not there, and no
+    failed open for a resume record that is not there."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, frozenset[str] | None] = {}
+
+    def names(self, folder: Path) -> frozenset[str] | None:
+        """The names in ``folder`` (none if it is missing); None if it cannot be read."""
+        if folder not in self._names:
+            try:
+                self._names[folder] = frozenset(os.listdir(folder))
+            except FileNotFoundError:
+                self._names[folder] = frozenset()
+            except OSError:
+                self._names[folder] = None  # look at each file instead
+        return self._names[folder]
+
+
+def look(plan: FilePlan, server: str, *, resume: bool, index: FolderIndex | None = None) -> None:
     """What is at the destination: the file's lstat, and a partial that can be resumed.
 
     Raises :class:`SaveError` when another client is writing the partial.
@@ -109,11 +131,12 @@ def look(plan: FilePlan, server: str, *, resume: bool) -> None:
     dest = plan.dest
     if dest is None:
         return
-    try:
-        plan.lstat = os.lstat(dest)
-    except OSError:
-        plan.lstat = None
-    if not resume:
+    names = None if index is None else index.names(dest.parent)
+    plan.lstat = None
+    if names is None or dest.name in names:
+        with contextlib.suppress(OSError):
+            plan.lstat = os.lstat(dest)
+    if not resume or (names is not None and record_path(dest).name not in names):
         return
     record = load_record(dest)  # one failed open when there is none
     if record is None or record.server != server or record.path != plan.path:

@@ -20,8 +20,9 @@ import filedock.client.resume
 import filedock.server.repository
 from filedock.client.client import Client, Outcome, TransferProgress
 from filedock.client.download import partial_path
-from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL
+from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
+from filedock.protocol import Range, Request
 from tests.support import HOST, ServerThread
 from tests.support.proxy import CountingProxy, counting_proxy
 
@@ -423,3 +424,89 @@ def test_an_unusable_cache_folder_is_no_failure(
     with Client(HOST, server.port, timeout=10, cache_dir=blocker / "cache") as client:
         client.download("big.bin", tmp_path / "dl")
         assert client.download("big.bin", tmp_path / "dl").outcome is Outcome.SKIPPED
+
+
+def test_a_tree_costs_one_mkdir_a_folder_and_one_lstat_a_file(
+    repo: Path, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(40):
+        (repo / "t" / f"d{index % 2}").mkdir(parents=True, exist_ok=True)
+        (repo / "t" / f"d{index % 2}" / f"{index}.txt").write_bytes(b"%d\n" % index)
+    copy = tmp_path / "copy"
+    made: list[Path] = []
+    looked: list[str] = []
+    mkdir, lstat = Path.mkdir, os.lstat
+
+    def counting_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        made.append(self)
+        mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counting_lstat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        # The destinations only (the partial's own check after its lock is apart).
+        if str(path).startswith(str(copy)) and not Path(str(path)).name.startswith("."):
+            looked.append(str(path))
+        return lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", counting_mkdir)
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    assert client.mirror("t", copy).fetched == 40
+    # Not one per file: once a folder (pathlib's parents=True retries a folder
+    # after making its parent, so the first one is asked twice).
+    assert sorted(set(made)) == [copy, copy / "d0", copy / "d1"]
+    assert len(made) <= 4
+    assert looked == []  # nothing there yet: the folder listing says so
+    summary = client.mirror("t", copy)
+    assert summary.skipped == 40
+    assert len(looked) == 40  # one lstat a file, nothing else
+
+
+def test_a_record_without_a_digest_is_resumed_after_a_hash(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    # A cold GET (FILE <size> -) cut short never learnt the digest: HASH tells it.
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    partial_path(dest).write_bytes(big[: 5 * MiB])
+    new_record(f"{HOST}:{proxy.port}", "big.bin", SIZE, None).save(dest)
+    proxy.reset()
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, 5 * MiB)
+    assert proxy.from_server <= SIZE - 5 * MiB + LINES
+    assert dest.read_bytes() == big
+
+
+def test_a_record_without_a_digest_meets_a_rewritten_file(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    dest = downloads / "big.bin"
+    downloads.mkdir()
+    partial_path(dest).write_bytes(os.urandom(5 * MiB))  # of another file of the same size
+    new_record(f"{HOST}:{proxy.port}", "big.bin", SIZE, None).save(dest)
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
+    assert dest.read_bytes() == big
+
+
+def test_a_file_changed_between_hash_and_range_starts_over_once(
+    repo: Path,
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interrupted_download(proxy, downloads)
+    new = os.urandom(SIZE)
+    ask = Client._requests
+
+    def rewrite_first(self: Client, plan: FilePlan) -> list[Request]:
+        requests = ask(self, plan)
+        if isinstance(requests[0], Range):  # HASH said unchanged; now it changes
+            (repo / "big.bin").write_bytes(new)
+        return requests
+
+    monkeypatch.setattr(Client, "_requests", rewrite_first)
+    result = client.download("big.bin", downloads)  # RANGE: ERR changed, then GET
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, CHANGED_ON_SERVER)
+    assert (downloads / "big.bin").read_bytes() == new
+    assert hidden(downloads) == []
