@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from filedock.client.download import partial_path
 from tests.conftest import SAMPLE
 from tests.support import ServerThread, random_bytes, wait_until, write_file
 from tests.support.stalling_proxy import StallingProxy
@@ -58,8 +61,9 @@ _WITH_CTRL_C = (
 )
 
 
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "no-resume"])
 def test_ctrl_c_stops_a_get_with_130_and_the_same_command_resumes(
-    server: ServerThread, repo: Path, tmp_path: Path
+    server: ServerThread, repo: Path, tmp_path: Path, resume: bool
 ) -> None:
     size = 24 * MiB
     body = random_bytes(size)
@@ -94,9 +98,13 @@ def test_ctrl_c_stops_a_get_with_130_and_the_same_command_resumes(
         assert kept >= 4 * MiB  # the partial file stays for the next run
         assert not (out_dir / "big.bin").exists()
 
-        again = _client_py(*argv[1:], cwd=tmp_path, env=env)
+        again = _client_py(*argv[1:], *([] if resume else ["--no-resume"]), cwd=tmp_path, env=env)
         assert again.returncode == 0, again.stderr
-        assert again.stdout.endswith(f"SHA256 verify: PASS (resumed from {kept} bytes)\n")
+        if resume:
+            assert again.stdout.endswith(f"SHA256 verify: PASS (resumed from {kept} bytes)\n")
+        else:  # from the first byte: the partial was thrown away
+            assert again.stdout.endswith("SHA256 verify: PASS\n")
+        assert not partial_path(out_dir / "big.bin").exists()  # no partial left either way
         assert (out_dir / "big.bin").read_bytes() == body
     finally:
         proxy.close()
