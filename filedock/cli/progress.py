@@ -24,6 +24,9 @@ BAR_WIDTH = 24
 MIN_BAR_WIDTH = 6
 # A label is shortened (with an ellipsis in the middle) down to this, never under.
 MIN_LABEL = 12
+# How long each figure of the line stays as it narrows (0: longest), in the
+# order they are shown: percentage, sizes, rate, time left.
+FIGURES_KEPT = (0, 2, 3, 1)
 ERASE_TO_END = "\x1b[K"
 
 
@@ -59,17 +62,19 @@ def fit(label: str, fraction: float, figures: list[str], columns: int) -> str:
     """One progress line in fewer than ``columns`` characters (the last column is left
     free: writing into it makes some terminals wrap).
 
-    The bar narrows first, then the label, then the figures go from the last
-    to the first (the percentage stays longest), then the bar.
+    ``figures`` are shown in their order; when the line is too narrow the bar
+    narrows first, then the label, then figures go, the one in FIGURES_KEPT's
+    last place first (the percentage stays longest), then the bar.
     """
     room = max(columns - 1, 1)
-    figures = list(figures)
+    kept = len(figures)
     while True:
-        tail = "".join(f"  {figure}" for figure in figures)
+        shown = [figure for rank, figure in zip(FIGURES_KEPT, figures, strict=False) if rank < kept]
+        tail = "".join(f"  {figure}" for figure in shown)
         bar_room = room - len(tail) - min(len(label), MIN_LABEL) - 3  # " [" and "]"
-        if bar_room >= MIN_BAR_WIDTH or len(figures) <= 1:
+        if bar_room >= MIN_BAR_WIDTH or kept <= 1:
             break
-        figures.pop()
+        kept -= 1
     width = min(BAR_WIDTH, bar_room)
     if width >= MIN_BAR_WIDTH:
         filled = int(fraction * width)
@@ -158,11 +163,11 @@ class ProgressLine:
         else:  # a resumed file shows where it is, from its offset
             done, total = report.done, report.total
         fraction = done / total if total else 1.0
-        figures = [
+        figures = [  # in FIGURES_KEPT's order of importance
             f"{fraction:4.0%}",
-            f"{clock(left)} left",
             f"{human_size(done)}/{human_size(total)}",
             f"{human_size(rate)}/s",
+            f"{clock(left)} left",
         ]
         self._draw(fit(self._label_of(report), fraction, figures, self._columns()))
 

@@ -158,14 +158,16 @@ def test_a_resumed_file_shows_where_it_is_and_the_rate_of_what_moved() -> None:
     assert "0:03 left" in text
 
 
-def test_fit_drops_figures_from_the_last_and_keeps_the_percentage() -> None:
-    figures = ["45%", "0:01 left", "450.0 MiB/1.0 GiB", "820.3 MiB/s"]
+def test_fit_drops_the_rate_then_the_sizes_then_the_time_left() -> None:
+    figures = ["45%", "450.0 MiB/1.0 GiB", "820.3 MiB/s", "0:01 left"]
     wide = fit("name", 0.45, figures, 200)
-    assert all(figure in wide for figure in figures)
+    assert wide == "name [##########--------------]  " + "  ".join(figures)
+    assert fit("name", 0.45, figures, 50) == "name [###----]  45%  450.0 MiB/1.0 GiB  0:01 left"
+    assert fit("name", 0.45, figures, 33) == "name [####-----]  45%  0:01 left"
     narrow = fit("name", 0.45, figures, 20)
     assert "45%" in narrow
     assert len(narrow) < 20
-    assert "MiB/s" not in narrow
+    assert "left" not in narrow
 
 
 def test_the_small_pieces() -> None:
