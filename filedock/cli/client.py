@@ -37,6 +37,16 @@ from .options import (
 )
 from .screen import Screen
 from .shell import Shell
+from .transfer_options import (
+    GET_EPILOG,
+    MIRROR_HELP,
+    GetRequest,
+    MirrorRequest,
+    add_get_arguments,
+    add_mirror_arguments,
+    get_request,
+    mirror_request,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +54,9 @@ class ClientOptions:
     """Every client option, read once; :meth:`connect` opens a :class:`Client` with them.
 
     ``command`` is the one-shot command (None: the prompt), with its
-    ``arguments`` and ``json``; ``max_time`` and ``max_size`` are None for
-    no limit; ``tls`` is the TLS context (None: plain TCP).
+    ``arguments`` and ``json`` (``get`` and ``mirror``: its ``transfer``);
+    ``max_time`` and ``max_size`` are None for no limit; ``tls`` is the TLS
+    context (None: plain TCP).
     """
 
     host: str = DEFAULT_HOST
@@ -60,6 +71,7 @@ class ClientOptions:
     command: str | None = None
     arguments: tuple[str, ...] = ()
     json: bool = False
+    transfer: GetRequest | MirrorRequest | None = None
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises."""
@@ -157,6 +169,9 @@ _CLIENT_EXAMPLES = """\
   filedock-client list docs              only the files under docs/
   filedock-client hash docs/a.pdf        its SHA-256, as sha256sum prints it
   filedock-client get sample.txt docs/a.pdf -o DIR
+  filedock-client get -r docs 'notes/*.txt'   a folder, and files matching a pattern
+  filedock-client get big.iso -O /tmp/x.iso   resumes if an earlier run was cut short
+  filedock-client mirror docs ./copy --delete  ./copy holds exactly the server's docs/
   filedock-client say "hello there"
 """
 
@@ -168,6 +183,16 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
     )
     for command in ONESHOT_COMMANDS:
         assert command.word is not None  # a message is no one-shot command
+        if command.request is p.Get:
+            sub = commands.add_parser(
+                "get",
+                help=command.help,
+                description=command.help,
+                epilog=GET_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            add_get_arguments(sub, output_default=argparse.SUPPRESS)
+            continue
         sub = commands.add_parser(command.word, help=command.help, description=command.help)
         if command.argument is not None:
             sub.add_argument(
@@ -180,15 +205,8 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
             sub.add_argument(
                 "--json", action="store_true", help="print one JSON document (see the README)"
             )
-        if command.request is p.Get:  # where the files go
-            sub.add_argument(
-                "-o",
-                "--output",
-                dest="downloads",
-                default=argparse.SUPPRESS,
-                metavar="DIR",
-                help="where files are saved (default: --downloads, ./downloads)",
-            )
+    mirror = commands.add_parser("mirror", help=MIRROR_HELP, description=MIRROR_HELP)
+    add_mirror_arguments(mirror)
 
 
 def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
@@ -206,9 +224,20 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         tls=_tls_context(parser, args),
         token=_token(parser, args),
         command=args.command,
-        arguments=_arguments(getattr(args, "arguments", None)),
+        arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
         json=getattr(args, "json", False),
+        transfer=_transfer(parser, args),
     )
+
+
+def _transfer(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> GetRequest | MirrorRequest | None:
+    if args.command == "get":
+        return get_request(args, parser.error)
+    if args.command == "mirror":
+        return mirror_request(args)
+    return None
 
 
 def _arguments(given: list[str] | str | None) -> tuple[str, ...]:
@@ -259,9 +288,10 @@ def client_main(argv: Sequence[str] | None = None) -> int:
 def _signals_end_the_run() -> Iterator[None]:
     """SIGTERM and SIGHUP end the run as an exception does (exit status 128 + the signal).
 
-    By default they kill the process at once, leaving the partial file of a
-    download in progress behind; as an exception they unwind it, so it is
-    removed and the server is left cleanly.
+    By default they kill the process at once; as an exception they unwind a
+    download in progress as Ctrl-C does (its partial file is kept with what
+    a resume needs, or removed when it cannot be resumed), and the server is
+    left cleanly.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; a caller's thread keeps its own
@@ -289,4 +319,4 @@ def run_client(options: ClientOptions) -> int:
         Screen(sys.stdout).cannot_start(exc)  # on stdout, where the session would have been
         return exit_code_for(exc)
     with client:
-        return Shell(client, options.downloads).run()
+        return Shell(client, options.downloads, reconnect=options.connect).run()

@@ -5,7 +5,8 @@ errors on stderr, and exits with a status from :mod:`filedock.exitcodes`.
 ``list``, ``status`` and ``who`` take ``--json`` and then print one JSON
 document instead (the schema is in the README and in :func:`file_json`,
 :func:`client_json`). ``get`` fetches every file it is given over one
-connection, pipelined.
+connection, pipelined, and ``mirror`` makes a local folder match the
+server's (:mod:`.transfers`); both take ``--json`` too, one object a line.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import protocol as p
-from ..client.client import Client, DownloadResult, TransferProgress
+from ..client.client import Client
 from ..errors import (
     ConnectionLost,
     FiledockError,
-    IntegrityError,
     ProtocolError,
     RequestError,
-    SaveError,
     ServerClosing,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
-from .screen import LazyBar, Screen, printable
+from .screen import Screen, printable
+from .transfer_options import GetRequest, MirrorRequest
+from .transfers import run_get, run_mirror, show_failure
 
 if TYPE_CHECKING:  # the options module runs this one
     from .client import ClientOptions
@@ -71,6 +72,10 @@ def run_oneshot(
         with client:
             return _run(client, options, screen)
     except KeyboardInterrupt:
+        if not screen.end_progress() and err.isatty():
+            err.write("\n")  # the terminal echoed ^C where the cursor was: start a line
+        if options.transfer is not None:  # the partial file is kept
+            screen.client_error("interrupted; the same command again resumes")
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`filedock-client list | head -1`): say nothing more.
@@ -83,8 +88,12 @@ def run_oneshot(
 
 def _run(client: Client, options: ClientOptions, screen: Screen) -> int:
     assert options.command is not None  # run_client runs the prompt otherwise
+    if options.command in CLIENT_COMMANDS:
+        handler = CLIENT_COMMANDS[options.command]
+    else:
+        handler = _HANDLERS[p.COMMANDS_BY_WORD[options.command].request]
     try:
-        return _HANDLERS[p.COMMANDS_BY_WORD[options.command].request](client, options, screen)
+        return handler(client, options, screen)
     except ServerClosing as exc:
         screen.server_closed(exc)
         return ExitCode.CONNECTION
@@ -97,6 +106,9 @@ def _run(client: Client, options: ClientOptions, screen: Screen) -> int:
     except ProtocolError as exc:
         screen.client_error(f"The server broke the protocol: {printable(str(exc))}")
         return ExitCode.CONNECTION if client.closed else ExitCode.ERROR
+    except FiledockError as exc:  # a mirror's folder that cannot be made, …
+        show_failure(screen, exc, "")
+        return exit_code_for(exc)
 
 
 def _print_json(screen: Screen, document: object) -> None:
@@ -159,28 +171,13 @@ def _say(client: Client, options: ClientOptions, screen: Screen) -> int:
 
 
 def _get(client: Client, options: ClientOptions, screen: Screen) -> int:
-    bars: dict[str, LazyBar | None] = {}
+    assert isinstance(options.transfer, GetRequest)  # read_options makes one for get
+    return run_get(client, options.transfer, screen, options.downloads)
 
-    def progress(moving: TransferProgress) -> None:
-        if moving.path not in bars:
-            bars[moving.path] = screen.bar(moving.path)
-        bar = bars[moving.path]
-        if bar is not None:
-            bar(moving)
 
-    outcomes = client.get_many(options.arguments, options.downloads, progress=progress)
-    codes: list[ExitCode] = []
-    shown: set[int] = set()  # a broken connection is the outcome of every file left: say it once
-    for path, outcome in zip(options.arguments, outcomes, strict=True):
-        if isinstance(outcome, DownloadResult):
-            screen.download(outcome)
-            continue
-        codes.append(exit_code_for(outcome))
-        if id(outcome) in shown:
-            continue
-        shown.add(id(outcome))
-        _show_failure(screen, outcome, path)
-    return worst(codes)
+def _mirror(client: Client, options: ClientOptions, screen: Screen) -> int:
+    assert isinstance(options.transfer, MirrorRequest)  # read_options makes one for mirror
+    return run_mirror(client, options.transfer, screen)
 
 
 def _hash(client: Client, options: ClientOptions, screen: Screen) -> int:
@@ -196,23 +193,6 @@ def _hash(client: Client, options: ClientOptions, screen: Screen) -> int:
             screen.request_error(exc, path)
             codes.append(exit_code_for(exc))
     return worst(codes)
-
-
-def _show_failure(screen: Screen, error: FiledockError, path: str) -> None:
-    if isinstance(error, IntegrityError):
-        screen.integrity_failure(error)
-    elif isinstance(error, SaveError):
-        screen.client_error(f"Could not save the file: {printable(str(error))}")
-    elif isinstance(error, ServerClosing):
-        screen.server_closed(error)
-    elif isinstance(error, RequestError):
-        screen.request_error(error, path)
-    elif isinstance(error, ConnectionLost):
-        screen.connection_lost(str(error))
-    elif isinstance(error, ProtocolError):
-        screen.client_error(f"The server broke the protocol: {printable(str(error))}")
-    else:
-        screen.client_error(printable(str(error)))
 
 
 # The verbs ``filedock-client COMMAND`` offers, from the protocol's command table.
@@ -231,3 +211,6 @@ _HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Get: _get,
     p.Hash: _hash,
 }
+
+# The commands made of several requests, which the protocol has no verb for.
+CLIENT_COMMANDS: dict[str, Handler] = {"mirror": _mirror}

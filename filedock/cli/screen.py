@@ -11,17 +11,18 @@ plain text, byte for byte.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
 from .. import protocol as p
-from ..client.client import DownloadResult, TransferProgress
+from ..client.results import Change, DownloadResult, Outcome, TransferProgress, TreeSummary
 from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from ..safetext import printable
-from .progress import ProgressBar, human_size
+from .progress import ProgressLine, clock, human_size
 
-__all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "LazyBar", "Screen", "printable"]
+__all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "Screen", "TransferBar", "printable"]
 
 # Bodies larger than this get a progress bar (on a terminal only).
 PROGRESS_THRESHOLD = 1024 * 1024
@@ -124,15 +125,25 @@ def _help_rows(command: p.Command) -> list[tuple[str, str]]:
     if command.word is None:  # a line that is no command
         return [("<anything else>", text)]
     rows = [(", ".join((command.usage, *command.shell_aliases)), text)]
-    if command.request is p.Get:  # a file's name alone fetches it too
+    if command.request is p.Get:  # a file's name alone fetches it too; the prompt does more
         rows.append((f"<{command.argument}>", f"the same as {command.usage}"))
+        rows.extend(_TRANSFER_ROWS)
     return rows
 
+
+# The prompt's own commands and options around ``get``, which the protocol has no verb for.
+_TRANSFER_ROWS = (
+    ("get -r <folder>", "a folder and everything under it"),
+    ("get 'docs/*.txt'", "the files a pattern matches (* stays within a folder, ** crosses them)"),
+    ("get … -O <file>", "save the one file as <file>; also -o <dir>, --no-clobber, --no-resume"),
+    ("mirror [folder] <dir>", "make <dir> hold exactly the server's files (--delete, --dry-run)"),
+)
 
 # What ``help`` shows besides the server's own line: every command, one a line.
 HELP_LINES = (
     *(row for command in _in_order(_HELP_ORDER) for row in _help_rows(command)),
     ("TAB, Up/Down", "complete a command or file name; recall earlier lines (on a terminal)"),
+    ("Ctrl-C", "stop a download (the same get resumes it), or cancel the line being typed"),
 )
 
 
@@ -166,6 +177,7 @@ class Screen:
             self.error_colour = colour_wanted(errors)
         else:
             self.error_colour = self.colour
+        self._bar: TransferBar | None = None
 
     # -- the pieces -------------------------------------------------------------
 
@@ -178,6 +190,7 @@ class Screen:
 
     def line(self, text: str) -> None:
         """Print a line as it is (already printable)."""
+        self.end_progress()
         print(text, file=self.out, flush=True)
 
     def server(self, text: str) -> None:
@@ -197,6 +210,7 @@ class Screen:
         self._error("[CLIENT]", text)
 
     def _error(self, tag: str, text: str) -> None:
+        self.end_progress()
         colour = self.error_colour
         line = f"{self._prefix(tag, colour)} {self._paint(text, ERROR_STYLE, colour)}"
         print(line, file=self.errors, flush=True)
@@ -255,11 +269,21 @@ class Screen:
             self.line(line)
 
     def download(self, result: DownloadResult) -> None:
-        self.client(f"Saved file to: {printable(os.path.abspath(result.path))}")
+        """What happened to one file: the assignment's two lines when it was saved
+        (what more there is to say in brackets after PASS), one line otherwise."""
+        where = printable(os.path.abspath(result.path))
+        if result.outcome is Outcome.SKIPPED:
+            self.client(f"Skipped (up to date): {where}")
+            return
+        if result.outcome is Outcome.KEPT:
+            self.client(f"Kept (--no-clobber; it differs from the server's): {where}")
+            return
+        self.client(f"Saved file to: {where}")
         verdict = self._paint("PASS", PASS_STYLE, self.colour)
-        self.client(f"SHA256 verify: {verdict}")
+        self.client(f"SHA256 verify: {verdict}{_note(result)}")
 
     def integrity_failure(self, exc: IntegrityError) -> None:
+        self.end_progress()
         colour = self.error_colour
         verdict = self._paint("FAIL", FAIL_STYLE, colour)
         line = f"{self._prefix('[CLIENT]', colour)} SHA256 verify: {verdict}"
@@ -269,29 +293,114 @@ class Screen:
     def connection_lost(self, reason: str) -> None:
         self.client_error(f"Connection to the server was lost ({printable(reason)})")
 
-    def bar(self, label: str) -> LazyBar | None:
-        """A progress callback for a download of ``label``; None when not on a terminal."""
+    def folder_hint(self, path: str) -> None:
+        shown = printable(path)
+        listing = "list" if path.strip("./") == "" else f"list {shown}"  # `.`: all of it
+        self.client_error(f"{shown} is a folder: `{listing}` or `get -r {shown}`")
+
+    def no_match(self, pattern: str) -> None:
+        self.client_error(f"No file on the server matches {printable(pattern)}")
+
+    def interrupted(self, command: str | None) -> None:
+        """Ctrl-C stopped a command; ``command`` is the line that resumes it (a download)."""
+        if not self.end_progress():
+            self.line("")  # the terminal echoed ^C where the cursor was: start a line
+        if command is None:
+            self.client("interrupted")
+        else:
+            self.client(f"interrupted; `{printable(command)}` again resumes")
+
+    def reconnected(self, name: str) -> None:
+        self.client(f"Reconnected as {printable(name)}")
+
+    def change(self, change: Change, *, dry_run: bool) -> None:
+        """One line of a mirror: what is (or would be) done to which local file."""
+        action = f"would {change.action}" if dry_run else change.action
+        detail = ""
+        if change.action in ("fetch", "resume", "replace"):
+            detail = f" ({human_size(change.size)})"
+        elif change.action == "keep":
+            detail = " (it differs from the server's; kept)"
+        line = f"{action} {printable(str(change.local))}{detail}"
+        if change.error is not None:
+            self._error("[CLIENT]", f"{line}: {printable(str(change.error))}")
+        else:
+            self.line(line)
+
+    def mirror_summary(self, summary: TreeSummary, seconds: float, *, dry_run: bool) -> None:
+        if dry_run:
+            self._dry_run_summary(summary)
+            return
+        counts = (
+            f"fetched {summary.fetched}, skipped {summary.skipped}, "
+            f"replaced {summary.replaced}, deleted {summary.deleted}, failed {summary.failed}"
+        )
+        if summary.kept:
+            counts += f", kept {summary.kept}"
+        self.client(f"{counts}; {human_size(summary.bytes)} in {clock(seconds)}")
+
+    def _dry_run_summary(self, summary: TreeSummary) -> None:
+        """What a mirror would do, counted from its changes (nothing moved to count)."""
+        count = Counter(change.action for change in summary.changes)
+        moving = sum(c.size for c in summary.changes if c.action in ("fetch", "resume", "replace"))
+        self.client(
+            f"would fetch {count['fetch'] + count['resume']}, replace {count['replace']}, "
+            f"delete {count['delete']}, fail {count['fail']}; "
+            f"up to {human_size(moving)} to fetch (dry run: nothing was changed)"
+        )
+
+    # -- progress ---------------------------------------------------------------
+
+    def transfer_bar(self, label: str | None = None) -> TransferBar | None:
+        """A progress callback for one call that moves files; None when not on a terminal.
+
+        ``label`` names a single file (default: the path being received). The
+        bar's line is ended before anything else this screen prints.
+        """
         stream = self.progress
         if stream is None or not stream.isatty():
             return None
-        return LazyBar(stream, printable(label))
+        self.end_progress()
+        self._bar = TransferBar(ProgressLine(stream, None if label is None else printable(label)))
+        return self._bar
+
+    def end_progress(self) -> bool:
+        """End the progress line, if one is drawn, so the next output starts a line;
+        whether there was one."""
+        return self._bar is not None and self._bar.end()
 
 
-class LazyBar:
-    """A progress bar drawn only for bodies over PROGRESS_THRESHOLD that arrive in parts.
+def _note(result: DownloadResult) -> str:
+    """What a saved file's verdict adds: how it was had, when not simply fetched."""
+    if result.restarted is not None:
+        return f" (started over: {printable(result.restarted)})"
+    if result.outcome is Outcome.RESUMED:
+        return f" (resumed from {result.resumed_from} bytes)"
+    if result.outcome is Outcome.REPLACED:
+        return " (replaced a different local file)"
+    return ""
 
-    Its clock starts when it is made (when the file is asked for).
+
+class TransferBar:
+    """The progress callback of one call: draws only when over PROGRESS_THRESHOLD of bodies
+    that arrive in parts; :meth:`finish` says the total time.
+
+    Its clock starts when it is made (when the files are asked for).
     """
 
-    def __init__(self, stream: TextIO, label: str) -> None:
-        self._bar = ProgressBar(stream, label)
+    def __init__(self, line: ProgressLine) -> None:
+        self._line = line
         self._calls = 0
 
-    def __call__(self, progress: TransferProgress) -> None:
-        done, total = progress.done, progress.total
+    def __call__(self, report: TransferProgress) -> None:
         self._calls += 1
-        if total <= PROGRESS_THRESHOLD or (done >= total and self._calls == 1):
+        finished = report.bytes_done >= report.bytes_total
+        if report.bytes_total <= PROGRESS_THRESHOLD or (finished and self._calls == 1):
             return  # small, or all here at once: nothing to watch
-        self._bar(done, total)
-        if done >= total:
-            self._bar.close()
+        self._line.update(report)
+
+    def end(self) -> bool:
+        return self._line.end()
+
+    def finish(self) -> None:
+        self._line.finish()

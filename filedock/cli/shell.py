@@ -5,6 +5,11 @@ Built on :class:`filedock.Client` alone; what it prints is spelled in
 history kept across sessions (the standard :mod:`readline` module, where
 Python has it), and TAB completes command words and the server's file names.
 Without a terminal it reads plain lines, so scripts can pipe commands in.
+
+Ctrl-C at the prompt cancels the line being typed; during a command it
+stops that command (a download keeps its partial file, so the same line
+resumes it) and the prompt comes back, over a new connection when the old
+one was left in the middle of a reply.
 """
 
 from __future__ import annotations
@@ -33,10 +38,19 @@ from ..errors import (
 from ..safetext import is_inert
 from .exitcodes import ExitCode
 from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
+from .transfer_options import (
+    PROMPT_WORDS,
+    GetRequest,
+    HelpShown,
+    UsageError,
+    parse_prompt_line,
+)
+from .transfers import run_get, run_mirror
 
 __all__ = [
     "COMMANDS_LINE",
     "PROGRESS_THRESHOLD",
+    "PROMPT_WORDS",
     "Completer",
     "LineEditor",
     "Shell",
@@ -59,7 +73,7 @@ ALIASES = {
     for alias in command.shell_aliases
 }
 COMPLETION_WORDS = tuple(
-    sorted({*(command.word for command in SHELL_COMMANDS if command.word), *ALIASES})
+    sorted({*(command.word for command in SHELL_COMMANDS if command.word), *ALIASES, *PROMPT_WORDS})
 )
 
 
@@ -106,6 +120,15 @@ class Completer:
         """Forget the file names: the next completion fetches them again."""
         self._files = None
 
+    def follow(self, client: Client) -> None:
+        """Fetch the names from ``client`` from now on (a new connection)."""
+        self._client = client
+        self.invalidate()
+
+    def is_file(self, path: str) -> bool:
+        """Whether ``path`` is one of the server's files (from the cached listing)."""
+        return path in self.files()
+
     def remember(self, files: list[p.FileInfo]) -> None:
         """Take the file names from a listing just made.
 
@@ -138,7 +161,10 @@ class Completer:
         if not isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash):  # verbs taking a file
             return []
         cut = len(rest) - len(text)  # the path may hold spaces: readline only replaces `text`
-        return [path[cut:] for path in self._paths(rest)]
+        whole = [path[cut:] for path in self._paths(rest)]
+        if whole or not cut:
+            return whole
+        return self._paths(text)  # after options or other paths: `get -r do` completes `do`
 
     def _paths(self, prefix: str) -> list[str]:
         """Paths starting with ``prefix``, one folder level at a time (``docs/``)."""
@@ -220,6 +246,8 @@ class Shell:
     ``line_editing`` (default: stdin is a terminal) turns on readline,
     history and completion; ``colour`` (default: ``out`` is a terminal and
     ``NO_COLOR`` is not set) colours the prefixes and verdicts.
+    ``reconnect`` opens a new connection when Ctrl-C left the old one in the
+    middle of a reply (None: the session ends there).
     """
 
     def __init__(
@@ -232,8 +260,10 @@ class Shell:
         colour: bool | None = None,
         line_editing: bool | None = None,
         history_file: Path | None = None,
+        reconnect: Callable[[], Client] | None = None,
     ) -> None:
         self.client = client
+        self.reconnect = reconnect
         self.downloads = Path(downloads)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -248,23 +278,26 @@ class Shell:
         self.screen.line(line)
 
     def run(self) -> int:
-        """Greet, then read commands until ``exit``, end of input or Ctrl-C; the exit status."""
+        """Greet, then read commands until ``exit`` or end of input; the exit status."""
         self.screen.greeting(self.client.name, self.client.server)
         editor = LineEditor.start(self.completer, self.history_file) if self.line_editing else None
         try:
-            return self._loop(f"{printable(self.client.name)} > ")
+            return self._loop()
         finally:
             if editor is not None:
                 editor.close()
 
-    def _loop(self, prompt: str) -> int:
+    def _loop(self) -> int:
         while True:
             try:
                 # The server's rule: only ASCII padding, so a name may end in NBSP.
-                text = input(prompt).strip(p.LINE_PADDING)
-            except (EOFError, KeyboardInterrupt):
+                text = input(f"{printable(self.client.name)} > ").strip(p.LINE_PADDING)
+            except EOFError:
                 self.say("")
                 return self._leave()
+            except KeyboardInterrupt:  # cancels the line being typed, as bash and python do
+                self.say("")
+                continue
             if not text:
                 continue
             try:
@@ -274,8 +307,12 @@ class Shell:
                     self.screen.client_error("The connection was closed to stop that download")
                     return ExitCode.CONNECTION
             except KeyboardInterrupt:
-                self.say("")
-                return self._leave()
+                try:
+                    if not self._interrupted(text):
+                        return ExitCode.CONNECTION
+                except KeyboardInterrupt:  # a second Ctrl-C while reconnecting: leave
+                    self.say("")
+                    return ExitCode.CONNECTION
             except ServerClosing as exc:
                 self.screen.server_closed(exc)
                 return ExitCode.CONNECTION
@@ -287,6 +324,25 @@ class Shell:
                 if self.client.closed:
                     return ExitCode.CONNECTION
 
+    def _interrupted(self, text: str) -> bool:
+        """Ctrl-C stopped the command ``text``: say so, and reconnect if the
+        connection was left mid-reply; False when the session cannot go on."""
+        self.screen.interrupted(text if _moves_files(text) else None)
+        if not self.client.closed:
+            return True
+        if self.reconnect is None:
+            self.screen.client_error("The connection was closed to stop that command")
+            return False
+        try:
+            client = self.reconnect()
+        except FiledockError as exc:
+            self.screen.cannot_start(exc)
+            return False
+        self.client = client
+        self.completer.follow(client)
+        self.screen.reconnected(client.name)
+        return True
+
     def _leave(self) -> int:
         if self.client.exit():
             self.screen.server("BYE")
@@ -295,6 +351,10 @@ class Shell:
     def execute(self, text: str) -> bool:
         """Run one command line; ``True`` when the session is over."""
         text = ALIASES.get(text.lower(), text)
+        word, _, rest = text.partition(" ")
+        if word.lower() in PROMPT_WORDS:
+            self._transfer(word.lower(), rest.strip(p.LINE_PADDING))
+            return False
         try:
             request = p.parse_request(text)
         except RequestError as exc:
@@ -328,9 +388,8 @@ class Shell:
                     screen.files(files)
                 case p.Hash(path):
                     screen.digest(client.hash(path))
-                case p.Get(path):
-                    bar = screen.bar(path)
-                    screen.download(client.download(path, self.downloads, progress=bar))
+                case p.Get():  # read by _transfer, with its options
+                    return False
                 case p.Say(message):
                     screen.ack(client.say(message))
                 case p.Exit():
@@ -338,8 +397,10 @@ class Shell:
                         screen.server("BYE")
                     return True
                 case p.Message(message):
-                    bar = screen.bar(message)
+                    bar = screen.transfer_bar(message)
                     result = client.send_line(message, self.downloads, progress=bar)
+                    if bar is not None:
+                        bar.finish()
                     if isinstance(result, DownloadResult):
                         screen.download(result)
                     else:
@@ -359,6 +420,37 @@ class Shell:
                 self.completer.invalidate()  # the listing we complete from is out of date
             screen.request_error(exc)
         return False
+
+    def _transfer(self, word: str, rest: str) -> None:
+        """A ``get`` or ``mirror`` line, with its options."""
+        try:
+            request = parse_prompt_line(word, rest, self.completer.is_file, self.out)
+        except UsageError as exc:
+            self.screen.client_error(printable(str(exc)))
+            return
+        except HelpShown:
+            return
+        try:
+            if isinstance(request, GetRequest):
+                if (
+                    run_get(self.client, request, self.screen, self.downloads)
+                    == ExitCode.NOT_AVAILABLE
+                ):
+                    self.completer.invalidate()  # the listing we complete from is out of date
+            else:
+                run_mirror(self.client, request, self.screen)
+        except ServerClosing:
+            raise
+        except RequestError as exc:  # a folder that may not be listed
+            self.screen.request_error(exc)
+        except SaveError as exc:  # a mirror's folder that cannot be made
+            self.screen.client_error(printable(str(exc)))
+
+
+def _moves_files(text: str) -> bool:
+    """Whether the line ``text`` is a download (``get``, ``mirror`` or a file's name)."""
+    word = text.partition(" ")[0].lower()
+    return word in PROMPT_WORDS or word not in p.COMMANDS_BY_WORD
 
 
 def _isatty(stream: TextIO | None) -> bool:

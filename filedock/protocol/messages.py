@@ -306,6 +306,7 @@ COMMANDS: tuple[Command, ...] = (
         missing="GET needs a path: GET <path>",
         argument_help="a path as `list` shows it",
         shell_help="download a file into {downloads}, verified by SHA-256",
+        json=True,
     ),
     Command(
         "hash",
@@ -357,7 +358,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "exit",
         Exit,
-        "leave; Ctrl-D (end of input) and Ctrl-C leave too",
+        "leave; Ctrl-D (end of input) leaves too",
         oneshot=False,
         shell_aliases=("quit",),
     ),

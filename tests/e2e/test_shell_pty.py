@@ -1,4 +1,4 @@
-"""The interactive shell on a real (pseudo-)terminal: completion, history, colours, leaving.
+"""The interactive shell on a real (pseudo-)terminal: completion, history, colours, Ctrl-C, leaving.
 
 Each test runs `python3 Client.py` with a pseudo-terminal as its stdin,
 stdout and stderr (and controlling terminal, so Ctrl-C is a signal), types
@@ -10,6 +10,7 @@ pieces behind it are tested without a terminal in tests/unit/test_shell.py
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import os
 import re
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SGR, ServerThread
+from tests.support import SGR, ServerThread, random_bytes, wait_until, write_file
+from tests.support.stalling_proxy import StallingProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_readline = pytest.mark.skipif(
@@ -147,11 +149,12 @@ class PtyClient:
 
 @pytest.fixture
 def terminal(server: ServerThread, tmp_path: Path) -> Iterator[Callable[..., PtyClient]]:
-    """Start clients on pseudo-terminals; ``colour=False`` sets NO_COLOR."""
+    """Start clients on pseudo-terminals; ``colour=False`` sets NO_COLOR, ``port``
+    names another server (default: ``server``'s)."""
     started: list[PtyClient] = []
     history = tmp_path / "state" / "history"
 
-    def start(*, colour: bool = False) -> PtyClient:
+    def start(*, colour: bool = False, port: int | None = None) -> PtyClient:
         env = {
             key: value
             for key, value in os.environ.items()
@@ -162,11 +165,12 @@ def terminal(server: ServerThread, tmp_path: Path) -> Iterator[Callable[..., Pty
             INPUTRC=os.devnull,
             HOME=str(tmp_path),
             FILEDOCK_HISTORY_FILE=str(history),
+            FILEDOCK_CACHE_DIR=str(tmp_path / "cache"),
             PYTHONPATH=str(ROOT),
         )
         if not colour:
             env["NO_COLOR"] = "1"
-        client = PtyClient(server.port, tmp_path, env)
+        client = PtyClient(server.port if port is None else port, tmp_path, env)
         started.append(client)
         return client
 
@@ -261,23 +265,104 @@ def runner_ignores_sigint() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("runner_ignores_sigint")
-def test_ctrl_c_leaves_when_the_test_runner_ignores_sigint(
+def test_ctrl_c_is_heard_when_the_test_runner_ignores_sigint(
     terminal: Callable[..., PtyClient],
 ) -> None:
     """The client on the terminal gets SIGINT at its default, whatever the runner's."""
-    test_ctrl_c_and_ctrl_d_leave_cleanly(terminal, b"\x03")
+    test_ctrl_c_at_the_prompt_cancels_the_line(terminal)
 
 
-@pytest.mark.parametrize("key", [b"\x03", b"\x04"], ids=["ctrl-c", "ctrl-d"])
-def test_ctrl_c_and_ctrl_d_leave_cleanly(terminal: Callable[..., PtyClient], key: bytes) -> None:
+def test_ctrl_c_at_the_prompt_cancels_the_line(terminal: Callable[..., PtyClient]) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"hello half")  # a half-typed line, thrown away
+    client.expect(rb"hello half")
+    client.wait_until_reading()
+    client.type(b"\x03")
+    client.prompt()  # a new prompt, on the same connection
+    client.wait_until_reading()
+    client.type(b"ping\r")
+    client.expect(rb"\[SERVER\] PONG")
+    assert "hello half ACK" not in client.text  # the cancelled line was never sent
+    assert "pingpong" not in client.text
+    client.prompt()
+    client.type(b"exit\r")
+    assert client.wait() == 0
+    assert "[SERVER] BYE" in client.text
+    assert "Traceback" not in client.text
+
+
+@pytest.mark.parametrize("leave", [b"exit\r", b"\x04"], ids=["exit", "ctrl-d"])
+def test_exit_and_ctrl_d_leave_cleanly(terminal: Callable[..., PtyClient], leave: bytes) -> None:
     client = terminal()
     client.prompt()
     client.type(b"pi")  # a half-typed line does not matter
     client.expect(rb"pi")
     client.wait_until_reading()
-    if key == b"\x04":
-        client.type(b"\x15")  # Ctrl-U empties the line: Ctrl-D ends input only on an empty one
-    client.type(key)
+    client.type(b"\x15")  # Ctrl-U empties the line: Ctrl-D ends input only on an empty one
+    client.type(leave)
     assert client.wait() == 0
     assert "[SERVER] BYE" in client.text
     assert "Traceback" not in client.text
+
+
+# -- Ctrl-C during a download ----------------------------------------------------------
+
+MiB = 1024 * 1024
+BIG = 24 * MiB
+
+
+@pytest.fixture
+def stalling(server: ServerThread, repo: Path) -> Iterator[StallingProxy]:
+    """A proxy to ``server`` whose first connection stalls a third of the way into big.bin."""
+    write_file(repo / "big.bin", random_bytes(BIG))
+    proxy = StallingProxy(server.port, BIG // 3)
+    yield proxy
+    proxy.close()
+
+
+def _partial_size(downloads: Path) -> int:
+    """The size of the largest hidden (partial) file in ``downloads``; 0 if none."""
+    if not downloads.is_dir():
+        return 0
+    sizes = [entry.stat().st_size for entry in downloads.iterdir() if entry.name.startswith(".")]
+    return max(sizes, default=0)
+
+
+@needs_readline
+def test_ctrl_c_during_a_download_keeps_the_partial_and_get_again_resumes(
+    terminal: Callable[..., PtyClient],
+    stalling: StallingProxy,
+    repo: Path,
+    tmp_path: Path,
+) -> None:
+    downloads = tmp_path / "downloads"
+    client = terminal(port=stalling.port)
+    client.prompt()
+    client.type(b"get big.bin\r")
+    wait_until(lambda: _partial_size(downloads) >= 4 * MiB, timeout=20)  # one buffer written
+    kept = _partial_size(downloads)
+    client.type(b"\x03")
+    client.expect(rb"interrupted; `get big\.bin` again resumes")
+    client.expect(rb"\[CLIENT\] Reconnected as Client02")
+    client.prompt()
+    assert _partial_size(downloads) >= kept  # the partial is kept
+    assert not (downloads / "big.bin").exists()
+    assert client.text.count("interrupted") == 1
+    assert "\n[CLIENT] interrupted" in client.text  # the progress line was ended first
+    assert "Traceback" not in client.text
+
+    client.wait_until_reading()
+    client.type(b"get big.bin\r")
+    client.expect(rb"SHA256 verify: PASS \(resumed from (\d+) bytes\)", timeout=30)
+    resumed_from = int(re.findall(r"resumed from (\d+) bytes", client.text)[-1])
+    assert kept <= resumed_from < BIG
+    big = (repo / "big.bin").read_bytes()
+    assert (
+        hashlib.sha256((downloads / "big.bin").read_bytes()).digest()
+        == hashlib.sha256(big).digest()
+    )
+    client.prompt()
+    client.type(b"exit\r")
+    assert client.wait() == 0
+    assert stalling.connections == 2

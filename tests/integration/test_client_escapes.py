@@ -198,12 +198,18 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_a_progress_bar_label_is_inert() -> None:
+def test_a_progress_bar_label_is_inert(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "500")  # wide enough for the whole label
     stream = _Terminal()
-    bar = Screen(io.StringIO(), progress=stream, colour=False).bar(HOSTILE)
+    bar = Screen(io.StringIO(), progress=stream, colour=False).transfer_bar(HOSTILE)
     assert bar is not None
-    for done in (0, 2 * 1024 * 1024, 4 * 1024 * 1024):
-        bar(TransferProgress(HOSTILE, done, 4 * 1024 * 1024, 0, 1, done, 4 * 1024 * 1024))
+    size = 4 * 1024 * 1024
+    for done in (0, 2 * 1024 * 1024, size):
+        bar(TransferProgress(HOSTILE, done, size, 0, 1, done, size))
+    several = Screen(io.StringIO(), progress=stream, colour=False).transfer_bar()
+    assert several is not None  # no label: the path of the file moving now is shown
+    for done in (0, size):
+        several(TransferProgress(HOSTILE, done, size, 1, 2, size + done, 2 * size))
     drawn = stream.getvalue().replace("\r", "").replace("\x1b[K", "")  # the bar's own codes
     assert "\\u202e" in drawn
     assert_inert(drawn)

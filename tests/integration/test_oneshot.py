@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from filedock.cli.client import client_main, client_parser
-from filedock.cli.exitcodes import ExitCode, worst
+from filedock.cli.exitcodes import ExitCode, exit_code_for, worst
 from filedock.client.client import Client, TransferProgress
-from filedock.errors import BadRequest, NotFound
+from filedock.errors import BadRequest, Changed, NotFound
 from tests.conftest import SAMPLE
 from tests.support import HOST, ServerThread, write_file
 from tests.support.fake_server import FakeServer, Peer, Script
@@ -363,3 +363,17 @@ def test_get_many_keeps_few_requests_in_flight(
     outcomes = client.get_many(paths, tmp_path)
     assert len(outcomes) == 2000
     assert all(not isinstance(outcome, Exception) for outcome in outcomes)
+
+
+def test_the_new_outcomes_have_their_own_exit_statuses() -> None:
+    assert exit_code_for(Changed("it changed while it was sent")) == ExitCode.CHANGED == 8
+    assert ExitCode.KEPT == 9
+    # The numbers that were there before keep their meaning.
+    assert [int(code) for code in ExitCode][:8] == list(range(8))
+    assert worst([ExitCode.KEPT, ExitCode.NOT_AVAILABLE]) == ExitCode.NOT_AVAILABLE
+    assert worst([ExitCode.CHANGED, ExitCode.ERROR]) == ExitCode.CHANGED
+    assert worst([ExitCode.CHANGED, ExitCode.CONNECTION]) == ExitCode.CONNECTION
+    assert worst([ExitCode.KEPT]) == ExitCode.KEPT
+    text = client_parser().format_help()
+    assert "8  a file changed on the server" in text
+    assert "9  --no-clobber kept a local file" in text

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from filedock.cli.client import ClientOptions, read_options
+from filedock.cli.transfer_options import GetRequest
 
 
 def test_the_command_line_becomes_one_frozen_object() -> None:
@@ -23,6 +24,7 @@ def test_the_command_line_becomes_one_frozen_object() -> None:
         downloads="out",
         command="get",
         arguments=("a b", "c"),
+        transfer=GetRequest(paths=("a b", "c"), output="out"),
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.port = 1  # type: ignore[misc]

@@ -179,6 +179,7 @@ def test_help_keeps_its_wording_and_names_each_verb_once() -> None:
 def test_the_shell_completes_exactly_the_verbs_it_offers() -> None:
     offered = [c for c in VERBS if c.shell]
     words = {str(c.word) for c in offered} | {alias for c in offered for alias in c.shell_aliases}
+    words |= set(shell.PROMPT_WORDS)  # mirror: the prompt's own, made of several requests
     assert set(shell.COMPLETION_WORDS) == words
     assert list(shell.COMPLETION_WORDS) == sorted(words)
     assert shell.ALIASES == {"quit": "exit"}
@@ -203,11 +204,25 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
         ("about", "the server's name and version"),
         ("get <file>", "download a file into {downloads}, verified by SHA-256"),
         ("<file>", "the same as get <file>"),
+        ("get -r <folder>", "a folder and everything under it"),
+        (
+            "get 'docs/*.txt'",
+            "the files a pattern matches (* stays within a folder, ** crosses them)",
+        ),
+        (
+            "get … -O <file>",
+            "save the one file as <file>; also -o <dir>, --no-clobber, --no-resume",
+        ),
+        (
+            "mirror [folder] <dir>",
+            "make <dir> hold exactly the server's files (--delete, --dry-run)",
+        ),
         ("hash <path>", "the SHA-256 of files on the server, printed as sha256sum does"),
         ("say <text>", "send <text> as a message, even if it is a command word"),
         ("<anything else>", "a message: the server echoes it with ACK"),
-        ("exit, quit", "leave; Ctrl-D (end of input) and Ctrl-C leave too"),
+        ("exit, quit", "leave; Ctrl-D (end of input) leaves too"),
         ("TAB, Up/Down", "complete a command or file name; recall earlier lines (on a terminal)"),
+        ("Ctrl-C", "stop a download (the same get resumes it), or cancel the line being typed"),
     )
     shown = {row.split(",")[0] for row, _ in screen.HELP_LINES}
     assert {c.usage for c in VERBS if c.shell} <= shown
@@ -266,7 +281,8 @@ def test_the_one_shot_commands_are_exactly_the_table_s() -> None:
     offered = [c for c in p.COMMANDS if c.oneshot]
     assert tuple(offered) == oneshot.ONESHOT_COMMANDS
     assert set(oneshot._HANDLERS) == {c.request for c in offered}
-    assert list(_subcommands()) == [c.word for c in offered]
+    # The table's verbs, then the client's own commands made of several requests.
+    assert list(_subcommands()) == [c.word for c in offered] + list(oneshot.CLIENT_COMMANDS)
 
 
 @pytest.mark.parametrize("command", [c for c in p.COMMANDS if c.oneshot], ids=_ids)
@@ -278,7 +294,9 @@ def test_each_one_shot_command_has_its_help_and_options(command: p.Command) -> N
     positional = [action for action in sub._actions if not action.option_strings]
     assert bool(positional) is (command.argument is not None)
     if command.argument is not None:
-        assert positional[0].metavar == command.argument.upper()
+        # get takes folders (-r) and patterns too: PATH, not FILE.
+        expected = "PATH" if command.request is p.Get else command.argument.upper()
+        assert positional[0].metavar == expected
         assert positional[0].nargs == ("?" if command.optional else "+")
 
 

@@ -51,6 +51,8 @@ def test_completer_offers_command_words_then_files() -> None:
     assert _complete(completer, "hash sa") == ["sample.txt"]
     assert _complete(completer, "say sa") == []
     assert _complete(completer, "qu") == ["quit"]
+    assert _complete(completer, "get -r sa") == ["sample.txt"]  # the word after options
+    assert _complete(completer, "get status.log sa") == ["sample.txt"]
 
 
 def test_completer_never_offers_a_name_that_would_drive_the_terminal() -> None:
