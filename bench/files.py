@@ -445,8 +445,14 @@ def fresh_outputs(out: Path, prime: int) -> Path:
     """
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    prime_memory(out, prime)
+    return out
+
+
+def prime_memory(folder: Path, prime: int) -> None:
+    """Flush dirty pages, then write and delete ``prime`` bytes in ``folder`` (fresh_outputs)."""
     os.sync()
-    scratch = out / ".prime"
+    scratch = folder / ".prime"
     block = page_aligned(min(4 * MiB, prime))
     fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -456,7 +462,6 @@ def fresh_outputs(out: Path, prime: int) -> Path:
     finally:
         os.close(fd)
         scratch.unlink()
-    return out
 
 
 def fmt_size(size: int) -> str:

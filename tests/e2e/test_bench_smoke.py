@@ -65,3 +65,22 @@ def test_first_byte_quick_prints_the_table() -> None:
         assert row in out, row
     assert re.search(r"20 PINGs", out)
     assert re.search(r"cold / warm \d+\.\d\d \(target at least 0\.8\): (met|NOT met)", out), out
+
+
+def test_downloads_quick_prints_the_table() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "downloads.py"), "--quick", "--no-rsync"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"downloads.py failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    for row in (
+        "filedock downloads benchmark — ",
+        "resumed after SIGKILL at 50%: time",
+        "resumed after SIGKILL at 50%: server sent",
+        "mirror, all up to date",
+        "rsync -r (daemon)",
+    ):
+        assert row in done.stdout, row
