@@ -722,7 +722,7 @@ class Client:
         if plan.action is Action.RESUME and plan.partial is not None and plan.remote is not None:
             plan.partial.truncate(plan.prefix_length)  # the part is written from there
             return [p.Range(plan.prefix_length, plan.remote.sha256, plan.path)]
-        if plan.partial is not None:  # its record is of no use: the GET starts it again
+        if plan.partial is not None or plan.stale_record:  # the GET starts it again
             plan.drop_partial()
         plan.action = Action.FETCH
         if plan.mtime_ns() is None and self.protocol >= 2:

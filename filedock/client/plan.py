@@ -55,6 +55,7 @@ class FilePlan:
     action: Action = Action.FETCH
     error: FiledockError | None = None
     restarted: str | None = None
+    stale_record: bool = False  # not resuming: a record an earlier download may have left
 
     @property
     def exists(self) -> bool:
@@ -84,7 +85,7 @@ class FilePlan:
 
     def drop_partial(self, reason: str | None = None) -> None:
         """Throw the partial and its record away (``reason``: say why in the result)."""
-        had_record = self.record is not None
+        had_record = self.record is not None or self.stale_record
         if self.partial is not None:
             self.partial.discard()
             self.partial = None
@@ -92,6 +93,7 @@ class FilePlan:
         if had_record and self.dest is not None:
             remove_record(self.dest)
         self.record = self.prefix = None
+        self.stale_record = False
 
     def release(self) -> None:
         """Let go of the partial, keeping it for a later resume."""
@@ -141,7 +143,10 @@ def look(
     if names is None or dest.name in names:
         with contextlib.suppress(OSError):
             plan.lstat = os.lstat(dest)
-    if not resume or (names is not None and record_path(dest).name not in names):
+    if names is not None and record_path(dest).name not in names:
+        return
+    if not resume:
+        plan.stale_record = True  # thrown away with the GET: the partial is started again
         return
     record = load_record(dest)  # one failed open when there is none
     if record is None or record.server != server or record.path != plan.path:

@@ -19,7 +19,13 @@ import pytest
 
 import filedock.client.resume
 import filedock.server.repository
-from filedock.client.client import PIPELINE_BYTES, Client, Outcome, TransferProgress
+from filedock.client.client import (
+    PIPELINE_BYTES,
+    Client,
+    DownloadResult,
+    Outcome,
+    TransferProgress,
+)
 from filedock.client.download import partial_path
 from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
@@ -116,6 +122,17 @@ def test_resume_false_starts_again(
     assert (result.outcome, result.resumed_from) == (Outcome.FETCHED, 0)
     assert proxy.from_server >= SIZE
     assert (downloads / "big.bin").read_bytes() == big
+    assert hidden(downloads) == []  # the old partial's record went with it
+
+
+def test_resume_false_in_a_folder_download_drops_old_records(
+    big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    [result] = client.get_many(["big.bin"], downloads, resume=False)
+    assert isinstance(result, DownloadResult)
+    assert (downloads / "big.bin").read_bytes() == big
+    assert hidden(downloads) == []
 
 
 def test_a_file_changed_on_the_server_starts_over_once(
