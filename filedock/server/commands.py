@@ -100,6 +100,10 @@ def _range(s: Session, request: p.Range) -> bytes | None:
     return None
 
 
+def _put(s: Session, request: p.Put) -> bytes:
+    raise Forbidden("this server does not take uploads")
+
+
 def _list(s: Session, request: p.ListFiles) -> None:
     s.start(_send_listing(s, request.folder))
 
@@ -123,6 +127,7 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Get: _get,
     p.Hash: _hash,
     p.Range: _range,
+    p.Put: _put,
     p.ListFiles: _list,
     p.Exit: _exit,
 }
