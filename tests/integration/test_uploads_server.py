@@ -215,6 +215,8 @@ def test_replace_puts_the_new_file_in_the_place_of_the_old(
     conn = v2(uploads)
     assert upload(conn, "sample.txt", BODY, mode="replace") == stored(BODY, "sample.txt")
     assert (repo / "sample.txt").read_bytes() == BODY
+    assert conn.request("HASH sample.txt").startswith(f"HASH {len(BODY)} {BODY_SHA} ")
+    assert uploads.sync(lambda: uploads.server.repository.hashes.hashings) == 0  # type: ignore[union-attr]
 
 
 def test_an_empty_file_and_pipelined_requests_after_the_body(
