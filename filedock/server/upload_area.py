@@ -90,8 +90,16 @@ class Partial:
             done += count
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``. Raises :class:`NoSpace` when the disk is full."""
+        """Append ``data``, hashed. Raises :class:`NoSpace` when the disk is full."""
+        self.hash(data)
+        self.store(data)
+
+    def hash(self, data: bytes | bytearray | memoryview) -> None:
+        """Take ``data`` into the digest (in order; beside :meth:`store` of the same bytes)."""
         self._digest.update(data)
+
+    def store(self, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` after what is written. Raises :class:`NoSpace` when the disk is full."""
         view = memoryview(data)
         while view:
             try:

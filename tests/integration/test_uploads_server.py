@@ -497,13 +497,13 @@ def test_a_writer_behind_stops_the_reading_and_memory_stays_bounded(
     uploads: ServerThread, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     released = threading.Event()
-    write = upload_area.Partial.write
+    store = upload_area.Partial.store
 
-    def paused_write(self: upload_area.Partial, data: memoryview) -> None:
+    def paused_store(self: upload_area.Partial, data: memoryview) -> None:
         released.wait(30)  # a disk that does not keep up
-        write(self, data)
+        store(self, data)
 
-    monkeypatch.setattr(upload_area.Partial, "write", paused_write)
+    monkeypatch.setattr(upload_area.Partial, "store", paused_store)
     body = random_bytes(48 * 1024 * 1024)
     conn = v2(uploads)
     assert put(conn, "flood.bin", body) == "READY 0 flood.bin"
