@@ -532,3 +532,16 @@ def test_a_writer_behind_stops_the_reading_and_memory_stays_bounded(
     sender.join(30)
     assert conn.read_line(timeout=30) == stored(body, "flood.bin")
     assert (repo / "flood.bin").stat().st_size == len(body)
+
+
+def test_no_upload_goes_into_the_servers_own_folders_even_under_a_served_name(
+    make_server: Callable[..., ServerThread], repo: Path
+) -> None:
+    server = make_server(allow_upload=True, state_dir=str(repo / "state"))  # warned about
+    conn = v2(server)
+    for path in ("state/digests.sqlite", "state/uploads/x.part", "state/new/x.bin"):
+        assert (
+            put(conn, path, SAMPLE, mode="replace")
+            == "ERR forbidden that folder is the server's own"
+        )
+    assert upload(conn, "elsewhere/x.bin", SAMPLE) == stored(SAMPLE, "elsewhere/x.bin")
