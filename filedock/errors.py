@@ -12,6 +12,11 @@
     │   ├── Forbidden          a path the repository will not serve
     │   ├── Changed            the file is not the one named by its SHA-256 any more
     │   ├── BadRange           a resume offset past the end of the file
+    │   ├── Exists             an upload in mode new of a path that exists
+    │   ├── NoSpace            an upload the server has no room for
+    │   ├── UploadTooLarge     an upload over the server's size limit (also a TooLarge)
+    │   ├── UploadCorrupted    an upload whose bytes did not match its digest (also an
+    │   │                      IntegrityError)
     │   └── ServerClosing      the server ended the session (shutdown, timeout)
     │       └── Unauthorized   the server wants a valid access token
     ├── ServerFull             no free slot; carries the server's reason
@@ -115,6 +120,20 @@ class BadRange(RequestError):
     code = ErrorCode.BAD_RANGE
 
 
+class Exists(RequestError):
+    """An upload in mode ``new`` of a path the server already has (or that
+    another upload placed first)."""
+
+    code = ErrorCode.EXISTS
+
+
+class NoSpace(RequestError):
+    """An upload the server has no room for (refused up front, or the disk
+    filled while it came)."""
+
+    code = ErrorCode.NO_SPACE
+
+
 class ServerClosing(RequestError):
     """The server said it is closing this session (``shutdown``, ``timeout``, …)."""
 
@@ -167,8 +186,39 @@ class TooLarge(SaveError):
     ``max_size``, or than the free space of the destination's file system."""
 
 
+class UploadTooLarge(TooLarge, RequestError):
+    """The server refused an upload over its size limit (``ERR too-large``):
+    a :class:`TooLarge` that came as a reply."""
+
+    code = ErrorCode.TOO_LARGE
+
+
+class UploadCorrupted(IntegrityError, RequestError):
+    """The server received an upload whose bytes did not match the SHA-256
+    it was announced with (``ERR integrity``): nothing was placed."""
+
+    code = ErrorCode.INTEGRITY
+
+    def __init__(self, text: str, *, code: str | None = None) -> None:
+        RequestError.__init__(self, text, code=code)
+        self.expected = self.actual = ""
+
+
+# Kept apart from the local TooLarge and IntegrityError of downloads, which a
+# caller still tells from a server's refusal by their not being RequestErrors.
 _ERROR_CLASSES: dict[str, type[RequestError]] = {
-    cls.code: cls for cls in (BadRequest, NotFound, Forbidden, Changed, BadRange)
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        NotFound,
+        Forbidden,
+        Changed,
+        BadRange,
+        Exists,
+        NoSpace,
+        UploadTooLarge,
+        UploadCorrupted,
+    )
 }
 
 

@@ -405,7 +405,7 @@ class Shell:
                         screen.download(result)
                     else:
                         screen.ack(result)
-                case p.Range():  # not offered here (refused above)
+                case p.Range() | p.Put():  # not offered here (refused above)
                     return False
                 case _:
                     assert_never(request)

@@ -12,7 +12,9 @@ The connection owns what the replies mean for what follows them: the
 handshake (``NAME``, then ``HELLO``, then ``WELCOME``; ``FULL`` instead),
 ``STATUS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
 size bytes follow; after them a ``DIGEST`` line when the header had none),
-``PART offset size …`` (size - offset bytes follow),
+``PART offset size …`` (size - offset bytes follow), ``READY offset``
+after a ``PUT`` (the client writes size - offset bytes itself, says so with
+:meth:`~ClientConnection.send_body_done`, and ``STORED`` or ``ERR`` follows),
 which replies answer which request (:data:`ANSWERS`:
 another is the server out of step), and which ``ERR`` codes end the
 conversation (:data:`~.codes.CLOSING_CODES`). Its :attr:`~ClientConnection.state` says
@@ -29,6 +31,8 @@ The states and what moves between them::
     AWAIT_REPLY --PART offset size--> BODY --size - offset bytes--> (reply done)
     AWAIT_REPLY --FILE size - (v2)--> BODY --size bytes--> TRAILER
     TRAILER --DIGEST sha256, or ERR changed--> (reply done)
+    AWAIT_REPLY --READY offset (to a PUT)--> UPLOADING
+    UPLOADING --send_body_done()--> AWAIT_REPLY --STORED, or ERR--> (reply done)
     FULL, BYE, a closing ERR, the end of the stream --> CLOSED
     a line that breaks the protocol, a reply that answers no request sent,
     another reply in the handshake --> BROKEN
@@ -58,6 +62,7 @@ class ClientState(Enum):
     RECORDS = auto()  # inside a STATUS or FILES reply: records follow
     BODY = auto()  # inside a FILE or PART reply: body bytes follow
     TRAILER = auto()  # a body announced without its digest ended: DIGEST (or ERR) is due
+    UPLOADING = auto()  # READY came: the client writes the upload's body, sends nothing else
     CLOSED = auto()  # the server ends the conversation, or ended the stream
     BROKEN = auto()  # the server broke the protocol: nothing after can be read in step
 
@@ -66,7 +71,7 @@ class ClientState(Enum):
 # is Python code, and these tests run a few times per reply.
 _IDLE, _AWAIT_REPLY = ClientState.IDLE, ClientState.AWAIT_REPLY
 _RECORDS, _BODY = ClientState.RECORDS, ClientState.BODY
-_TRAILER = ClientState.TRAILER
+_TRAILER, _UPLOADING = ClientState.TRAILER, ClientState.UPLOADING
 _CLOSED, _BROKEN = ClientState.CLOSED, ClientState.BROKEN
 
 
@@ -110,6 +115,7 @@ ANSWERS: Final[dict[type[messages.CommandRequest], tuple[type[messages.Reply], .
     messages.Get: (messages.FileReply,),
     messages.Hash: (messages.HashReply,),
     messages.Range: (messages.PartReply,),
+    messages.Put: (messages.ReadyReply,),
     messages.Say: (messages.AckReply,),
     messages.Message: (messages.AckReply, messages.FileReply),
     messages.Exit: (messages.ByeReply,),
@@ -127,6 +133,10 @@ _ONE_LINE_REPLIES: Final = frozenset(
         messages.HashReply,
     }
 )
+
+# What answers a PUT once its body is sent.
+_PUT_ANSWER = ANSWERS[messages.Put]
+_STORED_ANSWER: Final = (messages.StoredReply,)
 
 _RecordParser = Callable[[str], messages.ClientRecord | messages.FileInfo]
 
@@ -154,6 +164,11 @@ class ClientConnection:
         self._body_left = 0
         self._body = memoryview(b"")  # body bytes received, not handed out yet
         self._trailer_due = False  # the body in hand came with no digest: DIGEST follows it
+        # A PUT is sent and its READY (or ERR) has not come: nothing may follow
+        # it, as the server takes what comes after READY for the body.
+        self._upload_due = False
+        self._upload_size = 0
+        self._upload_left = 0
         self._eof = False
 
     @property
@@ -165,6 +180,12 @@ class ClientConnection:
         """Bytes of the current body not received yet: a driver reading straight
         into its own buffer reads no more than this."""
         return self._body_left - len(self._body)
+
+    @property
+    def upload_left(self) -> int:
+        """In :attr:`ClientState.UPLOADING`: the bytes of the body the client
+        still owes, ``size - offset`` of the ``PUT`` and its ``READY``."""
+        return self._upload_left
 
     # -- bytes in -----------------------------------------------------------------
 
@@ -247,6 +268,8 @@ class ClientConnection:
             return reply
         if state is _TRAILER:
             return self._trailer(reply)
+        if state is _UPLOADING:
+            return self._while_uploading(reply)
         kind = type(reply)
         if kind is not messages.ErrorReply and (not self._due or kind not in self._due[0]):
             self._state = _BROKEN
@@ -269,6 +292,8 @@ class ClientConnection:
                 self._begin_body(size)
             case messages.PartReply():
                 self._begin_body(reply.length)
+            case messages.ReadyReply(offset):
+                self._begin_upload(offset)
             case _:
                 self._reply_done()
         return reply
@@ -302,6 +327,34 @@ class ClientConnection:
                     f"expected DIGEST after the body, the server sent {reply!r}"
                 )
         return reply
+
+    def _begin_upload(self, offset: int) -> None:
+        if offset > self._upload_size:
+            self._state = _BROKEN
+            raise errors.ProtocolError(
+                f"READY at {offset}, past the end of the {self._upload_size} bytes sent for"
+            )
+        self._upload_due = False
+        self._upload_left = self._upload_size - offset
+        self._due[0] = _STORED_ANSWER
+        self._state = _UPLOADING
+
+    def _while_uploading(self, reply: messages.Reply) -> messages.Reply:
+        """A line while the client still sends a body: only a last ``ERR``
+        (the server stops) may come; any answer is due after the body."""
+        if isinstance(reply, messages.ErrorReply) and reply.code in CLOSING_CODES:
+            self._state = ClientState.CLOSED
+            return reply
+        self._state = _BROKEN
+        raise errors.ProtocolError(f"the server answered before the upload's body: {reply!r}")
+
+    def send_body_done(self) -> None:
+        """The client wrote the whole body (``upload_left`` bytes) after
+        ``READY``: ``STORED`` (or ``ERR``) is due next."""
+        if self._state is not _UPLOADING:
+            raise ValueError(f"no upload's body is being sent, in {self._state.name}")
+        self._upload_left = 0
+        self._state = _AWAIT_REPLY
 
     def _begin_records(self, count: int, parse: _RecordParser) -> None:
         self._state = ClientState.RECORDS
@@ -353,8 +406,8 @@ class ClientConnection:
 
     def _reply_done(self) -> None:
         due = self._due
-        if due:
-            due.popleft()
+        if due and due.popleft() is _PUT_ANSWER:  # ERR to a PUT: no body follows
+            self._upload_due = False
         self._state = _AWAIT_REPLY if due else _IDLE
 
     # -- bytes out ----------------------------------------------------------------
@@ -368,13 +421,22 @@ class ClientConnection:
         travel on one line.
         """
         state = self._state
-        if (state is _IDLE or state is _AWAIT_REPLY) and not isinstance(request, messages.Hello):
+        if (
+            (state is _IDLE or state is _AWAIT_REPLY)
+            and not self._upload_due
+            and not isinstance(request, messages.Hello)
+        ):
             data = messages.encode_request(request)  # the usual case, first
             self._due.append(ANSWERS[type(request)])
             self._state = _AWAIT_REPLY
+            if isinstance(request, messages.Put):
+                self._upload_due = True
+                self._upload_size = request.size
             return data
         if state is _CLOSED or state is _BROKEN:
             raise errors.ConnectionLost("the connection is closed")
+        if self._upload_due or state is _UPLOADING:
+            raise ValueError("nothing may be sent between a PUT and the end of its body")
         if isinstance(request, messages.Hello):
             if state is not ClientState.GREET:
                 raise ValueError(f"HELLO is sent once, when named, not in {state.name}")
@@ -385,4 +447,7 @@ class ClientConnection:
             raise ValueError(f"{type(request).__name__} before the handshake, in {state.name}")
         data = messages.encode_request(request)  # pipelined behind the reply being read
         self._due.append(ANSWERS[type(request)])
+        if isinstance(request, messages.Put):
+            self._upload_due = True
+            self._upload_size = request.size
         return data

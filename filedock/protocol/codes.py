@@ -20,6 +20,10 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     CHANGED = "changed"
     BAD_RANGE = "bad-range"
+    EXISTS = "exists"
+    TOO_LARGE = "too-large"
+    NO_SPACE = "no-space"
+    INTEGRITY = "integrity"
 
     @property
     def closes(self) -> bool:

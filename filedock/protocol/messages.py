@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import assert_never, cast
 
 from .. import errors
@@ -141,18 +142,75 @@ class Range:
         if len(parts) != 3 or not parts[2]:
             raise errors.BadRequest(_RANGE_MISSING)
         offset, sha256, path = parts
-        if not (offset.isascii() and offset.isdigit()) or len(offset) > 20:
-            raise errors.BadRequest(f"RANGE needs an offset in bytes, not {_shorten(offset)!r}")
-        sha256 = sha256.lower()
-        if not _SHA256_HEX.fullmatch(sha256):
-            raise errors.BadRequest("RANGE needs a SHA-256 of 64 hex digits")
-        return cls(int(offset), sha256, path)
+        return cls(
+            _argument_bytes(offset, "RANGE needs an offset"),
+            _argument_sha256(sha256, "RANGE"),
+            path,
+        )
 
     def argument(self) -> str:
         return f"{self.offset} {self.sha256} {self.path}"
 
 
+def _argument_bytes(text: str, needs: str) -> int:
+    """A request's count of bytes: digits only, as _parse_size."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise errors.BadRequest(f"{needs} in bytes, not {_shorten(text)!r}")
+    return int(text)
+
+
+def _argument_sha256(text: str, verb: str) -> str:
+    sha256 = text.lower()
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise errors.BadRequest(f"{verb} needs a SHA-256 of 64 hex digits")
+    return sha256
+
+
 _RANGE_MISSING = "RANGE needs an offset, a SHA-256 and a path: RANGE <offset> <sha256> <path>"
+
+
+class PutMode(StrEnum):
+    """What a ``PUT`` does with a path that exists: ``new`` refuses it,
+    ``replace`` replaces it."""
+
+    NEW = "new"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """``PUT <size> <sha256> <mode> <path>``: an upload of ``size`` bytes whose
+    SHA-256 is ``sha256``; after ``READY <offset>`` the client sends exactly
+    ``size - offset`` raw bytes."""
+
+    size: int
+    sha256: str
+    mode: PutMode
+    path: str
+
+    @classmethod
+    def parse(cls, argument: str) -> Put:
+        parts = argument.split(" ", 3)
+        if len(parts) != 4 or not parts[3]:
+            raise errors.BadRequest(_PUT_MISSING)
+        size, sha256, mode, path = parts
+        count = _argument_bytes(size, "PUT needs a size")
+        digest = _argument_sha256(sha256, "PUT")
+        try:
+            put_mode = PutMode(mode.lower())
+        except ValueError:
+            raise errors.BadRequest(
+                f"PUT needs a mode, new or replace, not {_shorten(mode)!r}"
+            ) from None
+        return cls(count, digest, put_mode, path)
+
+    def argument(self) -> str:
+        return f"{self.size} {self.sha256} {self.mode} {self.path}"
+
+
+_PUT_MISSING = (
+    "PUT needs a size, a SHA-256, a mode and a path: PUT <size> <sha256> <new|replace> <path>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +238,7 @@ CommandRequest = (
     | Get
     | Hash
     | Range
+    | Put
     | Say
     | Message
 )
@@ -248,7 +307,9 @@ class Command:
         if self.argument is None:
             return word
         argument = (
-            cast(Range, request).argument() if self.parse is not None else _only_field(request)
+            cast(Range | Put, request).argument()
+            if self.parse is not None
+            else _only_field(request)
         )
         if argument is None:  # an optional argument left out
             return word
@@ -325,6 +386,17 @@ COMMANDS: tuple[Command, ...] = (
         argument="offset sha256 path",
         missing=_RANGE_MISSING,
         parse=Range.parse,
+        shell=False,
+        oneshot=False,
+        since=2,
+    ),
+    Command(
+        "put",
+        Put,
+        "upload a file, verified by SHA-256, when the server allows uploads",
+        argument="size sha256 mode path",
+        missing=_PUT_MISSING,
+        parse=Put.parse,
         shell=False,
         oneshot=False,
         since=2,
@@ -450,6 +522,7 @@ def encode_request(request: Request) -> bytes:
             | Get()
             | Hash()
             | Range()
+            | Put()
             | Say()
             | Message()
         ):
@@ -672,6 +745,26 @@ class PartReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyReply:
+    """``READY <offset> <path>``: the server takes the upload; exactly
+    ``size - offset`` raw bytes of it follow from the client (``offset`` is
+    what it already holds of an interrupted upload of the same file)."""
+
+    offset: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    """``STORED <size> <sha256> <path>``: the upload is on the server's disk
+    under its final name, its SHA-256 checked."""
+
+    size: int
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class AckReply:
     text: str
 
@@ -702,6 +795,8 @@ Reply = (
     | DigestReply
     | HashReply
     | PartReply
+    | ReadyReply
+    | StoredReply
     | AckReply
     | ByeReply
     | ErrorReply
@@ -759,6 +854,10 @@ def encode_reply(reply: Reply) -> bytes:
             line = f"HASH {file.size} {file.sha256} {mtime} {file.path}"
         case PartReply(offset, size, sha256, path):
             line = f"PART {offset} {size} {sha256} {path}"
+        case ReadyReply(offset, path):
+            line = f"READY {offset} {path}"
+        case StoredReply(size, sha256, path):
+            line = f"STORED {size} {sha256} {path}"
         case AckReply(text):
             line = f"ACK {text}"
         case ByeReply():
@@ -812,6 +911,13 @@ def parse_reply(line: str) -> Reply:
             return _parse_hash_reply(line, rest)
         case "PART":
             return _parse_part_reply(line, rest)
+        case "READY":
+            offset_text, path = _fields(rest, 2, "READY line", line)
+            return ReadyReply(_parse_size(offset_text), path)
+        case "STORED":
+            size_text, sha256, path = _fields(rest, 3, "STORED line", line)
+            _check_sha256(sha256, "STORED line", line)
+            return StoredReply(_parse_size(size_text), sha256, path)
         case "ERR":
             code, _, text = rest.partition(" ")
             if not code:

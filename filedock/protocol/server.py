@@ -10,6 +10,11 @@ yet) and :data:`PAUSED` (a command that waits is running, or the conversation
 is not reading lines now: as h11 pauses on a pipelined request). Replies go out
 through :meth:`~ServerConnection.send`, which checks the table.
 
+An upload's body: once :meth:`~ServerConnection.ready` sent ``READY``, the
+next ``size - offset`` bytes are no lines but :class:`BodyData` events, then
+:data:`END_OF_BODY` (the command that waits goes on: its ``STORED`` or
+``ERR`` is due); lines pipelined behind the body are read after it.
+
 Its deadlines (the handshake, idleness, the delayed answer to a token, the
 delayed notice to a connection dropped for a newcomer) are read with
 :meth:`~ServerConnection.get_timer` and fired with
@@ -37,6 +42,7 @@ from .messages import (
     Hello,
     NameReply,
     PartReply,
+    ReadyReply,
     Reply,
     WelcomeReply,
     encode_reply,
@@ -108,7 +114,34 @@ class AnswerDue:
     right: bool
 
 
-Event = CommandRequest | Hello | Exit | Violation | EndOfInput | BlankLine | _Sentinel
+@dataclass(frozen=True, slots=True)
+class BodyData:
+    """Bytes of an upload's body, in order. ``data`` may be a view of what was
+    given to :meth:`ServerConnection.receive_data`: a driver that lends one
+    buffer to every connection takes (copies) it before its next read."""
+
+    data: bytes | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class BodyEnd:
+    """The upload's last body byte was taken: its answer is due."""
+
+
+END_OF_BODY: Final = BodyEnd()
+
+
+Event = (
+    CommandRequest
+    | Hello
+    | Exit
+    | Violation
+    | EndOfInput
+    | BlankLine
+    | BodyData
+    | BodyEnd
+    | _Sentinel
+)
 
 _HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
 _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
@@ -118,6 +151,7 @@ _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 _ACCEPTED, _NAMED, _IDLE, _DROPPED = State.ACCEPTED, State.NAMED, State.IDLE, State.DROPPED
 _NAME, _ANSWER, _CLOSE = Step.NAME, Step.ANSWER, Step.CLOSE
 _TRAILING, _TRAILER, _BODY = State.TRAILING, Step.TRAILER, Step.BODY
+_RECEIVING, _READY = State.RECEIVING, Step.READY
 # The fast path's one lookup, bound here: a method of an imported name is
 # looked up as an attribute (a new bound method) at every call.
 _line_request = _LINE_REQUESTS.get
@@ -133,6 +167,7 @@ _REPLY_STEPS: dict[type[Reply], Step] = {
     FileReply: Step.BODY,
     PartReply: Step.BODY,
     DigestReply: Step.TRAILER,
+    ReadyReply: Step.READY,  # only through ready(), which knows the body's length
 }
 
 
@@ -167,6 +202,8 @@ class ServerConnection:
         "_named",
         "protocol",
         "_trailer_due",
+        "_body",
+        "_body_left",
     )
 
     def __init__(
@@ -194,6 +231,10 @@ class ServerConnection:
         self.protocol = 1
         # The FILE header in hand had no digest: its body ends with a trailer.
         self._trailer_due = False
+        # An upload's body (RECEIVING): received and not handed out yet, and
+        # the bytes of it still to come.
+        self._body: bytes | memoryview = b""
+        self._body_left = 0
 
     # -- input ----------------------------------------------------------------
 
@@ -201,13 +242,27 @@ class ServerConnection:
         """Take bytes from the client; ``b""`` is its EOF. Once the conversation
         is over they are dropped, and this says False."""
         state = self.state
-        if state is not _IDLE and state in _INPUT_DROPPED:
-            return False
+        if state is not _IDLE:
+            if state in _INPUT_DROPPED:
+                return False
+            if state is _RECEIVING and data:
+                self._receive_body(data)
+                return True
         if data:
             self._reader.receive_data(data)
         else:
             self._eof = True
         return True
+
+    def _receive_body(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        body = view[: self._body_left]
+        self._body_left -= len(body)
+        # Rare: more bytes came before the last ones were taken (copied then,
+        # as the view's buffer may be lent again).
+        self._body = bytes(self._body) + bytes(body) if self._body else body
+        if len(view) > len(body):  # lines pipelined behind the body
+            self._reader.receive_data(view[len(body) :])
 
     def next_event(self) -> Event:
         """The next thing the client said, or ``NEED_DATA`` / ``PAUSED``."""
@@ -232,6 +287,8 @@ class ServerConnection:
             return Violation(ErrorReply(exc.code, exc.text), None, exc.text)
 
     def _next_event_not_idle(self) -> Event:
+        if self.state is _RECEIVING:
+            return self._next_body_event()
         if self.state not in READING_STATES:
             return PAUSED
         # NAMED: only HELLO and EXIT count before the greeting.
@@ -257,6 +314,20 @@ class ServerConnection:
             "a command before HELLO",
         )
 
+    def _next_body_event(self) -> Event:
+        if self._body:
+            data, self._body = self._body, b""
+            return BodyData(data)
+        if self._body_left == 0:
+            self._move(Step.BODY_RECEIVED)
+            return END_OF_BODY
+        return END_OF_INPUT if self._eof else NEED_DATA
+
+    @property
+    def body_left(self) -> int:
+        """Bytes of the upload's body not received yet (0 outside one)."""
+        return self._body_left
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet taken as lines."""
@@ -275,6 +346,8 @@ class ServerConnection:
         elif step is _BODY and isinstance(reply, FileReply) and reply.sha256 is None:
             self._check_unhashed()
             self._trailer_due = True
+        elif step is _READY:
+            raise ValueError("READY goes out through ready(), which knows the body's length")
         self._move(step)
         if step is _NAME:
             self._named = True
@@ -284,6 +357,21 @@ class ServerConnection:
         # A v1 client never sees a FILE header without its digest.
         if self.protocol < 2:
             raise StateError(self.state, Step.BODY)
+
+    def ready(self, reply: ReadyReply, size: int) -> bytes:
+        """The bytes of ``READY``: the next ``size - reply.offset`` bytes the
+        client sends are the upload's body (those already received after the
+        ``PUT`` line among them)."""
+        length = size - reply.offset
+        if length < 0:
+            raise ValueError(f"READY at {reply.offset} is past the end of {size} bytes")
+        self._move(_READY)
+        self._body = b""
+        self._body_left = length
+        pipelined = self._reader.take_rest()
+        if pipelined:
+            self._receive_body(pipelined)
+        return encode_reply(reply)
 
     def answer(self, data: bytes) -> bytes:
         """``data``, a reply already encoded that keeps the state (STATUS from its
@@ -351,7 +439,7 @@ class ServerConnection:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` has something to do next, or ``None``."""
         state = self.state
-        if state is _IDLE:
+        if state is _IDLE or state is _RECEIVING:  # (an upload's body: bytes, not lines)
             return self.heard_at + self.idle_timeout if self.idle_timeout > 0 else None
         if state is _ACCEPTED or state is _NAMED:
             return self._handshake_deadline
@@ -371,6 +459,12 @@ class ServerConnection:
             idle = self.idle_timeout
             reply = ErrorReply(
                 ErrorCode.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s"
+            )
+            return Deadline("idle", self.send(reply))
+        if state is _RECEIVING:
+            idle = self.idle_timeout
+            reply = ErrorReply(
+                ErrorCode.TIMEOUT, f"disconnected for being idle: no upload bytes in {idle:g} s"
             )
             return Deadline("idle", self.send(reply))
         if state is _NAMED:

@@ -10,7 +10,8 @@ The client sends lines only; what each line is worth depends on the state
 (before ``WELCOME`` only ``HELLO`` and ``EXIT`` count). The server's side moves
 the conversation: ``NAME``, ``WELCOME``, the start and end of a command that
 waits, a ``FILE`` (or ``PART``) header and its body, the ``DIGEST`` after a
-body whose header had none (v2), its last reply.
+body whose header had none (v2), the ``READY`` that takes an upload's body
+(whose last byte brings it back to the command that waits), its last reply.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class State(Enum):
     BUSY = "busy"  # a command that waits is running: the lines after it wait too
     SENDING = "sending"  # a FILE or PART header is out: exactly its body's bytes follow
     TRAILING = "trailing"  # a body announced without its digest is out: DIGEST is due
+    RECEIVING = "receiving"  # READY is out: exactly the upload's rest comes, raw, not lines
     DROPPED = "dropped"  # its place went to a newcomer: it is told so after a moment
     CLOSING = "closing"  # the last reply is out (or none can be): input is dropped
     CLOSED = "closed"  # the connection is gone
@@ -49,6 +51,8 @@ class Step(Enum):
     BODY_SENT = "finish a file body"
     UNHASHED_BODY_SENT = "finish a body announced without its digest"
     TRAILER = "send the DIGEST (or ERR changed) after a body"
+    READY = "send READY: an upload's body follows"
+    BODY_RECEIVED = "take an upload's last body byte"
     DONE = "finish a command that waits"
     DROP = "drop it for a newcomer"
     CLOSE = "send the last reply (BYE, FULL, an ERR that closes)"
@@ -97,6 +101,7 @@ TRANSITIONS: dict[State, dict[Step, State]] = {
     S.BUSY: {
         T.ANSWER: S.BUSY,
         T.BODY: S.SENDING,
+        T.READY: S.RECEIVING,
         T.DONE: S.IDLE,
         T.CLOSE: S.CLOSING,
         T.END: S.CLOSING,
@@ -113,6 +118,14 @@ TRANSITIONS: dict[State, dict[Step, State]] = {
         # Only the digest of what was sent, or ERR changed, may follow; or a
         # last line (ERR shutdown) if the server stops while it is hashed.
         T.TRAILER: S.BUSY,
+        T.CLOSE: S.CLOSING,
+        T.END: S.CLOSING,
+        T.LOST: S.CLOSED,
+    },
+    S.RECEIVING: {
+        # No reply until the body is in: the STORED (or ERR) comes after it.
+        # But a last line (ERR shutdown) may cut it short.
+        T.BODY_RECEIVED: S.BUSY,
         T.CLOSE: S.CLOSING,
         T.END: S.CLOSING,
         T.LOST: S.CLOSED,

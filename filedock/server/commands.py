@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import protocol as p
 from ..errors import Forbidden, RequestError
 from ..protocol.state import State
+from . import uploads
 from .repository import (
     INLINE_STEPS,
     OpenedFile,
@@ -100,6 +101,10 @@ def _range(s: Session, request: p.Range) -> bytes | None:
     return None
 
 
+def _put(s: Session, request: p.Put) -> None:
+    uploads.start(s, request)  # a refusal that needs no disk raises: ERR
+
+
 def _list(s: Session, request: p.ListFiles) -> None:
     s.start(_send_listing(s, request.folder))
 
@@ -123,6 +128,7 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Get: _get,
     p.Hash: _hash,
     p.Range: _range,
+    p.Put: _put,
     p.ListFiles: _list,
     p.Exit: _exit,
 }

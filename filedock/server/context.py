@@ -22,6 +22,7 @@ from .logs import WarningLimiter
 from .registry import Registry
 from .repository import Repository
 from .status import StatusReplies
+from .upload_area import UploadArea
 from .workers import Workers
 
 if TYPE_CHECKING:
@@ -50,12 +51,15 @@ class ServerContext:
     limiter: WarningLimiter  # replaced by the server's start(), which has the loop
     read_buffer: memoryview  # every session reads into it (see Session.get_buffer)
     session_closed: Callable[[Session], None]  # the server counts its sessions
+    # ... and into this one an upload's body: larger reads, fewer of them.
+    body_buffer: memoryview = field(default_factory=lambda: memoryview(bytearray(1024 * 1024)))
     started: float = field(default_factory=time.monotonic)
     sessions: set[Session] = field(default_factory=set)
     lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL
     # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
     refused: int = 0  # connections turned away for want of room, at any step
+    uploads: UploadArea | None = None  # with --allow-upload, from start() on
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""

@@ -38,7 +38,10 @@ def _ids(command: p.Command) -> str:
 
 
 # The argument a verb's example takes: a path, or fields before one.
-_ARGUMENTS = {p.Range: f"7 {'ab' * 32} some thing.txt"}
+_ARGUMENTS = {
+    p.Range: f"7 {'ab' * 32} some thing.txt",
+    p.Put: f"7 {'ab' * 32} new some thing.txt",
+}
 
 
 def _argument(command: p.Command) -> str:
@@ -166,7 +169,8 @@ def test_help_keeps_its_wording_and_names_each_verb_once() -> None:
     )
     assert p.HELP_TEXT == (
         "CMDs: help | status | list [folder] | get <file> | hash <path> | "
-        "range <offset> <sha256> <path> | <filename> | say <text> | ping | who | "
+        "range <offset> <sha256> <path> | put <size> <sha256> <mode> <path> | "
+        "<filename> | say <text> | ping | who | "
         "uptime | about | exit"
     )
     listed = p.HELP_TEXT.removeprefix("CMDs: ").split(" | ")
@@ -227,6 +231,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
     shown = {row.split(",")[0] for row, _ in screen.HELP_LINES}
     assert {c.usage for c in VERBS if c.shell} <= shown
     assert "range" not in str(screen.HELP_LINES)  # for the library: not offered at the prompt
+    assert "<sha256> <mode>" not in str(screen.HELP_LINES)  # PUT's wire form: the library's
 
 
 @dataclasses.dataclass(frozen=True)

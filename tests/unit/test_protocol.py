@@ -411,6 +411,8 @@ def test_every_command_word_is_understood() -> None:
             assert isinstance(p.parse_request(f"{word.upper()} x"), p.Get | p.Say | p.Hash)
         elif word == "range":
             assert isinstance(p.parse_request(f"RANGE 0 {'a' * 64} x"), p.Range)
+        elif word == "put":
+            assert isinstance(p.parse_request(f"PUT 0 {'a' * 64} new x"), p.Put)
         else:
             assert not isinstance(p.parse_request(word.upper()), p.Message)
 
