@@ -42,10 +42,12 @@ from .transfer_options import (
     PROMPT_WORDS,
     GetRequest,
     HelpShown,
+    PutRequest,
     UsageError,
     parse_prompt_line,
 )
 from .transfers import run_get, run_mirror
+from .uploads import run_put
 
 __all__ = [
     "COMMANDS_LINE",
@@ -422,7 +424,7 @@ class Shell:
         return False
 
     def _transfer(self, word: str, rest: str) -> None:
-        """A ``get`` or ``mirror`` line, with its options."""
+        """A ``get``, ``mirror`` or ``put`` line, with its options."""
         try:
             request = parse_prompt_line(word, rest, self.completer.is_file, self.out)
         except UsageError as exc:
@@ -437,6 +439,9 @@ class Shell:
                     == ExitCode.NOT_AVAILABLE
                 ):
                     self.completer.invalidate()  # the listing we complete from is out of date
+            elif isinstance(request, PutRequest):
+                run_put(self.client, request, self.screen)
+                self.completer.invalidate()  # the server has new files to complete
             else:
                 run_mirror(self.client, request, self.screen)
         except ServerClosing:
@@ -448,7 +453,7 @@ class Shell:
 
 
 def _moves_files(text: str) -> bool:
-    """Whether the line ``text`` is a download (``get``, ``mirror`` or a file's name)."""
+    """Whether the line ``text`` moves files (``get``, ``mirror``, ``put`` or a file's name)."""
     word = text.partition(" ")[0].lower()
     return word in PROMPT_WORDS or word not in p.COMMANDS_BY_WORD
 

@@ -36,6 +36,7 @@ from ..errors import (
     Changed,
     ConnectionLost,
     FiledockError,
+    Forbidden,
     IntegrityError,
     ProtocolError,
     RequestError,
@@ -83,7 +84,11 @@ from .results import ProgressCallback as ProgressCallback
 from .results import ProgressMeter
 from .results import TransferProgress as TransferProgress
 from .results import TreeSummary as TreeSummary
+from .results import UploadOutcome as UploadOutcome
+from .results import UploadResult as UploadResult
+from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
+from .upload import LocalSource, check_remote_path, remote_join, tree_files
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
@@ -955,6 +960,192 @@ class Client:
         result = self._receive(path, header, None, dest_dir, meter, resume=self.protocol >= 2)
         return replace(result, outcome=Outcome.REPLACED) if replacing else result
 
+    @_command
+    def upload(
+        self,
+        local: str | os.PathLike[str],
+        remote_path: str,
+        *,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Send the local file ``local`` to the server as ``remote_path``, verified;
+        an :class:`UploadResult` once the server says it is stored.
+
+        The file is hashed first (an unchanged file's digest comes from the
+        local digest cache), then ``PUT`` announces its size and SHA-256; the
+        server checks the bytes it receives against them and places the file
+        under its name only then. A path that exists is refused unless
+        ``replace``. An upload cut short (Ctrl-C, a lost connection, the client
+        killed) leaves its part on the server, and the same upload later sends
+        only the rest (outcome RESUMED, ``resumed_from`` the bytes it held).
+
+        Raises, before any byte of the body is sent, :class:`Forbidden` (the
+        server takes no uploads, a read-only token, a path it would not
+        serve; a version 1 server too), :class:`Exists`, :class:`UploadTooLarge`,
+        :class:`NoSpace`, :class:`BadRequest` (a path that cannot travel),
+        :class:`UnreadableFile` (the local file); after the body,
+        :class:`Changed` when the local file changed while it was sent (the
+        server placed nothing), :class:`UploadCorrupted` when the bytes did not
+        arrive as they were sent, :class:`NoSpace` when the disk filled.
+        ``progress`` gets a :class:`TransferProgress` as the bytes go.
+        """
+        check_remote_path(remote_path)
+        self._check_uploads()
+        self._begin_command()
+        with LocalSource.open(local, self.local_digests) as source:
+            return self._put(source, remote_path, replace, ProgressMeter(progress))
+
+    @_command
+    def upload_tree(
+        self,
+        local_dir: str | os.PathLike[str],
+        remote_dir: str | None,
+        *,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadSummary:
+        """Send every file under the local folder ``local_dir`` to the server,
+        under ``remote_dir`` ("" or None: the top) at the same relative path;
+        a summary with one outcome per file.
+
+        Hidden files and folders are left out, and symlinks but those to a
+        file inside ``local_dir`` (see :func:`filedock.client.upload.tree_files`).
+        The ``HASH`` of every file goes out first, pipelined: a file the
+        server has with the same size and SHA-256 is not sent (SKIPPED). The
+        others are sent one after the other as :meth:`upload` sends one; a
+        refusal is that file's outcome (:class:`Exists` for a different file
+        there, without ``replace``) and the others go on. If the connection
+        breaks, its error is the outcome of every file not sent yet.
+        """
+        if remote_dir:
+            check_remote_path(remote_dir.strip("/") or "-")
+        self._check_uploads()
+        self._begin_command()
+        found = tree_files(Path(local_dir))
+        remote = [remote_join(remote_dir, relative) for _, relative in found]
+        outcomes: builtins.list[UploadResult | FiledockError | None] = [None] * len(found)
+        digests: dict[int, tuple[int, str]] = {}
+        for index, (local, _) in enumerate(found):
+            try:
+                with LocalSource.open(local, self.local_digests) as source:
+                    digests[index] = (source.size, source.sha256)
+            except FiledockError as exc:
+                outcomes[index] = exc
+        asking = [index for index in digests if _sendable(remote[index])]
+        known = self._pipeline([[p.Hash(remote[index])] for index in asking], self._hash_reply)
+        to_send = []
+        for index, answer in zip(asking, known, strict=True):
+            if isinstance(answer, p.FileDigest) and (answer.size, answer.sha256) == digests[index]:
+                size, sha256 = digests[index]
+                outcomes[index] = UploadResult(
+                    remote[index], size, sha256, 0, UploadOutcome.SKIPPED, found[index][0]
+                )
+            else:
+                to_send.append(index)
+        to_send.extend(index for index in digests if index not in asking)  # BadRequest below
+        to_send.sort()
+        meter = ProgressMeter(progress, len(found), sum(digests[i][0] for i in to_send))
+        meter.files_done = len(found) - len(to_send)
+        broken: FiledockError | None = None
+        for index in to_send:
+            if broken is not None:
+                outcomes[index] = broken
+                continue
+            try:
+                check_remote_path(remote[index])
+                with LocalSource.open(found[index][0], self.local_digests) as source:
+                    outcomes[index] = self._put(source, remote[index], replace, meter)
+            except FiledockError as exc:
+                outcomes[index] = exc
+                if self._conn.state not in _BETWEEN_REPLIES or self.closed:
+                    broken = exc
+            meter.finished()
+        self.local_digests.flush()
+        results = [outcome for outcome in outcomes if outcome is not None]
+        files = [(local, path) for (local, _), path in zip(found, remote, strict=True)]
+        return _upload_summary(results, files, meter.bytes_done)
+
+    def _check_uploads(self) -> None:
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        if self.protocol < 2:
+            raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no uploads")
+
+    def _put(
+        self, source: LocalSource, remote_path: str, replace: bool, meter: ProgressMeter
+    ) -> UploadResult:
+        """One PUT of the open ``source``: READY, the rest of its body, STORED."""
+        mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
+        size = source.size
+        request = p.Put(size, source.sha256, mode, remote_path)
+        ready = self._expect(self._execute_in_command(request), p.ReadyReply)
+        if ready.path != remote_path or not 0 <= ready.offset <= size:
+            raise ProtocolError(f"asked to send {request!r}, the server sent {ready!r}")
+        offset = ready.offset
+        counter = meter.file(remote_path, offset, size)
+        unchanged = self._send_body(source, offset, counter)
+        meter.received(size - offset)
+        try:
+            stored = self._expect(self._read_reply(), p.StoredReply)
+        except IntegrityError:
+            if not unchanged:
+                raise Changed(
+                    f"{source.path} changed while it was sent: the server placed nothing"
+                ) from None
+            raise
+        if not unchanged or (stored.size, stored.sha256, stored.path) != (
+            size,
+            source.sha256,
+            remote_path,
+        ):
+            self._link.close()  # it answered for another upload: nothing after can be trusted
+            raise ProtocolError(f"sent {request!r}, the server answered {stored!r}")
+        outcome = UploadOutcome.RESUMED if offset else UploadOutcome.STORED
+        return UploadResult(remote_path, size, source.sha256, offset, outcome, source.path)
+
+    def _execute_in_command(self, request: p.Request) -> p.Reply:
+        """Send one request and read its reply, within the command's clock already running."""
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        self._link.send(self._conn.send(request))
+        return self._read_reply()
+
+    def _send_body(
+        self, source: LocalSource, offset: int, counter: Callable[[int, int], None] | None
+    ) -> bool:
+        """Send ``source`` from ``offset`` to its end; whether it stayed unchanged.
+
+        Its last byte is held back until the file is checked (see
+        :meth:`LocalSource.last_byte`), so a file written to while it is sent
+        is never placed, even if its digest would match by chance.
+        """
+        size = source.size
+        length = size - offset
+        unchanged = source.unchanged()
+        if length:
+            if counter is not None:
+                counter(0, length)
+            report = None if counter is None else (lambda done: counter(done, length))
+            moved = self._link.send_file(
+                source.fd, offset, length - 1, report, self._command_deadline
+            )
+            if moved < length - 1:  # cut short while it was sent: made up, to stay in step
+                self._send_filler(length - 1 - moved)
+            unchanged = moved == length - 1 and source.unchanged()
+            self._link.send(source.last_byte(unchanged=unchanged))
+            if counter is not None:
+                counter(length, length)
+        self._conn.send_body_done()
+        return unchanged
+
+    def _send_filler(self, count: int) -> None:
+        """Send ``count`` zero bytes in place of a body's bytes the file no longer has."""
+        block = bytes(min(count, 1024 * 1024))
+        while count > 0:
+            self._link.send(block[:count])
+            count -= min(count, len(block))
+
     def exit(self) -> bool:
         """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.
 
@@ -1238,6 +1429,34 @@ class Client:
                 discard_body(self._recv_body_into, first, size)
                 self._body_end()
             raise
+
+
+def _sendable(path: str) -> bool:
+    try:
+        check_remote_path(path)
+    except BadRequest:
+        return False
+    return True
+
+
+def _upload_summary(
+    results: builtins.list[UploadResult | FiledockError],
+    files: builtins.list[tuple[Path, str]],
+    sent: int,
+) -> UploadSummary:
+    counts = {outcome: 0 for outcome in UploadOutcome}
+    for result in results:
+        if isinstance(result, UploadResult):
+            counts[result.outcome] += 1
+    return UploadSummary(
+        stored=counts[UploadOutcome.STORED],
+        resumed=counts[UploadOutcome.RESUMED],
+        skipped=counts[UploadOutcome.SKIPPED],
+        failed=sum(isinstance(result, FiledockError) for result in results),
+        bytes=sent,
+        results=results,
+        files=files,
+    )
 
 
 def _each(action: Callable[[FilePlan], None], plans: Iterable[FilePlan]) -> None:
