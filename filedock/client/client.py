@@ -42,6 +42,7 @@ from ..errors import (
     RequestError,
     SaveError,
     ServerFull,
+    TimedOut,
     TooLarge,
     error_for_code,
 )
@@ -1127,17 +1128,32 @@ class Client:
             if counter is not None:
                 counter(0, length)
             report = None if counter is None else (lambda done: counter(done, length))
-            moved = self._link.send_file(
-                source.fd, offset, length - 1, report, self._command_deadline
-            )
-            if moved < length - 1:  # cut short while it was sent: made up, to stay in step
-                self._send_filler(length - 1 - moved)
-            unchanged = moved == length - 1 and source.unchanged()
-            self._link.send(source.last_byte(unchanged=unchanged))
+            try:
+                moved = self._link.send_file(
+                    source.fd, offset, length - 1, report, self._command_deadline
+                )
+                if moved < length - 1:  # cut short while it was sent: made up, to stay in step
+                    self._send_filler(length - 1 - moved)
+                unchanged = moved == length - 1 and source.unchanged()
+                self._link.send(source.last_byte(unchanged=unchanged))
+            except TimedOut:
+                raise
+            except ConnectionLost as lost:
+                raise self._why_lost(lost) from None
             if counter is not None:
                 counter(length, length)
         self._conn.send_body_done()
         return unchanged
+
+    def _why_lost(self, lost: ConnectionLost) -> FiledockError:
+        """The server's last word, when it said one before it closed in the middle
+        of an upload's body (``ERR shutdown``), else ``lost``."""
+        try:
+            self._read_reply()
+        except FiledockError as said:
+            if isinstance(said, RequestError):
+                return said
+        return lost
 
     def _send_filler(self, count: int) -> None:
         """Send ``count`` zero bytes in place of a body's bytes the file no longer has."""

@@ -9,6 +9,7 @@ to refuse it, nothing is placed), and a version 1 server (nothing is asked).
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from filedock.errors import (
     IntegrityError,
     NoSpace,
     ProtocolError,
+    ServerClosing,
     TooLarge,
     UploadCorrupted,
     UploadTooLarge,
@@ -334,4 +336,27 @@ def test_the_local_digest_cache_spares_a_second_hashing(
             with pytest.raises(Exists):
                 client.upload(local, "a.bin")
         assert client.local_digests.misses == 1
+    server.close()
+
+
+def test_a_server_that_stops_in_the_middle_of_a_body_says_why(
+    fake: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    local = tmp_path / "big.bin"
+    local.write_bytes(random_bytes(32 * 1024 * 1024))
+
+    def script(peer: Peer) -> None:
+        greet_v2(peer)
+        _, _, _, path = next_put(peer)
+        peer.send(f"READY 0 {path}\n".encode())
+        read_body(peer, 1000)
+        peer.send(b"ERR shutdown the server is stopping\n")
+        peer.sock.shutdown(socket.SHUT_WR)
+        # Gone without reading the rest: the client's next sends fail.
+
+    server = fake(script)
+    with Client("127.0.0.1", server.port, timeout=5) as client:
+        with pytest.raises(ServerClosing, match="stopping"):
+            client.upload(local, "a.bin")
+        assert client.closed
     server.close()
