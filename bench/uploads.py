@@ -22,7 +22,9 @@ Each round, in client processes against one server started with
   server, as the upload left it), timed the same way.
 - ``curl -T`` of the file to nginx with its DAV module (``dav_methods PUT``),
   followed by ``openssl dgst -sha256`` of nginx's copy: a plain upload, then
-  the check filedock does as it receives. nginx (Debian's ``nginx``) is
+  the check filedock does as it receives. Beside it, the same followed by
+  ``sync FILE`` too (the copy's fsync, which filedock does before ``STORED``
+  and nginx never does). nginx (Debian's ``nginx``) is
   installed with apt-get when it is missing and the bench runs as root, and
   started on a free port of 127.0.0.1 with its own configuration and prefix
   in the bench's temporary folder.
@@ -210,8 +212,9 @@ def start_nginx(nginx: str, prefix: Path) -> tuple[subprocess.Popen[bytes], int]
     raise RuntimeError("nginx did not start listening")
 
 
-def curl_then_dgst(port: int, local: Path, stored: Path) -> float:
-    """Seconds for ``curl -T`` to nginx, then ``openssl dgst -sha256`` of nginx's copy."""
+def curl_then_dgst(port: int, local: Path, stored: Path, *, synced: bool = False) -> float:
+    """Seconds for ``curl -T`` to nginx, then ``openssl dgst -sha256`` of nginx's copy
+    (and, ``synced``, ``sync FILE``: its fsync, which filedock does before STORED)."""
     url = f"http://{HOST}:{port}/{BIG}"
     started = time.perf_counter()
     subprocess.run(
@@ -227,6 +230,8 @@ def curl_then_dgst(port: int, local: Path, stored: Path) -> float:
         text=True,
         timeout=600,
     )
+    if synced:
+        subprocess.run(["sync", str(stored)], check=True, timeout=600)
     seconds = time.perf_counter() - started
     if not digest.stdout.strip():
         raise RuntimeError("openssl dgst printed nothing")
@@ -347,6 +352,10 @@ def run(sizes: Sizes, *, with_nginx: bool = True) -> Figures:
                     stored = work / "nginx" / "www" / BIG
                     note(figures, "nginx_seconds", curl_then_dgst(nginx_port, local, stored))
                     stored.unlink()
+                    prime_memory(work, PRIME)
+                    seconds = curl_then_dgst(nginx_port, local, stored, synced=True)
+                    note(figures, "nginx_synced_seconds", seconds)
+                    stored.unlink()
                 measure_at_once(figures, work, local, warm_env)
         finally:
             if daemon is not None:
@@ -392,6 +401,16 @@ def report(sizes: Sizes, figures: Figures) -> None:
                 rate(sizes.big, anchor),
                 f"filedock {vs_nginx:.2f}x",
                 f">= {VS_NGINX_TARGET} {verdict(vs_nginx >= VS_NGINX_TARGET)}",
+            )
+        )
+        synced = median(figures, "nginx_synced_seconds")
+        rows.append(
+            (
+                "  the same, then sync of its copy",
+                f"{synced:.3f} s",
+                rate(sizes.big, synced),
+                f"filedock {synced / up:.2f}x",
+                "",
             )
         )
     else:

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from .. import protocol as p
+from ..digests import Key
 from ..errors import (
     BadRequest,
     Changed,
@@ -67,7 +68,7 @@ from .download import (
     receive_body,
     remove_old_partials,
 )
-from .localdigests import LocalDigests
+from .localdigests import LocalDigests, key_of
 from .plan import (
     CHANGED_ON_SERVER,
     DAMAGED_PARTIAL,
@@ -89,7 +90,13 @@ from .results import UploadOutcome as UploadOutcome
 from .results import UploadResult as UploadResult
 from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
-from .upload import LocalSource, check_remote_path, remote_join, tree_files
+from .upload import (
+    LocalSource,
+    check_remote_folder,
+    check_remote_path,
+    remote_join,
+    tree_files,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
@@ -1019,21 +1026,23 @@ class Client:
         there, without ``replace``) and the others go on. If the connection
         breaks, its error is the outcome of every file not sent yet.
         """
-        if remote_dir:
-            check_remote_path(remote_dir.strip("/") or "-")
+        check_remote_folder(remote_dir)
         self._check_uploads()
         self._begin_command()
         found = tree_files(Path(local_dir))
         remote = [remote_join(remote_dir, relative) for _, relative in found]
         outcomes: builtins.list[UploadResult | FiledockError | None] = [None] * len(found)
         digests: dict[int, tuple[int, str]] = {}
+        scanned: dict[int, tuple[Key, str]] = {}  # so a file unchanged since is not hashed again
         for index, (local, _) in enumerate(found):
             try:
                 with LocalSource.open(local, self.local_digests) as source:
                     digests[index] = (source.size, source.sha256)
+                    scanned[index] = (key_of(source.stat), source.sha256)
             except FiledockError as exc:
                 outcomes[index] = exc
         asking = [index for index in digests if _sendable(remote[index])]
+        asked = set(asking)
         known = self._pipeline([[p.Hash(remote[index])] for index in asking], self._hash_reply)
         to_send = []
         for index, answer in zip(asking, known, strict=True):
@@ -1044,7 +1053,7 @@ class Client:
                 )
             else:
                 to_send.append(index)
-        to_send.extend(index for index in digests if index not in asking)  # BadRequest below
+        to_send.extend(index for index in digests if index not in asked)  # BadRequest below
         to_send.sort()
         meter = ProgressMeter(progress, len(found), sum(digests[i][0] for i in to_send))
         meter.files_done = len(found) - len(to_send)
@@ -1055,7 +1064,8 @@ class Client:
                 continue
             try:
                 check_remote_path(remote[index])
-                with LocalSource.open(found[index][0], self.local_digests) as source:
+                local = found[index][0]
+                with LocalSource.open(local, self.local_digests, scanned[index]) as source:
                     outcomes[index] = self._put(source, remote[index], replace, meter)
             except FiledockError as exc:
                 outcomes[index] = exc

@@ -18,6 +18,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..digests import Key
 from ..errors import BadRequest, Changed, FiledockError
 from .localdigests import LocalDigests, key_of
 
@@ -43,6 +44,15 @@ def check_remote_path(path: str) -> str:
     return path
 
 
+def check_remote_folder(folder: str | None) -> str | None:
+    """``folder`` if files can be sent under it ("" or None: the top); BadRequest if not."""
+    if folder is not None and not isinstance(folder, str):
+        raise TypeError(f"a server folder is a str, not {type(folder).__name__}")
+    if folder and any(char in folder for char in _UNSENDABLE):
+        raise BadRequest(f"a server path cannot hold a line break or NUL: {folder!r}")
+    return folder
+
+
 def remote_join(folder: str | None, *names: str) -> str:
     """The server path of ``names`` under ``folder`` ("" or None: the top)."""
     parts = [folder.strip("/")] if folder and folder.strip("/") else []
@@ -61,8 +71,14 @@ class LocalSource:
     _last: bytes  # the file's last byte as hashed (b"" for an empty file)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], digests: LocalDigests) -> LocalSource:
-        """Open and hash ``path`` (a symlink is followed). Raises
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        digests: LocalDigests,
+        known: tuple[Key, str] | None = None,
+    ) -> LocalSource:
+        """Open and hash ``path`` (a symlink is followed); ``known`` is a digest
+        found earlier, with the key of the file it was of. Raises
         :class:`UnreadableFile`, and :class:`Changed` when it changed while it
         was hashed."""
         local = Path(path)
@@ -74,7 +90,10 @@ class LocalSource:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise UnreadableFile(f"{local} is not a regular file")
-            digest = digests.digest_of_fd(fd, st)
+            if known is not None and known[0] == key_of(st):
+                digest: str | None = known[1]
+            else:
+                digest = digests.digest_of_fd(fd, st)
             if digest is None:
                 raise Changed(f"{local} changed while it was hashed: nothing was sent")
             last = os.pread(fd, 1, st.st_size - 1) if st.st_size else b""
