@@ -997,6 +997,14 @@ class Client:
         server placed nothing), :class:`UploadCorrupted` when the bytes did not
         arrive as they were sent, :class:`NoSpace` when the disk filled.
         ``progress`` gets a :class:`TransferProgress` as the bytes go.
+
+        >>> result = client.upload("notes.txt", "inbox/notes.txt")
+        >>> result.size, result.outcome
+        (6, <UploadOutcome.STORED: 'stored'>)
+        >>> client.upload("notes.txt", "inbox/notes.txt")
+        Traceback (most recent call last):
+          ...
+        filedock.errors.Exists: exists: ...
         """
         check_remote_path(remote_path)
         self._check_uploads()
@@ -1025,6 +1033,12 @@ class Client:
         refusal is that file's outcome (:class:`Exists` for a different file
         there, without ``replace``) and the others go on. If the connection
         breaks, its error is the outcome of every file not sent yet.
+
+        >>> summary = client.upload_tree("photos", "backup/photos")
+        >>> summary.stored, summary.skipped, summary.failed
+        (2, 0, 0)
+        >>> client.upload_tree("photos", "backup/photos").skipped
+        2
         """
         check_remote_folder(remote_dir)
         self._check_uploads()
