@@ -14,7 +14,7 @@ import logging
 import os
 import resource
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..server.config import LOOP_CHOICES, ServerConfig
 from ..server.logs import configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
-from .options import ENV_PREFIX, HelpFormatter, env_default, env_name
+from .options import ENV_PREFIX, HelpFormatter, byte_count, env_default, env_name
 
 log = logging.getLogger("filedock.server")
 
@@ -60,6 +60,12 @@ _SERVER_HELP = {
     "auto uses uvloop when it is installed",
     "state_dir": "folder for what the server keeps across restarts (the digest cache); "
     "default: .filedock inside the repository, never listed or served",
+    "allow_upload": "take uploads (PUT); with --token-file, only from tokens with the write right",
+    "max_upload_size": "largest upload taken, in bytes (K, M, G, T: powers of 1024)",
+    "min_free_space": "space an upload must leave free on its file system, in bytes (K, M, G, "
+    "T); -1: the larger of 1 GiB and 5%% of the file system",
+    "upload_expiry": "seconds an interrupted upload is kept for a resume; older ones are "
+    "removed at start-up",
 }
 
 
@@ -74,7 +80,7 @@ def server_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
     for field in fields(ServerConfig):
         default = getattr(defaults, field.name)
-        kind = str if default is None else type(default)
+        kind: Callable[[str], Any] = str if default is None else type(default)
         flag = "--" + field.name.replace("_", "-")
         extra: dict[str, Any] = {}
         if field.name == "log_level":
@@ -83,8 +89,22 @@ def server_parser() -> argparse.ArgumentParser:
         elif field.name == "loop":
             extra["choices"] = LOOP_CHOICES
             extra["type"] = str.lower
+        elif kind is bool:
+            kind = on_or_off
+            extra["action"] = argparse.BooleanOptionalAction
+        elif field.name in _BYTE_FIELDS:
+            kind = extra["type"] = _bytes_or_auto
         else:
             extra["type"] = kind
+        if "action" in extra:  # a switch: no value, no metavar
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                default=env_default(parser, field.name, default, kind),
+                help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}=1]",
+                **extra,
+            )
+            continue
         parser.add_argument(
             flag,
             dest=field.name,
@@ -100,6 +120,29 @@ def server_parser() -> argparse.ArgumentParser:
         help="print a new random access token (256 bits) for a --token-file, and exit",
     )
     return parser
+
+
+_BYTE_FIELDS = frozenset({"max_upload_size", "min_free_space"})
+
+_ON = frozenset({"1", "yes", "true", "on"})
+_OFF = frozenset({"0", "no", "false", "off", ""})
+
+
+def on_or_off(text: str) -> bool:
+    """A switch's environment value: 1, yes, true, on, or 0, no, false, off."""
+    word = text.strip().lower()
+    if word in _ON:
+        return True
+    if word in _OFF:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not on or off (1 or 0, yes or no)")
+
+
+def _bytes_or_auto(text: str) -> int:
+    """A size in bytes (``4G``), or -1 (the option's automatic value)."""
+    if text.strip() == "-1":
+        return -1
+    return byte_count(text)
 
 
 def server_main(argv: Sequence[str] | None = None) -> int:

@@ -439,7 +439,7 @@ class ServerConnection:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` has something to do next, or ``None``."""
         state = self.state
-        if state is _IDLE:
+        if state is _IDLE or state is _RECEIVING:  # (an upload's body: bytes, not lines)
             return self.heard_at + self.idle_timeout if self.idle_timeout > 0 else None
         if state is _ACCEPTED or state is _NAMED:
             return self._handshake_deadline
@@ -459,6 +459,12 @@ class ServerConnection:
             idle = self.idle_timeout
             reply = ErrorReply(
                 ErrorCode.TIMEOUT, f"disconnected for being idle: no request in {idle:g} s"
+            )
+            return Deadline("idle", self.send(reply))
+        if state is _RECEIVING:
+            idle = self.idle_timeout
+            reply = ErrorReply(
+                ErrorCode.TIMEOUT, f"disconnected for being idle: no upload bytes in {idle:g} s"
             )
             return Deadline("idle", self.send(reply))
         if state is _NAMED:

@@ -42,18 +42,44 @@ def generate_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def read_token_file(path: str) -> list[str]:
-    """Tokens of a file: one a line; blank lines and ``#`` comments are skipped.
+# What a token may do. Every token reads; WRITE adds uploads (when the server
+# takes them at all: --allow-upload).
+READ = "read"
+WRITE = "write"
+RIGHTS = frozenset({READ, WRITE})
+
+
+def read_token_rights(path: str) -> dict[str, frozenset[str]]:
+    """Tokens of a file and what each may do: one a line, ``<token>`` or
+    ``<token> <rights>`` with rights separated by commas (``read``,
+    ``read,write``); a token with no rights named reads only. Blank lines
+    and ``#`` comments are skipped.
 
     Raises ``OSError`` when the file cannot be read and ``ValueError`` when it
-    holds no token.
+    holds no token, or names a right there is not.
     """
+    tokens: dict[str, frozenset[str]] = {}
     with open(path, encoding="utf-8") as lines:
-        tokens = [line.strip() for line in lines]
-    tokens = [token for token in tokens if token and not token.startswith("#")]
+        for number, line in enumerate(lines, 1):
+            token, _, named = line.strip().partition(" ")
+            if not token or token.startswith("#"):
+                continue
+            rights = frozenset(r.strip() for r in named.split(",") if r.strip()) or RIGHTS - {WRITE}
+            unknown = rights - RIGHTS
+            if unknown:
+                raise ValueError(
+                    f"{path} line {number}: unknown right {sorted(unknown)[0]!r} "
+                    f"(rights: {', '.join(sorted(RIGHTS))})"
+                )
+            tokens[token] = rights | {READ}
     if not tokens:
         raise ValueError(f"no token in {path}")
     return tokens
+
+
+def read_token_file(path: str) -> list[str]:
+    """The tokens of a token file (see :func:`read_token_rights`), without their rights."""
+    return list(read_token_rights(path))
 
 
 def token_from_greeting(words: str) -> str | None:
@@ -65,17 +91,28 @@ def token_from_greeting(words: str) -> str | None:
 
 
 class TokenChecker:
-    """Whether a token is one of the accepted ones, in time independent of which."""
+    """Whether a token is one of the accepted ones, and what it may do, in time
+    independent of which. ``tokens`` without rights read only."""
 
-    def __init__(self, tokens: list[str]) -> None:
-        self._tokens = [token.encode("utf-8") for token in tokens]
+    def __init__(self, tokens: list[str] | dict[str, frozenset[str]]) -> None:
+        if not isinstance(tokens, dict):
+            tokens = dict.fromkeys(tokens, frozenset({READ}))
+        self._tokens = [
+            (token.encode("utf-8"), WRITE in rights) for token, rights in tokens.items()
+        ]
 
     def accepts(self, token: str | None) -> bool:
+        return self.check(token)[0]
+
+    def check(self, token: str | None) -> tuple[bool, bool]:
+        """Whether ``token`` is accepted, and whether it may write."""
         candidate = (token or "").encode("utf-8", "surrogateescape")
-        matched = False
-        for accepted in self._tokens:  # every one compared: no early exit
-            matched |= hmac.compare_digest(candidate, accepted)
-        return matched and token is not None
+        matched = writes = False
+        for accepted, may_write in self._tokens:  # every one compared: no early exit
+            same = hmac.compare_digest(candidate, accepted)
+            matched |= same
+            writes |= same & may_write
+        return matched and token is not None, writes and token is not None
 
 
 class FailureDelay:

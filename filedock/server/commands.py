@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import protocol as p
 from ..errors import Forbidden, RequestError
 from ..protocol.state import State
+from . import uploads
 from .repository import (
     INLINE_STEPS,
     OpenedFile,
@@ -100,8 +101,8 @@ def _range(s: Session, request: p.Range) -> bytes | None:
     return None
 
 
-def _put(s: Session, request: p.Put) -> bytes:
-    raise Forbidden("this server does not take uploads")
+def _put(s: Session, request: p.Put) -> None:
+    uploads.start(s, request)  # a refusal that needs no disk raises: ERR
 
 
 def _list(s: Session, request: p.ListFiles) -> None:

@@ -18,6 +18,16 @@ AUTO_PER_SOURCE = -1
 # state_dir's default, inside the repository: a hidden name, so never listed or served.
 DEFAULT_STATE_DIR = ".filedock"
 
+# min_free_space's default: an upload must leave the larger of 1 GiB and 5% of
+# its file system free (a full disk breaks more than this server: logs, the
+# digest cache, the system's own files).
+AUTO_FREE_SPACE = -1
+FREE_SPACE_FLOOR = 1024**3
+FREE_SPACE_SHARE = 0.05
+# max_upload_size's default: a DVD image or a large video fits, and one
+# client cannot take the disk with one upload.
+DEFAULT_MAX_UPLOAD = 4 * 1024**3
+
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
@@ -52,6 +62,11 @@ class ServerConfig:
     loop: str = "auto"  # the event loop: one of LOOP_CHOICES
     # Where the digest cache is kept across restarts; None: DEFAULT_STATE_DIR in the repo.
     state_dir: str | None = None
+    # Uploads (PUT): off unless asked for; with a token file, only write tokens upload.
+    allow_upload: bool = False
+    max_upload_size: int = DEFAULT_MAX_UPLOAD  # bytes
+    min_free_space: int = AUTO_FREE_SPACE  # bytes an upload must leave free; see above
+    upload_expiry: float = 24 * 3600.0  # seconds an interrupted upload's partial is kept
 
     def __post_init__(self) -> None:
         checks = (
@@ -78,6 +93,9 @@ class ServerConfig:
             (check_prefix(self.ipv6_prefix, 128), "ipv6_prefix must be from 1 to 128"),
             ((self.tls_cert is None) == (self.tls_key is None), "TLS needs both a cert and a key"),
             (self.loop in LOOP_CHOICES, f"loop must be one of {', '.join(LOOP_CHOICES)}"),
+            (self.max_upload_size >= 0, "max_upload_size cannot be negative"),
+            (self.min_free_space >= AUTO_FREE_SPACE, "min_free_space must be -1 (auto) or more"),
+            (self.upload_expiry > 0, "upload_expiry must be positive"),
         )
         for ok, message in checks:
             if not ok:
@@ -88,6 +106,12 @@ class ServerConfig:
         if self.state_dir is None:
             return os.path.join(repo_root, DEFAULT_STATE_DIR)
         return os.path.abspath(self.state_dir)
+
+    def free_space_floor(self, total_bytes: int) -> int:
+        """The bytes an upload must leave free on a file system of ``total_bytes``."""
+        if self.min_free_space != AUTO_FREE_SPACE:
+            return self.min_free_space
+        return max(FREE_SPACE_FLOOR, int(total_bytes * FREE_SPACE_SHARE))
 
     def slots_per_source(self, source: str) -> int:
         """The slots ``source`` may hold (0: no cap beyond ``max_clients``)."""

@@ -22,6 +22,7 @@ from .logs import WarningLimiter
 from .registry import Registry
 from .repository import Repository
 from .status import StatusReplies
+from .upload_area import UploadArea
 from .workers import Workers
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class ServerContext:
     # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
     refused: int = 0  # connections turned away for want of room, at any step
+    uploads: UploadArea | None = None  # with --allow-upload, from start() on
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""

@@ -102,7 +102,10 @@ async def shut_down(s: Session, grace: float) -> None:
         return
     task = s.task
     if task is not None:
-        if conn.state is State.SENDING:
+        # A body going out, or an upload whose body is in (being checked and
+        # placed), may finish within the grace; an upload's body still coming
+        # stops at once, its partial kept.
+        if conn.state is State.SENDING or (s.upload is not None and conn.state is State.BUSY):
             try:
                 async with asyncio.timeout(grace):
                     await asyncio.shield(task)

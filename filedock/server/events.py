@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
 from ..errors import ProtocolError, RequestError
-from ..protocol.server import BlankLine, EndOfInput, Violation
+from ..protocol.server import BlankLine, BodyData, BodyEnd, EndOfInput, Violation
 from ..protocol.state import TRANSITIONS, Step
 from . import greeting
 from .commands import HANDLERS
@@ -60,8 +60,20 @@ def _violation(s: Session, violation: Violation) -> bytes:
 
 def _end_of_input(s: Session, _: object) -> None:
     # The client has finished sending; an unended last line is dropped.
+    if s.upload is not None:
+        s.upload.lost("the client closed the connection")  # in the middle of its body
     s.conn.end()
     s.finish()
+
+
+def _body_data(s: Session, event: BodyData) -> None:
+    assert s.upload is not None  # (READY is sent by the upload, which it holds)
+    s.upload.receive(event.data)
+
+
+def _body_end(s: Session, _: BodyEnd) -> None:
+    assert s.upload is not None
+    s.upload.body_end()
 
 
 def _warn_once(s: Session, message: str, *args: object) -> None:
@@ -79,5 +91,7 @@ EVENT_HANDLERS: dict[type, _Handler] = {
     p.Hello: greeting.hello,
     Violation: _violation,
     EndOfInput: _end_of_input,
+    BodyData: _body_data,
+    BodyEnd: _body_end,
     BlankLine: lambda _, __: None,  # a person pressing Enter gets no answer
 }

@@ -41,7 +41,7 @@ def hello(s: Session, greeting: p.Hello) -> bytes | None:
         return data
     guard = context.auth_guard
     delay = guard.answer_delay(s.source)  # decided before the comparison
-    right = context.tokens.accepts(token)
+    right, s.may_write = context.tokens.check(token)
     s.conn.authorize(right)
     if right:
         s.answer_after(delay)

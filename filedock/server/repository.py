@@ -217,6 +217,10 @@ class Repository:
             return False
         return True
 
+    def open_root(self) -> contextlib.AbstractContextManager[int]:
+        """A descriptor of the root, as every walk starts from (see :meth:`_root`)."""
+        return self._root()
+
     @contextlib.contextmanager
     def _root(self) -> Iterator[int]:
         """A descriptor of the root, opened now: a folder put in its place at run
@@ -942,6 +946,13 @@ class HashCache:
         if done.cancelled() or done.exception() is not None or not done.result().cacheable:
             return
         self._keep(key, done.result().digest)
+
+    def learned(self, key: FileKey, digest: str) -> None:
+        """Keep the digest of a file whose every byte the server hashed as it
+        wrote it (an upload, just placed): its first download is warm. Kept in
+        memory even when racy, as nothing but the server wrote it within the
+        racy window (the store, which outlives a restart, does not get it)."""
+        self._keep(key, digest)
 
     def _keep(self, key: FileKey, digest: str) -> None:
         self._digests[key] = digest

@@ -27,7 +27,7 @@ from .. import protocol as p
 from ..digests import open_store
 from ..version import server_banner
 from .addresses import is_loopback_host
-from .auth import AuthGuard, TokenChecker, read_token_file, server_context
+from .auth import AuthGuard, TokenChecker, read_token_rights, server_context
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
@@ -36,6 +36,7 @@ from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
 from .status import StatusReplies
+from .upload_area import UploadArea
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")
@@ -102,7 +103,7 @@ class Server:
             else None
         )
         self.tokens = (
-            TokenChecker(read_token_file(config.token_file)) if config.token_file else None
+            TokenChecker(read_token_rights(config.token_file)) if config.token_file else None
         )
         # Its tickets are the turns of greetings queued behind a source's answers.
         self.auth_guard: AuthGuard[asyncio.Future[None]] = AuthGuard(
@@ -165,6 +166,8 @@ class Server:
         state = self.config.state_folder(self.repository.root)
         # Opened in a worker, as every later use is: no SQLite work on the loop.
         self.repository.hashes.store = await self.workers.metadata.run(open_store, state)
+        if self.config.allow_upload:
+            self.context.uploads = await self.workers.uploads.run(self._open_uploads, state)
         if _served_from(state, self.repository.root):
             log.warning(
                 "The state folder %s is inside the repository under names that are served: "
@@ -182,6 +185,22 @@ class Server:
             self._extras(),
         )
         self.warn_if_exposed()
+
+    def _open_uploads(self, state: str) -> UploadArea:
+        """In a worker: the uploads' folder, its expired partials removed."""
+        area = UploadArea(
+            self.repository.root,
+            state,
+            self.repository.open_root,
+            expiry=self.config.upload_expiry,
+        )
+        removed = area.remove_expired()
+        if removed:
+            log.info(
+                "Removed %d interrupted upload%s older than %g s",
+                removed, "" if removed == 1 else "s", self.config.upload_expiry,
+            )  # fmt: skip
+        return area
 
     def warn_if_exposed(self) -> None:
         """Log one warning when the address is reachable beyond this machine without
@@ -209,6 +228,8 @@ class Server:
             extras.append(", tls=on")
         if self.tokens:
             extras.append(", tokens=required")
+        if self.context.uploads is not None:
+            extras.append(", uploads=on")
         if self.config.max_clients_per_ip > 0:
             extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
         return "".join(extras)
@@ -260,6 +281,8 @@ class Server:
         # On the loop, as nothing is served any more: the last batch is committed.
         self.repository.hashes.store.close()
         self.repository.close()
+        if self.context.uploads is not None:
+            self.context.uploads.close()
         self._limiter.flush()
 
     async def _wait_sessions_closed(self) -> None:

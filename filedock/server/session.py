@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import protocol as p
 from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
@@ -35,6 +35,9 @@ from .events import EVENT_HANDLERS, answer_failure
 from .registry import ClientEntry
 from .tls_upgrade import TlsUpgrade
 from .transfer import WriteFlow
+
+if TYPE_CHECKING:
+    from .uploads import Upload
 
 log = logging.getLogger("filedock.server")
 
@@ -50,6 +53,7 @@ _WAITING = frozenset({State.BUSY, State.SENDING, State.TRAILING, State.AUTHORIZI
 # Looking an Enum member up on its class costs a descriptor call: the paths
 # taken for every batch compare with these instead.
 _IDLE, _BUSY, _SENDING = State.IDLE, State.BUSY, State.SENDING
+_RECEIVING = State.RECEIVING
 _CLOSING, _CLOSED = State.CLOSING, State.CLOSED
 
 
@@ -64,6 +68,8 @@ class Session(asyncio.BufferedProtocol):
         # Who the client is, and its way through admission and the greeting.
         *("address", "source", "number", "name", "entry", "turn", "has_turn"),
         *("pending", "spoke", "upgrade"),
+        # An upload's body being received, and whether the token may upload.
+        *("upload", "may_write"),
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -87,6 +93,8 @@ class Session(asyncio.BufferedProtocol):
         self.spoke = False  # it sent a ClientHello: a client, not a silent socket
         self.pending = False  # holds a place in the pending pool
         self.upgrade: TlsUpgrade | None = None  # until the TLS handshake ends
+        self.upload: Upload | None = None  # from READY to the upload's end
+        self.may_write = True  # a token without the write right makes it False
         self.task: asyncio.Task[None] | None = None
         self.stopping = False  # the server is shutting down: serve nothing new
         self.warned = False  # protocol errors are logged once per connection
@@ -164,8 +172,12 @@ class Session(asyncio.BufferedProtocol):
         task = self.task
         # A peer gone mid-body (seen by a read, now that the session reads while
         # busy): the body's own next send fails at once and logs what was cut
-        # short. Anything else, our own abort included, is cancelled here.
-        if task is not None and not task.done() and not (sending and exc):
+        # short. An upload's body cut short ends its task itself, keeping what
+        # came. Anything else, our own abort included, is cancelled here.
+        upload = self.upload
+        if upload is not None and upload.receiving:
+            upload.lost("the connection was lost")
+        elif task is not None and not task.done() and not (sending and exc):
             task.cancel()
         self.finish()
         context = self.context
@@ -175,7 +187,7 @@ class Session(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.flow.pause()
-        self._update_reading()
+        self.update_reading()
         if self._stall_timer is None and not self.closing:
             loop = asyncio.get_running_loop()
             self._stall_timer = loop.call_later(self.config.send_timeout, self._send_stalled)
@@ -185,7 +197,7 @@ class Session(asyncio.BufferedProtocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._update_reading()
+        self.update_reading()
         if not self.closing and self.task is None:
             self.process()
 
@@ -201,7 +213,9 @@ class Session(asyncio.BufferedProtocol):
         replies: list[bytes] = []
         size = 0
         heard = False
-        while not flow.paused:
+        # An upload's body is taken even while replies wait: its bytes may be
+        # in the buffer every session reads into.
+        while not flow.paused or conn.state is _RECEIVING:
             event = next_event()
             if event is NEED_DATA or event is PAUSED:  # (PAUSED: a command waits)
                 break
@@ -226,7 +240,7 @@ class Session(asyncio.BufferedProtocol):
         if conn.state is _CLOSING:
             self.close_gracefully()
         else:
-            self._update_reading()
+            self.update_reading()
 
     # -- the one task -----------------------------------------------------------------
 
@@ -337,7 +351,7 @@ class Session(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _update_reading(self) -> None:
+    def update_reading(self) -> None:
         """Read while replies flow; while busy, only up to a line's worth more.
 
         A client that resets while its request waits (for a hash, say) is then
@@ -351,6 +365,8 @@ class Session(asyncio.BufferedProtocol):
             want = not self.flow.paused
         elif state in _ENDED:
             return
+        elif state is _RECEIVING:
+            want = self.upload is None or not self.upload.behind  # the disk keeps up
         else:
             want = not self.flow.paused and (
                 state not in _WAITING

@@ -32,6 +32,9 @@ HASH_WORKERS = 2
 HASH_SHARE = 1
 # Listing and opening wait on the disk more than on the CPU: a few more threads.
 METADATA_WORKERS = 4
+# Threads that write uploads' bytes (each upload has one job at a time): apart
+# from the others, so a slow disk under uploads holds back no listing or hashing.
+UPLOAD_WORKERS = 4
 
 
 class Stopping(RequestError):
@@ -173,7 +176,8 @@ class FairShare:
 
 
 class Workers:
-    """The hashing pool, the metadata pool (listing, opening), and the cancel flag."""
+    """The hashing pool, the metadata pool (listing, opening), the uploads' pool,
+    and the cancel flag."""
 
     def __init__(
         self,
@@ -185,6 +189,7 @@ class Workers:
         self.cancel = threading.Event()
         self.hashing = WorkerPool("filedock-hash", hash_workers)
         self.metadata = WorkerPool("filedock-meta", metadata_workers)
+        self.uploads = WorkerPool("filedock-upload", UPLOAD_WORKERS)
         self.hash_share = FairShare(hash_share)
         # Small files are hashed in the metadata threads; one source may take all
         # of them but one, so a LIST (or another source's request) finds a thread.
@@ -199,3 +204,4 @@ class Workers:
         self.cancel.set()
         self.hashing.close()
         self.metadata.close()
+        self.uploads.close()

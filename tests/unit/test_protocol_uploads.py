@@ -328,3 +328,24 @@ def test_ready_answers_only_a_put() -> None:
     conn.receive_data(b"READY 0 x\n")
     with pytest.raises(errors.ProtocolError, match="expected PongReply"):
         conn.next_event()
+
+
+def test_a_body_that_stops_coming_meets_the_idle_deadline() -> None:
+    conn = ServerConnection(
+        now=0.0, max_line=p.DEFAULT_MAX_LINE, handshake_timeout=10.0, idle_timeout=300.0
+    )
+    conn.send(p.NameReply("Client01"))
+    conn.receive_data(f"HELLO\n{PUT_LINE}\n".encode())
+    conn.next_event()
+    conn.send(p.WelcomeReply("Client01", "filedock"))
+    conn.next_event()
+    conn.start()
+    assert conn.get_timer() is None  # checking the destination: no deadline
+    conn.ready(p.ReadyReply(0, "x"), 10)
+    conn.heard_at = 50.0
+    assert conn.get_timer() == 350.0
+    assert conn.handle_timer(349.0) is None
+    deadline = conn.handle_timer(350.0)
+    assert deadline is not None
+    assert deadline.data == b"ERR timeout disconnected for being idle: no upload bytes in 300 s\n"
+    assert conn.state is State.CLOSING
