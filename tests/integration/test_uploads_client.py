@@ -8,11 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import trustme
 
 from filedock.client.client import Client
+from filedock.client.connection import client_context
 from filedock.client.results import TransferProgress, UploadOutcome
 from filedock.errors import Exists, Forbidden
 from tests.support import ServerThread, random_bytes, write_file
+from tests.support.credentials import tls_options
 
 
 @pytest.fixture
@@ -109,3 +112,35 @@ def test_upload_tree_progress_counts_the_whole_call(uploads: ServerThread, tmp_p
     assert {report.files_total for report in reports} == {2}
     assert reports[-1].bytes_done == reports[-1].bytes_total == 4000
     assert [report.path for report in reports][-1] == "b"
+
+
+def test_an_upload_over_tls_is_sent_in_chunks_and_stored(
+    make_server: Callable[..., ServerThread],
+    ca: trustme.CA,
+    ca_file: str,
+    repo: Path,
+    tmp_path: Path,
+) -> None:
+    server = make_server(allow_upload=True, **tls_options(ca, tmp_path))
+    data = random_bytes(2 * 1024 * 1024 + 1)
+    local = write_file(tmp_path / "tls.bin", data)
+    with Client("127.0.0.1", server.port, timeout=10, tls=client_context(ca_file)) as client:
+        result = client.upload(local, "tls.bin")
+        assert client.ping() < 5
+    assert result.outcome is UploadOutcome.STORED
+    assert (repo / "tls.bin").read_bytes() == data
+
+
+def test_a_read_only_token_may_not_upload(
+    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-1 read\nwriter-1 read,write\n")
+    server = make_server(allow_upload=True, token_file=str(tokens))
+    local = write_file(tmp_path / "notes.txt", b"notes\n")
+    reader = Client("127.0.0.1", server.port, timeout=10, token="reader-1")
+    with reader, pytest.raises(Forbidden):
+        reader.upload(local, "notes.txt")
+    assert not (repo / "notes.txt").exists()
+    with Client("127.0.0.1", server.port, timeout=10, token="writer-1") as client:
+        assert client.upload(local, "notes.txt").outcome is UploadOutcome.STORED
