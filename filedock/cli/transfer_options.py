@@ -59,9 +59,9 @@ MIRROR_HELP = "make a local folder hold exactly the server's files (of one folde
 PUT_HELP = "upload files or folders (-r), verified by SHA-256, if the server takes uploads"
 PUT_EPILOG = """\
 Each file goes to REMOTE_FOLDER/<its name> (a folder with -r: REMOTE_FOLDER/<its
-name>/…, hidden files and symlinks leading out of it left out). A path the
-server has is refused (exit 10) unless --replace; a file the server has with
-the same SHA-256 is skipped. An upload cut short resumes when run again."""
+name>/…, hidden files and symlinks leading out of it left out). A file the
+server has with the same SHA-256 is skipped; a different one is kept (exit 10)
+unless --replace. An upload cut short resumes when run again."""
 GET_EPILOG = """\
 A PATH with *, ? or [ is a pattern over the server's listing, matched one
 folder level at a time as a shell does (quote it: 'docs/*.txt'); ** matches

@@ -36,6 +36,7 @@ from ..errors import (
     BadRequest,
     Changed,
     ConnectionLost,
+    Exists,
     FiledockError,
     Forbidden,
     IntegrityError,
@@ -984,9 +985,11 @@ class Client:
         local digest cache), then ``PUT`` announces its size and SHA-256; the
         server checks the bytes it receives against them and places the file
         under its name only then. A path that exists is refused unless
-        ``replace``. An upload cut short (Ctrl-C, a lost connection, the client
-        killed) leaves its part on the server, and the same upload later sends
-        only the rest (outcome RESUMED, ``resumed_from`` the bytes it held).
+        ``replace``, but when the server's file there has the same size and
+        SHA-256: nothing is sent then (outcome SKIPPED). An upload cut short
+        (Ctrl-C, a lost connection, the client killed) leaves its part on the
+        server, and the same upload later sends only the rest (outcome
+        RESUMED, ``resumed_from`` the bytes it held).
 
         Raises, before any byte of the body is sent, :class:`Forbidden` (the
         server takes no uploads, a read-only token, a path it would not
@@ -1001,7 +1004,9 @@ class Client:
         >>> result = client.upload("notes.txt", "inbox/notes.txt")
         >>> result.size, result.outcome
         (6, <UploadOutcome.STORED: 'stored'>)
-        >>> client.upload("notes.txt", "inbox/notes.txt")
+        >>> client.upload("notes.txt", "inbox/notes.txt").outcome  # the server has it
+        <UploadOutcome.SKIPPED: 'skipped'>
+        >>> client.upload("notes.txt", "sample.txt")  # another file is there
         Traceback (most recent call last):
           ...
         filedock.errors.Exists: exists: ...
@@ -1104,7 +1109,14 @@ class Client:
         mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
         size = source.size
         request = p.Put(size, source.sha256, mode, remote_path)
-        ready = self._expect(self._execute_in_command(request), p.ReadyReply)
+        try:
+            ready = self._expect(self._execute_in_command(request), p.ReadyReply)
+        except Exists:
+            if not self._server_has(remote_path, size, source.sha256):
+                raise
+            return UploadResult(
+                remote_path, size, source.sha256, 0, UploadOutcome.SKIPPED, source.path
+            )
         if ready.path != remote_path or not 0 <= ready.offset <= size:
             raise ProtocolError(f"asked to send {request!r}, the server sent {ready!r}")
         offset = ready.offset
@@ -1128,6 +1140,14 @@ class Client:
             raise ProtocolError(f"sent {request!r}, the server answered {stored!r}")
         outcome = UploadOutcome.RESUMED if offset else UploadOutcome.STORED
         return UploadResult(remote_path, size, source.sha256, offset, outcome, source.path)
+
+    def _server_has(self, path: str, size: int, sha256: str) -> bool:
+        """Whether the server's ``path`` has this size and SHA-256 (a refused HASH: no)."""
+        try:
+            reply = self._expect(self._execute_in_command(p.Hash(path)), p.HashReply)
+        except RequestError:
+            return False
+        return (reply.file.path, reply.file.size, reply.file.sha256) == (path, size, sha256)
 
     def _execute_in_command(self, request: p.Request) -> p.Reply:
         """Send one request and read its reply, within the command's clock already running."""

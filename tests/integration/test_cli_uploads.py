@@ -176,9 +176,12 @@ def test_put_at_the_prompt(uploads: ServerThread, repo: Path, tmp_path: Path) ->
         shell = Shell(client, tmp_path / "downloads", out=out, err=out, colour=False)
         shell.execute(f"put '{local}' --to inbox")
         shell.execute(f"put '{local}' --to inbox")
+        local.write_bytes(b"other\n")
+        shell.execute(f"put '{local}' --to inbox")
         shell.execute("put --help")
     lines = out.getvalue().splitlines()
     assert lines[0] == "[CLIENT] Stored inbox/my notes.txt (6 B, SHA-256 checked)"
-    assert lines[1].startswith("[SERVER] ERR exists ")
-    assert any(line.startswith("usage: put ") for line in lines[2:])
+    assert lines[1] == "[CLIENT] Skipped inbox/my notes.txt (the server has it)"
+    assert lines[2].startswith("[SERVER] ERR exists ")
+    assert any(line.startswith("usage: put ") for line in lines[3:])
     assert (repo / "inbox" / "my notes.txt").read_bytes() == b"notes\n"

@@ -5,7 +5,7 @@ The README's ```python block is run as it is, except that the port it names
 the docstrings of the public API are doctests run against a server holding
 ``sample.txt`` (b"hello\\n") and taking uploads, with ``client`` connected
 first (Client01), ``port`` its port and ``filedock`` imported, in a folder
-holding ``notes.txt`` (b"hello\\n") and ``photos/`` (two files) to upload.
+holding ``notes.txt`` (b"notes\\n") and ``photos/`` (two files) to upload.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def globs(
 ) -> Iterator[dict[str, Any]]:
     server = make_server(allow_upload=True)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "notes.txt").write_bytes(b"hello\n")
+    (tmp_path / "notes.txt").write_bytes(b"notes\n")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(b"a")
     (tmp_path / "photos" / "b.jpg").write_bytes(b"b")

@@ -119,7 +119,11 @@ def test_a_refusal_raises_its_class_and_no_body_byte_is_sent(
         greet_v2(peer)
         seen.append(" ".join(map(str, next_put(peer))))
         peer.send(reply)
-        seen.append(nothing_more_before_next_line(peer))  # PING, not the body
+        line = nothing_more_before_next_line(peer)  # a line, not the body
+        if line is not None and line.startswith("HASH "):  # exists: is it the same file?
+            peer.send(b"ERR not-found no such file\n")
+            line = peer.line()
+        seen.append(line)
         peer.send(b"PONG\n")
         peer.goodbye()
 
@@ -324,6 +328,8 @@ def test_the_local_digest_cache_spares_a_second_hashing(
         for _ in range(2):
             next_put(peer)
             peer.send(b"ERR exists there already\n")
+            assert (peer.line() or "").startswith("HASH ")
+            peer.send(f"HASH 1 {'0' * 64} 2026-01-01T00:00:00Z a.bin\n".encode())
         peer.serve_rest()
 
     server = fake(script)

@@ -65,6 +65,19 @@ def test_a_path_there_is_refused_and_replace_replaces_it(
     assert (repo / "sample.txt").read_bytes() == b"mine\n"
 
 
+def test_a_file_the_server_has_already_is_skipped(
+    uploads: ServerThread, repo: Path, tmp_path: Path
+) -> None:
+    local = write_file(tmp_path / "sample.txt", b"hello\n")  # the server's own bytes
+    with Client("127.0.0.1", uploads.port, timeout=10) as client:
+        result = client.upload(local, "sample.txt")
+    assert (result.outcome, result.size, result.sha256) == (
+        UploadOutcome.SKIPPED,
+        6,
+        sha(b"hello\n"),
+    )
+
+
 def test_a_server_without_uploads_refuses_and_the_connection_goes_on(
     server: ServerThread, repo: Path, tmp_path: Path
 ) -> None:
