@@ -112,6 +112,11 @@ PIPELINE_BYTES = 16 * 1024
 # it, a new connection costs less than reading on, and this one is closed.
 DISCARD_LIMIT = 64 * 1024 * 1024
 
+# An upload's STORED may take, besides ``timeout``, a second per this many bytes
+# of the file: the server syncs it to its disk first (a slow USB disk writes
+# 10-30 MB/s, and most of the file may still be in its page cache).
+STORED_PATIENCE_BYTES = 8 * 1024 * 1024
+
 # The longest wait a socket takes (about 115 days): longer ones overflow.
 MAX_SECONDS = 10_000_000.0
 
@@ -1124,7 +1129,12 @@ class Client:
         unchanged = self._send_body(source, offset, counter)
         meter.received(size - offset)
         try:
-            stored = self._expect(self._read_reply(), p.StoredReply)
+            # STORED comes after the server's fsync of the file: on a slow disk that
+            # takes a while, the longer the larger the file.
+            stored = self._expect(
+                self._read_reply(patience=self.timeout + size / STORED_PATIENCE_BYTES),
+                p.StoredReply,
+            )
         except IntegrityError:
             if not unchanged:
                 raise Changed(
@@ -1285,19 +1295,24 @@ class Client:
             count = self._link.recv_into(self._chunk)
             self._conn.receive_data(self._chunk[:count])  # 0 bytes: the server closed
 
-    def _read_reply(self) -> p.Reply:
-        """The next reply line within ``timeout`` (and max_time), which also bound
-        the records after it; ``ERR`` raises."""
-        deadline = time.monotonic() + self.timeout
+    def _read_reply(self, patience: float | None = None) -> p.Reply:
+        """The next reply line within ``timeout`` (or ``patience`` seconds, when
+        longer), and max_time, which also bound the records after it; ``ERR`` raises."""
+        wait = self.timeout if patience is None else max(self.timeout, patience)
+        deadline = time.monotonic() + wait
         if self._command_deadline is not None and self._command_deadline < deadline:
             self._link.set_deadline(self._command_deadline, self._command_message)
         else:
             self._link.set_deadline(
                 deadline,
-                f"the server did not send its whole answer within {self.timeout:g} s",
-                f"no answer from the server within {self.timeout:g} s",
+                f"the server did not send its whole answer within {wait:g} s",
+                f"no answer from the server within {wait:g} s",
             )
-        reply = self._next_event()
+        self._link.timeout = wait
+        try:
+            reply = self._next_event()
+        finally:
+            self._link.timeout = self.timeout
         if isinstance(reply, p.ErrorReply):
             raise error_for_code(reply.code, reply.text)
         if isinstance(reply, _NOT_REPLIES):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from filedock.client.client import Client
+from filedock.client.client import STORED_PATIENCE_BYTES, Client
 from filedock.client.localdigests import RACY_NS, LocalDigests
 from filedock.client.upload import UnreadableFile
 from filedock.errors import (
@@ -365,4 +365,25 @@ def test_a_server_that_stops_in_the_middle_of_a_body_says_why(
         with pytest.raises(ServerClosing, match="stopping"):
             client.upload(local, "a.bin")
         assert client.closed
+    server.close()
+
+
+def test_stored_may_take_longer_than_the_timeout_as_the_server_syncs_a_large_file(
+    fake: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    local = tmp_path / "big.bin"
+    local.write_bytes(random_bytes(STORED_PATIENCE_BYTES))  # a second more than --timeout
+
+    def script(peer: Peer) -> None:
+        greet_v2(peer)
+        size, sha256, path, _ = ready_and_take_body(peer)
+        time.sleep(1.5)  # the server's fsync, on a slow disk: longer than the timeout
+        peer.send(f"STORED {size} {sha256} {path}\n".encode())
+        peer.serve_rest()
+
+    server = fake(script)
+    with Client("127.0.0.1", server.port, timeout=1.0) as client:
+        assert client.upload(local, "a.bin").outcome == "stored"
+        assert client._link.timeout == 1.0  # each silence is bounded as before again
+        client.ping()
     server.close()
