@@ -175,8 +175,8 @@ class Session(asyncio.BufferedProtocol):
         # short. An upload's body cut short ends its task itself, keeping what
         # came. Anything else, our own abort included, is cancelled here.
         upload = self.upload
-        if upload is not None and upload.receiving:
-            upload.lost("the connection was lost")
+        if upload is not None and upload.ends_by_itself:
+            upload.lost("the connection was lost")  # (if the client's EOF did not say so)
         elif task is not None and not task.done() and not (sending and exc):
             task.cancel()
         self.finish()

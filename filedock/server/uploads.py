@@ -185,9 +185,10 @@ class Upload:
     # -- from the line loop (the transport's bytes) ------------------------------------
 
     @property
-    def receiving(self) -> bool:
-        """Whether its body is still coming."""
-        return self._ended is None
+    def ends_by_itself(self) -> bool:
+        """Whether it is to end without an answer (its body is coming, or was cut
+        short): its task writes what came and keeps the partial, uncancelled."""
+        return self._ended != "whole"
 
     @property
     def behind(self) -> bool:

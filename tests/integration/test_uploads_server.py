@@ -331,16 +331,23 @@ def test_the_disk_filling_during_an_upload_places_nothing_and_the_server_goes_on
 # -- interrupted, resumed, expired --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["closed", "reset"])
 def test_a_client_killed_at_half_leaves_a_partial_that_a_resume_completes(
-    uploads: ServerThread, repo: Path, raw: Callable[[], LineConn]
+    uploads: ServerThread, repo: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     conn = v2(uploads)
     half = len(BODY) // 2
     assert put(conn, "docs/half.bin") == "READY 0 docs/half.bin"
     conn.send(BODY[:half])
-    _kill(conn)
     name = partial_name(len(BODY), BODY_SHA, "docs/half.bin")
+    if how == "closed":  # a killed process's kernel closes its socket: every byte sent arrives
+        conn.sock.shutdown(socket.SHUT_WR)
+    else:  # a reset: what had come is kept
+        wait_until(lambda: _received(uploads) == half)
+        _kill(conn)
     wait_until(lambda: partials(uploads) == [name] and _partial_size(uploads, name) == half)
+    why = "the client closed the connection" if how == "closed" else "the connection was lost"
+    wait_until(lambda: f"interrupted ({why}), its partial kept at {half} bytes" in caplog.text)
     wait_until(lambda: uploads.sync(lambda: uploads.server.context.uploads.reserved) == 0)  # type: ignore[union-attr]
     assert not (repo / "docs" / "half.bin").exists()
     again = v2(uploads)
