@@ -160,7 +160,13 @@ class Completer:
             # A file's name alone fetches it: offer names too, once a letter is typed.
             return words + (self._paths(text) if text else [])
         verb, _, rest = line[:endidx].lstrip().partition(" ")
-        if not isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash):  # verbs taking a file
+        if verb.lower() == "put":  # it takes local files
+            return local_paths(text)
+        try:
+            taking_a_file = isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash)
+        except RequestError:  # a verb of several arguments (range): nothing to offer
+            return []
+        if not taking_a_file:
             return []
         cut = len(rest) - len(text)  # the path may hold spaces: readline only replaces `text`
         whole = [path[cut:] for path in self._paths(rest)]
@@ -180,6 +186,28 @@ class Completer:
             # without adding a space after it.
             return matches
         return sorted(levels)
+
+
+def local_paths(prefix: str) -> list[str]:
+    """Local paths starting with ``prefix`` (folders with a ``/``), for ``put``;
+    hidden ones only when ``prefix`` names them, as a shell offers them."""
+    folder, _, start = prefix.rpartition("/")
+    where = Path(os.path.expanduser(folder)) if folder else Path(".")
+    if prefix.startswith("/") and not folder:
+        where = Path("/")
+    try:
+        names = sorted(os.listdir(where))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.startswith(start) or (name.startswith(".") and not start.startswith(".")):
+            continue
+        if not is_inert(name):
+            continue  # readline prints it as it is
+        path = f"{folder}/{name}" if folder or prefix.startswith("/") else name
+        found.append(path + "/" if (where / name).is_dir() else path)
+    return found
 
 
 class LineEditor:
