@@ -1,9 +1,10 @@
-"""A client process killed (SIGKILL) in the middle of a large upload, then run again:
-nothing is under the final name meanwhile, no listing shows it, the second run
-sends only the rest, and the stored file verifies.
+"""A client process killed in the middle of a large upload, then run again: nothing
+is under the final name meanwhile, no listing shows it, the second run sends
+only the rest, and the stored file verifies.
 
-The client runs in a subprocess (the library) through a relay that counts the
-bytes the client sent, to an in-process server that takes uploads.
+The client runs in a subprocess (the library, killed with SIGKILL; or
+``Client.py put``, stopped with SIGTERM) through a relay that counts the bytes
+the client sent, to an in-process server that takes uploads.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from filedock.client.client import Client
 from filedock.client.results import UploadOutcome
@@ -80,3 +83,34 @@ def test_a_killed_upload_resumes_from_what_the_server_holds(
     assert SIZE - result.resumed_from <= sent <= SIZE - result.resumed_from + LINES
     stored = (repo / "in" / "big.bin").read_bytes()
     assert hashlib.sha256(stored).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_the_command_line_put_stopped_by_sigterm_resumes(
+    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path
+) -> None:
+    server = make_server(allow_upload=True)
+    data = os.urandom(SIZE)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    env = child_env() | {"FILEDOCK_CACHE_DIR": str(tmp_path / "cache")}
+    with counting_proxy(server.port) as proxy:
+        command = [sys.executable, str(ROOT / "Client.py"), "--port", str(proxy.port)]
+        command += ["put", str(local), "--to", "in"]
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        ) as proc:
+            wait_until(lambda: proxy.from_client > 8 * 1024 * 1024, timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        if proc.returncode == 0:
+            pytest.skip("the upload finished before the signal came")
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        wait_until(lambda: server.session_count() == 0, timeout=15)
+        assert not (repo / "in" / "big.bin").exists()
+        proxy.reset()
+        again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        sent = proxy.from_client
+    assert again.returncode == 0, again.stderr
+    assert "resumed from " in again.stdout, again.stdout
+    assert sent < SIZE  # only the rest
+    assert (repo / "in" / "big.bin").read_bytes() == data
