@@ -42,13 +42,20 @@ client.upload(local, "in/big.bin", progress=progress)
 """
 
 
-def test_a_killed_upload_resumes_from_what_the_server_holds(
-    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path
-) -> None:
-    server = make_server(allow_upload=True)
+@pytest.fixture
+def big(tmp_path: Path) -> tuple[Path, bytes]:
+    """A local file of SIZE random bytes, and its bytes."""
     data = os.urandom(SIZE)
     local = tmp_path / "big.bin"
     local.write_bytes(data)
+    return local, data
+
+
+def test_a_killed_upload_resumes_from_what_the_server_holds(
+    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path, big: tuple[Path, bytes]
+) -> None:
+    server = make_server(allow_upload=True)
+    local, data = big
     with counting_proxy(server.port) as proxy:
         command = [sys.executable, "-c", _UPLOADING_CLIENT, str(proxy.port), str(local)]
         command.append(str(SIZE // 2))
@@ -86,12 +93,10 @@ def test_a_killed_upload_resumes_from_what_the_server_holds(
 
 
 def test_the_command_line_put_stopped_by_sigterm_resumes(
-    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path
+    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path, big: tuple[Path, bytes]
 ) -> None:
     server = make_server(allow_upload=True)
-    data = os.urandom(SIZE)
-    local = tmp_path / "big.bin"
-    local.write_bytes(data)
+    local, data = big
     env = child_env() | {"FILEDOCK_CACHE_DIR": str(tmp_path / "cache")}
     with counting_proxy(server.port) as proxy:
         command = [sys.executable, str(ROOT / "Client.py"), "--port", str(proxy.port)]
