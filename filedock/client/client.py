@@ -1039,7 +1039,9 @@ class Client:
         file inside ``local_dir`` (see :func:`filedock.client.upload.tree_files`).
         The ``HASH`` of every file goes out first, pipelined: a file the
         server has with the same size and SHA-256 is not sent (SKIPPED). The
-        others are sent one after the other as :meth:`upload` sends one; a
+        others are sent one after the other as :meth:`upload` sends one, each
+        ``PUT`` going out as soon as the body before it has (it travels while
+        the server syncs that file, not after its ``STORED``); a
         refusal is that file's outcome (:class:`Exists` for a different file
         there, without ``replace``) and the others go on. If the connection
         breaks, its error is the outcome of every file not sent yet.
@@ -1081,21 +1083,9 @@ class Client:
         to_send.sort()
         meter = ProgressMeter(progress, len(found), sum(digests[i][0] for i in to_send))
         meter.files_done = len(found) - len(to_send)
-        broken: FiledockError | None = None
-        for index in to_send:
-            if broken is not None:
-                outcomes[index] = broken
-                continue
-            try:
-                check_remote_path(remote[index])
-                local = found[index][0]
-                with LocalSource.open(local, self.local_digests, scanned[index]) as source:
-                    outcomes[index] = self._put(source, remote[index], replace, meter)
-            except FiledockError as exc:
-                outcomes[index] = exc
-                if self._conn.state not in _BETWEEN_REPLIES or self.closed:
-                    broken = exc
-            meter.finished()
+        sending = _UploadQueue(self, found, remote, scanned, replace)
+        for index, outcome in sending.run(to_send, meter):
+            outcomes[index] = outcome
         self.local_digests.flush()
         results = [outcome for outcome in outcomes if outcome is not None]
         files = [(local, path) for (local, _), path in zip(found, remote, strict=True)]
@@ -1111,11 +1101,31 @@ class Client:
         self, source: LocalSource, remote_path: str, replace: bool, meter: ProgressMeter
     ) -> UploadResult:
         """One PUT of the open ``source``: READY, the rest of its body, STORED."""
+        return self._finish_put(source, self._announce(source, remote_path, replace), meter)
+
+    def _announce(self, source: LocalSource, remote_path: str, replace: bool) -> p.Put:
+        """Send the PUT of ``source`` as ``remote_path``; its answer is read by
+        :meth:`_finish_put`."""
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
         mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
-        size = source.size
-        request = p.Put(size, source.sha256, mode, remote_path)
+        request = p.Put(source.size, source.sha256, mode, remote_path)
+        self._link.send(self._conn.send(request))
+        return request
+
+    def _finish_put(
+        self,
+        source: LocalSource,
+        request: p.Put,
+        meter: ProgressMeter,
+        after_body: Callable[[], object] | None = None,
+    ) -> UploadResult:
+        """Read the answer to the PUT ``request`` of ``source``: READY, then send
+        the rest of its body (then call ``after_body``, which may send the next
+        PUT, so it travels while the server syncs this file), then STORED."""
+        remote_path, size = request.path, request.size
         try:
-            ready = self._expect(self._execute_in_command(request), p.ReadyReply)
+            ready = self._expect(self._read_reply(), p.ReadyReply)
         except Exists:
             if not self._server_has(remote_path, size, source.sha256):
                 raise
@@ -1128,6 +1138,8 @@ class Client:
         counter = meter.file(remote_path, offset, size)
         unchanged = self._send_body(source, offset, counter)
         meter.received(size - offset)
+        if after_body is not None:
+            after_body()
         try:
             # STORED comes after the server's fsync of the file: on a slow disk that
             # takes a while, the longer the larger the file.
@@ -1504,6 +1516,98 @@ class Client:
                 discard_body(self._recv_body_into, first, size)
                 self._body_end()
             raise
+
+
+class _UploadQueue:
+    """The PUTs of a folder upload, one after the other, the next PUT sent as
+    soon as a body is (so it travels while the server syncs the file before)."""
+
+    def __init__(
+        self,
+        client: Client,
+        found: builtins.list[tuple[Path, str]],
+        remote: builtins.list[str],
+        scanned: dict[int, tuple[Key, str]],
+        replace: bool,
+    ) -> None:
+        self._client = client
+        self._found = found
+        self._remote = remote
+        self._scanned = scanned
+        self._replace = replace
+        self._broken: FiledockError | None = None  # the stream is out of step: no more
+
+    def run(
+        self, indexes: builtins.list[int], meter: ProgressMeter
+    ) -> Iterable[tuple[int, UploadResult | FiledockError]]:
+        """``(index, outcome)`` of each file of ``indexes``, in order."""
+        waiting = deque(indexes)
+        current = self._next(waiting)
+        while current is not None:
+            index, job = current
+            if isinstance(job, FiledockError):  # refused before anything was sent
+                yield index, job
+                meter.finished()
+                current = self._next(waiting)
+                continue
+            source, request = job
+            following: _Announced | None = None
+
+            def announce_next() -> None:
+                nonlocal following
+                following = self._next(waiting)
+
+            try:
+                outcome: UploadResult | FiledockError = self._client._finish_put(
+                    source, request, meter, announce_next
+                )
+            except FiledockError as exc:
+                outcome = exc
+                if self._client._conn.state not in _BETWEEN_REPLIES or self._client.closed:
+                    self._broken = exc
+            finally:
+                source.close()
+            yield index, outcome
+            meter.finished()
+            if following is not None and self._broken is not None:
+                yield self._drop(following)
+                following = None
+            current = following if following is not None else self._next(waiting)
+        for index in waiting:
+            assert self._broken is not None
+            yield index, self._broken
+
+    def _next(self, waiting: deque[int]) -> _Announced | None:
+        """Open the next file and send its PUT; None when none is left (or the
+        stream broke: the rest are left in ``waiting``)."""
+        if not waiting or self._broken is not None:
+            return None
+        index = waiting.popleft()
+        client = self._client
+        try:
+            check_remote_path(self._remote[index])
+            local = self._found[index][0]
+            source = LocalSource.open(local, client.local_digests, self._scanned[index])
+        except FiledockError as exc:
+            return index, exc
+        try:
+            return index, (source, client._announce(source, self._remote[index], self._replace))
+        except BaseException as exc:
+            source.close()
+            if isinstance(exc, FiledockError):
+                self._broken = exc
+                return index, exc
+            raise
+
+    def _drop(self, announced: _Announced) -> tuple[int, FiledockError]:
+        index, job = announced
+        if not isinstance(job, FiledockError):
+            job[0].close()
+        assert self._broken is not None
+        return index, self._broken
+
+
+_Announced = tuple[int, tuple[LocalSource, p.Put] | FiledockError]
 
 
 def _sendable(path: str) -> bool:

@@ -22,6 +22,7 @@ from filedock.client.upload import UnreadableFile
 from filedock.errors import (
     BadRequest,
     Changed,
+    ConnectionLost,
     Exists,
     Forbidden,
     IntegrityError,
@@ -387,3 +388,64 @@ def test_stored_may_take_longer_than_the_timeout_as_the_server_syncs_a_large_fil
         assert client._link.timeout == 1.0  # each silence is bounded as before again
         client.ping()
     server.close()
+
+
+def test_a_folder_upload_sends_the_next_put_while_the_server_syncs_the_last_file(
+    fake: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    root = tmp_path / "two"
+    root.mkdir()
+    (root / "a").write_bytes(b"a" * 5000)
+    (root / "b").write_bytes(b"b" * 7000)
+    order: list[str] = []
+
+    def script(peer: Peer) -> None:
+        greet_v2(peer)
+        for _ in range(2):
+            line = peer.line() or ""
+            assert line.startswith("HASH "), line
+            peer.send(b"ERR not-found no such file\n")
+        size, sha256, path, _ = ready_and_take_body(peer)
+        order.append(f"body {path}")
+        # Not answered yet: a client that waits for STORED would never send this.
+        second = next_put(peer)
+        order.append(f"PUT {second[3]}")
+        peer.send(f"STORED {size} {sha256} {path}\n".encode())
+        peer.send(f"READY 0 {second[3]}\n".encode())
+        read_body(peer, second[0])
+        peer.send(f"STORED {second[0]} {second[1]} {second[3]}\n".encode())
+        peer.serve_rest()
+
+    server = fake(script)
+    with Client("127.0.0.1", server.port, timeout=5) as client:
+        summary = client.upload_tree(root, "up")
+        client.ping()
+    server.close()
+    assert order == ["body up/a", "PUT up/b"]
+    assert (summary.stored, summary.failed, summary.bytes) == (2, 0, 12000)
+
+
+def test_a_folder_upload_whose_connection_breaks_gives_every_file_left_its_error(
+    fake: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    root = tmp_path / "three"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        (root / name).write_bytes(name.encode() * 100)
+
+    def script(peer: Peer) -> None:
+        greet_v2(peer)
+        for _ in range(3):
+            peer.line()
+            peer.send(b"ERR not-found no such file\n")
+        ready_and_take_body(peer)
+        next_put(peer)  # b's PUT, sent behind a's body; then the server is gone
+
+    server = fake(script)
+    with Client("127.0.0.1", server.port, timeout=5) as client:
+        summary = client.upload_tree(root, "")
+        assert client.closed
+    server.close()
+    assert summary.failed == 3
+    assert all(isinstance(outcome, ConnectionLost) for outcome in summary.results)
+    assert [path for _, path in summary.files] == ["a", "b", "c"]
