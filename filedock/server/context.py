@@ -51,6 +51,8 @@ class ServerContext:
     limiter: WarningLimiter  # replaced by the server's start(), which has the loop
     read_buffer: memoryview  # every session reads into it (see Session.get_buffer)
     session_closed: Callable[[Session], None]  # the server counts its sessions
+    # ... and into this one an upload's body: larger reads, fewer of them.
+    body_buffer: memoryview = field(default_factory=lambda: memoryview(bytearray(1024 * 1024)))
     started: float = field(default_factory=time.monotonic)
     sessions: set[Session] = field(default_factory=set)
     lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL

@@ -135,9 +135,15 @@ class Session(asyncio.BufferedProtocol):
         # before anything else runs on the loop. A plain Protocol would have
         # asyncio allocate 256 KiB per read, which glibc may serve with an
         # mmap/munmap pair per read (tens of µs per request).
+        if self.conn.state is _RECEIVING:
+            return self.context.body_buffer  # an upload's body: reads of 1 MiB, not 64 KiB
         return self.context.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        # (The same buffer get_buffer lent: nothing runs between the two calls.)
+        if self.conn.state is _RECEIVING:
+            self.data_received(self.context.body_buffer[:nbytes])
+            return
         self.data_received(self.context.read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:

@@ -90,8 +90,16 @@ class Partial:
             done += count
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``. Raises :class:`NoSpace` when the disk is full."""
+        """Append ``data``, hashed. Raises :class:`NoSpace` when the disk is full."""
+        self.hash(data)
+        self.store(data)
+
+    def hash(self, data: bytes | bytearray | memoryview) -> None:
+        """Take ``data`` into the digest (in order; beside :meth:`store` of the same bytes)."""
         self._digest.update(data)
+
+    def store(self, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` after what is written. Raises :class:`NoSpace` when the disk is full."""
         view = memoryview(data)
         while view:
             try:
@@ -152,6 +160,12 @@ class UploadArea:
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
         self.fd = os.open(self.folder, _DIR_FLAGS)
         self.device = os.fstat(self.fd).st_dev
+        # The server's own folders, never written into by an upload (a state
+        # folder given a served name would otherwise let a client replace the
+        # digest cache, or another upload's partial).
+        self.own_folders = {_identity(os.stat(self.folder))}
+        if in_state:
+            self.own_folders.add(_identity(os.stat(state_folder)))
         self.open_root = open_root
         self.expiry = expiry
         self.clock = clock
@@ -210,7 +224,7 @@ class UploadArea:
         file system; or, for mode ``new``, a file there already."""
         check_client_path(path)
         *folders, last = path.split("/")
-        with self.open_root() as root_fd, _FolderWalk(root_fd) as walk:
+        with self.open_root() as root_fd, _FolderWalk(root_fd, self.own_folders) as walk:
             for folder in folders:
                 if not walk.enter(folder, make=False):
                     return self._check_device(walk.fd)  # the rest is made at the end
@@ -242,7 +256,7 @@ class UploadArea:
         *folders, last = path.split("/")
         try:
             os.fsync(partial.fd)
-            with self.open_root() as root_fd, _FolderWalk(root_fd) as walk:
+            with self.open_root() as root_fd, _FolderWalk(root_fd, self.own_folders) as walk:
                 for folder in folders:
                     walk.enter(folder, make=True)
                 self._check_device(walk.fd)
@@ -274,6 +288,10 @@ class UploadArea:
         os.rename(partial.name, last, src_dir_fd=self.fd, dst_dir_fd=folder_fd)
 
 
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
 def _check_placeable(st: os.stat_result) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise Forbidden("uploads are not written through a symbolic link")
@@ -284,11 +302,12 @@ def _check_placeable(st: os.stat_result) -> None:
 class _FolderWalk:
     """A walk down from the root that follows no symlink, making folders if asked."""
 
-    __slots__ = ("fd", "_opened")
+    __slots__ = ("fd", "_opened", "_refused")
 
-    def __init__(self, root_fd: int) -> None:
+    def __init__(self, root_fd: int, refused: set[tuple[int, int]]) -> None:
         self.fd = root_fd
         self._opened: list[int] = []
+        self._refused = refused  # folders never entered: the server's own
 
     def __enter__(self) -> _FolderWalk:
         return self
@@ -318,6 +337,8 @@ class _FolderWalk:
         except OSError:  # swapped for a symlink since the stat (ELOOP), or gone
             raise Forbidden("the path cannot be written") from None
         self._opened.append(fd)
+        if _identity(os.fstat(fd)) in self._refused:  # before anything is made inside
+            raise Forbidden("that folder is the server's own")
         self.fd = fd
         return True
 

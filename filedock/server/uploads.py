@@ -22,6 +22,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
@@ -56,6 +57,14 @@ def _place(area: UploadArea, partial: Partial, path: str, mode: p.PutMode) -> Fi
     except BaseException:
         partial.discard()
         raise
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    """Both done, the first failure raised (once both ended: the buffer is free then)."""
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _write_and_keep(partial: Partial, chunks: list[tuple[bytearray, int]]) -> None:
@@ -296,8 +305,10 @@ class Upload:
     async def _write(self, data: memoryview) -> None:
         # Shielded: a shutdown stops the upload between chunks, never in one
         # (see _flush_later, which goes on after it).
+        # Hashed and written at once, in two workers: SHA-256 is the slower.
+        pool, partial = self.session.context.workers.uploads, self.partial
         self._inflight = asyncio.ensure_future(
-            self.session.context.workers.uploads.run(self.partial.write, data)
+            _both(pool.run(partial.hash, data), pool.run(partial.store, data))
         )
         try:
             await asyncio.shield(self._inflight)

@@ -215,6 +215,8 @@ def test_replace_puts_the_new_file_in_the_place_of_the_old(
     conn = v2(uploads)
     assert upload(conn, "sample.txt", BODY, mode="replace") == stored(BODY, "sample.txt")
     assert (repo / "sample.txt").read_bytes() == BODY
+    assert conn.request("HASH sample.txt").startswith(f"HASH {len(BODY)} {BODY_SHA} ")
+    assert uploads.sync(lambda: uploads.server.repository.hashes.hashings) == 0  # type: ignore[union-attr]
 
 
 def test_an_empty_file_and_pipelined_requests_after_the_body(
@@ -495,13 +497,13 @@ def test_a_writer_behind_stops_the_reading_and_memory_stays_bounded(
     uploads: ServerThread, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     released = threading.Event()
-    write = upload_area.Partial.write
+    store = upload_area.Partial.store
 
-    def paused_write(self: upload_area.Partial, data: memoryview) -> None:
+    def paused_store(self: upload_area.Partial, data: memoryview) -> None:
         released.wait(30)  # a disk that does not keep up
-        write(self, data)
+        store(self, data)
 
-    monkeypatch.setattr(upload_area.Partial, "write", paused_write)
+    monkeypatch.setattr(upload_area.Partial, "store", paused_store)
     body = random_bytes(48 * 1024 * 1024)
     conn = v2(uploads)
     assert put(conn, "flood.bin", body) == "READY 0 flood.bin"
@@ -530,3 +532,16 @@ def test_a_writer_behind_stops_the_reading_and_memory_stays_bounded(
     sender.join(30)
     assert conn.read_line(timeout=30) == stored(body, "flood.bin")
     assert (repo / "flood.bin").stat().st_size == len(body)
+
+
+def test_no_upload_goes_into_the_servers_own_folders_even_under_a_served_name(
+    make_server: Callable[..., ServerThread], repo: Path
+) -> None:
+    server = make_server(allow_upload=True, state_dir=str(repo / "state"))  # warned about
+    conn = v2(server)
+    for path in ("state/digests.sqlite", "state/uploads/x.part", "state/new/x.bin"):
+        assert (
+            put(conn, path, SAMPLE, mode="replace")
+            == "ERR forbidden that folder is the server's own"
+        )
+    assert upload(conn, "elsewhere/x.bin", SAMPLE) == stored(SAMPLE, "elsewhere/x.bin")
