@@ -10,6 +10,7 @@ Use the client library from Python::
             print(info.path, info.size)
         saved = client.get("sample.txt", "downloads")  # resumed, or skipped if there
         summary = client.mirror("docs", "docs-copy")   # fetch what is missing or different
+        client.upload("notes.txt", "inbox/notes.txt")  # checked by the server, then placed
 
 The README's "Use it from Python" has a longer example, and every method of
 :class:`Client` shows one in its docstring.
@@ -23,15 +24,21 @@ from .client.results import (
     ProgressCallback,
     TransferProgress,
     TreeSummary,
+    UploadOutcome,
+    UploadResult,
+    UploadSummary,
 )
+from .client.upload import UnreadableFile
 from .errors import (
     BadRange,
     BadRequest,
     Changed,
     ConnectionLost,
+    Exists,
     FiledockError,
     Forbidden,
     IntegrityError,
+    NoSpace,
     NotFound,
     ProtocolError,
     RequestError,
@@ -40,6 +47,8 @@ from .errors import (
     ServerFull,
     TimedOut,
     TooLarge,
+    UploadCorrupted,
+    UploadTooLarge,
 )
 from .protocol import ClientRecord, FileDigest, FileInfo
 from .version import __version__
@@ -53,11 +62,13 @@ __all__ = [
     "ClientRecord",
     "ConnectionLost",
     "DownloadResult",
+    "Exists",
     "FileDigest",
     "FileInfo",
     "FiledockError",
     "Forbidden",
     "IntegrityError",
+    "NoSpace",
     "NotFound",
     "Outcome",
     "ProgressCallback",
@@ -70,5 +81,11 @@ __all__ = [
     "TooLarge",
     "TransferProgress",
     "TreeSummary",
+    "UnreadableFile",
+    "UploadCorrupted",
+    "UploadOutcome",
+    "UploadResult",
+    "UploadSummary",
+    "UploadTooLarge",
     "__version__",
 ]

@@ -40,12 +40,17 @@ from .shell import Shell
 from .transfer_options import (
     GET_EPILOG,
     MIRROR_HELP,
+    PUT_EPILOG,
+    PUT_HELP,
     GetRequest,
     MirrorRequest,
+    PutRequest,
     add_get_arguments,
     add_mirror_arguments,
+    add_put_arguments,
     get_request,
     mirror_request,
+    put_request,
 )
 
 
@@ -54,7 +59,7 @@ class ClientOptions:
     """Every client option, read once; :meth:`connect` opens a :class:`Client` with them.
 
     ``command`` is the one-shot command (None: the prompt), with its
-    ``arguments`` and ``json`` (``get`` and ``mirror``: its ``transfer``);
+    ``arguments`` and ``json`` (``get``, ``mirror`` and ``put``: its ``transfer``);
     ``max_time`` and ``max_size`` are None for no limit; ``tls`` is the TLS
     context (None: plain TCP).
     """
@@ -71,7 +76,7 @@ class ClientOptions:
     command: str | None = None
     arguments: tuple[str, ...] = ()
     json: bool = False
-    transfer: GetRequest | MirrorRequest | None = None
+    transfer: GetRequest | MirrorRequest | PutRequest | None = None
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises."""
@@ -172,6 +177,8 @@ _CLIENT_EXAMPLES = """\
   filedock-client get -r docs 'notes/*.txt'   a folder, and files matching a pattern
   filedock-client get big.iso -O /tmp/x.iso   resumes if an earlier run was cut short
   filedock-client mirror docs ./copy --delete  ./copy holds exactly the server's docs/
+  filedock-client put report.pdf --to inbox   stored as inbox/report.pdf, verified
+  filedock-client put -r photos --to backup   backup/photos/…, what the server has skipped
   filedock-client say "hello there"
 """
 
@@ -207,6 +214,14 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
             )
     mirror = commands.add_parser("mirror", help=MIRROR_HELP, description=MIRROR_HELP)
     add_mirror_arguments(mirror)
+    put = commands.add_parser(
+        "put",
+        help=PUT_HELP,
+        description=PUT_HELP,
+        epilog=PUT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_put_arguments(put)
 
 
 def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
@@ -232,11 +247,13 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
 
 def _transfer(
     parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> GetRequest | MirrorRequest | None:
+) -> GetRequest | MirrorRequest | PutRequest | None:
     if args.command == "get":
         return get_request(args, parser.error)
     if args.command == "mirror":
         return mirror_request(args)
+    if args.command == "put":
+        return put_request(args)
     return None
 
 

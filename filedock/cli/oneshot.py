@@ -5,8 +5,9 @@ errors on stderr, and exits with a status from :mod:`filedock.exitcodes`.
 ``list``, ``status`` and ``who`` take ``--json`` and then print one JSON
 document instead (the schema is in the README and in :func:`file_json`,
 :func:`client_json`). ``get`` fetches every file it is given over one
-connection, pipelined, and ``mirror`` makes a local folder match the
-server's (:mod:`.transfers`); both take ``--json`` too, one object a line.
+connection, pipelined, ``mirror`` makes a local folder match the
+server's (:mod:`.transfers`), and ``put`` sends local files (:mod:`.uploads`);
+all take ``--json`` too, one object a line.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from ..errors import (
 )
 from .exitcodes import ExitCode, exit_code_for, worst
 from .screen import Screen, printable
-from .transfer_options import GetRequest, MirrorRequest
+from .transfer_options import GetRequest, MirrorRequest, PutRequest
 from .transfers import run_get, run_mirror, show_failure
+from .uploads import run_put
 
 if TYPE_CHECKING:  # the options module runs this one
     from .client import ClientOptions
@@ -180,6 +182,11 @@ def _mirror(client: Client, options: ClientOptions, screen: Screen) -> int:
     return run_mirror(client, options.transfer, screen)
 
 
+def _put(client: Client, options: ClientOptions, screen: Screen) -> int:
+    assert isinstance(options.transfer, PutRequest)  # read_options makes one for put
+    return run_put(client, options.transfer, screen)
+
+
 def _hash(client: Client, options: ClientOptions, screen: Screen) -> int:
     """One ``<sha256>  <path>`` line per file, as sha256sum prints them; a file
     refused is said on stderr, and the others still printed."""
@@ -213,4 +220,4 @@ _HANDLERS: dict[type[p.CommandRequest], Handler] = {
 }
 
 # The commands made of several requests, which the protocol has no verb for.
-CLIENT_COMMANDS: dict[str, Handler] = {"mirror": _mirror}
+CLIENT_COMMANDS: dict[str, Handler] = {"mirror": _mirror, "put": _put}

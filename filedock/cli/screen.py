@@ -17,7 +17,15 @@ from datetime import datetime
 from typing import TextIO
 
 from .. import protocol as p
-from ..client.results import Change, DownloadResult, Outcome, TransferProgress, TreeSummary
+from ..client.results import (
+    Change,
+    DownloadResult,
+    Outcome,
+    TransferProgress,
+    TreeSummary,
+    UploadOutcome,
+    UploadResult,
+)
 from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from ..safetext import printable
 from .progress import ProgressLine, clock, human_size
@@ -137,6 +145,7 @@ _TRANSFER_ROWS = (
     ("get 'docs/*.txt'", "the files a pattern matches (* stays within a folder, ** crosses them)"),
     ("get … -O <file>", "save the one file as <file>; also -o <dir>, --no-clobber, --no-resume"),
     ("mirror [folder] <dir>", "make <dir> hold exactly the server's files (--delete, --dry-run)"),
+    ("put <file>…", "upload files, verified by SHA-256 (--to <folder>, -r, --replace)"),
 )
 
 # What ``help`` shows besides the server's own line: every command, one a line.
@@ -281,6 +290,17 @@ class Screen:
         self.client(f"Saved file to: {where}")
         verdict = self._paint("PASS", PASS_STYLE, self.colour)
         self.client(f"SHA256 verify: {verdict}{_note(result)}")
+
+    def upload(self, result: UploadResult) -> None:
+        """One line per file sent: stored (and from where a resume went on), or skipped."""
+        path = printable(result.path)
+        if result.outcome is UploadOutcome.SKIPPED:
+            self.client(f"Skipped {path} (the server has it)")
+        elif result.outcome is UploadOutcome.RESUMED:
+            size, offset = human_size(result.size), result.resumed_from
+            self.client(f"Stored {path} ({size}, resumed from {offset} bytes)")
+        else:
+            self.client(f"Stored {path} ({human_size(result.size)}, SHA-256 checked)")
 
     def integrity_failure(self, exc: IntegrityError) -> None:
         self.end_progress()

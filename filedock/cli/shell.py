@@ -42,10 +42,12 @@ from .transfer_options import (
     PROMPT_WORDS,
     GetRequest,
     HelpShown,
+    PutRequest,
     UsageError,
     parse_prompt_line,
 )
 from .transfers import run_get, run_mirror
+from .uploads import run_put
 
 __all__ = [
     "COMMANDS_LINE",
@@ -158,7 +160,13 @@ class Completer:
             # A file's name alone fetches it: offer names too, once a letter is typed.
             return words + (self._paths(text) if text else [])
         verb, _, rest = line[:endidx].lstrip().partition(" ")
-        if not isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash):  # verbs taking a file
+        if verb.lower() == "put":  # it takes local files
+            return local_paths(text)
+        try:
+            taking_a_file = isinstance(p.parse_request(f"{verb} _"), p.Get | p.Hash)
+        except RequestError:  # a verb of several arguments (range): nothing to offer
+            return []
+        if not taking_a_file:
             return []
         cut = len(rest) - len(text)  # the path may hold spaces: readline only replaces `text`
         whole = [path[cut:] for path in self._paths(rest)]
@@ -178,6 +186,28 @@ class Completer:
             # without adding a space after it.
             return matches
         return sorted(levels)
+
+
+def local_paths(prefix: str) -> list[str]:
+    """Local paths starting with ``prefix`` (folders with a ``/``), for ``put``;
+    hidden ones only when ``prefix`` names them, as a shell offers them."""
+    folder, _, start = prefix.rpartition("/")
+    where = Path(os.path.expanduser(folder)) if folder else Path(".")
+    if prefix.startswith("/") and not folder:
+        where = Path("/")
+    try:
+        names = sorted(os.listdir(where))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.startswith(start) or (name.startswith(".") and not start.startswith(".")):
+            continue
+        if not is_inert(name):
+            continue  # readline prints it as it is
+        path = f"{folder}/{name}" if folder or prefix.startswith("/") else name
+        found.append(path + "/" if (where / name).is_dir() else path)
+    return found
 
 
 class LineEditor:
@@ -422,7 +452,7 @@ class Shell:
         return False
 
     def _transfer(self, word: str, rest: str) -> None:
-        """A ``get`` or ``mirror`` line, with its options."""
+        """A ``get``, ``mirror`` or ``put`` line, with its options."""
         try:
             request = parse_prompt_line(word, rest, self.completer.is_file, self.out)
         except UsageError as exc:
@@ -437,6 +467,9 @@ class Shell:
                     == ExitCode.NOT_AVAILABLE
                 ):
                     self.completer.invalidate()  # the listing we complete from is out of date
+            elif isinstance(request, PutRequest):
+                run_put(self.client, request, self.screen)
+                self.completer.invalidate()  # the server has new files to complete
             else:
                 run_mirror(self.client, request, self.screen)
         except ServerClosing:
@@ -448,7 +481,7 @@ class Shell:
 
 
 def _moves_files(text: str) -> bool:
-    """Whether the line ``text`` is a download (``get``, ``mirror`` or a file's name)."""
+    """Whether the line ``text`` moves files (``get``, ``mirror``, ``put`` or a file's name)."""
     word = text.partition(" ")[0].lower()
     return word in PROMPT_WORDS or word not in p.COMMANDS_BY_WORD
 

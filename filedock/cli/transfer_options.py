@@ -1,8 +1,9 @@
-"""The options of ``get`` and ``mirror``, read the same way on the command line and at the prompt.
+"""The options of ``get``, ``mirror`` and ``put``, read the same way on the command line and
+at the prompt.
 
 ``filedock-client get …`` adds them to its sub-command; the prompt reads a
-``get …`` or ``mirror …`` line with :func:`parse_prompt_line`, whose parser
-raises :class:`UsageError` instead of ending the program.
+``get …``, ``mirror …`` or ``put …`` line with :func:`parse_prompt_line`, whose
+parser raises :class:`UsageError` instead of ending the program.
 """
 
 from __future__ import annotations
@@ -42,8 +43,25 @@ class MirrorRequest:
     json: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    """``put LOCAL… [--to REMOTE_FOLDER] [-r] [--replace] [--json]``; ``to`` "" is the top."""
+
+    paths: tuple[str, ...]
+    to: str = ""
+    recursive: bool = False
+    replace: bool = False
+    json: bool = False
+
+
 GET_HELP = "download files or folders (-r), verified by SHA-256; a partial download resumes"
 MIRROR_HELP = "make a local folder hold exactly the server's files (of one folder, or all)"
+PUT_HELP = "upload files or folders (-r), verified by SHA-256, if the server takes uploads"
+PUT_EPILOG = """\
+Each file goes to REMOTE_FOLDER/<its name> (a folder with -r: REMOTE_FOLDER/<its
+name>/…, hidden files and symlinks leading out of it left out). A file the
+server has with the same SHA-256 is skipped; a different one is kept (exit 10)
+unless --replace. An upload cut short resumes when run again."""
 GET_EPILOG = """\
 A PATH with *, ? or [ is a pattern over the server's listing, matched one
 folder level at a time as a shell does (quote it: 'docs/*.txt'); ** matches
@@ -114,6 +132,39 @@ def add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_put_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="LOCAL", help="a local file, or folder (-r)")
+    parser.add_argument(
+        "--to",
+        default="",
+        metavar="REMOTE_FOLDER",
+        help="the server folder the files go to (default: the top)",
+    )
+    parser.add_argument(
+        "-r", "--recursive", action="store_true", help="send folders, with everything under them"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a file the server has at that path (by default it is kept: exit 10)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object a line, one per file (see the README)",
+    )
+
+
+def put_request(args: argparse.Namespace) -> PutRequest:
+    return PutRequest(
+        paths=tuple(args.paths),
+        to=args.to.strip("/"),
+        recursive=args.recursive,
+        replace=args.replace,
+        json=args.json,
+    )
+
+
 def get_request(args: argparse.Namespace, fail: Callable[[str], NoReturn]) -> GetRequest:
     """The :class:`GetRequest` of parsed arguments; ``fail`` reports a usage error."""
     if args.save_as is not None and (len(args.paths) > 1 or args.recursive):
@@ -166,22 +217,32 @@ class _PromptParser(argparse.ArgumentParser):
         raise HelpShown
 
 
+_PROMPT_HELP = {
+    "get": (GET_HELP, GET_EPILOG),
+    "mirror": (MIRROR_HELP, None),
+    "put": (PUT_HELP, PUT_EPILOG),
+}
+
+
 def _prompt_parser(word: str, out: TextIO | None) -> _PromptParser:
+    description, epilog = _PROMPT_HELP[word]
     parser = _PromptParser(
         prog=word,
-        description=GET_HELP if word == "get" else MIRROR_HELP,
-        epilog=GET_EPILOG if word == "get" else None,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if word == "get":
         add_get_arguments(parser, output_default=None)
+    elif word == "put":
+        add_put_arguments(parser)
     else:
         add_mirror_arguments(parser)
     parser.out = out
     return parser
 
 
-PROMPT_WORDS = ("get", "mirror")
+PROMPT_WORDS = ("get", "mirror", "put")
 
 
 def prompt_words(rest: str, is_one_file: Callable[[str], bool]) -> list[str]:
@@ -197,13 +258,15 @@ def prompt_words(rest: str, is_one_file: Callable[[str], bool]) -> list[str]:
 
 def parse_prompt_line(
     word: str, rest: str, is_one_file: Callable[[str], bool], out: TextIO | None = None
-) -> GetRequest | MirrorRequest:
-    """The request of a ``get`` or ``mirror`` line typed at the prompt (``--help`` is
-    printed to ``out``, and raises :class:`HelpShown`)."""
+) -> GetRequest | MirrorRequest | PutRequest:
+    """The request of a ``get``, ``mirror`` or ``put`` line typed at the prompt
+    (``--help`` is printed to ``out``, and raises :class:`HelpShown`)."""
     parser = _prompt_parser(word, out)
     args = parser.parse_args(prompt_words(rest, is_one_file) if word == "get" else _split(rest))
     if word == "get":
         return get_request(args, parser.error)
+    if word == "put":
+        return put_request(args)
     return mirror_request(args)
 
 

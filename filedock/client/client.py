@@ -31,16 +31,20 @@ from types import TracebackType
 from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
 
 from .. import protocol as p
+from ..digests import Key
 from ..errors import (
     BadRequest,
     Changed,
     ConnectionLost,
+    Exists,
     FiledockError,
+    Forbidden,
     IntegrityError,
     ProtocolError,
     RequestError,
     SaveError,
     ServerFull,
+    TimedOut,
     TooLarge,
     error_for_code,
 )
@@ -65,7 +69,7 @@ from .download import (
     receive_body,
     remove_old_partials,
 )
-from .localdigests import LocalDigests
+from .localdigests import LocalDigests, key_of
 from .plan import (
     CHANGED_ON_SERVER,
     DAMAGED_PARTIAL,
@@ -83,7 +87,17 @@ from .results import ProgressCallback as ProgressCallback
 from .results import ProgressMeter
 from .results import TransferProgress as TransferProgress
 from .results import TreeSummary as TreeSummary
+from .results import UploadOutcome as UploadOutcome
+from .results import UploadResult as UploadResult
+from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
+from .upload import (
+    LocalSource,
+    check_remote_folder,
+    check_remote_path,
+    remote_join,
+    tree_files,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
@@ -97,6 +111,11 @@ PIPELINE_BYTES = 16 * 1024
 # folder) is read and dropped up to this size, so the session goes on; past
 # it, a new connection costs less than reading on, and this one is closed.
 DISCARD_LIMIT = 64 * 1024 * 1024
+
+# An upload's STORED may take, besides ``timeout``, a second per this many bytes
+# of the file: the server syncs it to its disk first (a slow USB disk writes
+# 10-30 MB/s, and most of the file may still be in its page cache).
+STORED_PATIENCE_BYTES = 8 * 1024 * 1024
 
 # The longest wait a socket takes (about 115 days): longer ones overflow.
 MAX_SECONDS = 10_000_000.0
@@ -955,6 +974,260 @@ class Client:
         result = self._receive(path, header, None, dest_dir, meter, resume=self.protocol >= 2)
         return replace(result, outcome=Outcome.REPLACED) if replacing else result
 
+    @_command
+    def upload(
+        self,
+        local: str | os.PathLike[str],
+        remote_path: str,
+        *,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        """Send the local file ``local`` to the server as ``remote_path``, verified;
+        an :class:`UploadResult` once the server says it is stored.
+
+        The file is hashed first (an unchanged file's digest comes from the
+        local digest cache), then ``PUT`` announces its size and SHA-256; the
+        server checks the bytes it receives against them and places the file
+        under its name only then. A path that exists is refused unless
+        ``replace``, but when the server's file there has the same size and
+        SHA-256: nothing is sent then (outcome SKIPPED). An upload cut short
+        (Ctrl-C, a lost connection, the client killed) leaves its part on the
+        server, and the same upload later sends only the rest (outcome
+        RESUMED, ``resumed_from`` the bytes it held).
+
+        Raises, before any byte of the body is sent, :class:`Forbidden` (the
+        server takes no uploads, a read-only token, a path it would not
+        serve; a version 1 server too), :class:`Exists`, :class:`UploadTooLarge`,
+        :class:`NoSpace`, :class:`BadRequest` (a path that cannot travel),
+        :class:`UnreadableFile` (the local file); after the body,
+        :class:`Changed` when the local file changed while it was sent (the
+        server placed nothing), :class:`UploadCorrupted` when the bytes did not
+        arrive as they were sent, :class:`NoSpace` when the disk filled.
+        ``progress`` gets a :class:`TransferProgress` as the bytes go.
+
+        >>> result = client.upload("notes.txt", "inbox/notes.txt")
+        >>> result.size, result.outcome
+        (6, <UploadOutcome.STORED: 'stored'>)
+        >>> client.upload("notes.txt", "inbox/notes.txt").outcome  # the server has it
+        <UploadOutcome.SKIPPED: 'skipped'>
+        >>> client.upload("notes.txt", "sample.txt")  # another file is there
+        Traceback (most recent call last):
+          ...
+        filedock.errors.Exists: exists: ...
+        """
+        check_remote_path(remote_path)
+        self._check_uploads()
+        self._begin_command()
+        with LocalSource.open(local, self.local_digests) as source:
+            return self._put(source, remote_path, replace, ProgressMeter(progress))
+
+    @_command
+    def upload_tree(
+        self,
+        local_dir: str | os.PathLike[str],
+        remote_dir: str | None,
+        *,
+        replace: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> UploadSummary:
+        """Send every file under the local folder ``local_dir`` to the server,
+        under ``remote_dir`` ("" or None: the top) at the same relative path;
+        a summary with one outcome per file.
+
+        Hidden files and folders are left out, and symlinks but those to a
+        file inside ``local_dir`` (see :func:`filedock.client.upload.tree_files`).
+        The ``HASH`` of every file goes out first, pipelined: a file the
+        server has with the same size and SHA-256 is not sent (SKIPPED). The
+        others are sent one after the other as :meth:`upload` sends one, each
+        ``PUT`` going out as soon as the body before it has (it travels while
+        the server syncs that file, not after its ``STORED``); a
+        refusal is that file's outcome (:class:`Exists` for a different file
+        there, without ``replace``) and the others go on. If the connection
+        breaks, its error is the outcome of every file not sent yet.
+
+        >>> summary = client.upload_tree("photos", "backup/photos")
+        >>> summary.stored, summary.skipped, summary.failed
+        (2, 0, 0)
+        >>> client.upload_tree("photos", "backup/photos").skipped
+        2
+        """
+        check_remote_folder(remote_dir)
+        self._check_uploads()
+        self._begin_command()
+        found = tree_files(Path(local_dir))
+        remote = [remote_join(remote_dir, relative) for _, relative in found]
+        outcomes: builtins.list[UploadResult | FiledockError | None] = [None] * len(found)
+        digests: dict[int, tuple[int, str]] = {}
+        scanned: dict[int, tuple[Key, str]] = {}  # so a file unchanged since is not hashed again
+        for index, (local, _) in enumerate(found):
+            try:
+                with LocalSource.open(local, self.local_digests) as source:
+                    digests[index] = (source.size, source.sha256)
+                    scanned[index] = (key_of(source.stat), source.sha256)
+            except FiledockError as exc:
+                outcomes[index] = exc
+        asking = [index for index in digests if _sendable(remote[index])]
+        asked = set(asking)
+        known = self._pipeline([[p.Hash(remote[index])] for index in asking], self._hash_reply)
+        to_send = []
+        for index, answer in zip(asking, known, strict=True):
+            if isinstance(answer, p.FileDigest) and (answer.size, answer.sha256) == digests[index]:
+                size, sha256 = digests[index]
+                outcomes[index] = UploadResult(
+                    remote[index], size, sha256, 0, UploadOutcome.SKIPPED, found[index][0]
+                )
+            else:
+                to_send.append(index)
+        to_send.extend(index for index in digests if index not in asked)  # BadRequest below
+        to_send.sort()
+        meter = ProgressMeter(progress, len(found), sum(digests[i][0] for i in to_send))
+        meter.files_done = len(found) - len(to_send)
+        sending = _UploadQueue(self, found, remote, scanned, replace)
+        for index, outcome in sending.run(to_send, meter):
+            outcomes[index] = outcome
+        self.local_digests.flush()
+        results = [outcome for outcome in outcomes if outcome is not None]
+        files = [(local, path) for (local, _), path in zip(found, remote, strict=True)]
+        return _upload_summary(results, files, meter.bytes_done)
+
+    def _check_uploads(self) -> None:
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        if self.protocol < 2:
+            raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no uploads")
+
+    def _put(
+        self, source: LocalSource, remote_path: str, replace: bool, meter: ProgressMeter
+    ) -> UploadResult:
+        """One PUT of the open ``source``: READY, the rest of its body, STORED."""
+        return self._finish_put(source, self._announce(source, remote_path, replace), meter)
+
+    def _announce(self, source: LocalSource, remote_path: str, replace: bool) -> p.Put:
+        """Send the PUT of ``source`` as ``remote_path``; its answer is read by
+        :meth:`_finish_put`."""
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
+        request = p.Put(source.size, source.sha256, mode, remote_path)
+        self._link.send(self._conn.send(request))
+        return request
+
+    def _finish_put(
+        self,
+        source: LocalSource,
+        request: p.Put,
+        meter: ProgressMeter,
+        after_body: Callable[[], object] | None = None,
+    ) -> UploadResult:
+        """Read the answer to the PUT ``request`` of ``source``: READY, then send
+        the rest of its body (then call ``after_body``, which may send the next
+        PUT, so it travels while the server syncs this file), then STORED."""
+        remote_path, size = request.path, request.size
+        try:
+            ready = self._expect(self._read_reply(), p.ReadyReply)
+        except Exists:
+            if not self._server_has(remote_path, size, source.sha256):
+                raise
+            return UploadResult(
+                remote_path, size, source.sha256, 0, UploadOutcome.SKIPPED, source.path
+            )
+        if ready.path != remote_path or not 0 <= ready.offset <= size:
+            raise ProtocolError(f"asked to send {request!r}, the server sent {ready!r}")
+        offset = ready.offset
+        counter = meter.file(remote_path, offset, size)
+        unchanged = self._send_body(source, offset, counter)
+        meter.received(size - offset)
+        if after_body is not None:
+            after_body()
+        try:
+            # STORED comes after the server's fsync of the file: on a slow disk that
+            # takes a while, the longer the larger the file.
+            stored = self._expect(
+                self._read_reply(patience=self.timeout + size / STORED_PATIENCE_BYTES),
+                p.StoredReply,
+            )
+        except IntegrityError:
+            if not unchanged:
+                raise Changed(
+                    f"{source.path} changed while it was sent: the server placed nothing"
+                ) from None
+            raise
+        if not unchanged or (stored.size, stored.sha256, stored.path) != (
+            size,
+            source.sha256,
+            remote_path,
+        ):
+            self._link.close()  # it answered for another upload: nothing after can be trusted
+            raise ProtocolError(f"sent {request!r}, the server answered {stored!r}")
+        outcome = UploadOutcome.RESUMED if offset else UploadOutcome.STORED
+        return UploadResult(remote_path, size, source.sha256, offset, outcome, source.path)
+
+    def _server_has(self, path: str, size: int, sha256: str) -> bool:
+        """Whether the server's ``path`` has this size and SHA-256 (a refused HASH: no)."""
+        try:
+            reply = self._expect(self._execute_in_command(p.Hash(path)), p.HashReply)
+        except RequestError:
+            return False
+        return (reply.file.path, reply.file.size, reply.file.sha256) == (path, size, sha256)
+
+    def _execute_in_command(self, request: p.Request) -> p.Reply:
+        """Send one request and read its reply, within the command's clock already running."""
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        self._link.send(self._conn.send(request))
+        return self._read_reply()
+
+    def _send_body(
+        self, source: LocalSource, offset: int, counter: Callable[[int, int], None] | None
+    ) -> bool:
+        """Send ``source`` from ``offset`` to its end; whether it stayed unchanged.
+
+        Its last byte is held back until the file is checked (see
+        :meth:`LocalSource.last_byte`), so a file written to while it is sent
+        is never placed, even if its digest would match by chance.
+        """
+        size = source.size
+        length = size - offset
+        unchanged = source.unchanged()
+        if length:
+            if counter is not None:
+                counter(0, length)
+            report = None if counter is None else (lambda done: counter(done, length))
+            try:
+                moved = self._link.send_file(
+                    source.fd, offset, length - 1, report, self._command_deadline
+                )
+                if moved < length - 1:  # cut short while it was sent: made up, to stay in step
+                    self._send_filler(length - 1 - moved)
+                unchanged = moved == length - 1 and source.unchanged()
+                self._link.send(source.last_byte(unchanged=unchanged))
+            except TimedOut:
+                raise
+            except ConnectionLost as lost:
+                raise self._why_lost(lost) from None
+            if counter is not None:
+                counter(length, length)
+        self._conn.send_body_done()
+        return unchanged
+
+    def _why_lost(self, lost: ConnectionLost) -> FiledockError:
+        """The server's last word, when it said one before it closed in the middle
+        of an upload's body (``ERR shutdown``), else ``lost``."""
+        try:
+            self._read_reply()
+        except FiledockError as said:
+            if isinstance(said, RequestError):
+                return said
+        return lost
+
+    def _send_filler(self, count: int) -> None:
+        """Send ``count`` zero bytes in place of a body's bytes the file no longer has."""
+        block = bytes(min(count, 1024 * 1024))
+        while count > 0:
+            self._link.send(block[:count])
+            count -= min(count, len(block))
+
     def exit(self) -> bool:
         """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.
 
@@ -1034,19 +1307,24 @@ class Client:
             count = self._link.recv_into(self._chunk)
             self._conn.receive_data(self._chunk[:count])  # 0 bytes: the server closed
 
-    def _read_reply(self) -> p.Reply:
-        """The next reply line within ``timeout`` (and max_time), which also bound
-        the records after it; ``ERR`` raises."""
-        deadline = time.monotonic() + self.timeout
+    def _read_reply(self, patience: float | None = None) -> p.Reply:
+        """The next reply line within ``timeout`` (or ``patience`` seconds, when
+        longer), and max_time, which also bound the records after it; ``ERR`` raises."""
+        wait = self.timeout if patience is None else max(self.timeout, patience)
+        deadline = time.monotonic() + wait
         if self._command_deadline is not None and self._command_deadline < deadline:
             self._link.set_deadline(self._command_deadline, self._command_message)
         else:
             self._link.set_deadline(
                 deadline,
-                f"the server did not send its whole answer within {self.timeout:g} s",
-                f"no answer from the server within {self.timeout:g} s",
+                f"the server did not send its whole answer within {wait:g} s",
+                f"no answer from the server within {wait:g} s",
             )
-        reply = self._next_event()
+        self._link.timeout = wait
+        try:
+            reply = self._next_event()
+        finally:
+            self._link.timeout = self.timeout
         if isinstance(reply, p.ErrorReply):
             raise error_for_code(reply.code, reply.text)
         if isinstance(reply, _NOT_REPLIES):
@@ -1238,6 +1516,126 @@ class Client:
                 discard_body(self._recv_body_into, first, size)
                 self._body_end()
             raise
+
+
+class _UploadQueue:
+    """The PUTs of a folder upload, one after the other, the next PUT sent as
+    soon as a body is (so it travels while the server syncs the file before)."""
+
+    def __init__(
+        self,
+        client: Client,
+        found: builtins.list[tuple[Path, str]],
+        remote: builtins.list[str],
+        scanned: dict[int, tuple[Key, str]],
+        replace: bool,
+    ) -> None:
+        self._client = client
+        self._found = found
+        self._remote = remote
+        self._scanned = scanned
+        self._replace = replace
+        self._broken: FiledockError | None = None  # the stream is out of step: no more
+
+    def run(
+        self, indexes: builtins.list[int], meter: ProgressMeter
+    ) -> Iterable[tuple[int, UploadResult | FiledockError]]:
+        """``(index, outcome)`` of each file of ``indexes``, in order."""
+        waiting = deque(indexes)
+        current = self._next(waiting)
+        while current is not None:
+            index, job = current
+            if isinstance(job, FiledockError):  # refused before anything was sent
+                yield index, job
+                meter.finished()
+                current = self._next(waiting)
+                continue
+            source, request = job
+            following: _Announced | None = None
+
+            def announce_next() -> None:
+                nonlocal following
+                following = self._next(waiting)
+
+            try:
+                outcome: UploadResult | FiledockError = self._client._finish_put(
+                    source, request, meter, announce_next
+                )
+            except FiledockError as exc:
+                outcome = exc
+                if self._client._conn.state not in _BETWEEN_REPLIES or self._client.closed:
+                    self._broken = exc
+            finally:
+                source.close()
+            yield index, outcome
+            meter.finished()
+            if following is not None and self._broken is not None:
+                yield self._drop(following)
+                following = None
+            current = following if following is not None else self._next(waiting)
+        for index in waiting:
+            assert self._broken is not None
+            yield index, self._broken
+
+    def _next(self, waiting: deque[int]) -> _Announced | None:
+        """Open the next file and send its PUT; None when none is left (or the
+        stream broke: the rest are left in ``waiting``)."""
+        if not waiting or self._broken is not None:
+            return None
+        index = waiting.popleft()
+        client = self._client
+        try:
+            check_remote_path(self._remote[index])
+            local = self._found[index][0]
+            source = LocalSource.open(local, client.local_digests, self._scanned[index])
+        except FiledockError as exc:
+            return index, exc
+        try:
+            return index, (source, client._announce(source, self._remote[index], self._replace))
+        except BaseException as exc:
+            source.close()
+            if isinstance(exc, FiledockError):
+                self._broken = exc
+                return index, exc
+            raise
+
+    def _drop(self, announced: _Announced) -> tuple[int, FiledockError]:
+        index, job = announced
+        if not isinstance(job, FiledockError):
+            job[0].close()
+        assert self._broken is not None
+        return index, self._broken
+
+
+_Announced = tuple[int, tuple[LocalSource, p.Put] | FiledockError]
+
+
+def _sendable(path: str) -> bool:
+    try:
+        check_remote_path(path)
+    except BadRequest:
+        return False
+    return True
+
+
+def _upload_summary(
+    results: builtins.list[UploadResult | FiledockError],
+    files: builtins.list[tuple[Path, str]],
+    sent: int,
+) -> UploadSummary:
+    counts = {outcome: 0 for outcome in UploadOutcome}
+    for result in results:
+        if isinstance(result, UploadResult):
+            counts[result.outcome] += 1
+    return UploadSummary(
+        stored=counts[UploadOutcome.STORED],
+        resumed=counts[UploadOutcome.RESUMED],
+        skipped=counts[UploadOutcome.SKIPPED],
+        failed=sum(isinstance(result, FiledockError) for result in results),
+        bytes=sent,
+        results=results,
+        files=files,
+    )
 
 
 def _each(action: Callable[[FilePlan], None], plans: Iterable[FilePlan]) -> None:

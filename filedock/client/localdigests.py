@@ -88,6 +88,20 @@ class LocalDigests:
             self.put(st, digest)
         return digest
 
+    def digest_of_fd(self, fd: int, st: os.stat_result) -> str | None:
+        """The SHA-256 of the open file ``fd`` whose fstat is ``st``, hashed from
+        ``fd`` itself when not cached; None if it changed while it was read."""
+        digest = self.lookup(st)
+        if digest is not None:
+            return digest
+        self.misses += 1
+        digest = _hash_fd(fd)
+        if key_of(os.fstat(fd)) != key_of(st):
+            return None
+        if self._clock() - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS:
+            self.put(st, digest)
+        return digest
+
     def put(self, st: os.stat_result, digest: str) -> None:
         """Keep the digest of a file whose contents are known (one this client wrote)."""
         key = key_of(st)
@@ -112,10 +126,17 @@ class LocalDigests:
 def _hash_file(path: Path) -> tuple[str, os.stat_result]:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        digest = hashlib.sha256()
-        buffer = memoryview(bytearray(_HASH_CHUNK))
-        while count := os.readv(fd, [buffer]):
-            digest.update(buffer[:count])
-        return digest.hexdigest(), os.fstat(fd)
+        return _hash_fd(fd), os.fstat(fd)
     finally:
         os.close(fd)
+
+
+def _hash_fd(fd: int) -> str:
+    """The SHA-256 of all of ``fd``, read with pread (its offset is left as it was)."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(_HASH_CHUNK))
+    offset = 0
+    while count := os.preadv(fd, [buffer], offset):
+        digest.update(buffer[:count])
+        offset += count
+    return digest.hexdigest()

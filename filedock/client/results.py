@@ -155,3 +155,47 @@ class ProgressMeter:
 
     def finished(self) -> None:
         self.files_done += 1
+
+
+class UploadOutcome(StrEnum):
+    """What happened to one file sent to the server."""
+
+    STORED = "stored"  # sent whole, checked and placed by the server
+    RESUMED = "resumed"  # the server held part of it (READY <offset>): the rest was sent
+    SKIPPED = "skipped"  # the server has it already, same size and SHA-256 (by HASH)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    """A file the server stored (or already had): its server path, size and
+    SHA-256, what was done, and for a resume the bytes the server held already.
+
+    >>> result = client.upload("notes.txt", "inbox/notes.txt")
+    >>> result.path, result.outcome, result.resumed_from
+    ('inbox/notes.txt', <UploadOutcome.STORED: 'stored'>, 0)
+    """
+
+    path: str
+    size: int
+    sha256: str
+    resumed_from: int = 0
+    outcome: UploadOutcome = UploadOutcome.STORED
+    local: Path | None = None  # the local file it was read from
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSummary:
+    """What a folder upload did: counts, body bytes sent, one outcome per local file.
+
+    ``results`` are in the order the files were found (folders sorted by name),
+    each the :class:`UploadResult` or the error that file met; ``files`` says
+    which, ``(local path, server path)``, one for each result.
+    """
+
+    stored: int = 0
+    resumed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    results: list[UploadResult | FiledockError] = field(default_factory=list)
+    files: list[tuple[Path, str]] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The benchmarks still run: bench/run.py, bench/files.py and bench/first_byte.py with --quick.
+"""The benchmarks still run with --quick: bench/run.py, files.py, first_byte.py and the others.
 
 They measure nothing here (tests check behaviour; bench/README.md has the
 figures). This only keeps them from rotting: each runs with small sizes, exits
@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_bench(script: str) -> str:
+def run_bench(script: str, *options: str, timeout: float = 90) -> str:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
     )
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -84,3 +84,17 @@ def test_downloads_quick_prints_the_table() -> None:
         "rsync -r (daemon)",
     ):
         assert row in done.stdout, row
+
+
+def test_uploads_quick_prints_the_table() -> None:
+    out = run_bench("uploads.py", "--no-nginx", timeout=180)
+    for row in (
+        "filedock uploads benchmark — ",
+        "verified upload (local digest cached)",
+        "verified upload (hashed first)",
+        "warm verified download",
+        "curl -T to nginx",
+        "3 uploads at once: server VmHWM",
+    ):
+        assert row in out, row
+    assert re.search(r"\d\.\d\d of the download", out), out

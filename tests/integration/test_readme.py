@@ -3,8 +3,9 @@
 The README's ```python block is run as it is, except that the port it names
 (the default, 50000) is swapped for an in-process server's. The examples in
 the docstrings of the public API are doctests run against a server holding
-``sample.txt`` (b"hello\\n"), with ``client`` connected first (Client01),
-``port`` its port and ``filedock`` imported.
+``sample.txt`` (b"hello\\n") and taking uploads, with ``client`` connected
+first (Client01), ``port`` its port and ``filedock`` imported, in a folder
+holding ``notes.txt`` (b"notes\\n") and ``photos/`` (two files) to upload.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import doctest
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ DOCUMENTED = [
     client_module,
     filedock.Client,
     filedock.DownloadResult,
+    filedock.UploadResult,
     filedock.TransferProgress,
     protocol.ClientRecord,
     protocol.FileInfo,
@@ -91,7 +93,7 @@ def test_public_api_has_examples() -> None:
     documented = {test.name for test in DOCTESTS}
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
     methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
-    methods += ["download_tree", "mirror"]
+    methods += ["download_tree", "mirror", "upload", "upload_tree"]
     for method in methods:
         assert f"Client.{method}" in documented, method
     names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "FiledockError")
@@ -101,9 +103,14 @@ def test_public_api_has_examples() -> None:
 
 @pytest.fixture
 def globs(
-    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_server: Callable[..., ServerThread], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, Any]]:
+    server = make_server(allow_upload=True)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_bytes(b"notes\n")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"a")
+    (tmp_path / "photos" / "b.jpg").write_bytes(b"b")
     with filedock.Client(HOST, server.port, timeout=10) as first:
         yield {
             "client": first,

@@ -23,18 +23,23 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def tls_server(
-    ca: trustme.CA, tmp_path: Path, make_server: Callable[..., ServerThread]
-) -> ServerThread:
+def tls_options(ca: trustme.CA, folder: Path) -> dict[str, object]:
+    """The server options of a TLS server whose certificate ``ca`` signed (files in ``folder``)."""
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
+    cert_file = folder / "cert.pem"
+    key_file = folder / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     for pem in cert.cert_chain_pems[1:]:
         pem.write_to_path(str(cert_file), append=True)
     cert.private_key_pem.write_to_path(str(key_file))
-    return make_server(tls_cert=str(cert_file), tls_key=str(key_file), handshake_timeout=1.0)
+    return {"tls_cert": str(cert_file), "tls_key": str(key_file), "handshake_timeout": 1.0}
+
+
+@pytest.fixture
+def tls_server(
+    ca: trustme.CA, tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> ServerThread:
+    return make_server(**tls_options(ca, tmp_path))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A TCP relay that counts the bytes a server sends: what a download really moved."""
+"""A TCP relay that counts the bytes each side sends: what a transfer really moved."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from tests.support import HOST
 
 class CountingProxy:
     """Listens on 127.0.0.1, relays each connection to ``port``; ``from_server``
-    counts every byte the server sent, over all connections."""
+    counts every byte the server sent, over all connections, and ``from_client``
+    every byte the clients sent (an upload's body)."""
 
     def __init__(self, port: int) -> None:
         self.target = port
@@ -20,6 +21,7 @@ class CountingProxy:
         self.listener.settimeout(0.05)
         self.port: int = self.listener.getsockname()[1]
         self.from_server = 0
+        self.from_client = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -47,9 +49,11 @@ class CountingProxy:
     def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
             while data := source.recv(1 << 20):
-                if counted:
-                    with self._lock:
+                with self._lock:
+                    if counted:
                         self.from_server += len(data)
+                    else:
+                        self.from_client += len(data)
                 sink.sendall(data)
         except OSError:  # one side is gone: so is the other, as without a relay
             for sock in (source, sink):
@@ -60,9 +64,9 @@ class CountingProxy:
             sink.shutdown(socket.SHUT_WR)
 
     def reset(self) -> int:
-        """The bytes counted so far, and start counting again from zero."""
+        """The bytes the server sent so far, and start counting again from zero (both ways)."""
         with self._lock:
-            counted, self.from_server = self.from_server, 0
+            counted, self.from_server, self.from_client = self.from_server, 0, 0
         return counted
 
     def close(self) -> None:

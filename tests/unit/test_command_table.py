@@ -221,6 +221,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
             "mirror [folder] <dir>",
             "make <dir> hold exactly the server's files (--delete, --dry-run)",
         ),
+        ("put <file>…", "upload files, verified by SHA-256 (--to <folder>, -r, --replace)"),
         ("hash <path>", "the SHA-256 of files on the server, printed as sha256sum does"),
         ("say <text>", "send <text> as a message, even if it is a command word"),
         ("<anything else>", "a message: the server echoes it with ACK"),

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from filedock.cli.screen import status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
@@ -108,3 +110,29 @@ def test_status_widens_for_long_names() -> None:
         "Client01             2026-11-24 15:29:28  2026-11-24 15:29:28  127.0.0.1:1",
         "AVeryLongClientName  2026-11-24 15:29:28  None                 127.0.0.1:2",
     ]
+
+
+def test_completer_offers_local_paths_after_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_bytes(b"a")
+    (tmp_path / "dog.txt").write_bytes(b"d")
+    (tmp_path / ".hidden").write_bytes(b"h")
+    monkeypatch.chdir(tmp_path)
+    completer = _completer(["docs/server-only.txt"])
+    assert _complete(completer, "put do") == ["docs/", "dog.txt"]  # local, not the server's
+    assert _complete(completer, "put docs/") == ["docs/a.txt"]
+    assert _complete(completer, "put ") == ["docs/", "dog.txt"]
+    assert _complete(completer, "put .h") == [".hidden"]
+    assert _complete(completer, "put -r --to x d") == ["docs/", "dog.txt"]
+    assert _complete(completer, f"put {tmp_path}/do") == [
+        f"{tmp_path}/docs/",
+        f"{tmp_path}/dog.txt",
+    ]
+    assert _complete(completer, "put nowhere/x") == []
+
+
+def test_completer_offers_nothing_after_a_verb_of_several_arguments() -> None:
+    completer = _completer(["sample.txt"])
+    assert _complete(completer, "range sa") == []
