@@ -178,7 +178,7 @@ def test_an_upload_that_would_leave_too_little_free_space_is_refused_up_front(
     make_server: Callable[..., ServerThread], repo: Path
 ) -> None:
     free = os.statvfs(repo).f_bavail * os.statvfs(repo).f_frsize
-    # A floor a tebibyte over what is free now: other programs freeing space meanwhile change nothing.
+    # A floor a tebibyte over what is free: space freed by others meanwhile changes nothing.
     server = make_server(allow_upload=True, min_free_space=free + 1024**4)
     conn = v2(server)
     assert put(conn, "a.txt").startswith("ERR no-space room for 0 more bytes, not ")
