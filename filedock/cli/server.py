@@ -196,7 +196,22 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
     """Once the server has shut down the process only exits. Closing the loop would
     give these signals their default action back, and a repeated Ctrl-C or SIGTERM
-    would then kill a process whose shutdown was clean: ignore them instead."""
+    would then kill a process whose shutdown was clean: ignore them instead.
+
+    Ignored first, then forgotten by the loop: ``remove_signal_handler`` restores
+    the default action, and a signal in that moment killed the process."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    # asyncio's own loop keeps its handlers in this dict; forgetting them there
+    # leaves SIG_IGN in place when the loop closes. Another loop (uvloop) gets
+    # the public call, and the short moment of the default action with it.
+    handlers = getattr(loop, "_signal_handlers", None)
+    if isinstance(handlers, dict):
+        for signum in _STOP_SIGNALS:
+            handlers.pop(signum, None)
+        if not handlers:
+            signal.set_wakeup_fd(-1)
+        return
     for signum in _STOP_SIGNALS:
         loop.remove_signal_handler(signum)
         signal.signal(signum, signal.SIG_IGN)
