@@ -1,0 +1,109 @@
+"""Downloads attacked from outside: a hostile local folder, a careless user,
+a server that lies. Whatever happens, nothing is written or deleted outside
+the destination, nothing half-written or unverified keeps a final name, and
+the client never hangs or crashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import filedock.server.repository
+from filedock.client.client import Client, DownloadResult, Outcome
+from filedock.client.download import partial_path
+from filedock.client.resume import record_path
+from filedock.errors import FiledockError
+from tests.support import HOST, ServerThread
+
+MiB = 1024 * 1024
+BIG = 6 * MiB  # over the client's inline limit: written as it comes, with a resume record
+PRECIOUS = b"precious, and outside the destination\n" * 100
+
+
+@pytest.fixture(autouse=True)
+def trusted_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filedock.server.repository, "RACY_NS", 0)
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[Client]:
+    with Client(HOST, server.port, timeout=10) as connected:
+        yield connected
+
+
+@pytest.fixture
+def precious(tmp_path: Path) -> Path:
+    """A file outside every destination, that no download may touch."""
+    path = tmp_path / "precious.txt"
+    path.write_bytes(PRECIOUS)
+    return path
+
+
+@pytest.fixture
+def big(repo: Path) -> bytes:
+    data = os.urandom(BIG)
+    (repo / "big.bin").write_bytes(data)
+    return data
+
+
+def download_within(client: Client, path: str, dest: Path, fifo: Path) -> object:
+    """The download's result or error; fails (after freeing it) if it blocks on ``fifo``."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(client.download(path, dest))
+        except FiledockError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    if thread.is_alive():  # blocked opening the FIFO: a writer and a reader set it free
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+        thread.join(10.0)
+        os.close(fd)
+        pytest.fail(f"the download blocked on the FIFO {fifo.name}")
+    return outcome[0]
+
+
+# -- resume records and partials that are not what they seem -------------------
+
+
+def test_a_fifo_as_the_resume_record_is_ignored_not_waited_on(
+    repo: Path, downloads: Path, client: Client
+) -> None:
+    (repo / "a.txt").write_text("A")
+    downloads.mkdir()
+    fifo = record_path(downloads / "a.txt")
+    os.mkfifo(fifo)
+    result = download_within(client, "a.txt", downloads, fifo)
+    assert isinstance(result, DownloadResult), result
+    assert (downloads / "a.txt").read_text() == "A"
+
+
+def test_a_fifo_as_the_resume_record_of_a_large_file_is_replaced_not_written_into(
+    big: bytes, downloads: Path, client: Client
+) -> None:
+    downloads.mkdir()
+    fifo = record_path(downloads / "big.bin")
+    os.mkfifo(fifo)
+    result = download_within(client, "big.bin", downloads, fifo)
+    assert isinstance(result, DownloadResult), result
+    assert (downloads / "big.bin").read_bytes() == big
+
+
+def test_a_resume_record_hard_linked_to_a_file_elsewhere_never_writes_into_it(
+    big: bytes, downloads: Path, client: Client, precious: Path
+) -> None:
+    downloads.mkdir()
+    os.link(precious, record_path(downloads / "big.bin"))
+    assert client.download("big.bin", downloads).outcome is Outcome.FETCHED
+    assert precious.read_bytes() == PRECIOUS
+    assert (downloads / "big.bin").read_bytes() == big
+
