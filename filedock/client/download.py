@@ -199,12 +199,25 @@ def _open_locked(path: Path, dest: Path) -> int:
             # just before we took it: then it is no partial any more.
             with contextlib.suppress(FileNotFoundError):
                 if os.path.samestat(opened, os.lstat(path)):
-                    return fd
+                    if opened.st_nlink == 1:
+                        return fd
+                    # A hard link to a file elsewhere: writing would change that
+                    # file. The name is freed, and the next try makes a file of its own.
+                    _free_name(path, dest)
         except BaseException:
             os.close(fd)
             raise
         os.close(fd)
     raise SaveError(f"cannot write {path}: it keeps being replaced")
+
+
+def _free_name(path: Path, dest: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # another client freed it first
+    except OSError as exc:
+        raise SaveError(f"cannot write to {dest.parent}: {_why(exc)}") from None
 
 
 def _open_making_folders(path: Path, flags: int) -> int:

@@ -107,3 +107,14 @@ def test_a_resume_record_hard_linked_to_a_file_elsewhere_never_writes_into_it(
     assert precious.read_bytes() == PRECIOUS
     assert (downloads / "big.bin").read_bytes() == big
 
+
+def test_a_partial_hard_linked_to_a_file_elsewhere_never_writes_into_it(
+    big: bytes, downloads: Path, client: Client, precious: Path
+) -> None:
+    downloads.mkdir()
+    os.link(precious, partial_path(downloads / "big.bin"))
+    result = client.download("big.bin", downloads)
+    assert result.sha256 == hashlib.sha256(big).hexdigest()
+    assert precious.read_bytes() == PRECIOUS
+    assert (downloads / "big.bin").read_bytes() == big
+    assert not os.path.samefile(precious, downloads / "big.bin")
