@@ -510,7 +510,9 @@ class Client:
         """
         files = self._listing(folder)
         root = Path(dest_dir)
-        plans = [FilePlan(info.path, local_path(root, info.path), info) for info in files]
+        plans = [
+            FilePlan(info.path, local_path(root, info.path), info, root=root) for info in files
+        ]
         return self._sync(plans, resume, no_clobber, progress, dest_dir=root)
 
     @_command
@@ -545,7 +547,8 @@ class Client:
         root = Path(dest)
         prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
         plans = [
-            FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info) for info in files
+            FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info, root=root)
+            for info in files
         ]
         extras = trees.local_extras(root, plans) if delete else []
         return self._sync(
@@ -602,12 +605,12 @@ class Client:
     def _plan_for(self, path: str, dest_dir: str | os.PathLike[str], dest: Path | None) -> FilePlan:
         """The plan of one named file; its destination is left to the server's
         answer when the path could not be saved here as it is (the server refuses it)."""
-        if dest is None:
-            try:
-                dest = local_path(dest_dir, path)
-            except ProtocolError:
-                dest = None
-        return FilePlan(path, dest)
+        if dest is not None:
+            return FilePlan(path, dest)  # the user named the file: its folders are theirs
+        try:
+            return FilePlan(path, local_path(dest_dir, path), root=Path(dest_dir))
+        except ProtocolError:
+            return FilePlan(path, None)
 
     def _fetch(
         self,

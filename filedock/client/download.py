@@ -75,6 +75,32 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
     return Path(dest_dir).joinpath(*PurePosixPath(server_path).parts)
 
 
+def linked_folder(root: Path, dest: Path, checked: set[Path] | None = None) -> Path | None:
+    """The first folder between ``root`` and ``dest`` that is a symbolic link, if any.
+
+    A file saved through it would land outside ``root``, where the user did
+    not ask. ``checked`` holds folders known to be none, so a folder of many
+    files costs one lstat.
+    """
+    try:
+        parts = dest.parent.relative_to(root).parts
+    except ValueError:
+        return None
+    folder = root
+    for part in parts:
+        folder = folder / part
+        if checked is not None and folder in checked:
+            continue
+        try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                return folder
+        except OSError:
+            pass  # missing (made as a real folder), or not a folder: nothing is saved there
+        if checked is not None:
+            checked.add(folder)
+    return None
+
+
 def partial_path(dest: Path) -> Path:
     """The one hidden partial file of ``dest``: ``.NAME.part`` beside it."""
     return hidden_path(dest, PARTIAL_SUFFIX)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import FiledockError
+from ..errors import FiledockError, SaveError
 from ..protocol import FileDigest, FileInfo
-from .download import Partial
+from .download import Partial, linked_folder
 from .localdigests import LocalDigests
 from .results import Outcome
 from .resume import ResumeRecord, hash_prefix, load_record, record_path, remove_record
@@ -55,6 +55,7 @@ class FilePlan:
     action: Action = Action.FETCH
     error: FiledockError | None = None
     restarted: str | None = None
+    root: Path | None = None  # the folder asked for, that ``dest`` must stay inside
 
     @property
     def exists(self) -> bool:
@@ -107,6 +108,7 @@ class FolderIndex:
 
     def __init__(self) -> None:
         self._names: dict[Path, frozenset[str] | None] = {}
+        self.real_folders: set[Path] = set()  # checked: no symbolic link
 
     def names(self, folder: Path) -> frozenset[str] | None:
         """The names in ``folder`` (none if it is missing); None if it cannot be read."""
@@ -131,11 +133,19 @@ def look(
     """What is at the destination: the file's lstat, and a partial that can be resumed.
 
     A record whose partial is gone is removed (not in a ``dry_run``). Raises
-    :class:`SaveError` when another client is writing the partial.
+    :class:`SaveError` when another client is writing the partial, or when a
+    folder between the plan's root and its destination is a symbolic link.
     """
     dest = plan.dest
     if dest is None:
         return
+    if plan.root is not None:
+        checked = None if index is None else index.real_folders
+        link = linked_folder(plan.root, dest, checked)
+        if link is not None:
+            raise SaveError(
+                f"not saved: {link} is a symbolic link, and {plan.root} is the destination"
+            )
     names = None if index is None else index.names(dest.parent)
     plan.lstat = None
     if names is None or dest.name in names:

@@ -17,7 +17,7 @@ import filedock.server.repository
 from filedock.client.client import Client, DownloadResult, Outcome
 from filedock.client.download import partial_path
 from filedock.client.resume import record_path
-from filedock.errors import FiledockError
+from filedock.errors import FiledockError, SaveError
 from tests.support import HOST, ServerThread
 
 MiB = 1024 * 1024
@@ -118,3 +118,53 @@ def test_a_partial_hard_linked_to_a_file_elsewhere_never_writes_into_it(
     assert precious.read_bytes() == PRECIOUS
     assert (downloads / "big.bin").read_bytes() == big
     assert not os.path.samefile(precious, downloads / "big.bin")
+
+
+# -- symbolic links in the destination ------------------------------------------
+
+
+@pytest.fixture
+def linked_sub(repo: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A server folder ``sub/``, and a destination whose ``sub`` is a link to a folder outside."""
+    (repo / "sub").mkdir()
+    (repo / "sub" / "a.txt").write_text("A")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    (dest / "sub").symlink_to(outside)
+    return dest, outside
+
+
+def test_a_mirror_never_saves_through_a_linked_folder_in_the_destination(
+    linked_sub: tuple[Path, Path], client: Client
+) -> None:
+    dest, outside = linked_sub
+    summary = client.mirror(None, dest, delete=True)
+    assert list(outside.iterdir()) == []
+    assert (summary.failed, summary.fetched) == (1, 1)  # sub/a.txt refused, sample.txt fetched
+    [failed] = [change for change in summary.changes if change.action == "fail"]
+    assert "symbolic link" in str(failed.error)
+    assert (dest / "sub").is_symlink()  # not deleted either: it is not the server's to judge
+
+
+def test_a_download_never_saves_through_a_linked_folder_in_the_destination(
+    linked_sub: tuple[Path, Path], client: Client
+) -> None:
+    dest, outside = linked_sub
+    with pytest.raises(SaveError, match="symbolic link"):
+        client.download("sub/a.txt", dest)
+    [outcome] = client.get_many(["sub/a.txt"], dest)
+    assert isinstance(outcome, SaveError)
+    assert client.download_tree("sub", dest).failed == 1
+    assert list(outside.iterdir()) == []
+
+
+def test_a_linked_destination_itself_and_save_as_are_the_users_choice(
+    linked_sub: tuple[Path, Path], client: Client
+) -> None:
+    dest, outside = linked_sub
+    client.download("sample.txt", dest / "sub")  # asked there
+    assert (outside / "sample.txt").read_text() == "hello\n"
+    saved = client.download("sub/a.txt", save_as=dest / "sub" / "b.txt").path
+    assert (outside / "b.txt").read_text() == "A" == saved.read_text()
