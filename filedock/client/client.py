@@ -651,7 +651,7 @@ class Client:
         try:
             digests = self._pipeline(
                 [[p.Hash(plan.path)] for plan in asking],
-                self._hash_reply,
+                lambda index: self._hash_reply(asking[index].path),
                 lambda: _each(hash_partial, asking),
             )
         except BaseException:
@@ -666,13 +666,17 @@ class Client:
         for plan in plans:
             decide(plan, self.local_digests, no_clobber=no_clobber)
 
-    def _hash_reply(self, index: int) -> p.FileDigest | FiledockError:
+    def _hash_reply(self, path: str) -> p.FileDigest | FiledockError:
+        """The reply to ``HASH path``: its digest, or the error it met (the stream in step)."""
         try:
-            return self._expect(self._read_reply(), p.HashReply).file
+            digest = self._expect(self._read_reply(), p.HashReply).file
         except FiledockError as exc:
             if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             return exc
+        if digest.path != path:  # another file's digest would decide this one
+            return ProtocolError(f"asked for {path!r}, the server sent {digest.path!r}")
+        return digest
 
     def _transfer(
         self,
@@ -776,10 +780,10 @@ class Client:
             if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             if asked_mtime:
-                self._hash_reply(0)  # the HASH after the GET, refused as well
+                self._hash_reply(plan.path)  # the HASH after the GET, refused as well
             return exc
         if asked_mtime:
-            result = self._stamp(result, self._hash_reply(0))
+            result = self._stamp(result, self._hash_reply(plan.path))
         return replace(result, outcome=plan.outcome(), restarted=plan.restarted)
 
     def _resume(self, plan: FilePlan, meter: ProgressMeter) -> DownloadResult | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,9 @@ import filedock.server.repository
 from filedock.client.client import Client, DownloadResult, Outcome
 from filedock.client.download import partial_path
 from filedock.client.resume import record_path
-from filedock.errors import FiledockError, SaveError
+from filedock.errors import FiledockError, ProtocolError, SaveError
 from tests.support import HOST, ServerThread
+from tests.support.fake_server import GREETING, WELCOME, FakeServer, Peer, Script
 
 MiB = 1024 * 1024
 BIG = 6 * MiB  # over the client's inline limit: written as it comes, with a resume record
@@ -168,3 +169,42 @@ def test_a_linked_destination_itself_and_save_as_are_the_users_choice(
     assert (outside / "sample.txt").read_text() == "hello\n"
     saved = client.download("sub/a.txt", save_as=dest / "sub" / "b.txt").path
     assert (outside / "b.txt").read_text() == "A" == saved.read_text()
+
+
+# -- a server that lies ---------------------------------------------------------
+
+WHEN = "2001-01-01T00:00:00Z"
+
+
+def v2_server(answers: dict[str, bytes]) -> Script:
+    """A version 2 server answering each line from ``answers`` (PING, EXIT as usual)."""
+
+    def script(peer: Peer) -> None:
+        peer.send(GREETING)
+        assert (peer.line() or "").startswith("HELLO")
+        peer.send(WELCOME.rstrip(b"\n") + b" proto=2\n")
+        for _ in range(50):  # bounded: a test sends a handful of lines
+            line = peer.line()
+            if line is None or line == "EXIT":
+                peer.send(b"BYE\n")
+                return
+            peer.send(b"PONG\n" if line == "PING" else answers[line])
+
+    return script
+
+
+def test_a_digest_of_another_file_never_decides_a_skip(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    local = b"the local copy, not the server's\n"
+    sha = hashlib.sha256(local).hexdigest()
+    lie = f"HASH {len(local)} {sha} {WHEN} b.txt\n".encode()
+    server = fake_server(v2_server({"HASH a.txt": lie}))
+    dest = tmp_path / "d"
+    dest.mkdir()
+    (dest / "a.txt").write_bytes(local)
+    with Client(HOST, server.port, timeout=5) as client:
+        [outcome] = client.get_many(["a.txt"], dest)
+    assert isinstance(outcome, ProtocolError), outcome
+    assert "b.txt" in str(outcome)
+    assert (dest / "a.txt").read_bytes() == local
