@@ -37,6 +37,7 @@ from ..errors import (
     ConnectionLost,
     FiledockError,
     IntegrityError,
+    NotFound,
     ProtocolError,
     RequestError,
     SaveError,
@@ -533,7 +534,9 @@ class Client:
         What is missing or different is fetched (pipelined, resumed where a
         partial was left), what is identical skipped. With ``delete``, local
         files the server does not have are deleted, and folders left empty
-        (never hidden ones: partial files and caches stay). With ``dry_run``
+        (never hidden ones: partial files and caches stay); a folder with no
+        files on the server then raises :class:`NotFound` and deletes nothing
+        (a misspelt folder would empty ``dest``). With ``dry_run``
         nothing on disk changes: the summary says what would be done.
         ``on_change`` is called with each :class:`Change` as it is decided.
 
@@ -544,8 +547,16 @@ class Client:
         1
         """
         files = self._listing(folder)
+        if delete and not files:
+            # A folder misspelt, a file's path, an emptied server: deleting all
+            # of dest would be the answer. Refused, as rsync refuses a missing source.
+            where = repr(folder) if folder and folder.strip("/") else "the repository"
+            raise NotFound(f"no files under {where} on the server: nothing deleted")
         root = Path(dest)
         prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
+        for info in files:
+            if not info.path.startswith(prefix):
+                raise ProtocolError(f"asked for the files under {prefix!r}, got {info.path!r}")
         plans = [
             FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info, root=root)
             for info in files

@@ -17,7 +17,7 @@ import filedock.server.repository
 from filedock.client.client import Client, DownloadResult, Outcome
 from filedock.client.download import partial_path
 from filedock.client.resume import record_path
-from filedock.errors import FiledockError, ProtocolError, SaveError
+from filedock.errors import FiledockError, NotFound, ProtocolError, SaveError
 from tests.support import HOST, ServerThread
 from tests.support.fake_server import GREETING, WELCOME, FakeServer, Peer, Script
 
@@ -193,6 +193,20 @@ def v2_server(answers: dict[str, bytes]) -> Script:
     return script
 
 
+def test_a_mirror_refuses_a_listing_of_files_outside_the_folder(
+    fake_server: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    listing = f"FILES 1\nother1/b.txt\t1\t{WHEN}\n".encode()
+    server = fake_server(v2_server({"LIST docs": listing}))
+    dest = tmp_path / "copy"
+    with (
+        Client(HOST, server.port, timeout=5) as client,
+        pytest.raises(ProtocolError, match="got .other1/b.txt"),
+    ):
+        client.mirror("docs", dest)
+    assert not dest.exists()
+
+
 def test_a_digest_of_another_file_never_decides_a_skip(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
@@ -208,3 +222,22 @@ def test_a_digest_of_another_file_never_decides_a_skip(
     assert isinstance(outcome, ProtocolError), outcome
     assert "b.txt" in str(outcome)
     assert (dest / "a.txt").read_bytes() == local
+
+
+# -- a careless user -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["dcos", "sample.txt"])
+def test_a_mirror_delete_of_a_folder_with_no_files_deletes_nothing(
+    folder: str, tmp_path: Path, client: Client
+) -> None:
+    dest = tmp_path / "copy"
+    (dest / "sub").mkdir(parents=True)
+    (dest / "mine.txt").write_text("mine")
+    (dest / "sub" / "too.txt").write_text("too")
+    for dry_run in (True, False):
+        with pytest.raises(NotFound, match="nothing deleted"):
+            client.mirror(folder, dest, delete=True, dry_run=dry_run)
+    assert (dest / "mine.txt").read_text() == "mine"
+    assert (dest / "sub" / "too.txt").read_text() == "too"
+    assert client.mirror(folder, dest).changes == []  # without --delete: nothing to do
