@@ -1126,8 +1126,10 @@ class Client:
         try:
             # A header without the digest: it follows the body (ERR changed raises Changed).
             expected = header.sha256 or self._trailer_digest()
-        except BaseException:
-            self._drop(partial)
+        except BaseException as exc:
+            # Cut short before the DIGEST: the whole body is kept as a partial,
+            # and a resume's HASH, then its whole-file check, decide whether it is good.
+            self._interrupted(partial, checkpoint is not None and keeps_partial(exc))
             raise
         if received.sha256 != expected:
             self._drop(partial)

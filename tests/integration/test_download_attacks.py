@@ -17,7 +17,7 @@ import filedock.server.repository
 from filedock.client.client import Client, DownloadResult, Outcome
 from filedock.client.download import partial_path
 from filedock.client.resume import record_path
-from filedock.errors import FiledockError, NotFound, ProtocolError, SaveError
+from filedock.errors import ConnectionLost, FiledockError, NotFound, ProtocolError, SaveError
 from tests.support import HOST, ServerThread
 from tests.support.fake_server import GREETING, WELCOME, FakeServer, Peer, Script
 
@@ -241,3 +241,50 @@ def test_a_mirror_delete_of_a_folder_with_no_files_deletes_nothing(
     assert (dest / "mine.txt").read_text() == "mine"
     assert (dest / "sub" / "too.txt").read_text() == "too"
     assert client.mirror(folder, dest).changes == []  # without --delete: nothing to do
+
+
+# -- a connection cut at the worst moment ------------------------------------------
+
+
+def cut_before_the_digest(
+    server: ServerThread, downloads: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Download big.bin (cold: its DIGEST follows the body) and lose the connection
+    after the whole body, just before the DIGEST."""
+
+    def cut(self: Client) -> str:
+        raise ConnectionLost("connection closed before the DIGEST")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Client, "_trailer_digest", cut)
+        with Client(HOST, server.port, timeout=10) as client, pytest.raises(ConnectionLost):
+            client.download("big.bin", downloads)
+
+
+def test_a_whole_cold_body_cut_before_its_digest_is_kept_and_verified_next_time(
+    big: bytes, server: ServerThread, downloads: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cut_before_the_digest(server, downloads, monkeypatch)
+    dest = downloads / "big.bin"
+    assert not dest.exists()  # unverified: no final name
+    assert partial_path(dest).stat().st_size == BIG  # but every byte kept for later
+    with Client(HOST, server.port, timeout=10) as client:
+        result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, BIG)
+    assert dest.read_bytes() == big
+    assert not partial_path(dest).exists()
+    assert not record_path(dest).exists()
+
+
+def test_a_damaged_whole_cold_body_kept_before_its_digest_ends_verified(
+    big: bytes, server: ServerThread, downloads: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cut_before_the_digest(server, downloads, monkeypatch)
+    dest = downloads / "big.bin"
+    with open(partial_path(dest), "r+b") as partial:  # a byte changed on disk meanwhile
+        partial.seek(BIG // 2)
+        partial.write(bytes([big[BIG // 2] ^ 1]))
+    with Client(HOST, server.port, timeout=10) as client:
+        result = client.download("big.bin", downloads)
+    assert result.restarted is not None
+    assert dest.read_bytes() == big
