@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import FiledockError
+from ..errors import FiledockError, SaveError
 from .plan import Action, FilePlan
 from .results import Change, DownloadResult, Outcome, TreeSummary
 
@@ -65,6 +65,7 @@ class Changes:
         self._on_change = on_change
         self.changes: list[Change] = []
         self.deleted = 0
+        self.failed_deletes = 0
 
     def _add(self, change: Change) -> None:
         self.changes.append(change)
@@ -83,13 +84,23 @@ class Changes:
         self._add(Change(action, plan.path, plan.dest, size))
 
     def delete(self, path: Path, *, dry_run: bool) -> None:
-        """Delete a local file the server does not have (only say so, with ``dry_run``)."""
+        """Delete a local file the server does not have (only say so, with ``dry_run``).
+
+        One that cannot be deleted (a read-only folder, a folder there now) is
+        a failed change that says why: the destination does not match.
+        """
+        size = 0
         try:
             size = path.lstat().st_size
             if not dry_run:
                 path.unlink()
-        except OSError:
-            return  # gone already, or not ours to delete: not a change
+        except FileNotFoundError:
+            return  # gone already: nothing to do
+        except OSError as exc:
+            self.failed_deletes += 1
+            error = SaveError(f"cannot delete {path}: {exc.strerror}")
+            self._add(Change("fail", "", path, size, error))
+            return
         self.deleted += 1
         self._add(Change("delete", "", path, size))
 
@@ -116,7 +127,7 @@ class Changes:
             skipped=counts[Outcome.SKIPPED],
             replaced=counts[Outcome.REPLACED],
             deleted=self.deleted,
-            failed=failed,
+            failed=failed + self.failed_deletes,
             kept=counts[Outcome.KEPT],
             bytes=received,
             changes=self.changes,

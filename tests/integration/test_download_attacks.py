@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import filedock.server.repository
-from filedock.client.client import Client, DownloadResult, Outcome
+from filedock.client.client import Change, Client, DownloadResult, Outcome
 from filedock.client.download import partial_path
 from filedock.client.resume import record_path
 from filedock.errors import ConnectionLost, FiledockError, NotFound, ProtocolError, SaveError
@@ -288,3 +288,48 @@ def test_a_damaged_whole_cold_body_kept_before_its_digest_ends_verified(
         result = client.download("big.bin", downloads)
     assert result.restarted is not None
     assert dest.read_bytes() == big
+
+
+# -- deletions that cannot be done --------------------------------------------------
+
+
+def test_a_local_file_turned_folder_before_its_deletion_is_kept_and_said(
+    tmp_path: Path, client: Client
+) -> None:
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    (dest / "extra.txt").write_text("extra")
+
+    def meanwhile(change: Change) -> None:  # between the plan and the deletion
+        if change.action == "fetch":
+            (dest / "extra.txt").unlink()
+            (dest / "extra.txt").mkdir()
+            (dest / "extra.txt" / "inside.txt").write_text("inside")
+
+    summary = client.mirror(None, dest, delete=True, on_change=meanwhile)
+    assert (summary.fetched, summary.deleted, summary.failed) == (1, 0, 1)
+    [failed] = [change for change in summary.changes if change.action == "fail"]
+    assert failed.local == dest / "extra.txt"
+    assert isinstance(failed.error, SaveError)
+    assert (dest / "extra.txt" / "inside.txt").read_text() == "inside"
+
+
+def test_a_file_that_cannot_be_deleted_fails_the_mirror_and_says_why(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "copy"
+    (dest / "ro").mkdir(parents=True)
+    (dest / "ro" / "stuck.txt").write_text("stuck")
+    unlink = Path.unlink
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        if self.parent.name == "ro":  # as in a read-only folder (root ignores chmod)
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    summary = client.mirror(None, dest, delete=True)
+    assert (summary.deleted, summary.failed) == (0, 1)
+    [failed] = [change for change in summary.changes if change.action == "fail"]
+    assert "Permission denied" in str(failed.error)
+    assert (dest / "ro" / "stuck.txt").exists()
