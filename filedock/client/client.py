@@ -24,7 +24,7 @@ import ssl
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -593,20 +593,21 @@ class Client:
         """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
-        self._decide(plans, resume, no_clobber, dry_run=dry_run)
-        changes = trees.Changes(on_change)
-        for plan in plans:
-            changes.planned(plan)
-        if dry_run:
+        with _letting_go_if_cut(plans):
+            self._decide(plans, resume, no_clobber, dry_run=dry_run)
+            changes = trees.Changes(on_change)
             for plan in plans:
-                plan.release()
-            results: builtins.list[DownloadResult | FiledockError] = []
-            received = 0
-        else:
-            meter = ProgressMeter(progress, len(plans), trees.bytes_to_fetch(plans))
-            results = self._transfer(plans, meter, dest_dir, resume)
-            self.local_digests.flush()
-            received = meter.bytes_done
+                changes.planned(plan)
+            if dry_run:
+                for plan in plans:
+                    plan.release()
+                results: builtins.list[DownloadResult | FiledockError] = []
+                received = 0
+            else:
+                meter = ProgressMeter(progress, len(plans), trees.bytes_to_fetch(plans))
+                results = self._transfer(plans, meter, dest_dir, resume)
+                self.local_digests.flush()
+                received = meter.bytes_done
         for path in extras or []:
             changes.delete(path, dry_run=dry_run)
         if not dry_run and extras:
@@ -633,8 +634,9 @@ class Client:
     ) -> builtins.list[DownloadResult | FiledockError]:
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
-        self._decide(plans, resume, no_clobber)
-        results = self._transfer(plans, meter, dest_dir, resume)
+        with _letting_go_if_cut(plans):
+            self._decide(plans, resume, no_clobber)
+            results = self._transfer(plans, meter, dest_dir, resume)
         self.local_digests.flush()
         return results
 
@@ -659,16 +661,11 @@ class Client:
         asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
         if self.protocol < 2:
             asking = []  # no HASH: every file is fetched whole
-        try:
-            digests = self._pipeline(
-                [[p.Hash(plan.path)] for plan in asking],
-                lambda index: self._hash_reply(asking[index].path),
-                lambda: _each(hash_partial, asking),
-            )
-        except BaseException:
-            for plan in plans:
-                plan.release()
-            raise
+        digests = self._pipeline(
+            [[p.Hash(plan.path)] for plan in asking],
+            lambda index: self._hash_reply(asking[index].path),
+            lambda: _each(hash_partial, asking),
+        )
         for plan, digest in zip(asking, digests, strict=True):
             if isinstance(digest, FiledockError):
                 plan.error = digest
@@ -1263,6 +1260,18 @@ class Client:
 def _each(action: Callable[[FilePlan], None], plans: Iterable[FilePlan]) -> None:
     for plan in plans:
         action(plan)
+
+
+@contextlib.contextmanager
+def _letting_go_if_cut(plans: Iterable[FilePlan]) -> Iterator[None]:
+    """Let go of the plans' partials (kept for a resume) if the block ends early:
+    Ctrl-C while looking, hashing or printing a change would leave them locked
+    for as long as this process lives (a shell's next ``get`` refused)."""
+    try:
+        yield
+    except BaseException:
+        _each(FilePlan.release, plans)
+        raise
 
 
 def check_port(port: int) -> int:

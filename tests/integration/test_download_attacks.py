@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import filedock.client.plan as plan_module
 import filedock.server.repository
-from filedock.client.client import Change, Client, DownloadResult, Outcome
+from filedock.client.client import Change, Client, DownloadResult, Outcome, TransferProgress
 from filedock.client.download import partial_path
+from filedock.client.localdigests import LocalDigests
 from filedock.client.resume import record_path
 from filedock.errors import ConnectionLost, FiledockError, NotFound, ProtocolError, SaveError
 from tests.support import HOST, ServerThread
@@ -333,3 +335,71 @@ def test_a_file_that_cannot_be_deleted_fails_the_mirror_and_says_why(
     [failed] = [change for change in summary.changes if change.action == "fail"]
     assert "Permission denied" in str(failed.error)
     assert (dest / "ro" / "stuck.txt").exists()
+
+
+# -- Ctrl-C at every phase --------------------------------------------------------
+
+
+def interrupted_at_half(server: ServerThread, path: str, dest: Path) -> None:
+    """Download ``path`` into ``dest`` until half of it came, then Ctrl-C."""
+
+    def stop(moving: TransferProgress) -> None:
+        if moving.done >= moving.total // 2:
+            raise KeyboardInterrupt
+
+    with Client(HOST, server.port, timeout=10) as client, pytest.raises(KeyboardInterrupt):
+        client.download(path, dest, progress=stop)
+
+
+@pytest.mark.parametrize("phase", ["looking", "deciding", "telling"])
+def test_ctrl_c_while_planning_lets_go_of_every_partial(
+    phase: str,
+    big: bytes,
+    repo: Path,
+    downloads: Path,
+    server: ServerThread,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (repo / "other.bin").write_bytes(big[::-1])
+    interrupted_at_half(server, "big.bin", downloads)
+    interrupted_at_half(server, "other.bin", downloads)
+    (downloads / "sample.txt").write_text("HELLO\n")  # the size of the server's: hashed
+    paths = ["big.bin", "other.bin", "sample.txt"]
+
+    def telling(change: Change) -> None:
+        raise KeyboardInterrupt
+
+    def run(client: Client) -> object:
+        if phase == "telling":  # printing the first change of a mirror
+            return client.mirror(None, downloads, on_change=telling)
+        return client.get_many(paths, downloads)
+
+    with monkeypatch.context() as patched:
+        if phase == "looking":  # after the first partial was taken
+            target, original = plan_module, plan_module.Partial.reopen
+            calls: list[Path] = []
+
+            def reopen(dest: Path) -> object:
+                calls.append(dest)
+                if len(calls) == 2:
+                    raise KeyboardInterrupt
+                return original(dest)
+
+            patched.setattr(target.Partial, "reopen", reopen)
+        elif phase == "deciding":  # hashing a local file, every partial taken
+
+            def hashing(*args: object) -> str:
+                raise KeyboardInterrupt
+
+            patched.setattr(LocalDigests, "digest_of", hashing)
+        with Client(HOST, server.port, timeout=10) as client, pytest.raises(KeyboardInterrupt):
+            run(client)
+    # The same process (a shell) goes on: the partials are free to be resumed.
+    with Client(HOST, server.port, timeout=10) as again:
+        outcomes = again.get_many(paths, downloads)
+    assert [getattr(outcome, "outcome", outcome) for outcome in outcomes] == [
+        Outcome.RESUMED,
+        Outcome.RESUMED,
+        Outcome.REPLACED,
+    ]
+    assert (downloads / "big.bin").read_bytes() == big
