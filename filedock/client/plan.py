@@ -65,6 +65,10 @@ class FilePlan:
         """Whether HASH must answer before deciding: something local to compare."""
         if self.partial is not None:
             return True
+        if self.lstat is not None and stat.S_ISDIR(self.lstat.st_mode):
+            # A folder here: refused if the server has a file (a listing says so),
+            # and the server's own answer if it has a folder too.
+            return self.listed is None
         if self.lstat is None or not stat.S_ISREG(self.lstat.st_mode):
             return False
         return self.listed is None or self.listed.size == self.lstat.st_size
@@ -189,6 +193,12 @@ def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
             return
     elif st is not None and no_clobber:
         plan.action = Action.KEEP
+        return
+    elif st is not None and stat.S_ISDIR(st.st_mode) and plan.dest is not None:
+        # Refused before any byte moves: the rename would fail after the whole body.
+        plan.error = SaveError(f"cannot save {plan.dest}: a folder has that name")
+        plan.action = Action.FAIL
+        plan.release()
         return
     record = plan.record
     if record is not None and remote is not None:

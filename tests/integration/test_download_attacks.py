@@ -403,3 +403,20 @@ def test_ctrl_c_while_planning_lets_go_of_every_partial(
         Outcome.REPLACED,
     ]
     assert (downloads / "big.bin").read_bytes() == big
+
+
+# -- a careless user's destination --------------------------------------------------
+
+
+def test_a_folder_under_the_final_name_is_refused_before_the_body_moves(
+    big: bytes, tmp_path: Path, client: Client
+) -> None:
+    dest = tmp_path / "copy"
+    (dest / "big.bin").mkdir(parents=True)
+    (dest / "big.bin" / "mine.txt").write_text("mine")
+    with pytest.raises(SaveError, match="a folder has that name"):
+        client.download("big.bin", save_as=dest / "big.bin")
+    summary = client.mirror(None, dest)
+    assert (summary.failed, summary.fetched, summary.bytes) == (1, 1, len("hello\n"))
+    assert (dest / "big.bin" / "mine.txt").read_text() == "mine"
+    assert [path.name for path in dest.iterdir() if path.name.startswith(".")] == []
