@@ -62,8 +62,10 @@ from .download import (
     Progress,
     Received,
     discard_body,
+    linked_folder,
     local_path,
     receive_body,
+    refused_link,
     remove_old_partials,
 )
 from .localdigests import LocalDigests
@@ -1098,12 +1100,14 @@ class Client:
             # The server answered for another file: its body cannot be trusted
             # either, and the stream cannot be resynchronised.
             raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
-        dest = local_path(dest_dir, header.path) if dest is None else dest
+        root = None  # a destination the plan looked at already, or under dest_dir, checked here
+        if dest is None:
+            dest, root = local_path(dest_dir, header.path), Path(dest_dir)
         first = self._body_start(header.size)
         # The body is bounded by max_time as a whole, and by timeout per silence.
         self._link.set_deadline(self._command_deadline, self._command_message)
         try:
-            partial = self._open_partial(dest, header.size, first)
+            partial = self._open_partial(dest, header.size, first, root)
         except SaveError:
             self._skip_trailer()  # a refused body was read and dropped: its trailer too
             raise
@@ -1235,13 +1239,20 @@ class Client:
         if not isinstance(event, EndOfReply):
             raise ProtocolError(f"expected the end of a body, got {event!r}")  # never
 
-    def _open_partial(self, dest: Path, size: int, first: bytes) -> Partial:
+    def _open_partial(
+        self, dest: Path, size: int, first: bytes, root: Path | None = None
+    ) -> Partial:
         """Where the body of ``dest`` goes, or the reason it is refused, before any byte is written.
+
+        With ``root``, a folder between it and ``dest`` that is a symbolic link refuses it.
 
         A refused body is read and dropped when it is small, so the session
         goes on; a larger one is left unread (and the connection closed).
         """
         try:
+            link = None if root is None else linked_folder(root, dest)
+            if link is not None and root is not None:
+                raise SaveError(refused_link(link, root))
             if self.max_size is not None and size > self.max_size:
                 raise TooLarge(
                     f"{dest.name} is {size} bytes, over the limit of {self.max_size} bytes"

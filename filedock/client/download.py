@@ -101,6 +101,10 @@ def linked_folder(root: Path, dest: Path, checked: set[Path] | None = None) -> P
     return None
 
 
+def refused_link(link: Path, root: Path) -> str:
+    return f"not saved: {link} is a symbolic link, and {root} is the destination"
+
+
 def partial_path(dest: Path) -> Path:
     """The one hidden partial file of ``dest``: ``.NAME.part`` beside it."""
     return hidden_path(dest, PARTIAL_SUFFIX)

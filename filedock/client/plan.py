@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import FiledockError, SaveError
 from ..protocol import FileDigest, FileInfo
-from .download import Partial, linked_folder
+from .download import Partial, linked_folder, refused_link
 from .localdigests import LocalDigests
 from .results import Outcome
 from .resume import ResumeRecord, hash_prefix, load_record, record_path, remove_record
@@ -147,9 +147,7 @@ def look(
         checked = None if index is None else index.real_folders
         link = linked_folder(plan.root, dest, checked)
         if link is not None:
-            raise SaveError(
-                f"not saved: {link} is a symbolic link, and {plan.root} is the destination"
-            )
+            raise SaveError(refused_link(link, plan.root))
     names = None if index is None else index.names(dest.parent)
     plan.lstat = None
     if names is None or dest.name in names:

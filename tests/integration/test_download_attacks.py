@@ -420,3 +420,13 @@ def test_a_folder_under_the_final_name_is_refused_before_the_body_moves(
     assert (summary.failed, summary.fetched, summary.bytes) == (1, 1, len("hello\n"))
     assert (dest / "big.bin" / "mine.txt").read_text() == "mine"
     assert [path.name for path in dest.iterdir() if path.name.startswith(".")] == []
+
+
+def test_a_file_named_at_the_prompt_never_saves_through_a_linked_folder(
+    linked_sub: tuple[Path, Path], client: Client
+) -> None:
+    dest, outside = linked_sub
+    with pytest.raises(SaveError, match="symbolic link"):
+        client.send_line("sub/a.txt", dest)  # the server sends it at once: no plan first
+    assert list(outside.iterdir()) == []
+    assert client.ping() >= 0  # the small body was read and dropped: still in step
