@@ -6,6 +6,7 @@ the client never hangs or crashes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -430,3 +431,70 @@ def test_a_file_named_at_the_prompt_never_saves_through_a_linked_folder(
         client.send_line("sub/a.txt", dest)  # the server sends it at once: no plan first
     assert list(outside.iterdir()) == []
     assert client.ping() >= 0  # the small body was read and dropped: still in step
+
+
+def tampered(record: dict[str, object], how: str) -> bytes:
+    """The JSON of ``record`` changed as ``how`` says."""
+    changes: dict[str, dict[str, object]] = {
+        "another path": {"path": "other.bin"},
+        "another server": {"server": "127.0.0.1:1"},
+        "negative durable": {"durable": -5},
+        "huge size": {"size": 10**40},
+        "huge durable": {"durable": 10**40},
+        "bool size": {"size": True},
+        "short digest": {"sha256": "ab"},
+        "unknown field": {"extra": 1},
+    }
+    if how == "bad json":
+        return b'{"version": 1, "server": '
+    if how == "not an object":
+        return b"[1, 2, 3]"
+    return json.dumps(record | changes[how]).encode()
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "bad json",
+        "not an object",
+        "another path",
+        "another server",
+        "negative durable",
+        "huge size",
+        "huge durable",
+        "bool size",
+        "short digest",
+        "unknown field",
+    ],
+)
+def test_a_tampered_resume_record_still_ends_in_a_verified_file(
+    how: str, big: bytes, server: ServerThread, downloads: Path
+) -> None:
+    interrupted_at_half(server, "big.bin", downloads)
+    dest = downloads / "big.bin"
+    record = json.loads(record_path(dest).read_bytes())
+    record_path(dest).write_bytes(tampered(record, how))
+    with open(partial_path(dest), "r+b") as partial:  # and the partial damaged too
+        partial.write(b"\0" * 16)
+    with Client(HOST, server.port, timeout=10) as client:
+        result = client.download("big.bin", downloads)
+    assert dest.read_bytes() == big
+    assert result.sha256 == hashlib.sha256(big).hexdigest()
+    assert hidden_names(downloads) == []
+
+
+def test_a_partial_longer_than_the_file_is_cut_to_it(
+    big: bytes, server: ServerThread, downloads: Path
+) -> None:
+    interrupted_at_half(server, "big.bin", downloads)
+    dest = downloads / "big.bin"
+    partial_path(dest).write_bytes(big + b"an error page appended\n")
+    with Client(HOST, server.port, timeout=10) as client:
+        result = client.download("big.bin", downloads)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, BIG)
+    assert dest.read_bytes() == big
+    assert hidden_names(downloads) == []
+
+
+def hidden_names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
