@@ -19,8 +19,15 @@ import filedock.server.repository
 from filedock.client.client import Change, Client, DownloadResult, Outcome, TransferProgress
 from filedock.client.download import partial_path
 from filedock.client.localdigests import LocalDigests
-from filedock.client.resume import record_path
-from filedock.errors import ConnectionLost, FiledockError, NotFound, ProtocolError, SaveError
+from filedock.client.resume import new_record, record_path
+from filedock.errors import (
+    ConnectionLost,
+    FiledockError,
+    IntegrityError,
+    NotFound,
+    ProtocolError,
+    SaveError,
+)
 from tests.support import HOST, ServerThread
 from tests.support.fake_server import GREETING, WELCOME, FakeServer, Peer, Script
 
@@ -498,3 +505,35 @@ def test_a_partial_longer_than_the_file_is_cut_to_it(
 
 def hidden_names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+def test_a_server_answering_changed_to_every_range_starts_over_once_and_keeps_nothing_wrong(
+    fake_server: Callable[..., FakeServer], downloads: Path
+) -> None:
+    data = b"0123456789"
+    sha = hashlib.sha256(data).hexdigest()
+    wrong = b"9876543210"
+    server = fake_server(
+        v2_server(
+            {
+                "HASH f.bin": f"HASH 10 {sha} {WHEN} f.bin\n".encode(),
+                f"RANGE 5 {sha} f.bin": b"ERR changed the file changed\n",
+                "GET f.bin": f"FILE 10 {sha} f.bin\n".encode() + wrong,
+            }
+        )
+    )
+    downloads.mkdir()
+    dest = downloads / "f.bin"
+    partial_path(dest).write_bytes(data[:5])
+    record = new_record(f"{HOST}:{server.port}", "f.bin", 10, sha)
+    record.save(dest)
+    with Client(HOST, server.port, timeout=5) as client:
+        with pytest.raises(IntegrityError):
+            client.download("f.bin", downloads)
+        assert client.ping() >= 0
+    assert server.peer is not None
+    asked = [line.split(" ")[0] for line in server.peer.lines]
+    assert asked.count("RANGE") == 1
+    assert asked.count("GET") == 1
+    assert not dest.exists()
+    assert hidden_names(downloads) == []
