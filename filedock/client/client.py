@@ -563,7 +563,8 @@ class Client:
             FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info, root=root)
             for info in files
         ]
-        extras = trees.local_extras(root, plans) if delete else []
+        unreadable: builtins.list[OSError] = []
+        extras = trees.local_extras(root, plans, unreadable) if delete else []
         return self._sync(
             plans,
             resume,
@@ -572,6 +573,7 @@ class Client:
             dest_dir=root,
             dry_run=dry_run,
             extras=extras,
+            unreadable=unreadable,
             on_change=on_change,
         )
 
@@ -590,6 +592,7 @@ class Client:
         dest_dir: Path,
         dry_run: bool = False,
         extras: builtins.list[Path] | None = None,
+        unreadable: builtins.list[OSError] | None = None,
         on_change: Callable[[Change], None] | None = None,
     ) -> TreeSummary:
         """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
@@ -612,6 +615,8 @@ class Client:
                 received = meter.bytes_done
         for path in extras or []:
             changes.delete(path, dry_run=dry_run)
+        for exc in unreadable or []:
+            changes.unreadable(exc)
         if not dry_run and extras:
             trees.remove_empty_folders(dest_dir, extras)
         return changes.summary(plans, results, received)

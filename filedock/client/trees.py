@@ -11,12 +11,20 @@ from .plan import Action, FilePlan
 from .results import Change, DownloadResult, Outcome, TreeSummary
 
 
-def local_extras(root: Path, plans: Iterable[FilePlan]) -> list[Path]:
+def local_extras(
+    root: Path, plans: Iterable[FilePlan], unreadable: list[OSError] | None = None
+) -> list[Path]:
     """Files under ``root`` that no plan names, sorted; hidden files and folders
-    (partial files, resume records, caches) are never among them."""
+    (partial files, resume records, caches) are never among them. A folder
+    that cannot be read is added to ``unreadable``: what it holds stays."""
     wanted = {plan.dest for plan in plans}
     extras: list[Path] = []
-    for folder, dirs, files in os.walk(root):
+
+    def cannot_read(exc: OSError) -> None:
+        if unreadable is not None and not isinstance(exc, FileNotFoundError):
+            unreadable.append(exc)  # a missing root is only a mirror not made yet
+
+    for folder, dirs, files in os.walk(root, onerror=cannot_read):
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         base = Path(folder)
         for name in sorted(files):
@@ -103,6 +111,13 @@ class Changes:
             return
         self.deleted += 1
         self._add(Change("delete", "", path, size))
+
+    def unreadable(self, exc: OSError) -> None:
+        """A local folder whose files could not be looked at for deletion."""
+        self.failed_deletes += 1
+        folder = Path(exc.filename or "")
+        error = SaveError(f"cannot look in {folder} for files to delete: {exc.strerror}")
+        self._add(Change("fail", "", folder, 0, error))
 
     def summary(
         self, plans: list[FilePlan], results: list[DownloadResult | FiledockError], received: int

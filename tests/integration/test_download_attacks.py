@@ -537,3 +537,26 @@ def test_a_server_answering_changed_to_every_range_starts_over_once_and_keeps_no
     assert asked.count("GET") == 1
     assert not dest.exists()
     assert hidden_names(downloads) == []
+
+
+def test_a_folder_that_cannot_be_read_fails_the_mirror_delete_and_keeps_its_files(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "copy"
+    (dest / "locked").mkdir(parents=True)
+    (dest / "locked" / "inside.txt").write_text("inside")
+    (dest / "extra.txt").write_text("extra")
+    scandir = os.scandir
+
+    def unreadable(path: object = ".") -> object:
+        if Path(str(path)).name == "locked":  # as a folder mode 000 (root ignores chmod)
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    summary = client.mirror(None, dest, delete=True)
+    assert (summary.fetched, summary.deleted, summary.failed) == (1, 1, 1)
+    [failed] = [change for change in summary.changes if change.action == "fail"]
+    assert failed.local == dest / "locked"
+    assert "Permission denied" in str(failed.error)
+    assert (dest / "locked" / "inside.txt").read_text() == "inside"
