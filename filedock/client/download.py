@@ -256,8 +256,27 @@ def _open_making_folders(path: Path, flags: int) -> int:
     try:
         return os.open(path, flags, 0o666)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(path.parent)
         return os.open(path, flags, 0o666)
+
+
+def _make_folders(folder: Path) -> None:
+    """Make ``folder`` and the folders missing above it, in a loop: pathlib's
+    ``parents=True`` recurses once a level, and a server may name a path
+    thousands of folders deep (RecursionError, not an OSError)."""
+    missing: list[Path] = []
+    while True:
+        try:
+            folder.mkdir()
+        except FileNotFoundError:
+            missing.append(folder)
+            folder = folder.parent  # "/" at worst, which exists: the loop ends
+            continue
+        except FileExistsError:
+            pass
+        break
+    for below in reversed(missing):
+        below.mkdir(exist_ok=True)
 
 
 def _why(exc: OSError) -> str:

@@ -15,23 +15,46 @@ def local_extras(
     root: Path, plans: Iterable[FilePlan], unreadable: list[OSError] | None = None
 ) -> list[Path]:
     """Files under ``root`` that no plan names, sorted; hidden files and folders
-    (partial files, resume records, caches) are never among them. A folder
-    that cannot be read is added to ``unreadable``: what it holds stays."""
+    (partial files, resume records, caches) are never among them, nor what a
+    symbolic link to a folder holds. A folder that cannot be read is added
+    to ``unreadable``: what it holds stays.
+
+    A loop over a stack of folders, not os.walk, which recurses once a level
+    before Python 3.12: a mirror of a path thousands of folders deep made one.
+    """
     wanted = {plan.dest for plan in plans}
     extras: list[Path] = []
-
-    def cannot_read(exc: OSError) -> None:
-        if unreadable is not None and not isinstance(exc, FileNotFoundError):
-            unreadable.append(exc)  # a missing root is only a mirror not made yet
-
-    for folder, dirs, files in os.walk(root, onerror=cannot_read):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        base = Path(folder)
-        for name in sorted(files):
-            path = base / name
-            if not name.startswith(".") and path not in wanted:
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = sorted((entry.name, _kind(entry)) for entry in entries)
+        except OSError as exc:
+            if unreadable is not None and not isinstance(exc, FileNotFoundError):
+                unreadable.append(exc)  # a missing root is only a mirror not made yet
+            continue
+        below = []
+        for name, kind in found:
+            path = folder / name
+            if name.startswith(".") or kind == "linked folder":
+                continue
+            if kind == "folder":
+                below.append(path)
+            elif path not in wanted:
                 extras.append(path)
-    return extras
+        folders.extend(reversed(below))
+    return sorted(extras)
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """ "folder", "linked folder" (a symbolic link to one: left as it is) or "file"."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            return "folder"
+        return "linked folder" if entry.is_symlink() and entry.is_dir() else "file"
+    except OSError:
+        return "file"
 
 
 def remove_empty_folders(root: Path, deleted: Iterable[Path]) -> None:

@@ -560,3 +560,46 @@ def test_a_folder_that_cannot_be_read_fails_the_mirror_delete_and_keeps_its_file
     assert failed.local == dest / "locked"
     assert "Permission denied" in str(failed.error)
     assert (dest / "locked" / "inside.txt").read_text() == "inside"
+
+
+def test_a_path_a_thousand_and_a_half_folders_deep_is_mirrored_and_walked_without_recursion(
+    fake_server: Callable[..., FakeServer], tmp_path: Path, deep_removed: None
+) -> None:
+    deep = "/".join(["a"] * 1500) + "/x.txt"  # under PATH_MAX, over the recursion limit
+    sha = hashlib.sha256(b"x").hexdigest()
+    listing = f"FILES 1\n{deep}\t1\t{WHEN}\n".encode()
+    answers = {
+        "LIST": listing,
+        f"GET {deep}": f"FILE 1 {sha} {deep}\nx".encode(),
+        f"HASH {deep}": f"HASH 1 {sha} {WHEN} {deep}\n".encode(),
+    }
+    server = fake_server(v2_server(answers))
+    dest = tmp_path / "copy"
+    (dest / "extra.txt").parent.mkdir()
+    (dest / "extra.txt").write_text("extra")
+    with Client(HOST, server.port, timeout=5) as client:
+        summary = client.mirror(None, dest, delete=True)
+        assert (summary.fetched, summary.deleted, summary.failed) == (1, 1, 0)
+        assert dest.joinpath(*deep.split("/")).read_bytes() == b"x"
+        again = client.mirror(None, dest, delete=True)  # its deletions walk the deep tree
+    assert (again.skipped, again.deleted, again.failed) == (1, 0, 0)
+
+
+@pytest.fixture
+def deep_removed(tmp_path: Path) -> Iterator[None]:
+    """Remove what the test leaves under tmp_path, from the bottom, in a loop:
+    shutil.rmtree (pytest's clean-up of old tmp_path folders) recurses once a
+    level, and a tree too deep for it would break every later run."""
+    yield
+    folders, stack = [], [tmp_path]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders[1:]):
+        folder.rmdir()
