@@ -48,28 +48,32 @@ def _part_regex(part: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(part))
 
 
-def _match_parts(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == ANY_FOLDERS:
-        # Zero folders, or one more folder eaten by the same `**`.
-        return _match_parts(rest, parts) or (bool(parts) and _match_parts(pattern, parts[1:]))
-    if not parts or _part_regex(head).match(parts[0]) is None:
-        return False
-    return _match_parts(rest, parts[1:])
+def _matched_prefixes(pattern: tuple[str, ...], parts: tuple[str, ...]) -> list[bool]:
+    """For each j, whether the first j of ``parts`` match ``pattern``, part for part.
+
+    Worked out row by row over the pattern, never by recursion: a server may
+    list a path thousands of folders deep, and a person may type ``**`` many
+    times, and neither may cost more than one step per pattern part and path part.
+    """
+    reached = [True] + [False] * len(parts)  # by the pattern so far
+    for head in pattern:
+        if head == ANY_FOLDERS:  # zero folders, or any number more
+            for j in range(1, len(parts) + 1):
+                reached[j] = reached[j] or reached[j - 1]
+            continue
+        regex = _part_regex(head)
+        for j in range(len(parts), 0, -1):
+            reached[j] = reached[j - 1] and regex.match(parts[j - 1]) is not None
+        reached[0] = False
+    return reached
 
 
 def matches(pattern: str, path: str, *, folders: bool = False) -> bool:
     """Whether server path ``path`` matches ``pattern``; with ``folders``, also
     when one of the folders it is in does (``get -r 'docs/*'`` takes docs/sub/a.txt)."""
-    pattern_parts = tuple(pattern.split("/"))
     parts = tuple(path.split("/"))
-    if _match_parts(pattern_parts, parts):
-        return True
-    return folders and any(
-        _match_parts(pattern_parts, parts[:depth]) for depth in range(1, len(parts))
-    )
+    reached = _matched_prefixes(tuple(pattern.split("/")), parts)
+    return reached[-1] or (folders and any(reached[1:-1]))
 
 
 def expand(pattern: str, listing: list[str], *, folders: bool = False) -> list[str]:

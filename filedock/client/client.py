@@ -24,7 +24,7 @@ import ssl
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +40,7 @@ from ..errors import (
     FiledockError,
     Forbidden,
     IntegrityError,
+    NotFound,
     ProtocolError,
     RequestError,
     SaveError,
@@ -65,8 +66,10 @@ from .download import (
     Progress,
     Received,
     discard_body,
+    linked_folder,
     local_path,
     receive_body,
+    refused_link,
     remove_old_partials,
 )
 from .localdigests import LocalDigests, key_of
@@ -529,7 +532,9 @@ class Client:
         """
         files = self._listing(folder)
         root = Path(dest_dir)
-        plans = [FilePlan(info.path, local_path(root, info.path), info) for info in files]
+        plans = [
+            FilePlan(info.path, local_path(root, info.path), info, root=root) for info in files
+        ]
         return self._sync(plans, resume, no_clobber, progress, dest_dir=root)
 
     @_command
@@ -550,7 +555,9 @@ class Client:
         What is missing or different is fetched (pipelined, resumed where a
         partial was left), what is identical skipped. With ``delete``, local
         files the server does not have are deleted, and folders left empty
-        (never hidden ones: partial files and caches stay). With ``dry_run``
+        (never hidden ones: partial files and caches stay); a folder with no
+        files on the server then raises :class:`NotFound` and deletes nothing
+        (a misspelt folder would empty ``dest``). With ``dry_run``
         nothing on disk changes: the summary says what would be done.
         ``on_change`` is called with each :class:`Change` as it is decided.
 
@@ -561,12 +568,22 @@ class Client:
         1
         """
         files = self._listing(folder)
+        if delete and not files:
+            # A folder misspelt, a file's path, an emptied server: deleting all
+            # of dest would be the answer. Refused, as rsync refuses a missing source.
+            where = repr(folder) if folder and folder.strip("/") else "the repository"
+            raise NotFound(f"no files under {where} on the server: nothing deleted")
         root = Path(dest)
         prefix = f"{folder.strip('/')}/" if folder and folder.strip("/") else ""
+        for info in files:
+            if not info.path.startswith(prefix):
+                raise ProtocolError(f"asked for the files under {prefix!r}, got {info.path!r}")
         plans = [
-            FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info) for info in files
+            FilePlan(info.path, local_path(root, info.path[len(prefix) :]), info, root=root)
+            for info in files
         ]
-        extras = trees.local_extras(root, plans) if delete else []
+        unreadable: builtins.list[OSError] = []
+        extras = trees.local_extras(root, plans, unreadable) if delete else []
         return self._sync(
             plans,
             resume,
@@ -575,6 +592,7 @@ class Client:
             dest_dir=root,
             dry_run=dry_run,
             extras=extras,
+            unreadable=unreadable,
             on_change=on_change,
         )
 
@@ -593,27 +611,31 @@ class Client:
         dest_dir: Path,
         dry_run: bool = False,
         extras: builtins.list[Path] | None = None,
+        unreadable: builtins.list[OSError] | None = None,
         on_change: Callable[[Change], None] | None = None,
     ) -> TreeSummary:
         """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
-        self._decide(plans, resume, no_clobber, dry_run=dry_run)
-        changes = trees.Changes(on_change)
-        for plan in plans:
-            changes.planned(plan)
-        if dry_run:
+        with _letting_go_if_cut(plans):
+            self._decide(plans, resume, no_clobber, dry_run=dry_run)
+            changes = trees.Changes(on_change)
             for plan in plans:
-                plan.release()
-            results: builtins.list[DownloadResult | FiledockError] = []
-            received = 0
-        else:
-            meter = ProgressMeter(progress, len(plans), trees.bytes_to_fetch(plans))
-            results = self._transfer(plans, meter, dest_dir, resume)
-            self.local_digests.flush()
-            received = meter.bytes_done
+                changes.planned(plan)
+            if dry_run:
+                for plan in plans:
+                    plan.release()
+                results: builtins.list[DownloadResult | FiledockError] = []
+                received = 0
+            else:
+                meter = ProgressMeter(progress, len(plans), trees.bytes_to_fetch(plans))
+                results = self._transfer(plans, meter, dest_dir, resume)
+                self.local_digests.flush()
+                received = meter.bytes_done
         for path in extras or []:
             changes.delete(path, dry_run=dry_run)
+        for exc in unreadable or []:
+            changes.unreadable(exc)
         if not dry_run and extras:
             trees.remove_empty_folders(dest_dir, extras)
         return changes.summary(plans, results, received)
@@ -621,12 +643,12 @@ class Client:
     def _plan_for(self, path: str, dest_dir: str | os.PathLike[str], dest: Path | None) -> FilePlan:
         """The plan of one named file; its destination is left to the server's
         answer when the path could not be saved here as it is (the server refuses it)."""
-        if dest is None:
-            try:
-                dest = local_path(dest_dir, path)
-            except ProtocolError:
-                dest = None
-        return FilePlan(path, dest)
+        if dest is not None:
+            return FilePlan(path, dest)  # the user named the file: its folders are theirs
+        try:
+            return FilePlan(path, local_path(dest_dir, path), root=Path(dest_dir))
+        except ProtocolError:
+            return FilePlan(path, None)
 
     def _fetch(
         self,
@@ -638,8 +660,9 @@ class Client:
     ) -> builtins.list[DownloadResult | FiledockError]:
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
-        self._decide(plans, resume, no_clobber)
-        results = self._transfer(plans, meter, dest_dir, resume)
+        with _letting_go_if_cut(plans):
+            self._decide(plans, resume, no_clobber)
+            results = self._transfer(plans, meter, dest_dir, resume)
         self.local_digests.flush()
         return results
 
@@ -664,16 +687,11 @@ class Client:
         asking = [plan for plan in plans if plan.error is None and plan.needs_hash()]
         if self.protocol < 2:
             asking = []  # no HASH: every file is fetched whole
-        try:
-            digests = self._pipeline(
-                [[p.Hash(plan.path)] for plan in asking],
-                self._hash_reply,
-                lambda: _each(hash_partial, asking),
-            )
-        except BaseException:
-            for plan in plans:
-                plan.release()
-            raise
+        digests = self._pipeline(
+            [[p.Hash(plan.path)] for plan in asking],
+            lambda index: self._hash_reply(asking[index].path),
+            lambda: _each(hash_partial, asking),
+        )
         for plan, digest in zip(asking, digests, strict=True):
             if isinstance(digest, FiledockError):
                 plan.error = digest
@@ -682,13 +700,17 @@ class Client:
         for plan in plans:
             decide(plan, self.local_digests, no_clobber=no_clobber)
 
-    def _hash_reply(self, index: int) -> p.FileDigest | FiledockError:
+    def _hash_reply(self, path: str) -> p.FileDigest | FiledockError:
+        """The reply to ``HASH path``: its digest, or the error it met (the stream in step)."""
         try:
-            return self._expect(self._read_reply(), p.HashReply).file
+            digest = self._expect(self._read_reply(), p.HashReply).file
         except FiledockError as exc:
             if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             return exc
+        if digest.path != path:  # another file's digest would decide this one
+            return ProtocolError(f"asked for {path!r}, the server sent {digest.path!r}")
+        return digest
 
     def _transfer(
         self,
@@ -792,10 +814,10 @@ class Client:
             if self._conn.state not in _BETWEEN_REPLIES:
                 raise
             if asked_mtime:
-                self._hash_reply(0)  # the HASH after the GET, refused as well
+                self._hash_reply(plan.path)  # the HASH after the GET, refused as well
             return exc
         if asked_mtime:
-            result = self._stamp(result, self._hash_reply(0))
+            result = self._stamp(result, self._hash_reply(plan.path))
         return replace(result, outcome=plan.outcome(), restarted=plan.restarted)
 
     def _resume(self, plan: FilePlan, meter: ProgressMeter) -> DownloadResult | None:
@@ -1069,7 +1091,10 @@ class Client:
                 outcomes[index] = exc
         asking = [index for index in digests if _sendable(remote[index])]
         asked = set(asking)
-        known = self._pipeline([[p.Hash(remote[index])] for index in asking], self._hash_reply)
+        known = self._pipeline(
+            [[p.Hash(remote[index])] for index in asking],
+            lambda job: self._hash_reply(remote[asking[job]]),
+        )
         to_send = []
         for index, answer in zip(asking, known, strict=True):
             if isinstance(answer, p.FileDigest) and (answer.size, answer.sha256) == digests[index]:
@@ -1361,12 +1386,14 @@ class Client:
             # The server answered for another file: its body cannot be trusted
             # either, and the stream cannot be resynchronised.
             raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
-        dest = local_path(dest_dir, header.path) if dest is None else dest
+        root = None  # a destination the plan looked at already, or under dest_dir, checked here
+        if dest is None:
+            dest, root = local_path(dest_dir, header.path), Path(dest_dir)
         first = self._body_start(header.size)
         # The body is bounded by max_time as a whole, and by timeout per silence.
         self._link.set_deadline(self._command_deadline, self._command_message)
         try:
-            partial = self._open_partial(dest, header.size, first)
+            partial = self._open_partial(dest, header.size, first, root)
         except SaveError:
             self._skip_trailer()  # a refused body was read and dropped: its trailer too
             raise
@@ -1386,8 +1413,10 @@ class Client:
         try:
             # A header without the digest: it follows the body (ERR changed raises Changed).
             expected = header.sha256 or self._trailer_digest()
-        except BaseException:
-            self._drop(partial)
+        except BaseException as exc:
+            # Cut short before the DIGEST: the whole body is kept as a partial,
+            # and a resume's HASH, then its whole-file check, decide whether it is good.
+            self._interrupted(partial, checkpoint is not None and keeps_partial(exc))
             raise
         if received.sha256 != expected:
             self._drop(partial)
@@ -1496,13 +1525,20 @@ class Client:
         if not isinstance(event, EndOfReply):
             raise ProtocolError(f"expected the end of a body, got {event!r}")  # never
 
-    def _open_partial(self, dest: Path, size: int, first: bytes) -> Partial:
+    def _open_partial(
+        self, dest: Path, size: int, first: bytes, root: Path | None = None
+    ) -> Partial:
         """Where the body of ``dest`` goes, or the reason it is refused, before any byte is written.
+
+        With ``root``, a folder between it and ``dest`` that is a symbolic link refuses it.
 
         A refused body is read and dropped when it is small, so the session
         goes on; a larger one is left unread (and the connection closed).
         """
         try:
+            link = None if root is None else linked_folder(root, dest)
+            if link is not None and root is not None:
+                raise SaveError(refused_link(link, root))
             if self.max_size is not None and size > self.max_size:
                 raise TooLarge(
                     f"{dest.name} is {size} bytes, over the limit of {self.max_size} bytes"
@@ -1641,6 +1677,18 @@ def _upload_summary(
 def _each(action: Callable[[FilePlan], None], plans: Iterable[FilePlan]) -> None:
     for plan in plans:
         action(plan)
+
+
+@contextlib.contextmanager
+def _letting_go_if_cut(plans: Iterable[FilePlan]) -> Iterator[None]:
+    """Let go of the plans' partials (kept for a resume) if the block ends early:
+    Ctrl-C while looking, hashing or printing a change would leave them locked
+    for as long as this process lives (a shell's next ``get`` refused)."""
+    try:
+        yield
+    except BaseException:
+        _each(FilePlan.release, plans)
+        raise
 
 
 def check_port(port: int) -> int:

@@ -75,6 +75,36 @@ def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
     return Path(dest_dir).joinpath(*PurePosixPath(server_path).parts)
 
 
+def linked_folder(root: Path, dest: Path, checked: set[Path] | None = None) -> Path | None:
+    """The first folder between ``root`` and ``dest`` that is a symbolic link, if any.
+
+    A file saved through it would land outside ``root``, where the user did
+    not ask. ``checked`` holds folders known to be none, so a folder of many
+    files costs one lstat.
+    """
+    try:
+        parts = dest.parent.relative_to(root).parts
+    except ValueError:
+        return None
+    folder = root
+    for part in parts:
+        folder = folder / part
+        if checked is not None and folder in checked:
+            continue
+        try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                return folder
+        except OSError:
+            pass  # missing (made as a real folder), or not a folder: nothing is saved there
+        if checked is not None:
+            checked.add(folder)
+    return None
+
+
+def refused_link(link: Path, root: Path) -> str:
+    return f"not saved: {link} is a symbolic link, and {root} is the destination"
+
+
 def partial_path(dest: Path) -> Path:
     """The one hidden partial file of ``dest``: ``.NAME.part`` beside it."""
     return hidden_path(dest, PARTIAL_SUFFIX)
@@ -199,12 +229,25 @@ def _open_locked(path: Path, dest: Path) -> int:
             # just before we took it: then it is no partial any more.
             with contextlib.suppress(FileNotFoundError):
                 if os.path.samestat(opened, os.lstat(path)):
-                    return fd
+                    if opened.st_nlink == 1:
+                        return fd
+                    # A hard link to a file elsewhere: writing would change that
+                    # file. The name is freed, and the next try makes a file of its own.
+                    _free_name(path, dest)
         except BaseException:
             os.close(fd)
             raise
         os.close(fd)
     raise SaveError(f"cannot write {path}: it keeps being replaced")
+
+
+def _free_name(path: Path, dest: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # another client freed it first
+    except OSError as exc:
+        raise SaveError(f"cannot write to {dest.parent}: {_why(exc)}") from None
 
 
 def _open_making_folders(path: Path, flags: int) -> int:
@@ -213,8 +256,27 @@ def _open_making_folders(path: Path, flags: int) -> int:
     try:
         return os.open(path, flags, 0o666)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(path.parent)
         return os.open(path, flags, 0o666)
+
+
+def _make_folders(folder: Path) -> None:
+    """Make ``folder`` and the folders missing above it, in a loop: pathlib's
+    ``parents=True`` recurses once a level, and a server may name a path
+    thousands of folders deep (RecursionError, not an OSError)."""
+    missing: list[Path] = []
+    while True:
+        try:
+            folder.mkdir()
+        except FileNotFoundError:
+            missing.append(folder)
+            folder = folder.parent  # "/" at worst, which exists: the loop ends
+            continue
+        except FileExistsError:
+            pass
+        break
+    for below in reversed(missing):
+        below.mkdir(exist_ok=True)
 
 
 def _why(exc: OSError) -> str:

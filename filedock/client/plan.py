@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import FiledockError
+from ..errors import FiledockError, SaveError
 from ..protocol import FileDigest, FileInfo
-from .download import Partial
+from .download import Partial, linked_folder, refused_link
 from .localdigests import LocalDigests
 from .results import Outcome
 from .resume import ResumeRecord, hash_prefix, load_record, record_path, remove_record
@@ -56,6 +56,7 @@ class FilePlan:
     error: FiledockError | None = None
     restarted: str | None = None
     stale_record: bool = False  # not resuming: a record an earlier download may have left
+    root: Path | None = None  # the folder asked for, that ``dest`` must stay inside
 
     @property
     def exists(self) -> bool:
@@ -65,6 +66,10 @@ class FilePlan:
         """Whether HASH must answer before deciding: something local to compare."""
         if self.partial is not None:
             return True
+        if self.lstat is not None and stat.S_ISDIR(self.lstat.st_mode):
+            # A folder here: refused if the server has a file (a listing says so),
+            # and the server's own answer if it has a folder too.
+            return self.listed is None
         if self.lstat is None or not stat.S_ISREG(self.lstat.st_mode):
             return False
         return self.listed is None or self.listed.size == self.lstat.st_size
@@ -109,6 +114,7 @@ class FolderIndex:
 
     def __init__(self) -> None:
         self._names: dict[Path, frozenset[str] | None] = {}
+        self.real_folders: set[Path] = set()  # checked: no symbolic link
 
     def names(self, folder: Path) -> frozenset[str] | None:
         """The names in ``folder`` (none if it is missing); None if it cannot be read."""
@@ -133,11 +139,17 @@ def look(
     """What is at the destination: the file's lstat, and a partial that can be resumed.
 
     A record whose partial is gone is removed (not in a ``dry_run``). Raises
-    :class:`SaveError` when another client is writing the partial.
+    :class:`SaveError` when another client is writing the partial, or when a
+    folder between the plan's root and its destination is a symbolic link.
     """
     dest = plan.dest
     if dest is None:
         return
+    if plan.root is not None:
+        checked = None if index is None else index.real_folders
+        link = linked_folder(plan.root, dest, checked)
+        if link is not None:
+            raise SaveError(refused_link(link, plan.root))
     names = None if index is None else index.names(dest.parent)
     plan.lstat = None
     if names is None or dest.name in names:
@@ -184,6 +196,12 @@ def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
             return
     elif st is not None and no_clobber:
         plan.action = Action.KEEP
+        return
+    elif st is not None and stat.S_ISDIR(st.st_mode) and plan.dest is not None:
+        # Refused before any byte moves: the rename would fail after the whole body.
+        plan.error = SaveError(f"cannot save {plan.dest}: a folder has that name")
+        plan.action = Action.FAIL
+        plan.release()
         return
     record = plan.record
     if record is not None and remote is not None:

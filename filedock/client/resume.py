@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -77,11 +78,18 @@ class ResumeRecord:
         return min(length, self.durable)
 
     def save(self, dest: Path) -> None:
-        """Write the record beside ``dest``'s partial; a failure only loses the resume."""
+        """Write the record beside ``dest``'s partial; a failure only loses the resume.
+
+        Always a new file: whatever has the name (a hard link to a file
+        elsewhere, a FIFO) is unlinked, never written into or waited on.
+        """
         fields = asdict(self) | {"version": _VERSION}
+        path = record_path(dest)
         with contextlib.suppress(OSError):
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(record_path(dest), flags, 0o666)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(path, flags, 0o666)
             try:
                 os.write(fd, json.dumps(fields).encode())
             finally:
@@ -95,8 +103,7 @@ def new_record(server: str, path: str, size: int, sha256: str | None) -> ResumeR
 def load_record(dest: Path) -> ResumeRecord | None:
     """The record beside ``dest``'s partial, or None (none, torn, of another version)."""
     try:
-        with open(record_path(dest), "rb") as file:
-            fields = json.loads(file.read(64 * 1024))
+        fields = json.loads(_read_regular(record_path(dest), 64 * 1024))
         if not isinstance(fields, dict) or fields.pop("version", None) != _VERSION:
             return None
         record = ResumeRecord(**fields)
@@ -112,6 +119,18 @@ def load_record(dest: Path) -> ResumeRecord | None:
         and (sha is None or (isinstance(sha, str) and len(sha) == 64))
     )
     return record if valid else None
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the regular file ``path``; OSError for anything
+    else (a FIFO would block the read, a symbolic link point anywhere)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def _count(value: object) -> bool:

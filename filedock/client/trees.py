@@ -6,24 +6,55 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import FiledockError
+from ..errors import FiledockError, SaveError
 from .plan import Action, FilePlan
 from .results import Change, DownloadResult, Outcome, TreeSummary
 
 
-def local_extras(root: Path, plans: Iterable[FilePlan]) -> list[Path]:
+def local_extras(
+    root: Path, plans: Iterable[FilePlan], unreadable: list[OSError] | None = None
+) -> list[Path]:
     """Files under ``root`` that no plan names, sorted; hidden files and folders
-    (partial files, resume records, caches) are never among them."""
+    (partial files, resume records, caches) are never among them, nor what a
+    symbolic link to a folder holds. A folder that cannot be read is added
+    to ``unreadable``: what it holds stays.
+
+    A loop over a stack of folders, not os.walk, which recurses once a level
+    before Python 3.12: a mirror of a path thousands of folders deep made one.
+    """
     wanted = {plan.dest for plan in plans}
     extras: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        base = Path(folder)
-        for name in sorted(files):
-            path = base / name
-            if not name.startswith(".") and path not in wanted:
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = sorted((entry.name, _kind(entry)) for entry in entries)
+        except OSError as exc:
+            if unreadable is not None and not isinstance(exc, FileNotFoundError):
+                unreadable.append(exc)  # a missing root is only a mirror not made yet
+            continue
+        below = []
+        for name, kind in found:
+            path = folder / name
+            if name.startswith(".") or kind == "linked folder":
+                continue
+            if kind == "folder":
+                below.append(path)
+            elif path not in wanted:
                 extras.append(path)
-    return extras
+        folders.extend(reversed(below))
+    return sorted(extras)
+
+
+def _kind(entry: os.DirEntry[str]) -> str:
+    """ "folder", "linked folder" (a symbolic link to one: left as it is) or "file"."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            return "folder"
+        return "linked folder" if entry.is_symlink() and entry.is_dir() else "file"
+    except OSError:
+        return "file"
 
 
 def remove_empty_folders(root: Path, deleted: Iterable[Path]) -> None:
@@ -65,6 +96,7 @@ class Changes:
         self._on_change = on_change
         self.changes: list[Change] = []
         self.deleted = 0
+        self.failed_deletes = 0
 
     def _add(self, change: Change) -> None:
         self.changes.append(change)
@@ -83,15 +115,32 @@ class Changes:
         self._add(Change(action, plan.path, plan.dest, size))
 
     def delete(self, path: Path, *, dry_run: bool) -> None:
-        """Delete a local file the server does not have (only say so, with ``dry_run``)."""
+        """Delete a local file the server does not have (only say so, with ``dry_run``).
+
+        One that cannot be deleted (a read-only folder, a folder there now) is
+        a failed change that says why: the destination does not match.
+        """
+        size = 0
         try:
             size = path.lstat().st_size
             if not dry_run:
                 path.unlink()
-        except OSError:
-            return  # gone already, or not ours to delete: not a change
+        except FileNotFoundError:
+            return  # gone already: nothing to do
+        except OSError as exc:
+            self.failed_deletes += 1
+            error = SaveError(f"cannot delete {path}: {exc.strerror}")
+            self._add(Change("fail", "", path, size, error))
+            return
         self.deleted += 1
         self._add(Change("delete", "", path, size))
+
+    def unreadable(self, exc: OSError) -> None:
+        """A local folder whose files could not be looked at for deletion."""
+        self.failed_deletes += 1
+        folder = Path(exc.filename or "")
+        error = SaveError(f"cannot look in {folder} for files to delete: {exc.strerror}")
+        self._add(Change("fail", "", folder, 0, error))
 
     def summary(
         self, plans: list[FilePlan], results: list[DownloadResult | FiledockError], received: int
@@ -116,7 +165,7 @@ class Changes:
             skipped=counts[Outcome.SKIPPED],
             replaced=counts[Outcome.REPLACED],
             deleted=self.deleted,
-            failed=failed,
+            failed=failed + self.failed_deletes,
             kept=counts[Outcome.KEPT],
             bytes=received,
             changes=self.changes,
