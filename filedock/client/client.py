@@ -1444,15 +1444,19 @@ class Client:
         ``digest``); the partial is kept if cut short with a ``checkpoint``
         (a resume record), removed when it cannot be written."""
         try:
-            received = receive_body(
-                self._recv_body_into,
-                first,
-                length,
-                partial.fd,
-                counter,
-                digest=digest,
-                checkpoint=checkpoint,
-            )
+            try:
+                received = receive_body(
+                    self._recv_body_into,
+                    first,
+                    length,
+                    partial.fd,
+                    counter,
+                    digest=digest,
+                    checkpoint=checkpoint,
+                )
+            finally:
+                if checkpoint is not None:
+                    checkpoint.finish()  # its last sync done before the partial is touched
         except BaseException as exc:
             self._interrupted(partial, checkpoint is not None and keeps_partial(exc))
             raise

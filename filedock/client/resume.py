@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -80,20 +81,23 @@ class ResumeRecord:
     def save(self, dest: Path) -> None:
         """Write the record beside ``dest``'s partial; a failure only loses the resume.
 
-        Always a new file: whatever has the name (a hard link to a file
-        elsewhere, a FIFO) is unlinked, never written into or waited on.
+        Always a new file, renamed over the name: whatever had it (a hard link
+        to a file elsewhere, a FIFO) is replaced, never written into or waited
+        on, and a process killed in between leaves the old record, not none.
         """
         fields = asdict(self) | {"version": _VERSION}
         path = record_path(dest)
+        fresh = path.with_name(path.name + ".new")
         with contextlib.suppress(OSError):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                os.unlink(fresh)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(path, flags, 0o666)
+            fd = os.open(fresh, flags, 0o666)
             try:
                 os.write(fd, json.dumps(fields).encode())
             finally:
                 os.close(fd)
+            os.replace(fresh, path)
 
 
 def new_record(server: str, path: str, size: int, sha256: str | None) -> ResumeRecord:
@@ -162,7 +166,13 @@ def hash_prefix(fd: int, length: int) -> hashlib._Hash | None:
 class Checkpoints:
     """Moves a record's durable length on as a body is written (called from the writer).
 
-    ``offset`` is where this body starts in the file (a resume's offset).
+    The ``fdatasync`` runs in a thread of its own, so the download never waits
+    for the disk: a resumed partial's first sync writes back everything the
+    killed download left in the page cache, hundreds of MiB, which held the
+    whole pipeline up. The durable length is the bytes written before the sync
+    began, so the record never runs ahead of the disk. At most one sync is in
+    flight; :meth:`finish` waits for it, before the partial is renamed, kept or
+    removed. ``offset`` is where this body starts in the file (a resume's offset).
     """
 
     def __init__(
@@ -180,18 +190,33 @@ class Checkpoints:
         self._clock = clock
         self._bytes = 0
         self._at = clock()
+        self._syncing: threading.Thread | None = None
 
     def __call__(self, written: int) -> None:
         now = self._clock()
         if written - self._bytes < CHECKPOINT_BYTES and now - self._at < CHECKPOINT_SECONDS:
             return
+        if self._syncing is not None and self._syncing.is_alive():
+            return  # the disk is behind: the next write after this sync tries again
         self._bytes, self._at = written, now
+        self._syncing = threading.Thread(
+            target=self._sync, args=(written,), name="filedock-sync", daemon=True
+        )
+        self._syncing.start()
+
+    def _sync(self, written: int) -> None:
         try:
             os.fdatasync(self.fd)  # the bytes first: the record never runs ahead of the disk
         except OSError:
             return
         self.record = replace(self.record, durable=self.offset + written)
         self.record.save(self.dest)
+
+    def finish(self) -> None:
+        """Wait for the sync in flight: nothing may touch the partial's record after this."""
+        if self._syncing is not None:
+            self._syncing.join()
+            self._syncing = None
 
 
 def keeps_partial(exc: BaseException) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -78,17 +79,53 @@ def test_checkpoints_fsync_then_move_the_durable_length(
         checkpoints(1024)  # too soon, too little
         assert synced == []
         checkpoints(CHECKPOINT_BYTES)  # enough bytes
+        checkpoints.finish()
         assert synced == [fd]
         saved = load_record(dest)
         assert saved is not None
         assert saved.durable == 100 + CHECKPOINT_BYTES
         now[0] = 1.5  # enough time
         checkpoints(CHECKPOINT_BYTES + 1)
+        checkpoints.finish()
         assert len(synced) == 2
         saved = load_record(dest)
         assert saved is not None
         assert saved.durable == 101 + CHECKPOINT_BYTES
     finally:
+        os.close(fd)
+
+
+def test_a_slow_disk_never_holds_the_writer_and_the_record_waits_for_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = tmp_path / "file.bin"
+    disk_done = threading.Event()
+    syncing = threading.Event()
+
+    def slow_fdatasync(fd: int) -> None:
+        syncing.set()
+        assert disk_done.wait(10)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    fd = os.open(tmp_path / "partial", os.O_CREAT | os.O_RDWR)
+    try:
+        new_record("h:1", "file.bin", 10**9, None).save(dest)
+        record = load_record(dest)
+        assert record is not None
+        checkpoints = Checkpoints(fd, dest, record)
+        checkpoints(CHECKPOINT_BYTES)  # returns while the sync waits for the disk
+        assert syncing.wait(10)
+        checkpoints(2 * CHECKPOINT_BYTES)  # one sync in flight at most: this one is skipped
+        saved = load_record(dest)
+        assert saved is not None
+        assert saved.durable == 0  # not claimed before the disk has it
+        disk_done.set()
+        checkpoints.finish()
+        saved = load_record(dest)
+        assert saved is not None
+        assert saved.durable == CHECKPOINT_BYTES
+    finally:
+        disk_done.set()
         os.close(fd)
 
 
