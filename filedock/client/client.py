@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import hashlib
 import math
 import os
 import ssl
@@ -80,7 +79,6 @@ from .plan import (
     FilePlan,
     FolderIndex,
     decide,
-    hash_partial,
     look,
 )
 from .results import Change as Change
@@ -690,7 +688,6 @@ class Client:
         digests = self._pipeline(
             [[p.Hash(plan.path)] for plan in asking],
             lambda index: self._hash_reply(asking[index].path),
-            lambda: _each(hash_partial, asking),
         )
         for plan, digest in zip(asking, digests, strict=True):
             if isinstance(digest, FiledockError):
@@ -822,10 +819,9 @@ class Client:
 
     def _resume(self, plan: FilePlan, meter: ProgressMeter) -> DownloadResult | None:
         """Read a RANGE reply into the plan's partial; None if the whole did not verify."""
-        partial, remote, prefix = plan.partial, plan.remote, plan.prefix
+        partial, remote = plan.partial, plan.remote
         assert partial is not None
         assert remote is not None
-        assert prefix is not None
         offset = plan.prefix_length
         header = self._part_header(p.Range(offset, remote.sha256, plan.path), sent=True)
         first = self._body_start(header.length)
@@ -840,8 +836,9 @@ class Client:
         checkpoint = Checkpoints(partial.fd, partial.dest, record, offset)
         plan.partial = None  # from here, this method lets go of it, whatever happens
         counter = meter.file(plan.path, offset, header.size)
+        # The prefix is hashed back from the partial beside the transfer, not before it.
         received = self._body_into(
-            partial, first, header.length, counter, meter, digest=prefix, checkpoint=checkpoint
+            partial, first, header.length, counter, meter, rehash=offset, checkpoint=checkpoint
         )
         if received.sha256 != header.sha256:
             self._drop(partial)
@@ -1437,12 +1434,13 @@ class Client:
         counter: Progress | None,
         meter: ProgressMeter,
         *,
-        digest: hashlib._Hash | None = None,
+        rehash: int = 0,
         checkpoint: Checkpoints | None = None,
     ) -> Received:
-        """Receive a body of ``length`` into ``partial``, hashed (continuing
-        ``digest``); the partial is kept if cut short with a ``checkpoint``
-        (a resume record), removed when it cannot be written."""
+        """Receive a body of ``length`` into ``partial``, hashed (after its first
+        ``rehash`` bytes, read back: a resume's prefix); the partial is kept if
+        cut short with a ``checkpoint`` (a resume record), removed when it
+        cannot be written."""
         try:
             try:
                 received = receive_body(
@@ -1451,7 +1449,7 @@ class Client:
                     length,
                     partial.fd,
                     counter,
-                    digest=digest,
+                    rehash=rehash,
                     checkpoint=checkpoint,
                 )
             finally:

@@ -37,6 +37,8 @@ from ..errors import ConnectionLost, ProtocolError, SaveError, TooLarge
 BUFFER_SIZE = 4 * 1024 * 1024
 # Buffers in flight: a few, so a slow disk or hash does not stall receiving.
 BUFFER_COUNT = 6
+# Bytes a resume's prefix is read back in, to be hashed.
+REHASH_CHUNK = 1024 * 1024
 # Bodies up to this size are hashed and written on the receiving thread.
 INLINE_LIMIT = BUFFER_SIZE
 
@@ -341,10 +343,13 @@ def receive_body(
     *,
     digest: hashlib._Hash | None = None,
     checkpoint: Checkpoint | None = None,
+    rehash: int = 0,
 ) -> Received:
     """Receive ``size`` bytes (``first`` already read), hash them and write them to ``fd``.
 
     ``digest`` is a hash to continue (a resume's, over the bytes before);
+    ``rehash`` instead says the file's first bytes to hash back from ``fd``
+    first (a resume's prefix, hashed beside the transfer: see _CatchingUp);
     ``checkpoint`` is called after writes with the bytes written so far.
     A body up to INLINE_LIMIT is read whole before it is written. A larger
     one stops being read at the first write error: the rest would only be
@@ -354,8 +359,13 @@ def receive_body(
     """
     digest = hashlib.sha256() if digest is None else digest
     if size <= INLINE_LIMIT:
+        if rehash and not hash_back(fd, 0, rehash, digest):
+            digest = hashlib.sha256(b"unreadable")  # never the file's: it starts over
         return _receive_inline(recv_into, first, size, fd, progress, digest)
-    pipeline = _Pipeline(fd, digest, checkpoint)
+    if rehash:
+        pipeline: _Pipeline = _CatchingUp(fd, checkpoint, rehash)
+    else:
+        pipeline = _Pipeline(fd, digest, checkpoint)
     received = 0
     reached = [0]  # how far the buffer being filled got: kept if the body is cut short
     buffer: memoryview | None = None
@@ -385,7 +395,22 @@ def receive_body(
         raise
     finally:
         pipeline.finish()
-    return Received(pipeline.digest.hexdigest(), pipeline.write_error, received == size)
+    return Received(pipeline.hexdigest(), pipeline.write_error, received == size)
+
+
+def hash_back(fd: int, start: int, end: int, digest: hashlib._Hash) -> bool:
+    """Hash ``fd``'s bytes from ``start`` to ``end`` into ``digest``; False if unreadable."""
+    buffer = memoryview(bytearray(min(REHASH_CHUNK, max(end - start, 1))))
+    try:
+        while start < end:
+            count = os.preadv(fd, [buffer[: min(len(buffer), end - start)]], start)
+            if count == 0:
+                return False
+            digest.update(buffer[:count])
+            start += count
+    except OSError:
+        return False
+    return True
 
 
 def _receive_inline(
@@ -495,19 +520,88 @@ class _Pipeline:
     def _write(self) -> None:
         written = 0
         while (item := self.to_write.get()) is not None:
-            buffer, count = item
-            if self.write_error is None:
-                try:
-                    _write_all(self.fd, memoryview(buffer)[:count])
-                    written += count
-                except OSError as exc:
-                    self.write_error = exc  # the receiver stops at its next buffer
-                if self._checkpoint is not None and self.write_error is None:
-                    self._checkpoint(written)
-            self.free.put(buffer)
+            written = self._write_one(item, written)
+            self.free.put(item[0])
+
+    def _write_one(self, item: tuple[memoryview, int], written: int) -> int:
+        """Write one buffer (none after a write error); the body's bytes written since."""
+        buffer, count = item
+        if self.write_error is None:
+            try:
+                _write_all(self.fd, memoryview(buffer)[:count])
+                written += count
+            except OSError as exc:
+                self.write_error = exc  # the receiver stops at its next buffer
+            if self._checkpoint is not None and self.write_error is None:
+                self._checkpoint(written)
+        return written
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
     def finish(self) -> None:
         """Let the threads drain what they were given, and wait for them."""
         self.to_hash.put(None)
         for thread in self._threads:
             thread.join()
+
+
+class _CatchingUp(_Pipeline):
+    """A resume's pipeline: the part is written as it comes, never waiting for the hash.
+
+    The whole file's digest needs the prefix first, and hashing it before the
+    transfer put it on the download's critical path (0.37 s for 512 MiB).
+    Here the receiver feeds the writer directly; the hashing thread reads the
+    file back from its first byte, the prefix and then the part the writer has
+    written, until it has caught up with the writer; from there the writer
+    hands it each buffer, as _Pipeline does. ``to_hash`` is the writer's queue.
+    """
+
+    def __init__(self, fd: int, checkpoint: Checkpoint | None, prefix: int) -> None:
+        self._lock = threading.Lock()
+        self._hashed = 0  # the file's bytes hashed, from its first
+        self._written_end = prefix  # where the writer's bytes end in the file
+        self._writer_done = False
+        self._caught_up = False  # from here the writer hands its buffers over
+        self._in_memory: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._unreadable = False
+        super().__init__(fd, hashlib.sha256(), checkpoint)
+
+    def _hash(self) -> None:
+        while self._catch_up_step():
+            pass
+        while (item := self._in_memory.get()) is not None:
+            buffer, count = item
+            self.digest.update(memoryview(buffer)[:count])
+            self.free.put(buffer)
+
+    def _catch_up_step(self) -> bool:
+        """Hash one chunk back from the file; False once caught up or done."""
+        with self._lock:
+            if self._hashed >= self._written_end:
+                # Level with the writer: its next buffers come here (none once it is done).
+                self._caught_up = not self._writer_done
+                return False
+            start, end = self._hashed, min(self._written_end, self._hashed + REHASH_CHUNK)
+        if not self._unreadable and not hash_back(self.fd, start, end, self.digest):
+            self._unreadable = True  # the digest can no longer be the file's
+        with self._lock:
+            self._hashed = end
+        return True
+
+    def _write(self) -> None:
+        written = 0
+        while (item := self.to_hash.get()) is not None:
+            written = self._write_one(item, written)
+            with self._lock:
+                if self._caught_up:
+                    self._in_memory.put(item)  # the hashing frees it
+                    continue
+                self._written_end += item[1]
+            self.free.put(item[0])
+        with self._lock:
+            self._writer_done = True
+        self._in_memory.put(None)
+
+    def hexdigest(self) -> str:
+        return "" if self._unreadable else self.digest.hexdigest()

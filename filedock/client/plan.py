@@ -12,7 +12,6 @@ waits for no ``HASH``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from ..protocol import FileDigest, FileInfo
 from .download import Partial, linked_folder, refused_link
 from .localdigests import LocalDigests
 from .results import Outcome
-from .resume import ResumeRecord, hash_prefix, load_record, record_path, remove_record
+from .resume import ResumeRecord, load_record, record_path, remove_record
 
 
 class Action(StrEnum):
@@ -49,7 +48,6 @@ class FilePlan:
     lstat: os.stat_result | None = None  # the destination's, if it exists
     record: ResumeRecord | None = None
     partial: Partial | None = None  # locked, when a record matches
-    prefix: hashlib._Hash | None = None
     prefix_length: int = 0  # the partial's good length: what RANGE starts from
     remote: FileDigest | None = None  # from HASH
     action: Action = Action.FETCH
@@ -97,7 +95,7 @@ class FilePlan:
             self.restarted = reason or self.restarted
         if had_record and self.dest is not None:
             remove_record(self.dest)
-        self.record = self.prefix = None
+        self.record = None
         self.stale_record = False
 
     def release(self) -> None:
@@ -174,12 +172,6 @@ def look(
     plan.record, plan.partial = record, partial
 
 
-def hash_partial(plan: FilePlan) -> None:
-    """Hash the good prefix of the plan's partial (None if it cannot be read)."""
-    if plan.partial is not None:
-        plan.prefix = hash_prefix(plan.partial.fd, plan.prefix_length)
-
-
 def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
     """Choose the plan's action from what is local and the server's HASH (if asked)."""
     if plan.error is not None:
@@ -208,9 +200,9 @@ def decide(plan: FilePlan, digests: LocalDigests, *, no_clobber: bool) -> None:
         # A partial not resumed is thrown away when its GET goes out, not here.
         if record.size != remote.size or record.sha256 not in (None, remote.sha256):
             plan.restarted = CHANGED_ON_SERVER
-        elif plan.prefix is None:
-            plan.restarted = DAMAGED_PARTIAL  # it could not be read
         else:
+            # The prefix is hashed during the RANGE: one that cannot be read does
+            # not verify, and the file is fetched whole then.
             plan.action = Action.RESUME
             return
     plan.action = Action.FETCH

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import stat
@@ -42,8 +41,6 @@ BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 CHECKPOINT_BYTES = 64 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
 
-# Bytes read at a time when hashing a partial's prefix.
-_HASH_CHUNK = 1024 * 1024
 
 
 @functools.cache
@@ -144,23 +141,6 @@ def _count(value: object) -> bool:
 def remove_record(dest: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(record_path(dest))
-
-
-def hash_prefix(fd: int, length: int) -> hashlib._Hash | None:
-    """The SHA-256 state after the first ``length`` bytes of ``fd``; None if they cannot be read."""
-    digest = hashlib.sha256()
-    buffer = memoryview(bytearray(min(_HASH_CHUNK, max(length, 1))))
-    offset = 0
-    try:
-        while offset < length:
-            count = os.preadv(fd, [buffer[: min(len(buffer), length - offset)]], offset)
-            if count == 0:
-                return None
-            digest.update(buffer[:count])
-            offset += count
-    except OSError:
-        return None
-    return digest
 
 
 class Checkpoints:

@@ -6,17 +6,18 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import filedock.client.resume as resume
+from filedock.client.download import INLINE_LIMIT, hash_back, receive_body
 from filedock.client.localdigests import RACY_NS, LocalDigests, default_cache_dir
 from filedock.client.resume import (
     CHECKPOINT_BYTES,
     Checkpoints,
     ResumeRecord,
-    hash_prefix,
     keeps_partial,
     load_record,
     new_record,
@@ -129,17 +130,66 @@ def test_a_slow_disk_never_holds_the_writer_and_the_record_waits_for_the_sync(
         os.close(fd)
 
 
-def test_a_prefix_is_hashed_as_far_as_asked(tmp_path: Path) -> None:
+def test_a_prefix_is_hashed_back_as_far_as_asked(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 5)
     (tmp_path / "p").write_bytes(data)
     fd = os.open(tmp_path / "p", os.O_RDONLY)
     try:
-        digest = hash_prefix(fd, len(data) - 5)
-        assert digest is not None
+        digest = hashlib.sha256()
+        assert hash_back(fd, 0, len(data) - 5, digest)
         assert digest.hexdigest() == hashlib.sha256(data[:-5]).hexdigest()
-        assert hash_prefix(fd, len(data) + 1) is None  # shorter than the record says
+        assert not hash_back(fd, 0, len(data) + 1, hashlib.sha256())  # shorter than asked
     finally:
         os.close(fd)
+
+
+def body_from(data: bytes) -> Callable[[memoryview], int]:
+    """A connection that sends ``data`` in pieces of odd sizes."""
+    sent = [0]
+
+    def recv_into(view: memoryview) -> int:
+        count = min(len(view), 777_777, len(data) - sent[0])
+        view[:count] = data[sent[0] : sent[0] + count]
+        sent[0] += count
+        return count
+
+    return recv_into
+
+
+@pytest.mark.parametrize(
+    ("prefix", "part"),
+    [(0, 9 * 1024 * 1024), (1, 9 * 1024 * 1024), (20 * 1024 * 1024 + 3, 9 * 1024 * 1024 + 1),
+     (6 * 1024 * 1024, 1000), (3, INLINE_LIMIT + 1)],
+)  # fmt: skip
+def test_a_resumed_body_is_hashed_after_its_prefix_read_back(
+    tmp_path: Path, prefix: int, part: int
+) -> None:
+    whole = os.urandom(prefix + part)
+    path = tmp_path / "partial"
+    path.write_bytes(whole[:prefix])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.lseek(fd, prefix, os.SEEK_SET)
+        received = receive_body(body_from(whole[prefix:]), b"", part, fd, rehash=prefix)
+    finally:
+        os.close(fd)
+    assert (received.whole, received.write_error) == (True, None)
+    assert received.sha256 == hashlib.sha256(whole).hexdigest()
+    assert path.read_bytes() == whole
+
+
+def test_a_prefix_that_cannot_be_read_back_never_verifies(tmp_path: Path) -> None:
+    part = 9 * 1024 * 1024
+    path = tmp_path / "partial"
+    path.write_bytes(b"x" * 100)
+    fd = os.open(path, os.O_WRONLY)  # the prefix cannot be read through it
+    try:
+        os.lseek(fd, 100, os.SEEK_SET)
+        received = receive_body(body_from(os.urandom(part)), b"", part, fd, rehash=100)
+    finally:
+        os.close(fd)
+    assert received.whole
+    assert received.sha256 == ""  # matches no digest: the file is fetched whole
 
 
 @pytest.mark.parametrize(
