@@ -35,12 +35,44 @@ _PROGRAMS: dict[str, Callable[[Sequence[str] | None], int]] = {
 }
 
 
+_HELP = """\
+usage: filedock COMMAND [options]
+
+A multi-client TCP file server and its client.
+
+commands:
+  server    run the server (filedock server --help)
+  client    connect to a server: the prompt, or one command (filedock client --help)
+
+options:
+  -h, --help  show this help and exit
+  --version   print the version and exit
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``filedock server …`` or ``filedock client …``."""
+    """``filedock server …`` or ``filedock client …``; ``--help``, ``--version``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in _PROGRAMS:
-        print(
-            "usage: filedock {server,client} [options]   (filedock server --help)", file=sys.stderr
-        )
-        return ExitCode.USAGE if args and args[0] not in ("-h", "--help") else ExitCode.OK
-    return _PROGRAMS[args[0]](args[1:])
+    if args and args[0] in _PROGRAMS:
+        return _PROGRAMS[args[0]](args[1:])
+    if args and args[0] in ("-h", "--help"):
+        print(_HELP, end="")
+        return ExitCode.OK
+    if args and args[0] == "--version":
+        from ..version import __version__
+
+        print(f"filedock {__version__}")
+        return ExitCode.OK
+    if not args:
+        print(_HELP, end="", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"filedock: unknown command {args[0]!r}{_did_you_mean(args[0])}", file=sys.stderr)
+    print("usage: filedock COMMAND [options]   (filedock --help)", file=sys.stderr)
+    return ExitCode.USAGE
+
+
+def _did_you_mean(word: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(_PROGRAMS), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -42,7 +42,6 @@ CHECKPOINT_BYTES = 64 * 1024 * 1024
 CHECKPOINT_SECONDS = 1.0
 
 
-
 @functools.cache
 def boot_id() -> str:
     """This boot of the kernel ("" where it cannot be told: then only the durable length counts)."""
