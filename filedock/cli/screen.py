@@ -234,7 +234,7 @@ class Screen:
     def cannot_start(self, exc: FiledockError) -> None:
         """Why there is no session: the server is full, or what went wrong on connecting."""
         if isinstance(exc, ServerFull):
-            self.server_error(f"Server is at capacity: {printable(exc.reason)}")
+            self.server_error(capacity_line(printable(exc.reason)))
         else:
             self.client_error(printable(str(exc)))
 
@@ -424,3 +424,15 @@ class TransferBar:
 
     def finish(self) -> None:
         self._line.finish()
+
+
+_AT_CAPACITY = "Server is at capacity"
+
+
+def capacity_line(reason: str) -> str:
+    """The line for a FULL answer: its reason said once, even when it begins
+    with the very words of the line (``server is at capacity (3/3 clients)``)."""
+    if reason.lower().startswith(_AT_CAPACITY.lower()):
+        rest = reason[len(_AT_CAPACITY) :]
+        return _AT_CAPACITY + (rest if rest.startswith((" ", ":")) or not rest else f": {reason}")
+    return f"{_AT_CAPACITY}: {reason}" if reason else _AT_CAPACITY

@@ -196,6 +196,7 @@ def test_server_full_exits_4(run: Run, make_server: Callable[..., ServerThread])
     assert out == ""
     assert err.startswith("[SERVER] Server is at capacity")
     assert "(1/1 clients)" in err
+    assert err.lower().count("at capacity") == 1, err  # the reason is not said twice
 
 
 def test_connection_refused_exits_3(run: Run) -> None:
