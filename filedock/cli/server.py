@@ -19,7 +19,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..server.auth import generate_token
-from ..server.config import LOOP_CHOICES, ServerConfig
+from ..server.config import DEFAULT_REPO, LOOP_CHOICES, ServerConfig
 from ..server.logs import configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
@@ -33,7 +33,7 @@ _SERVER_HELP = {
     "host": "address to listen on",
     "port": "TCP port to listen on (0 picks a free one, named in the log)",
     "max_clients": "clients served at once; more are answered FULL",
-    "repo": "folder whose files are served (created if missing)",
+    "repo": "folder whose files are served (must exist; the default one is created if missing)",
     "handshake_timeout": "seconds a new connection has to finish TLS and send HELLO",
     "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
     "max_line": "longest line accepted, in bytes, CR and LF included",
@@ -160,9 +160,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     print(f"filedock server {__version__}", flush=True)
     raise_descriptor_limit(config.max_clients)
     try:
-        if not os.path.isdir(config.repo):
-            os.makedirs(config.repo)
-            log.info("Created repository folder %r", os.path.abspath(config.repo))
+        _prepare_repo(config.repo)
         with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
             return runner.run(_serve(config))
     except (OSError, ValueError) as exc:
@@ -240,6 +238,22 @@ def raise_descriptor_limit(max_clients: int) -> None:
             soft,
             max_clients,
         )
+
+
+def _prepare_repo(repo: str) -> None:
+    """Make the default repository on first start; any other must exist already.
+
+    Making a mistyped ``--repo typo/deep/er`` on the spot served an empty tree
+    without a word. Raises ValueError naming the option and the value.
+    """
+    if os.path.isdir(repo):
+        return
+    if os.path.lexists(repo):
+        raise ValueError(f"--repo {repo}: not a folder")
+    if repo != DEFAULT_REPO:
+        raise ValueError(f"--repo {repo}: no such folder (create it first)")
+    os.mkdir(repo)
+    log.info("Created repository folder %r", os.path.abspath(repo))
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,6 +15,8 @@ LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 # max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
 AUTO_PER_SOURCE = -1
 
+# The folder served when --repo is not given: the clone ships it; made on first start if missing.
+DEFAULT_REPO = "server_repo"
 # state_dir's default, inside the repository: a hidden name, so never listed or served.
 DEFAULT_STATE_DIR = ".filedock"
 
@@ -36,7 +38,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50000
     max_clients: int = 3
-    repo: str = "server_repo"
+    repo: str = DEFAULT_REPO
     handshake_timeout: float = 10.0  # seconds to finish TLS and HELLO after the connect
     # Frees a forgotten terminal's slot; far above a person's pause at the prompt.
     idle_timeout: float = 300.0  # seconds without a complete line; 0 = never

@@ -1,0 +1,58 @@
+"""Starting the server: a --repo that is not there is refused, never made on the spot."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "Server.py"), "--port", "0", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [(None, "no such folder (create it first)"), ("file", "not a folder")],
+)
+def test_a_repo_that_is_not_a_folder_is_refused_by_name(
+    tmp_path: Path, make: str | None, why: str
+) -> None:
+    if make == "file":
+        (tmp_path / "typo").write_text("a file")
+        repo = "typo"
+    else:
+        repo = "typo/deep/er"
+    done = start(tmp_path, "--repo", repo)
+    assert done.returncode == 1
+    assert f"Cannot start the server: --repo {repo}: {why}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "typo" / "deep").exists()  # nothing made on the spot
+
+
+def test_the_default_repo_is_made_on_first_start(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "Server.py"), "--port", "0"]
+    with subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        try:
+            lines: list[str] = []
+            deadline = time.monotonic() + 30
+            while not any("Starting server on" in line for line in lines):
+                left = deadline - time.monotonic()
+                assert left > 0, lines
+                if select.select([proc.stderr], [], [], left)[0]:
+                    line = proc.stderr.readline()
+                    assert line, lines  # the server ended before starting
+                    lines.append(line)
+            assert any("Created repository folder" in line for line in lines), lines
+            assert (tmp_path / "server_repo").is_dir()
+        finally:
+            proc.terminate()
+            proc.wait(15)
