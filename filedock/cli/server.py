@@ -19,7 +19,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..server.auth import generate_token
-from ..server.config import DEFAULT_REPO, LOOP_CHOICES, ServerConfig
+from ..server.config import DEFAULT_REPO, LOOP_CHOICES, ConfigError, ServerConfig
 from ..server.logs import configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
@@ -154,8 +154,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         config = ServerConfig(**vars(args))
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ConfigError as exc:
+        parser.error(exc.option_text())
     configure_logging(config.log_level)
     print(f"filedock server {__version__}", flush=True)
     raise_descriptor_limit(config.max_clients)
@@ -257,4 +257,8 @@ def _prepare_repo(repo: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or exc)
+    """An error in words for the log, naming the file when there is one (a token
+    file or a certificate that is not there said only "No such file or directory")."""
+    text = str(getattr(exc, "strerror", None) or exc)
+    filename = getattr(exc, "filename", None)
+    return f"{filename}: {text}" if filename and str(filename) not in text else text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -29,6 +30,20 @@ FREE_SPACE_SHARE = 0.05
 # max_upload_size's default: a DVD image or a large video fits, and one
 # client cannot take the disk with one upload.
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
+
+
+class ConfigError(ValueError):
+    """An option's value breaks its rule: which option, the rule, the value."""
+
+    def __init__(self, field: str, rule: str, value: object) -> None:
+        super().__init__(f"{field} {rule}, not {value!r}")
+        self.field, self.rule, self.value = field, rule, value
+
+    def option_text(self) -> str:
+        """The same in the words of ``--help``: the option's flag, not its field name."""
+        if self.field == "tls_cert":
+            return "--tls-cert and --tls-key go together: give both, or neither"
+        return f"--{self.field.replace('_', '-')} {self.rule}, not {self.value!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,37 +86,68 @@ class ServerConfig:
     upload_expiry: float = 24 * 3600.0  # seconds an interrupted upload's partial is kept
 
     def __post_init__(self) -> None:
+        finite = math.isfinite
         checks = (
-            (0 <= self.port <= 65535, "port must be from 0 to 65535"),
-            (self.max_clients >= 1, "max_clients must be at least 1"),
-            (self.handshake_timeout > 0, "handshake_timeout must be positive"),
-            (self.idle_timeout >= 0, "idle_timeout cannot be negative"),
+            ("port", 0 <= self.port <= 65535, "must be from 0 to 65535"),
+            ("max_clients", self.max_clients >= 1, "must be at least 1"),
             (
+                "handshake_timeout",
+                finite(self.handshake_timeout) and self.handshake_timeout > 0,
+                "must be a number of seconds over 0",
+            ),
+            (
+                "idle_timeout",
+                finite(self.idle_timeout) and self.idle_timeout >= 0,
+                "must be a number of seconds, 0 or more",
+            ),
+            (
+                "max_line",
                 64 <= self.max_line <= MAX_LINE_LIMIT,
-                f"max_line must be from 64 to {MAX_LINE_LIMIT} bytes",
+                f"must be from 64 to {MAX_LINE_LIMIT} bytes",
             ),
-            (self.history >= 0, "history cannot be negative"),
-            (self.shutdown_grace >= 0, "shutdown_grace cannot be negative"),
-            (self.send_timeout > 0, "send_timeout must be positive"),
-            (self.max_clients_per_ip >= AUTO_PER_SOURCE, "max_clients_per_ip must be -1 or more"),
-            (self.max_pending >= 1, "max_pending must be at least 1"),
-            (self.max_pending_per_ip >= 1, "max_pending_per_ip must be at least 1"),
-            (self.max_auth_failures_at_once >= 1, "max_auth_failures_at_once must be at least 1"),
+            ("history", self.history >= 0, "cannot be negative"),
             (
-                self.max_auth_failures_per_minute >= 1,
-                "max_auth_failures_per_minute must be at least 1",
+                "shutdown_grace",
+                finite(self.shutdown_grace) and self.shutdown_grace >= 0,
+                "must be a number of seconds, 0 or more",
             ),
-            (check_prefix(self.ipv4_prefix, 32), "ipv4_prefix must be from 1 to 32"),
-            (check_prefix(self.ipv6_prefix, 128), "ipv6_prefix must be from 1 to 128"),
-            ((self.tls_cert is None) == (self.tls_key is None), "TLS needs both a cert and a key"),
-            (self.loop in LOOP_CHOICES, f"loop must be one of {', '.join(LOOP_CHOICES)}"),
-            (self.max_upload_size >= 0, "max_upload_size cannot be negative"),
-            (self.min_free_space >= AUTO_FREE_SPACE, "min_free_space must be -1 (auto) or more"),
-            (self.upload_expiry > 0, "upload_expiry must be positive"),
+            (
+                "send_timeout",
+                finite(self.send_timeout) and self.send_timeout > 0,
+                "must be a number of seconds over 0",
+            ),
+            (
+                "max_clients_per_ip",
+                self.max_clients_per_ip >= AUTO_PER_SOURCE,
+                "must be -1 or more",
+            ),
+            ("max_pending", self.max_pending >= 1, "must be at least 1"),
+            ("max_pending_per_ip", self.max_pending_per_ip >= 1, "must be at least 1"),
+            (
+                "max_auth_failures_at_once",
+                self.max_auth_failures_at_once >= 1,
+                "must be at least 1",
+            ),
+            (
+                "max_auth_failures_per_minute",
+                self.max_auth_failures_per_minute >= 1,
+                "must be at least 1",
+            ),
+            ("ipv4_prefix", check_prefix(self.ipv4_prefix, 32), "must be from 1 to 32"),
+            ("ipv6_prefix", check_prefix(self.ipv6_prefix, 128), "must be from 1 to 128"),
+            ("tls_cert", (self.tls_cert is None) == (self.tls_key is None), "needs a key too"),
+            ("loop", self.loop in LOOP_CHOICES, f"must be one of {', '.join(LOOP_CHOICES)}"),
+            ("max_upload_size", self.max_upload_size >= 0, "cannot be negative"),
+            ("min_free_space", self.min_free_space >= AUTO_FREE_SPACE, "must be -1 (auto) or more"),
+            (
+                "upload_expiry",
+                finite(self.upload_expiry) and self.upload_expiry > 0,
+                "must be a number of seconds over 0",
+            ),
         )
-        for ok, message in checks:
+        for field, ok, rule in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(field, rule, getattr(self, field))
 
     def state_folder(self, repo_root: str) -> str:
         """The state folder for the repository at ``repo_root``."""

@@ -56,3 +56,28 @@ def test_the_default_repo_is_made_on_first_start(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(15)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--max-clients", "0"], "--max-clients must be at least 1, not 0"),
+        (["--shutdown-grace", "nan"], "--shutdown-grace must be a number of seconds, 0 or more"),
+        (["--send-timeout", "inf"], "--send-timeout must be a number of seconds over 0"),
+        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    ],
+)
+def test_an_option_out_of_its_rule_is_named_as_help_names_it(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    done = start(tmp_path, *args)
+    assert done.returncode == 2
+    assert said in done.stderr
+    assert "_" not in done.stderr.splitlines()[-1]  # no internal field names
+
+
+def test_a_missing_token_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-tokens"
+    done = start(tmp_path, "--token-file", str(missing))
+    assert done.returncode == 1
+    assert f"Cannot start the server: {missing}: No such file or directory" in done.stderr

@@ -471,7 +471,8 @@ def test_a_line_limit_outside_its_range_is_a_usage_error(
     with pytest.raises(SystemExit) as exited:
         server_main(["--max-line", value])
     assert exited.value.code == 2
-    assert f"max_line must be from 64 to {p.MAX_LINE_LIMIT} bytes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--max-line must be from 64 to {p.MAX_LINE_LIMIT} bytes, not {value}" in err
 
 
 def test_the_longest_line_limit_is_accepted() -> None:
