@@ -13,7 +13,7 @@ import pytest
 
 from filedock.client.download import partial_path
 from tests.conftest import SAMPLE
-from tests.support import ServerThread, random_bytes, wait_until, write_file
+from tests.support import ServerThread, partial_size, random_bytes, wait_until, write_file
 from tests.support.stalling_proxy import StallingProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,10 +111,5 @@ def test_ctrl_c_stops_a_get_with_130_and_the_same_command_resumes(
 
 
 def _hidden_size(folder: Path) -> int:
-    """The size of the largest hidden (partial) file in ``folder``; 0 if none."""
-    if not folder.is_dir():
-        return 0
-    return max(
-        (entry.stat().st_size for entry in folder.iterdir() if entry.name.startswith(".")),
-        default=0,
-    )
+    """The size of the largest partial file (``.NAME.part``) in ``folder``; 0 if none."""
+    return partial_size(folder)

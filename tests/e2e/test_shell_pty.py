@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import SGR, ServerThread, random_bytes, wait_until, write_file
+from tests.support import SGR, ServerThread, partial_size, random_bytes, wait_until, write_file
 from tests.support.stalling_proxy import StallingProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,11 +322,8 @@ def stalling(server: ServerThread, repo: Path) -> Iterator[StallingProxy]:
 
 
 def _partial_size(downloads: Path) -> int:
-    """The size of the largest hidden (partial) file in ``downloads``; 0 if none."""
-    if not downloads.is_dir():
-        return 0
-    sizes = [entry.stat().st_size for entry in downloads.iterdir() if entry.name.startswith(".")]
-    return max(sizes, default=0)
+    """The size of the largest partial file (``.NAME.part``) in ``downloads``; 0 if none."""
+    return partial_size(downloads)
 
 
 @needs_readline

@@ -224,3 +224,18 @@ class BackgroundLoad:
 
 
 _Load = TypeVar("_Load", bound=BackgroundLoad)
+
+
+def partial_size(folder: Path) -> int:
+    """The size of the largest partial download (``.NAME.part``) in ``folder``; 0 if none.
+
+    Only partials: a resume record is written under another name and renamed
+    over its own, so it may vanish between the listing and its ``stat``.
+    """
+    sizes = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") and entry.name.endswith(".part"):
+                with contextlib.suppress(FileNotFoundError):
+                    sizes.append(entry.stat(follow_symlinks=False).st_size)
+    return max(sizes, default=0)
