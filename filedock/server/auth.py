@@ -33,7 +33,18 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     """A TLS server context: TLS 1.2 at least, the system's recommended ciphers."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:
+        # OpenSSL's own words ("[SSL] PEM lib (_ssl.c:3905)") name neither file.
+        raise ValueError(
+            f"--tls-cert {cert_file} and --tls-key {key_file} are not a certificate and "
+            f"its private key in PEM (swapped, or not the pair?): {exc.reason or exc}"
+        ) from None
+    except OSError as exc:  # not there, a folder, unreadable: which one is not said
+        raise ValueError(
+            f"--tls-cert {cert_file} / --tls-key {key_file}: {exc.strerror or exc}"
+        ) from None
     return context
 
 

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+import trustme
+
+from tests.support.credentials import tls_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,3 +84,18 @@ def test_a_missing_token_file_is_named(tmp_path: Path) -> None:
     done = start(tmp_path, "--token-file", str(missing))
     assert done.returncode == 1
     assert f"Cannot start the server: {missing}: No such file or directory" in done.stderr
+
+
+def test_a_swapped_certificate_and_key_are_named(tmp_path: Path, ca: trustme.CA) -> None:
+    files = tls_options(ca, tmp_path)
+    cert, key = str(files["tls_cert"]), str(files["tls_key"])
+    done = start(tmp_path, "--tls-cert", key, "--tls-key", cert)  # swapped
+    assert done.returncode == 1
+    said = done.stderr.splitlines()[-1]
+    assert (
+        f"--tls-cert {key} and --tls-key {cert} are not a certificate and its private key" in said
+    )
+    assert "Traceback" not in done.stderr
+    assert (
+        start(tmp_path, "--tls-cert", cert, "--tls-key", key, "--max-clients", "0").returncode == 2
+    )
