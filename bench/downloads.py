@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ for entry in (str(ROOT), str(BENCH)):
         sys.path.insert(0, entry)
 
 from files import _STARTING, HOST, MiB, Proc, make_file, prime_memory  # noqa: E402
+from run import free_port  # noqa: E402
 
 BIG = "big.bin"
 TREE = "tree"
@@ -139,12 +139,6 @@ def start_filedock(repo: Path, state: Path) -> tuple[Proc, int]:
     argv += ["--state-dir", str(state), "--max-clients", "8"]
     server = Proc(argv, stdout=subprocess.DEVNULL)
     return server, int(server.wait_stderr(_STARTING).group(2))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- rsync ----------------------------------------------------------------------------------
