@@ -29,6 +29,7 @@ import pytest
 import filedock.server.repository
 from filedock.client.client import Client
 from filedock.errors import ServerFull
+from tests.integration.test_files import messages, server_log
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
 MiB = 1024 * 1024
@@ -44,20 +45,6 @@ def sparse_file(path: Path, size: int) -> Path:
     with path.open("wb") as file:
         file.truncate(size)
     return path
-
-
-@contextlib.contextmanager
-def server_log(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture the 'filedock' loggers, even if a CLI test turned propagation off."""
-    monkeypatch.setattr(logging.getLogger("filedock"), "propagate", True)
-    with caplog.at_level(logging.INFO, logger="filedock"):
-        yield caplog
-
-
-def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [record.getMessage() for record in list(caplog.records)]
 
 
 def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
