@@ -382,15 +382,20 @@ def test_the_prompt_hashes_and_lists_a_folder(tree: Path, connect: Callable[...,
 LARGE = 32 * 1024 * 1024  # more than the socket buffers hold: still sending when it changes
 
 
-def test_a_file_growing_during_a_part_sends_exactly_the_part(
-    repo: Path, raw: Callable[[], LineConn]
-) -> None:
+def large_log(repo: Path, raw: Callable[[], LineConn]) -> tuple[bytes, str, LineConn]:
+    """``big.log`` of LARGE random bytes, its digest, and a v2 connection to ask for it."""
     data = os.urandom(LARGE)
     write_file(repo / "big.log", data)
-    digest = hashlib.sha256(data).hexdigest()
     conn = raw()
     conn.timeout = 30
     greet(conn, "proto=2")
+    return data, hashlib.sha256(data).hexdigest(), conn
+
+
+def test_a_file_growing_during_a_part_sends_exactly_the_part(
+    repo: Path, raw: Callable[[], LineConn]
+) -> None:
+    data, digest, conn = large_log(repo, raw)
     offset = LARGE // 2
     conn.send(f"RANGE {offset} {digest} big.log\nPING\n")  # pipelined behind the body
     assert conn.read_line() == f"PART {offset} {LARGE} {digest} big.log"
@@ -403,12 +408,7 @@ def test_a_file_growing_during_a_part_sends_exactly_the_part(
 def test_a_file_shrinking_during_a_part_cuts_the_connection(
     repo: Path, raw: Callable[[], LineConn]
 ) -> None:
-    data = os.urandom(LARGE)
-    write_file(repo / "big.log", data)
-    digest = hashlib.sha256(data).hexdigest()
-    conn = raw()
-    conn.timeout = 30
-    greet(conn, "proto=2")
+    _, digest, conn = large_log(repo, raw)
     conn.send(f"RANGE 1000 {digest} big.log\nPING\n")
     assert conn.read_line() == f"PART 1000 {LARGE} {digest} big.log"
     os.truncate(repo / "big.log", 0)  # rotated: the announced bytes no longer exist
