@@ -375,8 +375,8 @@ def receive_body(
             buffer[: len(first)] = first
             reached[0] = len(first)
             received = _fill(recv_into, buffer, len(first), min(len(buffer), size), reached)
-            pipeline.to_hash.put((buffer, received))
-            buffer = None
+            handed, buffer = buffer, None
+            pipeline.to_hash.put((handed, received))
         while received < size:
             buffer = pipeline.free.get()
             if pipeline.write_error is not None:
@@ -384,8 +384,10 @@ def receive_body(
                 break  # never read on: the caller closes the connection
             reached[0] = 0
             filled = _fill(recv_into, buffer, 0, min(len(buffer), size - received), reached)
-            pipeline.to_hash.put((buffer, filled))
-            buffer = None
+            # Let go of the name first: a signal's exception right after the put
+            # would otherwise hand the buffer over again, and write it twice.
+            handed, buffer = buffer, None
+            pipeline.to_hash.put((handed, filled))
             received += filled
             if progress is not None:
                 progress(received, size)

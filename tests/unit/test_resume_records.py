@@ -8,9 +8,11 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import filedock.client.download as download
 import filedock.client.resume as resume
 from filedock.client.download import INLINE_LIMIT, hash_back, receive_body
 from filedock.client.localdigests import RACY_NS, LocalDigests, default_cache_dir
@@ -176,6 +178,45 @@ def test_a_resumed_body_is_hashed_after_its_prefix_read_back(
     assert (received.whole, received.write_error) == (True, None)
     assert received.sha256 == hashlib.sha256(whole).hexdigest()
     assert path.read_bytes() == whole
+
+
+class _SignalAfterSecondBuffer(download._Pipeline):
+    """A pipeline whose receiver meets a signal's exception just as its
+    second buffer has been handed over, as SIGTERM can arrive then."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        handed = self.to_hash
+        count = [0]
+
+        class Interrupted:
+            def put(self, item: tuple[memoryview, int] | None) -> None:
+                handed.put(item)
+                if item is not None:
+                    count[0] += 1
+                    if count[0] == 2:
+                        raise SystemExit(143)
+
+            def get(self) -> tuple[memoryview, int] | None:
+                return handed.get()
+
+        self.to_hash = Interrupted()  # type: ignore[assignment]
+
+
+def test_a_signal_just_after_a_hand_over_writes_each_buffer_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "_Pipeline", _SignalAfterSecondBuffer)
+    body = os.urandom(5 * download.BUFFER_SIZE)
+    path = tmp_path / "partial"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(SystemExit):
+            receive_body(body_from(body), b"", len(body), fd)
+    finally:
+        os.close(fd)
+    kept = path.read_bytes()
+    assert kept == body[: 2 * download.BUFFER_SIZE]  # what a resume goes on from
 
 
 def test_a_prefix_that_cannot_be_read_back_never_verifies(tmp_path: Path) -> None:
