@@ -1,8 +1,9 @@
 """What every session of one server shares: a context object, not the Server.
 
 Sessions read the configuration, the registry, the repository, the auth guard
-and the workers here, and report their end through :attr:`ServerContext.session_closed`
-(uvicorn passes its ``ServerState`` the same way). The :class:`~.server.Server`
+and the workers here, count what they do in its statistics, and report their
+end through :attr:`ServerContext.session_closed` (uvicorn passes its
+``ServerState`` the same way). The :class:`~.server.Server`
 builds it and keeps listening, shutdown and statistics to itself.
 """
 
@@ -21,6 +22,7 @@ from .config import ServerConfig
 from .logs import WarningLimiter
 from .registry import Registry
 from .repository import Repository
+from .stats import Statistics
 from .status import StatusReplies
 from .upload_area import UploadArea
 from .workers import Workers
@@ -60,6 +62,7 @@ class ServerContext:
     notices_held: set[Session] = field(default_factory=set)
     refused: int = 0  # connections turned away for want of room, at any step
     uploads: UploadArea | None = None  # with --allow-upload, from start() on
+    stats: Statistics = field(default_factory=Statistics)  # the one set of counters
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
