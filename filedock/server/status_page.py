@@ -12,9 +12,10 @@ import hashlib
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..protocol import ClientRecord
+from .activity import Activity
 from .context import ServerContext
 from .throughput import Throughput
 
@@ -25,25 +26,36 @@ if TYPE_CHECKING:
 HISTORY_SHOWN = 50
 
 
-class Doing(Protocol):
-    """What a session is doing now (``Session.activity``): its fields as read here."""
+class Rates:
+    """Each transfer's rate, from what it had done when first seen to what it has done now.
 
-    verb: str
-    path: str | None
-    size: int | None
-    done: int
-    started: float
+    Not ``done`` over the time since it started: a part (``RANGE``) or a resumed
+    upload starts at its offset, and would show a rate it never had.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[Activity, tuple[int, float]] = {}
+
+    def update(self, activities: list[Activity], now: float) -> dict[Activity, int]:
+        """The rate of each of ``activities`` (bytes a second); the others are forgotten."""
+        self._first = {a: self._first.get(a, (a.done, now)) for a in activities}
+        rates = {}
+        for activity, (done, seen) in self._first.items():
+            seconds = now - seen
+            rates[activity] = round((activity.done - done) / seconds) if seconds > 0 else 0
+        return rates
 
 
 def status_document(
-    context: ServerContext, throughput: Throughput, *, stopping: bool
+    context: ServerContext, throughput: Throughput, rates: Rates, *, stopping: bool
 ) -> dict[str, Any]:
     now = time.monotonic()
     clients = sorted(
         (s for s in context.sessions if s.entry is not None and s.entry.finished is None),
         key=lambda s: s.entry.number if s.entry else 0,
     )
-    doing = [(session, _activity(session)) for session in clients]
+    doing = [(session, session.activity) for session in clients]
+    rate = rates.update([activity for _, activity in doing if activity is not None], now)
     return {
         "server": {
             "banner": context.banner,
@@ -52,9 +64,9 @@ def status_document(
             "max_clients": context.config.max_clients,
             "stopping": stopping,
         },
-        "clients": [_client(session, activity, now) for session, activity in doing],
+        "clients": [_client(session, activity, rate, now) for session, activity in doing],
         "transfers": [
-            _transfer(session, activity, now)
+            _transfer(session, activity, rate, now)
             for session, activity in doing
             if activity is not None and activity.size is not None
         ],
@@ -73,36 +85,34 @@ def status_document(
     }
 
 
-def _activity(session: Session) -> Doing | None:
-    activity: Doing | None = getattr(session, "activity", None)
-    return activity
-
-
-def _client(session: Session, activity: Doing | None, now: float) -> dict[str, Any]:
+def _client(
+    session: Session, activity: Activity | None, rate: dict[Activity, int], now: float
+) -> dict[str, Any]:
     assert session.entry is not None
     return {
         "name": session.entry.name,
         "address": session.entry.address,
         "since": round(session.entry.accepted, 3),
-        "activity": None if activity is None else _doing(activity, now),
+        "activity": None if activity is None else _doing(activity, rate, now),
     }
 
 
-def _doing(activity: Doing, now: float) -> dict[str, Any]:
-    seconds = max(now - activity.started, 0.0)
+def _doing(activity: Activity, rate: dict[Activity, int], now: float) -> dict[str, Any]:
     return {
         "verb": activity.verb,
         "path": activity.path,
         "size": activity.size,
         "done": activity.done,
-        "seconds": round(seconds, 3),
-        "rate": round(activity.done / seconds) if seconds > 0 else 0,
+        "seconds": round(max(now - activity.started, 0.0), 3),
+        "rate": rate.get(activity, 0),
     }
 
 
-def _transfer(session: Session, activity: Doing, now: float) -> dict[str, Any]:
+def _transfer(
+    session: Session, activity: Activity, rate: dict[Activity, int], now: float
+) -> dict[str, Any]:
     assert session.entry is not None
-    return {"client": session.entry.name, **_doing(activity, now)}
+    return {"client": session.entry.name, **_doing(activity, rate, now)}
 
 
 def _record(record: ClientRecord) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from . import metrics
 from .addresses import is_loopback_host
 from .context import ServerContext
 from .http_listener import HttpListener, Request, Response, text_response
-from .status_page import load_page, status_document
+from .status_page import Rates, load_page, status_document
 from .throughput import Throughput
 
 log = logging.getLogger("filedock.server")
@@ -40,6 +40,7 @@ class Watch:
         self.context = context
         self.stopping = stopping
         self.throughput = Throughput()
+        self.rates = Rates()
         self.page = load_page(token_required=context.tokens is not None)
         self.listener = HttpListener(self.answer)
         self._sampler: asyncio.Task[None] | None = None
@@ -124,7 +125,9 @@ class Watch:
         return text_response(200, "ok\n")
 
     def _status(self) -> Response:
-        document = status_document(self.context, self.throughput, stopping=self.stopping())
+        document = status_document(
+            self.context, self.throughput, self.rates, stopping=self.stopping()
+        )
         body = json.dumps(document, separators=(",", ":")).encode("utf-8")
         return Response(200, body, _JSON)
 

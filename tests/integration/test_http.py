@@ -10,15 +10,17 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import filedock.server.http_listener as http_listener
 from filedock import Client
 from filedock.server.config import ServerConfig
 from filedock.server.server import Server
 from tests.support import HOST, LineConn, ServerThread, wait_until
-from tests.support.web import http_get, http_port
+from tests.support.web import SlowReader, http_get, http_port
 
 HTTP = f"{HOST}:0"
 
@@ -220,3 +222,54 @@ def test_a_taken_http_port_stops_the_start_and_leaves_nothing_open(repo: Path) -
             assert server.watch is None
 
         asyncio.run(start())
+
+
+BIG = 64 * 1024 * 1024
+
+
+def test_metrics_parse_as_prometheus_and_move_with_traffic(
+    repo: Path, downloads: Path, watched: ServerThread
+) -> None:
+    port = http_port(watched)
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        answer = http_get(port, "/metrics")
+        assert answer.status == 200
+        assert answer.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+
+    before = scrape()
+    assert before[("filedock_bytes_sent_total", ())] == 0
+    size = (repo / "sample.txt").stat().st_size
+    with Client(HOST, watched.port, timeout=10) as client:
+        client.get("sample.txt", downloads)
+    after = scrape()
+    assert after[("filedock_bytes_sent_total", ())] == size
+    assert after[("filedock_uptime_seconds", ())] >= before[("filedock_uptime_seconds", ())]
+    assert ("filedock_timeouts_total", (("kind", "idle"),)) in after
+    assert all(name.startswith("filedock_") for name, _ in after)
+
+
+def test_status_json_shows_a_transfer_in_progress(repo: Path, watched: ServerThread) -> None:
+    with open(repo / "big.bin", "wb") as big:
+        big.truncate(BIG)
+    port = http_port(watched)
+
+    def transfers() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(http_get(port, "/status.json").body)["transfers"]
+        return found
+
+    with SlowReader(watched.port, "big.bin") as reader:
+        wait_until(lambda: any(t["done"] for t in transfers()), timeout=10)
+        (first,) = transfers()
+        assert (first["client"], first["path"], first["size"]) == (reader.name, "big.bin", BIG)
+        wait_until(lambda: transfers()[0]["done"] > first["done"], timeout=10)
+        wait_until(lambda: transfers()[0]["rate"] > 0, timeout=10)
+        document = json.loads(http_get(port, "/status.json").body)
+        (client,) = document["clients"]
+        assert client["activity"]["verb"] == "get"
+        assert client["activity"]["path"] == "big.bin"

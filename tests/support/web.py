@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
+import threading
 from dataclasses import dataclass
 
 from tests.support import HOST, ServerThread
@@ -38,3 +41,53 @@ def http_get(
         return Answer(response.status, response.headers, response.read())
     finally:
         connection.close()
+
+
+class SlowReader:
+    """A client that asks for ``path`` and then reads its body slowly, in a thread,
+    so its transfer stays in progress for as long as a test watches it."""
+
+    def __init__(self, port: int, path: str, *, chunk: int = 16 * 1024) -> None:
+        self.sock = socket.socket()
+        # A small receive window: the server's send waits on this reader, not on a buffer.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        self.sock.settimeout(5)
+        self.sock.connect((HOST, port))
+        self.chunk = chunk
+        self.received = 0
+        self._stop = threading.Event()
+        name = self._line().removeprefix("NAME ")
+        self.sock.sendall(f"HELLO {name}\n".encode())
+        assert self._line().startswith("WELCOME "), "greeted"
+        self.name = name
+        self.sock.sendall(f"GET {path}\n".encode())
+        self._thread = threading.Thread(target=self._read, name="slow-reader", daemon=True)
+        self._thread.start()
+
+    def _line(self) -> str:
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.sock.recv(1)
+            assert byte, "the server closed the connection"
+            line += byte
+        return line.decode().rstrip("\r\n")
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while not self._stop.is_set():
+                data = self.sock.recv(self.chunk)
+                if not data:
+                    return
+                self.received += len(data)
+                self._stop.wait(0.01)  # the pace of a slow link, not a wait for a state
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> SlowReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,7 +1,10 @@
-"""The per-second series of the status page's chart: a ring buffer of differences."""
+"""The rates the status page shows: the chart's per-second series (a ring buffer of
+differences) and each transfer's own."""
 
 from __future__ import annotations
 
+from filedock.server.activity import Activity
+from filedock.server.status_page import Rates
 from filedock.server.throughput import Throughput
 
 
@@ -25,3 +28,16 @@ def test_a_total_that_falls_counts_as_nothing_moved() -> None:
     for total in (10, 4, 9):
         throughput.tick(total)
     assert throughput.series() == [0, 5]
+
+
+def test_a_transfer_rate_counts_from_when_it_was_first_seen() -> None:
+    part = Activity("range", "big.bin", 10_000, done=6_000)  # a part from offset 6000
+    other = Activity("get", "small.bin", 100)
+    rates = Rates()
+    assert rates.update([part], now=100.0) == {part: 0}
+    part.done = 7_000
+    assert rates.update([part, other], now=100.5) == {part: 2_000, other: 0}
+    other.done = 50
+    assert rates.update([other], now=101.0) == {other: 100}
+    part.done = 8_000
+    assert rates.update([part], now=102.0) == {part: 0}  # ended and forgotten: a new one

@@ -99,7 +99,8 @@
     g.scale(ratio, ratio);
     g.clearRect(0, 0, width, height);
     const style = getComputedStyle(document.documentElement);
-    const peak = Math.max(1, ...series);
+    const highest = Math.max(0, ...series);
+    const peak = Math.max(1, highest);  // the scale: a flat line at 0 stays at the bottom
     const kept = 300;  // the server keeps five minutes
     const step = width / (kept - 1);
     const x0 = width - (series.length - 1) * step;
@@ -114,7 +115,7 @@
     g.globalAlpha = 1;
     g.fillStyle = style.getPropertyValue("--muted").trim() || "#66707a";
     g.font = "12px system-ui, sans-serif";
-    g.fillText(`peak ${bytes(peak)}/s`, 6, 14);
+    g.fillText(`peak ${bytes(highest)}/s`, 6, 14);
     $("chart-span").textContent = `(last ${duration(series.length * interval)})`;
   }
 
