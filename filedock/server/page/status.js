@@ -101,8 +101,9 @@
     const style = getComputedStyle(document.documentElement);
     const highest = Math.max(0, ...series);
     const peak = Math.max(1, highest);  // the scale: a flat line at 0 stays at the bottom
-    const kept = 300;  // the server keeps five minutes
-    const step = width / (kept - 1);
+    // The server keeps five minutes; until it has them, the last minute at least.
+    const span = Math.max(series.length, 60);
+    const step = width / (span - 1);
     const x0 = width - (series.length - 1) * step;
     g.beginPath();
     g.moveTo(x0, height);
