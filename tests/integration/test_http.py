@@ -273,3 +273,23 @@ def test_status_json_shows_a_transfer_in_progress(repo: Path, watched: ServerThr
         (client,) = document["clients"]
         assert client["activity"]["verb"] == "get"
         assert client["activity"]["path"] == "big.bin"
+
+
+def test_healthz_is_503_while_a_shutdown_waits_for_a_transfer(
+    repo: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    with open(repo / "big.bin", "wb") as big:
+        big.truncate(BIG)
+    server = make_server(http=HTTP, shutdown_grace=30.0)
+    port = http_port(server)
+    assert server.server is not None
+    with SlowReader(server.port, "big.bin") as reader:
+        wait_until(lambda: reader.received > 0)
+        closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
+        wait_until(lambda: http_get(port, "/healthz").status == 503)
+        assert not closing.done()  # the transfer is still given its grace
+        document = json.loads(http_get(port, "/status.json").body)
+        assert document["server"]["stopping"] is True
+    closing.result(timeout=10)  # the reader left: the shutdown ends, and the listener with it
+    with pytest.raises(ConnectionRefusedError):
+        http_get(port, "/healthz")
