@@ -44,6 +44,7 @@ class Watch:
         self.page = load_page(token_required=context.tokens is not None)
         self.listener = HttpListener(self.answer)
         self._sampler: asyncio.Task[None] | None = None
+        self._loopback = True  # where it listens: set by start()
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._page,
             "/metrics": self._metrics,
@@ -54,6 +55,7 @@ class Watch:
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host``:``port`` and sample the byte counters each second."""
         await self.listener.start(host, port)
+        self._loopback = is_loopback_host(self.address[0])
         self._sampler = asyncio.get_running_loop().create_task(self._sample())
         shown, port = self.address
         log.info(
@@ -96,8 +98,7 @@ class Watch:
         return route()
 
     def _host_allowed(self, host: str) -> bool:
-        listening = self.address[0]
-        if not host or not is_loopback_host(listening):
+        if not host or not self._loopback:
             return True  # no browser leaves Host out; beyond loopback, names are expected
         name = host.rpartition(":")[0] if not host.endswith("]") else host
         name = (name or host).strip("[]")
