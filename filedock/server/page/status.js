@@ -150,6 +150,7 @@
     $("main").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message;
+    $("health").textContent = "token needed";
     $("token").focus();
   }
 
