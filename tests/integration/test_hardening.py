@@ -356,6 +356,8 @@ def test_client_that_never_reads_is_dropped_after_the_send_timeout(
         wait_until(lambda: server.session_count() == 0)
     assert 1.0 <= dropped < 1.0 + 4.0, f"dropped after {dropped:.2f} s"
     assert any("progress for 1 s" in m for m in messages(caplog)), messages(caplog)
+    # Its end says why: the send's own stall, or the session's, whichever saw it first.
+    assert any(re.match(r"Finished: Client\d+ \(send-timeout, ", m) for m in messages(caplog))
     assert_no_tracebacks(caplog)
 
 
