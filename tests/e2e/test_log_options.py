@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LineConn, wait_until
+from tests.support import LineConn
 from tests.support.process import STARTED, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,59 +36,17 @@ def test_the_starting_line_names_the_port_at_any_log_level(repo: Path) -> None:
     assert not server.matching("Connected: ")
 
 
-class FileLoggedServer:
-    """``Server.py --log-file LOG``: its log read back from the file."""
-
-    def __init__(self, repo: Path, log: Path, *options: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
-        command = [sys.executable, "Server.py", "--port", "0", "--repo", str(repo)]
-        self.log = log
-        self.proc = subprocess.Popen(
-            [*command, "--loop", "asyncio", "--log-file", str(log), *options],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            umask=0o022,
-        )
-        self.port = int(self.wait_for(log, STARTED).group(1))
-
-    def wait_for(self, path: Path, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        """The first line of ``path`` matching ``pattern``, once it is there."""
-        regex = re.compile(pattern)
-        found: list[re.Match[str]] = []
-
-        def seen() -> bool:
-            assert self.proc.poll() is None, "the server exited"
-            text = path.read_text() if path.exists() else ""
-            found.extend(m for m in map(regex.search, text.splitlines()) if m)
-            return bool(found)
-
-        wait_until(seen, timeout=timeout, interval=0.01)
-        return found[0]
-
-    def stop(self) -> tuple[int, str]:
-        """SIGINT; the exit status and what it wrote to stderr."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            _, stderr = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate(timeout=5)
-            raise
-        return self.proc.returncode, stderr
-
-
 @pytest.fixture
-def file_logged(repo: Path, tmp_path: Path) -> Iterator[FileLoggedServer]:
-    server = FileLoggedServer(repo, tmp_path / "filedock.log")
+def file_logged(repo: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess(repo, log_file=tmp_path / "filedock.log", preexec_fn=_umask_022)
     try:
         yield server
     finally:
         server.stop()
+
+
+def _umask_022() -> None:
+    os.umask(0o022)
 
 
 def visit(port: int) -> str:
@@ -99,23 +57,22 @@ def visit(port: int) -> str:
 
 
 def test_a_log_file_is_appended_to_and_reopened_on_sighup(
-    file_logged: FileLoggedServer, tmp_path: Path
+    file_logged: ServerProcess, tmp_path: Path
 ) -> None:
-    log = file_logged.log
+    log = tmp_path / "filedock.log"
     assert stat.S_IMODE(log.stat().st_mode) == 0o640  # not for everyone: it names clients
     assert visit(file_logged.port) == "Client01"
-    file_logged.wait_for(log, r"Finished: Client01 \(exit, ")
+    file_logged.wait_in_file(r"Finished: Client01 \(exit, ")
     rotated = tmp_path / "filedock.log.1"
     log.rename(rotated)  # as logrotate does, then it sends SIGHUP
     file_logged.proc.send_signal(signal.SIGHUP)
-    file_logged.wait_for(log, r"INFO: Reopened the log file ")
+    file_logged.wait_in_file(r"INFO: Reopened the log file ")
     assert visit(file_logged.port) == "Client02"  # still serving: SIGHUP did not stop it
-    file_logged.wait_for(log, r"Finished: Client02 \(exit, ")
+    file_logged.wait_in_file(r"Finished: Client02 \(exit, ")
     assert "Client02" not in rotated.read_text()
     assert "Client01" not in log.read_text()
-    code, stderr = file_logged.stop()
-    assert code == 0
-    assert stderr == ""  # every line went to the file
+    assert file_logged.stop() == 0
+    assert file_logged.lines == []  # every line went to the file
     assert "Shutting down" in log.read_text()
 
 
@@ -123,8 +80,7 @@ def test_a_log_file_is_appended_to_across_restarts(repo: Path, tmp_path: Path) -
     log = tmp_path / "filedock.log"
     log.write_text("an older line\n")
     log.chmod(0o600)  # a file that is there keeps its mode
-    server = FileLoggedServer(repo, log)
-    assert server.stop()[0] == 0
+    assert ServerProcess(repo, log_file=log).stop() == 0
     text = log.read_text()
     assert text.startswith("an older line\n")
     assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] INFO: Starting server", text, re.M)
