@@ -187,7 +187,6 @@ class Server:
             self._extras(),
             event="started",
             address=f"{shown_host}:{port}",
-            path=self.repository.root,
         )
         self.warn_if_exposed()
 

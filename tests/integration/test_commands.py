@@ -42,8 +42,18 @@ def local_port(conn: LineConn) -> int:
 
 def assert_clean_log(caplog: pytest.LogCaptureFixture, name: str, *reasons: str) -> None:
     """``name`` finished once, for one of ``reasons``, and nothing went wrong."""
+
+    def finished_lines() -> list[str]:
+        return [
+            m
+            for r in list(caplog.records)
+            if (m := r.getMessage()).startswith(f"Finished: {name} ")
+        ]
+
+    # Logged on the server's thread just after the slot is freed, which the test may see first.
+    wait_until(lambda: bool(finished_lines()))
     messages = [record.getMessage() for record in caplog.records]
-    finished = [m for m in messages if m.startswith(f"Finished: {name} ")]
+    finished = finished_lines()
     assert len(finished) == 1, messages
     match = re.fullmatch(rf"Finished: {name} \(([a-z-]+), \d+\.\d s\)", finished[0])
     assert match is not None, finished
