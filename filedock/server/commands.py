@@ -18,6 +18,7 @@ from .. import protocol as p
 from ..errors import Forbidden, RequestError
 from ..protocol.state import State
 from . import uploads
+from .activity import Activity
 from .repository import (
     INLINE_STEPS,
     OpenedFile,
@@ -81,23 +82,23 @@ def _message(s: Session, request: p.Message) -> bytes | None:
         opened = _open_here(s, text)
     except RequestError:
         return s.conn.send(p.AckReply(text))
-    _serve(s, text, opened, or_echo=True)
+    _serve(s, "get", text, opened, or_echo=True)
     return None
 
 
 def _get(s: Session, request: p.Get) -> bytes | None:
-    _serve(s, request.path, _open_here(s, request.path))  # a refusal raises: ERR
+    _serve(s, "get", request.path, _open_here(s, request.path))  # a refusal raises: ERR
     return None
 
 
 def _hash(s: Session, request: p.Hash) -> bytes | None:
-    _serve(s, request.path, _open_here(s, request.path), _send_digest)
+    _serve(s, "hash", request.path, _open_here(s, request.path), _send_digest)
     return None
 
 
 def _range(s: Session, request: p.Range) -> bytes | None:
     answer = functools.partial(_send_part, request=request)
-    _serve(s, request.path, _open_here(s, request.path), answer)
+    _serve(s, "range", request.path, _open_here(s, request.path), answer)
     return None
 
 
@@ -106,7 +107,7 @@ def _put(s: Session, request: p.Put) -> None:
 
 
 def _list(s: Session, request: p.ListFiles) -> None:
-    s.start(_send_listing(s, request.folder))
+    s.start(_send_listing(s, request.folder), Activity("list", request.folder, None))
 
 
 def _exit(s: Session, _: p.Exit) -> bytes:
@@ -147,6 +148,7 @@ def _open_here(s: Session, path: str) -> OpenedFile | None:
 
 def _serve(
     s: Session,
+    verb: str,
     path: str,
     opened: OpenedFile | None,
     answer: Answer | None = None,
@@ -155,9 +157,9 @@ def _serve(
 ) -> None:
     answer = answer or _send_opened
     if opened is None:
-        s.start(_send_file(s, path, answer, or_echo=or_echo))
+        s.start(_send_file(s, path, answer, or_echo=or_echo), Activity(verb, path, None))
         return
-    task = s.start(answer(s, opened))
+    task = s.start(answer(s, opened), Activity(verb, path, opened.size))
     # Closed however the task ends, even cancelled before it ever ran.
     task.add_done_callback(lambda _: opened.close())
 
@@ -219,6 +221,8 @@ async def _send_file(s: Session, path: str, answer: Answer, *, or_echo: bool = F
     except RequestError as exc:  # any OS error on a path is one of these
         s.send(p.AckReply(path) if or_echo else p.ErrorReply(exc.code, exc.text))
         return
+    if s.activity is not None:
+        s.activity.size = opened.size  # known now
     with opened:
         await answer(s, opened)
 
@@ -281,13 +285,16 @@ async def _send_part(s: Session, opened: OpenedFile, request: p.Range) -> None:
 
 async def _send_body(s: Session, opened: OpenedFile, offset: int, transfer: TransferLog) -> bool:
     """Send the body a FILE or PART header announced; False if it was cut short."""
-    transport = s.transport
+    transport, activity = s.transport, s.activity
     assert transport is not None
+    assert activity is not None
     try:
         # Exactly the announced size goes out, so the stream stays in step
         # even if the file grew or changed meanwhile: the client checks the
         # digest, and changed bytes are never saved as the announced file.
-        await send_body(transport, s.flow, opened, s.config.send_timeout, offset)
+        await send_body(
+            transport, s.flow, opened, s.config.send_timeout, activity, s.context.stats, offset
+        )
     except TransferError as exc:  # shrank, or the client went away: cut
         transfer.cut_short(exc, offset)
         s.abort()

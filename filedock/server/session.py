@@ -30,6 +30,7 @@ from .. import protocol as p
 from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
 from ..protocol.state import State
 from . import admission, client_log, ending, greeting
+from .activity import Activity
 from .context import ServerContext
 from .events import EVENT_HANDLERS, answer_failure
 from .registry import ClientEntry
@@ -70,6 +71,7 @@ class Session(asyncio.BufferedProtocol):
         *("pending", "spoke", "upgrade"),
         # An upload's body being received, and whether the token may upload.
         *("upload", "may_write"),
+        "activity",  # what the one task is doing now, for those who watch
         "end_reason",  # why the session ended, for its Finished line
     )
 
@@ -97,6 +99,7 @@ class Session(asyncio.BufferedProtocol):
         self.upload: Upload | None = None  # from READY to the upload's end
         self.may_write = True  # a token without the write right makes it False
         self.task: asyncio.Task[None] | None = None
+        self.activity: Activity | None = None  # while the task runs (see activity.py)
         self.stopping = False  # the server is shutting down: serve nothing new
         self.warned = False  # protocol errors are logged once per connection
         self.peer_eof = False
@@ -252,15 +255,19 @@ class Session(asyncio.BufferedProtocol):
 
     # -- the one task -----------------------------------------------------------------
 
-    def start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``work`` as this session's one task; lines after it wait."""
+    def start(
+        self, work: Coroutine[Any, Any, None], activity: Activity | None = None
+    ) -> asyncio.Task[None]:
+        """Run ``work`` as this session's one task, doing ``activity``; lines after it wait."""
         self.conn.start()
+        self.activity = activity
         task = self.task = asyncio.get_running_loop().create_task(work)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.task = None
+        self.activity = None
         if self.conn.state is _BUSY:
             self.conn.done(time.monotonic())  # idleness counts from the end of the work
             self.arm()

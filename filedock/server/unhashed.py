@@ -81,12 +81,13 @@ async def send_unhashed(s: Session, opened: OpenedFile) -> None:
 async def _send_whole_body(s: Session, opened: OpenedFile, transfer: TransferLog) -> bool | None:
     """Send the body; whether the file shrank on the way (its rest made up
     with zeros, for the line after it to say so), or None if it was cut short."""
-    transport = s.transport
+    transport, activity = s.transport, s.activity
     assert transport is not None
+    assert activity is not None
     stall_limit = s.config.send_timeout
     try:
         try:
-            await send_body(transport, s.flow, opened, stall_limit)
+            await send_body(transport, s.flow, opened, stall_limit, activity, s.context.stats)
         except FileShrank as exc:
             await send_padding(transport, s.flow, opened.size - exc.sent, stall_limit)
             return True

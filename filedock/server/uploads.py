@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from ..errors import Forbidden, NoSpace, RequestError, UploadCorrupted, UploadTooLarge
+from .activity import Activity
 from .repository import FileKey, check_client_path
 from .upload_area import PARTIAL_SUFFIX, Partial, UploadArea, partial_name
 from .upload_log import UploadLog
@@ -98,7 +99,7 @@ def start(s: Session, put: p.Put) -> None:
         UploadLog(s, put).refused(str(refusal))
         raise refusal  # answered ERR by the line loop
     assert area is not None
-    s.start(_upload(s, put, area))
+    s.start(_upload(s, put, area), Activity("put", put.path, put.size))
 
 
 async def _upload(s: Session, put: p.Put, area: UploadArea) -> None:
@@ -150,6 +151,8 @@ async def _take(s: Session, put: p.Put, area: UploadArea, name: str) -> None:
         return
     area.reserved += need
     upload_log.offset = partial.offset
+    if s.activity is not None:
+        s.activity.done = partial.offset  # a resume's body starts there
     upload = s.upload = Upload(s, put, partial, upload_log)
     try:
         s.transport.write(s.conn.ready(p.ReadyReply(partial.offset, put.path), put.size))
@@ -170,7 +173,7 @@ class Upload:
     """One upload's body on its way from the transport to its partial file."""
 
     __slots__ = (
-        *("session", "put", "partial", "log", "received"),
+        *("session", "put", "partial", "log", "received", "_stats", "_activity"),
         *("_filling", "_filled", "_queue", "_spare", "_wake", "_ended", "_failure"),
         *("_inflight", "_paused"),
     )
@@ -181,6 +184,8 @@ class Upload:
         self.partial = partial
         self.log = log
         self.received = 0  # body bytes taken from the transport
+        self._stats = session.context.stats
+        self._activity = session.activity
         self._filling = bytearray(CHUNK)
         self._filled = 0
         self._queue: deque[tuple[bytearray, int]] = deque()  # chunks waiting for the disk
@@ -207,7 +212,11 @@ class Upload:
 
     def receive(self, data: bytes | memoryview) -> None:
         """Take body bytes (copied: the transport's buffer is lent again)."""
-        self.received += len(data)
+        count = len(data)
+        self.received += count
+        self._stats.bytes_received += count
+        if self._activity is not None:
+            self._activity.done += count
         if self._failure is not None:
             return  # nothing more is written: the bytes are only read, in step
         view = memoryview(data)
