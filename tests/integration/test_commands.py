@@ -383,6 +383,17 @@ def test_idle_timeout_drops_a_silent_client(
         conn.close()
 
 
+def test_a_line_too_long_ends_the_session_as_a_protocol_error(
+    raw: Callable[[], LineConn], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    conn = greeted(raw)
+    conn.send(b"A" * 5000 + b"\n")  # over the default --max-line of 4096
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    assert_clean_log(caplog, "Client01", "protocol-error")
+
+
 # -- clients that vanish -------------------------------------------------------------------
 
 
