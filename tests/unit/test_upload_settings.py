@@ -151,7 +151,7 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
         UploadLog(session, put).stored(6)
         UploadLog(session, put, offset=2).stored(4)
     stored, resumed = (record.getMessage() for record in caplog.records)
-    head = "Received file 'a.txt' from Client01 size=6 sha256=abababababab… "
+    head = "Received file 'a.txt' size=6 sha256=abababababab… from Client01 "
     assert re.fullmatch(re.escape(head) + r"\d+\.\d{3}s: 6 bytes at \d+(\.\d)? \S+, stored", stored)
     assert re.fullmatch(r".*: 4 bytes at .*, stored, resumed from 2", resumed), resumed
     UploadLog(session, put).ended("failed (integrity), nothing placed", 6)
