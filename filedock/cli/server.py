@@ -19,7 +19,14 @@ from dataclasses import fields
 from typing import Any
 
 from ..server.auth import generate_token
-from ..server.config import DEFAULT_REPO, LOG_FORMATS, LOOP_CHOICES, ConfigError, ServerConfig
+from ..server.config import (
+    DEFAULT_REPO,
+    LOG_FORMATS,
+    LOOP_CHOICES,
+    STATUS_ADDRESSES,
+    ConfigError,
+    ServerConfig,
+)
 from ..server.logs import LogFile, configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
@@ -37,7 +44,10 @@ _SERVER_HELP = {
     "handshake_timeout": "seconds a new connection has to finish TLS and send HELLO",
     "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
     "max_line": "longest line accepted, in bytes, CR and LF included",
-    "history": "finished clients kept in status",
+    "history": "finished clients kept in status (a run of brief sessions from one address, "
+    "such as one-shot commands, keeps only its latest)",
+    "status_addresses": "what a client sees in status of the addresses: its own only, all, "
+    "or hidden (none); the log shows them all",
     "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
     "send_timeout": "seconds without write progress before a client that does not read is dropped",
     "log_level": "least severe log level shown (the Starting server line is shown at any level)",
@@ -99,6 +109,9 @@ def server_parser() -> argparse.ArgumentParser:
             extra["type"] = str.lower
         elif field.name == "log_format":
             extra["choices"] = LOG_FORMATS
+            extra["type"] = str.lower
+        elif field.name == "status_addresses":
+            extra["choices"] = STATUS_ADDRESSES
             extra["type"] = str.lower
         elif kind is bool:
             kind = on_or_off

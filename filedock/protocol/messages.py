@@ -32,6 +32,9 @@ PROTO_PREFIX = "proto="
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NOT_FINISHED = "-"
+# A STATUS record's address that the server does not show to this client
+# (filedock-server --status-addresses).
+HIDDEN_ADDRESS = "-"
 # In a v2 FILE header, in place of the SHA-256: it follows the body (DIGEST).
 UNKNOWN_DIGEST = "-"
 FIELD_SEPARATOR = "\t"
@@ -541,7 +544,8 @@ class ClientRecord:
     """One client in ``STATUS``: times are the server's local time, to the second.
 
     ``finished`` is None while the client is connected; ``address`` is
-    ``host:port`` as the server saw it.
+    ``host:port`` as the server saw it, or :data:`HIDDEN_ADDRESS` where the
+    server does not show it (by default it shows a client its own only).
 
     >>> record = client.status()[0]
     >>> record.name, record.connected, record.address.startswith("127.0.0.1:")

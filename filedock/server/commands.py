@@ -66,7 +66,7 @@ def _help(s: Session, _: p.Help) -> bytes:
 
 def _status(s: Session, _: p.Status) -> bytes:
     # Encoded, records and all, only when the registry changed (see StatusReplies).
-    return s.conn.answer(s.context.status.reply())
+    return s.conn.answer(s.context.status.reply(s.name))
 
 
 def _say(s: Session, request: p.Say) -> bytes:

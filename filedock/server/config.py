@@ -19,6 +19,12 @@ from .addresses import (
 # the standard library's loop otherwise; the other two insist on one of them.
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 
+# --status-addresses: what a client sees of the addresses in STATUS (see status.py).
+# "own" by default: a colleague sees where they connect from, not where the others
+# do; the assignment's walk-through (one client, its own row) reads the same.
+STATUS_ADDRESSES = ("hidden", "own", "all")
+DEFAULT_STATUS_ADDRESSES = "own"
+
 # The log's line formats: "[time] LEVEL: message", or one JSON object a line.
 LOG_FORMATS = ("text", "json")
 
@@ -92,6 +98,7 @@ class ServerConfig:
     idle_timeout: float = 300.0  # seconds without a complete line; 0 = never
     max_line: int = DEFAULT_MAX_LINE
     history: int = 1000  # finished clients kept for STATUS
+    status_addresses: str = DEFAULT_STATUS_ADDRESSES  # one of STATUS_ADDRESSES
     shutdown_grace: float = 5.0  # seconds a transfer in flight may finish at shutdown
     send_timeout: float = 60.0  # seconds without write progress before a client is dropped
     log_level: str = "INFO"
@@ -175,6 +182,11 @@ class ServerConfig:
             ("ipv4_prefix", check_prefix(self.ipv4_prefix, 32), "must be from 1 to 32"),
             ("ipv6_prefix", check_prefix(self.ipv6_prefix, 128), "must be from 1 to 128"),
             ("tls_cert", (self.tls_cert is None) == (self.tls_key is None), "needs a key too"),
+            (
+                "status_addresses",
+                self.status_addresses in STATUS_ADDRESSES,
+                f"must be one of {', '.join(STATUS_ADDRESSES)}",
+            ),
             ("loop", self.loop in LOOP_CHOICES, f"must be one of {', '.join(LOOP_CHOICES)}"),
             (
                 "log_format",

@@ -59,6 +59,19 @@ class Refusal:
     summary: str
 
 
+# A finished session shorter than this is brief: a one-shot command (`filedock
+# ping`, `filedock get FILE` of a small file) lasts milliseconds, a person at the
+# prompt stays far longer. A run of brief sessions from one source keeps only its
+# latest in the history (see MemoryRegistry.finish), so a script's hundred calls
+# are one row of STATUS, not a hundred pushing everyone else out. A run is one
+# after another, as a script's calls are: brief clients that were connected at
+# the same time (three people, a shutdown) are each kept.
+BRIEF_SESSION = 2.0
+# How far back among the finished clients a brief one looks for its source's
+# previous brief row: bounded work per finish, and a few scripts from other
+# addresses running at once still collapse.
+BRIEF_LOOKBACK = 16
+
 # How long a connection that has not sent its HELLO is safe from being dropped
 # for a newcomer from its source (see PendingPool.make_room). An honest client
 # greets one round trip after NAME, a TLS one a few round trips later: well
@@ -306,7 +319,10 @@ class MemoryRegistry:
     """A :class:`Registry` kept in this process: one server's clients.
 
     Finished clients are kept up to ``history`` of them, oldest dropped
-    first. ``slots_per_source(source)`` caps the slots one source may hold
+    first; a brief one (under ``brief`` seconds, a one-shot command) replaces
+    the previous brief row of its source, so a script's run of one-shot
+    commands is one row. Connections never welcomed (refused, ``FULL``, no
+    valid token) are never kept. ``slots_per_source(source)`` caps the slots one source may hold
     (0: no cap); ``pending`` is the pool that connections wait in before
     their ``WELCOME``.
     """
@@ -319,6 +335,7 @@ class MemoryRegistry:
         *,
         slots_per_source: Callable[[str], int] = lambda _: 0,
         pending: PendingPool[Any] | None = None,
+        brief: float = BRIEF_SESSION,
     ) -> None:
         if max_clients < 1:
             raise ValueError("max_clients must be at least 1")
@@ -331,6 +348,7 @@ class MemoryRegistry:
         self._slots_per_source = slots_per_source
         self._per_source: dict[str, int] = {}
         self._clock = clock
+        self._brief = brief
         self._issued = 0
         self._connected: dict[str, ClientEntry] = {}  # in the order they connected
         self._finished: deque[ClientEntry] = deque(maxlen=history)
@@ -388,9 +406,26 @@ class MemoryRegistry:
         entry.finished = self._clock()
         entry._record = None
         if self._finished.maxlen:
+            if self._is_brief(entry):
+                self._forget_previous_brief(entry)
             self._finished.append(entry)
         self._version += 1
         return True
+
+    def _is_brief(self, entry: ClientEntry) -> bool:
+        return entry.finished is not None and entry.finished - entry.accepted < self._brief
+
+    def _forget_previous_brief(self, entry: ClientEntry) -> None:
+        """Drop the latest brief row of ``entry``'s source among the last few
+        finished, if it had finished before ``entry`` was welcomed."""
+        finished = self._finished
+        for back in range(1, min(BRIEF_LOOKBACK, len(finished)) + 1):
+            earlier = finished[-back]
+            if earlier.source == entry.source and self._is_brief(earlier):
+                assert earlier.finished is not None
+                if earlier.finished <= entry.accepted:
+                    del finished[-back]
+                return
 
     @property
     def version(self) -> int:

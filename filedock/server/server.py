@@ -126,7 +126,7 @@ class Server:
         self.context = ServerContext(
             config=config,
             registry=self.registry,
-            status=StatusReplies(self.registry),
+            status=StatusReplies(self.registry, config.status_addresses),
             repository=self.repository,
             workers=self.workers,
             tls=self.tls,

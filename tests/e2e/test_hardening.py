@@ -24,6 +24,7 @@ from tests.integration.test_hardening import (
     MiB,
     _pipeline_status,
     greeted,
+    overlapping_visits,
     quick_visits,
     read_status,
     sparse_file,
@@ -68,7 +69,7 @@ def test_clients_that_never_read_cost_bounded_memory(
 ) -> None:
     sparse_file(repo / "big.bin", 64 * MiB)
     server = start_process("--send-timeout", "1", "--max-clients", "4")
-    quick_visits(server.port, 300)  # 300 clients in STATUS: each reply is ~20 KB
+    overlapping_visits(server.port, 300)  # 300 clients in STATUS: each reply is ~20 KB
     baseline = server.memory_kib("VmRSS")
     with watching(server.port):
         getter = greeted(server.port, timeout=10)
@@ -274,9 +275,9 @@ def test_history_is_bounded_over_10000_clients(
     start_process: Callable[..., ServerProcess],
 ) -> None:
     server = start_process("--history", "100")
-    quick_visits(server.port, 1_000)
+    overlapping_visits(server.port, 1_000)  # each kept: they overlap (see there)
     after_1k = server.memory_kib("VmRSS")
-    quick_visits(server.port, 9_000)
+    overlapping_visits(server.port, 9_000)
     after_10k = server.memory_kib("VmRSS")
     growth = (after_10k - after_1k) * 1024
     text = (
@@ -294,6 +295,20 @@ def test_history_is_bounded_over_10000_clients(
     connected = [record[0] for record in records if record[2] == "-"]
     assert connected == ["Client10001"]
     assert finished == [f"Client{number}" for number in range(9_901, 10_001)]
+
+
+@pytest.mark.slow
+def test_a_script_of_one_shot_visits_is_one_row_of_status(
+    start_process: Callable[..., ServerProcess],
+) -> None:
+    server = start_process()
+    quick_visits(server.port, 30)  # one after another, each brief: a script's run
+    checker = greeted(server.port)
+    try:
+        records = read_status(checker)
+    finally:
+        checker.close()
+    assert [record[0] for record in records] == ["Client30", "Client31"]
 
 
 @pytest.mark.slow

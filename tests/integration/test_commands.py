@@ -7,8 +7,9 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from filedock.client.client import Client
 from filedock.errors import BadRequest
 from filedock.version import __version__
 from tests.conftest import SAMPLE
-from tests.support import LineConn, ServerThread, wait_until
+from tests.support import HOST, LineConn, ServerThread, wait_until
 
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
 
@@ -33,6 +34,20 @@ def read_status(conn: LineConn) -> list[list[str]]:
     match = re.fullmatch(r"STATUS (\d+)", header)
     assert match, header
     return [conn.read_line().split("\t") for _ in range(int(match.group(1)))]
+
+
+@pytest.fixture
+def raw_to() -> Iterator[Callable[[ServerThread], LineConn]]:
+    """Raw line connections to a server of the test's own making; closed at the end."""
+    conns: list[LineConn] = []
+
+    def open_conn(server: ServerThread) -> LineConn:
+        conns.append(LineConn(server.port))
+        return conns[-1]
+
+    yield open_conn
+    for conn in conns:
+        conn.close()
 
 
 def local_port(conn: LineConn) -> int:
@@ -118,15 +133,20 @@ def test_help_is_one_line(raw: Callable[[], LineConn], connect: Callable[..., Cl
 
 
 def test_status_records(
-    server: ServerThread, raw: Callable[[], LineConn], connect: Callable[..., Client]
+    make_server: Callable[..., ServerThread], raw_to: Callable[[ServerThread], LineConn]
 ) -> None:
+    server = make_server(status_addresses="all")  # every address, as the seed showed them
+
+    def raw() -> LineConn:
+        return raw_to(server)
+
     before = datetime.now().replace(microsecond=0) - timedelta(seconds=1)
     leaver = greeted(raw)
     leaver_port = local_port(leaver)
     assert leaver.request("EXIT") == "BYE"
     wait_until(lambda: server.connected_count() == 0)
     conn = greeted(raw)
-    library = connect()
+    library = Client(HOST, server.port, timeout=10.0)
     after = datetime.now() + timedelta(seconds=1)
 
     records = read_status(conn)
@@ -143,13 +163,58 @@ def test_status_records(
     assert records[1][3] == f"127.0.0.1:{local_port(conn)}"
     assert records[2][2] == "-"
     assert re.fullmatch(r"127\.0\.0\.1:\d+", records[2][3]), records[2]
+
     assert conn.request("PING") == "PONG"  # exactly n records came
 
-    typed = library.status()
+    with library:
+        typed = library.status()
     assert [record.name for record in typed] == ["Client01", "Client02", "Client03"]
     assert typed[0].finished is not None
     assert typed[0].finished >= typed[0].accepted
     assert [record.connected for record in typed] == [False, True, True]
+
+
+def test_status_shows_each_client_its_own_address_by_default(
+    server: ServerThread, raw: Callable[[], LineConn]
+) -> None:
+    first, second = greeted(raw), greeted(raw)
+    for conn, own in ((first, "Client01"), (second, "Client02")):
+        addresses = {record[0]: record[3] for record in read_status(conn)}
+        assert addresses[own] == f"127.0.0.1:{local_port(conn)}"
+        assert [address for name, address in addresses.items() if name != own] == ["-"]
+
+
+def test_status_addresses_hidden_shows_none(
+    make_server: Callable[..., ServerThread], raw_to: Callable[[ServerThread], LineConn]
+) -> None:
+    server = make_server(status_addresses="hidden")
+    conn = raw_to(server)
+    conn.greet()
+    assert [record[3] for record in read_status(conn)] == ["-"]
+    assert server.connected_count() == 1
+
+
+def test_refused_and_unauthorized_connections_are_not_in_status(
+    make_server: Callable[..., ServerThread],
+    raw_to: Callable[[ServerThread], LineConn],
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret-token-for-status\n")
+    server = make_server(max_clients=1, token_file=str(tokens))
+
+    def raw() -> LineConn:
+        return raw_to(server)
+
+    no_token = raw()
+    assert no_token.read_line().startswith("NAME ")
+    assert no_token.request("HELLO Client01").startswith("ERR unauthorized")
+    holder = raw()
+    holder.read_line()
+    assert holder.request("HELLO Client02 token=s3cret-token-for-status").startswith("WELCOME")
+    turned_away = raw()
+    assert turned_away.read_line().startswith("FULL ")
+    assert [record[0] for record in read_status(holder)] == ["Client02"]
 
 
 # -- messages ------------------------------------------------------------------------

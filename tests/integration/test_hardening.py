@@ -97,6 +97,33 @@ def quick_visits(port: int, count: int) -> None:
             _expect(sock, b"BYE")
 
 
+def overlapping_visits(port: int, count: int) -> None:
+    """``count`` brief clients, each welcomed before the one before it says EXIT.
+
+    Brief sessions one after another from one address are one row of STATUS
+    (a script's run); these overlap, so every one of them is kept.
+    """
+    previous: socket.socket | None = None
+    try:
+        for _ in range(count):
+            sock = socket.create_connection((HOST, port), timeout=5)
+            _expect(sock, b"NAME ")
+            sock.sendall(b"HELLO\n")
+            _expect(sock, b"WELCOME ")
+            if previous is not None:
+                _leave(previous)
+            previous = sock
+    finally:
+        if previous is not None:
+            _leave(previous)
+
+
+def _leave(sock: socket.socket) -> None:
+    with sock:
+        sock.sendall(b"EXIT\n")
+        _expect(sock, b"BYE")
+
+
 def _expect(sock: socket.socket, start: bytes) -> str:
     """Read one short line from ``sock``; it must start with ``start``. The line's text."""
     data = b""
@@ -387,7 +414,7 @@ def test_half_closed_client_that_stops_reading_is_let_go(
     still close the connection, within about the send timeout.
     """
     server = make_server(send_timeout=1)
-    quick_visits(server.port, 100)  # STATUS replies of about 6 KB
+    overlapping_visits(server.port, 100)  # STATUS replies of about 6 KB
     with watching(server.port):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:

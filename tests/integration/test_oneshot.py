@@ -120,10 +120,12 @@ def test_status_json(run: Run, port: str) -> None:
         assert isinstance(record["name"], str)
         assert STATUS_TIME.fullmatch(record["accepted"])
         assert record["finished"] is None or STATUS_TIME.fullmatch(record["finished"])
-        assert ADDRESS.fullmatch(record["address"])
     assert [record["name"] for record in records] == ["Client01", "Client02"]
     assert records[0]["finished"] is not None
     assert records[1]["finished"] is None  # this very client, still connected
+    # --status-addresses own (the default): its own address, not another's.
+    assert records[0]["address"] == "-"
+    assert ADDRESS.fullmatch(records[1]["address"])
 
 
 def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:

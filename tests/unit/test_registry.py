@@ -148,7 +148,7 @@ def test_snapshot_follows_changes(clock: FakeClock) -> None:
 
 def test_status_replies_are_the_snapshot_encoded_and_follow_changes(clock: FakeClock) -> None:
     registry = MemoryRegistry(5, history=2, clock=clock)
-    replies = StatusReplies(registry)
+    replies = StatusReplies(registry, "all")
     entries = [registry.admit(f"127.0.0.1:{5000 + i}") for i in range(4)]
 
     def encoded() -> bytes:
@@ -477,3 +477,94 @@ def test_a_line_limit_outside_its_range_is_a_usage_error(
 
 def test_the_longest_line_limit_is_accepted() -> None:
     assert ServerConfig(max_line=p.MAX_LINE_LIMIT).max_line == p.MAX_LINE_LIMIT
+
+
+def _status_addresses(reply: bytes) -> dict[str, str]:
+    lines = reply.decode().splitlines()[1:]
+    return {record.name: record.address for record in map(p.parse_client_record, lines)}
+
+
+def test_status_shows_a_client_its_own_address_only_by_default(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    replies = StatusReplies(registry)
+    for port in (5000, 5001, 5002):
+        registry.admit(f"127.0.0.1:{port}")
+    assert _status_addresses(replies.reply("Client02")) == {
+        "Client01": p.HIDDEN_ADDRESS,
+        "Client02": "127.0.0.1:5001",
+        "Client03": p.HIDDEN_ADDRESS,
+    }
+    # The kept reply is not changed by a viewer's splice.
+    assert _status_addresses(replies.reply("Client01"))["Client02"] == p.HIDDEN_ADDRESS
+    assert set(_status_addresses(replies.reply(None)).values()) == {p.HIDDEN_ADDRESS}
+    assert set(_status_addresses(replies.reply("Client99")).values()) == {p.HIDDEN_ADDRESS}
+
+
+@pytest.mark.parametrize(
+    ("addresses", "shown"),
+    [
+        ("all", {"Client01": "10.0.0.1:5000", "Client02": "10.0.0.2:5001"}),
+        ("hidden", {"Client01": p.HIDDEN_ADDRESS, "Client02": p.HIDDEN_ADDRESS}),
+    ],
+)
+def test_status_addresses_all_or_hidden(
+    clock: FakeClock, addresses: str, shown: dict[str, str]
+) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    replies = StatusReplies(registry, addresses)
+    registry.admit("10.0.0.1:5000")
+    registry.admit("10.0.0.2:5001")
+    assert _status_addresses(replies.reply("Client01")) == shown
+
+
+def test_status_addresses_must_be_a_known_word() -> None:
+    with pytest.raises(ValueError, match="hidden, own, all"):
+        StatusReplies(MemoryRegistry(1), "some")
+    with pytest.raises(ValueError, match="status_addresses must be one of hidden, own, all"):
+        ServerConfig(status_addresses="some")
+
+
+def _finish_after(registry: MemoryRegistry, clock: FakeClock, source: str, seconds: float) -> str:
+    entry = registry.admit(f"{source}:5000", source)
+    assert entry is not None
+    clock.advance(seconds)
+    registry.finish(entry)
+    return entry.name
+
+
+def test_a_run_of_brief_sessions_from_one_source_keeps_its_latest(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    person = _finish_after(registry, clock, "10.0.0.9", 60.0)  # a session at the prompt
+    names = [_finish_after(registry, clock, "10.0.0.1", 0.05) for _ in range(30)]
+    other = _finish_after(registry, clock, "10.0.0.2", 0.05)  # another machine's script
+    last = _finish_after(registry, clock, "10.0.0.1", 0.05)
+    kept = [record.name for record in registry.snapshot()]
+    assert kept == [person, other, last]
+    assert names[-1] not in kept  # replaced by the newer brief row of its source
+
+
+def test_a_long_session_between_brief_ones_is_kept(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    first = _finish_after(registry, clock, "10.0.0.1", 0.1)
+    long = _finish_after(registry, clock, "10.0.0.1", 30.0)
+    last = _finish_after(registry, clock, "10.0.0.1", 0.1)
+    # The long one stays, and so does nothing older of that run but the latest brief one.
+    assert [record.name for record in registry.snapshot()] == [long, last]
+    assert first not in [record.name for record in registry.snapshot()]
+
+
+def test_connected_brief_clients_are_all_shown(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    for port in range(3):
+        assert registry.admit(f"10.0.0.1:{port}", "10.0.0.1") is not None
+    assert len(registry.snapshot()) == 3  # only finished rows collapse
+
+
+def test_brief_clients_connected_at_once_are_each_kept(clock: FakeClock) -> None:
+    registry = MemoryRegistry(5, clock=clock)
+    entries = [registry.admit(f"10.0.0.1:{port}", "10.0.0.1") for port in range(3)]
+    clock.advance(0.5)
+    for entry in entries:  # three people at once, or a shutdown: not one script's run
+        assert entry is not None
+        registry.finish(entry)
+    assert [record.name for record in registry.snapshot()] == ["Client01", "Client02", "Client03"]
