@@ -37,7 +37,7 @@ log = logging.getLogger("filedock.server")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _SERVER_HELP = {
-    "host": "address to listen on",
+    "host": "address to listen on: 0.0.0.0 for every IPv4 address, :: for every IPv6 and IPv4 one",
     "port": "TCP port to listen on (0 picks a free one, named in the log)",
     "max_clients": "clients served at once; more are answered FULL",
     "repo": "folder whose files are served (must exist; the default one is created if missing)",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import ConnectionLost, TimedOut
+from ..hostport import host_port
 
 # Bytes of a file sent between two progress reports (and deadline checks).
 SEND_FILE_CHUNK = 8 * 1024 * 1024
@@ -55,12 +56,13 @@ class SocketLink:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
+        where = host_port(host, port)
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except TimeoutError:
-            raise TimedOut(f"no answer from {host}:{port} within {connect_timeout:g} s") from None
+            raise TimedOut(f"no answer from {where} within {connect_timeout:g} s") from None
         except OSError as exc:
-            raise ConnectionLost(f"cannot connect to {host}:{port}: {_reason(exc)}") from None
+            raise ConnectionLost(f"cannot connect to {where}: {_reason(exc)}") from None
         self._sock = sock
         self._tls = tls is not None
         try:
@@ -195,15 +197,16 @@ def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: in
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
+        where = host_port(host, port)
         raise ConnectionLost(
-            f"TLS: the certificate of {host}:{port} was not accepted ({exc.verify_message})"
+            f"TLS: the certificate of {where} was not accepted ({exc.verify_message})"
         ) from None
     except TimeoutError:
-        raise TimedOut(f"TLS handshake with {host}:{port} timed out") from None
+        raise TimedOut(f"TLS handshake with {host_port(host, port)} timed out") from None
     except OSError as exc:  # ssl.SSLError included
         reason = getattr(exc, "reason", None) or _reason(exc)
         raise ConnectionLost(
-            f"TLS handshake with {host}:{port} failed ({reason}): is it a TLS server?"
+            f"TLS handshake with {host_port(host, port)} failed ({reason}): is it a TLS server?"
         ) from None
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib
+import ipaddress
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any, cast
 
 from .. import protocol as p
 from ..digests import open_store
+from ..hostport import host_port
 from ..version import server_banner
 from .addresses import is_loopback_host
 from .auth import AuthGuard, TokenChecker, read_token_rights, server_context
@@ -155,15 +158,21 @@ class Server:
         self._limiter = self.context.limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
         self.context.started = time.monotonic()
-        self._listener = await loop.create_server(
-            self._accept,
-            self.config.host,
-            self.config.port,
-            backlog=_ACCEPT_BATCH,
-            reuse_address=True,
-            # No ssl= here: asyncio would build a TLS layer for every connection
-            # it accepts. Sessions start TLS once the pending pool admits them.
-        )
+        # No ssl= here: asyncio would build a TLS layer for every connection
+        # it accepts. Sessions start TLS once the pending pool admits them.
+        dual_stack = dual_stack_socket(self.config.host, self.config.port)
+        if dual_stack is not None:
+            self._listener = await loop.create_server(
+                self._accept, sock=dual_stack, backlog=_ACCEPT_BATCH
+            )
+        else:
+            self._listener = await loop.create_server(
+                self._accept,
+                self.config.host,
+                self.config.port,
+                backlog=_ACCEPT_BATCH,
+                reuse_address=True,
+            )
         for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
             with sock.dup() as listening:
                 listening.listen(_BACKLOG)
@@ -179,18 +188,16 @@ class Server:
                 "it elsewhere)",
                 state,
             )
-        host, port = self.address
-        shown_host = f"[{host}]" if ":" in host else host
+        address = host_port(*self.address)
         announce(  # at any log level: scripts read the port from it
             log,
-            "Starting server on %s:%d, repo=%r, max_clients=%d%s",
-            shown_host,
-            port,
+            "Starting server on %s, repo=%r, max_clients=%d%s",
+            address,
             self.repository.root,
             self.config.max_clients,
             self._extras(),
             event="started",
-            address=f"{shown_host}:{port}",
+            address=address,
         )
         self.warn_if_exposed()
         await self._start_watch()
@@ -418,3 +425,25 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.partition(".")[0] == "uvloop"
+
+
+def dual_stack_socket(host: str, port: int) -> socket.socket | None:
+    """A listening socket for ``--host ::`` that takes IPv4 clients too, or ``None``
+    for any other host (asyncio's own listeners then).
+
+    asyncio sets IPV6_V6ONLY on every IPv6 listener, so ``::`` alone would refuse
+    IPv4 clients; the unspecified address means "every address" to a person.
+    Raises ``OSError`` if it cannot listen.
+    """
+    try:
+        unspecified_v6 = ipaddress.ip_address(host.strip("[]")) == ipaddress.IPv6Address("::")
+    except ValueError:
+        return None
+    if not (unspecified_v6 and socket.has_dualstack_ipv6()):
+        return None
+    return socket.create_server(
+        (host.strip("[]"), port),
+        family=socket.AF_INET6,
+        backlog=_BACKLOG,
+        dualstack_ipv6=True,
+    )

@@ -30,7 +30,14 @@ from filedock.server.auth import (
 )
 from filedock.server.session import Session
 from filedock.server.tls_upgrade import TlsUpgrade
-from tests.support import HOST, BackgroundLoad, LineConn, ServerThread, wait_until
+from tests.support import (
+    HOST,
+    BackgroundLoad,
+    LineConn,
+    ServerThread,
+    ipv6_loopback,
+    wait_until,
+)
 from tests.support.credentials import TOKENS
 
 
@@ -570,15 +577,6 @@ def _connect6(port: int) -> LineConn:
     return conn
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 def test_every_loopback_address_shares_one_slot_cap(
     make_server: Callable[..., ServerThread],
 ) -> None:
@@ -594,7 +592,7 @@ def test_every_loopback_address_shares_one_slot_cap(
             assert other.read_line() == (
                 "FULL too many connections from your address (1/1 per address)"
             ), source
-        if _ipv6_loopback():
+        if ipv6_loopback():
             # A second listening socket on ::1 for the same server: the same
             # registry decides, as behind a dual-stack listener.
             state = server.server
@@ -618,7 +616,7 @@ def test_every_loopback_address_shares_one_slot_cap(
     finally:
         for conn in conns:
             conn.close()
-    if not _ipv6_loopback():
+    if not ipv6_loopback():
         pytest.skip("no IPv6 loopback on this machine: ::1 not checked (IPv4 ones were)")
 
 

@@ -239,3 +239,13 @@ def partial_size(folder: Path) -> int:
                 with contextlib.suppress(FileNotFoundError):
                     sizes.append(entry.stat(follow_symlinks=False).st_size)
     return max(sizes, default=0)
+
+
+def ipv6_loopback() -> bool:
+    """Whether this machine has an IPv6 loopback (``::1``) to test on."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
