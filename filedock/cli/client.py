@@ -1,6 +1,7 @@
 """``filedock client …``: the client's command line, its options object, and the run.
 
 The command line and the environment (``FILEDOCK_HOST``, ``FILEDOCK_PORT``,
+``FILEDOCK_DOWNLOADS``, ``FILEDOCK_TIMEOUT``, ``FILEDOCK_CONNECT_TIMEOUT``,
 ``FILEDOCK_TOKEN``) are read once into a frozen :class:`ClientOptions`;
 the prompt (:mod:`.shell`) or one command (:mod:`.oneshot`) runs on it.
 :func:`client_main` returns the exit status, so tests can call it.
@@ -113,22 +114,26 @@ def client_parser() -> argparse.ArgumentParser:
         help=f"server port, 1-65535 [env {env_name('port')}]",
     )
     parser.add_argument(
-        "--downloads", default=defaults.downloads, metavar="DIR", help="where files are saved"
+        "--downloads",
+        default=env_default(parser, "downloads", defaults.downloads, str),
+        metavar="DIR",
+        help=f"where files are saved [env {env_name('downloads')}]",
     )
     parser.add_argument(
         "--connect-timeout",
         type=seconds,
-        default=defaults.connect_timeout,
+        default=env_default(parser, "connect_timeout", defaults.connect_timeout, seconds),
         metavar="SECONDS",
-        help="how long to wait for the connection (and the TLS handshake)",
+        help="how long to wait for the connection (and the TLS handshake) "
+        f"[env {env_name('connect_timeout')}]",
     )
     parser.add_argument(
         "--timeout",
         type=seconds,
-        default=defaults.timeout,
+        default=env_default(parser, "timeout", defaults.timeout, seconds),
         metavar="SECONDS",
         help="how long the server may take over each answer; during a file, "
-        "how long it may stay silent",
+        f"how long it may stay silent [env {env_name('timeout')}]",
     )
     parser.add_argument(
         "--max-time",
@@ -160,7 +165,8 @@ def client_parser() -> argparse.ArgumentParser:
     security.add_argument(
         "--token-file",
         metavar="FILE",
-        help=f"read the access token from FILE's first token line [env {env_name('token')}]",
+        help="read the access token from FILE's first token line (or put the token "
+        f"itself in {env_name('token')}; this option wins)",
     )
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
     _add_client_commands(parser)

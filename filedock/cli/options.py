@@ -1,8 +1,13 @@
 """What both command lines share: environment-variable twins, value parsers, help layout.
 
 Every option that has an environment-variable twin reads it through
-:func:`env_default` (``--max-clients`` is ``FILEDOCK_MAX_CLIENTS``); the
-command line wins over the environment.
+:func:`env_default`; the command line wins over the environment. The client's
+are ``FILEDOCK_<OPTION>`` (``FILEDOCK_HOST``, ``FILEDOCK_PORT``,
+``FILEDOCK_DOWNLOADS``, ``FILEDOCK_TIMEOUT``, and ``FILEDOCK_TOKEN``, a token
+itself); the server's are ``FILEDOCK_SERVER_<OPTION>``
+(``FILEDOCK_SERVER_MAX_CLIENTS``), so a server and a client started from one
+shell do not read each other's. The server still reads its older
+``FILEDOCK_<OPTION>`` names when the new one is unset.
 """
 
 from __future__ import annotations
@@ -11,16 +16,21 @@ import argparse
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..client.client import MAX_SECONDS, check_port, check_seconds
 
 ENV_PREFIX = "FILEDOCK_"
+SERVER_ENV_PREFIX = "FILEDOCK_SERVER_"
 
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+def server_env_name(field: str) -> str:
+    return SERVER_ENV_PREFIX + field.upper()
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -28,21 +38,29 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def env_default(
-    parser: argparse.ArgumentParser, field: str, default: Any, kind: Callable[[str], Any]
+    parser: argparse.ArgumentParser,
+    field: str,
+    default: Any,
+    kind: Callable[[str], Any],
+    names: Sequence[str] = (),
 ) -> Any:
-    """``FILEDOCK_<FIELD>`` read as the option would read it, or ``default`` when unset.
+    """The first of ``names`` that is set (``FILEDOCK_<FIELD>`` when none are given),
+    read as the option would read it, or ``default`` when none is set.
 
     A value the option would refuse is a usage error, naming the variable.
     """
-    raw = os.environ.get(env_name(field))
-    if raw is None:
+    for name in names or (env_name(field),):
+        raw = os.environ.get(name)
+        if raw is not None:
+            break
+    else:
         return default
     try:
         return kind(raw)
     except argparse.ArgumentTypeError as exc:  # our parsers say what they want
-        parser.error(f"{env_name(field)}: {exc}")
+        parser.error(f"{name}: {exc}")
     except ValueError:  # int(), float() and str.upper say nothing useful
-        parser.error(f"{env_name(field)}={raw!r} is not a valid {getattr(kind, '__name__', kind)}")
+        parser.error(f"{name}={raw!r} is not a valid {getattr(kind, '__name__', kind)}")
 
 
 def _plain_number(text: str) -> str:

@@ -2,7 +2,8 @@
 
 Every option maps 1:1 to a :class:`~filedock.server.config.ServerConfig` field
 and has an environment-variable twin (``--max-clients`` is
-``FILEDOCK_MAX_CLIENTS``). :func:`server_main` returns the exit status, so
+``FILEDOCK_SERVER_MAX_CLIENTS``; the older ``FILEDOCK_MAX_CLIENTS`` is read
+when it is unset, see :mod:`.options`). :func:`server_main` returns the exit status, so
 tests can call it.
 """
 
@@ -30,7 +31,15 @@ from ..server.config import (
 from ..server.logs import LogFile, configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
-from .options import ENV_PREFIX, HelpFormatter, byte_count, env_default, env_name
+from .options import (
+    ENV_PREFIX,
+    SERVER_ENV_PREFIX,
+    HelpFormatter,
+    byte_count,
+    env_default,
+    env_name,
+    server_env_name,
+)
 
 log = logging.getLogger("filedock.server")
 
@@ -92,8 +101,11 @@ def server_parser() -> argparse.ArgumentParser:
         prog="filedock-server",
         description="Serve a folder's files to up to --max-clients clients over TCP.",
         formatter_class=HelpFormatter,
-        epilog=f"Every option can also be set with an environment variable: {ENV_PREFIX}PORT, "
-        f"{ENV_PREFIX}MAX_CLIENTS, … (the option's name in capitals).",
+        epilog="Every option can also be set with an environment variable: "
+        f"{SERVER_ENV_PREFIX}PORT, {SERVER_ENV_PREFIX}MAX_CLIENTS, … (the option's name in "
+        "capitals). The older names "
+        "without SERVER_ (FILEDOCK_PORT, …) are still read when the new one is unset; the "
+        "client reads FILEDOCK_HOST and FILEDOCK_PORT for itself.",
     )
     defaults = ServerConfig()
     for field in fields(ServerConfig):
@@ -120,20 +132,22 @@ def server_parser() -> argparse.ArgumentParser:
             kind = extra["type"] = _bytes_or_auto
         else:
             extra["type"] = kind
+        names = server_env_name(field.name), env_name(field.name)  # the new name first
+        from_env = env_default(parser, field.name, default, kind, names)
         if "action" in extra:  # a switch: no value, no metavar
             parser.add_argument(
                 flag,
                 dest=field.name,
-                default=env_default(parser, field.name, default, kind),
-                help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}=1]",
+                default=from_env,
+                help=f"{_SERVER_HELP[field.name]} [env {names[0]}=1, or {names[1]}]",
                 **extra,
             )
             continue
         parser.add_argument(
             flag,
             dest=field.name,
-            default=env_default(parser, field.name, default, kind),
-            help=f"{_SERVER_HELP[field.name]} [env {env_name(field.name)}]",
+            default=from_env,
+            help=f"{_SERVER_HELP[field.name]} [env {names[0]}, or {names[1]}]",
             metavar=None if "choices" in extra else field.name.upper(),
             **extra,
         )
@@ -144,6 +158,21 @@ def server_parser() -> argparse.ArgumentParser:
         help="print a new random access token (256 bits) for a --token-file, and exit",
     )
     return parser
+
+
+# The server's older environment names that the client reads too (FILEDOCK_HOST,
+# FILEDOCK_PORT): still honoured, and said at start, since one shell's client
+# settings would otherwise move the server without a word.
+_SHARED_FIELDS = ("host", "port")
+
+
+def shared_env_names_used() -> list[str]:
+    """The older shared names the server took its value from (its own name unset)."""
+    return [
+        env_name(field)
+        for field in _SHARED_FIELDS
+        if env_name(field) in os.environ and server_env_name(field) not in os.environ
+    ]
 
 
 _BYTE_FIELDS = frozenset({"max_upload_size", "min_free_space"})
@@ -188,6 +217,13 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         parser.error(f"--log-file {config.log_file}: {exc.strerror or exc}")
     print(f"filedock server {__version__}", flush=True)
+    for old in shared_env_names_used():
+        log.warning(
+            "%s is read as the server's: an older name the client reads too; "
+            "%s is the server's own",
+            old,
+            old.replace(ENV_PREFIX, SERVER_ENV_PREFIX, 1),
+        )
     raise_descriptor_limit(config.max_clients)
     try:
         _prepare_repo(config.repo)
