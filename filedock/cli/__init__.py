@@ -17,8 +17,15 @@ __all__ = ["client_main", "main", "server_main"]
 
 def server_main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGINT, SIGTERM or SIGHUP (see ``--help``); its exit status."""
-    from .server import server_main as run
-
+    try:
+        from .server import server_main as run
+    except ImportError as exc:  # a Unix-only module (fcntl, termios): the client runs there
+        print(
+            f"filedock server: runs on Linux and macOS only (no module {exc.name!r} here); "
+            "the client runs here",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
     return run(argv)
 
 

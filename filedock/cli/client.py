@@ -323,7 +323,8 @@ def _signals_end_the_run() -> Iterator[None]:
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    wanted = (signal.SIGTERM, signal.SIGHUP)
+    # SIGHUP is Unix only: where there is none, SIGTERM alone.
+    wanted = [signum for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if signum]
     previous = {signum: signal.signal(signum, stop) for signum in wanted}
     try:
         yield

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
-import resource
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # not on Windows: no descriptor limit to raise there
+    resource = None  # type: ignore[assignment]
 
 from ..server.auth import generate_token
 from ..server.config import (
@@ -242,10 +247,10 @@ async def _serve(config: ServerConfig, log_file: LogFile | None = None) -> int:
     # SIGHUP (the terminal closed) stops it the same way when the log goes to
     # stderr; with a log file it is logrotate's "reopen the log" instead.
     for signum in _STOP_SIGNALS:
-        if signum == signal.SIGHUP and log_file is not None:
-            loop.add_signal_handler(signum, log_file.reopen)
+        if signum == _SIGHUP and log_file is not None:
+            on_signal(loop, signum, log_file.reopen)
         else:
-            loop.add_signal_handler(signum, server.request_stop)
+            on_signal(loop, signum, server.request_stop)
     await server.start()
     try:
         await server.serve_until_stopped()
@@ -257,7 +262,24 @@ async def _serve(config: ServerConfig, log_file: LogFile | None = None) -> int:
     return 0
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# SIGHUP is Unix only.
+_SIGHUP = getattr(signal, "SIGHUP", None)
+_STOP_SIGNALS = tuple(
+    signum for signum in (signal.SIGINT, signal.SIGTERM, _SIGHUP) if signum is not None
+)
+
+
+def on_signal(loop: asyncio.AbstractEventLoop, signum: int, callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the loop when ``signum`` arrives.
+
+    ``loop.add_signal_handler`` where the loop has it (Unix); else (Windows'
+    loop raises NotImplementedError) a plain handler that hands the call to
+    the loop, which is safe from a signal handler.
+    """
+    try:
+        loop.add_signal_handler(signum, callback)
+    except NotImplementedError:
+        signal.signal(signum, lambda _signum, _frame: loop.call_soon_threadsafe(callback))
 
 
 def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
@@ -280,7 +302,8 @@ def _ignore_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
             signal.set_wakeup_fd(-1)
         return
     for signum in _STOP_SIGNALS:
-        loop.remove_signal_handler(signum)
+        with contextlib.suppress(NotImplementedError):  # a loop with none (see on_signal)
+            loop.remove_signal_handler(signum)
         signal.signal(signum, signal.SIG_IGN)
 
 
@@ -292,8 +315,11 @@ _SPARE_DESCRIPTORS = 64
 def raise_descriptor_limit(max_clients: int) -> None:
     """Raise the open-file soft limit to the hard limit, as Redis and nginx do.
 
-    Logs one line when ``max_clients`` still cannot be honoured.
+    Logs one line when ``max_clients`` still cannot be honoured; does nothing
+    where there is no :mod:`resource` (Windows).
     """
+    if resource is None:
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
