@@ -156,6 +156,12 @@ def server_parser() -> argparse.ArgumentParser:
             metavar=None if "choices" in extra else field.name.upper(),
             **extra,
         )
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        metavar="DIR",
+        help="the folder to share: the same as --repo DIR (give one of them, or both the same)",
+    )
     parser.add_argument("--version", action="version", version=server_banner())
     parser.add_argument(
         "--generate-token",
@@ -211,6 +217,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     if args.__dict__.pop("generate_token"):
         print(generate_token(), flush=True)
         return 0
+    _folder_or_repo(parser, args)
     try:
         config = ServerConfig(**vars(args))
     except ConfigError as exc:
@@ -333,6 +340,18 @@ def raise_descriptor_limit(max_clients: int) -> None:
             soft,
             max_clients,
         )
+
+
+def _folder_or_repo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``filedock-server DIR`` is ``--repo DIR`` (as ``python -m http.server``
+    and ``miniserve DIR``); both naming different folders is a usage error."""
+    folder = args.__dict__.pop("folder")
+    if folder is None:
+        return
+    given = args.repo != parser.get_default("repo")  # --repo on the command line
+    if given and os.path.normpath(args.repo) != os.path.normpath(folder):
+        parser.error(f"the folder {folder} and --repo {args.repo} differ: give one of them")
+    args.repo = folder
 
 
 def _prepare_repo(repo: str) -> None:

@@ -35,6 +35,7 @@ from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
 from .logs import WarningLimiter, announce
+from .reachable import reachable_addresses
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
@@ -199,8 +200,17 @@ class Server:
             event="started",
             address=address,
         )
+        await self._name_reachable_addresses()
         self.warn_if_exposed()
         await self._start_watch()
+
+    async def _name_reachable_addresses(self) -> None:
+        """Beyond loopback (0.0.0.0, ::), say where a colleague could connect: the
+        listening address alone names none. Found in a thread (it may run ``ip``)."""
+        host, port = self.address
+        reachable = await asyncio.to_thread(reachable_addresses, host, port)
+        if reachable:
+            log.info("Clients can connect to %s", ", ".join(reachable))
 
     async def _start_watch(self) -> None:
         listen = self.config.http_listen()

@@ -14,7 +14,8 @@ from pathlib import Path
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTED = r"Starting server on 127\.0\.0\.1:(\d+)"
+# Any host: 127.0.0.1, 0.0.0.0, [::1].
+STARTED = r"Starting server on (?:\[[0-9a-f:.]+\]|[^ :]+):(\d+),"
 
 
 class ServerProcess:
