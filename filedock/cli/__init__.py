@@ -36,9 +36,17 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     return run(argv)
 
 
+def completion_main(argv: Sequence[str] | None = None) -> int:
+    """``filedock completion bash|zsh``: print that shell's completion script."""
+    from .completion import completion_main as run
+
+    return run(list(argv or ()))
+
+
 _PROGRAMS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "server": server_main,
     "client": client_main,
+    "completion": completion_main,
 }
 
 
@@ -50,6 +58,8 @@ A multi-client TCP file server and its client.
 commands:
   server    run the server (filedock server --help)
   client    connect to a server: the prompt, or one command (filedock client --help)
+  completion
+            print shell completion: eval "$(filedock completion bash)" (or zsh)
 
 options:
   -h, --help  show this help and exit
