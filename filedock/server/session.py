@@ -65,7 +65,7 @@ class Session(asyncio.BufferedProtocol):
     __slots__ = (
         # The driver's own: the conversation, the transport, the task, the timers.
         *("context", "config", "conn", "transport", "flow", "task", "stopping", "peer_eof"),
-        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned"),
+        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned", "counts"),
         # Who the client is, and its way through admission and the greeting.
         *("address", "source", "number", "name", "entry", "turn", "has_turn"),
         *("pending", "spoke", "upgrade"),
@@ -101,6 +101,7 @@ class Session(asyncio.BufferedProtocol):
         self.activity: Activity | None = None  # while the task runs (see activity.py)
         self.stopping = False  # the server is shutting down: serve nothing new
         self.warned = False  # protocol errors are logged once per connection
+        self.counts = context.stats.events  # requests by type (see process)
         self.peer_eof = False
         self._timer: asyncio.TimerHandle | None = None  # the conversation's next deadline
         self._timer_at = 0.0
@@ -217,7 +218,7 @@ class Session(asyncio.BufferedProtocol):
         transport = self.transport
         assert transport is not None
         conn, flow = self.conn, self.flow
-        next_event, handlers = conn.next_event, EVENT_HANDLERS
+        next_event, handlers, counts = conn.next_event, EVENT_HANDLERS, self.counts
         state = conn.state
         replies: list[bytes] = []
         size = 0
@@ -229,10 +230,12 @@ class Session(asyncio.BufferedProtocol):
             if event is NEED_DATA or event is PAUSED:  # (PAUSED: a command waits)
                 break
             heard = True
+            kind = type(event)
             try:
-                reply = handlers[type(event)](self, event)
+                counts[kind] += 1  # the statistics' requests by verb: one add, nothing more
+                reply = handlers[kind](self, event)
             except Exception as exc:  # a refused request, or a bug: answered, the server stays up
-                reply = answer_failure(self, exc)
+                reply = answer_failure(self, exc, event)
             if reply:
                 replies.append(reply)
                 size += len(reply)
@@ -328,6 +331,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
+        self.context.stats.timeouts["send"] += 1
         self.context.warn(
             "timeout",
             "Dropping %s: no write progress for %g s",
