@@ -79,6 +79,18 @@ def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
     return [f"{path:<{path_width}}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
 
 
+def stats_lines(figures: Mapping[str, int | float]) -> list[str]:
+    """The STATS table: one figure a line, names aligned left, values right."""
+    rows = [(printable(name), _figure(value)) for name, value in figures.items()]
+    name_width = max((len(name) for name, _ in rows), default=0)
+    value_width = max((len(value) for _, value in rows), default=0)
+    return [f"{name:<{name_width}}  {value:>{value_width}}" for name, value in rows]
+
+
+def _figure(value: int | float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _local_time(moment: datetime) -> str:
     return moment.astimezone().strftime(p.STATUS_TIME_FORMAT)
 
@@ -109,6 +121,7 @@ _HELP_ORDER = (
     p.Help,
     p.ListFiles,
     p.Status,
+    p.Stats,
     p.Who,
     p.Ping,
     p.Uptime,
@@ -258,6 +271,12 @@ class Screen:
     def status(self, records: Sequence[p.ClientRecord]) -> None:
         self.server("--- STATUS ---")
         for line in status_lines(records):
+            self.line(line)
+        self.server("-----")
+
+    def stats(self, figures: Mapping[str, int | float]) -> None:
+        self.server("--- STATS ---")
+        for line in stats_lines(figures):
             self.line(line)
         self.server("-----")
 

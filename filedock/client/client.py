@@ -127,7 +127,7 @@ _P = ParamSpec("_P")
 
 
 # Events that come after a reply, never as one.
-_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
+_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo, p.StatRecord)
 
 # The states in which a failed download leaves the stream usable.
 _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
@@ -317,6 +317,25 @@ class Client:
         """
         self._expect(self._execute(p.Status()), p.StatusReply)
         return self._records(p.ClientRecord)
+
+    @_command
+    def stats(self) -> dict[str, int | float]:
+        """The server's counters and gauges now, by name, in the server's order
+        (PROTOCOL.md names each): a whole number, or a decimal for a figure
+        such as ``uptime_seconds``. A labelled counter comes as its sum and
+        each value's own (``connections_rejected``, ``connections_rejected_full``).
+
+        Raises :class:`~filedock.errors.Forbidden` for a server that speaks
+        protocol 1 (it has no ``STATS``: it would echo the line).
+
+        >>> figures = client.stats()
+        >>> figures["clients_connected"], figures["requests_stats"]  # this one counted
+        (1, 1)
+        """
+        if self.protocol < 2:
+            raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no STATS")
+        self._expect(self._execute(p.Stats()), p.StatsReply)
+        return {record.name: record.value for record in self._records(p.StatRecord)}
 
     @_command
     def list(self, folder: str | None = None) -> list[p.FileInfo]:

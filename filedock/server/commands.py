@@ -26,6 +26,7 @@ from .repository import (
     WalkTooLong,
     check_client_path,
 )
+from .stats import stats_records
 from .transfer import TransferError, count_stall, send_body
 from .transfer_log import TransferLog
 from .unhashed import send_unhashed
@@ -67,6 +68,18 @@ def _help(s: Session, _: p.Help) -> bytes:
 def _status(s: Session, _: p.Status) -> bytes:
     # Encoded, records and all, only when the registry changed (see StatusReplies).
     return s.conn.answer(s.context.status.reply())
+
+
+def _stats(s: Session, _: p.Stats) -> None:
+    # From a task, not at once: the batch it came in is counted whole first
+    # (the line loop adds its lines at the batch's end; see stats.Statistics).
+    s.start(_send_stats(s))
+
+
+async def _send_stats(s: Session) -> None:
+    records = stats_records(s.context.stats.samples())
+    follow = b"".join(p.encode_stat_record(p.StatRecord(name, value)) for name, value in records)
+    s.send(p.StatsReply(len(records)), follow)
 
 
 def _say(s: Session, request: p.Say) -> bytes:
@@ -124,6 +137,7 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.About: _about,
     p.Help: _help,
     p.Status: _status,
+    p.Stats: _stats,
     p.Say: _say,
     p.Message: _message,
     p.Get: _get,

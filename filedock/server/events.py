@@ -94,8 +94,23 @@ def _warn_once(s: Session, message: str, *args: object) -> None:
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+
+def _counted(kind: type, handler: _Handler) -> _Handler:
+    """``handler``, counting its events in the statistics first."""
+
+    def counted(s: Session, event: Any) -> bytes | None:
+        s.stats.events[kind] += 1
+        return handler(s, event)
+
+    return counted
+
+
+# What the statistics count as lines less the others: a PING is answered
+# with no more than the line loop's own add (see stats.Statistics).
+UNCOUNTED = p.Ping
+
 # NEED_DATA and PAUSED are not here: they end a batch.
-EVENT_HANDLERS: dict[type, _Handler] = {
+_UNWRAPPED: dict[type, _Handler] = {
     **HANDLERS,
     p.Hello: greeting.hello,
     Violation: _violation,
@@ -103,4 +118,8 @@ EVENT_HANDLERS: dict[type, _Handler] = {
     BodyData: _body_data,
     BodyEnd: _body_end,
     BlankLine: lambda _, __: None,  # a person pressing Enter gets no answer
+}
+EVENT_HANDLERS: dict[type, _Handler] = {
+    kind: handler if kind is UNCOUNTED else _counted(kind, handler)
+    for kind, handler in _UNWRAPPED.items()
 }

@@ -33,7 +33,7 @@ from .commands import REQUEST_VERBS
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
-from .events import EVENT_HANDLERS
+from .events import EVENT_HANDLERS, UNCOUNTED
 from .logs import WarningLimiter
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
@@ -105,7 +105,7 @@ class Server:
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         # The one set of counters: the sessions, the digest cache and the readers share it.
-        self.stats = Statistics(verbs=REQUEST_VERBS, others=EVENT_HANDLERS)
+        self.stats = Statistics(verbs=REQUEST_VERBS, others=EVENT_HANDLERS, derived=UNCOUNTED)
         self.stats.gauges = self._gauges
         self.repository = Repository(
             config.repo, workers=self.workers, max_line=config.max_line, stats=self.stats

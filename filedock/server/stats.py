@@ -53,10 +53,14 @@ class Statistics:
     The gauges (clients connected, and whatever else is read rather than
     counted) come from ``gauges``, called at each read.
 
-    Requests are counted by the line loop in ``events``, keyed by the type of
-    each event it answers (the type it looks its handler up by anyway: one
-    add per line, nothing more). Every type it can meet is a key from the
-    start (``verbs`` and ``others``); those in ``verbs`` are reported, by verb.
+    Requests: the line loop adds how many events it answered to ``lines``,
+    once per batch (a local add per line: all a pipelined ``PING`` costs),
+    and every other event is counted in ``events`` by its handler, keyed by
+    its type. So ``derived`` (``PING``) is not counted on its own: it is
+    ``lines`` less every other event. Every type but that one is a key from
+    the start (``verbs`` and ``others``); those in ``verbs`` are reported, by
+    verb. (A reader between two batches sees them agree: ``STATS`` is
+    answered from a task for that reason.)
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Statistics:
         *,
         verbs: Mapping[type, str] | None = None,
         others: Iterable[type] = (),
+        derived: type | None = None,
     ) -> None:
         self._clock = clock
         self.started = clock()
@@ -74,7 +79,10 @@ class Statistics:
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
         self.protocol_errors = 0
         self.verbs: dict[type, str] = dict(verbs or {})  # request type -> lowercase verb
-        self.events: dict[type, int] = dict.fromkeys([*self.verbs, *others], 0)
+        self.lines = 0  # every event the line loop answered
+        self.derived = derived  # the one type counted as lines less the others
+        kinds = [kind for kind in (*self.verbs, *others) if kind is not derived]
+        self.events: dict[type, int] = dict.fromkeys(kinds, 0)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.transfers_completed = dict.fromkeys(DIRECTIONS, 0)
@@ -95,7 +103,12 @@ class Statistics:
     @property
     def requests(self) -> dict[str, int]:
         """Requests answered so far, by verb (every verb, from 0)."""
-        return {verb: self.events[kind] for kind, verb in self.verbs.items()}
+        counted = self.events
+        rest = self.lines - sum(counted.values())
+        return {
+            verb: rest if kind is self.derived else counted[kind]
+            for kind, verb in self.verbs.items()
+        }
 
     def samples(self) -> list[Sample]:
         """Every figure now, counters then gauges, in a stable order."""

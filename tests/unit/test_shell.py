@@ -47,7 +47,8 @@ def _complete(completer: Completer, line: str) -> list[str]:
 def test_completer_offers_command_words_then_files() -> None:
     completer = _completer(["sample.txt", "status.log"])
     assert _complete(completer, "") == list(COMPLETION_WORDS)
-    assert _complete(completer, "st") == ["status", "status.log"]
+    assert _complete(completer, "st") == ["stats", "status", "status.log"]
+    assert _complete(completer, "statu") == ["status", "status.log"]
     assert _complete(completer, "get sa") == ["sample.txt"]
     assert _complete(completer, "GET sa") == ["sample.txt"]
     assert _complete(completer, "hash sa") == ["sample.txt"]
