@@ -29,3 +29,15 @@ def test_quit_leaves_like_exit(connect: Callable[..., Client]) -> None:
     shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
     assert shell.execute("QUIT") is True
     assert out.getvalue() == "[SERVER] BYE\n"
+
+
+def test_stats_prints_the_counters_as_a_table(connect: Callable[..., Client]) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
+    assert shell.execute("ping") is False
+    assert shell.execute("STATS") is False
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "[SERVER] --- STATS ---"
+    assert lines[-1] == "[SERVER] -----"
+    table = dict(line.split() for line in lines[2:-1])
+    assert (table["requests_ping"], table["requests_stats"]) == ("1", "1")

@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from filedock.cli.screen import status_lines
+from filedock.cli.screen import stats_lines, status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
     FILES_TTL,
@@ -137,3 +137,14 @@ def test_completer_offers_local_paths_after_put(
 def test_completer_offers_nothing_after_a_verb_of_several_arguments() -> None:
     completer = _completer(["sample.txt"])
     assert _complete(completer, "range sa") == []
+
+
+def test_the_stats_table_aligns_names_left_and_values_right() -> None:
+    figures = {"uptime_seconds": 12.5, "bytes_sent": 1234567, "timeouts": 0}
+    assert stats_lines(figures) == [
+        "uptime_seconds   12.500",
+        "bytes_sent      1234567",
+        "timeouts              0",
+    ]
+    assert stats_lines({}) == []
+    assert stats_lines({"x\x1b[2J": 1}) == ["x\\x1b[2J  1"]  # a name cannot drive the terminal
