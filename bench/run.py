@@ -166,9 +166,11 @@ def _fail(proc: subprocess.Popen[bytes], log: Any, what: str) -> RuntimeError:
     return RuntimeError(f"{what}; log tail:\n{tail}")
 
 
-def start_filedock(loop: str, max_clients: int, repo: Path, root: Path = ROOT) -> Running:
+def start_filedock(
+    loop: str, max_clients: int, repo: Path, root: Path = ROOT, extra: tuple[str, ...] = ()
+) -> Running:
     argv = [sys.executable, str(root / "Server.py"), "--port", "0", "--repo", str(repo)]
-    argv += ["--max-clients", str(max_clients), "--loop", loop]
+    argv += ["--max-clients", str(max_clients), "--loop", loop, *extra]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes it until stop()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
     # The load generator opens hundreds of connections at once from one address:

@@ -66,6 +66,10 @@ _SERVER_HELP = {
     "T); -1: the larger of 1 GiB and 5%% of the file system",
     "upload_expiry": "seconds an interrupted upload is kept for a resume; older ones are "
     "removed at start-up",
+    "http": "serve the status page, /metrics, /healthz and /status.json over HTTP on "
+    "HOST:PORT (PORT or :PORT: this machine only); off by default",
+    "http_insecure": "let --http listen beyond this machine with no --token-file "
+    "(anyone who reaches it sees who is connected and what they fetch)",
 }
 
 

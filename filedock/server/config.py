@@ -7,7 +7,13 @@ import os
 from dataclasses import dataclass
 
 from ..protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
-from .addresses import DEFAULT_IPV4_PREFIX, DEFAULT_IPV6_PREFIX, LOOPBACK, check_prefix
+from .addresses import (
+    DEFAULT_IPV4_PREFIX,
+    DEFAULT_IPV6_PREFIX,
+    LOOPBACK,
+    check_prefix,
+    is_loopback_host,
+)
 
 # "auto" runs on uvloop when it is installed (pip install filedock[fast]) and on
 # the standard library's loop otherwise; the other two insist on one of them.
@@ -43,7 +49,31 @@ class ConfigError(ValueError):
         """The same in the words of ``--help``: the option's flag, not its field name."""
         if self.field == "tls_cert":
             return "--tls-cert and --tls-key go together: give both, or neither"
+        if self.field == "http_insecure":
+            return (
+                f"--http {self.value} is reachable beyond this machine: give a --token-file "
+                "(its tokens then open the page), or --http-insecure to serve it to anyone"
+            )
         return f"--{self.field.replace('_', '-')} {self.rule}, not {self.value!r}"
+
+
+# The HTTP listener's host when --http names none: this machine only.
+HTTP_DEFAULT_HOST = "127.0.0.1"
+
+
+def http_address(text: str) -> tuple[str, int] | None:
+    """``--http``'s value as (host, port): ``PORT`` and ``:PORT`` mean loopback,
+    ``[::1]:PORT`` an IPv6 host; ``None`` when it is none of these."""
+    host, colon, port = text.strip().rpartition(":")
+    if not colon:
+        host = ""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 address must be in brackets, its port after them
+        return None
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:  # no sign, no spaces
+        return None
+    return host or HTTP_DEFAULT_HOST, int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +114,10 @@ class ServerConfig:
     max_upload_size: int = DEFAULT_MAX_UPLOAD  # bytes
     min_free_space: int = AUTO_FREE_SPACE  # bytes an upload must leave free; see above
     upload_expiry: float = 24 * 3600.0  # seconds an interrupted upload's partial is kept
+    # The status page and metrics: HOST:PORT, :PORT or PORT (loopback); None: off.
+    http: str | None = None
+    # Serve them beyond loopback with no --token-file: anyone who reaches the port sees them.
+    http_insecure: bool = False
 
     def __post_init__(self) -> None:
         finite = math.isfinite
@@ -148,6 +182,20 @@ class ServerConfig:
         for field, ok, rule in checks:
             if not ok:
                 raise ConfigError(field, rule, getattr(self, field))
+        self._check_http()
+
+    def _check_http(self) -> None:
+        if self.http is None:
+            return
+        address = http_address(self.http)
+        if address is None:
+            raise ConfigError("http", "must be HOST:PORT, :PORT or PORT (0 to 65535)", self.http)
+        if not (is_loopback_host(address[0]) or self.token_file or self.http_insecure):
+            raise ConfigError("http_insecure", "is needed beyond loopback", self.http)
+
+    def http_listen(self) -> tuple[str, int] | None:
+        """Where the HTTP listener listens, or ``None`` when it is off."""
+        return None if self.http is None else http_address(self.http)
 
     def state_folder(self, repo_root: str) -> str:
         """The state folder for the repository at ``repo_root``."""

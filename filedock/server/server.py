@@ -41,6 +41,7 @@ from .session import Session
 from .stats import Kind, Sample, Statistics
 from .status import StatusReplies
 from .upload_area import UploadArea
+from .watch import Watch
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")
@@ -155,6 +156,9 @@ class Server:
             stats=self.stats,
         )
         self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
+        # Set by request_stop and aclose: /healthz answers 503 from then on.
+        self.stopping = False
+        self.watch: Watch | None = None  # the HTTP side, with --http
 
     # -- running ------------------------------------------------------------
 
@@ -199,6 +203,19 @@ class Server:
             self._extras(),
         )
         self.warn_if_exposed()
+        await self._start_watch()
+
+    async def _start_watch(self) -> None:
+        listen = self.config.http_listen()
+        if listen is None:
+            return
+        watch = Watch(self.context, lambda: self.stopping)
+        try:
+            await watch.start(*listen)
+        except OSError:
+            await self.aclose()  # what start() opened before it
+            raise
+        self.watch = watch
 
     def _open_uploads(self, state: str) -> UploadArea:
         """In a worker: the uploads' folder, its expired partials removed."""
@@ -257,6 +274,7 @@ class Server:
 
     def request_stop(self) -> None:
         """Ask ``serve_until_stopped`` to shut down (safe from a signal handler)."""
+        self.stopping = True
         self._stop_requested.set()
 
     async def serve_until_stopped(self) -> None:
@@ -267,6 +285,7 @@ class Server:
 
     async def aclose(self) -> None:
         """Stop accepting, end every session (transfers get the grace period), close."""
+        self.stopping = True
         if self._listener is not None:
             self._listener.close()
         self.workers.stop_hashing()  # no session still waiting for a digest gets it
@@ -297,6 +316,9 @@ class Server:
         self.repository.close()
         if self.context.uploads is not None:
             self.context.uploads.close()
+        if self.watch is not None:  # last: /healthz says 503 until the very end
+            await self.watch.aclose()
+            self.watch = None
         self._limiter.flush()
 
     async def _wait_sessions_closed(self) -> None:

@@ -98,3 +98,14 @@ def test_uploads_quick_prints_the_table() -> None:
     ):
         assert row in out, row
     assert re.search(r"\d\.\d\d of the download", out), out
+
+
+def test_stats_overhead_quick_prints_the_table() -> None:
+    out = run_bench("stats_overhead.py", "--no-http", timeout=120)
+    assert "statistics overhead: 1 round(s)" in out
+    for variant in ("previous", "current"):
+        for row in (
+            "PING, 50 connections: server CPU per request",
+            "sessions one after another: server CPU per session",
+        ):
+            assert re.search(rf"{re.escape(row)}\s+{variant}\s+\d+\.\d\d\s+\d\.\d\d\d", out), out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -12,8 +13,8 @@ from tests.support import HOST
 
 class CountingProxy:
     """Listens on 127.0.0.1, relays each connection to ``port``; ``from_server``
-    counts every byte the server sent, over all connections, and ``from_client``
-    every byte the clients sent (an upload's body)."""
+    counts every byte of the server's that reached a client, over all
+    connections, and ``from_client`` every byte the clients sent (an upload's body)."""
 
     def __init__(self, port: int) -> None:
         self.target = port
@@ -39,29 +40,36 @@ class CountingProxy:
                 return
             server = socket.create_connection((HOST, self.target), timeout=30)
             self._sockets += [client, server]
+            pair = _Pair(client, server)
             for source, sink, counted in ((client, server, False), (server, client, True)):
                 thread = threading.Thread(
-                    target=self._relay, args=(source, sink, counted), daemon=True
+                    target=self._relay, args=(pair, source, sink, counted), daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
 
-    def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+    def _relay(
+        self, pair: _Pair, source: socket.socket, sink: socket.socket, counted: bool
+    ) -> None:
         try:
             while data := source.recv(1 << 20):
+                sink.sendall(data)
+                # Counted once delivered: what the relay read from a server whose
+                # client was just killed never reached anyone.
                 with self._lock:
                     if counted:
                         self.from_server += len(data)
                     else:
                         self.from_client += len(data)
-                sink.sendall(data)
         except OSError:  # one side is gone: so is the other, as without a relay
+            pair.broken = True
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            return
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+        else:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+        pair.relay_done()
 
     def reset(self) -> int:
         """The bytes the server sent so far, and start counting again from zero (both ways)."""
@@ -80,6 +88,32 @@ class CountingProxy:
             thread.join(10)
         for sock in self._sockets:
             sock.close()
+
+
+class _Pair:
+    """The two sockets of one relayed connection, closed when both directions end.
+
+    A side that broke (a killed client) is closed with a reset, as the kernel
+    does for a dead process: a server still sending learns at once, where a
+    socket only shut down would take its bytes until the send timeout.
+    """
+
+    def __init__(self, client: socket.socket, server: socket.socket) -> None:
+        self.sockets = (client, server)
+        self.broken = False
+        self._running = 2
+        self._lock = threading.Lock()
+
+    def relay_done(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running:
+                return
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                if self.broken:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,138 @@
+"""Watching the server over HTTP (``--http``): the status page, ``/metrics``,
+``/healthz`` and ``/status.json``, on the server's own event loop.
+
+Every route only reads the server's state (it runs on the loop, so without
+locks); none reads a file of the repository or changes anything. With a
+token file, every request needs ``Authorization: Bearer <token>``, one of the
+file's tokens. Without one (loopback only, or ``--http-insecure``) a loopback
+listener answers only requests whose ``Host`` is an address or
+``localhost``: a web page elsewhere cannot reach it through a DNS name it
+controls (DNS rebinding) and read who is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+
+from . import metrics
+from .addresses import is_loopback_host
+from .context import ServerContext
+from .http_listener import HttpListener, Request, Response, text_response
+from .status_page import Rates, load_page, status_document
+from .throughput import Throughput
+
+log = logging.getLogger("filedock.server")
+
+_JSON = "application/json; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+_CHALLENGE = ("WWW-Authenticate", 'Bearer realm="filedock"')
+
+
+class Watch:
+    """The HTTP side of one server: :meth:`start` it on the server's loop, then :meth:`aclose`."""
+
+    def __init__(self, context: ServerContext, stopping: Callable[[], bool]) -> None:
+        self.context = context
+        self.stopping = stopping
+        self.throughput = Throughput()
+        self.rates = Rates()
+        self.page = load_page(token_required=context.tokens is not None)
+        self.listener = HttpListener(self.answer)
+        self._sampler: asyncio.Task[None] | None = None
+        self._loopback = True  # where it listens: set by start()
+        self._routes: dict[str, Callable[[], Response]] = {
+            "/": self._page,
+            "/metrics": self._metrics,
+            "/healthz": self._health,
+            "/status.json": self._status,
+        }
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host``:``port`` and sample the byte counters each second."""
+        await self.listener.start(host, port)
+        self._loopback = is_loopback_host(self.address[0])
+        self._sampler = asyncio.get_running_loop().create_task(self._sample())
+        shown, port = self.address
+        log.info(
+            "Status page on http://%s:%d/ (and /metrics, /healthz, /status.json)",
+            f"[{shown}]" if ":" in shown else shown,
+            port,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listener.address
+
+    async def aclose(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
+        await self.listener.aclose()
+
+    async def _sample(self) -> None:
+        stats = self.context.stats
+        while True:
+            self.throughput.tick(stats.bytes_sent + stats.bytes_received)
+            await asyncio.sleep(1.0)
+
+    # -- answering -----------------------------------------------------------
+
+    def answer(self, request: Request) -> Response:
+        tokens = self.context.tokens
+        if tokens is None and not self._host_allowed(request.headers.get("host", "")):
+            return text_response(403, "Reach this page by an address, or as localhost\n")
+        if tokens is not None and not tokens.accepts(_bearer(request)):
+            if request.path == "/":  # the page, to show its login form
+                return Response(401, self.page.html, _HTML, (_CHALLENGE, *self._page_policy()))
+            return text_response(401, "Send Authorization: Bearer <token>\n", _CHALLENGE)
+        route = self._routes.get(request.path)
+        if route is None:
+            return text_response(404, "Not found: /, /metrics, /healthz, /status.json\n")
+        return route()
+
+    def _host_allowed(self, host: str) -> bool:
+        if not host or not self._loopback:
+            return True  # no browser leaves Host out; beyond loopback, names are expected
+        name = host.rpartition(":")[0] if not host.endswith("]") else host
+        name = (name or host).strip("[]")
+        if name == "localhost":
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def _page_policy(self) -> tuple[tuple[str, str], ...]:
+        return (("Content-Security-Policy", self.page.policy), ("Referrer-Policy", "no-referrer"))
+
+    def _page(self) -> Response:
+        return Response(200, self.page.html, _HTML, self._page_policy())
+
+    def _metrics(self) -> Response:
+        body = metrics.render(self.context.stats.samples()).encode("utf-8")
+        return Response(200, body, metrics.CONTENT_TYPE)
+
+    def _health(self) -> Response:
+        if self.stopping():
+            return text_response(503, "stopping\n")
+        return text_response(200, "ok\n")
+
+    def _status(self) -> Response:
+        document = status_document(
+            self.context, self.throughput, self.rates, stopping=self.stopping()
+        )
+        body = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        return Response(200, body, _JSON)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
