@@ -204,7 +204,8 @@ def _serve(
         work = _send_file(s, request, path, answer, or_echo=or_echo)
         s.start(work, Activity(verb, path, None))
         return
-    task = s.start(answer(s, opened), Activity(verb, path, opened.size))
+    size = None if isinstance(request, p.Hash) else opened.size  # a HASH has no body
+    task = s.start(answer(s, opened), Activity(verb, path, size))
     # Closed however the task ends, even cancelled before it ever ran.
     task.add_done_callback(lambda _: opened.close())
 
@@ -272,8 +273,8 @@ async def _send_file(
         note_refusal(s, request, exc)
         s.send(p.ErrorReply(exc.code, exc.text))
         return
-    if s.activity is not None:
-        s.activity.size = opened.size  # known now
+    if s.activity is not None and not isinstance(request, p.Hash):
+        s.activity.size = opened.size  # known now (a HASH has no body)
     with opened:
         await answer(s, opened)
 
