@@ -415,3 +415,22 @@ def test_an_upload_whose_body_does_not_match_is_failed_and_refused(
             "uploads_refused": 1,
             "uploads_refused_integrity": 1,
         }
+
+
+# -- the documentation ----------------------------------------------------------------------
+
+
+def test_protocol_md_documents_every_record_name(server: ServerThread) -> None:
+    text = (Path(__file__).resolve().parents[2] / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text.split("### Statistics records (`STATS`)", 1)[1].split("\n### ", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if "|" in line}
+    for name in figures(server):
+        for family in ("requests", "uploads_refused"):
+            if name.startswith(f"{family}_"):  # one row names every value of the family
+                value = name.removeprefix(f"{family}_")
+                assert f"`{value}`" in next(
+                    r for n, r in rows.items() if n.startswith(family + "_")
+                )
+                break
+        else:
+            assert name in rows, name
