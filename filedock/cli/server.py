@@ -19,8 +19,8 @@ from dataclasses import fields
 from typing import Any
 
 from ..server.auth import generate_token
-from ..server.config import DEFAULT_REPO, LOOP_CHOICES, ConfigError, ServerConfig
-from ..server.logs import configure_logging
+from ..server.config import DEFAULT_REPO, LOG_FORMATS, LOOP_CHOICES, ConfigError, ServerConfig
+from ..server.logs import LogFile, configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
 from .options import ENV_PREFIX, HelpFormatter, byte_count, env_default, env_name
@@ -40,7 +40,11 @@ _SERVER_HELP = {
     "history": "finished clients kept in status",
     "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
     "send_timeout": "seconds without write progress before a client that does not read is dropped",
-    "log_level": "least severe log level shown",
+    "log_level": "least severe log level shown (the Starting server line is shown at any level)",
+    "log_file": "append the log to this file (made mode 0640) instead of stderr, where errors "
+    "still show too; SIGHUP then reopens it (for logrotate) instead of stopping the server",
+    "log_format": "log lines as text ([time] LEVEL: message) or json (one object a line: "
+    "time, level, message, and the line's fields: event, client, path, bytes, seconds, …)",
     "max_clients_per_ip": "slots one client source may hold (0 = no limit beyond --max-clients; "
     "-1 = half of --max-clients, rounded up, for a remote source and no cap for this machine)",
     "max_pending": "connections still in their handshake (TLS, HELLO, token) at once; "
@@ -92,6 +96,9 @@ def server_parser() -> argparse.ArgumentParser:
             extra["type"] = str.upper
         elif field.name == "loop":
             extra["choices"] = LOOP_CHOICES
+            extra["type"] = str.lower
+        elif field.name == "log_format":
+            extra["choices"] = LOG_FORMATS
             extra["type"] = str.lower
         elif kind is bool:
             kind = on_or_off
@@ -150,7 +157,8 @@ def _bytes_or_auto(text: str) -> int:
 
 
 def server_main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGINT, SIGTERM or SIGHUP; 0 after a clean shutdown."""
+    """Run the server until SIGINT, SIGTERM or SIGHUP (SIGHUP reopens a --log-file
+    instead); 0 after a clean shutdown."""
     parser = server_parser()
     args = parser.parse_args(argv)
     if args.__dict__.pop("generate_token"):
@@ -160,27 +168,35 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         config = ServerConfig(**vars(args))
     except ConfigError as exc:
         parser.error(exc.option_text())
-    configure_logging(config.log_level)
+    try:
+        log_file = configure_logging(
+            config.log_level, log_file=config.log_file, log_format=config.log_format
+        )
+    except OSError as exc:
+        parser.error(f"--log-file {config.log_file}: {exc.strerror or exc}")
     print(f"filedock server {__version__}", flush=True)
     raise_descriptor_limit(config.max_clients)
     try:
         _prepare_repo(config.repo)
         with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
-            return runner.run(_serve(config))
+            return runner.run(_serve(config, log_file))
     except (OSError, ValueError) as exc:
         log.error("Cannot start the server: %s", _reason(exc))
         return 1
 
 
-async def _serve(config: ServerConfig) -> int:
+async def _serve(config: ServerConfig, log_file: LogFile | None = None) -> int:
     server = Server(config)
     loop = asyncio.get_running_loop()
     # Handlers before start(): a script that sends a signal as soon as it reads
     # the "Starting server" line must get a clean shutdown, not a traceback.
-    # SIGHUP (the terminal closed) stops it the same way; the log goes to
-    # stderr, so there is no log file to reopen.
+    # SIGHUP (the terminal closed) stops it the same way when the log goes to
+    # stderr; with a log file it is logrotate's "reopen the log" instead.
     for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, server.request_stop)
+        if signum == signal.SIGHUP and log_file is not None:
+            loop.add_signal_handler(signum, log_file.reopen)
+        else:
+            loop.add_signal_handler(signum, server.request_stop)
     await server.start()
     try:
         await server.serve_until_stopped()

@@ -125,7 +125,7 @@ def _list(s: Session, request: p.ListFiles) -> None:
 
 def _exit(s: Session, _: p.Exit) -> bytes:
     data = s.conn.send(p.ByeReply())
-    s.finish()
+    s.finish("exit")
     return data
 
 

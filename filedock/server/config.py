@@ -19,6 +19,9 @@ from .addresses import (
 # the standard library's loop otherwise; the other two insist on one of them.
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 
+# The log's line formats: "[time] LEVEL: message", or one JSON object a line.
+LOG_FORMATS = ("text", "json")
+
 # max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
 AUTO_PER_SOURCE = -1
 
@@ -92,6 +95,8 @@ class ServerConfig:
     shutdown_grace: float = 5.0  # seconds a transfer in flight may finish at shutdown
     send_timeout: float = 60.0  # seconds without write progress before a client is dropped
     log_level: str = "INFO"
+    log_file: str | None = None  # appended to instead of stderr; reopened on SIGHUP
+    log_format: str = "text"  # one of LOG_FORMATS
     # Slots one source may hold. AUTO_PER_SOURCE: half the slots (rounded up) for a
     # remote source, every slot for the loopback one; 0 = only max_clients applies.
     max_clients_per_ip: int = AUTO_PER_SOURCE
@@ -171,6 +176,11 @@ class ServerConfig:
             ("ipv6_prefix", check_prefix(self.ipv6_prefix, 128), "must be from 1 to 128"),
             ("tls_cert", (self.tls_cert is None) == (self.tls_key is None), "needs a key too"),
             ("loop", self.loop in LOOP_CHOICES, f"must be one of {', '.join(LOOP_CHOICES)}"),
+            (
+                "log_format",
+                self.log_format in LOG_FORMATS,
+                f"must be one of {', '.join(LOG_FORMATS)}",
+            ),
             ("max_upload_size", self.max_upload_size >= 0, "cannot be negative"),
             ("min_free_space", self.min_free_space >= AUTO_FREE_SPACE, "must be -1 (auto) or more"),
             (

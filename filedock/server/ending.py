@@ -75,7 +75,7 @@ def deadline_passed(s: Session, deadline: Deadline) -> None:
             limit = s.config.handshake_timeout
             s.context.note("handshake", message, s.label(), limit, source=s.source)
     s.context.notices_held.discard(s)
-    s.finish()
+    s.finish(f"{deadline.what}-timeout")
     transport = s.transport
     if transport is None or transport.is_closing() or s.linger_timer is not None:
         return
@@ -91,6 +91,7 @@ def deadline_passed(s: Session, deadline: Deadline) -> None:
 async def shut_down(s: Session, grace: float) -> None:
     """Let a transfer in flight finish (up to ``grace`` s), then send ``ERR shutdown``."""
     s.stopping = True
+    s.end_reason = s.end_reason or "shutdown"  # (what ends it now is the shutdown)
     conn = s.conn
     if s.upgrade is not None:
         conn.end()

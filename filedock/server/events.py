@@ -49,7 +49,7 @@ def _answer(s: Session, reply: p.ErrorReply) -> bytes | None:
     if not s.closing:
         if s.conn.answer_owed:
             greeting.forget_answer(s)  # no answer will come: the place is free
-        s.abort()
+        s.abort("error")
     return None
 
 
@@ -63,7 +63,7 @@ def _violation(s: Session, violation: Violation) -> bytes:
         )
     data = s.conn.send(violation.reply)
     if violation.closes:
-        s.finish()
+        s.finish("protocol-error")
     return data
 
 
@@ -72,7 +72,7 @@ def _end_of_input(s: Session, _: object) -> None:
     if s.upload is not None:
         s.upload.lost("the client closed the connection")  # in the middle of its body
     s.conn.end()
-    s.finish()
+    s.finish("eof")
 
 
 def _body_data(s: Session, event: BodyData) -> None:

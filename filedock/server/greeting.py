@@ -10,17 +10,15 @@ with the others from ``get_timer()``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from . import client_log
 from .auth import token_from_greeting
 from .registry import Refusal
 
 if TYPE_CHECKING:
     from .session import Session
-
-log = logging.getLogger("filedock.server")
 
 UNAUTHORIZED = p.ErrorReply(p.ErrorCode.UNAUTHORIZED, "a valid access token is required")
 
@@ -85,7 +83,7 @@ def welcome(s: Session) -> bytes:
         return data
     s.leave_pool()
     s.entry = outcome
-    log.info("Connected: %s from %s", outcome.name, s.address)
+    client_log.connected(outcome)
     return s.conn.send(p.WelcomeReply(outcome.name, s.context.banner, s.conn.protocol))
 
 

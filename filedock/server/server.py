@@ -34,7 +34,7 @@ from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
 from .events import EVENT_HANDLERS, UNCOUNTED
-from .logs import WarningLimiter
+from .logs import WarningLimiter, announce
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
@@ -194,13 +194,17 @@ class Server:
                 state,
             )
         host, port = self.address
-        log.info(
+        shown_host = f"[{host}]" if ":" in host else host
+        announce(  # at any log level: scripts read the port from it
+            log,
             "Starting server on %s:%d, repo=%r, max_clients=%d%s",
-            f"[{host}]" if ":" in host else host,
+            shown_host,
             port,
             self.repository.root,
             self.config.max_clients,
             self._extras(),
+            event="started",
+            address=f"{shown_host}:{port}",
         )
         self.warn_if_exposed()
         await self._start_watch()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import protocol as p
 from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
 from ..protocol.state import State
-from . import admission, ending, greeting
+from . import admission, client_log, ending, greeting
 from .activity import Activity
 from .context import ServerContext
 from .events import EVENT_HANDLERS, answer_failure
@@ -72,6 +72,7 @@ class Session(asyncio.BufferedProtocol):
         # An upload's body being received, and whether the token may upload.
         *("upload", "may_write"),
         "activity",  # what the one task is doing now, for those who watch
+        "end_reason",  # why the session ended, for its Finished line
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -107,6 +108,7 @@ class Session(asyncio.BufferedProtocol):
         self._timer_at = 0.0
         self._stall_timer: asyncio.TimerHandle | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
+        self.end_reason: str | None = None  # the first cause wins (see finish)
 
     @property
     def closing(self) -> bool:
@@ -189,7 +191,7 @@ class Session(asyncio.BufferedProtocol):
             upload.lost("the connection was lost")  # (if the client's EOF did not say so)
         elif task is not None and not task.done() and not (sending and exc):
             task.cancel()
-        self.finish()
+        self.finish("reset" if exc is not None else "closed")
         context = self.context
         context.session_closed(self)
         context.lingering.discard(self)
@@ -276,7 +278,7 @@ class Session(asyncio.BufferedProtocol):
         exc = task.exception()
         if exc is not None:
             log.error("Internal error serving %s", self.label(), exc_info=exc)
-            self.abort()
+            self.abort("error")
             return
         self.process()
 
@@ -338,7 +340,7 @@ class Session(asyncio.BufferedProtocol):
             self.config.send_timeout,
             source=self.source,
         )
-        self.abort()
+        self.abort("send-timeout")
 
     # -- ending -------------------------------------------------------------------------
 
@@ -346,24 +348,27 @@ class Session(asyncio.BufferedProtocol):
         """``Client01 (127.0.0.1:49559)``, or the address before a name is given."""
         return f"{self.name} ({self.address})" if self.name else self.address
 
-    def finish(self) -> None:
+    def finish(self, reason: str | None = None) -> None:
         """Free the slot and stamp FINISHED now (the close follows); a token's held
-        answer keeps the place in the pending pool until it is due."""
+        answer keeps the place in the pending pool until it is due. ``reason``
+        (``exit``, ``eof``, ``idle-timeout``, …) is why, unless one was given first."""
+        if self.end_reason is None:
+            self.end_reason = reason
         if not self.conn.answer_owed:
             self.leave_pool()
         if self.entry is not None and self.context.registry.finish(self.entry):
-            log.info("Finished: %s", self.entry.name)
+            client_log.finished(self.entry, self.end_reason or "closed")
 
     # Told and lingered over in ending.py; other modules end a session through these.
     close_with = ending.close_with
     close_gracefully = ending.close_gracefully
     shut_down = ending.shut_down
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "error") -> None:
         """End the session and drop the connection now, telling nothing."""
         if self.conn.state is not _CLOSED:
             self.conn.end()
-        self.finish()
+        self.finish(reason)
         if self.transport is not None:
             self.transport.abort()
 

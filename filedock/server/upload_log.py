@@ -1,23 +1,27 @@
-"""One log line per upload: from whom, which file, its size and digest, how long, how it ended.
+"""One log line per upload: which file, from whom, its size and digest, how long, how fast,
+how it ended.
 
-A stored upload is logged as a send is (``Received file 'a.txt' size=6
-sha256=5891b5b522d5… from Client01: stored, 6 bytes in 0.00 s``); one that
-failed, was interrupted or refused says so instead (rate-limited: a flood of
-refused uploads must not flood the log).
+A stored upload is logged as a send is (:mod:`.transfer_log`)::
+
+    Received file 'a.txt' from Client01 size=6 sha256=5891b5b522d5… 0.002s: 6 bytes
+    at 2.9 KiB/s, stored
+
+(one line); ``stored, resumed from N`` for a resumed one. One that failed or
+was interrupted says so instead (rate-limited: a flood of broken uploads must
+not flood the log). A refusal, before any byte of the body, is a warning of its
+own.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from .transfer_log import Moved, log_transfer
 
 if TYPE_CHECKING:
     from .session import Session
-
-log = logging.getLogger("filedock.server")
 
 _KIND = "upload"  # the warning kind, for the rate limit
 
@@ -37,23 +41,26 @@ class UploadLog:
         put, s = self.put, self.session
         return put.path, put.size, put.sha256[:12], s.name or s.address
 
-    def _resumed(self) -> str:
-        return f" (resumed from {self.offset})" if self.offset else ""
+    def _moved(self, received: int) -> Moved:
+        put = self.put
+        seconds = time.monotonic() - self.started
+        return Moved(put.path, put.size, put.sha256, self.offset, received, seconds)
 
     def stored(self, received: int) -> None:
-        log.info(
-            "Received file %r size=%d sha256=%s… from %s: stored%s, %d bytes in %.2f s",
-            *self._what(), self._resumed(), received, time.monotonic() - self.started,
-        )  # fmt: skip
+        if self.offset:
+            how, result = f"stored, resumed from {self.offset}", "resumed"
+        else:
+            how, result = "stored", "stored"
+        log_transfer(self.session, "received", self._moved(received), result, how)
 
     def ended(self, how: str, received: int) -> None:
-        """The upload ended without being stored: ``how`` says why."""
-        self.session.context.warn(
-            _KIND,
-            "Upload of %r size=%d sha256=%s… from %s %s%s; %d bytes in %.2f s",
-            *self._what(), how, self._resumed(), received, time.monotonic() - self.started,
-            source=self.session.source,
-        )  # fmt: skip
+        """The upload ended without being stored: ``how`` says why (its first word,
+        ``failed``, ``interrupted`` or ``stopped``, is the json ``result``)."""
+        result = how.split(" ", 1)[0]
+        if self.offset:
+            how = f"{how} (resumed from {self.offset})"
+        moved = self._moved(received)
+        log_transfer(self.session, "received", moved, result, how, reason=how, limit=_KIND)
 
     def refused(self, reason: str) -> None:
         """Refused before any byte of the body."""

@@ -97,8 +97,11 @@ def test_walkthrough(server: ServerProcess, tmp_path: Path) -> None:
     assert lines[-1] == "Client01 > [SERVER] BYE"
     digest = hashlib.sha256(SAMPLE).hexdigest()[:12]
     server.wait_for_log(r"Connected: Client01 from 127\.0\.0\.1:\d+")
-    server.wait_for_log(re.escape(f"Sent file 'sample.txt' size=6 sha256={digest}…"))
-    server.wait_for_log(r"Finished: Client01$")
+    # The assignment's "Sent file 'sample.txt'" first, then to whom, the size and
+    # digest, the seconds, the bytes, the rate and how it ended.
+    sent = re.escape(f"Sent file 'sample.txt' to Client01 size=6 sha256={digest}…")
+    server.wait_for_log(sent + r" \d+\.\d{3}s: 6 bytes at \d+(\.\d)? [KMG]?i?B/s, completed$")
+    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")
     line_format = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] (INFO|WARNING|ERROR): "
     assert all(re.match(line_format, line) for line in server.lines), server.log
 

@@ -40,10 +40,24 @@ def local_port(conn: LineConn) -> int:
     return port
 
 
-def assert_clean_log(caplog: pytest.LogCaptureFixture, *names: str) -> None:
+def assert_clean_log(caplog: pytest.LogCaptureFixture, name: str, *reasons: str) -> None:
+    """``name`` finished once, for one of ``reasons``, and nothing went wrong."""
+
+    def finished_lines() -> list[str]:
+        return [
+            m
+            for r in list(caplog.records)
+            if (m := r.getMessage()).startswith(f"Finished: {name} ")
+        ]
+
+    # Logged on the server's thread just after the slot is freed, which the test may see first.
+    wait_until(lambda: bool(finished_lines()))
     messages = [record.getMessage() for record in caplog.records]
-    for name in names:
-        assert f"Finished: {name}" in messages, messages
+    finished = finished_lines()
+    assert len(finished) == 1, messages
+    match = re.fullmatch(rf"Finished: {name} \(([a-z-]+), \d+\.\d s\)", finished[0])
+    assert match is not None, finished
+    assert match.group(1) in reasons, finished
     assert [record for record in caplog.records if record.exc_info] == []
     assert not any("Traceback" in record.getMessage() for record in caplog.records)
 
@@ -364,9 +378,20 @@ def test_idle_timeout_drops_a_silent_client(
         assert time.monotonic() - heard >= 0.4, "the idle deadline did not count from the PING"
         assert conn.at_eof()
         wait_until(lambda: server.connected_count() == 0)
-        assert_clean_log(caplog, "Client01")
+        assert_clean_log(caplog, "Client01", "idle-timeout")
     finally:
         conn.close()
+
+
+def test_a_line_too_long_ends_the_session_as_a_protocol_error(
+    raw: Callable[[], LineConn], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")
+    conn = greeted(raw)
+    conn.send(b"A" * 5000 + b"\n")  # over the default --max-line of 4096
+    assert conn.read_line().startswith("ERR line-too-long ")
+    assert conn.at_eof()
+    assert_clean_log(caplog, "Client01", "protocol-error")
 
 
 # -- clients that vanish -------------------------------------------------------------------
@@ -396,13 +421,14 @@ def _vanish_after_pipelining(conn: LineConn) -> None:
 
 
 @pytest.mark.parametrize(
-    "vanish",
+    ("vanish", "reasons"),
     [
-        _vanish_by_close,
-        _vanish_by_reset,
-        _vanish_mid_line,
-        _vanish_mid_line_reset,
-        _vanish_after_pipelining,
+        (_vanish_by_close, ("eof",)),
+        (_vanish_by_reset, ("reset",)),
+        (_vanish_mid_line, ("eof",)),
+        (_vanish_mid_line_reset, ("reset",)),
+        # The replies to the pipelined lines may meet the closed socket first.
+        (_vanish_after_pipelining, ("eof", "reset")),
     ],
 )
 def test_vanished_clients_are_finished_at_once(
@@ -410,6 +436,7 @@ def test_vanished_clients_are_finished_at_once(
     raw: Callable[[], LineConn],
     caplog: pytest.LogCaptureFixture,
     vanish: Callable[[LineConn], None],
+    reasons: tuple[str, ...],
 ) -> None:
     caplog.set_level(logging.INFO, logger="filedock")
     watcher = greeted(raw)
@@ -423,7 +450,7 @@ def test_vanished_clients_are_finished_at_once(
     assert records[0][2] == "-"
     assert re.fullmatch(TIME, records[1][2]), records[1]
     assert watcher.request("WHO") == "WHO Client01"
-    assert_clean_log(caplog, "Client02")
+    assert_clean_log(caplog, "Client02", *reasons)
 
 
 def test_half_close_gets_the_replies_then_the_close(
@@ -437,7 +464,7 @@ def test_half_close_gets_the_replies_then_the_close(
     assert conn.read_line() == "WHO Client01"
     assert conn.at_eof()  # the unended last line got no reply
     wait_until(lambda: server.connected_count() == 0)
-    assert_clean_log(caplog, "Client01")
+    assert_clean_log(caplog, "Client01", "eof")
 
 
 @pytest.mark.parametrize("reset", [False, True])
@@ -470,4 +497,4 @@ def test_library_exit_frees_the_slot(
     assert client.exit()
     assert client.closed
     wait_until(lambda: server.connected_count() == 0)
-    assert_clean_log(caplog, "Client01")
+    assert_clean_log(caplog, "Client01", "exit")

@@ -626,18 +626,17 @@ def test_download_cut_off_by_the_client(
             assert records[name].finished is not None
             assert records[client.name].finished is None
             assert client.get("sample.txt", downloads).read_bytes() == SAMPLE
-    cut = [
+    # Its one line at INFO says it was cut short, and how much of it went.
+    [cut] = [
         record
         for record in caplog.records
-        if record.name.startswith("filedock")
-        and record.levelno == logging.WARNING
-        and "big.bin" in record.getMessage()
-        and name in record.getMessage()
+        if record.name.startswith("filedock") and "big.bin" in record.getMessage()
     ]
-    assert cut, messages(caplog)
+    assert cut.levelno == logging.INFO
+    head = rf"Sent file 'big\.bin' to {name} size={64 * MiB} \d+\.\d{{3}}s: "
+    assert re.fullmatch(head + rf"\d+ of {64 * MiB} bytes at .+, cut short: .+", cut.getMessage())
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert "Traceback" not in caplog.text
-    assert not [message for message in messages(caplog) if "Sent file 'big.bin'" in message]
 
 
 # -- the log ---------------------------------------------------------------------------------
@@ -650,8 +649,8 @@ def test_sent_file_is_logged(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    expected = f"Sent file 'sample.txt' size=6 sha256={SAMPLE_SHA[:12]}…"
-    assert expected.startswith("Sent file 'sample.txt' size=6 sha256=5891b5b522d5…")
+    # The assignment's wording at the start, then to whom, the size and the digest.
+    expected = "Sent file 'sample.txt' to "
     with server_log(caplog, monkeypatch):
         server = make_server()
         with Client(HOST, server.port, timeout=10) as client:
@@ -662,12 +661,19 @@ def test_sent_file_is_logged(
                 return [r for r in caplog.records if r.getMessage().startswith(expected)]
 
             wait_until(lambda: bool(sent()), timeout=5)
-    # The line a transfer always had, then to whom, the bytes and the time.
+    # Then the seconds, the bytes, the rate and how it ended; the same as json fields.
     [record] = sent()
     assert record.levelno == logging.INFO
-    assert re.fullmatch(
-        re.escape(f"{expected} to {name}: 6 bytes in ") + r"\d+\.\d\d s", record.getMessage()
-    )
+    head = f"Sent file 'sample.txt' to {name} size=6 sha256={SAMPLE_SHA[:12]}… "
+    assert head.endswith("size=6 sha256=5891b5b522d5… ")
+    rest = r"\d+\.\d{3}s: 6 bytes at \d+(\.\d)? [KMG]?i?B/s, completed"
+    assert re.fullmatch(re.escape(head) + rest, record.getMessage()), record.getMessage()
+    fields = {key: getattr(record, key) for key in ("event", "client", "path", "bytes", "result")}
+    assert fields == {
+        "event": "sent", "client": name, "path": "sample.txt", "bytes": 6, "result": "completed",
+    }  # fmt: skip
+    assert record.seconds >= 0
+    assert record.rate >= 0
     assert record.name.startswith("filedock")
 
 

@@ -105,8 +105,9 @@ def test_a_file_shrinking_during_the_body_cuts_the_connection(
             conn.read_exactly(len(data))
     finally:
         conn.close()
-    assert "Transfer of 'big.log' to Client01" in caplog.text
-    assert "cut short" in caplog.text
+    assert "Sent file 'big.log' to Client01 size=" in caplog.text
+    assert "cut short: file shrank during the send" in caplog.text
+    assert "Finished: Client01 (error, " in caplog.text
 
 
 def test_a_file_shrinking_before_the_header_is_err_changed_on_a_live_connection(

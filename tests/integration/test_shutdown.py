@@ -52,7 +52,7 @@ def test_aclose_sends_err_shutdown_and_finishes_everyone(
         assert all(record.finished is not None for record in records)
         messages = [record.getMessage() for record in caplog.records]
         for name in ("Client01", "Client02", "Client04"):
-            assert f"Finished: {name}" in messages
+            assert any(m.startswith(f"Finished: {name} (shutdown, ") for m in messages), messages
         assert [record for record in caplog.records if record.exc_info] == []
     finally:
         for conn in conns:

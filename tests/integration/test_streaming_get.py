@@ -60,6 +60,11 @@ def v2(server: ServerThread, timeout: float = 10.0) -> LineConn:
     return conn
 
 
+# A transfer line's seconds and rate.
+SECONDS = r"\d+\.\d{3}s"
+RATE = r"\d+(\.\d)? [KMGT]?i?B/s"
+
+
 def lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
     return [m for r in list(caplog.records) if (m := r.getMessage()).startswith(start)]
 
@@ -175,15 +180,16 @@ def test_a_cold_send_cut_short_is_still_hashed_and_cached(
     assert conn.request("GET big.bin") == f"FILE {BIG_SIZE} - big.bin"
     conn.read_exactly(MiB)
     conn.reset()
-    wait_until(lambda: bool(lines(log, "Transfer of 'big.bin'")), timeout=10)
+    wait_until(lambda: bool(lines(log, "Sent file 'big.bin' to Client01")), timeout=10)
     wait_until(lambda: server.statistics().hash_cache_entries == 1, timeout=30)
     assert server.statistics().hashings == 1
     with v2(server) as again:  # a resume asks HASH first: answered from the cache
         assert again.request("HASH big.bin").startswith(f"HASH {BIG_SIZE} {digest} ")
         assert again.request(f"RANGE {BIG_SIZE} {digest} big.bin").startswith("PART ")
     assert server.statistics().hashings == 1
-    [cut] = lines(log, "Transfer of 'big.bin'")
-    assert re.search(r"cut short: .*; \d+ of \d+ bytes in \d+\.\d\d s$", cut), cut
+    [cut] = lines(log, "Sent file 'big.bin' to Client01")
+    head = rf"^Sent file 'big\.bin' to Client01 size={BIG_SIZE} {SECONDS}: "
+    assert re.search(head + rf"\d+ of {BIG_SIZE} bytes at {RATE}, cut short: .+$", cut), cut
 
 
 # -- the library --------------------------------------------------------------------------
@@ -205,8 +211,9 @@ def test_the_library_checks_a_cold_file_against_the_digest_after_it(
     wait_until(lambda: bool(lines(log, "Sent file 'big.bin'")), timeout=5)
     # The digest, known only at the end, is logged then.
     [sent] = lines(log, "Sent file 'big.bin'")
-    expected = f"Sent file 'big.bin' size={BIG_SIZE} sha256={digest[:12]}… to {name}: "
-    assert re.fullmatch(re.escape(expected) + rf"{BIG_SIZE} bytes in \d+\.\d\d s", sent)
+    expected = f"Sent file 'big.bin' to {name} size={BIG_SIZE} sha256={digest[:12]}… "
+    rest = rf"{SECONDS}: {BIG_SIZE} bytes at {RATE}, completed"
+    assert re.fullmatch(re.escape(expected) + rest, sent), sent
 
 
 def test_the_library_keeps_nothing_of_a_file_rewritten_during_a_cold_send(
@@ -234,7 +241,7 @@ def test_the_library_keeps_nothing_of_a_file_rewritten_during_a_cold_send(
     assert files_under(downloads) == []  # neither big.bin nor a partial
     wait_until(lambda: bool(lines(log, "Sent file 'big.bin'")), timeout=5)
     [changed] = lines(log, "Sent file 'big.bin'")
-    assert re.search(r"changed during the send, \d+ bytes in \d+\.\d\d s$", changed), changed
+    assert re.search(rf"{SECONDS}: {BIG_SIZE} bytes at {RATE}, changed during the send$", changed)
 
 
 def test_a_resume_is_logged_with_its_offset(
@@ -248,7 +255,8 @@ def test_a_resume_is_logged_with_its_offset(
         assert conn.read_exactly(len(SAMPLE) - 2) == SAMPLE[2:]
         assert conn.request("PING") == "PONG"
     [sent] = lines(log, "Sent file 'sample.txt'")
-    assert re.search(r"to Client\d+: resumed from 2, 4 bytes in \d+\.\d\d s$", sent), sent
+    head = rf"to Client\d+ size=6 sha256={SAMPLE_SHA[:12]}… {SECONDS}: "
+    assert re.search(head + rf"4 bytes at {RATE}, resumed from 2$", sent), sent
 
 
 def test_a_cold_file_over_tls_is_checked_against_its_digest(
@@ -347,9 +355,10 @@ def test_a_client_gone_before_the_digest_is_logged_as_cut_short(
         for _ in range(BIG_SIZE // MiB):
             conn.read_exactly(MiB)
         conn.reset()  # the whole body came; the DIGEST waits for the hashing
-        wait_until(lambda: bool(lines(log, "Transfer of 'big.bin'")), timeout=10)
+        wait_until(lambda: bool(lines(log, "Sent file 'big.bin'")), timeout=10)
     finally:
         release.set()
-    [cut] = lines(log, "Transfer of 'big.bin'")
-    assert f"ended before the DIGEST; {BIG_SIZE} of {BIG_SIZE} bytes" in cut, cut
+    [cut] = lines(log, "Sent file 'big.bin'")
+    assert f": {BIG_SIZE} bytes at " in cut, cut  # the whole body went out
+    assert cut.endswith("cut short: the connection ended before the DIGEST"), cut
     wait_until(lambda: server.statistics().hash_cache_entries == 1, timeout=30)

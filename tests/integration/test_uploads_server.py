@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -338,6 +339,7 @@ def test_the_disk_filling_during_an_upload_places_nothing_and_the_server_goes_on
 def test_a_client_killed_at_half_leaves_a_partial_that_a_resume_completes(
     uploads: ServerThread, repo: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="filedock")  # (the upload's line is at INFO)
     conn = v2(uploads)
     half = len(BODY) // 2
     assert put(conn, "docs/half.bin") == "READY 0 docs/half.bin"
@@ -351,6 +353,9 @@ def test_a_client_killed_at_half_leaves_a_partial_that_a_resume_completes(
     wait_until(lambda: partials(uploads) == [name] and _partial_size(uploads, name) == half)
     why = "the client closed the connection" if how == "closed" else "the connection was lost"
     wait_until(lambda: f"interrupted ({why}), its partial kept at {half} bytes" in caplog.text)
+    head = f"Received file 'docs/half.bin' from Client01 size={len(BODY)} sha256={BODY_SHA[:12]}… "
+    assert head in caplog.text
+    assert f"s: {half} of {len(BODY)} bytes at " in caplog.text
     wait_until(lambda: uploads.sync(lambda: uploads.server.context.uploads.reserved) == 0)  # type: ignore[union-attr]
     assert not (repo / "docs" / "half.bin").exists()
     again = v2(uploads)

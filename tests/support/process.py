@@ -22,12 +22,20 @@ class ServerProcess:
 
     The environment's ``FILEDOCK_*`` settings are left out, so only ``options``
     configure it; the event loop is the standard one unless FILEDOCK_TEST_LOOP
-    asks for another, as for the in-process servers.
+    asks for another, as for the in-process servers. With ``log_file`` the log
+    goes there (``--log-file``), and the Starting line is waited for in it.
     """
 
     def __init__(
-        self, repo: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+        self,
+        repo: Path,
+        *options: str,
+        preexec_fn: Callable[[], None] | None = None,
+        log_file: Path | None = None,
     ) -> None:
+        self.log_file = log_file
+        if log_file is not None:
+            options = (*options, "--log-file", str(log_file))
         env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
         env["PYTHONUNBUFFERED"] = "1"
         loop = os.environ.get("FILEDOCK_TEST_LOOP", "asyncio")
@@ -46,7 +54,7 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, name="server-log", daemon=True)
         self._reader.start()
         try:
-            match = self.wait_for_log(STARTED)
+            match = self.wait_for_log(STARTED) if log_file is None else self.wait_in_file(STARTED)
         except BaseException:
             self.stop()
             raise
@@ -87,6 +95,22 @@ class ServerProcess:
             if "the server exited" in str(exc):
                 raise
             raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log}") from None
+        return found[0]
+
+    def wait_in_file(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """The first line of the ``log_file`` matching ``pattern``, once it is there."""
+        assert self.log_file is not None
+        path, regex = self.log_file, re.compile(pattern)
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited; stderr:\n{self.log}")
+            text = path.read_text() if path.exists() else ""
+            found.extend(m for m in map(regex.search, text.splitlines()) if m)
+            return bool(found)
+
+        wait_until(seen, timeout=timeout, interval=0.01)
         return found[0]
 
     def memory_kib(self, field: str) -> int:

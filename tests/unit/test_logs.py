@@ -1,13 +1,31 @@
-"""WarningLimiter: a flood of warnings of one kind cannot flood the log."""
+"""The log: a flood of warnings of one kind cannot flood it; its json lines, its file, and
+the lines every client and transfer gets."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import stat
+import sys
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from filedock.server.logs import WarningLimiter, configure_logging
+from filedock.server import client_log
+from filedock.server.logs import (
+    FIELDS,
+    LOG_FILE_MODE,
+    JsonFormatter,
+    LogFile,
+    WarningLimiter,
+    announce,
+    configure_logging,
+)
+from filedock.server.registry import ClientEntry
+from filedock.server.transfer_log import rate_text
 
 LOGGER = "tests.limiter"
 
@@ -274,6 +292,142 @@ class _Collecting(logging.Handler):
         self.records.append(record)
 
 
+# -- what the lines carry, and where they go ------------------------------------------------
+
+
+def test_past_its_burst_a_kind_logged_at_info_is_summed_up_as_before(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    warnings = limiter(clock)
+    for i in range(5):
+        warnings.warning("transfer", "cut %d", i, level=logging.INFO, extra={"result": "cut-short"})
+    warnings.flush()
+    records = [r for r in caplog.records if r.name == LOGGER]
+    assert [(r.levelno, r.getMessage()) for r in records[:3]] == [
+        (logging.INFO, f"cut {i}") for i in range(3)
+    ]
+    assert [getattr(r, "result", None) for r in records[:3]] == ["cut-short"] * 3
+    [summary] = records[3:]
+    assert summary.getMessage() == "2 more 'transfer' warnings suppressed in 10 s"
+
+
+def _record(message: str, *args: object, **fields: object) -> logging.LogRecord:
+    logger = logging.getLogger(LOGGER)
+    return logger.makeRecord(LOGGER, logging.INFO, __file__, 1, message, args, None, extra=fields)
+
+
+def test_a_json_line_has_the_time_with_its_offset_the_level_the_message_and_the_fields() -> None:
+    record = _record("Finished: %s (%s, %.1f s)", "Client03", "exit", 12.4, client="Client03",
+                     reason="exit", seconds=12.4, event="finished", unknown="left out")  # fmt: skip
+    line = json.loads(JsonFormatter().format(record))
+    assert line.pop("time") == datetime.fromtimestamp(record.created).astimezone().isoformat(
+        timespec="milliseconds"
+    )
+    assert line == {
+        "level": "INFO",
+        "message": "Finished: Client03 (exit, 12.4 s)",
+        "event": "finished",
+        "client": "Client03",
+        "reason": "exit",
+        "seconds": 12.4,
+    }
+    assert set(line) - {"level", "message"} <= set(FIELDS)
+
+
+def test_a_json_line_carries_the_traceback_of_an_error() -> None:
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        record = logging.getLogger(LOGGER).makeRecord(
+            LOGGER, logging.ERROR, __file__, 1, "Internal error", (), sys.exc_info()
+        )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "ERROR"
+    assert "ValueError: a bug" in line["exception"]
+    assert "\n" not in JsonFormatter().format(record)  # one line, whatever the traceback
+
+
+def test_an_announced_line_passes_a_level_that_holds_back_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger(LOGGER + ".announce")
+    logger.setLevel(logging.WARNING)
+    caplog.set_level(logging.INFO)
+    try:
+        logger.info("held back")
+        announce(logger, "Starting server on %s:%d", "127.0.0.1", 5, event="started")
+    finally:
+        logger.setLevel(logging.NOTSET)
+    [record] = [r for r in caplog.records if r.name == logger.name]
+    assert (record.levelname, record.getMessage()) == ("INFO", "Starting server on 127.0.0.1:5")
+    assert record.event == "started"
+    assert record.funcName == "test_an_announced_line_passes_a_level_that_holds_back_info"
+
+
+def test_a_log_file_is_reopened_at_its_path_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "server.log"
+    handler = LogFile(str(path))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("filedock.server")
+    logger.addHandler(handler)
+    saved = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before")
+        path.rename(tmp_path / "server.log.1")
+        handler.reopen()
+        logger.info("after")
+        (tmp_path / "server.log").rename(tmp_path / "elsewhere.log")
+        (tmp_path / "server.log").mkdir()  # what is at the path now cannot be written to
+        handler.reopen()  # so the one open is kept
+        logger.info("still")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+        handler.close()
+    assert (tmp_path / "server.log.1").read_text() == "before\n"
+    assert (tmp_path / "elsewhere.log").read_text().splitlines() == [
+        f"Reopened the log file {path}",
+        "after",
+        f"Cannot reopen the log file {path}: Is a directory (still writing to the one open)",
+        "still",
+    ]
+
+
+def test_a_log_file_is_made_readable_by_its_group_at_most(tmp_path: Path) -> None:
+    saved = os.umask(0)
+    try:
+        handler = LogFile(str(tmp_path / "server.log"))
+    finally:
+        os.umask(saved)
+    handler.close()
+    assert stat.S_IMODE((tmp_path / "server.log").stat().st_mode) == LOG_FILE_MODE == 0o640
+
+
+@pytest.mark.parametrize(
+    ("per_second", "text"),
+    [(0, "0 B/s"), (1023, "1023 B/s"), (1024, "1.0 KiB/s"), (6 / 0.001, "5.9 KiB/s"),
+     (112 * 1024**2, "112.0 MiB/s"), (3 * 1024**4, "3.0 TiB/s"), (5 * 1024**5, "5120.0 TiB/s")],
+)  # fmt: skip
+def test_a_rate_is_shown_in_powers_of_1024(per_second: float, text: str) -> None:
+    assert rate_text(per_second) == text
+
+
+def test_a_finished_line_says_why_and_how_long_after_the_welcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock.server")
+    entry = ClientEntry(3, "Client03", "127.0.0.1:40000", accepted=1000.0, finished=1012.44)
+    client_log.finished(entry, "idle-timeout")
+    stepped_back = ClientEntry(4, "Client04", "127.0.0.1:40001", accepted=1000.0, finished=999.0)
+    client_log.finished(stepped_back, "exit")
+    first, second = (r for r in caplog.records if r.name == "filedock.server")
+    assert first.getMessage() == "Finished: Client03 (idle-timeout, 12.4 s)"
+    assert (first.reason, first.seconds) == ("idle-timeout", 12.44)
+    assert second.getMessage() == "Finished: Client04 (exit, 0.0 s)"  # a clock stepped back
+
+
 def test_info_lines_are_limited_as_warnings_are_and_summed_up_at_info(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -287,7 +441,7 @@ def test_info_lines_are_limited_as_warnings_are_and_summed_up_at_info(
         (logging.INFO, "refused 0"),
         (logging.INFO, "refused 1"),
         (logging.INFO, "refused 2"),
-        (logging.INFO, "5 more 'refused' messages from 192.0.2.1/32 suppressed in 10 s"),
+        (logging.INFO, "5 more 'refused' warnings from 192.0.2.1/32 suppressed in 10 s"),
     ]
 
 

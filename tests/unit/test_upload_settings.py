@@ -4,6 +4,7 @@ the token file's rights, and the upload log's lines."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -133,10 +134,16 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     warned: list[str] = []
+    limited: list[tuple[str, int, str]] = []
     noted: list[str] = []  # at INFO: a refusal
+
+    def limit(kind: str, message: str, *args: object, source: str, level: int, **_: Any) -> None:
+        limited.append((kind, level, message % args))
+
     context = SimpleNamespace(
         warn=lambda kind, message, *args, source: warned.append(message % args),
         note=lambda kind, message, *args, source: noted.append(message % args),
+        limiter=SimpleNamespace(warning=limit),
     )
     session = cast(
         Any, SimpleNamespace(name="Client01", address="127.0.0.1:1", context=context, source="s")
@@ -145,19 +152,20 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
     with caplog.at_level(logging.INFO, logger="filedock.server"):
         UploadLog(session, put).stored(6)
         UploadLog(session, put, offset=2).stored(4)
-    assert (
-        "Received file 'a.txt' size=6 sha256=abababababab… from Client01: stored, 6 bytes in "
-        in (caplog.records[0].getMessage())
-    )
-    assert "stored (resumed from 2), 4 bytes" in caplog.records[1].getMessage()
+    stored, resumed = (record.getMessage() for record in caplog.records)
+    head = "Received file 'a.txt' from Client01 size=6 sha256=abababababab… "
+    assert re.fullmatch(re.escape(head) + r"\d+\.\d{3}s: 6 bytes at \d+(\.\d)? \S+, stored", stored)
+    assert re.fullmatch(r".*: 4 bytes at .*, stored, resumed from 2", resumed), resumed
     UploadLog(session, put).ended("failed (integrity), nothing placed", 6)
     UploadLog(session, put).refused("forbidden: this server does not take uploads")
-    assert warned[0].startswith(
-        "Upload of 'a.txt' size=6 sha256=abababababab… from Client01 failed (integrity), "
-        "nothing placed; 6 bytes in "
-    )
-    assert len(warned) == 1
-    assert noted[0] == (
+    # An upload that ended without being stored: its line at INFO, rate-limited.
+    [(kind, level, failed)] = limited
+    assert (kind, level) == ("upload", logging.INFO)
+    assert failed.startswith(head), failed
+    assert re.search(r": 6 bytes at [\d.]+ \S+, failed \(integrity\), nothing placed$", failed)
+    assert warned == []
+    [refused] = noted
+    assert refused == (
         "Refused upload of 'a.txt' size=6 sha256=abababababab… from Client01: "
         "forbidden: this server does not take uploads"
     )
