@@ -36,7 +36,7 @@ from .options import (
     seconds_or_none,
 )
 from .screen import Screen
-from .shell import Shell
+from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
     MIRROR_HELP,
@@ -77,6 +77,7 @@ class ClientOptions:
     arguments: tuple[str, ...] = ()
     json: bool = False
     transfer: GetRequest | MirrorRequest | PutRequest | None = None
+    keep_going: bool = False
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises."""
@@ -162,6 +163,13 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"read the access token from FILE's first token line [env {env_name('token')}]",
     )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with commands piped in (not a terminal): run every line even after one fails "
+        "(by default the first failure stops the run, as sftp -b does); the exit status is "
+        "the first failure's",
+    )
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
     _add_client_commands(parser)
     return parser
@@ -180,6 +188,8 @@ _CLIENT_EXAMPLES = """\
   filedock-client put report.pdf --to inbox   stored as inbox/report.pdf, verified
   filedock-client put -r photos --to backup   backup/photos/…, what the server has skipped
   filedock-client say "hello there"
+  filedock-client < script.txt           one command a line, no prompts; stops at the first
+                                         failure with its status (--keep-going: runs them all)
 """
 
 
@@ -242,6 +252,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
         json=getattr(args, "json", False),
         transfer=_transfer(parser, args),
+        keep_going=args.keep_going,
     )
 
 
@@ -330,10 +341,20 @@ def run_client(options: ClientOptions) -> int:
     """The prompt, or ``options.command``; the exit status."""
     if options.command is not None:
         return run_oneshot(options)
+    batch = not is_terminal(sys.stdin)  # a script's lines, as sftp -b reads them
     try:
         client = options.connect()
     except FiledockError as exc:
-        Screen(sys.stdout).cannot_start(exc)  # on stdout, where the session would have been
+        # At a terminal on stdout, where the session would have been; a script's on stderr.
+        Screen(sys.stdout, errors=sys.stderr if batch else None).cannot_start(exc)
         return exit_code_for(exc)
     with client:
-        return Shell(client, options.downloads, reconnect=options.connect).run()
+        shell = Shell(
+            client,
+            options.downloads,
+            reconnect=options.connect,
+            batch=batch,
+            keep_going=options.keep_going,
+        )
+        return shell.run()
+
