@@ -339,6 +339,26 @@ def shell(connect: Callable[..., Client], tmp_path: Path) -> tuple[Shell, io.Str
     return prompt, out, err
 
 
+def test_the_prompt_takes_what_tab_completes_and_a_leading_dot_slash(
+    shell: tuple[Shell, io.StringIO, io.StringIO], tree: Path, tmp_path: Path
+) -> None:
+    """TAB completes `get do` to `get docs/`: Enter then gets the folder's hint, not the
+    server's `forbidden path has an empty component`; `./sample.txt` is sample.txt."""
+    prompt, out, _ = shell
+    for typed in ("get docs/", "get ./docs", "get docs//"):
+        assert prompt.execute(typed) is False
+        assert out.getvalue().splitlines()[-1] == (
+            "[CLIENT] docs is a folder: `list docs` or `get -r docs`"
+        ), typed
+        assert prompt.status == 5
+    assert prompt.execute("get ./sample.txt") is False
+    assert prompt.status == 0
+    assert (tmp_path / "dl" / "sample.txt").read_bytes() == SAMPLE
+    assert prompt.execute("get -r ./docs/sub/") is False
+    assert files_under(tmp_path / "dl" / "docs") == {"sub/c.txt": b"ccc\n"}
+    assert "forbidden" not in out.getvalue()
+
+
 def test_the_prompt_takes_get_options_and_patterns(
     shell: tuple[Shell, io.StringIO, io.StringIO], tree: Path, tmp_path: Path
 ) -> None:
