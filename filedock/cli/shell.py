@@ -489,7 +489,8 @@ class Shell:
                         bar.finish()
                     if isinstance(result, DownloadResult):
                         screen.download(result)
-                    else:
+                    else:  # a line that is no command is echoed (the same rule made it one)
+                        assert isinstance(result, str)
                         screen.ack(result)
                 case p.Range() | p.Put():  # not offered here (refused above)
                     return False

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
 
 from .. import protocol as p
 from ..digests import Key
@@ -57,6 +57,7 @@ from ..protocol.client import (
     ReceivedEvent,
 )
 from ..version import __version__
+from . import arguments as check
 from . import trees
 from .connection import SocketLink
 from .download import (
@@ -127,6 +128,19 @@ _P = ParamSpec("_P")
 
 
 # Events that come after a reply, never as one.
+# What :meth:`Client.send_line` returns: what the method of the line's command returns.
+LineResult = (
+    str
+    | float
+    | int
+    | bool
+    | builtins.list[str]
+    | builtins.list[p.ClientRecord]
+    | builtins.list[p.FileInfo]
+    | p.FileDigest
+    | DownloadResult
+)
+
 _NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
 
 # The states in which a failed download leaves the stream usable.
@@ -329,6 +343,7 @@ class Client:
         >>> client.list("no-such-folder")
         []
         """
+        folder = check.optional_text("folder", folder)
         self._expect(self._execute(p.ListFiles(folder)), p.FilesReply)
         return self._records(p.FileInfo)
 
@@ -342,6 +357,7 @@ class Client:
         >>> digest.size, digest.sha256[:12], digest.mtime.tzinfo
         (6, '5891b5b522d5', datetime.timezone.utc)
         """
+        check.text("path", path)
         reply = self._expect(self._execute(p.Hash(path)), p.HashReply)
         if reply.file.path != path:
             raise ProtocolError(f"asked for {path!r}, the server sent {reply.file.path!r}")
@@ -374,6 +390,11 @@ class Client:
         >>> part.offset, part.size, sink.getvalue()
         (2, 6, b'llo\\n')
         """
+        check.text("path", path)
+        check.offset("offset", offset)
+        check.sha256("sha256", sha256)
+        check.writable("sink", sink)
+        check.callback("progress", progress)
         request = p.Range(offset, sha256, path)
         header = self._part_header(request)
         total = header.length
@@ -404,6 +425,7 @@ class Client:
         >>> client.say("ping")
         'ping'
         """
+        check.text("text", text)
         return self._expect(self._execute(p.Say(text)), p.AckReply).text
 
     @_command
@@ -464,6 +486,9 @@ class Client:
         >>> client.download("sample.txt", "downloads").outcome
         <Outcome.SKIPPED: 'skipped'>
         """
+        check.text("path", path)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
+        save_as = check.optional_local_path("save_as", save_as)
         dest = None if save_as is None else Path(save_as)
         plan = self._plan_for(path, dest_dir, dest)
         [outcome] = self._fetch([plan], resume, no_clobber, ProgressMeter(progress), dest_dir)
@@ -505,6 +530,8 @@ class Client:
         >>> outcomes[0].path.as_posix()
         'downloads/sample.txt'
         """
+        paths = check.paths("paths", paths)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
         plans = [self._plan_for(path, dest_dir, None) for path in paths]
         meter = ProgressMeter(progress, len(plans))
         return self._fetch(plans, resume, no_clobber, meter, dest_dir)
@@ -528,6 +555,8 @@ class Client:
         >>> summary.fetched, summary.skipped, summary.bytes
         (1, 0, 6)
         """
+        check.optional_text("folder", folder)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
         files = self._listing(folder)
         root = Path(dest_dir)
         plans = [
@@ -565,6 +594,11 @@ class Client:
         >>> client.mirror(None, "copy").skipped
         1
         """
+        check.optional_text("folder", folder)
+        _check_transfer(dest, resume, False, progress, dest_name="dest")
+        check.flag("delete", delete)
+        check.flag("dry_run", dry_run)
+        check.callback("on_change", on_change)
         files = self._listing(folder)
         if delete and not files:
             # A folder misspelt, a file's path, an emptied server: deleting all
@@ -967,30 +1001,82 @@ class Client:
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
         progress: ProgressCallback | None = None,
-    ) -> str | DownloadResult:
-        """Send a line as a person typed it: a message, or the name of a file.
+    ) -> LineResult:
+        """Send a line as a person typed it at the prompt; what the method of that
+        command returns.
 
-        Returns the echoed text, or the :class:`DownloadResult` when the server
-        took the line as a file's name and sent the file (whole: there was no
-        asking first).
+        The line is read by the rule the server reads it by (the protocol's
+        command table): ``"ping"`` returns :meth:`ping`'s round trip, ``"who"``
+        the names, ``"status"`` the records, ``"list docs"`` the files,
+        ``"hash x"`` the :class:`FileDigest`, ``"get x"`` the
+        :class:`DownloadResult` (into ``dest_dir``), ``"say x"`` and any line
+        that is no command the echoed text, and ``"exit"`` whether BYE came
+        (the connection is closed then). A line that is no command but names
+        one of the server's files is that file: the server sends it, and the
+        result is its :class:`DownloadResult` (fetched whole: there was no
+        asking first). Raises what that method raises; ``ValueError`` before
+        anything is sent for a blank line, a line break, and ``range`` and
+        ``put`` lines (they need a file: :meth:`get_range`, :meth:`upload`).
 
         >>> client.send_line("hello there")
         'hello there'
+        >>> client.send_line("ping") < 1.0
+        True
         >>> client.send_line("sample.txt", "downloads")
         DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='...)
         """
+        typed = check.line(text).strip(p.LINE_PADDING)  # as the server strips it
+        check.local_path("dest_dir", dest_dir)
+        check.callback("progress", progress)
+        request = p.parse_request(typed)
+        match request:
+            case p.Ping():
+                return self.ping()
+            case p.Who():
+                return self.who()
+            case p.Uptime():
+                return self.uptime()
+            case p.About():
+                return self.about()
+            case p.Help():
+                return self.help()
+            case p.Status():
+                return self.status()
+            case p.ListFiles(folder):
+                return self.list(folder)
+            case p.Hash(path):
+                return self.hash(path)
+            case p.Get(path):
+                return self.download(path, dest_dir, progress=progress)
+            case p.Say(message):
+                return self.say(message)
+            case p.Exit():
+                return self.exit()
+            case p.Range() | p.Put():
+                word = "get_range()" if isinstance(request, p.Range) else "upload()"
+                raise ValueError(f"{typed.split()[0]} needs a local file: use {word}")
+            case p.Message():
+                return self._message(typed, dest_dir, progress)
+            case _:
+                assert_never(request)
+
+    def _message(
+        self,
+        text: str,
+        dest_dir: str | os.PathLike[str],
+        progress: ProgressCallback | None,
+    ) -> str | DownloadResult:
+        """A line that is no command: its echo, or the file it names."""
         reply = self._execute(p.Message(text))
         if isinstance(reply, p.AckReply):
             return reply.text
         header = self._expect(reply, p.FileReply)
-        # The server took the line without its ASCII padding, as it strips it.
-        path = text.strip(p.LINE_PADDING)
         try:
-            replacing = os.path.lexists(local_path(dest_dir, path))
+            replacing = os.path.lexists(local_path(dest_dir, text))
         except ProtocolError:
             replacing = False  # _receive says why
         meter = ProgressMeter(progress)
-        result = self._receive(path, header, None, dest_dir, meter, resume=self.protocol >= 2)
+        result = self._receive(text, header, None, dest_dir, meter, resume=self.protocol >= 2)
         return replace(result, outcome=Outcome.REPLACED) if replacing else result
 
     @_command
@@ -1035,6 +1121,10 @@ class Client:
           ...
         filedock.errors.Exists: exists: ...
         """
+        check.local_path("local", local)
+        check.text("remote_path", remote_path)
+        check.flag("replace", replace)
+        check.callback("progress", progress)
         check_remote_path(remote_path)
         self._check_uploads()
         self._begin_command()
@@ -1071,6 +1161,10 @@ class Client:
         >>> client.upload_tree("photos", "backup/photos").skipped
         2
         """
+        check.local_path("local_dir", local_dir)
+        check.optional_text("remote_dir", remote_dir)
+        check.flag("replace", replace)
+        check.callback("progress", progress)
         check_remote_folder(remote_dir)
         self._check_uploads()
         self._begin_command()
@@ -1691,6 +1785,21 @@ def _letting_go_if_cut(plans: Iterable[FilePlan]) -> Iterator[None]:
     except BaseException:
         _each(FilePlan.release, plans)
         raise
+
+
+def _check_transfer(
+    dest_dir: object,
+    resume: object,
+    no_clobber: object,
+    progress: object,
+    *,
+    dest_name: str = "dest_dir",
+) -> None:
+    """The arguments every download method shares, checked before anything is sent."""
+    check.local_path(dest_name, dest_dir)
+    check.flag("resume", resume)
+    check.flag("no_clobber", no_clobber)
+    check.callback("progress", progress)
 
 
 def check_port(port: int) -> int:

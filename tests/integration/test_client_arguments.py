@@ -1,0 +1,101 @@
+"""The library checks its arguments before anything is sent, and send_line answers
+as the prompt would: a bad argument leaves the connection as it was."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filedock import protocol as p
+from filedock.client.client import Client, DownloadResult
+from filedock.errors import BadRequest
+from tests.conftest import SAMPLE
+
+SHA = "a" * 64
+
+# A call with one bad argument, and the error it must raise at once.
+BAD_CALLS: dict[str, tuple[Callable[[Client], Any], type[Exception]]] = {
+    "get dest_dir int": (lambda c: c.get("sample.txt", 42), TypeError),  # type: ignore[arg-type]
+    "get path int": (lambda c: c.get(7), TypeError),  # type: ignore[arg-type]
+    "get progress not callable": (
+        lambda c: c.get("sample.txt", progress=3),  # type: ignore[arg-type]
+        TypeError,
+    ),
+    "download resume int": (lambda c: c.download("sample.txt", resume=0), TypeError),  # type: ignore[arg-type]
+    "download save_as int": (lambda c: c.download("sample.txt", save_as=5), TypeError),  # type: ignore[arg-type]
+    "get_many one str": (lambda c: c.get_many("sample.txt"), TypeError),
+    "get_many int inside": (lambda c: c.get_many(["sample.txt", 3]), TypeError),  # type: ignore[list-item]
+    "list folder int": (lambda c: c.list(5), TypeError),  # type: ignore[arg-type]
+    "hash None": (lambda c: c.hash(None), TypeError),  # type: ignore[arg-type]
+    "say bytes": (lambda c: c.say(b"hi"), TypeError),  # type: ignore[arg-type]
+    "get_range negative": (lambda c: c.get_range("sample.txt", -1, SHA, io.BytesIO()), ValueError),
+    "get_range bad digest": (
+        lambda c: c.get_range("sample.txt", 0, "xyz", io.BytesIO()),
+        ValueError,
+    ),
+    "get_range no sink": (lambda c: c.get_range("sample.txt", 0, SHA, "out"), TypeError),  # type: ignore[arg-type]
+    "download_tree dest int": (lambda c: c.download_tree("", 1), TypeError),  # type: ignore[arg-type]
+    "mirror delete str": (lambda c: c.mirror(None, "copy", delete="yes"), TypeError),  # type: ignore[arg-type]
+    "upload remote int": (lambda c: c.upload("x", 1), TypeError),  # type: ignore[arg-type]
+    "upload_tree local int": (lambda c: c.upload_tree(1, "x"), TypeError),  # type: ignore[arg-type]
+    "send_line int": (lambda c: c.send_line(1), TypeError),  # type: ignore[arg-type]
+    "send_line blank": (lambda c: c.send_line("  "), ValueError),
+    "send_line two lines": (lambda c: c.send_line("ping\nwho"), ValueError),
+    "send_line range": (lambda c: c.send_line(f"range 0 {SHA} sample.txt"), ValueError),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+def test_a_bad_argument_raises_before_anything_is_sent(
+    connect: Callable[..., Client],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    call, error = BAD_CALLS[case]
+    client = connect()
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(error):
+            call(client)
+        assert not client.closed
+        assert client.ping() >= 0  # the next call works: the conversation is in step
+        assert client.say("still here") == "still here"
+    assert "Sent file" not in caplog.text
+    assert not (tmp_path / "downloads").exists()
+
+
+def test_send_line_returns_what_the_line_asks_for(
+    connect: Callable[..., Client], downloads: Path
+) -> None:
+    client = connect()
+    assert isinstance(client.send_line("ping"), float)
+    assert isinstance(client.send_line("  PING\t"), float)  # as the server reads it
+    assert client.send_line("who") == [client.name]
+    assert isinstance(client.send_line("uptime"), int)
+    assert client.send_line("about") == client.about()
+    assert client.send_line("help") == client.help()
+    [record] = client.send_line("status")  # type: ignore[misc]
+    assert isinstance(record, p.ClientRecord)
+    assert [info.path for info in client.send_line("list")] == ["sample.txt"]  # type: ignore[union-attr]
+    digest = client.send_line("hash sample.txt")
+    assert isinstance(digest, p.FileDigest)
+    assert digest.size == len(SAMPLE)
+    assert client.send_line("ping me") == "ping me"  # a command word with words after: a message
+    assert client.send_line("say ping") == "ping"
+    result = client.send_line("get sample.txt", downloads)
+    assert isinstance(result, DownloadResult)
+    assert (downloads / "sample.txt").read_bytes() == SAMPLE
+    by_name = client.send_line("sample.txt", downloads / "again")
+    assert isinstance(by_name, DownloadResult)
+    assert (downloads / "again" / "sample.txt").read_bytes() == SAMPLE
+    with pytest.raises(BadRequest):
+        client.send_line("get")  # the server's own words: get needs a file
+    assert client.send_line("exit") is True
+    assert client.closed
