@@ -11,6 +11,7 @@ plain text, byte for byte.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -55,28 +56,50 @@ def colour_wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> b
         return False
 
 
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: wide and fullwidth characters (CJK,
+    most emoji) take two, combining marks, format characters (a zero-width joiner)
+    and variation selectors none, the others one."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in _ZERO_WIDTH:
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in _WIDE else 1
+    return width
+
+
+_WIDE = frozenset("WF")
+_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})  # non-spacing and enclosing marks, format characters
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` followed by the spaces that make it ``width`` columns wide on a terminal."""
+    return text + " " * max(width - display_width(text), 0)
+
+
 def status_lines(records: Sequence[p.ClientRecord]) -> list[str]:
     """The STATUS table: the seed's header and columns; the name column grows with the names."""
-    width = max([8, *(len(printable(record.name)) for record in records)]) + 2
-    lines = [f"{'CLIENT':<{width}}{'ACCEPTED':<21}{'FINISHED':<21}ADDR"]
+    width = max([8, *(display_width(printable(record.name)) for record in records)]) + 2
+    lines = [f"{pad('CLIENT', width)}{'ACCEPTED':<21}{'FINISHED':<21}ADDR"]
     for record in records:
         accepted = p.format_status_time(record.accepted)
         finished = "None" if record.finished is None else p.format_status_time(record.finished)
         lines.append(
-            f"{printable(record.name):<{width}}{accepted:<21}{finished:<21}"
+            f"{pad(printable(record.name), width)}{accepted:<21}{finished:<21}"
             f"{printable(record.address)}"
         )
     return lines
 
 
 def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
-    """The FILES table: path, size (``1.0 GiB``), last modified in local time; aligned."""
+    """The FILES table: path, size (``1.0 GiB``), last modified in local time; aligned
+    by the columns each path takes on a terminal (``報告.txt`` takes 8 for 6 characters)."""
     rows = [
         (printable(info.path), human_size(info.size), _local_time(info.mtime)) for info in files
     ]
-    path_width = max((len(row[0]) for row in rows), default=0)
+    path_width = max((display_width(row[0]) for row in rows), default=0)
     size_width = max((len(row[1]) for row in rows), default=0)
-    return [f"{path:<{path_width}}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
+    return [f"{pad(path, path_width)}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
 
 
 def _local_time(moment: datetime) -> str:

@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from filedock.cli.screen import status_lines
+from filedock.cli.screen import display_width, file_lines, status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
     FILES_TTL,
@@ -136,3 +136,19 @@ def test_completer_offers_local_paths_after_put(
 def test_completer_offers_nothing_after_a_verb_of_several_arguments() -> None:
     completer = _completer(["sample.txt"])
     assert _complete(completer, "range sa") == []
+
+
+def test_list_aligns_wide_and_combining_names_by_their_columns() -> None:
+    moment = datetime(2026, 11, 24, 15, 29, 28, tzinfo=UTC)
+    names = ["a.txt", "報告.txt", "cafe\u0301.txt", "\U0001f600.txt", "ｆｕｌｌ.txt"]
+    lines = file_lines([FileInfo(name, 6, moment) for name in names])
+    assert display_width("報告.txt") == 8
+    assert display_width("cafe\u0301.txt") == 8  # the accent takes no column
+    assert display_width("\U0001f600") == 2
+    assert display_width("ｆｕｌｌ") == 8  # fullwidth letters
+    # The size column starts at the same column on every line: 12 columns of name, two spaces.
+    for line, name in zip(lines, names, strict=True):
+        name_part, rest = line[: len(name)], line[len(name) :]
+        assert name_part == name
+        assert display_width(name_part) + len(rest) - len(rest.lstrip(" ")) == 14, line
+        assert rest.lstrip(" ").startswith("6 B  ")
