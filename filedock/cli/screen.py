@@ -14,7 +14,6 @@ import os
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TextIO
 
 from .. import protocol as p
@@ -30,6 +29,7 @@ from ..client.results import (
 from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from ..safetext import printable
 from .progress import ProgressLine, clock, human_size
+from .times import local_time
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "Screen", "TransferBar", "printable"]
 
@@ -92,18 +92,15 @@ def status_lines(records: Sequence[p.ClientRecord]) -> list[str]:
 
 
 def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
-    """The FILES table: path, size (``1.0 GiB``), last modified in local time; aligned
+    """The FILES table: path, size (``1.0 GiB``), last modified in local time with its
+    zone's name; aligned
     by the columns each path takes on a terminal (``報告.txt`` takes 8 for 6 characters)."""
     rows = [
-        (printable(info.path), human_size(info.size), _local_time(info.mtime)) for info in files
+        (printable(info.path), human_size(info.size), local_time(info.mtime)) for info in files
     ]
     path_width = max((display_width(row[0]) for row in rows), default=0)
     size_width = max((len(row[1]) for row in rows), default=0)
     return [f"{pad(path, path_width)}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
-
-
-def _local_time(moment: datetime) -> str:
-    return moment.astimezone().strftime(p.STATUS_TIME_FORMAT)
 
 
 def _in_order(order: Sequence[type[p.CommandRequest]]) -> list[p.Command]:

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
@@ -195,9 +196,10 @@ class Client:
     ``FILEDOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/filedock``, else
     ``~/.cache/filedock``; one that cannot be used leaves them in memory).
 
-    ``name`` is the name the server gave, ``server`` its WELCOME text (without
-    the ``proto=2`` field), ``protocol`` the version the server speaks with it
-    (2, or 1 for a server older than version 2). Use it in a ``with`` block,
+    ``name`` is the name the server gave, ``welcomed_at`` when (aware, UTC),
+    ``server`` its WELCOME text (without the ``proto=2`` field), ``protocol``
+    the version the server speaks with it (2, or 1 for a server older than
+    version 2). Use it in a ``with`` block,
     or call :meth:`close`, to leave cleanly.
 
     >>> with filedock.Client("127.0.0.1", port, timeout=5.0) as other:
@@ -248,6 +250,8 @@ class Client:
             self._link.close()
             raise
         self.name, self.server, self.protocol = welcome.name, welcome.server, welcome.protocol
+        # The server's ACCEPTED time of this client is its clock at this moment.
+        self.welcomed_at = datetime.now(UTC)
 
     def _handshake(self) -> p.WelcomeReply:
         try:

@@ -79,7 +79,7 @@ def test_walkthrough_piped(server: ServerProcess, tmp_path: Path) -> None:
     assert re.search(r"^\[SERVER\] ABOUT filedock 1\.0\.0", out, re.M)
     assert re.search(
         r"^\[SERVER\] --- FILES ---\n"
-        r"sample\.txt  6 B  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n"
+        r"sample\.txt  6 B  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+\n"
         r"\[SERVER\] -----$",
         out,
         re.M,

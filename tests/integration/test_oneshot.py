@@ -31,6 +31,8 @@ from tests.support.fake_server import FakeServer, Peer, Script
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+LIST_TIME = re.compile(STATUS_TIME.pattern + r" \S+")  # with the zone's name
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")  # --json: its offset
 ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
 
 Run = Callable[..., tuple[int, str, str]]
@@ -85,8 +87,8 @@ def test_list_is_an_aligned_table(run: Run, port: str, repo: Path) -> None:
     assert lines[0] == "[SERVER] --- FILES ---"
     assert lines[-1] == "[SERVER] -----"
     rows = lines[1:-1]
-    assert re.fullmatch(r"docs/a longer name\.bin  1\.5 KiB  " + STATUS_TIME.pattern, rows[0])
-    assert re.fullmatch(r"sample\.txt {18}6 B  " + STATUS_TIME.pattern, rows[1])
+    assert re.fullmatch(r"docs/a longer name\.bin  1\.5 KiB  " + LIST_TIME.pattern, rows[0])
+    assert re.fullmatch(r"sample\.txt {18}6 B  " + LIST_TIME.pattern, rows[1])
     assert len(rows[0]) == len(rows[1])  # the columns line up
 
 
@@ -118,12 +120,16 @@ def test_status_json(run: Run, port: str) -> None:
     for record in records:
         assert set(record) == {"name", "accepted", "finished", "address"}
         assert isinstance(record["name"], str)
-        assert STATUS_TIME.fullmatch(record["accepted"])
-        assert record["finished"] is None or STATUS_TIME.fullmatch(record["finished"])
+        assert ISO_TIME.fullmatch(record["accepted"])
+        assert record["finished"] is None or ISO_TIME.fullmatch(record["finished"])
         assert ADDRESS.fullmatch(record["address"])
     assert [record["name"] for record in records] == ["Client01", "Client02"]
     assert records[0]["finished"] is not None
     assert records[1]["finished"] is None  # this very client, still connected
+    # ISO 8601 with the server's offset (here this machine's): the moment it names is now.
+    accepted = datetime.fromisoformat(records[1]["accepted"])
+    assert accepted.utcoffset() == datetime.now().astimezone().utcoffset()
+    assert abs((datetime.now(UTC) - accepted).total_seconds()) < 60
 
 
 def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:

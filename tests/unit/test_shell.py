@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
@@ -18,6 +19,7 @@ from filedock.cli.shell import (
     Completer,
     history_path,
 )
+from filedock.cli.times import iso_time, local_time, server_zone
 from filedock.client.client import Client
 from filedock.protocol import ClientRecord, FileInfo
 
@@ -152,3 +154,20 @@ def test_list_aligns_wide_and_combining_names_by_their_columns() -> None:
         assert name_part == name
         assert display_width(name_part) + len(rest) - len(rest.lstrip(" ")) == 14, line
         assert rest.lstrip(" ").startswith("6 B  ")
+
+
+def test_the_servers_zone_is_read_from_this_clients_own_record() -> None:
+    welcomed = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
+    nepal = datetime(2026, 11, 24, 15, 45, 3)  # its clock 5:45 ahead, and 3 s behind ours
+    records = [
+        ClientRecord("Client01", datetime(2026, 11, 24, 9, 0), nepal, "127.0.0.1:1"),
+        ClientRecord("Client02", nepal, None, "127.0.0.1:2"),
+    ]
+    zone = server_zone(records, "Client02", welcomed)
+    assert zone == timezone(timedelta(hours=5, minutes=45))
+    assert iso_time(records[0].accepted, zone) == "2026-11-24T09:00:00+05:45"
+    assert server_zone(records, "Client09", welcomed) is None  # not ours: unknown
+    wrong_clock = [ClientRecord("Client02", datetime(2026, 12, 24), None, "127.0.0.1:2")]
+    assert server_zone(wrong_clock, "Client02", welcomed) is None
+    mtime = datetime(2026, 11, 24, 15, 10, 2, tzinfo=UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", local_time(mtime))
