@@ -31,6 +31,7 @@ from .options import (
     byte_count,
     env_default,
     env_name,
+    line_limit,
     port_number,
     seconds,
     seconds_or_none,
@@ -71,6 +72,7 @@ class ClientOptions:
     timeout: float = 30.0
     max_time: float | None = None
     max_size: int | None = None
+    max_line: int = p.DEFAULT_MAX_LINE
     tls: ssl.SSLContext | None = None
     token: str | None = None
     command: str | None = None
@@ -90,6 +92,7 @@ class ClientOptions:
             token=self.token,
             max_time=self.max_time,
             max_size=self.max_size,
+            max_line=self.max_line,
         )
 
 
@@ -145,6 +148,14 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="refuse a file larger than this, before writing it; "
         "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
+    )
+    parser.add_argument(
+        "--max-line",
+        type=line_limit,
+        default=defaults.max_line,
+        metavar="BYTES",
+        help="the server's line limit (its --max-line): a longer line is refused here, "
+        "unsent, instead of the server closing the session",
     )
     security = parser.add_argument_group("security (see the README)")
     security.add_argument(
@@ -246,6 +257,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         timeout=args.timeout,
         max_time=args.max_time or None,
         max_size=args.max_size or None,
+        max_line=args.max_line,
         tls=_tls_context(parser, args),
         token=_token(parser, args),
         command=args.command,

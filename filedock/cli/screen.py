@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from .. import protocol as p
+from ..client.client import LineTooLong
 from ..client.results import (
     Change,
     DownloadResult,
@@ -259,8 +260,12 @@ class Screen:
             self.client_error(printable(str(exc)))
 
     def request_error(self, exc: RequestError, subject: str | None = None) -> None:
-        """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given."""
+        """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given;
+        ``[CLIENT] <text>`` for a request the client itself refused to send."""
         about = "" if subject is None else f" ({printable(subject)})"
+        if isinstance(exc, LineTooLong):
+            self.client_error(f"{printable(exc.text)}{about}")
+            return
         self.server_error(f"ERR {printable(exc.code)} {printable(exc.text)}{about}")
 
     def server_closed(self, exc: ServerClosing) -> None:

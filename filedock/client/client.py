@@ -188,7 +188,11 @@ class Client:
     bounds the whole command, as curl's ``--max-time`` does. ``max_size``
     (bytes, None for no limit) refuses a file announced larger, before any
     byte is written, as curl's ``--max-filesize`` does; a file is refused too
-    when the destination's file system has less room than it needs. Bad
+    when the destination's file system has less room than it needs.
+    ``max_line`` is the server's line limit (its ``--max-line``, 4096 bytes by
+    default): a request whose line is longer is refused with
+    :class:`LineTooLong` before it is sent, instead of the server closing the
+    session. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
 
     ``cache_dir`` is where the digests of local files are cached, so an
@@ -223,6 +227,7 @@ class Client:
         max_time: float | None = None,
         max_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_line: int = p.DEFAULT_MAX_LINE,
     ) -> None:
         self.host = host
         self.port = check_port(port)
@@ -230,6 +235,7 @@ class Client:
         connect_timeout = check_seconds("connect_timeout", connect_timeout)
         self.max_time = None if max_time is None else check_seconds("max_time", max_time)
         self.max_size = None if max_size is None else check_size("max_size", max_size)
+        self.max_line = check_line_limit(max_line)
         self._tls = tls
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
@@ -947,10 +953,14 @@ class Client:
         lines: builtins.list[tuple[int, int]] = []  # (job, bytes of its lines)
         for index, requests in enumerate(jobs):
             try:
+                for request in requests:
+                    self._fitting(request)
                 lines.append((index, sum(len(p.encode_request(r)) for r in requests)))
             except ValueError:  # a line feed: it cannot travel on one line
                 path = getattr(requests[0], "path", "")
                 outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
+            except LineTooLong as exc:
+                outcomes[index] = exc
         in_flight: deque[tuple[int, int]] = deque()  # (job, request bytes) sent, not answered
         in_flight_bytes = 0
         next_line = 0
@@ -1230,7 +1240,7 @@ class Client:
             raise ConnectionLost("the connection is closed")
         mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
         request = p.Put(source.size, source.sha256, mode, remote_path)
-        self._link.send(self._conn.send(request))
+        self._link.send(self._conn.send(self._fitting(request)))
         return request
 
     def _finish_put(
@@ -1295,7 +1305,7 @@ class Client:
         """Send one request and read its reply, within the command's clock already running."""
         if self.closed:
             raise ConnectionLost("the connection is closed")
-        self._link.send(self._conn.send(request))
+        self._link.send(self._conn.send(self._fitting(request)))
         return self._read_reply()
 
     def _send_body(
@@ -1402,9 +1412,21 @@ class Client:
         """Send one request and read its reply line; ``ERR`` raises."""
         if self.closed:
             raise ConnectionLost("the connection is closed")
+        self._fitting(request)
         self._begin_command(within)
         self._link.send(self._conn.send(request))
         return self._read_reply()
+
+    def _fitting(self, request: p.Request) -> p.Request:
+        """``request``, if its line is within the server's ``max_line``: a longer one
+        would make the server close the session, so it is refused here, unsent."""
+        size = len(p.encode_request(request))
+        if size > self.max_line:
+            raise LineTooLong(
+                f"not sent: the line is {size} bytes, over the server's limit of "
+                f"{self.max_line} bytes (its --max-line, the line feed included)"
+            )
+        return request
 
     def _expect(self, reply: p.Reply, kind: type[_R]) -> _R:
         if not isinstance(reply, kind):
@@ -1822,6 +1844,28 @@ def check_seconds(name: str, value: float) -> float:
             f"{name} must be over 0 and at most {MAX_SECONDS:g} seconds, not {value!r}"
         )
     return float(value)
+
+
+# The smallest --max-line a server takes (the largest is the protocol's MAX_LINE_LIMIT).
+MIN_LINE_LIMIT = 64
+
+
+def check_line_limit(value: int) -> int:
+    """``value`` if it is a line limit a server may have (64 to 32768 bytes); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"max_line must be a whole number of bytes, not {value!r}")
+    if not MIN_LINE_LIMIT <= value <= p.MAX_LINE_LIMIT:
+        raise ValueError(
+            f"max_line must be from {MIN_LINE_LIMIT} to {p.MAX_LINE_LIMIT} bytes, not {value!r}"
+        )
+    return value
+
+
+class LineTooLong(BadRequest):
+    """A request the client did not send: its line is over the server's ``max_line``
+    (the server would have closed the session). The connection is as it was."""
+
+    code = p.ErrorCode.LINE_TOO_LONG
 
 
 def check_size(name: str, value: int) -> int:

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 from filedock import protocol as p
-from filedock.client.client import Client, DownloadResult
+from filedock.cli.shell import Shell
+from filedock.client.client import Client, DownloadResult, LineTooLong
 from filedock.errors import BadRequest
+from filedock.protocol import DEFAULT_MAX_LINE
 from tests.conftest import SAMPLE
+from tests.support import HOST, ServerThread
 
 SHA = "a" * 64
 
@@ -99,3 +102,50 @@ def test_send_line_returns_what_the_line_asks_for(
         client.send_line("get")  # the server's own words: get needs a file
     assert client.send_line("exit") is True
     assert client.closed
+
+
+# -- the server's line limit ------------------------------------------------------------
+
+
+def test_a_line_over_the_servers_limit_is_refused_unsent(
+    connect: Callable[..., Client], downloads: Path
+) -> None:
+    client = connect()
+    exactly = "x" * (DEFAULT_MAX_LINE - len("SAY \n"))
+    assert client.say(exactly) == exactly  # at the limit: sent
+    with pytest.raises(LineTooLong) as refused:
+        client.say(exactly + "x")
+    assert "4097 bytes, over the server's limit of 4096" in str(refused.value)
+    with pytest.raises(LineTooLong):
+        client.send_line("y" * 5000)
+    assert not client.closed
+    assert client.ping() >= 0  # the server never saw it, and the session goes on
+    outcomes = client.get_many(["z" * 5000, "sample.txt"], downloads)
+    assert isinstance(outcomes[0], LineTooLong)
+    assert isinstance(outcomes[1], DownloadResult)
+
+
+def test_the_line_limit_follows_a_server_with_a_larger_one(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(max_line=8192)
+    with Client(HOST, server.port, timeout=10, max_line=8192) as client:
+        assert client.say("x" * 5000) == "x" * 5000
+    for bad in (63, 32769, "4096", True):
+        with pytest.raises(ValueError, match="max_line"):
+            Client(HOST, server.port, max_line=bad)  # type: ignore[arg-type]
+
+
+def test_the_prompt_says_a_long_line_was_not_sent_and_goes_on(
+    connect: Callable[..., Client],
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shell = Shell(connect(), out=out, err=err, line_editing=False, colour=False, batch=True)
+    assert shell.execute("q" * 5000) is False
+    assert err.getvalue() == (
+        "[CLIENT] not sent: the line is 5001 bytes, over the server's limit of 4096 bytes"
+        " (its --max-line, the line feed included)\n"
+    )
+    assert shell.status == 1
+    assert shell.execute("ping") is False
+    assert out.getvalue() == "[SERVER] PONG\n"
