@@ -142,6 +142,12 @@ LineResult = (
     | DownloadResult
 )
 
+# How long a plain connection waits for the server's NAME before it checks
+# whether the server is waiting for TLS instead (a NAME comes within a round trip).
+TLS_PROBE_AFTER = 0.25
+# Five blank lines: the five bytes of a TLS record header, with no valid record type.
+_TLS_PROBE = b"\n" * 5
+
 _NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
 
 # The states in which a failed download leaves the stream usable.
@@ -260,6 +266,12 @@ class Client:
         self.welcomed_at = datetime.now(UTC)
 
     def _handshake(self) -> p.WelcomeReply:
+        if self._tls is None and not self._link.readable_within(TLS_PROBE_AFTER):
+            # A plain server names a client as soon as it connects; a TLS one says
+            # nothing until it has a ClientHello. Blank lines, which a plain server
+            # ignores, are a TLS record header a TLS server refuses at once: its
+            # close comes now, with the hint below, not after its handshake timeout.
+            self._link.send(_TLS_PROBE)
         try:
             admission = self._read_reply()
         except ConnectionLost as exc:
