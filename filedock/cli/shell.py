@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..safetext import is_inert
 from .exitcodes import ExitCode, exit_code_for
+from .hints import command_hint
 from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
     PROMPT_WORDS,
@@ -492,6 +493,8 @@ class Shell:
                     else:  # a line that is no command is echoed (the same rule made it one)
                         assert isinstance(result, str)
                         screen.ack(result)
+                        if not self.batch:  # for a person typing; a script's stderr is for errors
+                            self._hint(message)
                 case p.Range() | p.Put():  # not offered here (refused above)
                     return False
                 case _:
@@ -510,6 +513,15 @@ class Shell:
             screen.request_error(exc)
             self.status = exit_code_for(exc)
         return False
+
+    def _hint(self, message: str) -> None:
+        """``did you mean 'list'?`` after a message that looks like a mistyped command."""
+        meant = command_hint(message, COMPLETION_WORDS)
+        if meant is not None:
+            typed = printable(message)
+            self.screen.client(
+                f"did you mean '{printable(meant)}'? (say {typed} sends it as a message)"
+            )
 
     def _transfer(self, word: str, rest: str) -> ExitCode:
         """A ``get``, ``mirror`` or ``put`` line, with its options; its exit status."""

@@ -29,3 +29,28 @@ def test_quit_leaves_like_exit(connect: Callable[..., Client]) -> None:
     shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
     assert shell.execute("QUIT") is True
     assert out.getvalue() == "[SERVER] BYE\n"
+
+
+def test_a_mistyped_command_is_sent_as_a_message_and_gets_a_hint(
+    connect: Callable[..., Client],
+) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False, colour=False)
+    assert shell.execute("lsit") is False
+    assert shell.execute("cd docs") is False
+    assert shell.execute("hello there") is False
+    assert out.getvalue().splitlines() == [
+        "[SERVER] lsit ACK",  # the assignment's rule: still a message
+        "[CLIENT] did you mean 'list'? (say lsit sends it as a message)",
+        "[SERVER] cd docs ACK",
+        "[CLIENT] did you mean 'list docs'? (say cd docs sends it as a message)",
+        "[SERVER] hello there ACK",
+    ]
+
+
+def test_piped_messages_get_no_hint(connect: Callable[..., Client]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shell = Shell(connect(), out=out, err=err, line_editing=False, colour=False, batch=True)
+    assert shell.execute("lsit") is False
+    assert out.getvalue() == "[SERVER] lsit ACK\n"
+    assert err.getvalue() == ""

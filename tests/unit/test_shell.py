@@ -11,6 +11,7 @@ from typing import cast
 
 import pytest
 
+from filedock.cli.hints import command_hint, one_edit_apart
 from filedock.cli.screen import display_width, file_lines, status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
@@ -171,3 +172,42 @@ def test_the_servers_zone_is_read_from_this_clients_own_record() -> None:
     assert server_zone(wrong_clock, "Client02", welcomed) is None
     mtime = datetime(2026, 11, 24, 15, 10, 2, tzinfo=UTC)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", local_time(mtime))
+
+
+@pytest.mark.parametrize(
+    ("line", "meant"),
+    [
+        ("lsit", "list"),
+        ("stauts", "status"),
+        ("quti", "quit"),
+        ("ls", "list"),
+        ("LS docs", "list docs"),
+        ("cd docs", "list docs"),
+        ("gte sample.txt", "get sample.txt"),
+        ("pign", "ping"),
+        ("hepl", "help"),
+        ("ping me", None),  # a command word with words after it: a message by the rule
+        ("pin the notice", None),  # ping takes nothing: no guess
+        ("hello there", None),
+        ("ok", None),
+        ("list", None),  # the word itself is no typo (it would have run)
+    ],
+)
+def test_a_message_like_a_command_gets_a_hint(line: str, meant: str | None) -> None:
+    assert command_hint(line, COMPLETION_WORDS) == meant
+
+
+def test_one_edit_apart() -> None:
+    assert one_edit_apart("lsit", "list")  # swapped
+    assert one_edit_apart("lst", "list")  # missing
+    assert one_edit_apart("lisst", "list")  # extra
+    assert one_edit_apart("lisx", "list")  # wrong
+    assert not one_edit_apart("list", "list")
+    assert not one_edit_apart("sitl", "list")
+    assert not one_edit_apart("lsti", "list")  # two swaps
+
+
+def test_a_swap_is_likelier_than_a_missing_letter() -> None:
+    assert command_hint("stauts", ["stats", "status"]) == "status"
+    assert command_hint("stat", ["stats", "status"]) == "stats"
+    assert command_hint("lis", ["list", "lisp"]) is None  # as near as each other
