@@ -32,6 +32,7 @@ from .options import (
     env_default,
     env_name,
     line_limit,
+    ping_count,
     port_number,
     seconds,
     seconds_or_none,
@@ -80,6 +81,7 @@ class ClientOptions:
     json: bool = False
     transfer: GetRequest | MirrorRequest | PutRequest | None = None
     keep_going: bool = False
+    ping_count: int | None = None
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises."""
@@ -233,6 +235,15 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
             sub.add_argument(
                 "--json", action="store_true", help="print one JSON document (see the README)"
             )
+        if command.request is p.Ping:
+            sub.add_argument(
+                "-c",
+                "--count",
+                type=ping_count,
+                metavar="N",
+                help="send N pings, one after the other's answer, printing each round trip "
+                "and then min/avg/max, as ping(8) does (without it: the one PONG line)",
+            )
     mirror = commands.add_parser("mirror", help=MIRROR_HELP, description=MIRROR_HELP)
     add_mirror_arguments(mirror)
     put = commands.add_parser(
@@ -265,6 +276,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         json=getattr(args, "json", False),
         transfer=_transfer(parser, args),
         keep_going=args.keep_going,
+        ping_count=getattr(args, "count", None),
     )
 
 
@@ -369,4 +381,3 @@ def run_client(options: ClientOptions) -> int:
             keep_going=options.keep_going,
         )
         return shell.run()
-

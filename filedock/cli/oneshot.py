@@ -29,6 +29,7 @@ from ..errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
+from .pings import run_pings
 from .screen import Screen, printable
 from .times import iso_time, server_zone
 from .transfer_options import GetRequest, MirrorRequest, PutRequest
@@ -123,6 +124,9 @@ def _print_json(screen: Screen, document: object) -> None:
 
 
 def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
+    if options.ping_count is not None:
+        run_pings(client, options.ping_count, screen)
+        return ExitCode.OK
     client.ping()
     screen.server("PONG")
     return ExitCode.OK

@@ -96,9 +96,7 @@ def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
     """The FILES table: path, size (``1.0 GiB``), last modified in local time with its
     zone's name; aligned
     by the columns each path takes on a terminal (``報告.txt`` takes 8 for 6 characters)."""
-    rows = [
-        (printable(info.path), human_size(info.size), local_time(info.mtime)) for info in files
-    ]
+    rows = [(printable(info.path), human_size(info.size), local_time(info.mtime)) for info in files]
     path_width = max((display_width(row[0]) for row in rows), default=0)
     size_width = max((len(row[1]) for row in rows), default=0)
     return [f"{pad(path, path_width)}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
@@ -154,6 +152,8 @@ def _help_rows(command: p.Command) -> list[tuple[str, str]]:
     if command.word is None:  # a line that is no command
         return [("<anything else>", text)]
     rows = [(", ".join((command.usage, *command.shell_aliases)), text)]
+    if command.request is p.Ping:  # the prompt's series (cli/pings.py)
+        rows.append(("ping -c <n>", "n pings, each with its round trip, then min/avg/max"))
     if command.request is p.Get:  # a file's name alone fetches it too; the prompt does more
         rows.append((f"<{command.argument}>", f"the same as {command.usage}"))
         rows.extend(_TRANSFER_ROWS)
@@ -273,6 +273,18 @@ class Screen:
         self.request_error(exc)
         if exc.code == p.ErrorCode.TIMEOUT:
             self.client_error("Disconnected by the server for being idle")
+
+    def pong(self, seconds: float) -> None:
+        """One answer of ``ping -c N``, with its round trip: ``[SERVER] PONG 0.21 ms``."""
+        self.server(f"PONG {_milliseconds(seconds)} ms")
+
+    def ping_summary(self, round_trips: Sequence[float]) -> None:
+        """The end of ``ping -c N``, as ping(8) ends: the fastest, mean and slowest round trip."""
+        fastest, slowest = min(round_trips), max(round_trips)
+        mean = sum(round_trips) / len(round_trips)
+        shown = "/".join(_milliseconds(value) for value in (fastest, mean, slowest))
+        pings = "ping" if len(round_trips) == 1 else "pings"
+        self.client(f"{len(round_trips)} {pings}, round trip min/avg/max {shown} ms")
 
     def ack(self, text: str) -> None:
         self.server(f"{printable(text)} ACK")
@@ -413,6 +425,10 @@ class Screen:
         """End the progress line, if one is drawn, so the next output starts a line;
         whether there was one."""
         return self._bar is not None and self._bar.end()
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
 
 
 def _note(result: DownloadResult) -> str:

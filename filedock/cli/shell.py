@@ -41,6 +41,7 @@ from ..errors import (
 from ..safetext import is_inert
 from .exitcodes import ExitCode, exit_code_for
 from .hints import command_hint
+from .pings import check_count, count_option, run_pings
 from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
     PROMPT_WORDS,
@@ -440,6 +441,9 @@ class Shell:
         if word.lower() in PROMPT_WORDS:
             self.status = self._transfer(word.lower(), rest.strip(p.LINE_PADDING))
             return False
+        if word.lower() == "ping" and (count := count_option(rest)) is not None:
+            self.status = self._pings(count)
+            return False
         try:
             request = p.parse_request(text)
         except RequestError as exc:
@@ -513,6 +517,15 @@ class Shell:
             screen.request_error(exc)
             self.status = exit_code_for(exc)
         return False
+
+    def _pings(self, count: int) -> ExitCode:
+        """``ping -c N`` (any other words after ``ping`` make a message)."""
+        try:
+            run_pings(self.client, check_count(count), self.screen)
+        except ValueError as exc:
+            self.screen.client_error(str(exc))
+            return ExitCode.USAGE
+        return ExitCode.OK
 
     def _hint(self, message: str) -> None:
         """``did you mean 'list'?`` after a message that looks like a mistyped command."""

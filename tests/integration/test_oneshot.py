@@ -60,6 +60,20 @@ def test_ping(run: Run, port: str) -> None:
     assert run("--port", port, "ping") == (0, "[SERVER] PONG\n", "")
 
 
+def test_ping_count_shows_each_round_trip_and_min_avg_max(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "ping", "-c", "2")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        r"(\[SERVER\] PONG \d+\.\d\d ms\n){2}"
+        r"\[CLIENT\] 2 pings, round trip min/avg/max \d+\.\d\d/\d+\.\d\d/\d+\.\d\d ms\n",
+        out,
+    )
+    for bad in ("0", "-1", "x", "100001"):
+        code, out, err = run("--port", port, "ping", "-c", bad)
+        assert code == 2
+        assert f"argument -c/--count: '{bad}' is not a number of pings" in err
+
+
 def test_uptime_about_help(run: Run, port: str) -> None:
     code, out, err = run("--port", port, "uptime")
     assert (code, err) == (0, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
 from filedock.cli.shell import Shell
@@ -54,3 +55,29 @@ def test_piped_messages_get_no_hint(connect: Callable[..., Client]) -> None:
     assert shell.execute("lsit") is False
     assert out.getvalue() == "[SERVER] lsit ACK\n"
     assert err.getvalue() == ""
+
+
+def test_ping_alone_is_the_assignments_line_and_ping_c_shows_round_trips(
+    connect: Callable[..., Client],
+) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False, colour=False)
+    assert shell.execute("ping") is False
+    assert out.getvalue() == "[SERVER] PONG\n"  # the walk-through's screen, exactly
+    assert shell.execute("ping -c 3") is False
+    lines = out.getvalue().splitlines()[1:]
+    assert len(lines) == 4
+    times = [float(re.fullmatch(r"\[SERVER\] PONG (\d+\.\d\d) ms", line)[1]) for line in lines[:3]]  # type: ignore[index]
+    summary = re.fullmatch(
+        r"\[CLIENT\] 3 pings, round trip min/avg/max (\d+\.\d\d)/(\d+\.\d\d)/(\d+\.\d\d) ms",
+        lines[3],
+    )
+    assert summary is not None
+    low, mean, high = (float(value) for value in summary.groups())
+    assert low == min(times)
+    assert high == max(times)
+    assert low <= mean <= high
+    assert shell.execute("ping me") is False  # words other than -c N: a message, as ever
+    assert out.getvalue().endswith("[SERVER] ping me ACK\n")
+    assert shell.execute("ping -c 0") is False
+    assert shell.status == 2
