@@ -37,7 +37,7 @@ from .options import (
     seconds,
     seconds_or_none,
 )
-from .screen import Screen
+from .screen import NORMAL, QUIET, VERBOSE, Screen
 from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
@@ -81,6 +81,7 @@ class ClientOptions:
     json: bool = False
     transfer: GetRequest | MirrorRequest | PutRequest | None = None
     keep_going: bool = False
+    verbosity: int = NORMAL
     ping_count: int | None = None
 
     def connect(self) -> Client:
@@ -175,6 +176,26 @@ def client_parser() -> argparse.ArgumentParser:
         "--token-file",
         metavar="FILE",
         help=f"read the access token from FILE's first token line [env {env_name('token')}]",
+    )
+    chatter = parser.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=QUIET,
+        default=NORMAL,
+        help="errors only, and what a command was asked to show (a listing, a digest, JSON): "
+        "no line per file moved, no progress line, no summary",
+    )
+    chatter.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=VERBOSE,
+        help="the summary line (files, bytes, time, rate, failures) after every get and put, "
+        "of one file too; without it, after those of several files",
     )
     parser.add_argument(
         "--keep-going",
@@ -276,6 +297,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         json=getattr(args, "json", False),
         transfer=_transfer(parser, args),
         keep_going=args.keep_going,
+        verbosity=args.verbosity,
         ping_count=getattr(args, "count", None),
     )
 
@@ -379,5 +401,6 @@ def run_client(options: ClientOptions) -> int:
             reconnect=options.connect,
             batch=batch,
             keep_going=options.keep_going,
+            verbosity=options.verbosity,
         )
         return shell.run()

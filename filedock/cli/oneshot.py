@@ -68,7 +68,7 @@ def run_oneshot(
     """Connect, run ``options.command``, leave; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    screen = Screen(out, errors=err, progress=err)
+    screen = Screen(out, errors=err, progress=err, verbosity=options.verbosity)
     try:
         try:
             client = options.connect()

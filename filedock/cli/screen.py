@@ -34,6 +34,9 @@ from .times import local_time
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "Screen", "TransferBar", "printable"]
 
+# How much the screen says (-q, the default, -v).
+QUIET, NORMAL, VERBOSE = -1, 0, 1
+
 # Bodies larger than this get a progress bar (on a terminal only).
 PROGRESS_THRESHOLD = 1024 * 1024
 
@@ -189,6 +192,10 @@ class Screen:
 
     ``colour`` defaults to :func:`colour_wanted` for ``out``. ``progress``
     is where download progress bars go, when it is a terminal.
+
+    ``verbosity`` is QUIET (``-q``: errors, and what a command was asked to
+    show, but no line per file moved, no progress, no summary), NORMAL, or
+    VERBOSE (``-v``: the summary after every transfer, of one file too).
     """
 
     def __init__(
@@ -198,7 +205,9 @@ class Screen:
         errors: TextIO | None = None,
         progress: TextIO | None = None,
         colour: bool | None = None,
+        verbosity: int = NORMAL,
     ) -> None:
+        self.verbosity = verbosity
         self.out = out
         self.errors = errors or out
         self.progress = progress
@@ -317,6 +326,8 @@ class Screen:
     def download(self, result: DownloadResult) -> None:
         """What happened to one file: the assignment's two lines when it was saved
         (what more there is to say in brackets after PASS), one line otherwise."""
+        if self.verbosity <= QUIET:
+            return
         where = printable(os.path.abspath(result.path))
         if result.outcome is Outcome.SKIPPED:
             self.client(f"Skipped (up to date): {where}")
@@ -330,6 +341,8 @@ class Screen:
 
     def upload(self, result: UploadResult) -> None:
         """One line per file sent: stored (and from where a resume went on), or skipped."""
+        if self.verbosity <= QUIET:
+            return
         path = printable(result.path)
         if result.outcome is UploadOutcome.SKIPPED:
             self.client(f"Skipped {path} (the server has it)")
@@ -381,10 +394,12 @@ class Screen:
         line = f"{action} {printable(str(change.local))}{detail}"
         if change.error is not None:
             self._error("[CLIENT]", f"{line}: {printable(str(change.error))}")
-        else:
+        elif self.verbosity > QUIET:
             self.line(line)
 
     def mirror_summary(self, summary: TreeSummary, seconds: float, *, dry_run: bool) -> None:
+        if self.verbosity <= QUIET:
+            return
         if dry_run:
             self._dry_run_summary(summary)
             return
@@ -395,6 +410,20 @@ class Screen:
         if summary.kept:
             counts += f", kept {summary.kept}"
         self.client(f"{counts}; {human_size(summary.bytes)} in {clock(seconds)}")
+
+    def transfer_summary(self, done: Counter[str], failed: int, moved: int, seconds: float) -> None:
+        """The line after a ``get`` or ``put`` of several files (or any, with ``-v``):
+        ``[CLIENT] 3 files: 2 fetched, 1 failed; 2.1 MiB in 0:01 (1.8 MiB/s)``."""
+        if self.verbosity <= QUIET:
+            return
+        files = sum(done.values()) + failed
+        counts = [f"{count} {outcome}" for outcome, count in done.items() if count]
+        counts += [f"{failed} failed"] if failed else []
+        rate = f" ({human_size(moved / seconds)}/s)" if seconds > 0 and moved else ""
+        noun = "file" if files == 1 else "files"
+        self.client(
+            f"{files} {noun}: {', '.join(counts)}; {human_size(moved)} in {clock(seconds)}{rate}"
+        )
 
     def _dry_run_summary(self, summary: TreeSummary) -> None:
         """What a mirror would do, counted from its changes (nothing moved to count)."""
@@ -415,7 +444,7 @@ class Screen:
         bar's line is ended before anything else this screen prints.
         """
         stream = self.progress
-        if stream is None or not stream.isatty():
+        if stream is None or not stream.isatty() or self.verbosity <= QUIET:
             return None
         self.end_progress()
         self._bar = TransferBar(ProgressLine(stream, None if label is None else printable(label)))

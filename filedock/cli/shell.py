@@ -42,7 +42,7 @@ from ..safetext import is_inert
 from .exitcodes import ExitCode, exit_code_for
 from .hints import command_hint
 from .pings import check_count, count_option, run_pings
-from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
+from .screen import COMMANDS_LINE, NORMAL, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
     PROMPT_WORDS,
     GetRequest,
@@ -305,6 +305,7 @@ class Shell:
         batch: bool = False,
         keep_going: bool = False,
         stdin: TextIO | None = None,
+        verbosity: int = NORMAL,
     ) -> None:
         self.client = client
         self.reconnect = reconnect
@@ -317,7 +318,9 @@ class Shell:
         self.status = ExitCode.OK
         self._first_failure: ExitCode | None = None
         errors = self.err if batch else None  # a person at a terminal reads them in line
-        self.screen = Screen(self.out, errors=errors, progress=self.err, colour=colour)
+        self.screen = Screen(
+            self.out, errors=errors, progress=self.err, colour=colour, verbosity=verbosity
+        )
         if line_editing is None:
             line_editing = is_terminal(sys.stdin)
         self.line_editing = line_editing

@@ -31,6 +31,8 @@ from tests.support.fake_server import FakeServer, Peer, Script
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# The line after a get or put of several files; {} is what the test knows of it.
+SUMMARY = r"\[CLIENT\] {} in 0:\d\d( \([\d.]+ [KMG]?i?B/s\))?"
 LIST_TIME = re.compile(STATUS_TIME.pattern + r" \S+")  # with the zone's name
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")  # --json: its offset
 ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
@@ -179,12 +181,14 @@ def test_get_several_files_goes_on_past_a_missing_one(
     assert code == ExitCode.NOT_AVAILABLE
     assert (out_dir / "sample.txt").read_bytes() == SAMPLE
     assert (out_dir / "sub" / "a.txt").read_bytes() == b"in a folder\n"
-    assert out == (
-        f"[CLIENT] Saved file to: {out_dir / 'sample.txt'}\n"
-        "[CLIENT] SHA256 verify: PASS\n"
-        f"[CLIENT] Saved file to: {out_dir / 'sub' / 'a.txt'}\n"
-        "[CLIENT] SHA256 verify: PASS\n"
-    )
+    *files, summary = out.splitlines()
+    assert files == [
+        f"[CLIENT] Saved file to: {out_dir / 'sample.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+        f"[CLIENT] Saved file to: {out_dir / 'sub' / 'a.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+    ]
+    assert re.fullmatch(SUMMARY.format(r"3 files: 2 fetched, 1 failed; 18 B"), summary)
     assert re.fullmatch(r"\[SERVER\] ERR not-found .*\(nope\.txt\)\n", err)
 
 
@@ -317,7 +321,12 @@ def test_wrong_hash_exits_6_and_keeps_nothing(run: Run, fake: Any, tmp_path: Pat
     assert code == 6  # ExitCode.INTEGRITY: the worst of 6 and 5
     assert "[CLIENT] SHA256 verify: FAIL" in err
     assert "(nope.txt)" in err
-    assert out == f"[CLIENT] Saved file to: {out_dir / 'good.txt'}\n[CLIENT] SHA256 verify: PASS\n"
+    *files, summary = out.splitlines()
+    assert files == [
+        f"[CLIENT] Saved file to: {out_dir / 'good.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+    ]
+    assert re.fullmatch(SUMMARY.format(r"3 files: 1 fetched, 2 failed; \d+ B"), summary)
     assert sorted(os.listdir(out_dir)) == ["good.txt"]  # no bad.txt, no temporary file
 
 
@@ -398,3 +407,28 @@ def test_the_new_outcomes_have_their_own_exit_statuses() -> None:
     text = client_parser().format_help()
     assert "8  a file changed on the server" in text
     assert "9  --no-clobber kept a local file" in text
+
+
+def test_quiet_says_only_errors_and_verbose_sums_up_one_file_too(
+    run: Run, port: str, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "out"
+    code, out, err = run("--port", port, "-q", "get", "sample.txt", "nope.txt", "-o", str(out_dir))
+    assert code == ExitCode.NOT_AVAILABLE
+    assert out == ""  # no line per file, no summary
+    assert re.fullmatch(r"\[SERVER\] ERR not-found .*\(nope\.txt\)\n", err)
+    assert (out_dir / "sample.txt").read_bytes() == SAMPLE
+    code, out, err = run("--port", port, "-q", "mirror", str(tmp_path / "copy"))
+    assert (code, out, err) == (0, "", "")
+    code, out, _ = run("--port", port, "--quiet", "list")  # what was asked for is still shown
+    assert "sample.txt" in out
+    code, out, err = run("--port", port, "-v", "get", "sample.txt", "-o", str(tmp_path / "v"))
+    assert (code, err) == (0, "")
+    *files, summary = out.splitlines()
+    assert files[-1] == "[CLIENT] SHA256 verify: PASS"
+    assert re.fullmatch(SUMMARY.format("1 file: 1 fetched; 6 B"), summary)
+    code, out, _ = run("--port", port, "get", "sample.txt", "-o", str(tmp_path / "v"))
+    assert out.count("\n") == 1  # one file, without -v: no summary
+    code, _, err = run("--port", port, "-q", "-v", "ping")
+    assert code == 2
+    assert "not allowed with argument" in err
