@@ -2,8 +2,8 @@
 
 Each command prints what the prompt would print (:mod:`filedock.screen`),
 errors on stderr, and exits with a status from :mod:`filedock.exitcodes`.
-``list``, ``status`` and ``who`` take ``--json`` and then print one JSON
-document instead (the schema is in the README and in :func:`file_json`,
+``list``, ``status``, ``stats`` and ``who`` take ``--json`` and then print one
+JSON document instead (the schema is in the README and in :func:`file_json`,
 :func:`client_json`). ``get`` fetches every file it is given over one
 connection, pipelined, ``mirror`` makes a local folder match the
 server's (:mod:`.transfers`), and ``put`` sends local files (:mod:`.uploads`);
@@ -151,6 +151,15 @@ def _status(client: Client, options: ClientOptions, screen: Screen) -> int:
     return ExitCode.OK
 
 
+def _stats(client: Client, options: ClientOptions, screen: Screen) -> int:
+    figures = client.stats()
+    if options.json:
+        _print_json(screen, figures)  # {"name": value, ...}, in the server's order
+    else:
+        screen.stats(figures)
+    return ExitCode.OK
+
+
 def _who(client: Client, options: ClientOptions, screen: Screen) -> int:
     names = client.who()
     if options.json:
@@ -218,6 +227,7 @@ _HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Ping: _ping,
     p.ListFiles: _list,
     p.Status: _status,
+    p.Stats: _stats,
     p.Who: _who,
     p.Uptime: _uptime,
     p.About: _about,

@@ -105,6 +105,18 @@ def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
     return [f"{pad(path, path_width)}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
 
 
+def stats_lines(figures: Mapping[str, int | float]) -> list[str]:
+    """The STATS table: one figure a line, names aligned left, values right."""
+    rows = [(printable(name), _figure(value)) for name, value in figures.items()]
+    name_width = max((len(name) for name, _ in rows), default=0)
+    value_width = max((len(value) for _, value in rows), default=0)
+    return [f"{name:<{name_width}}  {value:>{value_width}}" for name, value in rows]
+
+
+def _figure(value: int | float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _in_order(order: Sequence[type[p.CommandRequest]]) -> list[p.Command]:
     """The verbs the prompt offers: those in ``order`` first, as there; then the rest."""
     rank = {request: index for index, request in enumerate(order)}
@@ -131,6 +143,7 @@ _HELP_ORDER = (
     p.Help,
     p.ListFiles,
     p.Status,
+    p.Stats,
     p.Who,
     p.Ping,
     p.Uptime,
@@ -304,6 +317,12 @@ class Screen:
     def status(self, records: Sequence[p.ClientRecord]) -> None:
         self.server("--- STATUS ---")
         for line in status_lines(records):
+            self.line(line)
+        self.server("-----")
+
+    def stats(self, figures: Mapping[str, int | float]) -> None:
+        self.server("--- STATS ---")
+        for line in stats_lines(figures):
             self.line(line)
         self.server("-----")
 

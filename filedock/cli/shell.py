@@ -475,6 +475,8 @@ class Shell:
                     screen.help(client.help(), str(self.downloads))
                 case p.Status():
                     screen.status(client.status())
+                case p.Stats():
+                    screen.stats(client.stats())
                 case p.ListFiles(folder):
                     files = client.list(folder)
                     if folder is None:  # the whole listing: what TAB completes from

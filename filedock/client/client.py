@@ -140,6 +140,7 @@ LineResult = (
     | builtins.list[p.FileInfo]
     | p.FileDigest
     | DownloadResult
+    | dict[str, int | float]
 )
 
 # How long a plain connection waits for the server's NAME before it checks
@@ -148,7 +149,7 @@ TLS_PROBE_AFTER = 0.25
 # Five blank lines: the five bytes of a TLS record header, with no valid record type.
 _TLS_PROBE = b"\n" * 5
 
-_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
+_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo, p.StatRecord)
 
 # The states in which a failed download leaves the stream usable.
 _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
@@ -353,6 +354,25 @@ class Client:
         """
         self._expect(self._execute(p.Status()), p.StatusReply)
         return self._records(p.ClientRecord)
+
+    @_command
+    def stats(self) -> dict[str, int | float]:
+        """The server's counters and gauges now, by name, in the server's order
+        (PROTOCOL.md names each): a whole number, or a decimal for a figure
+        such as ``uptime_seconds``. A labelled counter comes as its sum and
+        each value's own (``connections_rejected``, ``connections_rejected_full``).
+
+        Raises :class:`~filedock.errors.Forbidden` for a server that speaks
+        protocol 1 (it has no ``STATS``: it would echo the line).
+
+        >>> figures = client.stats()
+        >>> figures["clients_connected"], figures["requests_stats"]  # this one counted
+        (1, 1)
+        """
+        if self.protocol < 2:
+            raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no STATS")
+        self._expect(self._execute(p.Stats()), p.StatsReply)
+        return {record.name: record.value for record in self._records(p.StatRecord)}
 
     @_command
     def list(self, folder: str | None = None) -> list[p.FileInfo]:
@@ -1033,7 +1053,7 @@ class Client:
 
         The line is read by the rule the server reads it by (the protocol's
         command table): ``"ping"`` returns :meth:`ping`'s round trip, ``"who"``
-        the names, ``"status"`` the records, ``"list docs"`` the files,
+        the names, ``"status"`` the records, ``"stats"`` the counters, ``"list docs"`` the files,
         ``"hash x"`` the :class:`FileDigest`, ``"get x"`` the
         :class:`DownloadResult` (into ``dest_dir``), ``"say x"`` and any line
         that is no command the echoed text, and ``"exit"`` whether BYE came
@@ -1068,6 +1088,8 @@ class Client:
                 return self.help()
             case p.Status():
                 return self.status()
+            case p.Stats():
+                return self.stats()
             case p.ListFiles(folder):
                 return self.list(folder)
             case p.Hash(path):

@@ -30,6 +30,7 @@ from .. import protocol as p
 from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
 from ..protocol.state import State
 from . import admission, ending, greeting
+from .activity import Activity
 from .context import ServerContext
 from .events import EVENT_HANDLERS, answer_failure
 from .registry import ClientEntry
@@ -64,12 +65,13 @@ class Session(asyncio.BufferedProtocol):
     __slots__ = (
         # The driver's own: the conversation, the transport, the task, the timers.
         *("context", "config", "conn", "transport", "flow", "task", "stopping", "peer_eof"),
-        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned"),
+        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned", "stats"),
         # Who the client is, and its way through admission and the greeting.
         *("address", "source", "number", "name", "entry", "turn", "has_turn"),
         *("pending", "spoke", "upgrade"),
         # An upload's body being received, and whether the token may upload.
         *("upload", "may_write"),
+        "activity",  # what the one task is doing now, for those who watch
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -96,8 +98,10 @@ class Session(asyncio.BufferedProtocol):
         self.upload: Upload | None = None  # from READY to the upload's end
         self.may_write = True  # a token without the write right makes it False
         self.task: asyncio.Task[None] | None = None
+        self.activity: Activity | None = None  # while the task runs (see activity.py)
         self.stopping = False  # the server is shutting down: serve nothing new
         self.warned = False  # protocol errors are logged once per connection
+        self.stats = context.stats  # the server's counters (see process)
         self.peer_eof = False
         self._timer: asyncio.TimerHandle | None = None  # the conversation's next deadline
         self._timer_at = 0.0
@@ -218,18 +222,18 @@ class Session(asyncio.BufferedProtocol):
         state = conn.state
         replies: list[bytes] = []
         size = 0
-        heard = False
+        heard = 0  # events answered: the statistics' lines (a PING costs this add, no more)
         # An upload's body is taken even while replies wait: its bytes may be
         # in the buffer every session reads into.
         while not flow.paused or conn.state is _RECEIVING:
             event = next_event()
             if event is NEED_DATA or event is PAUSED:  # (PAUSED: a command waits)
                 break
-            heard = True
+            heard += 1
             try:
                 reply = handlers[type(event)](self, event)
             except Exception as exc:  # a refused request, or a bug: answered, the server stays up
-                reply = answer_failure(self, exc)
+                reply = answer_failure(self, exc, event)
             if reply:
                 replies.append(reply)
                 size += len(reply)
@@ -239,6 +243,7 @@ class Session(asyncio.BufferedProtocol):
                     size = 0
         if heard:
             conn.heard_at = time.monotonic()
+            self.stats.lines += heard
         if replies:
             transport.write(b"".join(replies))
         if conn.state is not state:  # (a timer that fires re-arms itself)
@@ -250,15 +255,19 @@ class Session(asyncio.BufferedProtocol):
 
     # -- the one task -----------------------------------------------------------------
 
-    def start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``work`` as this session's one task; lines after it wait."""
+    def start(
+        self, work: Coroutine[Any, Any, None], activity: Activity | None = None
+    ) -> asyncio.Task[None]:
+        """Run ``work`` as this session's one task, doing ``activity``; lines after it wait."""
         self.conn.start()
+        self.activity = activity
         task = self.task = asyncio.get_running_loop().create_task(work)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.task = None
+        self.activity = None
         if self.conn.state is _BUSY:
             self.conn.done(time.monotonic())  # idleness counts from the end of the work
             self.arm()
@@ -321,6 +330,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
+        self.context.stats.timeouts["send"] += 1
         self.context.warn(
             "timeout",
             "Dropping %s: no write progress for %g s",

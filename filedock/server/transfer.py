@@ -14,7 +14,9 @@ import sys
 import termios
 
 from ..errors import FiledockError
+from .activity import Activity
 from .repository import OpenedFile
+from .stats import Statistics
 
 # Chunk size when sendfile cannot be used (TLS): large enough to amortise the
 # per-write cost, small enough that one connection holds little memory.
@@ -116,10 +118,13 @@ async def send_body(
     flow: WriteFlow,
     opened: OpenedFile,
     stall_limit: float,
+    progress: Activity,
+    stats: Statistics,
     offset: int = 0,
 ) -> None:
     """Send exactly ``opened.size - offset`` bytes of ``opened``, from ``offset``
-    on, after what was written.
+    on, after what was written; ``progress.done`` and ``stats.bytes_sent`` grow
+    as the bytes go.
 
     Raises :class:`TransferError` when the body cannot be sent whole (the file
     shrank, the client went away or stalled); the caller must then close the
@@ -127,15 +132,21 @@ async def send_body(
     """
     await wait_flushed(transport, flow, stall_limit)
     sock = transport.get_extra_info("socket")
-    sent = [offset]  # how far the body got, for the error that cuts it
+    progress.done = offset  # how far the body got, for the error that cuts it too
     try:
         if sock is not None and transport.get_extra_info("sslcontext") is None:
-            await _sendfile(sock.fileno(), opened, stall_limit, sent)
+            await _sendfile(sock.fileno(), opened, stall_limit, progress, stats)
         else:
-            await _send_chunks(transport, flow, opened, stall_limit, sent)
+            await _send_chunks(transport, flow, opened, stall_limit, progress, stats)
     except TransferError as exc:
-        exc.sent = sent[0] - offset
+        exc.sent = progress.done - offset
         raise
+
+
+def count_stall(stats: Statistics, exc: TransferError) -> None:
+    """A body cut short by a client that stopped reading is a send timeout too."""
+    if isinstance(exc, SendStalled):
+        stats.timeouts["send"] += 1
 
 
 async def send_padding(
@@ -153,14 +164,14 @@ async def send_padding(
 
 
 async def _sendfile(
-    socket_fd: int, opened: OpenedFile, stall_limit: float, sent: list[int]
+    socket_fd: int, opened: OpenedFile, stall_limit: float, progress: Activity, stats: Statistics
 ) -> None:
     loop = asyncio.get_running_loop()
     # A duplicate descriptor: the loop refuses to watch the transport's own one,
     # and the kernel sends through either alike. Closing it never closes the
     # connection.
     fd = os.dup(socket_fd)
-    offset = sent[0]
+    offset = progress.done
     try:
         size = opened.size
         while offset < size:
@@ -174,7 +185,8 @@ async def _sendfile(
             if count == 0:
                 raise FileShrank(f"file shrank during the send ({offset} of {size} bytes)")
             offset += count
-            sent[0] = offset
+            progress.done = offset
+            stats.bytes_sent += count
     finally:
         os.close(fd)
 
@@ -201,9 +213,10 @@ async def _send_chunks(
     flow: WriteFlow,
     opened: OpenedFile,
     stall_limit: float,
-    sent: list[int],
+    progress: Activity,
+    stats: Statistics,
 ) -> None:
-    size, offset = opened.size, sent[0]
+    size, offset = opened.size, progress.done
     while offset < size:
         if transport.is_closing():
             raise TransferError("connection closed")
@@ -213,5 +226,6 @@ async def _send_chunks(
             raise FileShrank(f"file shrank during the send ({offset} of {size} bytes)")
         transport.write(chunk)
         offset += len(chunk)
-        sent[0] = offset
+        progress.done = offset
+        stats.bytes_sent += len(chunk)
         await flow.wait_resumed(stall_limit)

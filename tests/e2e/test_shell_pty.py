@@ -249,6 +249,23 @@ def test_tab_completes_a_command_word(terminal: Callable[..., PtyClient]) -> Non
     assert client.wait() == 0
 
 
+def test_stats_shows_the_counters_aligned_on_the_terminal(
+    terminal: Callable[..., PtyClient],
+) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"stats\r")
+    client.expect(rb"\[SERVER\] --- STATS ---")
+    client.expect(rb"\[SERVER\] -----")
+    table = client.text.split("--- STATS ---\n", 1)[1].split("\n[SERVER] -----", 1)[0]
+    rows = table.splitlines()
+    assert len({len(row) for row in rows}) == 1  # the values end in one column
+    assert re.search(r"^requests_stats +1$", table, re.MULTILINE)
+    client.prompt()
+    client.type(b"exit\r")
+    assert client.wait() == 0
+
+
 @needs_readline
 def test_history_is_kept_across_sessions(
     terminal: Callable[..., PtyClient], tmp_path: Path

@@ -84,6 +84,9 @@ def test_send_line_returns_what_the_line_asks_for(
     assert isinstance(client.send_line("uptime"), int)
     assert client.send_line("about") == client.about()
     assert client.send_line("help") == client.help()
+    stats = client.send_line("stats")
+    assert isinstance(stats, dict)
+    assert stats["requests_ping"] == 2  # the two pings above
     [record] = client.send_line("status")  # type: ignore[misc]
     assert isinstance(record, p.ClientRecord)
     assert [info.path for info in client.send_line("list")] == ["sample.txt"]  # type: ignore[union-attr]

@@ -160,6 +160,36 @@ def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:
     )
 
 
+def test_stats_prints_the_server_s_counters_as_an_aligned_table(run: Run, port: str) -> None:
+    assert run("--port", port, "get", "sample.txt", "-o", "downloads")[0] == 0
+    code, out, err = run("--port", port, "stats")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert (lines[0], lines[-1]) == ("[SERVER] --- STATS ---", "[SERVER] -----")
+    rows = lines[1:-1]
+    assert len({len(row) for row in rows}) == 1  # one width: values aligned on the right
+    table = dict(row.split() for row in rows)
+    assert table["bytes_sent"] == "6"
+    assert table["transfers_completed_download"] == "1"
+    assert table["requests_stats"] == "1"  # this one
+    assert table["clients_connected"] == "1"
+    assert re.fullmatch(r"\d+\.\d{3}", table["uptime_seconds"])
+
+
+def test_stats_json_is_one_object_of_numbers_in_the_server_s_order(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "stats", "--json")
+    assert (code, err) == (0, "")
+    figures = json.loads(out)
+    assert list(figures)[:2] == ["uptime_seconds", "connections_received"]
+    assert isinstance(figures["uptime_seconds"], float)
+    assert all(type(value) is int for name, value in figures.items() if name != "uptime_seconds")
+    assert figures["connections_received"] == 1
+    assert figures["connections_rejected"] == sum(
+        figures[f"connections_rejected_{reason}"]
+        for reason in ("full", "per_address", "token", "registry")
+    )
+
+
 def test_who(run: Run, port: str, connect: Callable[..., Client]) -> None:
     connect()
     code, out, err = run("--port", port, "who", "--json")

@@ -81,3 +81,15 @@ def test_ping_alone_is_the_assignments_line_and_ping_c_shows_round_trips(
     assert out.getvalue().endswith("[SERVER] ping me ACK\n")
     assert shell.execute("ping -c 0") is False
     assert shell.status == 2
+
+
+def test_stats_prints_the_counters_as_a_table(connect: Callable[..., Client]) -> None:
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False)
+    assert shell.execute("ping") is False
+    assert shell.execute("STATS") is False
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "[SERVER] --- STATS ---"
+    assert lines[-1] == "[SERVER] -----"
+    table = dict(line.split() for line in lines[2:-1])
+    assert (table["requests_ping"], table["requests_stats"]) == ("1", "1")

@@ -272,3 +272,31 @@ class _Collecting(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def test_info_lines_are_limited_as_warnings_are_and_summed_up_at_info(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    notes = limiter(clock)
+    for i in range(8):
+        notes.info("refused", "refused %d", i, source="192.0.2.1/32")
+    notes.flush()
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
+    assert logged == [
+        (logging.INFO, "refused 0"),
+        (logging.INFO, "refused 1"),
+        (logging.INFO, "refused 2"),
+        (logging.INFO, "5 more 'refused' messages from 192.0.2.1/32 suppressed in 10 s"),
+    ]
+
+
+def test_info_lines_are_dropped_under_a_warning_level(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    notes = limiter(clock)  # (the fixture logs from WARNING up)
+    for i in range(5):
+        notes.info("refused", "refused %d", i)
+    notes.flush()
+    notes.warning("storm", "kept")
+    assert messages() == ["kept"]

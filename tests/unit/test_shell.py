@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 
 from filedock.cli.hints import command_hint, one_edit_apart
-from filedock.cli.screen import display_width, file_lines, status_lines
+from filedock.cli.screen import display_width, file_lines, stats_lines, status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
     FILES_TTL,
@@ -50,7 +50,8 @@ def _complete(completer: Completer, line: str) -> list[str]:
 def test_completer_offers_command_words_then_files() -> None:
     completer = _completer(["sample.txt", "status.log"])
     assert _complete(completer, "") == list(COMPLETION_WORDS)
-    assert _complete(completer, "st") == ["status", "status.log"]
+    assert _complete(completer, "st") == ["stats", "status", "status.log"]
+    assert _complete(completer, "statu") == ["status", "status.log"]
     assert _complete(completer, "get sa") == ["sample.txt"]
     assert _complete(completer, "GET sa") == ["sample.txt"]
     assert _complete(completer, "hash sa") == ["sample.txt"]
@@ -211,3 +212,14 @@ def test_a_swap_is_likelier_than_a_missing_letter() -> None:
     assert command_hint("stauts", ["stats", "status"]) == "status"
     assert command_hint("stat", ["stats", "status"]) == "stats"
     assert command_hint("lis", ["list", "lisp"]) is None  # as near as each other
+
+
+def test_the_stats_table_aligns_names_left_and_values_right() -> None:
+    figures = {"uptime_seconds": 12.5, "bytes_sent": 1234567, "timeouts": 0}
+    assert stats_lines(figures) == [
+        "uptime_seconds   12.500",
+        "bytes_sent      1234567",
+        "timeouts              0",
+    ]
+    assert stats_lines({}) == []
+    assert stats_lines({"x\x1b[2J": 1}) == ["x\\x1b[2J  1"]  # a name cannot drive the terminal

@@ -133,8 +133,10 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     warned: list[str] = []
+    noted: list[str] = []  # at INFO: a refusal
     context = SimpleNamespace(
-        warn=lambda kind, message, *args, source: warned.append(message % args)
+        warn=lambda kind, message, *args, source: warned.append(message % args),
+        note=lambda kind, message, *args, source: noted.append(message % args),
     )
     session = cast(
         Any, SimpleNamespace(name="Client01", address="127.0.0.1:1", context=context, source="s")
@@ -154,7 +156,8 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
         "Upload of 'a.txt' size=6 sha256=abababababab… from Client01 failed (integrity), "
         "nothing placed; 6 bytes in "
     )
-    assert warned[1] == (
+    assert len(warned) == 1
+    assert noted[0] == (
         "Refused upload of 'a.txt' size=6 sha256=abababababab… from Client01: "
         "forbidden: this server does not take uploads"
     )
