@@ -195,7 +195,7 @@ def client_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=VERBOSE,
         help="the summary line (files, bytes, time, rate, failures) after every get and put, "
-        "of one file too; without it, after those of several files",
+        "of one file too (without it, after those of several files), and a ping's round trip",
     )
     parser.add_argument(
         "--keep-going",

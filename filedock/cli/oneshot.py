@@ -127,8 +127,7 @@ def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
     if options.ping_count is not None:
         run_pings(client, options.ping_count, screen)
         return ExitCode.OK
-    client.ping()
-    screen.server("PONG")
+    screen.ping(client.ping())
     return ExitCode.OK
 
 

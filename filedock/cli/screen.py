@@ -296,6 +296,12 @@ class Screen:
         if exc.code == p.ErrorCode.TIMEOUT:
             self.client_error("Disconnected by the server for being idle")
 
+    def ping(self, seconds: float) -> None:
+        """A plain ``ping``'s answer: the assignment's one line, and with ``-v`` its round trip."""
+        self.server("PONG")
+        if self.verbosity >= VERBOSE:
+            self.client(f"round trip {_milliseconds(seconds)} ms")
+
     def pong(self, seconds: float) -> None:
         """One answer of ``ping -c N``, with its round trip: ``[SERVER] PONG 0.21 ms``."""
         self.server(f"PONG {_milliseconds(seconds)} ms")

@@ -463,8 +463,7 @@ class Shell:
         try:
             match request:
                 case p.Ping():
-                    client.ping()
-                    screen.server("PONG")
+                    screen.ping(client.ping())
                 case p.Who():
                     screen.who(client.who())
                 case p.Uptime():

@@ -62,6 +62,12 @@ def test_ping(run: Run, port: str) -> None:
     assert run("--port", port, "ping") == (0, "[SERVER] PONG\n", "")
 
 
+def test_verbose_ping_adds_its_round_trip_after_the_pong(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "-v", "ping")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(r"\[SERVER\] PONG\n\[CLIENT\] round trip \d+\.\d\d ms\n", out)
+
+
 def test_ping_count_shows_each_round_trip_and_min_avg_max(run: Run, port: str) -> None:
     code, out, err = run("--port", port, "ping", "-c", "2")
     assert (code, err) == (0, "")
