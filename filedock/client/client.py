@@ -236,13 +236,17 @@ class Client:
         cache_dir: str | os.PathLike[str] | None = None,
         max_line: int = p.DEFAULT_MAX_LINE,
     ) -> None:
-        self.host = host
+        self.host = check.text("host", host)
         self.port = check_port(port)
         self.timeout = check_seconds("timeout", timeout)
         connect_timeout = check_seconds("connect_timeout", connect_timeout)
         self.max_time = None if max_time is None else check_seconds("max_time", max_time)
         self.max_size = None if max_size is None else check_size("max_size", max_size)
         self.max_line = check_line_limit(max_line)
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"tls must be an ssl.SSLContext or None, not {type(tls).__name__}")
+        check.optional_text("token", token)
+        check.optional_local_path("cache_dir", cache_dir)
         self._tls = tls
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
