@@ -4,7 +4,9 @@ A line that is no command is a message (the assignment's rule), so ``lsit``,
 ``stauts`` and ``ls`` are sent and echoed as they always were; the prompt then
 says what was probably meant, as git does for a mistyped command: a word one
 edit from a command word (a letter wrong, missing, extra, or two swapped), or
-the word other tools use for one (``ls``, ``cd docs``).
+the word other tools use for one (``ls``, ``cd docs``), or a path of the
+server's written as a shell would take it (``docs/``, ``./sample.txt``: the
+server reads a bare line as a file's name only when it is one exactly).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import protocol as p
+from . import globs
 
 # The words of shells and file-transfer programs (sftp, ftp) for what the prompt calls otherwise.
 LOOKALIKES = {
@@ -69,3 +72,19 @@ def _takes_argument(word: str) -> bool:
         if command.word == word or word in command.shell_aliases:
             return command.argument is not None
     return True  # the prompt's own words (mirror, put) take paths
+
+
+def path_hint(line: str, files: Iterable[str]) -> str | None:
+    """``get sample.txt`` for the message ``./sample.txt``, ``list docs`` for ``docs``
+    or ``docs/``, when ``files`` (the server's, as listed) has them; else None."""
+    if " " in line or globs.is_glob(line):
+        return None
+    path = globs.clean(line)
+    if not path:
+        return None
+    names = list(files)
+    if path in names and path != line:
+        return f"get {path}"
+    if any(name.startswith(path + "/") for name in names):
+        return f"list {path}"
+    return None

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..safetext import is_inert
 from .exitcodes import ExitCode, exit_code_for
-from .hints import command_hint
+from .hints import command_hint, path_hint
 from .pings import check_count, count_option, run_pings
 from .screen import COMMANDS_LINE, NORMAL, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
@@ -131,6 +131,10 @@ class Completer:
         """Fetch the names from ``client`` from now on (a new connection)."""
         self._client = client
         self.invalidate()
+
+    def known(self) -> list[str]:
+        """The file names fetched already, fresh or not; never fetches ([] if none)."""
+        return self._files or []
 
     def is_file(self, path: str) -> bool:
         """Whether ``path`` is one of the server's files (from the cached listing)."""
@@ -533,7 +537,9 @@ class Shell:
 
     def _hint(self, message: str) -> None:
         """``did you mean 'list'?`` after a message that looks like a mistyped command."""
-        meant = command_hint(message, COMPLETION_WORDS)
+        meant = command_hint(message, COMPLETION_WORDS) or path_hint(
+            message, self.completer.known()
+        )
         if meant is not None:
             typed = printable(message)
             self.screen.client(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from filedock.cli.shell import Shell
 from filedock.client.client import Client
-from tests.support import SGR
+from tests.support import SGR, write_file
 
 
 def test_help_explains_every_command(connect: Callable[..., Client]) -> None:
@@ -93,3 +94,21 @@ def test_stats_prints_the_counters_as_a_table(connect: Callable[..., Client]) ->
     assert lines[-1] == "[SERVER] -----"
     table = dict(line.split() for line in lines[2:-1])
     assert (table["requests_ping"], table["requests_stats"]) == ("1", "1")
+
+
+def test_a_bare_folder_or_dotted_path_gets_a_hint_once_listed(
+    connect: Callable[..., Client], repo: Path
+) -> None:
+    write_file(repo / "docs" / "a.txt", b"a\n")
+    out = io.StringIO()
+    shell = Shell(connect(), out=out, err=io.StringIO(), line_editing=False, colour=False)
+    assert shell.execute("list") is False  # what TAB completes from, fetched
+    start = len(out.getvalue())
+    assert shell.execute("docs/") is False
+    assert shell.execute("./sample.txt") is False
+    assert out.getvalue()[start:].splitlines() == [
+        "[SERVER] docs/ ACK",
+        "[CLIENT] did you mean 'list docs'? (say docs/ sends it as a message)",
+        "[SERVER] ./sample.txt ACK",
+        "[CLIENT] did you mean 'get sample.txt'? (say ./sample.txt sends it as a message)",
+    ]

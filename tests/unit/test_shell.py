@@ -11,7 +11,7 @@ from typing import cast
 
 import pytest
 
-from filedock.cli.hints import command_hint, one_edit_apart
+from filedock.cli.hints import command_hint, one_edit_apart, path_hint
 from filedock.cli.screen import display_width, file_lines, stats_lines, status_lines
 from filedock.cli.shell import (
     COMPLETION_WORDS,
@@ -223,3 +223,15 @@ def test_the_stats_table_aligns_names_left_and_values_right() -> None:
     ]
     assert stats_lines({}) == []
     assert stats_lines({"x\x1b[2J": 1}) == ["x\\x1b[2J  1"]  # a name cannot drive the terminal
+
+
+def test_a_message_that_is_a_path_written_as_a_shell_would_gets_a_hint() -> None:
+    files = ["sample.txt", "docs/a.txt", "docs/sub/b.txt"]
+    assert path_hint("./sample.txt", files) == "get sample.txt"
+    assert path_hint("docs/", files) == "list docs"  # what TAB completes
+    assert path_hint("docs", files) == "list docs"
+    assert path_hint("./docs/sub/", files) == "list docs/sub"
+    assert path_hint("sample.txt", files) is None  # that one the server fetches itself
+    assert path_hint("./nothing.txt", files) is None
+    assert path_hint("hello there", files) is None
+    assert path_hint("docs/", []) is None  # nothing listed yet: no guess
