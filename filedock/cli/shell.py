@@ -366,10 +366,10 @@ class Shell:
                 self.say("")
                 return self._leave()
             except KeyboardInterrupt:  # cancels the line being typed, as bash and python do
-                self.say("")
-                if self.batch:  # nobody is typing: Ctrl-C stops the script
+                if self.batch:  # nobody is typing: Ctrl-C stops the script, as it stops sftp -b
                     self.client.exit()
-                    return self._ending(ExitCode.INTERRUPTED)
+                    return ExitCode.INTERRUPTED
+                self.say("")
                 continue
             if not text:
                 continue
@@ -381,9 +381,9 @@ class Shell:
                     return self._ending(ExitCode.CONNECTION)
             except KeyboardInterrupt:
                 if self.batch:
-                    self.screen.interrupted(None)
+                    self.screen.interrupted(text if _moves_files(text) else None)
                     self.client.exit()
-                    return self._ending(ExitCode.INTERRUPTED)
+                    return ExitCode.INTERRUPTED
                 try:
                     if not self._interrupted(text):
                         return ExitCode.CONNECTION

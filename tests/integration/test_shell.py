@@ -112,3 +112,28 @@ def test_a_bare_folder_or_dotted_path_gets_a_hint_once_listed(
         "[SERVER] ./sample.txt ACK",
         "[CLIENT] did you mean 'get sample.txt'? (say ./sample.txt sends it as a message)",
     ]
+
+
+class _CtrlCAfter(io.StringIO):
+    """A script's input that is cut by Ctrl-C once its lines are read."""
+
+    def readline(self, size: int | None = -1) -> str:
+        line = super().readline()
+        if not line:
+            raise KeyboardInterrupt
+        return line
+
+
+def test_ctrl_c_stops_piped_commands_with_130_even_after_a_failure(
+    connect: Callable[..., Client],
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    client = connect()
+    shell = Shell(
+        client, out=out, err=err, colour=False, batch=True, keep_going=True,
+        stdin=_CtrlCAfter("get nope.txt\nping\n"),
+    )  # fmt: skip
+    assert shell.run() == 130  # the interruption, not the earlier failure's 5
+    assert out.getvalue() == "[SERVER] PONG\n"
+    assert "not-found" in err.getvalue()
+    assert client.closed  # it left the server
