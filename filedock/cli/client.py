@@ -184,7 +184,7 @@ def client_parser() -> argparse.ArgumentParser:
         dest="verbosity",
         action="store_const",
         const=QUIET,
-        default=NORMAL,
+        default=argparse.SUPPRESS,  # NORMAL when neither is given, not shown as a "default"
         help="errors only, and what a command was asked to show (a listing, a digest, JSON): "
         "no line per file moved, no progress line, no summary",
     )
@@ -194,6 +194,7 @@ def client_parser() -> argparse.ArgumentParser:
         dest="verbosity",
         action="store_const",
         const=VERBOSE,
+        default=argparse.SUPPRESS,
         help="the summary line (files, bytes, time, rate, failures) after every get and put, "
         "of one file too (without it, after those of several files), and a ping's round trip",
     )
@@ -297,7 +298,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         json=getattr(args, "json", False),
         transfer=_transfer(parser, args),
         keep_going=args.keep_going,
-        verbosity=args.verbosity,
+        verbosity=getattr(args, "verbosity", NORMAL),
         ping_count=getattr(args, "count", None),
     )
 
