@@ -53,10 +53,12 @@ class ClientEntry:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a connection was turned away: ``reason`` for the client, ``summary`` for the log."""
+    """Why a connection was turned away: ``reason`` for the client, ``summary`` for
+    the log, ``kind`` for the statistics (``full``, ``per-address``, ``registry``)."""
 
     reason: str
     summary: str
+    kind: str = "full"
 
 
 # How long a connection that has not sent its HELLO is safe from being dropped
@@ -146,6 +148,7 @@ class PendingPool(Generic[W]):
                 "too many connections greeting from your address "
                 f"({self.share}/{self.share} per address); try again shortly",
                 f"pending share full ({self.share}/{self.share} per address)",
+                "per-address",
             )
         return None
 
@@ -347,6 +350,7 @@ class MemoryRegistry:
             return Refusal(
                 f"too many connections from your address ({limit}/{limit} per address)",
                 f"per-address limit ({limit}/{limit})",
+                "per-address",
             )
         return None
 
