@@ -186,10 +186,9 @@ class WarningLimiter:
         message: str,
         *args: object,
         source: str | None = None,
-        level: int = logging.WARNING,
         extra: Mapping[str, object] | None = None,
     ) -> None:
-        self.log(level, kind, message, *args, source=source, extra=extra)
+        self.log(logging.WARNING, kind, message, *args, source=source, extra=extra)
 
     def info(
         self,
@@ -250,9 +249,10 @@ class WarningLimiter:
             where = f" from {source}" if source is not None else ""
             self._logger.log(
                 window.level,
-                "%d more '%s' warnings%s suppressed in %.0f s",
+                "%d more '%s' %s%s suppressed in %.0f s",
                 window.suppressed,
                 kind,
+                "warnings" if window.level >= logging.WARNING else "messages",
                 where,
                 self._period,
             )

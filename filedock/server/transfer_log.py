@@ -1,10 +1,10 @@
 """One log line per transfer: which file, to whom, how many bytes, how long, how fast, how it ended.
 
 A send keeps the wording the log always had at its start (``Sent file
-'sample.txt'``), then says to whom, the size and digest, the seconds, the bytes
-and the rate, and how it ended::
+'sample.txt' size=6 sha256=5891b5b522d5…``), then says to whom, the seconds,
+the bytes and the rate, and how it ended::
 
-    Sent file 'sample.txt' to Client01 size=6 sha256=5891b5b522d5… 0.001s: 6 bytes
+    Sent file 'sample.txt' size=6 sha256=5891b5b522d5… to Client01 0.001s: 6 bytes
     at 5.9 KiB/s, completed
 
 (one line). ``resumed from N``, ``cut short: why`` or ``changed during the
@@ -97,7 +97,9 @@ class Moved:
         return self.count / self.seconds if self.seconds > 0 else 0.0
 
 
-_HEADS = {"sent": "Sent file %r to %s", "received": "Received file %r from %s"}
+# The assignment's start ("Sent file 'NAME' size=N sha256=…", as cli.md quotes
+# it) stays whole; who, how long and how it ended come after it.
+_HEADS = {"sent": "Sent file %r size=%d%s to %s", "received": "Received file %r size=%d%s from %s"}
 
 
 def log_transfer(
@@ -117,9 +119,9 @@ def log_transfer(
     wanted = moved.size - moved.offset
     amount = str(moved.count) if moved.count == wanted else f"{moved.count} of {wanted}"
     digest = f" sha256={moved.sha256[:12]}…" if moved.sha256 else ""
-    message = _HEADS[event] + " size=%d%s %.3fs: %s bytes at %s, %s"
+    message = _HEADS[event] + " %.3fs: %s bytes at %s, %s"
     rate = rate_text(moved.rate)
-    args = (moved.path, client, moved.size, digest, moved.seconds, amount, rate, how)
+    args = (moved.path, moved.size, digest, client, moved.seconds, amount, rate, how)
     fields = {
         "event": event,
         "client": client,
@@ -136,9 +138,7 @@ def log_transfer(
     if limit is None:
         log.info(message, *args, extra=fields)
         return
-    s.context.limiter.warning(
-        limit, message, *args, source=s.source, level=logging.INFO, extra=fields
-    )
+    s.context.limiter.info(limit, message, *args, source=s.source, extra=fields)
 
 
 _RATE_UNITS = ("KiB/s", "MiB/s", "GiB/s", "TiB/s")

@@ -3,7 +3,7 @@ how it ended.
 
 A stored upload is logged as a send is (:mod:`.transfer_log`)::
 
-    Received file 'a.txt' from Client01 size=6 sha256=5891b5b522d5… 0.002s: 6 bytes
+    Received file 'a.txt' size=6 sha256=5891b5b522d5… from Client01 0.002s: 6 bytes
     at 2.9 KiB/s, stored
 
 (one line); ``stored, resumed from N`` for a resumed one. One that failed or

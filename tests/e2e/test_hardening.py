@@ -77,7 +77,7 @@ def test_clients_that_never_read_cost_bounded_memory(
             getter.send_line("GET big.bin")
             pour = _pipeline_status(pipeliner, blocks=70)  # up to 100 MB, if the server read it
             assert pour is not None
-            server.wait_for_log(r"Sent file 'big\.bin' to Client\d+ .* cut short: ")
+            server.wait_for_log(r"Sent file 'big\.bin' size=\d+ to Client\d+ .* cut short: ")
             server.wait_for_log(r"Dropping Client\d+ .*: no write progress for 1 s")
             pour.join(10)
         finally:

@@ -633,7 +633,7 @@ def test_download_cut_off_by_the_client(
         if record.name.startswith("filedock") and "big.bin" in record.getMessage()
     ]
     assert cut.levelno == logging.INFO
-    head = rf"Sent file 'big\.bin' to {name} size={64 * MiB} \d+\.\d{{3}}s: "
+    head = rf"Sent file 'big\.bin' size={64 * MiB} to {name} \d+\.\d{{3}}s: "
     assert re.fullmatch(head + rf"\d+ of {64 * MiB} bytes at .+, cut short: .+", cut.getMessage())
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert "Traceback" not in caplog.text
@@ -649,8 +649,8 @@ def test_sent_file_is_logged(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The assignment's wording at the start, then to whom, the size and the digest.
-    expected = "Sent file 'sample.txt' to "
+    # The assignment's wording at the start (name, size, digest), then to whom.
+    expected = "Sent file 'sample.txt' size=6 sha256=5891b5b522d5… to "
     with server_log(caplog, monkeypatch):
         server = make_server()
         with Client(HOST, server.port, timeout=10) as client:
@@ -664,8 +664,8 @@ def test_sent_file_is_logged(
     # Then the seconds, the bytes, the rate and how it ended; the same as json fields.
     [record] = sent()
     assert record.levelno == logging.INFO
-    head = f"Sent file 'sample.txt' to {name} size=6 sha256={SAMPLE_SHA[:12]}… "
-    assert head.endswith("size=6 sha256=5891b5b522d5… ")
+    head = f"Sent file 'sample.txt' size=6 sha256={SAMPLE_SHA[:12]}… to {name} "
+    assert head.startswith("Sent file 'sample.txt' size=6 sha256=5891b5b522d5… ")
     rest = r"\d+\.\d{3}s: 6 bytes at \d+(\.\d)? [KMG]?i?B/s, completed"
     assert re.fullmatch(re.escape(head) + rest, record.getMessage()), record.getMessage()
     fields = {key: getattr(record, key) for key in ("event", "client", "path", "bytes", "result")}

@@ -138,7 +138,7 @@ def test_a_storm_of_refusals_costs_a_bounded_number_of_lines(
     assert figures(server)["requests_get"] == 60
     server.stop()  # what was suppressed is told now at the latest
     refused = log.at(logging.INFO, "Refused 'GET ../x'")
-    [summary] = [m for m in log.at(logging.INFO, "") if "'refused' warnings from " in m]
+    [summary] = [m for m in log.at(logging.INFO, "") if "'refused' messages from " in m]
     assert len(refused) == 20  # the limiter's burst
     assert int(summary.split()[0]) + len(refused) == 60
 

@@ -353,7 +353,7 @@ def test_a_client_killed_at_half_leaves_a_partial_that_a_resume_completes(
     wait_until(lambda: partials(uploads) == [name] and _partial_size(uploads, name) == half)
     why = "the client closed the connection" if how == "closed" else "the connection was lost"
     wait_until(lambda: f"interrupted ({why}), its partial kept at {half} bytes" in caplog.text)
-    head = f"Received file 'docs/half.bin' from Client01 size={len(BODY)} sha256={BODY_SHA[:12]}… "
+    head = f"Received file 'docs/half.bin' size={len(BODY)} sha256={BODY_SHA[:12]}… from Client01 "
     assert head in caplog.text
     assert f"s: {half} of {len(BODY)} bytes at " in caplog.text
     wait_until(lambda: uploads.sync(lambda: uploads.server.context.uploads.reserved) == 0)  # type: ignore[union-attr]

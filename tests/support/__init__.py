@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import socket
@@ -239,3 +240,11 @@ def partial_size(folder: Path) -> int:
                 with contextlib.suppress(FileNotFoundError):
                     sizes.append(entry.stat(follow_symlinks=False).st_size)
     return max(sizes, default=0)
+
+
+class TypedAtATerminal(io.StringIO):
+    """Lines for ``sys.stdin`` that say they come from a terminal: the prompt as a
+    person sees it (greeting, prompts), not the quiet reading of a script."""
+
+    def isatty(self) -> bool:
+        return True

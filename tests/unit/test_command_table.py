@@ -205,6 +205,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
         ("stats", "the server's counters: connections, requests, bytes, transfers, refusals"),
         ("who", "the clients connected now"),
         ("ping", "check that the server answers"),
+        ("ping -c <n>", "n pings, each with its round trip, then min/avg/max"),
         ("uptime", "how long the server has been running"),
         ("about", "the server's name and version"),
         ("get <file>", "download a file into {downloads}, verified by SHA-256"),

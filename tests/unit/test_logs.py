@@ -295,21 +295,21 @@ class _Collecting(logging.Handler):
 # -- what the lines carry, and where they go ------------------------------------------------
 
 
-def test_past_its_burst_a_kind_logged_at_info_is_summed_up_as_before(
+def test_the_limiter_passes_a_lines_fields_on(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    warnings = limiter(clock)
+    lines = limiter(clock)
     for i in range(5):
-        warnings.warning("transfer", "cut %d", i, level=logging.INFO, extra={"result": "cut-short"})
-    warnings.flush()
+        lines.info("transfer", "cut %d", i, extra={"result": "cut-short"})
+    lines.flush()
     records = [r for r in caplog.records if r.name == LOGGER]
     assert [(r.levelno, r.getMessage()) for r in records[:3]] == [
         (logging.INFO, f"cut {i}") for i in range(3)
     ]
     assert [getattr(r, "result", None) for r in records[:3]] == ["cut-short"] * 3
     [summary] = records[3:]
-    assert summary.getMessage() == "2 more 'transfer' warnings suppressed in 10 s"
+    assert summary.getMessage() == "2 more 'transfer' messages suppressed in 10 s"
 
 
 def _record(message: str, *args: object, **fields: object) -> logging.LogRecord:
@@ -441,7 +441,7 @@ def test_info_lines_are_limited_as_warnings_are_and_summed_up_at_info(
         (logging.INFO, "refused 0"),
         (logging.INFO, "refused 1"),
         (logging.INFO, "refused 2"),
-        (logging.INFO, "5 more 'refused' warnings from 192.0.2.1/32 suppressed in 10 s"),
+        (logging.INFO, "5 more 'refused' messages from 192.0.2.1/32 suppressed in 10 s"),
     ]
 
 
