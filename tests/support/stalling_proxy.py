@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from tests.support.proxy import CountingProxy
+from tests.support.proxy import CountingProxy, RelayedPair
 
 
 class StallingProxy(CountingProxy):
@@ -23,15 +23,17 @@ class StallingProxy(CountingProxy):
         self.connections = 0
         super().__init__(port)
 
-    def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+    def _relay(
+        self, pair: RelayedPair, source: socket.socket, sink: socket.socket, counted: bool
+    ) -> None:
         if not counted:  # what the client sends always passes
-            super()._relay(source, sink, counted)
+            super()._relay(pair, source, sink, counted)
             return
         with self._lock:  # one relay from the server per connection
             self.connections += 1
             first = self.connections == 1
         if not first:
-            super()._relay(source, sink, counted)
+            super()._relay(pair, source, sink, counted)
             return
         left = self.stall_after
         with contextlib.suppress(OSError):
@@ -41,3 +43,4 @@ class StallingProxy(CountingProxy):
                 sink.sendall(data)
                 left -= len(data)
         self._stop.wait()  # stalled: the rest is held back until the relay is closed
+        pair.relay_done()
