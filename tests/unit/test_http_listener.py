@@ -16,6 +16,9 @@ from filedock.server.http_listener import (
 
 
 def head(*lines: str) -> bytes:
+    """A request head of ``lines``, with a ``Host`` after the request line when they have none."""
+    if len(lines) > 0 and not any(line.lower().startswith("host:") for line in lines):
+        lines = (lines[0], "Host: 127.0.0.1", *lines[1:])
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
