@@ -10,8 +10,9 @@ When all are taken, a newcomer takes the place of the connection that has
 waited longest on its client (for a head, or for an answer to be taken), if
 that is ``evict_after`` seconds or more: a real client sends its head and
 takes its answer in far less, so connections held open on purpose cannot
-lock the others out. Only when none has waited that long is the newcomer
-answered 503 at once. The line protocol's clients never wait on any of it:
+lock the others out; and a source holding more than half the places gives
+one up to any other source's newcomer. Only when neither applies is the
+newcomer answered 503 at once. The line protocol's clients never wait on any of it:
 nothing here blocks the loop.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -148,6 +150,8 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 class _Connection:
     writer: asyncio.StreamWriter
     task: asyncio.Task[None] | None
+    host: str  # the peer's address
+    source: str  # its group, for the share of places one source may hold
     # When it last began to wait on its client: connected, a head came, an answer was taken.
     since: float = field(default_factory=time.monotonic)
     dropped: bool = False  # its place was given to a newcomer, or the listener closes
@@ -186,8 +190,15 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
 class HttpListener:
     """Serves ``handler``'s answers over HTTP/1.1 until :meth:`aclose`."""
 
-    def __init__(self, handler: Handler, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        source_of: Callable[[str], str] = str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.handler = handler
+        self.source_of = source_of
         # Read when made, not when imported: a test may lower them.
         self.max_connections = MAX_CONNECTIONS
         self.head_timeout = HEAD_TIMEOUT
@@ -240,22 +251,35 @@ class HttpListener:
         if connection.task is not None:
             connection.task.cancel()
 
-    def _make_room(self) -> bool:
-        """Whether there is a place for a newcomer, once the longest waiting
-        connection is dropped if it has waited ``evict_after`` seconds or more."""
-        if len(self._connections) < self.max_connections:
+    def _make_room(self, source: str) -> bool:
+        """Whether there is a place for a newcomer from ``source``, once a place is given up.
+
+        A source holding more than half the places gives up its longest waiting
+        one to another source's newcomer, however fresh: one source cannot keep
+        the others out. Else the longest waiting connection gives up its place
+        if it has waited ``evict_after`` seconds or more.
+        """
+        held = list(self._connections.values())
+        if len(held) < self.max_connections:
             return True
-        oldest = min(self._connections.values(), key=lambda c: c.since)
+        crowd, count = Counter(c.source for c in held).most_common(1)[0]
+        if crowd != source and count > self.max_connections // 2:
+            self._drop(min((c for c in held if c.source == crowd), key=lambda c: c.since))
+            return True
+        oldest = min(held, key=lambda c: c.since)
         if self._clock() - oldest.since < self.evict_after:
             return False
         self._drop(oldest)
         return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing or not self._make_room():
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
+        source = self.source_of(host)
+        if self._closing or not self._make_room(source):
             await self._refuse(reader, writer)
             return
-        connection = _Connection(writer, asyncio.current_task(), self._clock())
+        connection = _Connection(writer, asyncio.current_task(), host, source, self._clock())
         self._connections[writer] = connection
         # drain() then waits until an answer is all with the kernel: the write
         # timeout bounds the whole answer, not just its last 64 KiB.
@@ -307,8 +331,6 @@ class HttpListener:
 
     async def _requests(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         writer = connection.writer
-        peer = writer.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else str(peer)
         for left in range(MAX_REQUESTS - 1, -1, -1):
             try:
                 async with asyncio.timeout(self.head_timeout):
@@ -326,7 +348,7 @@ class HttpListener:
                 return
             keep_alive = left > 0 and keeps_alive(request)
             try:
-                answer = await self.handler(request, host)
+                answer = await self.handler(request, connection.host)
             except Exception:  # a bug: logged with its traceback, the server goes on
                 log.exception("Cannot answer HTTP %s %s", request.method, request.path)
                 answer = text_response(500, "Internal error; see the server's log\n")

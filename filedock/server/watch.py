@@ -50,7 +50,7 @@ class Watch:
         self.throughput = Throughput()
         self.rates = Rates()
         self.page = load_page(token_required=context.tokens is not None)
-        self.listener = HttpListener(self.answer)
+        self.listener = HttpListener(self.answer, source_of=context.source_of)
         self._sampler: asyncio.Task[None] | None = None
         self._loopback = True  # where it listens: set by start()
         self._routes: dict[str, Callable[[], Response]] = {

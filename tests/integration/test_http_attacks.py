@@ -334,6 +334,39 @@ def test_past_its_connections_a_newcomer_is_told_503_at_once_while_all_are_fresh
             sock.close()
 
 
+def _from(address: str, port: int) -> socket.socket:
+    return socket.create_connection((HOST, port), timeout=5, source_address=(address, 0))
+
+
+@pytest.mark.usefixtures("two_places")
+def test_one_source_holding_the_places_cannot_keep_another_out(
+    monkeypatch: pytest.MonkeyPatch, make_server: Callable[..., ServerThread]
+) -> None:
+    monkeypatch.setattr(http_listener, "EVICT_AFTER", 3600.0)  # all are fresh
+    server = make_server(http=HTTP)
+    assert server.server is not None
+    assert server.server.watch is not None
+    listener = server.server.watch.listener
+    # Each loopback address its own source here (the server counts them all as one).
+    listener.source_of = str
+    port = http_port(server)
+    crowd = [_from("127.0.0.2", port) for _ in range(2)]
+    try:
+        wait_until(lambda: server.sync(lambda: _connections(server)) == 2)
+        with _from("127.0.0.3", port) as other:
+            other.sendall(head_of(b"Connection: close"))
+            assert status_of(other.recv(100)) == 200
+        wait_until(lambda: server.sync(lambda: _connections(server)) == 1)
+        crowd.append(_from("127.0.0.2", port))  # its own source: no fresh place given up
+        wait_until(lambda: server.sync(lambda: _connections(server)) == 2)
+        with _from("127.0.0.2", port) as more:
+            more.sendall(head_of())
+            assert status_of(more.recv(100)) == 503
+    finally:
+        for sock in crowd:
+            sock.close()
+
+
 def test_a_hundred_slow_http_clients_leave_the_file_clients_prompt(
     repo: Path, downloads: Path, watched: ServerThread
 ) -> None:
