@@ -33,6 +33,8 @@ from .throughput import Throughput
 
 log = logging.getLogger("filedock.server")
 
+SAMPLE_EVERY = 1.0  # seconds between two figures of the chart (status.json's rate.interval)
+
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
 _CHALLENGE = ("WWW-Authenticate", 'Bearer realm="filedock"')
@@ -86,9 +88,15 @@ class Watch:
 
     async def _sample(self) -> None:
         stats = self.context.stats
+        failed = False
         while True:
-            self.throughput.tick(stats.bytes_sent + stats.bytes_received)
-            await asyncio.sleep(1.0)
+            try:
+                self.throughput.tick(stats.bytes_sent + stats.bytes_received)
+            except Exception:  # a bug: that second is missed, the chart goes on
+                if not failed:  # once, not each second
+                    log.exception("Cannot sample the bytes moved for the status page")
+                failed = True
+            await asyncio.sleep(SAMPLE_EVERY)
 
     # -- answering -----------------------------------------------------------
 

@@ -4,6 +4,7 @@ purpose, and a shutdown with all of that going on."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import filedock.server.http_listener as http_listener
+import filedock.server.watch as watch
 from filedock import Client
+from filedock.server.throughput import Throughput
 from tests.support import HOST, LineConn, ServerThread, wait_until
 from tests.support.process import ServerProcess
 from tests.support.web import http_get, http_port
@@ -459,3 +462,29 @@ def test_http_on_the_line_protocols_own_port_stops_the_start(repo: Path) -> None
     assert server.wait() != 0
     assert server.matching("address already in use")
     assert "Traceback" not in server.log
+
+
+def test_the_chart_goes_on_after_a_sample_fails(
+    monkeypatch: pytest.MonkeyPatch, make_server: Callable[..., ServerThread]
+) -> None:
+    monkeypatch.setattr(watch, "SAMPLE_EVERY", 0.01)
+    calls = []
+    tick = Throughput.tick
+
+    def failing_once(self: Throughput, total: int) -> None:
+        calls.append(total)
+        if len(calls) == 1:
+            raise ArithmeticError("a bug in the first sample")
+        tick(self, total)
+
+    monkeypatch.setattr(Throughput, "tick", failing_once)
+    server = make_server(http=HTTP)
+    port = http_port(server)
+
+    def series() -> list[int]:
+        found: list[int] = json.loads(http_get(port, "/status.json").body)["rate"][
+            "bytes_per_second"
+        ]
+        return found
+
+    wait_until(lambda: len(series()) >= 2)
