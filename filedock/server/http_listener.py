@@ -5,7 +5,9 @@ parsed here under strict limits (CR LF line ends, no control character, one
 ``Host``), and a request never has a body. A slow or hostile HTTP client can
 hold at most one of ``max_connections`` connections, with at most
 ``MAX_HEAD`` bytes buffered, for at most ``head_timeout`` seconds per request
-(also the keep-alive idle time) and ``write_timeout`` seconds per answer.
+(also the keep-alive idle time) and ``write_timeout`` seconds per answer, and
+requests begin at most ``REQUESTS_PER_SECOND`` a second, in turn, whoever
+asks: one client asking as fast as it can takes no more of the loop.
 When all are taken, a newcomer takes the place of the connection that has
 waited longest on its client (for a head, or for an answer to be taken), if
 that is ``evict_after`` seconds or more: a real client sends its head and
@@ -38,6 +40,10 @@ MAX_REQUESTS = 1000  # per connection, then it is closed (a page polls on one co
 EVICT_AFTER = 1.0  # seconds a connection waits on its client before a newcomer may take its place
 LINGER = 1.0  # seconds a closing connection reads what its client still sends (see _linger)
 MAX_REFUSING = 64  # connections answered 503 that may linger at once
+# Requests the whole listener begins in a second, at most: a page polls three
+# times a second and Prometheus once in seconds, while a client asking as fast
+# as it can would take the loop the file clients are served on.
+REQUESTS_PER_SECOND = 50
 
 _RETRY = ("Retry-After", "1")
 _END_OF_LINE = b"\r\n"
@@ -204,7 +210,9 @@ class HttpListener:
         self.head_timeout = HEAD_TIMEOUT
         self.write_timeout = WRITE_TIMEOUT
         self.evict_after = EVICT_AFTER
+        self.pace = 1.0 / REQUESTS_PER_SECOND  # seconds between two requests' starts
         self._clock = clock
+        self._next_start = float("-inf")
         self._server: asyncio.base_events.Server | None = None
         self._connections: dict[asyncio.StreamWriter, _Connection] = {}
         self._refusing: set[asyncio.Task[None]] = set()  # answered 503, lingering (_linger)
@@ -271,6 +279,15 @@ class HttpListener:
             return False
         self._drop(oldest)
         return True
+
+    def _turn_in(self) -> float:
+        """Seconds until a request that came now may begin: requests begin ``pace``
+        apart, listener-wide, in the order they came. A connection waits for one
+        request at a time, so a wait is at most ``max_connections`` paces long."""
+        now = self._clock()
+        start = max(now, self._next_start)
+        self._next_start = start + self.pace
+        return start - now
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -341,6 +358,9 @@ class HttpListener:
             except (asyncio.IncompleteReadError, TimeoutError):
                 return  # closed, or silent: no answer owed
             connection.since = self._clock()
+            wait = self._turn_in()
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 request = parse_head(head)
             except HeadError as refused:

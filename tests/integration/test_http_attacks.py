@@ -488,3 +488,24 @@ def test_the_chart_goes_on_after_a_sample_fails(
         return found
 
     wait_until(lambda: len(series()) >= 2)
+
+
+def test_requests_asked_as_fast_as_possible_are_answered_in_turn_at_the_listeners_pace(
+    monkeypatch: pytest.MonkeyPatch, make_server: Callable[..., ServerThread]
+) -> None:
+    monkeypatch.setattr(http_listener, "REQUESTS_PER_SECOND", 100)
+    server = make_server(http=HTTP)
+    port = http_port(server)
+    pipelined = head_of() * 9 + head_of(b"Connection: close")
+    started = time.monotonic()
+    with _silent(port) as first, _silent(port) as second:
+        first.sendall(pipelined)
+        second.sendall(pipelined)
+        for sock in (first, second):
+            answers = b""
+            while chunk := sock.recv(65536):
+                answers += chunk
+            assert answers.count(b"HTTP/1.1 200 OK\r\n") == 10
+    # 20 requests begin 10 ms apart, whichever connection asks: the loop the
+    # file clients are served on is never taken by a client asking nonstop.
+    assert time.monotonic() - started >= 19 * 0.01
