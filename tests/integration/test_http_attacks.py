@@ -55,9 +55,14 @@ def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
     """Send ``data`` on a new connection, then read until the server closes it."""
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
         sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        return read_to_end(sock)
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
     return answer
 
 
@@ -166,9 +171,7 @@ def test_pipelined_requests_are_answered_in_order_and_a_half_close_is_served(
             b"GET /nowhere HTTP/1.1\r\n" + LOCAL + b"\r\n"
         )
         sock.shutdown(socket.SHUT_WR)  # the client has said all: its answers still come
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        answer = read_to_end(sock)
     statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
     assert statuses == [200, 200, 404]
 
@@ -502,10 +505,7 @@ def test_requests_asked_as_fast_as_possible_are_answered_in_turn_at_the_listener
         first.sendall(pipelined)
         second.sendall(pipelined)
         for sock in (first, second):
-            answers = b""
-            while chunk := sock.recv(65536):
-                answers += chunk
-            assert answers.count(b"HTTP/1.1 200 OK\r\n") == 10
+            assert read_to_end(sock).count(b"HTTP/1.1 200 OK\r\n") == 10
     # 20 requests begin 10 ms apart, whichever connection asks: the loop the
     # file clients are served on is never taken by a client asking nonstop.
     assert time.monotonic() - started >= 19 * 0.01
