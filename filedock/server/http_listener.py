@@ -248,7 +248,8 @@ class HttpListener:
             task.cancel()
         # Each task ends on its own once cancelled: none is left for the loop's
         # end to cancel (which asyncio's streams would log as an error).
-        await asyncio.gather(*(c.task for c in held if c.task is not None), *refusing)
+        tasks = (*(c.task for c in held if c.task is not None), *refusing)
+        await asyncio.gather(*tasks, return_exceptions=True)  # a bug in one: logged by asyncio
         await self._server.wait_closed()
         self._server = None
 

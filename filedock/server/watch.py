@@ -40,7 +40,9 @@ _HTML = "text/html; charset=utf-8"
 _CHALLENGE = ("WWW-Authenticate", 'Bearer realm="filedock"')
 # A Host header: a name or an IPv4 address, or an IPv6 one in brackets; then
 # perhaps a port, digits only (``localhost:80@evil.example`` is no host of ours).
-_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)(?:%25[\w.~-]+)?\]|(?P<name>[^:\[\]]+))(?::\d*)?")
+_HOST = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)(?:%25[\w.~-]+)?\]|(?P<name>[^:\[\]]+))(?::\d*)?", re.ASCII
+)
 
 
 class Watch:
