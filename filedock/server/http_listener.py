@@ -1,21 +1,22 @@
 """A small HTTP/1.1 listener on the server's event loop: ``GET`` and ``HEAD`` only.
 
-No framework: the request line and headers are read line by line and
-parsed here under strict limits (CR LF line ends, no control character, one
+No framework: the request line and headers are read line by line and parsed
+here under strict limits (CR LF line ends, no control character, one
 ``Host``), and a request never has a body. A slow or hostile HTTP client can
 hold at most one of ``max_connections`` connections, with at most
 ``MAX_HEAD`` bytes buffered, for at most ``head_timeout`` seconds per request
-(also the keep-alive idle time) and ``write_timeout`` seconds per answer, and
-requests begin at most ``REQUESTS_PER_SECOND`` a second, in turn, whoever
-asks: one client asking as fast as it can takes no more of the loop.
-When all are taken, a newcomer takes the place of the connection that has
-waited longest on its client (for a head, or for an answer to be taken), if
-that is ``evict_after`` seconds or more: a real client sends its head and
+(also the keep-alive idle time) and ``write_timeout`` seconds per answer.
+Requests begin at most ``REQUESTS_PER_SECOND`` a second, in turn, whoever
+asks: a client asking as fast as it can takes no more of the loop.
+
+When all places are taken, a newcomer takes the place of the connection that
+has waited longest on its client (for a head, or for an answer to be taken),
+if that is ``evict_after`` seconds or more: a real client sends its head and
 takes its answer in far less, so connections held open on purpose cannot
 lock the others out; and a source holding more than half the places gives
 one up to any other source's newcomer. Only when neither applies is the
-newcomer answered 503 at once. The line protocol's clients never wait on any of it:
-nothing here blocks the loop.
+newcomer answered 503 at once. The line protocol's clients never wait on any
+of it: nothing here blocks the loop.
 """
 
 from __future__ import annotations
