@@ -119,7 +119,7 @@ def test_end_of_input_leaves_cleanly(server: ServerProcess, tmp_path: Path) -> N
     assert result.returncode == 0
     assert result.stdout == "[SERVER] PONG\n"  # a script's end says nothing more
     assert result.stderr == ""
-    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")  # it left: EXIT was said
+    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")  # but it left: EXIT was said
 
 
 def test_piped_commands_stop_at_the_first_failure(server: ServerProcess, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_piped_commands_stop_at_the_first_failure(server: ServerProcess, tmp_pat
     assert result.returncode == 5
     assert result.stdout == "[SERVER] PONG\n"  # the second ping never ran
     assert result.stderr == "[SERVER] ERR not-found no such file in the repository (nope.txt)\n"
-    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")  # it left: EXIT was said
+    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")
 
 
 def test_keep_going_runs_every_line_and_exits_with_the_first_failure(
