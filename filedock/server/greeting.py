@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from . import client_log
-from .auth import token_from_greeting
+from .auth import pass_turn, token_from_greeting
 from .registry import Refusal
 
 if TYPE_CHECKING:
@@ -123,14 +123,4 @@ def end_of_hold(s: Session) -> None:
         s.leave_pool()  # gone, or shut down: the place is free now
     if s.has_turn:
         s.has_turn = False
-        _pass_turn(s)
-
-
-def _pass_turn(s: Session) -> None:
-    """This answer is done: start the next one queued from the same source."""
-    guard = s.context.auth_guard
-    turn = guard.finish(s.source)
-    while turn is not None and turn.done():  # its connection went meanwhile
-        turn = guard.finish(s.source)
-    if turn is not None:
-        turn.set_result(None)
+        pass_turn(s.context.auth_guard, s.source)

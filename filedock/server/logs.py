@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from io import TextIOWrapper
+from typing import Any
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 
@@ -180,26 +181,13 @@ class WarningLimiter:
         """How many (kind, source) windows are kept now: at most ``max_sources``."""
         return len(self._windows)
 
-    def warning(
-        self,
-        kind: str,
-        message: str,
-        *args: object,
-        source: str | None = None,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        self.log(logging.WARNING, kind, message, *args, source=source, extra=extra)
+    def warning(self, kind: str, message: str, *args: object, **where: Any) -> None:
+        """:meth:`log` at WARNING (``where``: its ``source`` and ``extra``)."""
+        self.log(logging.WARNING, kind, message, *args, **where)
 
-    def info(
-        self,
-        kind: str,
-        message: str,
-        *args: object,
-        source: str | None = None,
-        extra: Mapping[str, object] | None = None,
-    ) -> None:
-        """As :meth:`warning`, at INFO: what was refused, worth reading, not acting on."""
-        self.log(logging.INFO, kind, message, *args, source=source, extra=extra)
+    def info(self, kind: str, message: str, *args: object, **where: Any) -> None:
+        """:meth:`log` at INFO: what was refused, worth reading, not acting on."""
+        self.log(logging.INFO, kind, message, *args, **where)
 
     def log(
         self,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from . import metrics
 from .addresses import is_loopback_host
-from .auth import AuthGuard
+from .auth import AuthGuard, pass_turn
 from .context import ServerContext
 from .http_listener import HttpListener, Request, Response, text_response
 from .status_page import Rates, load_page, status_document
@@ -144,7 +144,7 @@ class Watch:
         try:
             await asyncio.sleep(delay)
         finally:
-            _pass_turn(guard, source)
+            pass_turn(guard, source)
         return False
 
     def _host_allowed(self, host: str) -> bool:
@@ -197,17 +197,8 @@ async def _turn_of(guard: AuthGuard[asyncio.Future[None]], source: str) -> None:
         if turn.cancelled():
             guard.withdraw(source, turn)
         else:  # its turn came as it was cancelled: it is passed on
-            _pass_turn(guard, source)
+            pass_turn(guard, source)
         raise
-
-
-def _pass_turn(guard: AuthGuard[asyncio.Future[None]], source: str) -> None:
-    """This answer is done: start the next one queued from the same source."""
-    turn = guard.finish(source)
-    while turn is not None and turn.done():  # its connection went meanwhile
-        turn = guard.finish(source)
-    if turn is not None:
-        turn.set_result(None)
 
 
 def _bearer(request: Request) -> str | None:
