@@ -136,13 +136,15 @@ class Scraper:
         self._thread.join(10)
 
     def _run(self) -> None:
-        while not self._stop.wait(SCRAPE_EVERY):
+        while True:  # the first scrape at once, then one a second
             try:
                 with urllib.request.urlopen(self.url, timeout=5) as reply:
                     reply.read()
                     self.scrapes += reply.status == 200
             except OSError:
                 self.failures += 1
+            if self._stop.wait(SCRAPE_EVERY):
+                return
 
 
 def run_round(

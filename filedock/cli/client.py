@@ -32,12 +32,14 @@ from .options import (
     byte_count,
     env_default,
     env_name,
+    line_limit,
+    ping_count,
     port_number,
     seconds,
     seconds_or_none,
 )
-from .screen import Screen
-from .shell import Shell
+from .screen import NORMAL, QUIET, VERBOSE, Screen
+from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
     MIRROR_HELP,
@@ -72,12 +74,16 @@ class ClientOptions:
     timeout: float = 30.0
     max_time: float | None = None
     max_size: int | None = None
+    max_line: int = p.DEFAULT_MAX_LINE
     tls: ssl.SSLContext | None = None
     token: str | None = None
     command: str | None = None
     arguments: tuple[str, ...] = ()
     json: bool = False
     transfer: GetRequest | MirrorRequest | PutRequest | None = None
+    keep_going: bool = False
+    verbosity: int = NORMAL
+    ping_count: int | None = None
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises."""
@@ -90,6 +96,7 @@ class ClientOptions:
             token=self.token,
             max_time=self.max_time,
             max_size=self.max_size,
+            max_line=self.max_line,
         )
 
 
@@ -150,6 +157,14 @@ def client_parser() -> argparse.ArgumentParser:
         help="refuse a file larger than this, before writing it; "
         "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
     )
+    parser.add_argument(
+        "--max-line",
+        type=line_limit,
+        default=defaults.max_line,
+        metavar="BYTES",
+        help="the server's line limit (its --max-line): a longer line is refused here, "
+        "unsent, instead of the server closing the session",
+    )
     security = parser.add_argument_group("security (see the README)")
     security.add_argument(
         "--tls", action="store_true", help="connect with TLS, trusting the system's CAs"
@@ -167,6 +182,34 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the access token from FILE's first token line (or put the token "
         f"itself in {env_name('token')}; this option wins)",
+    )
+    chatter = parser.add_mutually_exclusive_group()
+    chatter.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=QUIET,
+        default=argparse.SUPPRESS,  # NORMAL when neither is given, not shown as a "default"
+        help="errors only, and what a command was asked to show (a listing, a digest, JSON): "
+        "no line per file moved, no progress line, no summary",
+    )
+    chatter.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=VERBOSE,
+        default=argparse.SUPPRESS,
+        help="the summary line (files, bytes, time, rate, failures) after every get and put, "
+        "of one file too (without it, after those of several files), and a ping's round trip",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with commands piped in (not a terminal): run every line even after one fails "
+        "(by default the first failure stops the run, as sftp -b does); the exit status is "
+        "the first failure's",
     )
     parser.add_argument("--version", action="version", version=f"filedock-client {__version__}")
     _add_client_commands(parser)
@@ -186,6 +229,8 @@ _CLIENT_EXAMPLES = """\
   filedock-client put report.pdf --to inbox   stored as inbox/report.pdf, verified
   filedock-client put -r photos --to backup   backup/photos/…, what the server has skipped
   filedock-client say "hello there"
+  filedock-client < script.txt           one command a line, no prompts; stops at the first
+                                         failure with its status (--keep-going: runs them all)
 """
 
 
@@ -218,6 +263,15 @@ def _add_client_commands(parser: argparse.ArgumentParser) -> None:
             sub.add_argument(
                 "--json", action="store_true", help="print one JSON document (see the README)"
             )
+        if command.request is p.Ping:
+            sub.add_argument(
+                "-c",
+                "--count",
+                type=ping_count,
+                metavar="N",
+                help="send N pings, one after the other's answer, printing each round trip "
+                "and then min/avg/max, as ping(8) does (without it: the one PONG line)",
+            )
     mirror = commands.add_parser("mirror", help=MIRROR_HELP, description=MIRROR_HELP)
     add_mirror_arguments(mirror)
     put = commands.add_parser(
@@ -242,12 +296,16 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         timeout=args.timeout,
         max_time=args.max_time or None,
         max_size=args.max_size or None,
+        max_line=args.max_line,
         tls=_tls_context(parser, args),
         token=_token(parser, args),
         command=args.command,
         arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
         json=getattr(args, "json", False),
         transfer=_transfer(parser, args),
+        keep_going=args.keep_going,
+        verbosity=getattr(args, "verbosity", NORMAL),
+        ping_count=getattr(args, "count", None),
     )
 
 
@@ -337,10 +395,20 @@ def run_client(options: ClientOptions) -> int:
     """The prompt, or ``options.command``; the exit status."""
     if options.command is not None:
         return run_oneshot(options)
+    batch = not is_terminal(sys.stdin)  # a script's lines, as sftp -b reads them
     try:
         client = options.connect()
     except FiledockError as exc:
-        Screen(sys.stdout).cannot_start(exc)  # on stdout, where the session would have been
+        # At a terminal on stdout, where the session would have been; a script's on stderr.
+        Screen(sys.stdout, errors=sys.stderr if batch else None).cannot_start(exc)
         return exit_code_for(exc)
     with client:
-        return Shell(client, options.downloads, reconnect=options.connect).run()
+        shell = Shell(
+            client,
+            options.downloads,
+            reconnect=options.connect,
+            batch=batch,
+            keep_going=options.keep_going,
+            verbosity=options.verbosity,
+        )
+        return shell.run()

@@ -2,8 +2,8 @@
 
 Each command prints what the prompt would print (:mod:`filedock.screen`),
 errors on stderr, and exits with a status from :mod:`filedock.exitcodes`.
-``list``, ``status`` and ``who`` take ``--json`` and then print one JSON
-document instead (the schema is in the README and in :func:`file_json`,
+``list``, ``status``, ``stats`` and ``who`` take ``--json`` and then print one
+JSON document instead (the schema is in the README and in :func:`file_json`,
 :func:`client_json`). ``get`` fetches every file it is given over one
 connection, pipelined, ``mirror`` makes a local folder match the
 server's (:mod:`.transfers`), and ``put`` sends local files (:mod:`.uploads`);
@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import protocol as p
@@ -28,7 +29,9 @@ from ..errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
+from .pings import run_pings
 from .screen import Screen, printable
+from .times import iso_time, server_zone
 from .transfer_options import GetRequest, MirrorRequest, PutRequest
 from .transfers import run_get, run_mirror, show_failure
 from .uploads import run_put
@@ -44,13 +47,14 @@ def file_json(info: p.FileInfo) -> dict[str, Any]:
     return {"path": info.path, "size": info.size, "mtime": p.format_file_time(info.mtime)}
 
 
-def client_json(record: p.ClientRecord) -> dict[str, Any]:
-    """``{"name", "accepted", "finished", "address"}``; times ``YYYY-MM-DD HH:MM:SS`` in the
-    server's local time, ``finished`` null while the client is connected."""
+def client_json(record: p.ClientRecord, zone: timezone | None = None) -> dict[str, Any]:
+    """``{"name", "accepted", "finished", "address"}``; times in ISO 8601 with the
+    server's UTC offset ``zone`` (``2026-11-24T15:29:28+01:00``; None: this
+    machine's), ``finished`` null while the client is connected."""
     return {
         "name": record.name,
-        "accepted": p.format_status_time(record.accepted),
-        "finished": None if record.finished is None else p.format_status_time(record.finished),
+        "accepted": iso_time(record.accepted, zone),
+        "finished": None if record.finished is None else iso_time(record.finished, zone),
         "address": record.address,
     }
 
@@ -64,7 +68,7 @@ def run_oneshot(
     """Connect, run ``options.command``, leave; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    screen = Screen(out, errors=err, progress=err)
+    screen = Screen(out, errors=err, progress=err, verbosity=options.verbosity)
     try:
         try:
             client = options.connect()
@@ -120,8 +124,10 @@ def _print_json(screen: Screen, document: object) -> None:
 
 
 def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
-    client.ping()
-    screen.server("PONG")
+    if options.ping_count is not None:
+        run_pings(client, options.ping_count, screen)
+        return ExitCode.OK
+    screen.ping(client.ping())
     return ExitCode.OK
 
 
@@ -137,9 +143,19 @@ def _list(client: Client, options: ClientOptions, screen: Screen) -> int:
 def _status(client: Client, options: ClientOptions, screen: Screen) -> int:
     records = client.status()
     if options.json:
-        _print_json(screen, [client_json(record) for record in records])
+        zone = server_zone(records, client.name, client.welcomed_at)
+        _print_json(screen, [client_json(record, zone) for record in records])
     else:
         screen.status(records)
+    return ExitCode.OK
+
+
+def _stats(client: Client, options: ClientOptions, screen: Screen) -> int:
+    figures = client.stats()
+    if options.json:
+        _print_json(screen, figures)  # {"name": value, ...}, in the server's order
+    else:
+        screen.stats(figures)
     return ExitCode.OK
 
 
@@ -210,6 +226,7 @@ _HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.Ping: _ping,
     p.ListFiles: _list,
     p.Status: _status,
+    p.Stats: _stats,
     p.Who: _who,
     p.Uptime: _uptime,
     p.About: _about,

@@ -19,7 +19,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..client.client import MAX_SECONDS, check_port, check_seconds
+from ..client.client import MAX_SECONDS, check_line_limit, check_port, check_seconds
+from ..protocol import MAX_LINE_LIMIT
+from .pings import MAX_COUNT, check_count
 
 ENV_PREFIX = "FILEDOCK_"
 SERVER_ENV_PREFIX = "FILEDOCK_SERVER_"
@@ -77,6 +79,26 @@ def port_number(text: str) -> int:
         return check_port(int(_plain_number(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)") from None
+
+
+def ping_count(text: str) -> int:
+    """A ``ping -c`` value: how many pings, from 1 on."""
+    try:
+        return check_count(int(_plain_number(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of pings (1 to {MAX_COUNT})"
+        ) from None
+
+
+def line_limit(text: str) -> int:
+    """A ``--max-line`` value: a whole number of bytes a server's limit may be."""
+    try:
+        return check_line_limit(int(_plain_number(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a line limit in bytes (64 to {MAX_LINE_LIMIT})"
+        ) from None
 
 
 def seconds(text: str) -> float:

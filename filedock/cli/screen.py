@@ -11,12 +11,13 @@ plain text, byte for byte.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TextIO
 
 from .. import protocol as p
+from ..client.client import LineTooLong
 from ..client.results import (
     Change,
     DownloadResult,
@@ -29,8 +30,12 @@ from ..client.results import (
 from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing, ServerFull
 from ..safetext import printable
 from .progress import ProgressLine, clock, human_size
+from .times import local_time
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "Screen", "TransferBar", "printable"]
+
+# How much the screen says (-q, the default, -v).
+QUIET, NORMAL, VERBOSE = -1, 0, 1
 
 # Bodies larger than this get a progress bar (on a terminal only).
 PROGRESS_THRESHOLD = 1024 * 1024
@@ -55,32 +60,61 @@ def colour_wanted(stream: TextIO, environ: Mapping[str, str] | None = None) -> b
         return False
 
 
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: wide and fullwidth characters (CJK,
+    most emoji) take two, combining marks, format characters (a zero-width joiner)
+    and variation selectors none, the others one."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in _ZERO_WIDTH:
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in _WIDE else 1
+    return width
+
+
+_WIDE = frozenset("WF")
+_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})  # non-spacing and enclosing marks, format characters
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` followed by the spaces that make it ``width`` columns wide on a terminal."""
+    return text + " " * max(width - display_width(text), 0)
+
+
 def status_lines(records: Sequence[p.ClientRecord]) -> list[str]:
     """The STATUS table: the seed's header and columns; the name column grows with the names."""
-    width = max([8, *(len(printable(record.name)) for record in records)]) + 2
-    lines = [f"{'CLIENT':<{width}}{'ACCEPTED':<21}{'FINISHED':<21}ADDR"]
+    width = max([8, *(display_width(printable(record.name)) for record in records)]) + 2
+    lines = [f"{pad('CLIENT', width)}{'ACCEPTED':<21}{'FINISHED':<21}ADDR"]
     for record in records:
         accepted = p.format_status_time(record.accepted)
         finished = "None" if record.finished is None else p.format_status_time(record.finished)
         lines.append(
-            f"{printable(record.name):<{width}}{accepted:<21}{finished:<21}"
+            f"{pad(printable(record.name), width)}{accepted:<21}{finished:<21}"
             f"{printable(record.address)}"
         )
     return lines
 
 
 def file_lines(files: Sequence[p.FileInfo]) -> list[str]:
-    """The FILES table: path, size (``1.0 GiB``), last modified in local time; aligned."""
-    rows = [
-        (printable(info.path), human_size(info.size), _local_time(info.mtime)) for info in files
-    ]
-    path_width = max((len(row[0]) for row in rows), default=0)
+    """The FILES table: path, size (``1.0 GiB``), last modified in local time with its
+    zone's name; aligned
+    by the columns each path takes on a terminal (``報告.txt`` takes 8 for 6 characters)."""
+    rows = [(printable(info.path), human_size(info.size), local_time(info.mtime)) for info in files]
+    path_width = max((display_width(row[0]) for row in rows), default=0)
     size_width = max((len(row[1]) for row in rows), default=0)
-    return [f"{path:<{path_width}}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
+    return [f"{pad(path, path_width)}  {size:>{size_width}}  {mtime}" for path, size, mtime in rows]
 
 
-def _local_time(moment: datetime) -> str:
-    return moment.astimezone().strftime(p.STATUS_TIME_FORMAT)
+def stats_lines(figures: Mapping[str, int | float]) -> list[str]:
+    """The STATS table: one figure a line, names aligned left, values right."""
+    rows = [(printable(name), _figure(value)) for name, value in figures.items()]
+    name_width = max((len(name) for name, _ in rows), default=0)
+    value_width = max((len(value) for _, value in rows), default=0)
+    return [f"{name:<{name_width}}  {value:>{value_width}}" for name, value in rows]
+
+
+def _figure(value: int | float) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _in_order(order: Sequence[type[p.CommandRequest]]) -> list[p.Command]:
@@ -109,6 +143,7 @@ _HELP_ORDER = (
     p.Help,
     p.ListFiles,
     p.Status,
+    p.Stats,
     p.Who,
     p.Ping,
     p.Uptime,
@@ -133,6 +168,8 @@ def _help_rows(command: p.Command) -> list[tuple[str, str]]:
     if command.word is None:  # a line that is no command
         return [("<anything else>", text)]
     rows = [(", ".join((command.usage, *command.shell_aliases)), text)]
+    if command.request is p.Ping:  # the prompt's series (cli/pings.py)
+        rows.append(("ping -c <n>", "n pings, each with its round trip, then min/avg/max"))
     if command.request is p.Get:  # a file's name alone fetches it too; the prompt does more
         rows.append((f"<{command.argument}>", f"the same as {command.usage}"))
         rows.extend(_TRANSFER_ROWS)
@@ -168,6 +205,10 @@ class Screen:
 
     ``colour`` defaults to :func:`colour_wanted` for ``out``. ``progress``
     is where download progress bars go, when it is a terminal.
+
+    ``verbosity`` is QUIET (``-q``: errors, and what a command was asked to
+    show, but no line per file moved, no progress, no summary), NORMAL, or
+    VERBOSE (``-v``: the summary after every transfer, of one file too).
     """
 
     def __init__(
@@ -177,7 +218,9 @@ class Screen:
         errors: TextIO | None = None,
         progress: TextIO | None = None,
         colour: bool | None = None,
+        verbosity: int = NORMAL,
     ) -> None:
+        self.verbosity = verbosity
         self.out = out
         self.errors = errors or out
         self.progress = progress
@@ -239,8 +282,12 @@ class Screen:
             self.client_error(printable(str(exc)))
 
     def request_error(self, exc: RequestError, subject: str | None = None) -> None:
-        """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given."""
+        """``[SERVER] ERR <code> <text>``, naming ``subject`` (the file) when given;
+        ``[CLIENT] <text>`` for a request the client itself refused to send."""
         about = "" if subject is None else f" ({printable(subject)})"
+        if isinstance(exc, LineTooLong):
+            self.client_error(f"{printable(exc.text)}{about}")
+            return
         self.server_error(f"ERR {printable(exc.code)} {printable(exc.text)}{about}")
 
     def server_closed(self, exc: ServerClosing) -> None:
@@ -248,6 +295,24 @@ class Screen:
         self.request_error(exc)
         if exc.code == p.ErrorCode.TIMEOUT:
             self.client_error("Disconnected by the server for being idle")
+
+    def ping(self, seconds: float) -> None:
+        """A plain ``ping``'s answer: the assignment's one line, and with ``-v`` its round trip."""
+        self.server("PONG")
+        if self.verbosity >= VERBOSE:
+            self.client(f"round trip {_milliseconds(seconds)} ms")
+
+    def pong(self, seconds: float) -> None:
+        """One answer of ``ping -c N``, with its round trip: ``[SERVER] PONG 0.21 ms``."""
+        self.server(f"PONG {_milliseconds(seconds)} ms")
+
+    def ping_summary(self, round_trips: Sequence[float]) -> None:
+        """The end of ``ping -c N``, as ping(8) ends: the fastest, mean and slowest round trip."""
+        fastest, slowest = min(round_trips), max(round_trips)
+        mean = sum(round_trips) / len(round_trips)
+        shown = "/".join(_milliseconds(value) for value in (fastest, mean, slowest))
+        pings = "ping" if len(round_trips) == 1 else "pings"
+        self.client(f"{len(round_trips)} {pings}, round trip min/avg/max {shown} ms")
 
     def ack(self, text: str) -> None:
         self.server(f"{printable(text)} ACK")
@@ -258,6 +323,12 @@ class Screen:
     def status(self, records: Sequence[p.ClientRecord]) -> None:
         self.server("--- STATUS ---")
         for line in status_lines(records):
+            self.line(line)
+        self.server("-----")
+
+    def stats(self, figures: Mapping[str, int | float]) -> None:
+        self.server("--- STATS ---")
+        for line in stats_lines(figures):
             self.line(line)
         self.server("-----")
 
@@ -280,6 +351,8 @@ class Screen:
     def download(self, result: DownloadResult) -> None:
         """What happened to one file: the assignment's two lines when it was saved
         (what more there is to say in brackets after PASS), one line otherwise."""
+        if self.verbosity <= QUIET:
+            return
         where = printable(os.path.abspath(result.path))
         if result.outcome is Outcome.SKIPPED:
             self.client(f"Skipped (up to date): {where}")
@@ -293,6 +366,8 @@ class Screen:
 
     def upload(self, result: UploadResult) -> None:
         """One line per file sent: stored (and from where a resume went on), or skipped."""
+        if self.verbosity <= QUIET:
+            return
         path = printable(result.path)
         if result.outcome is UploadOutcome.SKIPPED:
             self.client(f"Skipped {path} (the server has it)")
@@ -344,10 +419,12 @@ class Screen:
         line = f"{action} {printable(str(change.local))}{detail}"
         if change.error is not None:
             self._error("[CLIENT]", f"{line}: {printable(str(change.error))}")
-        else:
+        elif self.verbosity > QUIET:
             self.line(line)
 
     def mirror_summary(self, summary: TreeSummary, seconds: float, *, dry_run: bool) -> None:
+        if self.verbosity <= QUIET:
+            return
         if dry_run:
             self._dry_run_summary(summary)
             return
@@ -358,6 +435,20 @@ class Screen:
         if summary.kept:
             counts += f", kept {summary.kept}"
         self.client(f"{counts}; {human_size(summary.bytes)} in {clock(seconds)}")
+
+    def transfer_summary(self, done: Counter[str], failed: int, moved: int, seconds: float) -> None:
+        """The line after a ``get`` or ``put`` of several files (or any, with ``-v``):
+        ``[CLIENT] 3 files: 2 fetched, 1 failed; 2.1 MiB in 0:01 (1.8 MiB/s)``."""
+        if self.verbosity <= QUIET:
+            return
+        files = sum(done.values()) + failed
+        counts = [f"{count} {outcome}" for outcome, count in done.items() if count]
+        counts += [f"{failed} failed"] if failed else []
+        rate = f" ({human_size(moved / seconds)}/s)" if seconds > 0 and moved else ""
+        noun = "file" if files == 1 else "files"
+        self.client(
+            f"{files} {noun}: {', '.join(counts)}; {human_size(moved)} in {clock(seconds)}{rate}"
+        )
 
     def _dry_run_summary(self, summary: TreeSummary) -> None:
         """What a mirror would do, counted from its changes (nothing moved to count)."""
@@ -378,7 +469,7 @@ class Screen:
         bar's line is ended before anything else this screen prints.
         """
         stream = self.progress
-        if stream is None or not stream.isatty():
+        if stream is None or not stream.isatty() or self.verbosity <= QUIET:
             return None
         self.end_progress()
         self._bar = TransferBar(ProgressLine(stream, None if label is None else printable(label)))
@@ -388,6 +479,10 @@ class Screen:
         """End the progress line, if one is drawn, so the next output starts a line;
         whether there was one."""
         return self._bar is not None and self._bar.end()
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
 
 
 def _note(result: DownloadResult) -> str:

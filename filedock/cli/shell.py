@@ -4,7 +4,10 @@ Built on :class:`filedock.Client` alone; what it prints is spelled in
 :mod:`filedock.screen`. On a terminal the prompt has line editing and a
 history kept across sessions (the standard :mod:`readline` module, where
 Python has it), and TAB completes command words and the server's file names.
-Without a terminal it reads plain lines, so scripts can pipe commands in.
+Without a terminal (``batch``) it reads plain lines, so scripts can pipe
+commands in, as ``sftp -b`` does: no banner and no prompts, errors on stderr,
+and the run stops at the first line that fails, exiting with its status
+(``keep_going``: every line is run, and the status is the first failure's).
 
 Ctrl-C at the prompt cancels the line being typed; during a command it
 stops that command (a download keeps its partial file, so the same line
@@ -36,8 +39,10 @@ from ..errors import (
     ServerClosing,
 )
 from ..safetext import is_inert
-from .exitcodes import ExitCode
-from .screen import COMMANDS_LINE, PROGRESS_THRESHOLD, Screen, printable
+from .exitcodes import ExitCode, exit_code_for
+from .hints import command_hint, path_hint
+from .pings import check_count, count_option, run_pings
+from .screen import COMMANDS_LINE, NORMAL, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
     PROMPT_WORDS,
     GetRequest,
@@ -126,6 +131,10 @@ class Completer:
         """Fetch the names from ``client`` from now on (a new connection)."""
         self._client = client
         self.invalidate()
+
+    def known(self) -> list[str]:
+        """The file names fetched already, fresh or not; never fetches ([] if none)."""
+        return self._files or []
 
     def is_file(self, path: str) -> bool:
         """Whether ``path`` is one of the server's files (from the cached listing)."""
@@ -278,6 +287,12 @@ class Shell:
     ``NO_COLOR`` is not set) colours the prefixes and verdicts.
     ``reconnect`` opens a new connection when Ctrl-C left the old one in the
     middle of a reply (None: the session ends there).
+
+    ``batch`` (for input that is not a terminal) prints no greeting and no
+    prompt, errors on ``err``, and stops at the first line that fails,
+    returning its exit status; with ``keep_going`` it runs every line and
+    returns the first failure's status. :attr:`status` is the exit status
+    of the last line :meth:`execute` ran.
     """
 
     def __init__(
@@ -291,15 +306,27 @@ class Shell:
         line_editing: bool | None = None,
         history_file: Path | None = None,
         reconnect: Callable[[], Client] | None = None,
+        batch: bool = False,
+        keep_going: bool = False,
+        stdin: TextIO | None = None,
+        verbosity: int = NORMAL,
     ) -> None:
         self.client = client
         self.reconnect = reconnect
         self.downloads = Path(downloads)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.screen = Screen(self.out, progress=self.err, colour=colour)
+        self.batch = batch
+        self.keep_going = keep_going
+        self.stdin = stdin
+        self.status = ExitCode.OK
+        self._first_failure: ExitCode | None = None
+        errors = self.err if batch else None  # a person at a terminal reads them in line
+        self.screen = Screen(
+            self.out, errors=errors, progress=self.err, colour=colour, verbosity=verbosity
+        )
         if line_editing is None:
-            line_editing = _isatty(sys.stdin)
+            line_editing = is_terminal(sys.stdin)
         self.line_editing = line_editing
         self.history_file = history_file if history_file is not None else history_path()
         self.completer = Completer(client)
@@ -309,7 +336,8 @@ class Shell:
 
     def run(self) -> int:
         """Greet, then read commands until ``exit`` or end of input; the exit status."""
-        self.screen.greeting(self.client.name, self.client.server)
+        if not self.batch:
+            self.screen.greeting(self.client.name, self.client.server)
         editor = LineEditor.start(self.completer, self.history_file) if self.line_editing else None
         try:
             return self._loop()
@@ -317,26 +345,45 @@ class Shell:
             if editor is not None:
                 editor.close()
 
+    def _read(self) -> str:
+        """The next line typed (EOFError at the end of input); a prompt only at a terminal."""
+        if self.batch:
+            line = (self.stdin or sys.stdin).readline()
+            if not line:
+                raise EOFError
+            return line.rstrip("\n")
+        return input(f"{printable(self.client.name)} > ")
+
     def _loop(self) -> int:
         while True:
             try:
                 # The server's rule: only ASCII padding, so a name may end in NBSP.
-                text = input(f"{printable(self.client.name)} > ").strip(p.LINE_PADDING)
+                text = self._read().strip(p.LINE_PADDING)
             except EOFError:
+                if self.batch:  # a script's end: leave as quietly as it came
+                    self.client.exit()
+                    return self._ending(ExitCode.OK)
                 self.say("")
                 return self._leave()
             except KeyboardInterrupt:  # cancels the line being typed, as bash and python do
+                if self.batch:  # nobody is typing: Ctrl-C stops the script, as it stops sftp -b
+                    self.client.exit()
+                    return ExitCode.INTERRUPTED
                 self.say("")
                 continue
             if not text:
                 continue
             try:
                 if self.execute(text):
-                    return ExitCode.OK
+                    return self._ending(ExitCode.OK)
                 if self.client.closed:  # a download that could not be saved was cut off
                     self.screen.client_error("The connection was closed to stop that download")
-                    return ExitCode.CONNECTION
+                    return self._ending(ExitCode.CONNECTION)
             except KeyboardInterrupt:
+                if self.batch:
+                    self.screen.interrupted(text if _moves_files(text) else None)
+                    self.client.exit()
+                    return ExitCode.INTERRUPTED
                 try:
                     if not self._interrupted(text):
                         return ExitCode.CONNECTION
@@ -345,14 +392,28 @@ class Shell:
                     return ExitCode.CONNECTION
             except ServerClosing as exc:
                 self.screen.server_closed(exc)
-                return ExitCode.CONNECTION
+                return self._ending(ExitCode.CONNECTION)
             except ConnectionLost as exc:
                 self.screen.connection_lost(str(exc))
-                return ExitCode.CONNECTION
+                return self._ending(ExitCode.CONNECTION)
             except ProtocolError as exc:
                 self.screen.client_error(f"The server broke the protocol: {printable(str(exc))}")
                 if self.client.closed:
-                    return ExitCode.CONNECTION
+                    return self._ending(ExitCode.CONNECTION)
+                self.status = ExitCode.ERROR
+            if self.batch and self.status != ExitCode.OK:
+                if self._first_failure is None:
+                    self._first_failure = self.status
+                if not self.keep_going:  # as sftp -b: the lines after it assumed it worked
+                    self.client.exit()
+                    return self._first_failure
+
+    def _ending(self, code: ExitCode) -> int:
+        """The exit status of a session ending with ``code``: at a terminal, that;
+        in a script, the first line that failed, if one did."""
+        if self.batch and self._first_failure is not None:
+            return self._first_failure
+        return code
 
     def _interrupted(self, text: str) -> bool:
         """Ctrl-C stopped the command ``text``: say so, and reconnect if the
@@ -379,28 +440,34 @@ class Shell:
         return ExitCode.OK
 
     def execute(self, text: str) -> bool:
-        """Run one command line; ``True`` when the session is over."""
+        """Run one command line; ``True`` when the session is over. :attr:`status`
+        is then the line's exit status."""
+        self.status = ExitCode.OK
         text = ALIASES.get(text.lower(), text)
         word, _, rest = text.partition(" ")
         if word.lower() in PROMPT_WORDS:
-            self._transfer(word.lower(), rest.strip(p.LINE_PADDING))
+            self.status = self._transfer(word.lower(), rest.strip(p.LINE_PADDING))
+            return False
+        if word.lower() == "ping" and (count := count_option(rest)) is not None:
+            self.status = self._pings(count)
             return False
         try:
             request = p.parse_request(text)
         except RequestError as exc:
             self.screen.client_error(printable(exc.text))
+            self.status = ExitCode.USAGE
             return False
         command = p.COMMANDS_BY_REQUEST[type(request)]
         if not command.shell:
             self.screen.client_error(f"{printable(command.usage)}: not available at this prompt")
+            self.status = ExitCode.USAGE
             return False
         client = self.client
         screen = self.screen
         try:
             match request:
                 case p.Ping():
-                    client.ping()
-                    screen.server("PONG")
+                    screen.ping(client.ping())
                 case p.Who():
                     screen.who(client.who())
                 case p.Uptime():
@@ -411,6 +478,8 @@ class Shell:
                     screen.help(client.help(), str(self.downloads))
                 case p.Status():
                     screen.status(client.status())
+                case p.Stats():
+                    screen.stats(client.stats())
                 case p.ListFiles(folder):
                     files = client.list(folder)
                     if folder is None:  # the whole listing: what TAB completes from
@@ -433,51 +502,78 @@ class Shell:
                         bar.finish()
                     if isinstance(result, DownloadResult):
                         screen.download(result)
-                    else:
+                    else:  # a line that is no command is echoed (the same rule made it one)
+                        assert isinstance(result, str)
                         screen.ack(result)
+                        if not self.batch:  # for a person typing; a script's stderr is for errors
+                            self._hint(message)
                 case p.Range() | p.Put():  # not offered here (refused above)
                     return False
                 case _:
                     assert_never(request)
         except IntegrityError as exc:
             screen.integrity_failure(exc)
+            self.status = exit_code_for(exc)
         except SaveError as exc:
             screen.client_error(f"Could not save the file: {printable(str(exc))}")
+            self.status = exit_code_for(exc)
         except ServerClosing:
             raise
         except RequestError as exc:
             if isinstance(exc, NotFound):
                 self.completer.invalidate()  # the listing we complete from is out of date
             screen.request_error(exc)
+            self.status = exit_code_for(exc)
         return False
 
-    def _transfer(self, word: str, rest: str) -> None:
-        """A ``get``, ``mirror`` or ``put`` line, with its options."""
+    def _pings(self, count: int) -> ExitCode:
+        """``ping -c N`` (any other words after ``ping`` make a message)."""
+        try:
+            run_pings(self.client, check_count(count), self.screen)
+        except ValueError as exc:
+            self.screen.client_error(str(exc))
+            return ExitCode.USAGE
+        return ExitCode.OK
+
+    def _hint(self, message: str) -> None:
+        """``did you mean 'list'?`` after a message that looks like a mistyped command."""
+        meant = command_hint(message, COMPLETION_WORDS) or path_hint(
+            message, self.completer.known()
+        )
+        if meant is not None:
+            typed = printable(message)
+            self.screen.client(
+                f"did you mean '{printable(meant)}'? (say {typed} sends it as a message)"
+            )
+
+    def _transfer(self, word: str, rest: str) -> ExitCode:
+        """A ``get``, ``mirror`` or ``put`` line, with its options; its exit status."""
         try:
             request = parse_prompt_line(word, rest, self.completer.is_file, self.out)
         except UsageError as exc:
             self.screen.client_error(printable(str(exc)))
-            return
+            return ExitCode.USAGE
         except HelpShown:
-            return
+            return ExitCode.OK
         try:
             if isinstance(request, GetRequest):
-                if (
-                    run_get(self.client, request, self.screen, self.downloads)
-                    == ExitCode.NOT_AVAILABLE
-                ):
+                code = run_get(self.client, request, self.screen, self.downloads)
+                if code == ExitCode.NOT_AVAILABLE:
                     self.completer.invalidate()  # the listing we complete from is out of date
-            elif isinstance(request, PutRequest):
-                run_put(self.client, request, self.screen)
+                return code
+            if isinstance(request, PutRequest):
+                code = run_put(self.client, request, self.screen)
                 self.completer.invalidate()  # the server has new files to complete
-            else:
-                run_mirror(self.client, request, self.screen)
+                return code
+            return run_mirror(self.client, request, self.screen)
         except ServerClosing:
             raise
         except RequestError as exc:  # a folder that may not be listed
             self.screen.request_error(exc)
+            return exit_code_for(exc)
         except SaveError as exc:  # a mirror's folder that cannot be made
             self.screen.client_error(printable(str(exc)))
+            return exit_code_for(exc)
 
 
 def _moves_files(text: str) -> bool:
@@ -486,7 +582,7 @@ def _moves_files(text: str) -> bool:
     return word in PROMPT_WORDS or word not in p.COMMANDS_BY_WORD
 
 
-def _isatty(stream: TextIO | None) -> bool:
+def is_terminal(stream: TextIO | None) -> bool:
     try:
         return stream is not None and stream.isatty()
     except ValueError:  # closed

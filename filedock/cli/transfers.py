@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..client.client import Client
-from ..client.results import Change, DownloadResult, Outcome, TreeSummary
+from ..client.results import Change, DownloadResult, Outcome, TreeSummary, UploadResult
 from ..errors import (
     ConnectionLost,
     FiledockError,
@@ -30,7 +32,7 @@ from ..errors import (
 )
 from . import globs
 from .exitcodes import ExitCode, exit_code_for, worst
-from .screen import Screen, TransferBar, printable
+from .screen import VERBOSE, Screen, TransferBar, printable
 from .transfer_options import GetRequest, MirrorRequest
 
 
@@ -150,10 +152,12 @@ def run_get(
         return ExitCode.USAGE
     if not paths:
         return worst(codes)
+    start = time.monotonic()
     bar = screen.transfer_bar(request.save_as and paths[0])
     outcomes = _fetch(client, request, paths, downloads, bar)
     if bar is not None:
         bar.finish()
+    seconds = time.monotonic() - start
     shown: set[int] = set()  # a broken connection is the outcome of every file left: say it once
     for path, outcome in zip(paths, outcomes, strict=True):
         if request.json:
@@ -172,7 +176,34 @@ def run_get(
             screen.folder_hint(path)
         else:
             show_failure(screen, outcome, path)
+    if not request.json and (len(outcomes) > 1 or screen.verbosity >= VERBOSE):
+        _get_summary(screen, outcomes, seconds)
     return worst(codes)
+
+
+def _get_summary(
+    screen: Screen, outcomes: list[DownloadResult | FiledockError], seconds: float
+) -> None:
+    """The line after a ``get`` of several files: how many of each, the bytes moved, the rate."""
+    done, failed, moved = count_outcomes(outcomes, (Outcome.SKIPPED, Outcome.KEPT))
+    screen.transfer_summary(done, failed, moved, seconds)
+
+
+def count_outcomes(
+    outcomes: Sequence[DownloadResult | UploadResult | FiledockError], idle: tuple[object, ...]
+) -> tuple[Counter[str], int, int]:
+    """How many files ended each way, how many failed, and the bytes moved (none
+    for an outcome in ``idle``, only those after the offset for a resumed one)."""
+    done: Counter[str] = Counter()
+    moved = failed = 0
+    for outcome in outcomes:
+        if isinstance(outcome, FiledockError):
+            failed += 1
+            continue
+        done[str(outcome.outcome)] += 1
+        if outcome.outcome not in idle:
+            moved += outcome.size - outcome.resumed_from
+    return done, failed, moved
 
 
 def _fetch(

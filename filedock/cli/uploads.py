@@ -10,11 +10,12 @@ server has already. What happened to each file is one line of
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from ..client.client import Client
-from ..client.results import UploadResult
+from ..client.results import UploadOutcome, UploadResult
 from ..client.upload import UnreadableFile, remote_join
 from ..errors import (
     Changed,
@@ -25,9 +26,9 @@ from ..errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode, upload_exit_code, worst
-from .screen import Screen, TransferBar, printable
+from .screen import VERBOSE, Screen, TransferBar, printable
 from .transfer_options import PutRequest
-from .transfers import print_json_line, show_failure
+from .transfers import count_outcomes, print_json_line, show_failure
 
 
 def upload_json(local: Path, path: str, outcome: UploadResult | FiledockError) -> dict[str, Any]:
@@ -57,6 +58,8 @@ def upload_json(local: Path, path: str, outcome: UploadResult | FiledockError) -
 def run_put(client: Client, request: PutRequest, screen: Screen) -> ExitCode:
     """Send what ``request`` names; the exit status (the worst of its files)."""
     codes: list[ExitCode] = []
+    outcomes: list[UploadResult | FiledockError] = []
+    start = time.monotonic()
     for typed in request.paths:
         local = Path(typed)
         if local.is_dir() and not request.recursive:
@@ -71,7 +74,18 @@ def run_put(client: Client, request: PutRequest, screen: Screen) -> ExitCode:
                 bar.finish()
         for (source, path), outcome in done:
             codes.append(_show(screen, request, source, path, outcome))
+            outcomes.append(outcome)
+    if not request.json and (len(outcomes) > 1 or screen.verbosity >= VERBOSE):
+        _put_summary(screen, outcomes, time.monotonic() - start)
     return worst(codes)
+
+
+def _put_summary(
+    screen: Screen, outcomes: list[UploadResult | FiledockError], seconds: float
+) -> None:
+    """The line after a ``put`` of several files: how many of each, the bytes sent, the rate."""
+    done, failed, moved = count_outcomes(outcomes, (UploadOutcome.SKIPPED,))
+    screen.transfer_summary(done, failed, moved, seconds)
 
 
 _Sent = list[tuple[tuple[Path, str], UploadResult | FiledockError]]

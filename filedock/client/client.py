@@ -25,9 +25,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
 
 from .. import protocol as p
 from ..digests import Key
@@ -57,6 +58,7 @@ from ..protocol.client import (
     ReceivedEvent,
 )
 from ..version import __version__
+from . import arguments as check
 from . import trees
 from .connection import SocketLink
 from .download import (
@@ -127,7 +129,27 @@ _P = ParamSpec("_P")
 
 
 # Events that come after a reply, never as one.
-_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo)
+# What :meth:`Client.send_line` returns: what the method of the line's command returns.
+LineResult = (
+    str
+    | float
+    | int
+    | bool
+    | builtins.list[str]
+    | builtins.list[p.ClientRecord]
+    | builtins.list[p.FileInfo]
+    | p.FileDigest
+    | DownloadResult
+    | dict[str, int | float]
+)
+
+# How long a plain connection waits for the server's NAME before it checks
+# whether the server is waiting for TLS instead (a NAME comes within a round trip).
+TLS_PROBE_AFTER = 0.25
+# Five blank lines: the five bytes of a TLS record header, with no valid record type.
+_TLS_PROBE = b"\n" * 5
+
+_NOT_REPLIES = (BodyData, EndOfReply, p.ClientRecord, p.FileInfo, p.StatRecord)
 
 # The states in which a failed download leaves the stream usable.
 _BETWEEN_REPLIES = frozenset({ClientState.IDLE, ClientState.AWAIT_REPLY})
@@ -173,7 +195,11 @@ class Client:
     bounds the whole command, as curl's ``--max-time`` does. ``max_size``
     (bytes, None for no limit) refuses a file announced larger, before any
     byte is written, as curl's ``--max-filesize`` does; a file is refused too
-    when the destination's file system has less room than it needs. Bad
+    when the destination's file system has less room than it needs.
+    ``max_line`` is the server's line limit (its ``--max-line``, 4096 bytes by
+    default): a request whose line is longer is refused with
+    :class:`LineTooLong` before it is sent, instead of the server closing the
+    session. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
 
     ``cache_dir`` is where the digests of local files are cached, so an
@@ -181,9 +207,10 @@ class Client:
     ``FILEDOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/filedock``, else
     ``~/.cache/filedock``; one that cannot be used leaves them in memory).
 
-    ``name`` is the name the server gave, ``server`` its WELCOME text (without
-    the ``proto=2`` field), ``protocol`` the version the server speaks with it
-    (2, or 1 for a server older than version 2). Use it in a ``with`` block,
+    ``name`` is the name the server gave, ``welcomed_at`` when (aware, UTC),
+    ``server`` its WELCOME text (without the ``proto=2`` field), ``protocol``
+    the version the server speaks with it (2, or 1 for a server older than
+    version 2). Use it in a ``with`` block,
     or call :meth:`close`, to leave cleanly.
 
     >>> with filedock.Client("127.0.0.1", port, timeout=5.0) as other:
@@ -207,13 +234,19 @@ class Client:
         max_time: float | None = None,
         max_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_line: int = p.DEFAULT_MAX_LINE,
     ) -> None:
-        self.host = host
+        self.host = check.text("host", host)
         self.port = check_port(port)
         self.timeout = check_seconds("timeout", timeout)
         connect_timeout = check_seconds("connect_timeout", connect_timeout)
         self.max_time = None if max_time is None else check_seconds("max_time", max_time)
         self.max_size = None if max_size is None else check_size("max_size", max_size)
+        self.max_line = check_line_limit(max_line)
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            raise TypeError(f"tls must be an ssl.SSLContext or None, not {type(tls).__name__}")
+        check.optional_text("token", token)
+        check.optional_local_path("cache_dir", cache_dir)
         self._tls = tls
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
@@ -234,8 +267,16 @@ class Client:
             self._link.close()
             raise
         self.name, self.server, self.protocol = welcome.name, welcome.server, welcome.protocol
+        # The server's ACCEPTED time of this client is its clock at this moment.
+        self.welcomed_at = datetime.now(UTC)
 
     def _handshake(self) -> p.WelcomeReply:
+        if self._tls is None and not self._link.readable_within(TLS_PROBE_AFTER):
+            # A plain server names a client as soon as it connects; a TLS one says
+            # nothing until it has a ClientHello. Blank lines, which a plain server
+            # ignores, are a TLS record header a TLS server refuses at once: its
+            # close comes now, with the hint below, not after its handshake timeout.
+            self._link.send(_TLS_PROBE)
         try:
             admission = self._read_reply()
         except ConnectionLost as exc:
@@ -319,6 +360,25 @@ class Client:
         return self._records(p.ClientRecord)
 
     @_command
+    def stats(self) -> dict[str, int | float]:
+        """The server's counters and gauges now, by name, in the server's order
+        (PROTOCOL.md names each): a whole number, or a decimal for a figure
+        such as ``uptime_seconds``. A labelled counter comes as its sum and
+        each value's own (``connections_rejected``, ``connections_rejected_full``).
+
+        Raises :class:`~filedock.errors.Forbidden` for a server that speaks
+        protocol 1 (it has no ``STATS``: it would echo the line).
+
+        >>> figures = client.stats()
+        >>> figures["clients_connected"], figures["requests_stats"]  # this one counted
+        (1, 1)
+        """
+        if self.protocol < 2:
+            raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no STATS")
+        self._expect(self._execute(p.Stats()), p.StatsReply)
+        return {record.name: record.value for record in self._records(p.StatRecord)}
+
+    @_command
     def list(self, folder: str | None = None) -> list[p.FileInfo]:
         """Every file in the server's repository, sorted by path; with ``folder``,
         only those under it (paths still from the top; none for a folder that
@@ -329,6 +389,7 @@ class Client:
         >>> client.list("no-such-folder")
         []
         """
+        folder = check.optional_text("folder", folder)
         self._expect(self._execute(p.ListFiles(folder)), p.FilesReply)
         return self._records(p.FileInfo)
 
@@ -342,6 +403,7 @@ class Client:
         >>> digest.size, digest.sha256[:12], digest.mtime.tzinfo
         (6, '5891b5b522d5', datetime.timezone.utc)
         """
+        check.text("path", path)
         reply = self._expect(self._execute(p.Hash(path)), p.HashReply)
         if reply.file.path != path:
             raise ProtocolError(f"asked for {path!r}, the server sent {reply.file.path!r}")
@@ -374,6 +436,11 @@ class Client:
         >>> part.offset, part.size, sink.getvalue()
         (2, 6, b'llo\\n')
         """
+        check.text("path", path)
+        check.offset("offset", offset)
+        check.sha256("sha256", sha256)
+        check.writable("sink", sink)
+        check.callback("progress", progress)
         request = p.Range(offset, sha256, path)
         header = self._part_header(request)
         total = header.length
@@ -404,6 +471,7 @@ class Client:
         >>> client.say("ping")
         'ping'
         """
+        check.text("text", text)
         return self._expect(self._execute(p.Say(text)), p.AckReply).text
 
     @_command
@@ -464,6 +532,9 @@ class Client:
         >>> client.download("sample.txt", "downloads").outcome
         <Outcome.SKIPPED: 'skipped'>
         """
+        check.text("path", path)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
+        save_as = check.optional_local_path("save_as", save_as)
         dest = None if save_as is None else Path(save_as)
         plan = self._plan_for(path, dest_dir, dest)
         [outcome] = self._fetch([plan], resume, no_clobber, ProgressMeter(progress), dest_dir)
@@ -505,6 +576,8 @@ class Client:
         >>> outcomes[0].path.as_posix()
         'downloads/sample.txt'
         """
+        paths = check.paths("paths", paths)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
         plans = [self._plan_for(path, dest_dir, None) for path in paths]
         meter = ProgressMeter(progress, len(plans))
         return self._fetch(plans, resume, no_clobber, meter, dest_dir)
@@ -528,6 +601,8 @@ class Client:
         >>> summary.fetched, summary.skipped, summary.bytes
         (1, 0, 6)
         """
+        check.optional_text("folder", folder)
+        _check_transfer(dest_dir, resume, no_clobber, progress)
         files = self._listing(folder)
         root = Path(dest_dir)
         plans = [
@@ -565,6 +640,11 @@ class Client:
         >>> client.mirror(None, "copy").skipped
         1
         """
+        check.optional_text("folder", folder)
+        _check_transfer(dest, resume, False, progress, dest_name="dest")
+        check.flag("delete", delete)
+        check.flag("dry_run", dry_run)
+        check.callback("on_change", on_change)
         files = self._listing(folder)
         if delete and not files:
             # A folder misspelt, a file's path, an emptied server: deleting all
@@ -909,10 +989,14 @@ class Client:
         lines: builtins.list[tuple[int, int]] = []  # (job, bytes of its lines)
         for index, requests in enumerate(jobs):
             try:
+                for request in requests:
+                    self._fitting(request)
                 lines.append((index, sum(len(p.encode_request(r)) for r in requests)))
             except ValueError:  # a line feed: it cannot travel on one line
                 path = getattr(requests[0], "path", "")
                 outcomes[index] = BadRequest(f"a path cannot hold a line break: {path!r}")
+            except LineTooLong as exc:
+                outcomes[index] = exc
         in_flight: deque[tuple[int, int]] = deque()  # (job, request bytes) sent, not answered
         in_flight_bytes = 0
         next_line = 0
@@ -967,30 +1051,84 @@ class Client:
         dest_dir: str | os.PathLike[str] = "downloads",
         *,
         progress: ProgressCallback | None = None,
-    ) -> str | DownloadResult:
-        """Send a line as a person typed it: a message, or the name of a file.
+    ) -> LineResult:
+        """Send a line as a person typed it at the prompt; what the method of that
+        command returns.
 
-        Returns the echoed text, or the :class:`DownloadResult` when the server
-        took the line as a file's name and sent the file (whole: there was no
-        asking first).
+        The line is read by the rule the server reads it by (the protocol's
+        command table): ``"ping"`` returns :meth:`ping`'s round trip, ``"who"``
+        the names, ``"status"`` the records, ``"stats"`` the counters, ``"list docs"`` the files,
+        ``"hash x"`` the :class:`FileDigest`, ``"get x"`` the
+        :class:`DownloadResult` (into ``dest_dir``), ``"say x"`` and any line
+        that is no command the echoed text, and ``"exit"`` whether BYE came
+        (the connection is closed then). A line that is no command but names
+        one of the server's files is that file: the server sends it, and the
+        result is its :class:`DownloadResult` (fetched whole: there was no
+        asking first). Raises what that method raises; ``ValueError`` before
+        anything is sent for a blank line, a line break, and ``range`` and
+        ``put`` lines (they need a file: :meth:`get_range`, :meth:`upload`).
 
         >>> client.send_line("hello there")
         'hello there'
+        >>> client.send_line("ping") < 1.0
+        True
         >>> client.send_line("sample.txt", "downloads")
         DownloadResult(path=PosixPath('downloads/sample.txt'), size=6, sha256='...)
         """
+        typed = check.line(text).strip(p.LINE_PADDING)  # as the server strips it
+        check.local_path("dest_dir", dest_dir)
+        check.callback("progress", progress)
+        request = p.parse_request(typed)
+        match request:
+            case p.Ping():
+                return self.ping()
+            case p.Who():
+                return self.who()
+            case p.Uptime():
+                return self.uptime()
+            case p.About():
+                return self.about()
+            case p.Help():
+                return self.help()
+            case p.Status():
+                return self.status()
+            case p.Stats():
+                return self.stats()
+            case p.ListFiles(folder):
+                return self.list(folder)
+            case p.Hash(path):
+                return self.hash(path)
+            case p.Get(path):
+                return self.download(path, dest_dir, progress=progress)
+            case p.Say(message):
+                return self.say(message)
+            case p.Exit():
+                return self.exit()
+            case p.Range() | p.Put():
+                word = "get_range()" if isinstance(request, p.Range) else "upload()"
+                raise ValueError(f"{typed.split()[0]} needs a local file: use {word}")
+            case p.Message():
+                return self._message(typed, dest_dir, progress)
+            case _:
+                assert_never(request)
+
+    def _message(
+        self,
+        text: str,
+        dest_dir: str | os.PathLike[str],
+        progress: ProgressCallback | None,
+    ) -> str | DownloadResult:
+        """A line that is no command: its echo, or the file it names."""
         reply = self._execute(p.Message(text))
         if isinstance(reply, p.AckReply):
             return reply.text
         header = self._expect(reply, p.FileReply)
-        # The server took the line without its ASCII padding, as it strips it.
-        path = text.strip(p.LINE_PADDING)
         try:
-            replacing = os.path.lexists(local_path(dest_dir, path))
+            replacing = os.path.lexists(local_path(dest_dir, text))
         except ProtocolError:
             replacing = False  # _receive says why
         meter = ProgressMeter(progress)
-        result = self._receive(path, header, None, dest_dir, meter, resume=self.protocol >= 2)
+        result = self._receive(text, header, None, dest_dir, meter, resume=self.protocol >= 2)
         return replace(result, outcome=Outcome.REPLACED) if replacing else result
 
     @_command
@@ -1035,6 +1173,10 @@ class Client:
           ...
         filedock.errors.Exists: exists: ...
         """
+        check.local_path("local", local)
+        check.text("remote_path", remote_path)
+        check.flag("replace", replace)
+        check.callback("progress", progress)
         check_remote_path(remote_path)
         self._check_uploads()
         self._begin_command()
@@ -1071,6 +1213,10 @@ class Client:
         >>> client.upload_tree("photos", "backup/photos").skipped
         2
         """
+        check.local_path("local_dir", local_dir)
+        check.optional_text("remote_dir", remote_dir)
+        check.flag("replace", replace)
+        check.callback("progress", progress)
         check_remote_folder(remote_dir)
         self._check_uploads()
         self._begin_command()
@@ -1132,7 +1278,7 @@ class Client:
             raise ConnectionLost("the connection is closed")
         mode = p.PutMode.REPLACE if replace else p.PutMode.NEW
         request = p.Put(source.size, source.sha256, mode, remote_path)
-        self._link.send(self._conn.send(request))
+        self._link.send(self._conn.send(self._fitting(request)))
         return request
 
     def _finish_put(
@@ -1197,7 +1343,7 @@ class Client:
         """Send one request and read its reply, within the command's clock already running."""
         if self.closed:
             raise ConnectionLost("the connection is closed")
-        self._link.send(self._conn.send(request))
+        self._link.send(self._conn.send(self._fitting(request)))
         return self._read_reply()
 
     def _send_body(
@@ -1304,9 +1450,21 @@ class Client:
         """Send one request and read its reply line; ``ERR`` raises."""
         if self.closed:
             raise ConnectionLost("the connection is closed")
+        self._fitting(request)
         self._begin_command(within)
         self._link.send(self._conn.send(request))
         return self._read_reply()
+
+    def _fitting(self, request: p.Request) -> p.Request:
+        """``request``, if its line is within the server's ``max_line``: a longer one
+        would make the server close the session, so it is refused here, unsent."""
+        size = len(p.encode_request(request))
+        if size > self.max_line:
+            raise LineTooLong(
+                f"not sent: the line is {size} bytes, over the server's limit of "
+                f"{self.max_line} bytes (its --max-line, the line feed included)"
+            )
+        return request
 
     def _expect(self, reply: p.Reply, kind: type[_R]) -> _R:
         if not isinstance(reply, kind):
@@ -1693,6 +1851,21 @@ def _letting_go_if_cut(plans: Iterable[FilePlan]) -> Iterator[None]:
         raise
 
 
+def _check_transfer(
+    dest_dir: object,
+    resume: object,
+    no_clobber: object,
+    progress: object,
+    *,
+    dest_name: str = "dest_dir",
+) -> None:
+    """The arguments every download method shares, checked before anything is sent."""
+    check.local_path(dest_name, dest_dir)
+    check.flag("resume", resume)
+    check.flag("no_clobber", no_clobber)
+    check.callback("progress", progress)
+
+
 def check_port(port: int) -> int:
     """``port`` if it is a TCP port a server can listen on (1-65535); ValueError if not."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -1709,6 +1882,28 @@ def check_seconds(name: str, value: float) -> float:
             f"{name} must be over 0 and at most {MAX_SECONDS:g} seconds, not {value!r}"
         )
     return float(value)
+
+
+# The smallest --max-line a server takes (the largest is the protocol's MAX_LINE_LIMIT).
+MIN_LINE_LIMIT = 64
+
+
+def check_line_limit(value: int) -> int:
+    """``value`` if it is a line limit a server may have (64 to 32768 bytes); else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"max_line must be a whole number of bytes, not {value!r}")
+    if not MIN_LINE_LIMIT <= value <= p.MAX_LINE_LIMIT:
+        raise ValueError(
+            f"max_line must be from {MIN_LINE_LIMIT} to {p.MAX_LINE_LIMIT} bytes, not {value!r}"
+        )
+    return value
+
+
+class LineTooLong(BadRequest):
+    """A request the client did not send: its line is over the server's ``max_line``
+    (the server would have closed the session). The connection is as it was."""
+
+    code = p.ErrorCode.LINE_TOO_LONG
 
 
 def check_size(name: str, value: int) -> int:

@@ -9,6 +9,7 @@ business. A :class:`SocketLink` knows nothing of the protocol.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 import time
@@ -177,6 +178,15 @@ class SocketLink:
             raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
         self._received += count
         return count
+
+    def readable_within(self, seconds: float) -> bool:
+        """Whether the server sends something (or closes) within ``seconds``;
+        nothing is read."""
+        try:
+            ready, _, _ = select.select([self._sock], [], [], seconds)
+        except (OSError, ValueError):  # closed meanwhile: the next read says so
+            return True
+        return bool(ready)
 
     def _timed_out(self, *, deadline_passed: bool) -> TimedOut:
         if not deadline_passed:

@@ -10,7 +10,7 @@ Requests go out as bytes from :meth:`~ClientConnection.send`.
 
 The connection owns what the replies mean for what follows them: the
 handshake (``NAME``, then ``HELLO``, then ``WELCOME``; ``FULL`` instead),
-``STATUS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
+``STATUS n``, ``STATS n`` and ``FILES n`` (n records follow), ``FILE size …`` (exactly
 size bytes follow; after them a ``DIGEST`` line when the header had none),
 ``PART offset size …`` (size - offset bytes follow), ``READY offset``
 after a ``PUT`` (the client writes size - offset bytes itself, says so with
@@ -26,7 +26,7 @@ The states and what moves between them::
     AWAIT_NAME --NAME--> GREET --send(HELLO)--> AWAIT_WELCOME --WELCOME--> IDLE
     IDLE --send(request)--> AWAIT_REPLY --a one-line reply--> IDLE (or AWAIT_REPLY
                                                                while more are due)
-    AWAIT_REPLY --STATUS n / FILES n--> RECORDS --n records--> (reply done)
+    AWAIT_REPLY --STATUS/STATS/FILES n--> RECORDS --n records--> (reply done)
     AWAIT_REPLY --FILE size--> BODY --size bytes--> (reply done)
     AWAIT_REPLY --PART offset size--> BODY --size - offset bytes--> (reply done)
     AWAIT_REPLY --FILE size - (v2)--> BODY --size bytes--> TRAILER
@@ -99,7 +99,8 @@ class EndOfReply:
 
 
 # What next_event() returns, but NEED_DATA.
-ReceivedEvent = messages.Reply | messages.ClientRecord | messages.FileInfo | BodyData | EndOfReply
+Record = messages.ClientRecord | messages.FileInfo | messages.StatRecord
+ReceivedEvent = messages.Reply | Record | BodyData | EndOfReply
 Event = ReceivedEvent | Literal[NeedData.NEED_DATA]
 
 # The replies that answer each request; ERR answers any. A reply of another
@@ -111,6 +112,7 @@ ANSWERS: Final[dict[type[messages.CommandRequest], tuple[type[messages.Reply], .
     messages.About: (messages.AboutReply,),
     messages.Help: (messages.HelpReply,),
     messages.Status: (messages.StatusReply,),
+    messages.Stats: (messages.StatsReply,),
     messages.ListFiles: (messages.FilesReply,),
     messages.Get: (messages.FileReply,),
     messages.Hash: (messages.HashReply,),
@@ -138,7 +140,7 @@ _ONE_LINE_REPLIES: Final = frozenset(
 _PUT_ANSWER = ANSWERS[messages.Put]
 _STORED_ANSWER: Final = (messages.StoredReply,)
 
-_RecordParser = Callable[[str], messages.ClientRecord | messages.FileInfo]
+_RecordParser = Callable[[str], Record]
 
 
 class ClientConnection:
@@ -285,6 +287,8 @@ class ClientConnection:
                 self._state = ClientState.CLOSED
             case messages.StatusReply(count):
                 self._begin_records(count, messages.parse_client_record)
+            case messages.StatsReply(count):
+                self._begin_records(count, messages.parse_stat_record)
             case messages.FilesReply(count):
                 self._begin_records(count, messages.parse_file_info)
             case messages.FileReply(size, sha256):
@@ -362,7 +366,7 @@ class ClientConnection:
         self._record_bytes = 0
         self._parse_record = parse
 
-    def _record(self, line: str) -> messages.ClientRecord | messages.FileInfo:
+    def _record(self, line: str) -> Record:
         try:
             record = self._parse_record(line)
         except errors.ProtocolError:

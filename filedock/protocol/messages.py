@@ -109,6 +109,11 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    """``STATS``: the server's counters and gauges, one record each (v2)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ListFiles:
     """``LIST``, or ``LIST <folder>``: only the files under that folder."""
 
@@ -236,6 +241,7 @@ CommandRequest = (
     | About
     | Help
     | Status
+    | Stats
     | ListFiles
     | Exit
     | Get
@@ -405,6 +411,14 @@ COMMANDS: tuple[Command, ...] = (
         since=2,
     ),
     Command(
+        "stats",
+        Stats,
+        "the server's counters: connections, requests, bytes, transfers, refusals",
+        shell_greeting=False,
+        json=True,
+        since=2,
+    ),
+    Command(
         None,
         Message,
         "a message: the server echoes it with ACK, or sends the file it names",
@@ -520,6 +534,7 @@ def encode_request(request: Request) -> bytes:
             | About()
             | Help()
             | Status()
+            | Stats()
             | ListFiles()
             | Exit()
             | Get()
@@ -590,6 +605,43 @@ class FileDigest:
     size: int
     mtime: datetime
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatRecord:
+    """One figure in ``STATS``: ``name`` (lowercase, ``_`` between words) and
+    its value now, a whole number or a decimal.
+
+    >>> figures = client.stats()  # the records of one STATS, by name
+    >>> figures["bytes_sent"], type(figures["uptime_seconds"])
+    (0, <class 'float'>)
+    """
+
+    name: str
+    value: int | float
+
+
+_STAT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_STAT_INTEGER = re.compile(r"[0-9]{1,20}")
+_STAT_DECIMAL = re.compile(r"[0-9]{1,20}\.[0-9]{1,9}")
+
+
+def encode_stat_record(record: StatRecord) -> bytes:
+    value = record.value
+    text = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return _encode_line(f"{record.name}{FIELD_SEPARATOR}{text}")
+
+
+def parse_stat_record(line: str) -> StatRecord:
+    """A ``STATS`` record; its value an ``int`` when it has no decimal point."""
+    name, text = _split_record(line, 2, "STATS")[:2]
+    if not _STAT_NAME.fullmatch(name):
+        raise errors.ProtocolError(f"bad name in STATS record: {_shorten(line)!r}")
+    if _STAT_INTEGER.fullmatch(text):
+        return StatRecord(name, int(text))
+    if _STAT_DECIMAL.fullmatch(text):
+        return StatRecord(name, float(text))
+    raise errors.ProtocolError(f"bad value in STATS record: {_shorten(line)!r}")
 
 
 def format_status_time(moment: datetime) -> str:
@@ -699,6 +751,13 @@ class StatusReply:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsReply:
+    """``STATS <count>``: ``count`` records ``<name> TAB <value>`` follow."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class FilesReply:
     """``FILES <count>``: ``count`` file records follow."""
 
@@ -794,6 +853,7 @@ Reply = (
     | AboutReply
     | HelpReply
     | StatusReply
+    | StatsReply
     | FilesReply
     | FileReply
     | DigestReply
@@ -847,6 +907,8 @@ def encode_reply(reply: Reply) -> bytes:
             line = f"HELP {text}"
         case StatusReply(count):
             line = f"STATUS {count}"
+        case StatsReply(count):
+            line = f"STATS {count}"
         case FilesReply(count):
             line = f"FILES {count}"
         case FileReply(size, sha256, path):
@@ -904,6 +966,8 @@ def parse_reply(line: str) -> Reply:
             return HelpReply(rest)
         case "STATUS":
             return StatusReply(_parse_record_count(rest, line))
+        case "STATS":
+            return StatsReply(_parse_record_count(rest, line))
         case "FILES":
             return FilesReply(_parse_record_count(rest, line))
         case "FILE":

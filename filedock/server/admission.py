@@ -11,7 +11,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
-from .context import REJECTED
 from .registry import Refusal
 from .transfer import unread_bytes
 
@@ -106,7 +105,7 @@ def drop_for_newcomer(s: Session) -> None:
 def _turn_away(s: Session, refusal: Refusal, *, tell: bool) -> None:
     """Refuse a connection on accept: ``FULL``, or (before TLS) a plain close."""
     assert s.transport is not None
-    s.context.warn(REJECTED, "Rejected %s: %s", s.address, refusal.summary, source=s.source)
+    s.context.reject(s.address, refusal, s.source)
     if not tell:
         s.conn.end()
         s.transport.abort()  # a line in clear would be garbage to a TLS client
@@ -121,7 +120,7 @@ def offer_name(s: Session) -> None:
     registry = s.context.registry
     refusal = registry.refusal(s.source)
     if refusal is not None:  # under TLS: the slots filled during the TLS handshake
-        s.context.warn(REJECTED, "Rejected %s: %s", s.address, refusal.summary, source=s.source)
+        s.context.reject(s.address, refusal, s.source)
         s.close_with(p.FullReply(refusal.reason))
         return
     s.number, s.name = registry.take_name()

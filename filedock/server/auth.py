@@ -12,6 +12,7 @@ holder, from the same source as a guesser, is only slowed, never refused.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import ssl
@@ -264,3 +265,13 @@ class AuthGuard(Generic[T]):
     def succeeded(self, source: str) -> None:
         """A right token: the delay starts again from zero (the per-minute count stays)."""
         self.delay.record_success(source)
+
+
+def pass_turn(guard: AuthGuard[asyncio.Future[None]], source: str) -> None:
+    """An answer to ``source`` is done: start its next one queued (the line
+    protocol's greetings and the HTTP side's requests share the guard)."""
+    turn = guard.finish(source)
+    while turn is not None and turn.done():  # its connection went meanwhile
+        turn = guard.finish(source)
+    if turn is not None:
+        turn.set_result(None)

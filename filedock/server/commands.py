@@ -26,7 +26,8 @@ from .repository import (
     WalkTooLong,
     check_client_path,
 )
-from .transfer import TransferError, send_body
+from .stats import stats_records
+from .transfer import TransferError, count_stall, send_body
 from .transfer_log import TransferLog
 from .unhashed import send_unhashed
 
@@ -69,6 +70,18 @@ def _status(s: Session, _: p.Status) -> bytes:
     return s.conn.answer(s.context.status.reply(s.name))
 
 
+def _stats(s: Session, _: p.Stats) -> None:
+    # From a task, not at once: the batch it came in is counted whole first
+    # (the line loop adds its lines at the batch's end; see stats.Statistics).
+    s.start(_send_stats(s))
+
+
+async def _send_stats(s: Session) -> None:
+    records = stats_records(s.context.stats.samples())
+    follow = b"".join(p.encode_stat_record(p.StatRecord(name, value)) for name, value in records)
+    s.send(p.StatsReply(len(records)), follow)
+
+
 def _say(s: Session, request: p.Say) -> bytes:
     return s.conn.send(p.AckReply(request.text))
 
@@ -82,28 +95,28 @@ def _message(s: Session, request: p.Message) -> bytes | None:
         opened = _open_here(s, text)
     except RequestError:
         return s.conn.send(p.AckReply(text))
-    _serve(s, "get", text, opened, or_echo=True)
+    _serve(s, request, text, opened, or_echo=True)
     return None
 
 
 def _get(s: Session, request: p.Get) -> bytes | None:
-    _serve(s, "get", request.path, _open_here(s, request.path))  # a refusal raises: ERR
+    _serve(s, request, request.path, _open_here(s, request.path))  # a refusal raises: ERR
     return None
 
 
 def _hash(s: Session, request: p.Hash) -> bytes | None:
-    _serve(s, "hash", request.path, _open_here(s, request.path), _send_digest)
+    _serve(s, request, request.path, _open_here(s, request.path), _send_digest)
     return None
 
 
 def _range(s: Session, request: p.Range) -> bytes | None:
     answer = functools.partial(_send_part, request=request)
-    _serve(s, "range", request.path, _open_here(s, request.path), answer)
+    _serve(s, request, request.path, _open_here(s, request.path), answer)
     return None
 
 
-def _put(s: Session, request: p.Put) -> None:
-    uploads.start(s, request)  # a refusal that needs no disk raises: ERR
+def _put(s: Session, request: p.Put) -> bytes | None:
+    return uploads.start(s, request)  # a refusal that needs no disk: ERR at once
 
 
 def _list(s: Session, request: p.ListFiles) -> None:
@@ -124,6 +137,7 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.About: _about,
     p.Help: _help,
     p.Status: _status,
+    p.Stats: _stats,
     p.Say: _say,
     p.Message: _message,
     p.Get: _get,
@@ -133,6 +147,26 @@ HANDLERS: dict[type[p.CommandRequest], Handler] = {
     p.ListFiles: _list,
     p.Exit: _exit,
 }
+
+
+def note_refusal(s: Session, request: p.CommandRequest, exc: RequestError) -> None:
+    """Log a refused request at INFO, rate-limited: which, from whom, and why.
+
+    A file that is not there is an answer, not a refusal: not logged."""
+    if exc.code == p.ErrorCode.NOT_FOUND:
+        return
+    line = p.COMMANDS_BY_REQUEST[type(request)].encode(request)
+    s.context.note(
+        "refused",
+        "Refused %r from %s: %s: %s",
+        line, s.label(), exc.code, exc.text,
+        source=s.source,
+    )  # fmt: skip
+
+
+# Each request type's verb, lowercase, as the statistics count requests
+# (a line that is no command word is a "message").
+REQUEST_VERBS: dict[type, str] = {c.request: c.word or "message" for c in p.COMMANDS}
 
 
 # -- commands that wait ---------------------------------------------------------
@@ -146,9 +180,18 @@ def _open_here(s: Session, path: str) -> OpenedFile | None:
         return None
 
 
+# The verb a session's activity shows for each request that names a file.
+_VERBS: dict[type[p.CommandRequest], str] = {
+    p.Get: "get",
+    p.Message: "get",  # a file asked for by its name alone
+    p.Hash: "hash",
+    p.Range: "range",
+}
+
+
 def _serve(
     s: Session,
-    verb: str,
+    request: p.Get | p.Message | p.Hash | p.Range,
     path: str,
     opened: OpenedFile | None,
     answer: Answer | None = None,
@@ -156,10 +199,13 @@ def _serve(
     or_echo: bool = False,
 ) -> None:
     answer = answer or _send_opened
+    verb = _VERBS[type(request)]
     if opened is None:
-        s.start(_send_file(s, path, answer, or_echo=or_echo), Activity(verb, path, None))
+        work = _send_file(s, request, path, answer, or_echo=or_echo)
+        s.start(work, Activity(verb, path, None))
         return
-    task = s.start(answer(s, opened), Activity(verb, path, opened.size))
+    size = None if isinstance(request, p.Hash) else opened.size  # a HASH has no body
+    task = s.start(answer(s, opened), Activity(verb, path, size))
     # Closed however the task ends, even cancelled before it ever ran.
     task.add_done_callback(lambda _: opened.close())
 
@@ -211,18 +257,24 @@ async def _send_listing(s: Session, folder: str | None = None) -> None:
     s.send(p.FilesReply(count), records)
 
 
-async def _send_file(s: Session, path: str, answer: Answer, *, or_echo: bool = False) -> None:
-    """Open ``path`` in a worker and ``answer`` with it; with ``or_echo``, echo
-    the line if there is no such file."""
+async def _send_file(
+    s: Session, request: p.CommandRequest, path: str, answer: Answer, *, or_echo: bool = False
+) -> None:
+    """Open ``path`` in a worker and ``answer`` ``request`` with it; with
+    ``or_echo``, echo the line if there is no such file."""
     try:
         opened = await s.context.workers.metadata.run(
             s.context.repository.open, path, abandoned=OpenedFile.close
         )
     except RequestError as exc:  # any OS error on a path is one of these
-        s.send(p.AckReply(path) if or_echo else p.ErrorReply(exc.code, exc.text))
+        if or_echo:
+            s.send(p.AckReply(path))
+            return
+        note_refusal(s, request, exc)
+        s.send(p.ErrorReply(exc.code, exc.text))
         return
-    if s.activity is not None:
-        s.activity.size = opened.size  # known now
+    if s.activity is not None and not isinstance(request, p.Hash):
+        s.activity.size = opened.size  # known now (a HASH has no body)
     with opened:
         await answer(s, opened)
 
@@ -278,6 +330,8 @@ async def _send_part(s: Session, opened: OpenedFile, request: p.Range) -> None:
         s.send(p.ErrorReply(p.ErrorCode.BAD_RANGE, text))
     else:
         s.send(p.PartReply(offset, size, digest, opened.path))
+        if offset:
+            s.context.stats.transfers_resumed["download"] += 1
         transfer = TransferLog(s, opened.path, size)
         if await _send_body(s, opened, offset, transfer):
             transfer.completed(digest, offset)
@@ -285,20 +339,21 @@ async def _send_part(s: Session, opened: OpenedFile, request: p.Range) -> None:
 
 async def _send_body(s: Session, opened: OpenedFile, offset: int, transfer: TransferLog) -> bool:
     """Send the body a FILE or PART header announced; False if it was cut short."""
-    transport, activity = s.transport, s.activity
+    transport, activity, stats = s.transport, s.activity, s.context.stats
     assert transport is not None
     assert activity is not None
     try:
         # Exactly the announced size goes out, so the stream stays in step
         # even if the file grew or changed meanwhile: the client checks the
         # digest, and changed bytes are never saved as the announced file.
-        await send_body(
-            transport, s.flow, opened, s.config.send_timeout, activity, s.context.stats, offset
-        )
+        await send_body(transport, s.flow, opened, s.config.send_timeout, activity, stats, offset)
     except TransferError as exc:  # shrank, or the client went away: cut
+        stats.transfers_failed["download"] += 1
+        count_stall(stats, exc)
         transfer.cut_short(exc, offset)
         s.abort()
         return False
+    stats.transfers_completed["download"] += 1
     if s.conn.state is State.SENDING:  # (not if the connection went as the last bytes left)
         s.conn.body_sent()
     return True

@@ -20,7 +20,7 @@ from .addresses import source_group
 from .auth import AuthGuard, TokenChecker
 from .config import ServerConfig
 from .logs import WarningLimiter
-from .registry import Registry
+from .registry import Refusal, Registry
 from .repository import Repository
 from .stats import Statistics
 from .status import StatusReplies
@@ -30,8 +30,7 @@ from .workers import Workers
 if TYPE_CHECKING:
     from .session import Session
 
-# The warning kind a session logs when it turns a connection away: counted in
-# the statistics as well as rate-limited in the log.
+# The log kind of a connection turned away (rate-limited, see ServerContext.reject).
 REJECTED = "rejected"
 
 
@@ -60,15 +59,22 @@ class ServerContext:
     lingering: set[Session] = field(default_factory=set)  # turned away, saying FULL
     # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
-    refused: int = 0  # connections turned away for want of room, at any step
     uploads: UploadArea | None = None  # with --allow-upload, from start() on
     stats: Statistics = field(default_factory=Statistics)  # the one set of counters
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
         """Log a warning that a flood of clients could repeat (rate-limited by kind and source)."""
-        if kind == REJECTED:
-            self.refused += 1
         self.limiter.warning(kind, message, *args, source=source)
+
+    def note(self, kind: str, message: str, *args: object, source: str | None = None) -> None:
+        """Log a refusal at INFO, rate-limited as :meth:`warn` is: a storm of bad
+        clients costs a bounded number of lines."""
+        self.limiter.info(kind, message, *args, source=source)
+
+    def reject(self, who: str, refusal: Refusal, source: str) -> None:
+        """Count and log a connection turned away for want of room (FULL)."""
+        self.stats.connections_rejected[refusal.kind] += 1
+        self.note(REJECTED, "Rejected %s: %s", who, refusal.summary, source=source)
 
     def uptime(self) -> int:
         return int(time.monotonic() - self.started)

@@ -68,10 +68,12 @@ def deadline_passed(s: Session, deadline: Deadline) -> None:
     """Log the deadline, free the slot, and tell the client (if it can be told) before the close."""
     message = _DEADLINE_LOGS.get(deadline.what)
     if message is not None:
-        limit = s.config.handshake_timeout
+        s.context.stats.timeouts[deadline.what] += 1
         if deadline.what == "idle":
-            limit = s.config.idle_timeout
-        s.context.warn("timeout", message, s.label(), limit, source=s.source)
+            s.context.warn("timeout", message, s.label(), s.config.idle_timeout, source=s.source)
+        else:  # a connection that never greeted: refused, worth a line at INFO
+            limit = s.config.handshake_timeout
+            s.context.note("handshake", message, s.label(), limit, source=s.source)
     s.context.notices_held.discard(s)
     s.finish(f"{deadline.what}-timeout")
     transport = s.transport

@@ -16,7 +16,7 @@ from ..errors import ProtocolError, RequestError
 from ..protocol.server import BlankLine, BodyData, BodyEnd, EndOfInput, Violation
 from ..protocol.state import TRANSITIONS, Step
 from . import greeting
-from .commands import HANDLERS
+from .commands import HANDLERS, note_refusal
 
 if TYPE_CHECKING:
     from .session import Session
@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("filedock.server")
 
 
-def answer_failure(s: Session, exc: Exception) -> bytes | None:
-    """A handler's failure as an ``ERR`` reply; a bug is logged as well."""
+def answer_failure(s: Session, exc: Exception, event: object = None) -> bytes | None:
+    """A handler's failure (answering ``event``) as an ``ERR`` reply; a refusal
+    is logged at INFO, a bug at ERROR."""
     if isinstance(exc, ProtocolError):
+        s.context.stats.protocol_errors += 1
         _warn_once(s, "Protocol error from %s: %s", s.label(), exc)
         return _answer(s, p.ErrorReply(exc.code, str(exc)))
     if isinstance(exc, RequestError):
+        if isinstance(event, p.CommandRequest):
+            note_refusal(s, event, exc)
         return _answer(s, p.ErrorReply(exc.code, exc.text))
     # A bug: answer, log it, keep the server up.
     log.error("Internal error serving %s", s.label(), exc_info=exc)
@@ -50,8 +54,13 @@ def _answer(s: Session, reply: p.ErrorReply) -> bytes | None:
 
 
 def _violation(s: Session, violation: Violation) -> bytes:
+    s.context.stats.protocol_errors += 1
     if violation.kind is not None:
         _warn_once(s, "%s from %s: %s", violation.kind, s.label(), violation.what)
+    else:  # a plain bad request: a refusal like another
+        s.context.note(
+            "refused", "Refused a request from %s: %s", s.label(), violation.what, source=s.source
+        )
     data = s.conn.send(violation.reply)
     if violation.closes:
         s.finish("protocol-error")
@@ -77,16 +86,31 @@ def _body_end(s: Session, _: BodyEnd) -> None:
 
 
 def _warn_once(s: Session, message: str, *args: object) -> None:
-    """Protocol errors are logged once per connection."""
+    """Protocol errors are logged once per connection, at INFO (a refusal)."""
     if not s.warned:
         s.warned = True
-        s.context.warn("protocol", message, *args, source=s.source)
+        s.context.note("protocol", message, *args, source=s.source)
 
 
 _Handler = Callable[["Session", Any], bytes | None]
 
+
+def _counted(kind: type, handler: _Handler) -> _Handler:
+    """``handler``, counting its events in the statistics first."""
+
+    def counted(s: Session, event: Any) -> bytes | None:
+        s.stats.events[kind] += 1
+        return handler(s, event)
+
+    return counted
+
+
+# What the statistics count as lines less the others: a PING is answered
+# with no more than the line loop's own add (see stats.Statistics).
+UNCOUNTED = p.Ping
+
 # NEED_DATA and PAUSED are not here: they end a batch.
-EVENT_HANDLERS: dict[type, _Handler] = {
+_UNWRAPPED: dict[type, _Handler] = {
     **HANDLERS,
     p.Hello: greeting.hello,
     Violation: _violation,
@@ -94,4 +118,8 @@ EVENT_HANDLERS: dict[type, _Handler] = {
     BodyData: _body_data,
     BodyEnd: _body_end,
     BlankLine: lambda _, __: None,  # a person pressing Enter gets no answer
+}
+EVENT_HANDLERS: dict[type, _Handler] = {
+    kind: handler if kind is UNCOUNTED else _counted(kind, handler)
+    for kind, handler in _UNWRAPPED.items()
 }

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from . import client_log
-from .auth import token_from_greeting
-from .context import REJECTED
+from .auth import pass_turn, token_from_greeting
 from .registry import Refusal
 
 if TYPE_CHECKING:
@@ -32,8 +31,9 @@ def hello(s: Session, greeting: p.Hello) -> bytes | None:
     token = token_from_greeting(greeting.words)
     if token is None:
         # No guess at all: it reveals nothing, so it is answered at once and
-        # counts as no failure.
-        context.warn("auth", "Unauthorized: %s gave no token", s.label(), source=s.source)
+        # counts as no failure (of the guard's: the statistics count it).
+        context.stats.connections_rejected["token"] += 1
+        context.note("auth", "Unauthorized: %s gave no token", s.label(), source=s.source)
         data = s.conn.send(UNAUTHORIZED)
         s.finish()
         return data
@@ -45,7 +45,8 @@ def hello(s: Session, greeting: p.Hello) -> bytes | None:
         s.answer_after(delay)
         return None
     guard.failed(s.source)
-    context.warn(
+    context.stats.connections_rejected["token"] += 1
+    context.note(
         "auth",
         "Unauthorized: %s gave no valid token (answer delayed %g s or more)",
         s.label(),
@@ -76,7 +77,7 @@ def welcome(s: Session) -> bytes:
     assert s.name is not None
     outcome = s.context.registry.welcome(s.number, s.name, s.address, s.source)
     if isinstance(outcome, Refusal):  # the slots filled since our NAME
-        s.context.warn(REJECTED, "Rejected %s: %s", s.label(), outcome.summary, source=s.source)
+        s.context.reject(s.label(), outcome, s.source)
         data = s.conn.send(p.FullReply(outcome.reason))
         s.finish()
         return data
@@ -122,14 +123,4 @@ def end_of_hold(s: Session) -> None:
         s.leave_pool()  # gone, or shut down: the place is free now
     if s.has_turn:
         s.has_turn = False
-        _pass_turn(s)
-
-
-def _pass_turn(s: Session) -> None:
-    """This answer is done: start the next one queued from the same source."""
-    guard = s.context.auth_guard
-    turn = guard.finish(s.source)
-    while turn is not None and turn.done():  # its connection went meanwhile
-        turn = guard.finish(s.source)
-    if turn is not None:
-        turn.set_result(None)
+        pass_turn(s.context.auth_guard, s.source)

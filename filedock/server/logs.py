@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from io import TextIOWrapper
+from typing import Any
 
 LOG_FORMAT = "[%(asctime)s] %(levelname)s: %(message)s"
 
@@ -180,13 +181,21 @@ class WarningLimiter:
         """How many (kind, source) windows are kept now: at most ``max_sources``."""
         return len(self._windows)
 
-    def warning(
+    def warning(self, kind: str, message: str, *args: object, **where: Any) -> None:
+        """:meth:`log` at WARNING (``where``: its ``source`` and ``extra``)."""
+        self.log(logging.WARNING, kind, message, *args, **where)
+
+    def info(self, kind: str, message: str, *args: object, **where: Any) -> None:
+        """:meth:`log` at INFO: what was refused, worth reading, not acting on."""
+        self.log(logging.INFO, kind, message, *args, **where)
+
+    def log(
         self,
+        level: int,
         kind: str,
         message: str,
         *args: object,
         source: str | None = None,
-        level: int = logging.WARNING,
         extra: Mapping[str, object] | None = None,
     ) -> None:
         now = self._clock()
@@ -195,7 +204,7 @@ class WarningLimiter:
         if window is None or now - window.start >= self._period:
             if window is not None:
                 self._report(key, window)
-            window = self._windows[key] = _Window(now)
+            window = self._windows[key] = _Window(now, level)
             self._forget_oldest()
         self._windows.move_to_end(key)
         if window.logged < self._burst:
@@ -226,10 +235,12 @@ class WarningLimiter:
         if window.suppressed:
             kind, source = key
             where = f" from {source}" if source is not None else ""
-            self._logger.warning(
-                "%d more '%s' warnings%s suppressed in %.0f s",
+            self._logger.log(
+                window.level,
+                "%d more '%s' %s%s suppressed in %.0f s",
                 window.suppressed,
                 kind,
+                "warnings" if window.level >= logging.WARNING else "messages",
                 where,
                 self._period,
             )
@@ -240,9 +251,10 @@ _Key = tuple[str, str | None]
 
 
 class _Window:
-    __slots__ = ("start", "logged", "suppressed")
+    __slots__ = ("start", "level", "logged", "suppressed")
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, level: int) -> None:
         self.start = start
+        self.level = level  # of the kind's lines, and of the line that counts the rest
         self.logged = 0
         self.suppressed = 0

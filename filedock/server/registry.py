@@ -53,10 +53,12 @@ class ClientEntry:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a connection was turned away: ``reason`` for the client, ``summary`` for the log."""
+    """Why a connection was turned away: ``reason`` for the client, ``summary`` for
+    the log, ``kind`` for the statistics (``full``, ``per-address``, ``registry``)."""
 
     reason: str
     summary: str
+    kind: str = "full"
 
 
 # A finished session shorter than this is brief: a one-shot command (`filedock
@@ -159,6 +161,7 @@ class PendingPool(Generic[W]):
                 "too many connections greeting from your address "
                 f"({self.share}/{self.share} per address); try again shortly",
                 f"pending share full ({self.share}/{self.share} per address)",
+                "per-address",
             )
         return None
 
@@ -365,6 +368,7 @@ class MemoryRegistry:
             return Refusal(
                 f"too many connections from your address ({limit}/{limit} per address)",
                 f"per-address limit ({limit}/{limit})",
+                "per-address",
             )
         return None
 

@@ -32,6 +32,7 @@ from .. import protocol as p
 from ..digests import DigestStore, Key, NoStore
 from ..errors import Forbidden, NotFound, RequestError
 from ..protocol import FileInfo
+from .stats import Statistics
 from .workers import Stopping, WorkerPool, Workers
 
 log = logging.getLogger("filedock.server.repository")
@@ -158,13 +159,14 @@ class Repository:
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
         max_line: int = p.DEFAULT_MAX_LINE,
+        stats: Statistics | None = None,
     ) -> None:
         self.root = os.path.realpath(root)
         # The listing offers only paths a request line of this server can carry.
         self.max_path_bytes = p.longest_request_path(max_line)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"repository is not a folder: {os.fspath(root)}")
-        self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock)
+        self.hashes = HashCache(hash_cache_size, workers=workers, clock=clock, stats=stats)
         self._reported: set[str] = set()
         self._root_folder = _RootFolder(self.root)
 
@@ -779,6 +781,9 @@ class HashCache:
     missing from memory is hashed. Requests for a file that is being hashed
     wait for that one hashing instead of starting another. Each source (a
     client's address) may hold only its share of the hashing workers.
+
+    Its hits, misses (hashings) and bytes hashed are counted in ``stats``, the
+    server's statistics when it has one: one number for each, read there.
     """
 
     def __init__(
@@ -788,8 +793,10 @@ class HashCache:
         workers: Workers | None = None,
         clock: Callable[[], int] = time.time_ns,
         store: DigestStore | None = None,
+        stats: Statistics | None = None,
     ) -> None:
         self.max_entries = max_entries
+        self.stats = stats if stats is not None else Statistics()
         # A cache given no workers starts its own threads, and so must stop them.
         self._owns_workers = workers is None
         self.workers = workers if workers is not None else Workers()
@@ -798,8 +805,16 @@ class HashCache:
         self.store: DigestStore = store if store is not None else NoStore()
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
         self._pending: dict[FileKey, asyncio.Future[_Hashed]] = {}
-        self.hashings = 0  # how many times a file was read and hashed
-        self.hits = 0  # how many digests were answered from the cache (memory or disk)
+
+    @property
+    def hashings(self) -> int:
+        """How many times a file was read and hashed (a miss)."""
+        return self.stats.digest_cache_misses
+
+    @property
+    def hits(self) -> int:
+        """How many digests were answered from the cache (memory or disk)."""
+        return self.stats.digest_cache_hits
 
     def cached(self, key: FileKey) -> str | None:
         digest = self._digests.get(key)
@@ -815,7 +830,7 @@ class HashCache:
         store first, so the digest follows the body at once if it is there)."""
         digest = self.cached(key)
         if digest is not None:
-            self.hits += 1
+            self.stats.digest_cache_hits += 1
         return digest
 
     async def sha256(self, opened: OpenedFile, source: str = "") -> str:
@@ -828,7 +843,7 @@ class HashCache:
         key = opened.key
         digest = self.cached(key)
         if digest is not None:
-            self.hits += 1
+            self.stats.digest_cache_hits += 1
             return digest
         # shield: one waiter giving up must not cancel the others' hashing.
         hashed = await asyncio.shield(self.hashing(opened, source))
@@ -861,19 +876,21 @@ class HashCache:
                 raise
             if stored is not None:
                 os.close(fd)
-                self.hits += 1
+                self.stats.digest_cache_hits += 1
                 return _Hashed(stored, cacheable=True)
             asks_store = False
         # A small file is looked up in the job that would hash it: one thread hop, not two.
+        stats = self.stats
         try:
             hashed = await self._hash(fd, key, source, asks_store)
         except BaseException:
-            self.hashings += 1
+            stats.digest_cache_misses += 1
             raise
         if hashed.stored:
-            self.hits += 1
+            stats.digest_cache_hits += 1
         else:
-            self.hashings += 1
+            stats.digest_cache_misses += 1
+            stats.bytes_hashed += key.size
         return hashed
 
     def _ask_store(self, row: Key) -> str | None:

@@ -28,23 +28,31 @@ from typing import Any, cast
 from .. import protocol as p
 from ..digests import open_store
 from ..hostport import host_port
+from ..protocol.state import State
 from ..version import server_banner
 from .addresses import is_loopback_host
 from .auth import AuthGuard, TokenChecker, read_token_rights, server_context
+from .commands import REQUEST_VERBS
 from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
+from .events import EVENT_HANDLERS, UNCOUNTED
 from .logs import WarningLimiter, announce
 from .reachable import reachable_addresses
 from .registry import MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
+from .stats import Kind, Sample, Statistics
 from .status import StatusReplies
 from .upload_area import UploadArea
 from .watch import Watch
 from .workers import Workers
 
 log = logging.getLogger("filedock.server")
+
+GAUGE = Kind.GAUGE
+# The states of a connection whose body moves: a file sent, an upload received.
+_MOVING = frozenset({State.SENDING, State.RECEIVING})
 
 # Accept errors that mean "out of resources": asyncio logs them through the
 # loop's exception handler, stops accepting and retries after a second.
@@ -101,7 +109,12 @@ class Server:
             pending=self.pending,
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
-        self.repository = Repository(config.repo, workers=self.workers, max_line=config.max_line)
+        # The one set of counters: the sessions, the digest cache and the readers share it.
+        self.stats = Statistics(verbs=REQUEST_VERBS, others=EVENT_HANDLERS, derived=UNCOUNTED)
+        self.stats.gauges = self._gauges
+        self.repository = Repository(
+            config.repo, workers=self.workers, max_line=config.max_line, stats=self.stats
+        )
         self.tls = (
             server_context(config.tls_cert, config.tls_key)
             if config.tls_cert and config.tls_key
@@ -144,12 +157,12 @@ class Server:
             sessions=self.sessions,
             lingering=self.lingering,
             notices_held=self.notices_held,
+            stats=self.stats,
         )
         self._accept_warned = float("-inf")  # when "Cannot accept" was last logged
         # Set by request_stop and aclose: /healthz answers 503 from then on.
         self.stopping = False
         self.watch: Watch | None = None  # the HTTP side, with --http
-        self._accepted = 0
 
     # -- running ------------------------------------------------------------
 
@@ -159,6 +172,7 @@ class Server:
         self._limiter = self.context.limiter = WarningLimiter(log, call_later=loop.call_later)
         loop.set_exception_handler(self._loop_exception)
         self.context.started = time.monotonic()
+        self.stats.restart_clock()
         # No ssl= here: asyncio would build a TLS layer for every connection
         # it accepts. Sessions start TLS once the pending pool admits them.
         dual_stack = dual_stack_socket(self.config.host, self.config.port)
@@ -335,7 +349,8 @@ class Server:
 
     def statistics(self) -> ServerStatistics:
         """A snapshot of the server's counts; call it on the server's event loop."""
-        hashes, workers = self.repository.hashes, self.workers
+        hashes, workers, stats = self.repository.hashes, self.workers, self.stats
+        rejected = stats.connections_rejected
         return ServerStatistics(
             sessions_open=len(self.sessions),
             sessions_welcomed=sum(
@@ -346,20 +361,37 @@ class Server:
             clients_connected=self.registry.connected_count,
             lingering=len(self.lingering),
             drop_notices_held=len(self.notices_held),
-            connections_accepted=self._accepted,
-            connections_refused=self.context.refused,
+            connections_accepted=stats.connections_received,
+            connections_refused=sum(stats.connections_rejected.values()) - rejected["token"],
             hash_cache_entries=len(hashes),
-            hash_cache_hits=hashes.hits,
-            hashings=hashes.hashings,
+            hash_cache_hits=stats.digest_cache_hits,
+            hashings=stats.digest_cache_misses,
             hash_workers_busy=workers.hashing.busy,
             metadata_workers_busy=workers.metadata.busy,
             uptime=self.uptime(),
         )
 
+    def samples(self) -> list[Sample]:
+        """Every counter and gauge now (see :mod:`.stats`); call it on the server's loop."""
+        return self.stats.samples()
+
+    def _gauges(self) -> list[Sample]:
+        """What is read rather than counted, at each read of the statistics."""
+        sessions = self.sessions
+        moving = sum(session.conn.state in _MOVING for session in sessions)
+        return [
+            Sample("clients_connected", self.registry.connected_count, GAUGE, "Clients welcomed"),
+            Sample("sessions_open", len(sessions), GAUGE, "Connections greeting or welcomed"),
+            Sample("pending", len(self.pending), GAUGE, "Connections still greeting"),
+            Sample("transfers_active", moving, GAUGE, "Bodies being sent or received"),
+            Sample("digest_cache_entries", len(self.repository.hashes), GAUGE, "Digests held"),
+            Sample("hash_jobs", self.workers.hashing.busy, GAUGE, "Hashings queued or running"),
+        ]
+
     # -- shared state for sessions --------------------------------------------
 
     def _accept(self) -> Session:
-        self._accepted += 1
+        self.stats.connections_received += 1
         return Session(self.context)
 
     def session_closed(self, session: Session) -> None:

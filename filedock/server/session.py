@@ -65,7 +65,7 @@ class Session(asyncio.BufferedProtocol):
     __slots__ = (
         # The driver's own: the conversation, the transport, the task, the timers.
         *("context", "config", "conn", "transport", "flow", "task", "stopping", "peer_eof"),
-        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned"),
+        *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned", "stats"),
         # Who the client is, and its way through admission and the greeting.
         *("address", "source", "number", "name", "entry", "turn", "has_turn"),
         *("pending", "spoke", "upgrade"),
@@ -102,6 +102,7 @@ class Session(asyncio.BufferedProtocol):
         self.activity: Activity | None = None  # while the task runs (see activity.py)
         self.stopping = False  # the server is shutting down: serve nothing new
         self.warned = False  # protocol errors are logged once per connection
+        self.stats = context.stats  # the server's counters (see process)
         self.peer_eof = False
         self._timer: asyncio.TimerHandle | None = None  # the conversation's next deadline
         self._timer_at = 0.0
@@ -223,18 +224,18 @@ class Session(asyncio.BufferedProtocol):
         state = conn.state
         replies: list[bytes] = []
         size = 0
-        heard = False
+        heard = 0  # events answered: the statistics' lines (a PING costs this add, no more)
         # An upload's body is taken even while replies wait: its bytes may be
         # in the buffer every session reads into.
         while not flow.paused or conn.state is _RECEIVING:
             event = next_event()
             if event is NEED_DATA or event is PAUSED:  # (PAUSED: a command waits)
                 break
-            heard = True
+            heard += 1
             try:
                 reply = handlers[type(event)](self, event)
             except Exception as exc:  # a refused request, or a bug: answered, the server stays up
-                reply = answer_failure(self, exc)
+                reply = answer_failure(self, exc, event)
             if reply:
                 replies.append(reply)
                 size += len(reply)
@@ -244,6 +245,7 @@ class Session(asyncio.BufferedProtocol):
                     size = 0
         if heard:
             conn.heard_at = time.monotonic()
+            self.stats.lines += heard
         if replies:
             transport.write(b"".join(replies))
         if conn.state is not state:  # (a timer that fires re-arms itself)
@@ -330,6 +332,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
+        self.context.stats.timeouts["send"] += 1
         self.context.warn(
             "timeout",
             "Dropping %s: no write progress for %g s",

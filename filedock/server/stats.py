@@ -13,7 +13,7 @@ bare name and each value as ``<name>_<value>``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -39,7 +39,12 @@ class Sample:
 REJECT_REASONS = ("full", "per-address", "token", "registry")
 TIMEOUT_KINDS = ("handshake", "idle", "send")
 DIRECTIONS = ("download", "upload")
-UPLOAD_REFUSALS = ("disabled", "forbidden", "exists", "too-large", "no-space", "integrity")
+# Uploads off, a token without the write right, then the ERR codes an upload
+# can end with (before its body, or after it: its digest, its name taken).
+UPLOAD_REFUSALS = (
+    *("disabled", "read-only", "forbidden", "bad-request", "exists", "too-large", "no-space"),
+    *("integrity", "internal"),
+)
 
 
 class Statistics:
@@ -47,9 +52,25 @@ class Statistics:
 
     The gauges (clients connected, and whatever else is read rather than
     counted) come from ``gauges``, called at each read.
+
+    Requests: the line loop adds how many events it answered to ``lines``,
+    once per batch (a local add per line: all a pipelined ``PING`` costs),
+    and every other event is counted in ``events`` by its handler, keyed by
+    its type. So ``derived`` (``PING``) is not counted on its own: it is
+    ``lines`` less every other event. Every type but that one is a key from
+    the start (``verbs`` and ``others``); those in ``verbs`` are reported, by
+    verb. (A reader between two batches sees them agree: ``STATS`` is
+    answered from a task for that reason.)
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        verbs: Mapping[type, str] | None = None,
+        others: Iterable[type] = (),
+        derived: type | None = None,
+    ) -> None:
         self._clock = clock
         self.started = clock()
         self.gauges: Callable[[], Iterable[Sample]] = lambda: ()
@@ -57,7 +78,11 @@ class Statistics:
         self.connections_rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
         self.protocol_errors = 0
-        self.requests: dict[str, int] = {}  # by verb, lowercase ("get", "ping")
+        self.verbs: dict[type, str] = dict(verbs or {})  # request type -> lowercase verb
+        self.lines = 0  # every event the line loop answered
+        self.derived = derived  # the one type counted as lines less the others
+        kinds = [kind for kind in (*self.verbs, *others) if kind is not derived]
+        self.events: dict[type, int] = dict.fromkeys(kinds, 0)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.transfers_completed = dict.fromkeys(DIRECTIONS, 0)
@@ -70,6 +95,20 @@ class Statistics:
 
     def uptime(self) -> float:
         return self._clock() - self.started
+
+    def restart_clock(self) -> None:
+        """Count the uptime from now (a server's start, after it was made)."""
+        self.started = self._clock()
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """Requests answered so far, by verb (every verb, from 0)."""
+        counted = self.events
+        rest = self.lines - sum(counted.values())
+        return {
+            verb: rest if kind is self.derived else counted[kind]
+            for kind, verb in self.verbs.items()
+        }
 
     def samples(self) -> list[Sample]:
         """Every figure now, counters then gauges, in a stable order."""
@@ -92,9 +131,7 @@ class Statistics:
         out += _one("digest_cache_hits", self.digest_cache_hits, "Digests from the cache")
         out += _one("digest_cache_misses", self.digest_cache_misses, "Files hashed anew")
         out += _one("bytes_hashed", self.bytes_hashed, "Bytes read and hashed")
-        out += _labelled(
-            "uploads_refused", "reason", self.uploads_refused, "Uploads refused before their body"
-        )
+        out += _labelled("uploads_refused", "reason", self.uploads_refused, "Uploads refused")
         out += self.gauges()
         return out
 

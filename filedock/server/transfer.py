@@ -143,6 +143,12 @@ async def send_body(
         raise
 
 
+def count_stall(stats: Statistics, exc: TransferError) -> None:
+    """A body cut short by a client that stopped reading is a send timeout too."""
+    if isinstance(exc, SendStalled):
+        stats.timeouts["send"] += 1
+
+
 async def send_padding(
     transport: asyncio.WriteTransport, flow: WriteFlow, count: int, stall_limit: float
 ) -> None:

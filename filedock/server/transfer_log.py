@@ -138,9 +138,7 @@ def log_transfer(
     if limit is None:
         log.info(message, *args, extra=fields)
         return
-    s.context.limiter.warning(
-        limit, message, *args, source=s.source, level=logging.INFO, extra=fields
-    )
+    s.context.limiter.info(limit, message, *args, source=s.source, extra=fields)
 
 
 _RATE_UNITS = ("KiB/s", "MiB/s", "GiB/s", "TiB/s")

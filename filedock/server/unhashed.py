@@ -32,7 +32,7 @@ from .. import protocol as p
 from ..errors import RequestError
 from ..protocol.state import State
 from .repository import OpenedFile
-from .transfer import FileShrank, TransferError, send_body, send_padding
+from .transfer import FileShrank, TransferError, count_stall, send_body, send_padding
 from .transfer_log import TransferLog
 
 if TYPE_CHECKING:
@@ -47,12 +47,23 @@ async def send_unhashed(s: Session, opened: OpenedFile) -> None:
     """Answer a v2 ``GET`` of ``opened``, whose digest is not known, without a wait."""
     if s.closing:
         return  # the client went while the file was opened: nothing to send, nor hash
+    stats = s.context.stats
+    completed = False
+    try:
+        completed = await _send_and_follow(s, opened)
+    finally:  # however it ends, cancelled included: completed only with its DIGEST
+        outcome = stats.transfers_completed if completed else stats.transfers_failed
+        outcome["download"] += 1
+
+
+async def _send_and_follow(s: Session, opened: OpenedFile) -> bool:
+    """The header, the body, then its DIGEST (or ERR changed); whether the DIGEST went out."""
     hashing = s.context.repository.hashes.hashing(opened, s.source)
     s.send(p.FileReply(opened.size, None, opened.path))
     transfer = TransferLog(s, opened.path, opened.size)
     shrank = await _send_whole_body(s, opened, transfer)
     if shrank is None or s.conn.state is not State.SENDING:
-        return  # cut short (the hashing goes on, and is cached), or the connection went
+        return False  # cut short (the hashing goes on, and is cached), or the connection went
     s.conn.body_sent()
     try:
         digest = (await asyncio.shield(hashing)).digest
@@ -64,18 +75,19 @@ async def send_unhashed(s: Session, opened: OpenedFile) -> None:
     except RequestError as exc:  # FileChanged; Stopping: the server shuts down
         if exc.code != p.ErrorCode.CHANGED:
             s.send(p.ErrorReply(exc.code, exc.text))
-            return
+            return False
         shrank = True
     except OSError as exc:
         log.warning("Cannot read %r for %s: %s", opened.path, s.label(), exc.strerror)
         s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "file cannot be read"))
-        return
+        return False
     if shrank or not opened.served_whole():
         transfer.changed()
         s.send(p.ErrorReply(p.ErrorCode.CHANGED, _CHANGED_TEXT))
-        return
+        return False
     s.send(p.DigestReply(digest))
     transfer.completed(digest)
+    return True
 
 
 async def _send_whole_body(s: Session, opened: OpenedFile, transfer: TransferLog) -> bool | None:
@@ -92,6 +104,7 @@ async def _send_whole_body(s: Session, opened: OpenedFile, transfer: TransferLog
             await send_padding(transport, s.flow, opened.size - exc.sent, stall_limit)
             return True
     except TransferError as exc:  # the client went away, or stalled
+        count_stall(s.context.stats, exc)
         transfer.cut_short(exc)
         s.abort()
         return None

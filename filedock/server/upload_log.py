@@ -64,8 +64,8 @@ class UploadLog:
 
     def refused(self, reason: str) -> None:
         """Refused before any byte of the body."""
-        self.session.context.warn(
-            _KIND,
+        self.session.context.note(
+            "upload-refused",
             "Refused upload of %r size=%d sha256=%s… from %s: %s",
             *self._what(), reason,
             source=self.session.source,

@@ -78,14 +78,15 @@ def _write_and_keep(partial: Partial, chunks: list[tuple[bytearray, int]]) -> No
         partial.keep()
 
 
-def start(s: Session, put: p.Put) -> None:
-    """Refuse ``put`` at once if no disk is needed to; else start its upload."""
+def start(s: Session, put: p.Put) -> bytes | None:
+    """Refuse ``put`` at once (its ``ERR``) if no disk is needed to; else start its upload."""
     config, area = s.config, s.context.uploads
     refusal: RequestError | None = None
+    reason = None  # for the statistics, when the code alone does not say
     if area is None or not config.allow_upload:
-        refusal = Forbidden("this server does not take uploads")
+        refusal, reason = Forbidden("this server does not take uploads"), "disabled"
     elif not s.may_write:
-        refusal = Forbidden("this access token may not upload")
+        refusal, reason = Forbidden("this access token may not upload"), "read-only"
     elif put.size > config.max_upload_size:
         refusal = UploadTooLarge(
             f"the server takes uploads of {config.max_upload_size} bytes at most"
@@ -96,10 +97,10 @@ def start(s: Session, put: p.Put) -> None:
         except RequestError as exc:
             refusal = exc
     if refusal is not None:
-        UploadLog(s, put).refused(str(refusal))
-        raise refusal  # answered ERR by the line loop
+        return s.conn.send(_refusal(s, UploadLog(s, put), refusal, reason))
     assert area is not None
     s.start(_upload(s, put, area), Activity("put", put.path, put.size))
+    return None
 
 
 async def _upload(s: Session, put: p.Put, area: UploadArea) -> None:
@@ -153,6 +154,8 @@ async def _take(s: Session, put: p.Put, area: UploadArea, name: str) -> None:
     upload_log.offset = partial.offset
     if s.activity is not None:
         s.activity.done = partial.offset  # a resume's body starts there
+    if partial.offset:
+        s.context.stats.transfers_resumed["upload"] += 1
     upload = s.upload = Upload(s, put, partial, upload_log)
     try:
         s.transport.write(s.conn.ready(p.ReadyReply(partial.offset, put.path), put.size))
@@ -165,8 +168,23 @@ async def _take(s: Session, put: p.Put, area: UploadArea, name: str) -> None:
 
 
 def _refuse(s: Session, upload_log: UploadLog, exc: RequestError) -> None:
+    s.send(_refusal(s, upload_log, exc))
+
+
+def _refusal(
+    s: Session, upload_log: UploadLog, exc: RequestError, reason: str | None = None
+) -> p.ErrorReply:
+    """Count and log a refusal before the body; its ``ERR``."""
+    _count_refused(s, exc, reason)
     upload_log.refused(str(exc))
-    s.send(p.ErrorReply(exc.code, exc.text))
+    return p.ErrorReply(exc.code, exc.text)
+
+
+def _count_refused(s: Session, exc: RequestError, reason: str | None = None) -> None:
+    """An upload answered ``ERR``: by ``reason``, or its code."""
+    refused = s.context.stats.uploads_refused
+    reason = reason or exc.code
+    refused[reason if reason in refused else "internal"] += 1
 
 
 class Upload:
@@ -260,14 +278,21 @@ class Upload:
         try:
             await self._write_all()
         except asyncio.CancelledError:  # the server shuts down: the partial stays
+            self._count("failed")
             self._flush_later()
             self.log.ended("stopped by the server's shutdown, its partial kept", self.received)
             raise
         if self._ended != "whole":
+            self._count("failed")
             self.partial.keep()
             self.log.ended(_LOST.format(self._ended, self.partial.offset), self.received)
             return
         await self._finish()
+
+    def _count(self, outcome: str) -> None:
+        stats = self.session.context.stats
+        counts = stats.transfers_completed if outcome == "completed" else stats.transfers_failed
+        counts["upload"] += 1
 
     def _flush_later(self) -> None:
         """Write what came and was not written yet, then close the partial, in a
@@ -340,6 +365,8 @@ class Upload:
                 f"the body's SHA-256 is {partial.sha256()}, not the {put.sha256} announced"
             )
         if failure is not None:
+            self._count("failed")
+            _count_refused(s, failure)
             partial.discard()
             self.log.ended(f"failed ({failure.code}), nothing placed", self.received)
             s.send(p.ErrorReply(failure.code, failure.text))
@@ -350,9 +377,12 @@ class Upload:
                 _place, area, partial, put.path, put.mode, never_ran=partial.keep
             )
         except RequestError as exc:  # the name taken meanwhile, a symlink put on the way, …
+            self._count("failed")
+            _count_refused(s, exc)
             self.log.ended(f"failed ({exc.code}: {exc.text}), nothing placed", self.received)
             s.send(p.ErrorReply(exc.code, exc.text))
             return
         s.context.repository.hashes.learned(key, put.sha256)
+        self._count("completed")
         self.log.stored(self.received)
         s.send(p.StoredReply(put.size, put.sha256, put.path))

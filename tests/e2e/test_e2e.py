@@ -58,43 +58,44 @@ def server(repo: Path) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def test_walkthrough(server: ServerProcess, tmp_path: Path) -> None:
+def test_walkthrough_piped(server: ServerProcess, tmp_path: Path) -> None:
+    """The walk-through's commands piped in: their answers, and nothing of a person's screen
+    (no banner, no prompts; the terminal's screen is tests/e2e/test_shell_pty.py's)."""
     commands = "help\nabout\nwho\nping\nuptime\nhello there\nlist\nget sample.txt\nstatus\nexit\n"
     result = run_client(server.port, commands, tmp_path)
     out = result.stdout
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = out.splitlines()
-    assert lines[0] == "[CLIENT] Assigned name: Client01"
-    assert lines[1] == "[SERVER] WELCOME Client01 | filedock 1.0.0"
-    assert lines[2] == (
-        "Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about"
-        " | exit"
-    )
-    assert "Client01 > [SERVER] PONG" in lines
-    assert "Client01 > [SERVER] WHO Client01" in lines
-    assert "Client01 > [SERVER] hello there ACK" in lines
-    assert re.search(r"^Client01 > \[SERVER\] UPTIME \d+s$", out, re.M)
-    assert re.search(r"^Client01 > \[SERVER\] ABOUT filedock 1\.0\.0", out, re.M)
+    assert lines[0].startswith("[SERVER] CMDs: ")  # help's answer comes first
+    assert "Assigned name" not in out
+    assert "WELCOME" not in out
+    assert "Commands:" not in out
+    assert " > " not in out  # no prompt
+    assert "[SERVER] PONG" in lines
+    assert "[SERVER] WHO Client01" in lines
+    assert "[SERVER] hello there ACK" in lines
+    assert re.search(r"^\[SERVER\] UPTIME \d+s$", out, re.M)
+    assert re.search(r"^\[SERVER\] ABOUT filedock 1\.0\.0", out, re.M)
     assert re.search(
-        r"^Client01 > \[SERVER\] --- FILES ---\n"
-        r"sample\.txt  6 B  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n"
+        r"^\[SERVER\] --- FILES ---\n"
+        r"sample\.txt  6 B  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+\n"
         r"\[SERVER\] -----$",
         out,
         re.M,
     )
     saved = tmp_path / "downloads" / "sample.txt"
-    assert f"Client01 > [CLIENT] Saved file to: {saved}\n[CLIENT] SHA256 verify: PASS" in out
+    assert f"\n[CLIENT] Saved file to: {saved}\n[CLIENT] SHA256 verify: PASS\n" in out
     assert saved.read_bytes() == SAMPLE
     assert re.search(
-        r"^Client01 > \[SERVER\] --- STATUS ---\n"
+        r"^\[SERVER\] --- STATUS ---\n"
         r"CLIENT    ACCEPTED             FINISHED             ADDR\n"
         r"Client01  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  None                 127\.0\.0\.1:\d+\n"
         r"\[SERVER\] -----$",
         out,
         re.M,
     )
-    assert lines[-1] == "Client01 > [SERVER] BYE"
+    assert lines[-1] == "[SERVER] BYE"  # the answer to the script's `exit`
     digest = hashlib.sha256(SAMPLE).hexdigest()[:12]
     server.wait_for_log(r"Connected: Client01 from 127\.0\.0\.1:\d+")
     # The assignment's "Sent file 'sample.txt'" first, then to whom, the size and
@@ -117,17 +118,30 @@ def test_status_shows_finished_clients_as_times(server: ServerProcess, tmp_path:
 def test_end_of_input_leaves_cleanly(server: ServerProcess, tmp_path: Path) -> None:
     result = run_client(server.port, "ping\n", tmp_path)
     assert result.returncode == 0
-    assert "[SERVER] BYE" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout == "[SERVER] PONG\n"  # a script's end says nothing more
+    assert result.stderr == ""
+    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")  # but it left: EXIT was said
 
 
-def test_missing_file_is_one_line_and_session_goes_on(
+def test_piped_commands_stop_at_the_first_failure(server: ServerProcess, tmp_path: Path) -> None:
+    """As sftp -b: the error on stderr, the run stops there, with the failure's status."""
+    result = run_client(server.port, "ping\nget nope.txt\nping\nexit\n", tmp_path)
+    assert result.returncode == 5
+    assert result.stdout == "[SERVER] PONG\n"  # the second ping never ran
+    assert result.stderr == "[SERVER] ERR not-found no such file in the repository (nope.txt)\n"
+    server.wait_for_log(r"Finished: Client01 \(exit, \d+\.\d s\)$")
+
+
+def test_keep_going_runs_every_line_and_exits_with_the_first_failure(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    result = run_client(server.port, "get nope.txt\nping\nexit\n", tmp_path)
-    assert "Client01 > [SERVER] ERR not-found " in result.stdout
-    assert "Client01 > [SERVER] PONG" in result.stdout
-    assert result.returncode == 0
+    typed = "get nope.txt\nping\nbogus-verb-free line\nget -Z x\nping\n"
+    result = run_client(server.port, typed, tmp_path, "--keep-going")
+    assert result.returncode == 5  # the first failure's, not the usage error's (2)
+    assert result.stdout.count("[SERVER] PONG\n") == 2
+    assert "ERR not-found" in result.stderr
+    assert "unrecognized arguments: -Z" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_typed_name_keeps_its_unicode_white_space(
@@ -154,9 +168,9 @@ def test_full_server_turns_the_client_away(repo: Path, tmp_path: Path) -> None:
             server.wait_for_log(r"Connected: Client01")
             result = run_client(server.port, "ping\n", tmp_path)
             assert result.returncode == 4
-            assert result.stdout.startswith("[SERVER] Server is at capacity")
-            assert "(1/1 clients)" in result.stdout
-            assert " > " not in result.stdout  # no prompt
+            assert result.stderr.startswith("[SERVER] Server is at capacity")  # piped: stderr
+            assert "(1/1 clients)" in result.stderr
+            assert result.stdout == ""  # no prompt
         finally:
             assert holder.stdin is not None
             holder.communicate("exit\n", timeout=10)
@@ -173,7 +187,7 @@ def test_lost_server_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
     server.stop()
     out, err = client.communicate("ping\n", timeout=20)
     assert client.returncode == 3
-    assert "[CLIENT] Connection to the server was lost" in out
+    assert "[CLIENT] Connection to the server was lost" in err  # piped: errors on stderr
     assert "Traceback" not in out + err
 
 
@@ -184,14 +198,14 @@ def test_server_shutdown_is_shown_to_the_client(repo: Path, tmp_path: Path) -> N
     assert server.stop() == 0
     out, err = client.communicate("ping\n", timeout=20)
     assert client.returncode != 0
-    assert "[SERVER] ERR shutdown" in out
+    assert "[SERVER] ERR shutdown" in err
     assert "Traceback" not in out + err
 
 
 def test_unreachable_server(tmp_path: Path) -> None:
     result = run_client(1, "", tmp_path)
     assert result.returncode == 3
-    assert "cannot connect to 127.0.0.1:1" in result.stdout
+    assert "cannot connect to 127.0.0.1:1" in result.stderr  # piped: errors on stderr
 
 
 @pytest.mark.parametrize("program", ["server", "client"])

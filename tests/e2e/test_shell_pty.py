@@ -179,6 +179,49 @@ def terminal(server: ServerThread, tmp_path: Path) -> Iterator[Callable[..., Pty
         client.close()
 
 
+# The assignment's walk-through (design/cli.md), as a terminal shows it: the
+# typed lines echoed after each prompt. Times, the port and the folder vary.
+WALKTHROUGH = r"""[CLIENT] Assigned name: Client01
+[SERVER] WELCOME Client01 | filedock 1.0.0
+Commands: help | list | status | who | ping | uptime | get <file> | <filename> | about | exit
+Client01 > ping
+[SERVER] PONG
+Client01 > hello there
+[SERVER] hello there ACK
+Client01 > list
+[SERVER] --- FILES ---
+sample.txt  6 B  DATE ZONE
+[SERVER] -----
+Client01 > get sample.txt
+[CLIENT] Saved file to: DOWNLOADS/sample.txt
+[CLIENT] SHA256 verify: PASS
+Client01 > status
+[SERVER] --- STATUS ---
+CLIENT    ACCEPTED             FINISHED             ADDR
+Client01  DATE  None                 127.0.0.1:PORT
+[SERVER] -----
+Client01 > exit
+[SERVER] BYE
+"""
+
+
+def test_the_walkthrough_on_a_terminal_is_the_assignments(
+    terminal: Callable[..., PtyClient], tmp_path: Path
+) -> None:
+    client = terminal()
+    for line in (b"ping", b"hello there", b"list", b"get sample.txt", b"status", b"exit"):
+        client.prompt()
+        client.wait_until_reading()
+        client.type(line + b"\r")
+    assert client.wait() == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", client.text)  # readline's own modes
+    shown = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "DATE", shown)
+    shown = re.sub(r"DATE \S+\n", "DATE ZONE\n", shown)  # list says its zone
+    shown = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", shown)
+    shown = shown.replace(str(tmp_path / "downloads"), "DOWNLOADS")
+    assert shown == WALKTHROUGH
+
+
 @needs_readline
 def test_tab_completes_a_file_name(terminal: Callable[..., PtyClient], tmp_path: Path) -> None:
     client = terminal()
@@ -203,6 +246,23 @@ def test_tab_completes_a_command_word(terminal: Callable[..., PtyClient]) -> Non
     client.expect(rb"\[SERVER\] UPTIME \d+s")
     client.prompt()
     client.type(b"\x04")
+    assert client.wait() == 0
+
+
+def test_stats_shows_the_counters_aligned_on_the_terminal(
+    terminal: Callable[..., PtyClient],
+) -> None:
+    client = terminal()
+    client.prompt()
+    client.type(b"stats\r")
+    client.expect(rb"\[SERVER\] --- STATS ---")
+    client.expect(rb"\[SERVER\] -----")
+    table = client.text.split("--- STATS ---\n", 1)[1].split("\n[SERVER] -----", 1)[0]
+    rows = table.splitlines()
+    assert len({len(row) for row in rows}) == 1  # the values end in one column
+    assert re.search(r"^requests_stats +1$", table, re.MULTILINE)
+    client.prompt()
+    client.type(b"exit\r")
     assert client.wait() == 0
 
 

@@ -6,6 +6,7 @@ A slot is taken at WELCOME; until then a connection waits in the pending pool
 
 from __future__ import annotations
 
+import io
 import logging
 import selectors
 import socket
@@ -24,7 +25,7 @@ from filedock.client.client import Client
 from filedock.errors import ConnectionLost, ServerFull
 from filedock.server.config import ServerConfig
 from filedock.version import __version__
-from tests.support import HOST, LineConn, ServerThread, wait_until
+from tests.support import HOST, LineConn, ServerThread, TypedAtATerminal, wait_until
 
 FULL_LINE = "FULL server is at capacity (3/3 clients)"
 
@@ -422,11 +423,23 @@ def test_library_raises_server_full_in_answer_to_hello(full_at_hello: int) -> No
 
 
 def test_interactive_client_says_at_capacity_in_answer_to_hello(
-    full_at_hello: int, capsys: pytest.CaptureFixture[str]
+    full_at_hello: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("sys.stdin", TypedAtATerminal(""))
     code = client_main(["--port", str(full_at_hello), "--timeout", "5"])
     assert code == ExitCode.SERVER_FULL
     assert capsys.readouterr().out.startswith("[SERVER] Server is at capacity")
+
+
+def test_piped_client_says_at_capacity_on_stderr(
+    full_at_hello: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("ping\n"))
+    code = client_main(["--port", str(full_at_hello), "--timeout", "5"])
+    assert code == ExitCode.SERVER_FULL
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert shown.err.startswith("[SERVER] Server is at capacity")
 
 
 # -- silent connections that reconnect when dropped --------------------------------

@@ -339,6 +339,26 @@ def shell(connect: Callable[..., Client], tmp_path: Path) -> tuple[Shell, io.Str
     return prompt, out, err
 
 
+def test_the_prompt_takes_what_tab_completes_and_a_leading_dot_slash(
+    shell: tuple[Shell, io.StringIO, io.StringIO], tree: Path, tmp_path: Path
+) -> None:
+    """TAB completes `get do` to `get docs/`: Enter then gets the folder's hint, not the
+    server's `forbidden path has an empty component`; `./sample.txt` is sample.txt."""
+    prompt, out, _ = shell
+    for typed in ("get docs/", "get ./docs", "get docs//"):
+        assert prompt.execute(typed) is False
+        assert out.getvalue().splitlines()[-1] == (
+            "[CLIENT] docs is a folder: `list docs` or `get -r docs`"
+        ), typed
+        assert prompt.status == 5
+    assert prompt.execute("get ./sample.txt") is False
+    assert prompt.status == 0
+    assert (tmp_path / "dl" / "sample.txt").read_bytes() == SAMPLE
+    assert prompt.execute("get -r ./docs/sub/") is False
+    assert files_under(tmp_path / "dl" / "docs") == {"sub/c.txt": b"ccc\n"}
+    assert "forbidden" not in out.getvalue()
+
+
 def test_the_prompt_takes_get_options_and_patterns(
     shell: tuple[Shell, io.StringIO, io.StringIO], tree: Path, tmp_path: Path
 ) -> None:
@@ -404,3 +424,25 @@ def test_a_mirror_failure_is_a_change_and_its_status(
     assert documents[-1]["summary"]["failed"] == 1
     assert err.startswith(f"[CLIENT] fail {copy / 'a.txt'}: ")  # and said for people
     assert (copy / "b.md").read_bytes() == b"bb\n"  # the others are still fetched
+
+
+def test_the_prompts_get_reads_quotes_and_several_paths(
+    shell: tuple[Shell, io.StringIO, io.StringIO], tree: Path, tmp_path: Path
+) -> None:
+    (tree / "report 2024.txt").write_bytes(b"report\n")
+    prompt, out, _ = shell
+    fetched = tmp_path / "dl"
+    assert prompt.execute('get "report 2024.txt" sample.txt') is False
+    assert (fetched / "report 2024.txt").read_bytes() == b"report\n"
+    assert (fetched / "sample.txt").read_bytes() == SAMPLE
+    for typed in ("get report\\ 2024.txt", "get 'report 2024.txt'", "get report 2024.txt"):
+        (fetched / "report 2024.txt").unlink()
+        assert prompt.execute(typed) is False  # the last: unquoted, but it names a file
+        assert prompt.status == 0, typed
+        assert (fetched / "report 2024.txt").read_bytes() == b"report\n", typed
+    assert prompt.execute("get notes.txt docs/a.txt") is False
+    assert {"notes.txt", "docs"} <= {path.name for path in fetched.iterdir()}
+    assert prompt.execute("get nope.txt also-nope.txt") is False  # two names, neither there
+    assert prompt.status == 5
+    assert out.getvalue().count("(nope.txt)") == 1
+    assert out.getvalue().count("(also-nope.txt)") == 1

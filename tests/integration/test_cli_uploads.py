@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from filedock.cli.exitcodes import ExitCode
 from filedock.cli.shell import Shell
 from filedock.client.client import Client
 from tests.integration import test_oneshot
-from tests.integration.test_oneshot import Run
+from tests.integration.test_oneshot import SUMMARY, Run
 from tests.support import ServerThread, write_file
 from tests.support.fake_server import FakeServer, Peer
 
@@ -74,10 +75,12 @@ def test_put_r_sends_a_folder_and_skips_what_the_server_has(
 ) -> None:
     code, out, err = run("--port", up_port, "put", "-r", str(photos), "--to", "backup")
     assert (code, err) == (0, "")
-    assert out.splitlines() == [
+    *files, summary = out.splitlines()
+    assert files == [
         "[CLIENT] Stored backup/photos/a.jpg (10 B, SHA-256 checked)",
         "[CLIENT] Stored backup/photos/sub/b.jpg (20 B, SHA-256 checked)",
     ]
+    assert re.fullmatch(SUMMARY.format("2 files: 2 stored; 30 B"), summary)
     assert (repo / "backup" / "photos" / "sub" / "b.jpg").read_bytes() == b"b" * 20
     assert not (repo / "backup" / "photos" / ".thumbs").exists()
     code, out, err = run("--port", up_port, "put", "-r", str(photos), "--to", "backup", "--json")
@@ -123,7 +126,9 @@ def test_put_of_a_missing_file_says_so_and_sends_the_others(
     code, out, err = run("--port", up_port, "put", str(tmp_path / "nope.txt"), str(local))
     assert code == ExitCode.ERROR
     assert "cannot read" in err
-    assert out == "[CLIENT] Stored b.txt (1 B, SHA-256 checked)\n"
+    *files, summary = out.splitlines()
+    assert files == ["[CLIENT] Stored b.txt (1 B, SHA-256 checked)"]
+    assert re.fullmatch(SUMMARY.format("2 files: 1 stored, 1 failed; 1 B"), summary)
     assert (repo / "b.txt").read_bytes() == b"b"
 
 

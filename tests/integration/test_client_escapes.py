@@ -23,6 +23,7 @@ from filedock.cli.screen import Screen
 from filedock.client.results import TransferProgress
 from filedock.errors import IntegrityError, NotFound, ProtocolError, ServerFull
 from filedock.safetext import is_inert, printable
+from tests.support import TypedAtATerminal
 from tests.support.fake_server import FakeServer, Peer, Script
 
 # No space or TAB inside: it must survive as one word, one field, one name.
@@ -108,7 +109,8 @@ def run_client(
 ) -> tuple[int, str]:
     monkeypatch.setenv("NO_COLOR", "1")  # the escapes of colours are ours, not the server's
     monkeypatch.setenv("FILEDOCK_HISTORY_FILE", "/dev/null")
-    monkeypatch.setattr("sys.stdin", io.StringIO(typed))
+    # The prompt as a person sees it: its greeting is printed too (piped, it is not).
+    monkeypatch.setattr("sys.stdin", TypedAtATerminal(typed))
     code = client_main(["--port", str(port), "--timeout", "2", *argv])
     out, err = capsys.readouterr()
     return code, out + err

@@ -20,7 +20,14 @@ from filedock.client.connection import client_context
 from filedock.errors import BadRange, Changed, Forbidden, NotFound
 from filedock.version import __version__
 from tests.conftest import SAMPLE
-from tests.support import HOST, LineConn, ServerThread, random_bytes, write_file
+from tests.support import (
+    HOST,
+    LineConn,
+    ServerThread,
+    TypedAtATerminal,
+    random_bytes,
+    write_file,
+)
 
 SAMPLE_SHA = hashlib.sha256(SAMPLE).hexdigest()
 # Over the 1 MiB the hashing splits small files at, and over one sendfile call's worth.
@@ -100,7 +107,8 @@ def test_the_library_asks_for_v2_and_shows_the_welcome_without_it(
 def test_the_prompt_greets_as_before(
     port: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("exit\n"))
+    monkeypatch.setattr("sys.stdin", TypedAtATerminal("exit\n"))  # piped: no greeting
+    monkeypatch.setenv("FILEDOCK_HISTORY_FILE", os.devnull)
     code = client_main(["--port", port])
     out = capsys.readouterr().out
     assert code == 0

@@ -713,7 +713,7 @@ def test_a_burst_of_rejections_does_not_flood_the_log(
             for conn in conns:
                 conn.close()
     rejected = [m for m in messages(caplog) if m.startswith("Rejected ")]
-    summaries = [m for m in messages(caplog) if "'rejected' warnings from loopback suppressed" in m]
+    summaries = [m for m in messages(caplog) if "'rejected' messages from loopback suppressed" in m]
     assert len(rejected) <= 20, len(rejected)
     assert len(summaries) == 1, summaries
     suppressed = int(summaries[0].split()[0])

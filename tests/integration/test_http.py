@@ -164,6 +164,8 @@ def test_without_a_token_the_page_is_its_login_form(token_watched: ServerThread)
 def tight(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_listener, "MAX_CONNECTIONS", 2)
     monkeypatch.setattr(http_listener, "HEAD_TIMEOUT", 0.3)
+    # No held connection is old enough to give its place to a newcomer: it gets 503.
+    monkeypatch.setattr(http_listener, "EVICT_AFTER", 3600.0)
 
 
 def _connections(server: ServerThread) -> int:

@@ -31,6 +31,10 @@ from tests.support.fake_server import FakeServer, Peer, Script
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 STATUS_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# The line after a get or put of several files; {} is what the test knows of it.
+SUMMARY = r"\[CLIENT\] {} in 0:\d\d( \([\d.]+ [KMG]?i?B/s\))?"
+LIST_TIME = re.compile(STATUS_TIME.pattern + r" \S+")  # with the zone's name
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")  # --json: its offset
 ADDRESS = re.compile(r"127\.0\.0\.1:\d+")
 
 Run = Callable[..., tuple[int, str, str]]
@@ -56,6 +60,26 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
 
 def test_ping(run: Run, port: str) -> None:
     assert run("--port", port, "ping") == (0, "[SERVER] PONG\n", "")
+
+
+def test_verbose_ping_adds_its_round_trip_after_the_pong(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "-v", "ping")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(r"\[SERVER\] PONG\n\[CLIENT\] round trip \d+\.\d\d ms\n", out)
+
+
+def test_ping_count_shows_each_round_trip_and_min_avg_max(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "ping", "-c", "2")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        r"(\[SERVER\] PONG \d+\.\d\d ms\n){2}"
+        r"\[CLIENT\] 2 pings, round trip min/avg/max \d+\.\d\d/\d+\.\d\d/\d+\.\d\d ms\n",
+        out,
+    )
+    for bad in ("0", "-1", "x", "100001"):
+        code, out, err = run("--port", port, "ping", "-c", bad)
+        assert code == 2
+        assert f"argument -c/--count: '{bad}' is not a number of pings" in err
 
 
 def test_uptime_about_help(run: Run, port: str) -> None:
@@ -85,8 +109,8 @@ def test_list_is_an_aligned_table(run: Run, port: str, repo: Path) -> None:
     assert lines[0] == "[SERVER] --- FILES ---"
     assert lines[-1] == "[SERVER] -----"
     rows = lines[1:-1]
-    assert re.fullmatch(r"docs/a longer name\.bin  1\.5 KiB  " + STATUS_TIME.pattern, rows[0])
-    assert re.fullmatch(r"sample\.txt {18}6 B  " + STATUS_TIME.pattern, rows[1])
+    assert re.fullmatch(r"docs/a longer name\.bin  1\.5 KiB  " + LIST_TIME.pattern, rows[0])
+    assert re.fullmatch(r"sample\.txt {18}6 B  " + LIST_TIME.pattern, rows[1])
     assert len(rows[0]) == len(rows[1])  # the columns line up
 
 
@@ -118,14 +142,18 @@ def test_status_json(run: Run, port: str) -> None:
     for record in records:
         assert set(record) == {"name", "accepted", "finished", "address"}
         assert isinstance(record["name"], str)
-        assert STATUS_TIME.fullmatch(record["accepted"])
-        assert record["finished"] is None or STATUS_TIME.fullmatch(record["finished"])
+        assert ISO_TIME.fullmatch(record["accepted"])
+        assert record["finished"] is None or ISO_TIME.fullmatch(record["finished"])
     assert [record["name"] for record in records] == ["Client01", "Client02"]
     assert records[0]["finished"] is not None
     assert records[1]["finished"] is None  # this very client, still connected
     # --status-addresses own (the default): its own address, not another's.
     assert records[0]["address"] == "-"
     assert ADDRESS.fullmatch(records[1]["address"])
+    # ISO 8601 with the server's offset (here this machine's): the moment it names is now.
+    accepted = datetime.fromisoformat(records[1]["accepted"])
+    assert accepted.utcoffset() == datetime.now().astimezone().utcoffset()
+    assert abs((datetime.now(UTC) - accepted).total_seconds()) < 60
 
 
 def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:
@@ -137,6 +165,40 @@ def test_status_table_keeps_the_seed_layout(run: Run, port: str) -> None:
         r"Client01  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  None                 127\.0\.0\.1:\d+\n"
         r"\[SERVER\] -----\n",
         out,
+    )
+
+
+def test_stats_prints_the_server_s_counters_as_an_aligned_table(
+    run: Run, port: str, tmp_path: Path
+) -> None:
+    # Into the test's own folder: a relative one is left in the working tree, and the
+    # next run's get skips the file there (bytes_sent 0).
+    assert run("--port", port, "get", "sample.txt", "-o", str(tmp_path / "downloads"))[0] == 0
+    code, out, err = run("--port", port, "stats")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert (lines[0], lines[-1]) == ("[SERVER] --- STATS ---", "[SERVER] -----")
+    rows = lines[1:-1]
+    assert len({len(row) for row in rows}) == 1  # one width: values aligned on the right
+    table = dict(row.split() for row in rows)
+    assert table["bytes_sent"] == "6"
+    assert table["transfers_completed_download"] == "1"
+    assert table["requests_stats"] == "1"  # this one
+    assert table["clients_connected"] == "1"
+    assert re.fullmatch(r"\d+\.\d{3}", table["uptime_seconds"])
+
+
+def test_stats_json_is_one_object_of_numbers_in_the_server_s_order(run: Run, port: str) -> None:
+    code, out, err = run("--port", port, "stats", "--json")
+    assert (code, err) == (0, "")
+    figures = json.loads(out)
+    assert list(figures)[:2] == ["uptime_seconds", "connections_received"]
+    assert isinstance(figures["uptime_seconds"], float)
+    assert all(type(value) is int for name, value in figures.items() if name != "uptime_seconds")
+    assert figures["connections_received"] == 1
+    assert figures["connections_rejected"] == sum(
+        figures[f"connections_rejected_{reason}"]
+        for reason in ("full", "per_address", "token", "registry")
     )
 
 
@@ -161,12 +223,14 @@ def test_get_several_files_goes_on_past_a_missing_one(
     assert code == ExitCode.NOT_AVAILABLE
     assert (out_dir / "sample.txt").read_bytes() == SAMPLE
     assert (out_dir / "sub" / "a.txt").read_bytes() == b"in a folder\n"
-    assert out == (
-        f"[CLIENT] Saved file to: {out_dir / 'sample.txt'}\n"
-        "[CLIENT] SHA256 verify: PASS\n"
-        f"[CLIENT] Saved file to: {out_dir / 'sub' / 'a.txt'}\n"
-        "[CLIENT] SHA256 verify: PASS\n"
-    )
+    *files, summary = out.splitlines()
+    assert files == [
+        f"[CLIENT] Saved file to: {out_dir / 'sample.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+        f"[CLIENT] Saved file to: {out_dir / 'sub' / 'a.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+    ]
+    assert re.fullmatch(SUMMARY.format(r"3 files: 2 fetched, 1 failed; 18 B"), summary)
     assert re.fullmatch(r"\[SERVER\] ERR not-found .*\(nope\.txt\)\n", err)
 
 
@@ -299,7 +363,12 @@ def test_wrong_hash_exits_6_and_keeps_nothing(run: Run, fake: Any, tmp_path: Pat
     assert code == 6  # ExitCode.INTEGRITY: the worst of 6 and 5
     assert "[CLIENT] SHA256 verify: FAIL" in err
     assert "(nope.txt)" in err
-    assert out == f"[CLIENT] Saved file to: {out_dir / 'good.txt'}\n[CLIENT] SHA256 verify: PASS\n"
+    *files, summary = out.splitlines()
+    assert files == [
+        f"[CLIENT] Saved file to: {out_dir / 'good.txt'}",
+        "[CLIENT] SHA256 verify: PASS",
+    ]
+    assert re.fullmatch(SUMMARY.format(r"3 files: 1 fetched, 2 failed; \d+ B"), summary)
     assert sorted(os.listdir(out_dir)) == ["good.txt"]  # no bad.txt, no temporary file
 
 
@@ -380,3 +449,28 @@ def test_the_new_outcomes_have_their_own_exit_statuses() -> None:
     text = client_parser().format_help()
     assert "8  a file changed on the server" in text
     assert "9  --no-clobber kept a local file" in text
+
+
+def test_quiet_says_only_errors_and_verbose_sums_up_one_file_too(
+    run: Run, port: str, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "out"
+    code, out, err = run("--port", port, "-q", "get", "sample.txt", "nope.txt", "-o", str(out_dir))
+    assert code == ExitCode.NOT_AVAILABLE
+    assert out == ""  # no line per file, no summary
+    assert re.fullmatch(r"\[SERVER\] ERR not-found .*\(nope\.txt\)\n", err)
+    assert (out_dir / "sample.txt").read_bytes() == SAMPLE
+    code, out, err = run("--port", port, "-q", "mirror", str(tmp_path / "copy"))
+    assert (code, out, err) == (0, "", "")
+    code, out, _ = run("--port", port, "--quiet", "list")  # what was asked for is still shown
+    assert "sample.txt" in out
+    code, out, err = run("--port", port, "-v", "get", "sample.txt", "-o", str(tmp_path / "v"))
+    assert (code, err) == (0, "")
+    *files, summary = out.splitlines()
+    assert files[-1] == "[CLIENT] SHA256 verify: PASS"
+    assert re.fullmatch(SUMMARY.format("1 file: 1 fetched; 6 B"), summary)
+    code, out, _ = run("--port", port, "get", "sample.txt", "-o", str(tmp_path / "v"))
+    assert out.count("\n") == 1  # one file, without -v: no summary
+    code, _, err = run("--port", port, "-q", "-v", "ping")
+    assert code == 2
+    assert "not allowed with argument" in err

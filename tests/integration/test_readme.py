@@ -70,6 +70,7 @@ DOCUMENTED = [
     protocol.ClientRecord,
     protocol.FileInfo,
     protocol.FileDigest,
+    protocol.StatRecord,
     errors.FiledockError,
 ]
 
@@ -93,10 +94,11 @@ def test_public_api_has_examples() -> None:
     documented = {test.name for test in DOCTESTS}
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
     methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
-    methods += ["download_tree", "mirror", "upload", "upload_tree"]
+    methods += ["download_tree", "mirror", "upload", "upload_tree", "stats"]
     for method in methods:
         assert f"Client.{method}" in documented, method
-    names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "FiledockError")
+    names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "StatRecord")
+    names += ("FiledockError",)
     for name in names:
         assert name in documented, name
 

@@ -38,7 +38,7 @@ from tests.support import (
     ipv6_loopback,
     wait_until,
 )
-from tests.support.credentials import TOKENS
+from tests.support.credentials import TOKENS, tls_options
 
 
 @pytest.fixture
@@ -739,3 +739,31 @@ def test_a_failure_while_a_tokens_answer_is_held_ends_the_connection_and_frees_i
     wait_until(lambda: _pending(token_server) == 0, timeout=5)
     assert token_server.connected_count() == 0
     assert any("Internal error serving" in r.getMessage() for r in caplog.records)
+
+
+# -- a plain client meeting a TLS server -------------------------------------------------
+
+
+def test_a_plain_client_tells_a_tls_server_at_once(
+    ca: trustme.CA, tmp_path: Path, make_server: Callable[..., ServerThread]
+) -> None:
+    """A TLS server says nothing first: the client's blank lines make it close at once,
+    and the client says why, long before the server's handshake timeout (10 s here)."""
+    server = make_server(**{**tls_options(ca, tmp_path), "handshake_timeout": 10.0})
+    start = time.monotonic()
+    with pytest.raises(ConnectionLost, match=r"a TLS server\? try --tls"):
+        Client(HOST, server.port, timeout=30, connect_timeout=30)
+    assert time.monotonic() - start < 5.0
+
+
+def test_blank_lines_before_hello_are_ignored_by_a_plain_server(server: ServerThread) -> None:
+    """What the client's TLS check sends a plain server that is slow to name it."""
+    conn = LineConn(server.port)
+    try:
+        conn.send(b"\n" * 5)
+        assert conn.read_line().startswith("NAME ")
+        conn.send(b"\n" * 5)
+        assert conn.request("HELLO").startswith("WELCOME ")
+        assert conn.request("PING") == "PONG"
+    finally:
+        conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import socket
@@ -249,3 +250,11 @@ def ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+class TypedAtATerminal(io.StringIO):
+    """Lines for ``sys.stdin`` that say they come from a terminal: the prompt as a
+    person sees it (greeting, prompts), not the quiet reading of a script."""
+
+    def isatty(self) -> bool:
+        return True

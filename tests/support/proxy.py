@@ -40,7 +40,7 @@ class CountingProxy:
                 return
             server = socket.create_connection((HOST, self.target), timeout=30)
             self._sockets += [client, server]
-            pair = _Pair(client, server)
+            pair = RelayedPair(client, server)
             for source, sink, counted in ((client, server, False), (server, client, True)):
                 thread = threading.Thread(
                     target=self._relay, args=(pair, source, sink, counted), daemon=True
@@ -49,7 +49,7 @@ class CountingProxy:
                 self._threads.append(thread)
 
     def _relay(
-        self, pair: _Pair, source: socket.socket, sink: socket.socket, counted: bool
+        self, pair: RelayedPair, source: socket.socket, sink: socket.socket, counted: bool
     ) -> None:
         try:
             while data := source.recv(1 << 20):
@@ -90,7 +90,7 @@ class CountingProxy:
             sock.close()
 
 
-class _Pair:
+class RelayedPair:
     """The two sockets of one relayed connection, closed when both directions end.
 
     A side that broke (a killed client) is closed with a reset, as the kernel

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from tests.support.proxy import CountingProxy, _Pair
+from tests.support.proxy import CountingProxy, RelayedPair
 
 
 class StallingProxy(CountingProxy):
@@ -24,7 +24,7 @@ class StallingProxy(CountingProxy):
         super().__init__(port)
 
     def _relay(
-        self, pair: _Pair, source: socket.socket, sink: socket.socket, counted: bool
+        self, pair: RelayedPair, source: socket.socket, sink: socket.socket, counted: bool
     ) -> None:
         if not counted:  # what the client sends always passes
             super()._relay(pair, source, sink, counted)
@@ -43,3 +43,4 @@ class StallingProxy(CountingProxy):
                 sink.sendall(data)
                 left -= len(data)
         self._stop.wait()  # stalled: the rest is held back until the relay is closed
+        pair.relay_done()

@@ -294,6 +294,29 @@ def test_files_records_are_read_however_they_are_split(chunks: list[bytes]) -> N
     assert conn.state is ClientState.IDLE
 
 
+@pytest.mark.parametrize("chunks", list(splits(b"STATS 2\nbytes_sent\t6\nuptime_seconds\t1.500\n")))
+def test_stats_records_are_read_however_they_are_split(chunks: list[bytes]) -> None:
+    conn = greeted()
+    conn.send(p.Stats())
+    assert feed(conn, chunks) == [
+        p.StatsReply(2),
+        p.StatRecord("bytes_sent", 6),
+        p.StatRecord("uptime_seconds", 1.5),
+        EndOfReply(),
+    ]
+    assert conn.state is ClientState.IDLE
+
+
+def test_a_bad_stats_record_breaks_the_connection() -> None:
+    conn = greeted()
+    conn.send(p.Stats())
+    conn.receive_data(b"STATS 1\nbytes_sent\tmany\n")
+    assert conn.next_event() == p.StatsReply(1)
+    with pytest.raises(errors.ProtocolError, match="bad value in STATS record"):
+        conn.next_event()
+    assert conn.state is ClientState.BROKEN
+
+
 def test_records_in_progress_hold_the_stream() -> None:
     conn = greeted()
     conn.send(p.Status())

@@ -73,6 +73,7 @@ def test_connect_passes_every_option_to_the_client(monkeypatch: pytest.MonkeyPat
         "token": "t",
         "max_time": None,
         "max_size": None,
+        "max_line": 4096,
     }
 
 

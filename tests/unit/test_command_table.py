@@ -169,7 +169,7 @@ def test_help_keeps_its_wording_and_names_each_verb_once() -> None:
     )
     assert p.HELP_TEXT == (
         "CMDs: help | status | list [folder] | get <file> | hash <path> | "
-        "range <offset> <sha256> <path> | put <size> <sha256> <mode> <path> | "
+        "range <offset> <sha256> <path> | put <size> <sha256> <mode> <path> | stats | "
         "<filename> | say <text> | ping | who | "
         "uptime | about | exit"
     )
@@ -202,8 +202,10 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
         ("help", "this list (and the server's own)"),
         ("list [folder]", "the files on the server (or in one folder): path, size, last modified"),
         ("status", "every client since the server started: when it came, when it left"),
+        ("stats", "the server's counters: connections, requests, bytes, transfers, refusals"),
         ("who", "the clients connected now"),
         ("ping", "check that the server answers"),
+        ("ping -c <n>", "n pings, each with its round trip, then min/avg/max"),
         ("uptime", "how long the server has been running"),
         ("about", "the server's name and version"),
         ("get <file>", "download a file into {downloads}, verified by SHA-256"),
@@ -236,7 +238,7 @@ def test_the_help_screen_keeps_its_wording_and_lists_every_verb() -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Stats:
+class _Quota:
     """The request of a verb that is not in the table (yet)."""
 
 
@@ -244,14 +246,14 @@ def test_a_new_verb_is_listed_by_the_prompt_without_more_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A verb the screens' orders do not name comes after the ones they do."""
-    extra = p.Command("stats", _Stats, "numbers")  # type: ignore[arg-type]
+    extra = p.Command("quota", _Quota, "numbers")  # type: ignore[arg-type]
     monkeypatch.setattr(p, "COMMANDS", (*p.COMMANDS, extra))
     order = screen._in_order(screen._GREETING_ORDER)
     greeting = [c.short_usage for c in order if c.shell_greeting]
     assert " | ".join(greeting[:-1]) == screen.COMMANDS_LINE.removeprefix("Commands: ")
-    assert greeting[-1] == "stats"
+    assert greeting[-1] == "quota"
     help_screen = [c.usage for c in screen._in_order(screen._HELP_ORDER)]
-    assert help_screen[-1] == "stats"
+    assert help_screen[-1] == "quota"
 
 
 class _NoClient:

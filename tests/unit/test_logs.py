@@ -295,21 +295,21 @@ class _Collecting(logging.Handler):
 # -- what the lines carry, and where they go ------------------------------------------------
 
 
-def test_past_its_burst_a_kind_logged_at_info_is_summed_up_as_before(
+def test_the_limiter_passes_a_lines_fields_on(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    warnings = limiter(clock)
+    lines = limiter(clock)
     for i in range(5):
-        warnings.warning("transfer", "cut %d", i, level=logging.INFO, extra={"result": "cut-short"})
-    warnings.flush()
+        lines.info("transfer", "cut %d", i, extra={"result": "cut-short"})
+    lines.flush()
     records = [r for r in caplog.records if r.name == LOGGER]
     assert [(r.levelno, r.getMessage()) for r in records[:3]] == [
         (logging.INFO, f"cut {i}") for i in range(3)
     ]
     assert [getattr(r, "result", None) for r in records[:3]] == ["cut-short"] * 3
     [summary] = records[3:]
-    assert summary.getMessage() == "2 more 'transfer' warnings suppressed in 10 s"
+    assert summary.getMessage() == "2 more 'transfer' messages suppressed in 10 s"
 
 
 def _record(message: str, *args: object, **fields: object) -> logging.LogRecord:
@@ -426,3 +426,31 @@ def test_a_finished_line_says_why_and_how_long_after_the_welcome(
     assert first.getMessage() == "Finished: Client03 (idle-timeout, 12.4 s)"
     assert (first.reason, first.seconds) == ("idle-timeout", 12.44)
     assert second.getMessage() == "Finished: Client04 (exit, 0.0 s)"  # a clock stepped back
+
+
+def test_info_lines_are_limited_as_warnings_are_and_summed_up_at_info(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    notes = limiter(clock)
+    for i in range(8):
+        notes.info("refused", "refused %d", i, source="192.0.2.1/32")
+    notes.flush()
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
+    assert logged == [
+        (logging.INFO, "refused 0"),
+        (logging.INFO, "refused 1"),
+        (logging.INFO, "refused 2"),
+        (logging.INFO, "5 more 'refused' messages from 192.0.2.1/32 suppressed in 10 s"),
+    ]
+
+
+def test_info_lines_are_dropped_under_a_warning_level(
+    clock: FakeClock, messages: Callable[[], list[str]]
+) -> None:
+    notes = limiter(clock)  # (the fixture logs from WARNING up)
+    for i in range(5):
+        notes.info("refused", "refused %d", i)
+    notes.flush()
+    notes.warning("storm", "kept")
+    assert messages() == ["kept"]

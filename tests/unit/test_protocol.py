@@ -447,6 +447,7 @@ def test_client_names() -> None:
         (p.AboutReply("filedock 1.0.0, protocol 1"), b"ABOUT filedock 1.0.0, protocol 1\n"),
         (p.HelpReply("PING WHO"), b"HELP PING WHO\n"),
         (p.StatusReply(3), b"STATUS 3\n"),
+        (p.StatsReply(58), b"STATS 58\n"),
         (p.FilesReply(0), b"FILES 0\n"),
         (p.FileReply(6, SHA, "my docs/a b.txt"), f"FILE 6 {SHA} my docs/a b.txt\n".encode()),
         (p.AckReply("hello there"), b"ACK hello there\n"),
@@ -694,6 +695,7 @@ replies = st.one_of(
     st.builds(p.AboutReply, texts),
     st.builds(p.HelpReply, texts),
     st.builds(p.StatusReply, record_counts),
+    st.builds(p.StatsReply, record_counts),
     st.builds(p.FilesReply, record_counts),
     st.builds(p.FileReply, counts, sha256s, non_empty_texts),
     st.builds(p.AckReply, texts),
@@ -832,3 +834,60 @@ def test_lines_sent_come_back_in_any_chunking(texts_: list[str], step: int) -> N
     assert not refused
     assert held == 0
     assert [line.decode() for line in lines] == texts_
+
+
+# -- STATS records --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "line"),
+    [
+        (p.StatRecord("bytes_sent", 0), b"bytes_sent\t0\n"),
+        (
+            p.StatRecord("connections_rejected_per_address", 12),
+            b"connections_rejected_per_address\t12\n",
+        ),
+        (p.StatRecord("uptime_seconds", 3.25), b"uptime_seconds\t3.250\n"),
+    ],
+)
+def test_a_stats_record_is_a_name_a_tab_and_a_value(record: p.StatRecord, line: bytes) -> None:
+    assert p.encode_stat_record(record) == line
+    parsed = p.parse_stat_record(read_back(line))
+    assert parsed == record
+    assert type(parsed.value) is type(record.value)  # a whole number stays an int
+
+
+def test_a_stats_record_takes_later_fields() -> None:
+    assert p.parse_stat_record("pending\t3\tlater") == p.StatRecord("pending", 3)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "bytes_sent",
+        "bytes_sent\t",
+        "Bytes\t1",
+        "bytes sent\t1",
+        "x\t-1",
+        "x\t1e3",
+        "x\t+1",
+        "x\t1.",
+        "x\t.5",
+        "x\t١",
+        "x\t" + "9" * 21,
+        "\t1",
+    ],
+)
+def test_a_bad_stats_record_is_a_protocol_error(line: str) -> None:
+    with pytest.raises(ProtocolError):
+        p.parse_stat_record(line)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.from_regex(r"[a-z][a-z0-9_]{0,40}", fullmatch=True),
+    st.integers(0, 2**63) | st.floats(0, 1e12, allow_nan=False).map(lambda x: round(x, 3)),
+)
+def test_every_stats_record_parses_back(name: str, value: int | float) -> None:
+    record = p.StatRecord(name, value)
+    assert p.parse_stat_record(read_back(p.encode_stat_record(record))) == record

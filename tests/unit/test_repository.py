@@ -26,6 +26,7 @@ from filedock.server.repository import (
     hash_fd,
     hash_opened,
 )
+from filedock.server.stats import Statistics
 from filedock.server.workers import Workers
 from tests.support import wait_until
 
@@ -445,6 +446,20 @@ def test_concurrent_requests_hash_once(repo: Repository, root: Path) -> None:
     assert digests == [hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()] * 3
     assert cache.hashings == 1
     assert len(cache) == 1
+
+
+def test_the_cache_counts_into_the_statistics_it_is_given(repo: Repository) -> None:
+    stats = Statistics()
+    cache = HashCache(clock=later, stats=stats)
+    try:
+        sha256_of(repo, "a.txt", cache)
+        sha256_of(repo, "a.txt", cache)
+        sha256_of(repo, "B.txt", cache)
+    finally:
+        cache.close()
+    size = len(b"alpha\n") + os.path.getsize(os.path.join(repo.root, "B.txt"))
+    assert (stats.digest_cache_misses, stats.digest_cache_hits, stats.bytes_hashed) == (2, 1, size)
+    assert (cache.hashings, cache.hits) == (2, 1)  # read there: one number each
 
 
 def test_cache_is_bounded_least_recently_used_first(repo: Repository) -> None:

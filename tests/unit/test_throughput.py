@@ -41,3 +41,22 @@ def test_a_transfer_rate_counts_from_when_it_was_first_seen() -> None:
     assert rates.update([other], now=101.0) == {other: 100}
     part.done = 8_000
     assert rates.update([part], now=102.0) == {part: 0}  # ended and forgotten: a new one
+
+
+def test_a_late_tick_spreads_what_moved_over_the_seconds_that_went_by() -> None:
+    now = [0.0]
+    throughput = Throughput(seconds=10, clock=lambda: now[0])
+    for at, total in ((0.0, 0), (1.0, 100), (6.0, 1103), (7.0, 1103)):
+        now[0] = at
+        throughput.tick(total)
+    # 5 s without a tick (a busy loop, a stopped process): no false peak of 1003 B/s.
+    assert throughput.series() == [100, 201, 201, 201, 200, 200, 0]
+
+
+def test_a_tick_after_a_long_stop_keeps_only_the_last_seconds() -> None:
+    now = [0.0]
+    throughput = Throughput(seconds=3, clock=lambda: now[0])
+    throughput.tick(0)
+    now[0] = 3600.0
+    throughput.tick(3600)
+    assert throughput.series() == [1, 1, 1]  # the rate it had, not 3600 B in 3 s

@@ -134,14 +134,16 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     warned: list[str] = []
-    limited: list[tuple[str, int, str]] = []
+    noted: list[str] = []  # at INFO: a refusal
+    limited: list[tuple[str, str]] = []  # at INFO, rate-limited: an upload not stored
 
-    def limit(kind: str, message: str, *args: object, source: str, level: int, **_: Any) -> None:
-        limited.append((kind, level, message % args))
+    def limit(kind: str, message: str, *args: object, source: str, **_: Any) -> None:
+        limited.append((kind, message % args))
 
     context = SimpleNamespace(
         warn=lambda kind, message, *args, source: warned.append(message % args),
-        limiter=SimpleNamespace(warning=limit),
+        note=lambda kind, message, *args, source: noted.append(message % args),
+        limiter=SimpleNamespace(info=limit),
     )
     session = cast(
         Any, SimpleNamespace(name="Client01", address="127.0.0.1:1", context=context, source="s")
@@ -157,11 +159,12 @@ def test_each_upload_is_logged_with_its_client_size_digest_time_and_end(
     UploadLog(session, put).ended("failed (integrity), nothing placed", 6)
     UploadLog(session, put).refused("forbidden: this server does not take uploads")
     # An upload that ended without being stored: its line at INFO, rate-limited.
-    [(kind, level, failed)] = limited
-    assert (kind, level) == ("upload", logging.INFO)
+    [(kind, failed)] = limited
+    assert kind == "upload"
     assert failed.startswith(head), failed
     assert re.search(r": 6 bytes at [\d.]+ \S+, failed \(integrity\), nothing placed$", failed)
-    [refused] = warned
+    assert warned == []
+    [refused] = noted
     assert refused == (
         "Refused upload of 'a.txt' size=6 sha256=abababababab… from Client01: "
         "forbidden: this server does not take uploads"
