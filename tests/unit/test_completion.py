@@ -75,7 +75,7 @@ def test_zsh_parses_and_loads_it(tmp_path: Path) -> None:
         ("filedock cl", ["client"]),
         ("filedock co", ["completion"]),
         ("filedock client li", ["list"]),
-        ("filedock-client st", ["status"]),
+        ("filedock-client statu", ["status"]),
         ("filedock client get --no-c", ["--no-clobber"]),
         ("filedock client list --j", ["--json"]),
         ("filedock-server --status-a", ["--status-addresses"]),

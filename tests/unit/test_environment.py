@@ -3,6 +3,9 @@ FILEDOCK_SERVER_<OPTION> for the server (its older FILEDOCK_<OPTION> still read)
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from filedock.cli.client import client_parser, read_options
@@ -68,6 +71,19 @@ def test_the_servers_older_names_still_work_and_are_said(
     assert shared_env_names_used() == ["FILEDOCK_PORT"]
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """server_main sets the filedock logger's handlers (to this test's captured stderr): put
+    them back, or later tests' log lines go to a closed stream."""
+    root = logging.getLogger("filedock")
+    handlers, level, propagate = root.handlers[:], root.level, root.propagate
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.propagate = propagate
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_the_server_warns_at_start_of_a_shared_name(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
