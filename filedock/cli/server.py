@@ -58,10 +58,11 @@ _SERVER_HELP = {
     "handshake_timeout": "seconds a new connection has to finish TLS and send HELLO",
     "idle_timeout": "seconds without a complete line before a client is dropped (0 = never)",
     "max_line": "longest line accepted, in bytes, CR and LF included",
-    "history": "finished clients kept in status (a run of brief sessions from one address, "
-    "such as one-shot commands, keeps only its latest)",
-    "status_addresses": "what a client sees in status of the addresses: its own only, all, "
+    "history": "finished clients kept in status",
+    "status_addresses": "what a client sees in status of the addresses: all, its own only, "
     "or hidden (none); the log shows them all",
+    "compact_history": "a run of brief sessions (under 2 s, such as one-shot commands) from one "
+    "address keeps only its latest row in status",
     "shutdown_grace": "seconds a transfer in flight may finish at shutdown",
     "send_timeout": "seconds without write progress before a client that does not read is dropped",
     "log_level": "least severe log level shown (the Starting server line is shown at any level)",

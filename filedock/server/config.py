@@ -20,10 +20,10 @@ from .addresses import (
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 
 # --status-addresses: what a client sees of the addresses in STATUS (see status.py).
-# "own" by default: a colleague sees where they connect from, not where the others
-# do; the assignment's walk-through (one client, its own row) reads the same.
+# "all" by default, as version 1 of the protocol promises (every record's
+# address is host:port); "own" for a server shared with colleagues.
 STATUS_ADDRESSES = ("hidden", "own", "all")
-DEFAULT_STATUS_ADDRESSES = "own"
+DEFAULT_STATUS_ADDRESSES = "all"
 
 # The log's line formats: "[time] LEVEL: message", or one JSON object a line.
 LOG_FORMATS = ("text", "json")
@@ -99,6 +99,9 @@ class ServerConfig:
     max_line: int = DEFAULT_MAX_LINE
     history: int = 1000  # finished clients kept for STATUS
     status_addresses: str = DEFAULT_STATUS_ADDRESSES  # one of STATUS_ADDRESSES
+    # A run of brief sessions from one source keeps only its latest row in STATUS
+    # (off by default: version 1 lists every client, past --history only dropped).
+    compact_history: bool = False
     shutdown_grace: float = 5.0  # seconds a transfer in flight may finish at shutdown
     send_timeout: float = 60.0  # seconds without write progress before a client is dropped
     log_level: str = "INFO"

@@ -322,9 +322,9 @@ class MemoryRegistry:
     """A :class:`Registry` kept in this process: one server's clients.
 
     Finished clients are kept up to ``history`` of them, oldest dropped
-    first; a brief one (under ``brief`` seconds, a one-shot command) replaces
-    the previous brief row of its source, so a script's run of one-shot
-    commands is one row. Connections never welcomed (refused, ``FULL``, no
+    first; a brief one (under ``brief`` seconds, a one-shot command; 0: none
+    is) replaces the previous brief row of its source, so a script's run of
+    one-shot commands is one row. Connections never welcomed (refused, ``FULL``, no
     valid token) are never kept. ``slots_per_source(source)`` caps the slots one source may hold
     (0: no cap); ``pending`` is the pool that connections wait in before
     their ``WELCOME``.

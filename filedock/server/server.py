@@ -39,7 +39,7 @@ from .context import ServerContext
 from .events import EVENT_HANDLERS, UNCOUNTED
 from .logs import WarningLimiter, announce
 from .reachable import reachable_addresses
-from .registry import MemoryRegistry, PendingPool, Registry
+from .registry import BRIEF_SESSION, MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
 from .stats import Kind, Sample, Statistics
@@ -107,6 +107,7 @@ class Server:
             config.history,
             slots_per_source=config.slots_per_source,
             pending=self.pending,
+            brief=BRIEF_SESSION if config.compact_history else 0.0,
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         # The one set of counters: the sessions, the digest cache and the readers share it.

@@ -110,8 +110,9 @@ def test_walkthrough_piped(server: ServerProcess, tmp_path: Path) -> None:
 def test_status_shows_finished_clients_as_times(server: ServerProcess, tmp_path: Path) -> None:
     run_client(server.port, "exit\n", tmp_path)
     out = run_client(server.port, "status\nexit\n", tmp_path).stdout
-    # Another client's address is not shown (--status-addresses own, the default).
-    assert re.search(r"^Client01  \S+ \S+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  -$", out, re.M)
+    # Every client's address (--status-addresses all, the default).
+    finished = r"^Client01  \S+ \S+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  127\.0\.0\.1:\d+$"
+    assert re.search(finished, out, re.M)
     assert re.search(r"^Client02  \S+ \S+  None +127\.0\.0\.1:\d+$", out, re.M)
 
 

@@ -298,10 +298,24 @@ def test_history_is_bounded_over_10000_clients(
 
 
 @pytest.mark.slow
-def test_a_script_of_one_shot_visits_is_one_row_of_status(
+def test_by_default_every_visit_is_a_row_of_status(
     start_process: Callable[..., ServerProcess],
 ) -> None:
-    server = start_process()
+    server = start_process()  # version 1: every client since the start is listed
+    quick_visits(server.port, 5)
+    checker = greeted(server.port)
+    try:
+        records = read_status(checker)
+    finally:
+        checker.close()
+    assert [record[0] for record in records] == [f"Client0{n}" for n in range(1, 7)]
+
+
+@pytest.mark.slow
+def test_with_compact_history_a_script_of_one_shot_visits_is_one_row_of_status(
+    start_process: Callable[..., ServerProcess],
+) -> None:
+    server = start_process("--compact-history")
     quick_visits(server.port, 30)  # one after another, each brief: a script's run
     checker = greeted(server.port)
     try:

@@ -135,7 +135,7 @@ def test_help_is_one_line(raw: Callable[[], LineConn], connect: Callable[..., Cl
 def test_status_records(
     make_server: Callable[..., ServerThread], raw_to: Callable[[ServerThread], LineConn]
 ) -> None:
-    server = make_server(status_addresses="all")  # every address, as the seed showed them
+    server = make_server()  # every address, as version 1 promises
 
     def raw() -> LineConn:
         return raw_to(server)
@@ -174,9 +174,14 @@ def test_status_records(
     assert [record.connected for record in typed] == [False, True, True]
 
 
-def test_status_shows_each_client_its_own_address_by_default(
-    server: ServerThread, raw: Callable[[], LineConn]
+def test_status_addresses_own_shows_each_client_its_own_address(
+    make_server: Callable[..., ServerThread], raw_to: Callable[[ServerThread], LineConn]
 ) -> None:
+    server = make_server(status_addresses="own")
+
+    def raw() -> LineConn:
+        return raw_to(server)
+
     first, second = greeted(raw), greeted(raw)
     for conn, own in ((first, "Client01"), (second, "Client02")):
         addresses = {record[0]: record[3] for record in read_status(conn)}

@@ -147,8 +147,8 @@ def test_status_json(run: Run, port: str) -> None:
     assert [record["name"] for record in records] == ["Client01", "Client02"]
     assert records[0]["finished"] is not None
     assert records[1]["finished"] is None  # this very client, still connected
-    # --status-addresses own (the default): its own address, not another's.
-    assert records[0]["address"] == "-"
+    # --status-addresses all (the default): every address, as version 1 says.
+    assert ADDRESS.fullmatch(records[0]["address"])
     assert ADDRESS.fullmatch(records[1]["address"])
     # ISO 8601 with the server's offset (here this machine's): the moment it names is now.
     accepted = datetime.fromisoformat(records[1]["accepted"])

@@ -484,9 +484,9 @@ def _status_addresses(reply: bytes) -> dict[str, str]:
     return {record.name: record.address for record in map(p.parse_client_record, lines)}
 
 
-def test_status_shows_a_client_its_own_address_only_by_default(clock: FakeClock) -> None:
+def test_status_addresses_own_shows_a_client_its_own_address_only(clock: FakeClock) -> None:
     registry = MemoryRegistry(5, clock=clock)
-    replies = StatusReplies(registry)
+    replies = StatusReplies(registry, "own")
     for port in (5000, 5001, 5002):
         registry.admit(f"127.0.0.1:{port}")
     assert _status_addresses(replies.reply("Client02")) == {
