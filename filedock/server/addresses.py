@@ -10,8 +10,11 @@ share, failed-token limits, the log's rate limit) keys on that name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+
+from ..hostport import host_port
 
 # The one name every loopback address shares: they are all this machine.
 LOOPBACK = "loopback"
@@ -61,3 +64,19 @@ def is_loopback_host(host: str) -> bool:
 def check_prefix(value: int, bits: int) -> bool:
     """Whether ``value`` is a prefix length for an address of ``bits`` bits."""
     return 1 <= value <= bits
+
+
+def peer_address(peer: object) -> str:
+    """``host:port`` (``[v6]:port``) for a socket's peer address tuple.
+
+    An IPv4 client of a dual-stack listener (``--host ::``) arrives as an
+    IPv4-mapped IPv6 address: it is shown as the IPv4 address it is.
+    """
+    if not (isinstance(peer, tuple) and len(peer) >= 2):
+        return str(peer)
+    host = str(peer[0])
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host.partition("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            host = str(address.ipv4_mapped)
+    return host_port(host, int(peer[1]))

@@ -8,9 +8,10 @@ it leaves the pool at once and is told so a moment later.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from .addresses import peer_address
 from .registry import Refusal
 from .transfer import unread_bytes
 
@@ -25,19 +26,11 @@ if TYPE_CHECKING:
 DROP_NOTICE_DELAY = 1.0
 
 
-def format_address(peer: Any) -> str:
-    """``host:port``, or ``[v6]:port``, for a peer address tuple."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(peer)
-
-
 def admit(s: Session) -> bool:
     """Give the new connection a place in the pending pool, or turn it away."""
     assert s.transport is not None
     peer = s.transport.get_extra_info("peername")
-    s.address = format_address(peer)
+    s.address = peer_address(peer)
     context = s.context
     source = s.source = context.source_of(str(peer[0]) if isinstance(peer, tuple) else "")
     # Under TLS, FULL for lack of a slot waits until it can be sent encrypted.

@@ -65,12 +65,12 @@ def test_host_unspecified_v6_takes_ipv4_clients_too(dual_server: ServerThread) -
     try:
         assert v4.greet() == "Client01"
         assert v6.greet() == "Client02"
-        # Each sees its own address; an IPv6 one in brackets.
+        # Every address; an IPv6 one in brackets.
         v6.send_line("STATUS")
         assert v6.read_line() == "STATUS 2"
         records = [v6.read_line().split("\t") for _ in range(2)]
         assert records[1][3] == f"[::1]:{v6.sock.getsockname()[1]}"
-        assert records[0][3] == "-"
+        assert records[0][3] == f"127.0.0.1:{v4.sock.getsockname()[1]}"
     finally:
         v4.close()
         v6.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filedock.server.addresses import LOOPBACK, is_loopback_host, source_group
+from filedock.server.addresses import LOOPBACK, is_loopback_host, peer_address, source_group
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,17 @@ def test_what_is_not_an_address_is_its_own_group() -> None:
 )
 def test_is_loopback_host(host: str, local: bool) -> None:
     assert is_loopback_host(host) is local
+
+
+@pytest.mark.parametrize(
+    ("peer", "text"),
+    [
+        (("127.0.0.1", 5000), "127.0.0.1:5000"),
+        (("::1", 5000, 0, 0), "[::1]:5000"),
+        (("::ffff:192.0.2.7", 5000, 0, 0), "192.0.2.7:5000"),  # IPv4 on a dual-stack listener
+        (("fe80::1%eth0", 5000, 0, 2), "[fe80::1%eth0]:5000"),
+        ("/run/filedock.sock", "/run/filedock.sock"),
+    ],
+)
+def test_a_peer_is_shown_as_people_write_it(peer: object, text: str) -> None:
+    assert peer_address(peer) == text
