@@ -832,11 +832,13 @@ class Client:
             sha256=header.sha256,
             durable=offset,
         )
-        record.save(partial.dest)
+        # It keeps the record's hashed prefix only if the partial still holds all of it.
         checkpoint = Checkpoints(partial.fd, partial.dest, record, offset)
+        checkpoint.record.save(partial.dest)
         plan.partial = None  # from here, this method lets go of it, whatever happens
         counter = meter.file(plan.path, offset, header.size)
-        # The prefix is hashed back from the partial beside the transfer, not before it.
+        # The prefix is checked beside the transfer, not before it: its hashed part
+        # against its CRC-32s, the hash going on from its saved state; the rest hashed back.
         received = self._body_into(
             partial, first, header.length, counter, meter, rehash=offset, checkpoint=checkpoint
         )
