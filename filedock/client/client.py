@@ -838,7 +838,7 @@ class Client:
         plan.partial = None  # from here, this method lets go of it, whatever happens
         counter = meter.file(plan.path, offset, header.size)
         # The prefix is checked beside the transfer, not before it: its hashed part
-        # against its CRC-32s, the hash going on from its saved state; the rest hashed back.
+        # against its tags, the hash going on from its saved state; the rest hashed back.
         received = self._body_into(
             partial, first, header.length, counter, meter, rehash=offset, checkpoint=checkpoint
         )

@@ -61,7 +61,7 @@ Progress = Callable[[int, int], None]
 class Checkpoint(Protocol):
     """Called by the writer with the bytes of the body written so far (a resume record's)."""
 
-    # Where the pipeline notes hash states and piece CRC-32s; None: it notes none.
+    # Where the pipeline notes hash states and piece tags; None: it notes none.
     ledger: Ledger | None
 
     def __call__(self, written: int, /) -> None: ...
@@ -518,7 +518,7 @@ class _Pipeline:
     """A hashing thread and a writing thread fed with filled buffers.
 
     With a checkpoint's ledger, the hash is one whose state can be saved, and
-    the threads note the state at each piece end and each piece's CRC-32.
+    the threads note the state at each piece end and each piece's tag.
     """
 
     def __init__(self, fd: int, checkpoint: Checkpoint | None) -> None:
@@ -599,7 +599,7 @@ class _CatchingUp(_Pipeline):
     With the record's hashed prefix (the checkpoint's ledger has it), the
     hash goes on from its saved state, so only the bytes after it are read
     back; a third thread meanwhile reads the hashed prefix back and checks it
-    against its CRC-32s. Without one, the hash starts from the first byte.
+    against its tags. Without one, the hash starts from the first byte.
     """
 
     def __init__(self, fd: int, checkpoint: Checkpoint | None, prefix: int) -> None:

@@ -4,7 +4,7 @@ Beside the partial file ``.NAME.part`` of a download lies ``.NAME.resume``, a
 small JSON file written when the body starts: the server, the path, the size,
 the SHA-256 when the header gave it, the kernel's boot id, a *durable*
 length, the bytes of the partial known to be on the disk (fsynced), and the
-longest fsynced prefix whose SHA-256 state and piece CRC-32s are known
+longest fsynced prefix whose SHA-256 state and piece tags are known
 (:class:`~.ledger.HashedPrefix`), so a resume goes on hashing from there.
 
 How much of a partial can be trusted (see PROTOCOL.md, "Resuming a download"):
@@ -12,7 +12,7 @@ on the same boot all of it, since a killed process loses nothing the kernel
 already took; after a crash or a power cut only the durable length, since
 the end of the file may hold blocks never written. Either way every byte of
 the prefix is checked before the file is kept: the hashed prefix against its
-CRC-32s, the rest hashed again from the disk; and the whole file's SHA-256
+tags, the rest hashed again from the disk; and the whole file's SHA-256
 decides, so a damaged byte costs a second download, never a wrong file.
 Records of the first version (no hashed prefix) are resumed by hashing the
 whole prefix again.
@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import IntegrityError, ProtocolError, RequestError, SaveError
-from . import sha256state
+from . import ledger as ledgers
 from .download import hidden_path
 from .ledger import EMPTY, HashedPrefix, Ledger
 
@@ -178,7 +178,7 @@ class Checkpoints:
     flight; :meth:`finish` waits for it, before the partial is renamed, kept or
     removed. ``offset`` is where this body starts in the file (a resume's offset).
 
-    :attr:`ledger` gathers the hash states and piece CRC-32s of the body (None
+    :attr:`ledger` gathers the hash states and piece tags of the body (None
     where SHA-256's state cannot be saved: see :mod:`.sha256state`); each
     record then holds the longest prefix it vouches for within the durable length.
     """
@@ -196,7 +196,7 @@ class Checkpoints:
         base = record.hashed_within(offset)
         self.record = replace(record, hashed=_kept(base))
         self.offset = offset
-        self.ledger = Ledger(record.size, offset, base) if sha256state.available() else None
+        self.ledger = Ledger(record.size, offset, base) if ledgers.available() else None
         self._clock = clock
         self._bytes = 0
         self._at = clock()

@@ -147,20 +147,30 @@ def available() -> bool:
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
+def libcrypto() -> ctypes.CDLL | None:
+    """OpenSSL's libcrypto, loaded; None where none can be."""
     for path in _candidates():
         try:
-            library = ctypes.CDLL(path)
-            for name in ("SHA256_Init", "SHA256_Update", "SHA256_Final"):
-                getattr(library, name).restype = ctypes.c_int
-            library.SHA256_Init.argtypes = [ctypes.c_void_p]
-            library.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-            library.SHA256_Final.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        except (OSError, AttributeError):
+            return ctypes.CDLL(path)
+        except OSError:
             continue
-        if _agrees_with_hashlib(library):
-            return library
     return None
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    library = libcrypto()
+    if library is None:
+        return None
+    try:
+        for name in ("SHA256_Init", "SHA256_Update", "SHA256_Final"):
+            getattr(library, name).restype = ctypes.c_int
+        library.SHA256_Init.argtypes = [ctypes.c_void_p]
+        library.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        library.SHA256_Final.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    except AttributeError:
+        return None
+    return library if _agrees_with_hashlib(library) else None
 
 
 def _candidates() -> Iterator[str]:

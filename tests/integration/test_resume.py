@@ -22,7 +22,7 @@ import filedock.client.download
 import filedock.client.ledger
 import filedock.client.resume
 import filedock.server.repository
-from filedock.client import sha256state
+from filedock.client import piecetag, sha256state
 from filedock.client.client import (
     PIPELINE_BYTES,
     Client,
@@ -670,7 +670,13 @@ def resumed_hashing_from(
     return result, min(starts)
 
 
-needs_state = pytest.mark.skipif(not sha256state.available(), reason="no SHA-256 state here")
+def hide_libcrypto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As where libcrypto cannot be loaded: no SHA-256 state, no piece tags."""
+    monkeypatch.setattr(sha256state, "_library", lambda: None)
+    monkeypatch.setattr(piecetag, "_library", lambda: None)
+
+
+needs_state = pytest.mark.skipif(not filedock.client.ledger.available(), reason="no libcrypto")
 
 
 @needs_state
@@ -718,7 +724,7 @@ def test_a_flipped_byte_in_the_hashed_prefix_ends_in_a_verified_file(
 
 @needs_state
 @pytest.mark.usefixtures("small_checkpoints")
-@pytest.mark.parametrize("how", ["state word", "state tail", "piece crc", "shorter, same pieces"])
+@pytest.mark.parametrize("how", ["state word", "state tail", "piece tag", "shorter, same pieces"])
 def test_a_tampered_hashed_prefix_never_ends_in_a_wrong_file(
     how: str, big: bytes, proxy: CountingProxy, client: Client, downloads: Path
 ) -> None:
@@ -733,8 +739,8 @@ def test_a_tampered_hashed_prefix_never_ends_in_a_wrong_file(
         hashed["length"] -= 1
         hashed["state"] = hashed["state"][:64] + "00" * 63
         hashed["pieces"][-1][0] -= 1
-    elif how == "piece crc":
-        hashed["pieces"][0][1] ^= 1
+    elif how == "piece tag":
+        hashed["pieces"][0][1] = "0" * 32
     else:  # the whole prefix's state, claimed for its first piece only
         hashed["pieces"] = hashed["pieces"][:1]
         hashed["length"] = hashed["pieces"][0][0]
@@ -757,12 +763,14 @@ def test_without_libcrypto_a_resume_hashes_the_prefix_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if where in ("interrupted", "both"):
-        monkeypatch.setattr(sha256state, "_library", lambda: None)
+        hide_libcrypto(monkeypatch)
     length = interrupted_download(proxy, downloads)
     fields = json.loads(record_path(downloads / "big.bin").read_text())
-    assert (fields["hashed"] is None) == (where != "resumed" or not sha256state.available())
+    assert (fields["hashed"] is None) == (
+        where != "resumed" or not filedock.client.ledger.available()
+    )
     if where == "resumed":
-        monkeypatch.setattr(sha256state, "_library", lambda: None)
+        hide_libcrypto(monkeypatch)
     result, first_hashed_back = resumed_hashing_from(client, downloads, big, monkeypatch)
     assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, length)
     assert first_hashed_back == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import zlib
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,15 @@ from filedock.client import ledger as ledgers
 from filedock.client import sha256state
 from filedock.client.download import BUFFER_SIZE, receive_body
 from filedock.client.ledger import EMPTY, HashedPrefix, Ledger, piece_size, prefix_matches
+from filedock.client.piecetag import tag_of
 from filedock.client.resume import Checkpoints, new_record
 from filedock.client.sha256state import HashState, Sha256
 from tests.unit.test_resume_records import body_from
 
 MiB = 1024 * 1024
+TAG = "ab" * 16
 
-pytestmark = pytest.mark.skipif(not sha256state.available(), reason="no SHA-256 state here")
+pytestmark = pytest.mark.skipif(not ledgers.available(), reason="no SHA-256 state here")
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +77,7 @@ def matches(path: Path, prefix: HashedPrefix) -> bool:
         os.close(fd)
 
 
-def test_a_body_notes_a_state_and_a_crc_at_each_piece_end(tmp_path: Path) -> None:
+def test_a_body_notes_a_state_and_a_tag_at_each_piece_end(tmp_path: Path) -> None:
     data = os.urandom(4 * BUFFER_SIZE + 5)
     ledger = Ledger(len(data))
     assert receive(tmp_path / "p", data, ledger) == hashlib.sha256(data).hexdigest()
@@ -85,8 +86,8 @@ def test_a_body_notes_a_state_and_a_crc_at_each_piece_end(tmp_path: Path) -> Non
     ends = [end for end, _ in whole.pieces]
     assert ends == [*range(3 * MiB, len(data), 3 * MiB), len(data)]
     start = 0
-    for end, crc in whole.pieces:
-        assert crc == zlib.crc32(data[start:end])
+    for end, tag in whole.pieces:
+        assert tag == tag_of(end, data[start:end])
         start = end
     assert Sha256(whole.state).hexdigest() == hashlib.sha256(data).hexdigest()
     assert matches(tmp_path / "p", whole)
@@ -161,7 +162,7 @@ def test_a_resume_without_a_hashed_prefix_hashes_it_all_back(tmp_path: Path) -> 
     verified, second = resumed(tmp_path / "p", whole, cut, EMPTY)
     assert verified
     after = second.vouched(len(whole))
-    assert after.pieces[0] == (cut, zlib.crc32(whole[:cut]))  # the whole prefix is the bridge
+    assert after.pieces[0] == (cut, tag_of(cut, whole[:cut]))  # the whole prefix is the bridge
     assert Sha256(after.state).hexdigest() == hashlib.sha256(whole).hexdigest()
 
 
@@ -175,7 +176,8 @@ def test_pieces_grow_with_a_huge_file_so_a_record_stays_small() -> None:
 def test_without_libcrypto_checkpoints_note_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sha256state, "_library", lambda: None)
+    monkeypatch.setattr(sha256state, "_library", lambda: None)  # hashlib's state is none to save
+    assert not ledgers.available()
     fd = os.open(tmp_path / "p", os.O_RDWR | os.O_CREAT)
     try:
         checkpoints = Checkpoints(fd, tmp_path / "f", new_record("h:1", "f", 10 * MiB, None))
@@ -189,16 +191,22 @@ def test_without_libcrypto_checkpoints_note_nothing(
     [
         None,
         [],
-        {"length": 3, "state": "0" * 70, "pieces": [[3, 0]], "more": 1},
-        {"length": 3, "state": "0" * 70, "pieces": [[2, 0]]},  # short of the length
-        {"length": 3, "state": "0" * 70, "pieces": [[2, 0], [2, 0], [3, 0]]},  # not increasing
-        {"length": 3, "state": "0" * 70, "pieces": [[3, 1 << 32]]},  # no CRC-32
-        {"length": 3, "state": "0" * 70, "pieces": [[3, True]]},
+        {"length": 3, "state": "0" * 70, "pieces": [[3, TAG]], "more": 1},
+        {"length": 3, "state": "0" * 70, "pieces": [[2, TAG]]},  # short of the length
+        {
+            "length": 3,
+            "state": "0" * 70,
+            "pieces": [[2, TAG], [2, TAG], [3, TAG]],
+        },  # not increasing
+        {"length": 3, "state": "0" * 70, "pieces": [[3, 5]]},  # a number is no tag
+        {"length": 3, "state": "0" * 70, "pieces": [[3, "0" * 31]]},
+        {"length": 3, "state": "0" * 70, "pieces": [[3, "A" * 32]]},
+        {"length": 3, "state": "0" * 70, "pieces": [[3, " " + "0" * 31]]},
         {"length": 3, "state": "0" * 70, "pieces": [[3]]},
-        {"length": 3, "state": "0" * 64, "pieces": [[3, 0]]},  # the tail missing
-        {"length": True, "state": "0" * 66, "pieces": [[1, 0]]},
-        {"length": 3, "state": None, "pieces": [[3, 0]]},
-        {"length": 3, "state": "0" * 70, "pieces": "[[3, 0]]"},
+        {"length": 3, "state": "0" * 64, "pieces": [[3, TAG]]},  # the tail missing
+        {"length": True, "state": "0" * 66, "pieces": [[1, TAG]]},
+        {"length": 3, "state": None, "pieces": [[3, TAG]]},
+        {"length": 3, "state": "0" * 70, "pieces": "[[3, TAG]]"},
     ],
 )
 def test_a_hashed_prefix_that_cannot_be_one_is_none(fields: object) -> None:
@@ -208,5 +216,5 @@ def test_a_hashed_prefix_that_cannot_be_one_is_none(fields: object) -> None:
 def test_a_hashed_prefix_is_read_back_as_written() -> None:
     digest = Sha256()
     digest.update(b"x" * 100)
-    prefix = HashedPrefix(digest.state(), ((60, 7), (100, 8)))
+    prefix = HashedPrefix(digest.state(), ((60, TAG), (100, "0f" * 16)))
     assert HashedPrefix.from_fields(prefix.to_fields()) == prefix
