@@ -22,7 +22,7 @@ import ctypes
 import functools
 from typing import TYPE_CHECKING
 
-from .sha256state import libcrypto
+from .sha256state import libcrypto, pointer_to
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -57,15 +57,11 @@ class Tagger:
         self._lib.EVP_EncryptInit_ex(self._context, self._lib.EVP_aes_128_gcm(), None, _KEY, nonce)
 
     def update(self, data: ReadableBuffer) -> None:
-        view = memoryview(data).cast("B")
-        if not view.nbytes:
-            return
-        if view.readonly:  # ctypes can point only into a writable buffer without a copy
-            view = memoryview(bytearray(view))
-        start = ctypes.c_char.from_buffer(view)
-        self._lib.EVP_EncryptUpdate(
-            self._context, None, ctypes.byref(self._count), ctypes.byref(start), view.nbytes
-        )
+        start, count = pointer_to(data)
+        if count:
+            self._lib.EVP_EncryptUpdate(
+                self._context, None, ctypes.byref(self._count), start, count
+            )
 
     def finish(self) -> str:
         """The tag of the piece begun last, in hex."""

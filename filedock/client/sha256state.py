@@ -27,7 +27,7 @@ import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -105,13 +105,9 @@ class Sha256:
             _restore(self._context, state)
 
     def update(self, data: ReadableBuffer, /) -> None:
-        view = memoryview(data).cast("B")
-        if not view.nbytes:
-            return
-        if view.readonly:  # ctypes can point only into a writable buffer without a copy
-            view = memoryview(bytearray(view))
-        start = ctypes.c_char.from_buffer(view)
-        self._lib.SHA256_Update(ctypes.byref(self._context), ctypes.byref(start), view.nbytes)
+        start, count = pointer_to(data)
+        if count:
+            self._lib.SHA256_Update(ctypes.byref(self._context), start, count)
 
     def digest(self) -> bytes:
         """The digest of what was hashed so far; hashing may go on after."""
@@ -130,6 +126,16 @@ class Sha256:
 
 
 INITIAL = HashState(0, _INITIAL_WORDS, b"")
+
+
+def pointer_to(data: ReadableBuffer) -> tuple[Any, int]:
+    """A pointer ctypes can pass to ``data``'s bytes, and their count."""
+    view = memoryview(data).cast("B")
+    if not view.nbytes:
+        return None, 0
+    if view.readonly:  # ctypes can point only into a writable buffer without a copy
+        view = memoryview(bytearray(view))
+    return ctypes.byref(ctypes.c_char.from_buffer(view)), view.nbytes
 
 
 def _restore(context: _Context, state: HashState) -> None:
