@@ -88,12 +88,18 @@ def role_fetch(port: int, path: str, dest: Path, kill_at: float | None) -> None:
         if kill_at is not None and report.done >= kill_at * report.total:
             os.kill(os.getpid(), 9)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     with Client(HOST, port, timeout=120) as client:
         result = client.download(path, dest, progress=progress)
     seconds = time.perf_counter() - started
-    outcome = {"seconds": seconds, "outcome": str(result.outcome)}
+    outcome = {"seconds": seconds, "cpu": _cpu_seconds() - cpu, "outcome": str(result.outcome)}
     print(json.dumps(outcome | {"resumed_from": result.resumed_from}), flush=True)
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time so far, user + system, all its threads."""
+    times = os.times()
+    return times.user + times.system
 
 
 def role_mirror(port: int, dest: Path) -> None:
@@ -217,6 +223,7 @@ def measure_resume(
     before = written_bytes(pid)
     full = client_json([*base, "--dest", str(full_dest)], env)
     note(figures, "full_seconds", full["seconds"])
+    note(figures, "full_cpu", full["cpu"])
     note(figures, "full_bytes", written_bytes(pid) - before)
     killed = client([*base, "--dest", str(cut_dest), "--kill-at", "0.5"], env)
     if killed.returncode != -9:
@@ -227,6 +234,7 @@ def measure_resume(
     if resumed["outcome"] != "resumed":
         raise RuntimeError(f"the second run did not resume: {resumed}")
     note(figures, "resume_seconds", resumed["seconds"])
+    note(figures, "resume_cpu", resumed["cpu"])
     note(figures, "resume_bytes", written_bytes(pid) - before)
     if (cut_dest / BIG).read_bytes() != (full_dest / BIG).read_bytes():
         raise RuntimeError("the resumed file differs from the full download")
@@ -237,6 +245,7 @@ def measure_resume(
     prime_memory(work, PRIME)
     again = client_json([*base, "--dest", str(full_dest)], env)
     note(figures, "full_seconds", again["seconds"])
+    note(figures, "full_cpu", again["cpu"])
     shutil.rmtree(full_dest)
 
 
@@ -335,6 +344,12 @@ def report(sizes: Sizes, figures: Figures) -> None:
             f"{resume:.3f} s",
             f"{time_share:.2f} of full",
             f"<= {RESUME_TIME_TARGET} {verdict(time_share <= RESUME_TIME_TARGET)}",
+        ),
+        (
+            "client CPU (user + sys): full / resumed",
+            f"{median(figures, 'full_cpu'):.3f} s / {median(figures, 'resume_cpu'):.3f} s",
+            f"{median(figures, 'resume_cpu') / median(figures, 'full_cpu'):.2f}",
+            "",
         ),
         (
             "resumed after SIGKILL at 50%: server sent",
