@@ -826,11 +826,14 @@ class Client:
         header = self._part_header(p.Range(offset, remote.sha256, plan.path), sent=True)
         first = self._body_start(header.length)
         self._link.set_deadline(self._command_deadline, self._command_message)
+        before = plan.record or new_record(self._server_id, plan.path, 0, None)
         record = replace(
-            plan.record or new_record(self._server_id, plan.path, 0, None),
+            before,
             size=header.size,
             sha256=header.sha256,
-            durable=offset,
+            # Not the offset: the partial's end may not be on the disk yet (the
+            # first checkpoint's fsync makes it so).
+            durable=min(offset, before.durable),
         )
         # It keeps the record's hashed prefix only if the partial still holds all of it.
         checkpoint = Checkpoints(partial.fd, partial.dest, record, offset)

@@ -793,3 +793,35 @@ def test_a_record_of_the_first_version_is_resumed_by_hashing_again(
     result, first_hashed_back = resumed_hashing_from(client, downloads, big, monkeypatch)
     assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, length)
     assert first_hashed_back == 0
+
+
+def test_a_resumes_record_claims_no_more_than_the_disk_has(
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until its first checkpoint, a resume's record keeps the durable length it
+    had: the partial's end, written by the killed download, may not be on the
+    disk yet, and after a power cut only the durable length is trusted."""
+    interrupted_download(proxy, downloads)
+    dest = downloads / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    fields["durable"] = MiB  # what the last checkpoint had fsynced
+    record_path(dest).write_text(json.dumps(fields))
+
+    def disk_gone(fd: int) -> None:
+        raise OSError(5, "Input/output error")  # no checkpoint moves the record on
+
+    monkeypatch.setattr(os, "fdatasync", disk_gone)
+
+    def stop(moving: TransferProgress) -> None:
+        if moving.done >= SIZE - MiB:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client.download("big.bin", downloads, progress=stop)
+    record = load_record(dest)
+    assert record is not None
+    assert record.durable == MiB
