@@ -84,6 +84,16 @@ def interrupted_download(proxy: CountingProxy, dest_dir: Path, at: int = SIZE //
     return partial_path(dest_dir / "big.bin").stat().st_size
 
 
+def interrupted_with_durable(proxy: CountingProxy, dest_dir: Path, durable: int) -> Path:
+    """An interrupted download whose last checkpoint had fsynced ``durable`` bytes."""
+    interrupted_download(proxy, dest_dir)
+    dest = dest_dir / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    fields["durable"] = durable
+    record_path(dest).write_text(json.dumps(fields))
+    return dest
+
+
 def hidden(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
 
@@ -198,11 +208,7 @@ def test_after_another_boot_only_the_durable_length_is_trusted(
     downloads: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    interrupted_download(proxy, downloads)
-    dest = downloads / "big.bin"
-    fields = json.loads(record_path(dest).read_text())
-    fields["durable"] = 2 * MiB  # what the last checkpoint had fsynced
-    record_path(dest).write_text(json.dumps(fields))
+    dest = interrupted_with_durable(proxy, downloads, 2 * MiB)
     monkeypatch.setattr(filedock.client.resume, "boot_id", lambda: "a later boot")
     result = client.download("big.bin", downloads)
     assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, 2 * MiB)
@@ -805,11 +811,7 @@ def test_a_resumes_record_claims_no_more_than_the_disk_has(
     """Until its first checkpoint, a resume's record keeps the durable length it
     had: the partial's end, written by the killed download, may not be on the
     disk yet, and after a power cut only the durable length is trusted."""
-    interrupted_download(proxy, downloads)
-    dest = downloads / "big.bin"
-    fields = json.loads(record_path(dest).read_text())
-    fields["durable"] = MiB  # what the last checkpoint had fsynced
-    record_path(dest).write_text(json.dumps(fields))
+    dest = interrupted_with_durable(proxy, downloads, MiB)
 
     def disk_gone(fd: int) -> None:
         raise OSError(5, "Input/output error")  # no checkpoint moves the record on
