@@ -34,9 +34,9 @@ PIECE_BYTES = 16 * 1024 * 1024
 # Pieces a body is cut into at most: bounds the record (about 50 bytes of JSON a piece).
 MAX_PIECES = 1024
 # Bytes the prefix is read back in, to be checked: a buffer that stays in the
-# core's cache. With 1 MiB, reading 512 MiB back beside a resume's writer
-# doubled to tripled the writer's CPU time (0.25 s became 0.56-0.93 s: the
-# check streamed the cache away from under its copies); with 64 KiB it did not.
+# core's cache. In one test, 1 MiB reads beside a resume's writer doubled the
+# writer's CPU time (bench/README.md says how weak that figure is); the check
+# costs the same either way.
 CHECK_CHUNK = 64 * 1024
 
 
