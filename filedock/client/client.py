@@ -906,17 +906,22 @@ class Client:
         header = self._part_header(p.Range(offset, remote.sha256, plan.path), sent=True)
         first = self._body_start(header.length)
         self._link.set_deadline(self._command_deadline, self._command_message)
+        before = plan.record or new_record(self._server_id, plan.path, 0, None)
         record = replace(
-            plan.record or new_record(self._server_id, plan.path, 0, None),
+            before,
             size=header.size,
             sha256=header.sha256,
-            durable=offset,
+            # Not the offset: the partial's end may not be on the disk yet (the
+            # first checkpoint's fsync makes it so).
+            durable=min(offset, before.durable),
         )
-        record.save(partial.dest)
+        # It keeps the record's hashed prefix only if the partial still holds all of it.
         checkpoint = Checkpoints(partial.fd, partial.dest, record, offset)
+        checkpoint.record.save(partial.dest)
         plan.partial = None  # from here, this method lets go of it, whatever happens
         counter = meter.file(plan.path, offset, header.size)
-        # The prefix is hashed back from the partial beside the transfer, not before it.
+        # The prefix is checked beside the transfer, not before it: its hashed part
+        # against its tags, the hash going on from its saved state; the rest hashed back.
         received = self._body_into(
             partial, first, header.length, counter, meter, rehash=offset, checkpoint=checkpoint
         )

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 try:
     import fcntl
@@ -36,6 +37,8 @@ except ImportError:  # Windows: no flock (see _lock_partial)
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import ConnectionLost, ProtocolError, SaveError, TooLarge
+from .ledger import HashedPrefix, HashFeed, Ledger, WriteFeed, prefix_matches
+from .sha256state import Digest, Sha256
 
 # Buffers of this size are filled with recv_into, hashed, then written.
 BUFFER_SIZE = 4 * 1024 * 1024
@@ -57,8 +60,15 @@ OLD_PARTIAL_AGE = 600.0
 RecvInto = Callable[[memoryview], int]
 # (bytes of the body received, the body's size): what the receivers report.
 Progress = Callable[[int, int], None]
-# Called by the writer with the bytes of the body written so far.
-Checkpoint = Callable[[int], None]
+
+
+class Checkpoint(Protocol):
+    """Called by the writer with the bytes of the body written so far (a resume record's)."""
+
+    # Where the pipeline notes hash states and piece tags; None: it notes none.
+    ledger: Ledger | None
+
+    def __call__(self, written: int, /) -> None: ...
 
 
 def local_path(dest_dir: str | os.PathLike[str], server_path: str) -> Path:
@@ -345,31 +355,29 @@ def receive_body(
     fd: int,
     progress: Progress | None = None,
     *,
-    digest: hashlib._Hash | None = None,
     checkpoint: Checkpoint | None = None,
     rehash: int = 0,
 ) -> Received:
     """Receive ``size`` bytes (``first`` already read), hash them and write them to ``fd``.
 
-    ``digest`` is a hash to continue (a resume's, over the bytes before);
-    ``rehash`` instead says the file's first bytes to hash back from ``fd``
-    first (a resume's prefix, hashed beside the transfer: see _CatchingUp);
-    ``checkpoint`` is called after writes with the bytes written so far.
+    ``rehash`` says the file's first bytes, already in ``fd``, that the
+    digest must cover too (a resume's prefix, checked beside the transfer:
+    see _CatchingUp); ``checkpoint`` is called after writes with the bytes
+    written so far, and its ledger is told what the record may vouch for.
     A body up to INLINE_LIMIT is read whole before it is written. A larger
     one stops being read at the first write error: the rest would only be
     thrown away (a server can announce 10**12 bytes), so the caller must
     drop the connection. Raises :class:`ConnectionLost` when the connection
     ends early.
     """
-    digest = hashlib.sha256() if digest is None else digest
+    ledger = None if checkpoint is None else checkpoint.ledger
     if size <= INLINE_LIMIT:
-        if rehash and not hash_back(fd, 0, rehash, digest):
-            digest = hashlib.sha256(b"unreadable")  # never the file's: it starts over
+        digest = _prefix_digest(fd, rehash, ledger)
         return _receive_inline(recv_into, first, size, fd, progress, digest)
     if rehash:
         pipeline: _Pipeline = _CatchingUp(fd, checkpoint, rehash)
     else:
-        pipeline = _Pipeline(fd, digest, checkpoint)
+        pipeline = _Pipeline(fd, checkpoint)
     received = 0
     reached = [0]  # how far the buffer being filled got: kept if the body is cut short
     buffer: memoryview | None = None
@@ -404,7 +412,7 @@ def receive_body(
     return Received(pipeline.hexdigest(), pipeline.write_error, received == size)
 
 
-def hash_back(fd: int, start: int, end: int, digest: hashlib._Hash) -> bool:
+def hash_back(fd: int, start: int, end: int, digest: Digest | HashFeed) -> bool:
     """Hash ``fd``'s bytes from ``start`` to ``end`` into ``digest``; False if unreadable."""
     buffer = memoryview(bytearray(min(REHASH_CHUNK, max(end - start, 1))))
     try:
@@ -419,13 +427,27 @@ def hash_back(fd: int, start: int, end: int, digest: hashlib._Hash) -> bool:
     return True
 
 
+def _prefix_digest(fd: int, length: int, ledger: Ledger | None) -> Digest:
+    """SHA-256 over ``fd``'s first ``length`` bytes as they are on the disk, from
+    the ledger's hashed prefix when it has one (its pieces checked first)."""
+    never = hashlib.sha256(b"unreadable")  # never the file's: it starts over
+    if ledger is None:
+        digest: Digest = hashlib.sha256()
+        start = 0
+    else:
+        if not prefix_matches(fd, ledger.base):
+            return never
+        digest, start = Sha256(ledger.base.state), ledger.base.length
+    return digest if hash_back(fd, start, length, digest) else never
+
+
 def _receive_inline(
     recv_into: RecvInto,
     first: bytes,
     size: int,
     fd: int,
     progress: Progress | None,
-    digest: hashlib._Hash,
+    digest: Digest,
 ) -> Received:
     buffer = bytearray(size)
     buffer[: len(first)] = first
@@ -511,12 +533,26 @@ def _page_aligned(size: int) -> memoryview:
 
 
 class _Pipeline:
-    """A hashing thread and a writing thread fed with filled buffers."""
+    """A hashing thread and a writing thread fed with filled buffers.
 
-    def __init__(self, fd: int, digest: hashlib._Hash, checkpoint: Checkpoint | None) -> None:
+    With a checkpoint's ledger, the hash is one whose state can be saved, and
+    the threads note the state at each piece end and each piece's tag.
+    """
+
+    def __init__(self, fd: int, checkpoint: Checkpoint | None) -> None:
         self.fd = fd
-        self.digest = digest
         self._checkpoint = checkpoint
+        ledger = None if checkpoint is None else checkpoint.ledger
+        self.digest: Digest
+        self._sink: Digest | HashFeed  # what the hashing thread feeds
+        self._written_pieces: WriteFeed | None = None
+        if ledger is None:
+            self.digest = self._sink = hashlib.sha256()
+        else:
+            # From the record's hashed prefix on a resume, from nothing otherwise.
+            digest = Sha256(ledger.base.state)
+            self.digest, self._sink = digest, HashFeed(digest, ledger, ledger.base.length)
+            self._written_pieces = WriteFeed(ledger)
         self.write_error: OSError | None = None
         self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(BUFFER_COUNT):
@@ -533,7 +569,7 @@ class _Pipeline:
     def _hash(self) -> None:
         while (item := self.to_hash.get()) is not None:
             buffer, count = item
-            self.digest.update(memoryview(buffer)[:count])
+            self._sink.update(memoryview(buffer)[:count])
             self.to_write.put(item)
         self.to_write.put(None)
 
@@ -552,6 +588,8 @@ class _Pipeline:
                 written += count
             except OSError as exc:
                 self.write_error = exc  # the receiver stops at its next buffer
+            if self._written_pieces is not None and self.write_error is None:
+                self._written_pieces.wrote(memoryview(buffer)[:count])
             if self._checkpoint is not None and self.write_error is None:
                 self._checkpoint(written)
         return written
@@ -572,27 +610,45 @@ class _CatchingUp(_Pipeline):
     The whole file's digest needs the prefix first, and hashing it before the
     transfer put it on the download's critical path (0.37 s for 512 MiB).
     Here the receiver feeds the writer directly; the hashing thread reads the
-    file back from its first byte, the prefix and then the part the writer has
-    written, until it has caught up with the writer; from there the writer
-    hands it each buffer, as _Pipeline does. ``to_hash`` is the writer's queue.
+    file back, the prefix and then the part the writer has written, until it
+    has caught up with the writer; from there the writer hands it each
+    buffer, as _Pipeline does. ``to_hash`` is the writer's queue.
+
+    With the record's hashed prefix (the checkpoint's ledger has it), the
+    hash goes on from its saved state, so only the bytes after it are read
+    back; a third thread meanwhile reads the hashed prefix back and checks it
+    against its tags. Without one, the hash starts from the first byte.
     """
 
     def __init__(self, fd: int, checkpoint: Checkpoint | None, prefix: int) -> None:
+        ledger = None if checkpoint is None else checkpoint.ledger
+        base = None if ledger is None else ledger.base
         self._lock = threading.Lock()
-        self._hashed = 0  # the file's bytes hashed, from its first
+        self._hashed = 0 if base is None else base.length  # the file's bytes hashed, from its first
         self._written_end = prefix  # where the writer's bytes end in the file
         self._writer_done = False
         self._caught_up = False  # from here the writer hands its buffers over
         self._in_memory: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
         self._unreadable = False
-        super().__init__(fd, hashlib.sha256(), checkpoint)
+        self._damaged = False  # the hashed prefix's bytes are not the ones hashed
+        super().__init__(fd, checkpoint)
+        self._checking: threading.Thread | None = None
+        if base is not None and base.length:
+            self._checking = threading.Thread(
+                target=self._check, args=(base,), name="filedock-check", daemon=True
+            )
+            self._checking.start()
+
+    def _check(self, base: HashedPrefix) -> None:
+        self._damaged = not prefix_matches(self.fd, base)
 
     def _hash(self) -> None:
         while self._catch_up_step():
             pass
         while (item := self._in_memory.get()) is not None:
             buffer, count = item
-            self.digest.update(memoryview(buffer)[:count])
+            if not self._unreadable:  # a hash that skipped bytes must note no state
+                self._sink.update(memoryview(buffer)[:count])
             self.free.put(buffer)
 
     def _catch_up_step(self) -> bool:
@@ -603,7 +659,7 @@ class _CatchingUp(_Pipeline):
                 self._caught_up = not self._writer_done
                 return False
             start, end = self._hashed, min(self._written_end, self._hashed + REHASH_CHUNK)
-        if not self._unreadable and not hash_back(self.fd, start, end, self.digest):
+        if not self._unreadable and not hash_back(self.fd, start, end, self._sink):
             self._unreadable = True  # the digest can no longer be the file's
         with self._lock:
             self._hashed = end
@@ -623,5 +679,12 @@ class _CatchingUp(_Pipeline):
             self._writer_done = True
         self._in_memory.put(None)
 
+    def finish(self) -> None:
+        super().finish()
+        if self._checking is not None:
+            self._checking.join()
+
     def hexdigest(self) -> str:
-        return "" if self._unreadable else self.digest.hexdigest()
+        if self._unreadable or self._damaged:
+            return ""  # matches no digest: the file is fetched whole
+        return self.digest.hexdigest()

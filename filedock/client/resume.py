@@ -2,15 +2,20 @@
 
 Beside the partial file ``.NAME.part`` of a download lies ``.NAME.resume``, a
 small JSON file written when the body starts: the server, the path, the size,
-the SHA-256 when the header gave it, the kernel's boot id, and a *durable*
-length, the bytes of the partial known to be on the disk (fsynced).
+the SHA-256 when the header gave it, the kernel's boot id, a *durable*
+length, the bytes of the partial known to be on the disk (fsynced), and the
+longest fsynced prefix whose SHA-256 state and piece tags are known
+(:class:`~.ledger.HashedPrefix`), so a resume goes on hashing from there.
 
 How much of a partial can be trusted (see PROTOCOL.md, "Resuming a download"):
 on the same boot all of it, since a killed process loses nothing the kernel
 already took; after a crash or a power cut only the durable length, since
-the end of the file may hold blocks never written. Either way the prefix is
-hashed again before it is used, and the whole file's SHA-256 decides whether
-it is kept, so a damaged byte costs a second download, never a wrong file.
+the end of the file may hold blocks never written. Either way every byte of
+the prefix is checked before the file is kept: the hashed prefix against its
+tags, the rest hashed again from the disk; and the whole file's SHA-256
+decides, so a damaged byte costs a second download, never a wrong file.
+Records of the first version (no hashed prefix) are resumed by hashing the
+whole prefix again.
 
 Only bodies over ``INLINE_LIMIT`` get a record: a smaller one is read whole
 before its first write, so an interrupted one leaves nothing to resume.
@@ -30,10 +35,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import IntegrityError, ProtocolError, RequestError, SaveError
+from . import ledger as ledgers
 from .download import hidden_path
+from .ledger import EMPTY, HashedPrefix, Ledger
 
 RECORD_SUFFIX = ".resume"
-_VERSION = 1
+_VERSION = 2
+_VERSIONS = (1, 2)  # a record of version 1 has no hashed prefix: it is hashed again
+# A record is a few KiB (MAX_PIECES pieces and the resumes' bridges); anything
+# much larger is not one.
+_RECORD_LIMIT = 1024 * 1024
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 
 # The partial is fsynced and the record's durable length moved on after this
@@ -66,6 +77,13 @@ class ResumeRecord:
     sha256: str | None  # None: the header had no digest (a cold GET); HASH tells it
     boot: str
     durable: int = 0
+    hashed: HashedPrefix | None = None  # None: the prefix must be hashed again
+
+    def hashed_within(self, length: int) -> HashedPrefix:
+        """The hashed prefix, if a partial cut to ``length`` still holds all of it."""
+        if self.hashed is None or self.hashed.length > length:
+            return EMPTY
+        return self.hashed
 
     def good_length(self, partial_size: int) -> int:
         """How many bytes of a partial of ``partial_size`` may be used."""
@@ -82,6 +100,7 @@ class ResumeRecord:
         on, and a process killed in between leaves the old record, not none.
         """
         fields = asdict(self) | {"version": _VERSION}
+        fields["hashed"] = None if self.hashed is None else self.hashed.to_fields()
         path = record_path(dest)
         fresh = path.with_name(path.name + ".new")
         with contextlib.suppress(OSError):
@@ -103,9 +122,14 @@ def new_record(server: str, path: str, size: int, sha256: str | None) -> ResumeR
 def load_record(dest: Path) -> ResumeRecord | None:
     """The record beside ``dest``'s partial, or None (none, torn, of another version)."""
     try:
-        fields = json.loads(_read_regular(record_path(dest), 64 * 1024))
-        if not isinstance(fields, dict) or fields.pop("version", None) != _VERSION:
+        fields = json.loads(_read_regular(record_path(dest), _RECORD_LIMIT))
+        if not isinstance(fields, dict) or fields.pop("version", None) not in _VERSIONS:
             return None
+        if "hashed" in fields:
+            hashed = fields["hashed"]
+            fields["hashed"] = None if hashed is None else HashedPrefix.from_fields(hashed)
+            if hashed is not None and fields["hashed"] is None:
+                return None  # tampered or torn: nothing in it can be relied on
         record = ResumeRecord(**fields)
     except (OSError, ValueError, TypeError):
         return None
@@ -117,6 +141,7 @@ def load_record(dest: Path) -> ResumeRecord | None:
         and _count(record.durable)
         and isinstance(record.boot, str)
         and (sha is None or (isinstance(sha, str) and len(sha) == 64))
+        and (record.hashed is None or record.hashed.length <= record.size)
     )
     return record if valid else None
 
@@ -152,6 +177,10 @@ class Checkpoints:
     began, so the record never runs ahead of the disk. At most one sync is in
     flight; :meth:`finish` waits for it, before the partial is renamed, kept or
     removed. ``offset`` is where this body starts in the file (a resume's offset).
+
+    :attr:`ledger` gathers the hash states and piece tags of the body (None
+    where SHA-256's state cannot be saved: see :mod:`.sha256state`); each
+    record then holds the longest prefix it vouches for within the durable length.
     """
 
     def __init__(
@@ -164,8 +193,10 @@ class Checkpoints:
     ) -> None:
         self.fd = fd
         self.dest = dest
-        self.record = record
+        base = record.hashed_within(offset)
+        self.record = replace(record, hashed=_kept(base))
         self.offset = offset
+        self.ledger = Ledger(record.size, offset, base) if ledgers.available() else None
         self._clock = clock
         self._bytes = 0
         self._at = clock()
@@ -188,7 +219,9 @@ class Checkpoints:
             os.fdatasync(self.fd)  # the bytes first: the record never runs ahead of the disk
         except OSError:
             return
-        self.record = replace(self.record, durable=self.offset + written)
+        durable = self.offset + written
+        hashed = self.record.hashed if self.ledger is None else _kept(self.ledger.vouched(durable))
+        self.record = replace(self.record, durable=durable, hashed=hashed)
         self.record.save(self.dest)
 
     def finish(self) -> None:
@@ -196,6 +229,11 @@ class Checkpoints:
         if self._syncing is not None:
             self._syncing.join()
             self._syncing = None
+
+
+def _kept(prefix: HashedPrefix) -> HashedPrefix | None:
+    """What a record holds of ``prefix``: nothing for an empty one."""
+    return prefix if prefix.length else None
 
 
 def keeps_partial(exc: BaseException) -> bool:

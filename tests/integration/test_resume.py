@@ -14,11 +14,15 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import filedock.client.download
+import filedock.client.ledger
 import filedock.client.resume
 import filedock.server.repository
+from filedock.client import piecetag, sha256state
 from filedock.client.client import (
     PIPELINE_BYTES,
     Client,
@@ -78,6 +82,16 @@ def interrupted_download(proxy: CountingProxy, dest_dir: Path, at: int = SIZE //
         client.download("big.bin", dest_dir, progress=stop)
     proxy.reset()
     return partial_path(dest_dir / "big.bin").stat().st_size
+
+
+def interrupted_with_durable(proxy: CountingProxy, dest_dir: Path, durable: int) -> Path:
+    """An interrupted download whose last checkpoint had fsynced ``durable`` bytes."""
+    interrupted_download(proxy, dest_dir)
+    dest = dest_dir / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    fields["durable"] = durable
+    record_path(dest).write_text(json.dumps(fields))
+    return dest
 
 
 def hidden(folder: Path) -> list[str]:
@@ -194,11 +208,7 @@ def test_after_another_boot_only_the_durable_length_is_trusted(
     downloads: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    interrupted_download(proxy, downloads)
-    dest = downloads / "big.bin"
-    fields = json.loads(record_path(dest).read_text())
-    fields["durable"] = 2 * MiB  # what the last checkpoint had fsynced
-    record_path(dest).write_text(json.dumps(fields))
+    dest = interrupted_with_durable(proxy, downloads, 2 * MiB)
     monkeypatch.setattr(filedock.client.resume, "boot_id", lambda: "a later boot")
     result = client.download("big.bin", downloads)
     assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, 2 * MiB)
@@ -627,3 +637,193 @@ def test_pipelined_requests_go_out_in_few_sends(
     # Topped up by half the budget at a time, not one small send per reply.
     assert len(sends) <= 20, sends
     assert max(sends) <= PIPELINE_BYTES
+
+
+# -- the hashed prefix: a resume goes on from the record's SHA-256 state ---------------
+
+
+@pytest.fixture
+def small_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints and pieces small enough that a 12 MiB download's record holds a hashed prefix."""
+    monkeypatch.setattr(filedock.client.resume, "CHECKPOINT_BYTES", MiB)
+    monkeypatch.setattr(filedock.client.ledger, "PIECE_BYTES", MiB)
+
+
+def hashed_prefix_of(dest: Path) -> dict[str, Any]:
+    fields = json.loads(record_path(dest).read_text())
+    assert fields["version"] == 2
+    hashed: dict[str, Any] = fields["hashed"]
+    assert hashed is not None, "the interrupted download's record holds a hashed prefix"
+    return hashed
+
+
+def resumed_hashing_from(
+    client: Client, downloads: Path, big: bytes, monkeypatch: pytest.MonkeyPatch
+) -> tuple[DownloadResult, int]:
+    """Download big.bin again, verified; the result, and the first byte the
+    resume read back from the partial to hash."""
+    starts: list[int] = []
+    hash_back = filedock.client.download.hash_back
+
+    def noting(fd: int, start: int, end: int, digest: Any) -> bool:
+        starts.append(start)
+        return hash_back(fd, start, end, digest)
+
+    monkeypatch.setattr(filedock.client.download, "hash_back", noting)
+    result = client.download("big.bin", downloads)
+    assert (downloads / "big.bin").read_bytes() == big
+    assert starts, "a resume hashes back at least the bytes after the hashed prefix"
+    return result, min(starts)
+
+
+def hide_libcrypto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As where libcrypto cannot be loaded: no SHA-256 state, no piece tags."""
+    monkeypatch.setattr(sha256state, "_library", lambda: None)
+    monkeypatch.setattr(piecetag, "_library", lambda: None)
+
+
+needs_state = pytest.mark.skipif(not filedock.client.ledger.available(), reason="no libcrypto")
+
+
+@needs_state
+@pytest.mark.usefixtures("small_checkpoints")
+def test_a_resume_hashes_only_what_follows_the_hashed_prefix(
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    hashed = hashed_prefix_of(downloads / "big.bin")["length"]
+    assert 0 < hashed <= length
+    result, first_hashed_back = resumed_hashing_from(client, downloads, big, monkeypatch)
+    assert (result.outcome, result.resumed_from, result.restarted) == (
+        Outcome.RESUMED,
+        length,
+        None,
+    )
+    assert first_hashed_back == hashed  # never from the first byte
+    assert SIZE - length <= proxy.from_server <= SIZE - length + LINES
+
+
+@needs_state
+@pytest.mark.usefixtures("small_checkpoints")
+@pytest.mark.parametrize("where", [0, 1 / 3, 0.999])
+def test_a_flipped_byte_in_the_hashed_prefix_ends_in_a_verified_file(
+    where: float, big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    hashed = hashed_prefix_of(downloads / "big.bin")["length"]
+    at = int(where * hashed)  # inside the part its CRC-32s cover, never hashed again
+    with partial_path(downloads / "big.bin").open("r+b") as file:
+        file.seek(at)
+        byte = file.read(1)
+        file.seek(at)
+        file.write(bytes([byte[0] ^ 0x10]))
+    result = client.download("big.bin", downloads)
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
+    assert (downloads / "big.bin").read_bytes() == big
+    assert proxy.from_server <= (SIZE - length) + SIZE + 2 * LINES
+    assert hidden(downloads) == []
+
+
+@needs_state
+@pytest.mark.usefixtures("small_checkpoints")
+@pytest.mark.parametrize("how", ["state word", "state tail", "piece tag", "shorter, same pieces"])
+def test_a_tampered_hashed_prefix_never_ends_in_a_wrong_file(
+    how: str, big: bytes, proxy: CountingProxy, client: Client, downloads: Path
+) -> None:
+    interrupted_download(proxy, downloads)
+    dest = downloads / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    hashed = fields["hashed"]
+    assert hashed is not None
+    if how == "state word":
+        hashed["state"] = f"{int(hashed['state'][:8], 16) ^ 1:08x}" + hashed["state"][8:]
+    elif how == "state tail":  # a length off the block boundary, with a made-up tail
+        hashed["length"] -= 1
+        hashed["state"] = hashed["state"][:64] + "00" * 63
+        hashed["pieces"][-1][0] -= 1
+    elif how == "piece tag":
+        hashed["pieces"][0][1] = "0" * 32
+    else:  # the whole prefix's state, claimed for its first piece only
+        hashed["pieces"] = hashed["pieces"][:1]
+        hashed["length"] = hashed["pieces"][0][0]
+    record_path(dest).write_text(json.dumps(fields))
+    result = client.download("big.bin", downloads)
+    assert dest.read_bytes() == big
+    assert result.sha256 == hashlib.sha256(big).hexdigest()
+    assert (result.outcome, result.restarted) == (Outcome.FETCHED, DAMAGED_PARTIAL)
+    assert hidden(downloads) == []
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+@pytest.mark.parametrize("where", ["interrupted", "resumed", "both"])
+def test_without_libcrypto_a_resume_hashes_the_prefix_again(
+    where: str,
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if where in ("interrupted", "both"):
+        hide_libcrypto(monkeypatch)
+    length = interrupted_download(proxy, downloads)
+    fields = json.loads(record_path(downloads / "big.bin").read_text())
+    assert (fields["hashed"] is None) == (
+        where != "resumed" or not filedock.client.ledger.available()
+    )
+    if where == "resumed":
+        hide_libcrypto(monkeypatch)
+    result, first_hashed_back = resumed_hashing_from(client, downloads, big, monkeypatch)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, length)
+    assert first_hashed_back == 0
+
+
+@pytest.mark.usefixtures("small_checkpoints")
+def test_a_record_of_the_first_version_is_resumed_by_hashing_again(
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    length = interrupted_download(proxy, downloads)
+    dest = downloads / "big.bin"
+    fields = json.loads(record_path(dest).read_text())
+    del fields["hashed"]
+    fields["version"] = 1  # as the version before wrote it
+    record_path(dest).write_text(json.dumps(fields))
+    result, first_hashed_back = resumed_hashing_from(client, downloads, big, monkeypatch)
+    assert (result.outcome, result.resumed_from) == (Outcome.RESUMED, length)
+    assert first_hashed_back == 0
+
+
+def test_a_resumes_record_claims_no_more_than_the_disk_has(
+    big: bytes,
+    proxy: CountingProxy,
+    client: Client,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until its first checkpoint, a resume's record keeps the durable length it
+    had: the partial's end, written by the killed download, may not be on the
+    disk yet, and after a power cut only the durable length is trusted."""
+    dest = interrupted_with_durable(proxy, downloads, MiB)
+
+    def disk_gone(fd: int) -> None:
+        raise OSError(5, "Input/output error")  # no checkpoint moves the record on
+
+    monkeypatch.setattr(os, "fdatasync", disk_gone)
+
+    def stop(moving: TransferProgress) -> None:
+        if moving.done >= SIZE - MiB:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        client.download("big.bin", downloads, progress=stop)
+    record = load_record(dest)
+    assert record is not None
+    assert record.durable == MiB
