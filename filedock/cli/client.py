@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .. import protocol as p
+from ..client.address import Address, parse_address
 from ..client.client import DEFAULT_HOST, DEFAULT_PORT, Client
 from ..client.connection import client_context
 from ..errors import FiledockError
@@ -111,14 +112,19 @@ def client_parser() -> argparse.ArgumentParser:
     defaults = ClientOptions()
     parser.add_argument(
         "--host",
-        default=env_default(parser, "host", defaults.host, str),
-        help=f"server address [env {env_name('host')}]",
+        default=argparse.SUPPRESS,  # told apart from FILEDOCK_HOST: see _server_address
+        metavar="ADDRESS",
+        help=f"the server: HOST, HOST:PORT ([::1]:50001 for IPv6), or a URL "
+        f"filedock://[TOKEN@]HOST[:PORT] (filedocks:// for TLS) "
+        f"(default: {defaults.host}) [env {env_name('host')}]",
     )
     parser.add_argument(
         "--port",
         type=port_number,
-        default=env_default(parser, "port", defaults.port, port_number),
-        help=f"server port, 1-65535 [env {env_name('port')}]",
+        default=argparse.SUPPRESS,  # told apart from a port in --host
+        help=f"server port, 1-65535; a port in --host wins over {env_name('port')}, and a "
+        f"different --port with it is an error (default: {defaults.port}) "
+        f"[env {env_name('port')}]",
     )
     parser.add_argument(
         "--downloads",
@@ -288,17 +294,18 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
     """The options of a command line (and the environment); exits on a usage error."""
     parser = client_parser()
     args = parser.parse_args(argv)
+    host, port, url_token, url_tls = _server_address(parser, args)
     return ClientOptions(
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         downloads=args.downloads,
         connect_timeout=args.connect_timeout,
         timeout=args.timeout,
         max_time=args.max_time or None,
         max_size=args.max_size or None,
         max_line=args.max_line,
-        tls=_tls_context(parser, args),
-        token=_token(parser, args),
+        tls=_tls_context(parser, args, url_tls),
+        token=_token(parser, args, url_token),
         command=args.command,
         arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
         json=getattr(args, "json", False),
@@ -328,10 +335,38 @@ def _arguments(given: list[str] | str | None) -> tuple[str, ...]:
     return (given,) if isinstance(given, str) else tuple(given)
 
 
-def _tls_context(
+def _server_address(
     parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[str, int, str | None, bool]:
+    """Host, port, the URL's token and whether it says TLS, from ``--host`` (or
+    ``FILEDOCK_HOST``) and ``--port`` (or ``FILEDOCK_PORT``)."""
+    given = getattr(args, "host", None)
+    source = "--host" if given is not None else env_name("host")
+    text = given if given is not None else os.environ.get(env_name("host"))
+    try:
+        address = parse_address(text) if text is not None else Address(DEFAULT_HOST)
+    except ValueError as exc:
+        parser.error(f"{source}: {exc}")
+    port = getattr(args, "port", None)
+    if address.port is not None and port is not None and port != address.port:
+        parser.error(f"{source} names port {address.port} and --port {port}: give the port once")
+    if port is None:
+        port = address.port or env_default(parser, "port", DEFAULT_PORT, port_number)
+    if address.token is not None and given is not None:
+        # As redis-cli warns of -a: the command line is not private.
+        print(
+            "[CLIENT] WARNING: a token in --host can be seen by other users of this machine "
+            f"(ps); put the address in {env_name('host')}, or the token in --token-file",
+            file=sys.stderr,
+            flush=True,
+        )
+    return address.host, port, address.token, bool(address.tls)
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, url_tls: bool = False
 ) -> ssl.SSLContext | None:
-    if not (args.tls or args.cafile or args.insecure):
+    if not (args.tls or args.cafile or args.insecure or url_tls):
         return None
     if args.insecure:
         print(
@@ -346,8 +381,12 @@ def _tls_context(
         parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
 
 
-def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    token = os.environ.get(env_name("token")) or None
+def _token(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, url_token: str | None = None
+) -> str | None:
+    token = url_token or os.environ.get(env_name("token")) or None
+    if args.token_file and url_token is not None:
+        parser.error("a token in the address and --token-file too: give the token once")
     if args.token_file:
         try:
             token = read_token_file(args.token_file)[0]
