@@ -23,10 +23,12 @@ from .. import protocol as p
 from ..client.address import Address, parse_address
 from ..client.client import DEFAULT_HOST, DEFAULT_PORT, Client
 from ..client.connection import client_context
-from ..errors import FiledockError
+from ..client.retry import connect_retrying
+from ..errors import FiledockError, ServerFull
+from ..safetext import printable
 from ..server.auth import read_token_file
 from ..version import __version__
-from .exitcodes import EXIT_CODES_HELP, exit_code_for
+from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .oneshot import ONESHOT_COMMANDS, run_oneshot
 from .options import (
     HelpFormatter,
@@ -39,7 +41,7 @@ from .options import (
     seconds,
     seconds_or_none,
 )
-from .screen import NORMAL, QUIET, VERBOSE, Screen
+from .screen import NORMAL, QUIET, VERBOSE, Screen, capacity_line
 from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
@@ -85,9 +87,30 @@ class ClientOptions:
     keep_going: bool = False
     verbosity: int = NORMAL
     ping_count: int | None = None
+    wait: float | None = None
 
     def connect(self) -> Client:
-        """A connected, greeted :class:`Client`; raises what connecting raises."""
+        """A connected, greeted :class:`Client`; raises what connecting raises
+        (with ``wait``, once that long has passed while the server was full or not up)."""
+        if self.wait is None:
+            return self._connect_once()
+        told = False
+
+        def waiting(exc: FiledockError, pause: float) -> None:
+            nonlocal told
+            if not told and self.verbosity > QUIET:  # once: why nothing happens yet
+                told = True
+                reason = capacity_line(exc.reason) if isinstance(exc, ServerFull) else str(exc)
+                print(
+                    f"[CLIENT] {printable(reason)}; trying again for up to {self.wait:g} s "
+                    "(--wait)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        return connect_retrying(self._connect_once, self.wait, waiting=waiting)
+
+    def _connect_once(self) -> Client:
         return Client(
             self.host,
             self.port,
@@ -162,6 +185,15 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="refuse a file larger than this, before writing it; "
         "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=seconds_or_none,
+        default=0,
+        metavar="SECONDS",
+        help="while the server is full or not up yet (connection refused), try again for up "
+        "to SECONDS, pausing 0.1 s doubling to 1 s, as curl --retry does; then fail as "
+        "without it (0 = try once)",
     )
     parser.add_argument(
         "--max-line",
@@ -313,6 +345,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         keep_going=args.keep_going,
         verbosity=getattr(args, "verbosity", NORMAL),
         ping_count=getattr(args, "count", None),
+        wait=args.wait or None,
     )
 
 
@@ -441,6 +474,8 @@ def run_client(options: ClientOptions) -> int:
         # At a terminal on stdout, where the session would have been; a script's on stderr.
         Screen(sys.stdout, errors=sys.stderr if batch else None).cannot_start(exc)
         return exit_code_for(exc)
+    except KeyboardInterrupt:  # Ctrl-C while connecting (or waiting, --wait): no traceback
+        return ExitCode.INTERRUPTED
     with client:
         shell = Shell(
             client,

@@ -95,6 +95,7 @@ from .results import UploadOutcome as UploadOutcome
 from .results import UploadResult as UploadResult
 from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
+from .retry import connect_retrying
 from .upload import (
     LocalSource,
     check_remote_folder,
@@ -301,12 +302,30 @@ class Client:
     # -- connecting by address --------------------------------------------------
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> Client:
+    def wait_for(
+        cls, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, wait: float, **options: Any
+    ) -> Client:
+        """``Client(host, port, **options)``, tried again for up to ``wait`` seconds
+        while the server is full or not up yet (a refused connection), with a
+        pause from 0.1 s doubling to 1 s between tries (as ``curl --retry``);
+        then what the last try raised (:class:`ServerFull`,
+        :class:`ConnectionLost`). Other failures raise at once.
+
+        >>> with filedock.Client.wait_for("127.0.0.1", port, wait=5.0) as other:
+        ...     other.name.startswith("Client")
+        True
+        """
+        check_seconds("wait", wait)
+        return connect_retrying(lambda: cls(host, port, **options), wait)
+
+    @classmethod
+    def from_url(cls, url: str, *, wait: float | None = None, **options: Any) -> Client:
         """A client of the server ``url`` names: ``filedock://[token@]host[:port]``, or
         ``filedocks://…`` for TLS (trusting the system's CAs, unless ``tls=`` gives a
         context). The port defaults to 50000; the URL's token (percent-encoded if it
         holds ``@``, ``:`` or ``/``) is the greeting's, as ``token=`` would be.
-        ``options`` are :class:`Client`'s own.
+        ``options`` are :class:`Client`'s own; with ``wait``, it waits as
+        :meth:`wait_for` does.
 
         A string that is no such URL raises ValueError, and so does a token both
         in the URL and in ``token=``.
@@ -326,7 +345,10 @@ class Client:
             options["token"] = address.token
         if address.tls and options.get("tls") is None:
             options["tls"] = client_context()
-        return cls(address.host, address.port or DEFAULT_PORT, **options)
+        port = address.port or DEFAULT_PORT
+        if wait is not None:
+            return cls.wait_for(address.host, port, wait=wait, **options)
+        return cls(address.host, port, **options)
 
     # -- commands ---------------------------------------------------------------
 

@@ -153,3 +153,24 @@ def test_a_bad_address_in_the_environment_names_the_variable(
     with pytest.raises(SystemExit):
         read_options(["ping"])
     assert "FILEDOCK_HOST: 'h:0': '0' is not a port" in capsys.readouterr().err
+
+
+def test_wait_is_read_and_zero_is_one_try() -> None:
+    assert read_options(["--wait", "30", "ping"]).wait == 30.0
+    assert read_options(["--wait", "0", "ping"]).wait is None
+    assert read_options(["ping"]).wait is None
+    for bad in ("-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            read_options(["--wait", bad, "ping"])
+
+
+def test_ctrl_c_while_the_prompt_connects_ends_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from filedock.cli.client import run_client
+
+    def interrupted(self: ClientOptions) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClientOptions, "connect", interrupted)
+    assert run_client(ClientOptions(wait=30.0)) == 130
