@@ -88,6 +88,7 @@ class ClientOptions:
     verbosity: int = NORMAL
     ping_count: int | None = None
     wait: float | None = None
+    pager: bool = True
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises
@@ -243,6 +244,15 @@ def client_parser() -> argparse.ArgumentParser:
         "of one file too (without it, after those of several files), and a ping's round trip",
     )
     parser.add_argument(
+        "--no-pager",
+        dest="pager",
+        action="store_false",
+        default=argparse.SUPPRESS,  # paged when not given; no "(default: True)" in --help
+        help="print a long list or status as it is; by default, on a terminal, one that does "
+        "not fit goes through FILEDOCK_PAGER, else PAGER, else less (LESS=FRX unless set), "
+        "as git does; empty or cat: none. Output that is not a terminal is never paged",
+    )
+    parser.add_argument(
         "--keep-going",
         action="store_true",
         help="with commands piped in (not a terminal): run every line even after one fails "
@@ -346,6 +356,7 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         verbosity=getattr(args, "verbosity", NORMAL),
         ping_count=getattr(args, "count", None),
         wait=args.wait or None,
+        pager=getattr(args, "pager", True),
     )
 
 
