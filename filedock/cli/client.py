@@ -20,12 +20,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .. import protocol as p
+from ..client.address import Address, parse_address
 from ..client.client import DEFAULT_HOST, DEFAULT_PORT, Client
 from ..client.connection import client_context
-from ..errors import FiledockError
+from ..client.retry import connect_retrying
+from ..errors import FiledockError, ServerFull
+from ..safetext import printable
 from ..server.auth import read_token_file
 from ..version import __version__
-from .exitcodes import EXIT_CODES_HELP, exit_code_for
+from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .oneshot import ONESHOT_COMMANDS, run_oneshot
 from .options import (
     HelpFormatter,
@@ -38,7 +41,7 @@ from .options import (
     seconds,
     seconds_or_none,
 )
-from .screen import NORMAL, QUIET, VERBOSE, Screen
+from .screen import NORMAL, QUIET, VERBOSE, Screen, capacity_line
 from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
@@ -84,9 +87,31 @@ class ClientOptions:
     keep_going: bool = False
     verbosity: int = NORMAL
     ping_count: int | None = None
+    wait: float | None = None
+    pager: bool = True
 
     def connect(self) -> Client:
-        """A connected, greeted :class:`Client`; raises what connecting raises."""
+        """A connected, greeted :class:`Client`; raises what connecting raises
+        (with ``wait``, once that long has passed while the server was full or not up)."""
+        if self.wait is None:
+            return self._connect_once()
+        told = False
+
+        def waiting(exc: FiledockError, pause: float) -> None:
+            nonlocal told
+            if not told and self.verbosity > QUIET:  # once: why nothing happens yet
+                told = True
+                reason = capacity_line(exc.reason) if isinstance(exc, ServerFull) else str(exc)
+                print(
+                    f"[CLIENT] {printable(reason)}; trying again for up to {self.wait:g} s "
+                    "(--wait)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        return connect_retrying(self._connect_once, self.wait, waiting=waiting)
+
+    def _connect_once(self) -> Client:
         return Client(
             self.host,
             self.port,
@@ -111,14 +136,19 @@ def client_parser() -> argparse.ArgumentParser:
     defaults = ClientOptions()
     parser.add_argument(
         "--host",
-        default=env_default(parser, "host", defaults.host, str),
-        help=f"server address [env {env_name('host')}]",
+        default=argparse.SUPPRESS,  # told apart from FILEDOCK_HOST: see _server_address
+        metavar="ADDRESS",
+        help=f"the server: HOST, HOST:PORT ([::1]:50001 for IPv6), or a URL "
+        f"filedock://[TOKEN@]HOST[:PORT] (filedocks:// for TLS) "
+        f"(default: {defaults.host}) [env {env_name('host')}]",
     )
     parser.add_argument(
         "--port",
         type=port_number,
-        default=env_default(parser, "port", defaults.port, port_number),
-        help=f"server port, 1-65535 [env {env_name('port')}]",
+        default=argparse.SUPPRESS,  # told apart from a port in --host
+        help=f"server port, 1-65535; a port in --host wins over {env_name('port')}, and a "
+        f"different --port with it is an error (default: {defaults.port}) "
+        f"[env {env_name('port')}]",
     )
     parser.add_argument(
         "--downloads",
@@ -156,6 +186,15 @@ def client_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="refuse a file larger than this, before writing it; "
         "K, M, G, T suffixes are powers of 1024 (0 = no limit)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=seconds_or_none,
+        default=0,
+        metavar="SECONDS",
+        help="while the server is full or not up yet (connection refused), try again for up "
+        "to SECONDS, pausing 0.1 s doubling to 1 s, as curl --retry does; then fail as "
+        "without it (0 = try once)",
     )
     parser.add_argument(
         "--max-line",
@@ -203,6 +242,15 @@ def client_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="the summary line (files, bytes, time, rate, failures) after every get and put, "
         "of one file too (without it, after those of several files), and a ping's round trip",
+    )
+    parser.add_argument(
+        "--no-pager",
+        dest="pager",
+        action="store_false",
+        default=argparse.SUPPRESS,  # paged when not given; no "(default: True)" in --help
+        help="print a long list or status as it is; by default, on a terminal, one that does "
+        "not fit goes through FILEDOCK_PAGER, else PAGER, else less (LESS=FRX unless set), "
+        "as git does; empty or cat: none. Output that is not a terminal is never paged",
     )
     parser.add_argument(
         "--keep-going",
@@ -288,17 +336,18 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
     """The options of a command line (and the environment); exits on a usage error."""
     parser = client_parser()
     args = parser.parse_args(argv)
+    host, port, url_token, url_tls = _server_address(parser, args)
     return ClientOptions(
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         downloads=args.downloads,
         connect_timeout=args.connect_timeout,
         timeout=args.timeout,
         max_time=args.max_time or None,
         max_size=args.max_size or None,
         max_line=args.max_line,
-        tls=_tls_context(parser, args),
-        token=_token(parser, args),
+        tls=_tls_context(parser, args, url_tls),
+        token=_token(parser, args, url_token),
         command=args.command,
         arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
         json=getattr(args, "json", False),
@@ -306,6 +355,8 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         keep_going=args.keep_going,
         verbosity=getattr(args, "verbosity", NORMAL),
         ping_count=getattr(args, "count", None),
+        wait=args.wait or None,
+        pager=getattr(args, "pager", True),
     )
 
 
@@ -328,10 +379,38 @@ def _arguments(given: list[str] | str | None) -> tuple[str, ...]:
     return (given,) if isinstance(given, str) else tuple(given)
 
 
-def _tls_context(
+def _server_address(
     parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[str, int, str | None, bool]:
+    """Host, port, the URL's token and whether it says TLS, from ``--host`` (or
+    ``FILEDOCK_HOST``) and ``--port`` (or ``FILEDOCK_PORT``)."""
+    given = getattr(args, "host", None)
+    source = "--host" if given is not None else env_name("host")
+    text = given if given is not None else os.environ.get(env_name("host"))
+    try:
+        address = parse_address(text) if text is not None else Address(DEFAULT_HOST)
+    except ValueError as exc:
+        parser.error(f"{source}: {exc}")
+    port = getattr(args, "port", None)
+    if address.port is not None and port is not None and port != address.port:
+        parser.error(f"{source} names port {address.port} and --port {port}: give the port once")
+    if port is None:
+        port = address.port or env_default(parser, "port", DEFAULT_PORT, port_number)
+    if address.token is not None and given is not None:
+        # As redis-cli warns of -a: the command line is not private.
+        print(
+            "[CLIENT] WARNING: a token in --host can be seen by other users of this machine "
+            f"(ps); put the address in {env_name('host')}, or the token in --token-file",
+            file=sys.stderr,
+            flush=True,
+        )
+    return address.host, port, address.token, bool(address.tls)
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, url_tls: bool = False
 ) -> ssl.SSLContext | None:
-    if not (args.tls or args.cafile or args.insecure):
+    if not (args.tls or args.cafile or args.insecure or url_tls):
         return None
     if args.insecure:
         print(
@@ -346,8 +425,12 @@ def _tls_context(
         parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
 
 
-def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
-    token = os.environ.get(env_name("token")) or None
+def _token(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, url_token: str | None = None
+) -> str | None:
+    token = url_token or os.environ.get(env_name("token")) or None
+    if args.token_file and url_token is not None:
+        parser.error("a token in the address and --token-file too: give the token once")
     if args.token_file:
         try:
             token = read_token_file(args.token_file)[0]
@@ -402,6 +485,8 @@ def run_client(options: ClientOptions) -> int:
         # At a terminal on stdout, where the session would have been; a script's on stderr.
         Screen(sys.stdout, errors=sys.stderr if batch else None).cannot_start(exc)
         return exit_code_for(exc)
+    except KeyboardInterrupt:  # Ctrl-C while connecting (or waiting, --wait): no traceback
+        return ExitCode.INTERRUPTED
     with client:
         shell = Shell(
             client,

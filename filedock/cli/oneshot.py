@@ -29,6 +29,7 @@ from ..errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
+from .pager import Pager
 from .pings import run_pings
 from .screen import Screen, printable
 from .times import iso_time, server_zone
@@ -131,12 +132,18 @@ def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
     return ExitCode.OK
 
 
+def _pager(options: ClientOptions, screen: Screen) -> Pager | None:
+    """The pager for a table that may be long: on a terminal only, and not with --no-pager."""
+    return Pager.for_stream(screen.out) if options.pager else None
+
+
 def _list(client: Client, options: ClientOptions, screen: Screen) -> int:
     files = client.list(options.arguments[0] if options.arguments else None)
     if options.json:
         _print_json(screen, [file_json(info) for info in files])
     else:
-        screen.files(files)
+        with screen.paged(_pager(options, screen)):
+            screen.files(files)
     return ExitCode.OK
 
 
@@ -146,7 +153,8 @@ def _status(client: Client, options: ClientOptions, screen: Screen) -> int:
         zone = server_zone(records, client.name, client.welcomed_at)
         _print_json(screen, [client_json(record, zone) for record in records])
     else:
-        screen.status(records)
+        with screen.paged(_pager(options, screen)):
+            screen.status(records)
     return ExitCode.OK
 
 

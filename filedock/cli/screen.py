@@ -10,11 +10,13 @@ plain text, byte for byte.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import TextIO
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
 
 from .. import protocol as p
 from ..client.client import LineTooLong
@@ -31,6 +33,9 @@ from ..errors import FiledockError, IntegrityError, RequestError, ServerClosing,
 from ..safetext import printable
 from .progress import ProgressLine, clock, human_size
 from .times import local_time
+
+if TYPE_CHECKING:  # the pager module measures text with this one's display_width
+    from .pager import Pager
 
 __all__ = ["COMMANDS_LINE", "PROGRESS_THRESHOLD", "Screen", "TransferBar", "printable"]
 
@@ -266,6 +271,23 @@ class Screen:
         colour = self.error_colour
         line = f"{self._prefix(tag, colour)} {self._paint(text, ERROR_STYLE, colour)}"
         print(line, file=self.errors, flush=True)
+
+    @contextlib.contextmanager
+    def paged(self, pager: Pager | None) -> Iterator[None]:
+        """What the block prints on ``out``, shown through ``pager`` once it ends
+        (None: printed as it comes). Error lines go to their stream at once."""
+        if pager is None:
+            yield
+            return
+        shown, self.out = self.out, io.StringIO()
+        try:
+            yield
+        except BaseException:
+            text, self.out = self.out.getvalue(), shown
+            shown.write(text)  # what there is, before the error says why it stops
+            raise
+        text, self.out = self.out.getvalue(), shown
+        pager.show(text)
 
     # -- what the commands show -------------------------------------------------
 

@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
 
 from .. import protocol as p
 from ..digests import Key
@@ -60,7 +60,8 @@ from ..protocol.client import (
 from ..version import __version__
 from . import arguments as check
 from . import trees
-from .connection import SocketLink
+from .address import parse_url
+from .connection import SocketLink, client_context
 from .download import (
     INLINE_LIMIT,
     Partial,
@@ -94,6 +95,7 @@ from .results import UploadOutcome as UploadOutcome
 from .results import UploadResult as UploadResult
 from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
+from .retry import connect_retrying
 from .upload import (
     LocalSource,
     check_remote_folder,
@@ -296,6 +298,57 @@ class Client:
         if isinstance(answer, p.FullReply):  # the slots filled while we greeted
             raise ServerFull(answer.reason)
         return self._expect(answer, p.WelcomeReply)
+
+    # -- connecting by address --------------------------------------------------
+
+    @classmethod
+    def wait_for(
+        cls, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, wait: float, **options: Any
+    ) -> Client:
+        """``Client(host, port, **options)``, tried again for up to ``wait`` seconds
+        while the server is full or not up yet (a refused connection), with a
+        pause from 0.1 s doubling to 1 s between tries (as ``curl --retry``);
+        then what the last try raised (:class:`ServerFull`,
+        :class:`ConnectionLost`). Other failures raise at once.
+
+        >>> with filedock.Client.wait_for("127.0.0.1", port, wait=5.0) as other:
+        ...     other.name.startswith("Client")
+        True
+        """
+        check_seconds("wait", wait)
+        return connect_retrying(lambda: cls(host, port, **options), wait)
+
+    @classmethod
+    def from_url(cls, url: str, *, wait: float | None = None, **options: Any) -> Client:
+        """A client of the server ``url`` names: ``filedock://[token@]host[:port]``, or
+        ``filedocks://…`` for TLS (trusting the system's CAs, unless ``tls=`` gives a
+        context). The port defaults to 50000; the URL's token (percent-encoded if it
+        holds ``@``, ``:`` or ``/``) is the greeting's, as ``token=`` would be.
+        ``options`` are :class:`Client`'s own; with ``wait``, it waits as
+        :meth:`wait_for` does.
+
+        A string that is no such URL raises ValueError, and so does a token both
+        in the URL and in ``token=``.
+
+        >>> with filedock.Client.from_url(f"filedock://127.0.0.1:{port}") as other:
+        ...     other.host, other.port == port
+        ('127.0.0.1', True)
+        >>> filedock.Client.from_url("http://127.0.0.1")
+        Traceback (most recent call last):
+          ...
+        ValueError: 'http://127.0.0.1': the scheme must be filedock:// or filedocks://, not http://
+        """
+        address = parse_url(check.text("url", url))
+        if address.token is not None:
+            if options.get("token") is not None:
+                raise ValueError("a token in the URL and in token= too: give it once")
+            options["token"] = address.token
+        if address.tls and options.get("tls") is None:
+            options["tls"] = client_context()
+        port = address.port or DEFAULT_PORT
+        if wait is not None:
+            return cls.wait_for(address.host, port, wait=wait, **options)
+        return cls(address.host, port, **options)
 
     # -- commands ---------------------------------------------------------------
 

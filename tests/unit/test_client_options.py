@@ -103,3 +103,74 @@ def test_importing_the_command_lines_changes_no_process_state() -> None:
     assert done.returncode == 0, done.stderr
     # The client's command line reads a token file as the server does; nothing more of it.
     assert done.stdout.strip() == "['filedock.server.auth']"
+
+
+def test_host_may_carry_its_port_and_a_url_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FILEDOCK_TOKEN", raising=False)
+    monkeypatch.setenv("FILEDOCK_PORT", "50009")  # a port in --host wins over it
+    options = read_options(["--host", "127.0.0.1:50001", "ping"])
+    assert (options.host, options.port, options.token) == ("127.0.0.1", 50001, None)
+    options = read_options(["--host", "[::1]:50001", "--port", "50001", "ping"])
+    assert (options.host, options.port) == ("::1", 50001)
+    options = read_options(["--host", "filedock://tok@h:7", "ping"])
+    assert (options.host, options.port, options.token, options.tls) == ("h", 7, "tok", None)
+    options = read_options(["--host", "filedocks://h", "ping"])
+    assert (options.host, options.port) == ("h", 50009)
+    assert options.tls is not None
+    monkeypatch.setenv("FILEDOCK_HOST", "filedock://env-token@envhost:8")
+    options = read_options(["ping"])
+    assert (options.host, options.port, options.token) == ("envhost", 8, "env-token")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--host", "h:1", "--port", "2"], "--host names port 1 and --port 2: give the port once"),
+        (["--host", "h:99999"], "--host: 'h:99999': '99999' is not a port (1-65535)"),
+        (["--host", "http://h"], "the scheme must be filedock:// or filedocks://"),
+        (["--host", "filedock://s3cret@h/x"], "names a server only"),
+        (
+            ["--host", "filedock://t@h", "--token-file", "/dev/null"],
+            "a token in the address and --token-file too",
+        ),
+    ],
+)
+def test_a_bad_address_is_a_usage_error(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        read_options([*argv, "ping"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert "s3cret" not in err
+
+
+def test_a_bad_address_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FILEDOCK_HOST", "h:0")
+    with pytest.raises(SystemExit):
+        read_options(["ping"])
+    assert "FILEDOCK_HOST: 'h:0': '0' is not a port" in capsys.readouterr().err
+
+
+def test_wait_is_read_and_zero_is_one_try() -> None:
+    assert read_options(["--wait", "30", "ping"]).wait == 30.0
+    assert read_options(["--wait", "0", "ping"]).wait is None
+    assert read_options(["ping"]).wait is None
+    for bad in ("-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            read_options(["--wait", bad, "ping"])
+
+
+def test_ctrl_c_while_the_prompt_connects_ends_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from filedock.cli.client import run_client
+
+    def interrupted(self: ClientOptions) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClientOptions, "connect", interrupted)
+    assert run_client(ClientOptions(wait=30.0)) == 130
