@@ -10,7 +10,6 @@ share, failed-token limits, the log's rate limit) keys on that name.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 
@@ -70,13 +69,15 @@ def peer_address(peer: object) -> str:
     """``host:port`` (``[v6]:port``) for a socket's peer address tuple.
 
     An IPv4 client of a dual-stack listener (``--host ::``) arrives as an
-    IPv4-mapped IPv6 address: it is shown as the IPv4 address it is.
+    IPv4-mapped IPv6 address: it is shown as the IPv4 address it is. (A
+    prefix test, not ipaddress: this runs for every connection.)
     """
     if not (isinstance(peer, tuple) and len(peer) >= 2):
         return str(peer)
     host = str(peer[0])
-    with contextlib.suppress(ValueError):
-        address = ipaddress.ip_address(host.partition("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            host = str(address.ipv4_mapped)
+    if host.startswith(_MAPPED) and "." in host:
+        host = host[len(_MAPPED) :]
     return host_port(host, int(peer[1]))
+
+
+_MAPPED = "::ffff:"  # how the kernel writes an IPv4-mapped address
