@@ -17,6 +17,7 @@ The README's "Use it from Python" has a longer example, and every method of
 """
 
 from .client.client import Client
+from .client.remote_stat import FileStat
 from .client.results import (
     Change,
     DownloadResult,
@@ -28,6 +29,7 @@ from .client.results import (
     UploadResult,
     UploadSummary,
 )
+from .client.streaming import RemoteFile
 from .client.upload import UnreadableFile
 from .errors import (
     BadRange,
@@ -65,6 +67,7 @@ __all__ = [
     "Exists",
     "FileDigest",
     "FileInfo",
+    "FileStat",
     "FiledockError",
     "Forbidden",
     "IntegrityError",
@@ -73,6 +76,7 @@ __all__ = [
     "Outcome",
     "ProgressCallback",
     "ProtocolError",
+    "RemoteFile",
     "RequestError",
     "SaveError",
     "ServerClosing",

@@ -39,6 +39,31 @@ def client_context(cafile: str | None = None, *, insecure: bool = False) -> ssl.
     return context
 
 
+def tls_context(
+    tls: ssl.SSLContext | bool | str | os.PathLike[str] | None,
+) -> ssl.SSLContext | None:
+    """The context a ``Client(tls=...)`` shortcut stands for: None or False, plain
+    TCP; True, the system's CAs; a path, the CA certificates in that file; a
+    context, itself. TypeError for anything else, ValueError for a CA file
+    that cannot be read."""
+    if tls is None or tls is False:
+        return None
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if tls is True:
+        return client_context()
+    if isinstance(tls, str | os.PathLike):
+        try:
+            return client_context(os.fspath(tls))
+        except OSError as exc:  # ssl.SSLError included: not a PEM file
+            raise ValueError(
+                f"tls: cannot use {os.fspath(tls)!r} as a CA file: {exc.strerror or exc}"
+            ) from None
+    raise TypeError(
+        f"tls must be an ssl.SSLContext, True, a CA file's path, or None, not {type(tls).__name__}"
+    )
+
+
 class SocketLink:
     """A connected socket (TLS if ``tls`` is given) to ``host:port``.
 
@@ -158,8 +183,11 @@ class SocketLink:
     def recv_into(self, view: memoryview) -> int:
         """Receive into ``view``; 0 when the server closed its side.
 
-        Raises TimedOut when ``timeout`` passes without a byte, or the deadline passes.
+        Raises TimedOut when ``timeout`` passes without a byte, or the deadline
+        passes, and ConnectionLost once closed.
         """
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
         deadline = self._deadline
         wait = self.timeout
         if deadline is not None:
