@@ -17,6 +17,7 @@ The README's "Use it from Python" has a longer example, and every method of
 """
 
 from .client.client import Client
+from .client.pins import CertificateChanged, KnownServersError
 from .client.remote_stat import FileStat
 from .client.results import (
     Change,
@@ -58,6 +59,7 @@ from .version import __version__
 __all__ = [
     "BadRange",
     "BadRequest",
+    "CertificateChanged",
     "Change",
     "Changed",
     "Client",
@@ -71,6 +73,7 @@ __all__ = [
     "FiledockError",
     "Forbidden",
     "IntegrityError",
+    "KnownServersError",
     "NoSpace",
     "NotFound",
     "Outcome",

@@ -75,6 +75,7 @@ from .download import (
     remove_old_partials,
 )
 from .localdigests import LocalDigests, key_of
+from .pins import KnownServers
 from .plan import (
     CHANGED_ON_SERVER,
     DAMAGED_PARTIAL,
@@ -211,6 +212,15 @@ class Client:
     session. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
 
+    ``known_servers`` trusts a TLS server on first use, as ssh's
+    ``known_hosts`` does (see :mod:`filedock.client.pins`): True for the
+    default file (``$XDG_STATE_HOME/filedock/known_servers``), or a path. A
+    certificate no trusted CA signed is then pinned the first time
+    (``certificate_pinned`` True, ``tls_fingerprint`` its SHA-256) and
+    required later: another one raises :class:`CertificateChanged` with both
+    fingerprints, unless ``accept_new_certificate`` (which pins it instead).
+    It implies ``tls=True`` when ``tls`` is None.
+
     ``cache_dir`` is where the digests of local files are cached, so an
     unchanged file is not hashed again to tell it is there already (default:
     ``FILEDOCK_CACHE_DIR``, else ``$XDG_CACHE_HOME/filedock``, else
@@ -244,6 +254,8 @@ class Client:
         max_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         max_line: int = p.DEFAULT_MAX_LINE,
+        known_servers: bool | str | os.PathLike[str] | None = None,
+        accept_new_certificate: bool = False,
     ) -> None:
         self.host = check.text("host", host)
         self.port = check_port(port)
@@ -254,6 +266,10 @@ class Client:
         self.max_line = check_line_limit(max_line)
         check.optional_text("token", token)
         check.optional_local_path("cache_dir", cache_dir)
+        known = _known_servers(known_servers, tls)
+        check.flag("accept_new_certificate", accept_new_certificate)
+        if known is not None and tls is None:
+            tls = True  # pinning is TLS's: the system's CAs first, then the pin
         self._tls = tls = tls_context(tls)
         self._reading: RemoteFile | None = None  # the file open() returned, while it reads
         if token is not None and (not token or any(c.isspace() for c in token)):
@@ -267,8 +283,19 @@ class Client:
         self._server_id = f"{host}:{port}"  # what a resume record names
         self.local_digests = LocalDigests(cache_dir)
         self._link = SocketLink(
-            host, port, timeout=self.timeout, connect_timeout=connect_timeout, tls=tls
+            host,
+            port,
+            timeout=self.timeout,
+            connect_timeout=connect_timeout,
+            tls=tls,
+            known=known,
+            accept_new=accept_new_certificate,
         )
+        # The server certificate's SHA-256 fingerprint (TLS), and whether this
+        # connection pinned it in known_servers (first use, or a new one accepted).
+        self.tls_fingerprint = self._link.fingerprint
+        self.certificate_pinned = self._link.pinned
+        self.known_servers = None if known is None else known.path
         try:
             welcome = self._handshake()
         except BaseException:
@@ -2031,6 +2058,19 @@ def _check_transfer(
     check.flag("resume", resume)
     check.flag("no_clobber", no_clobber)
     check.callback("progress", progress)
+
+
+def _known_servers(
+    known_servers: bool | str | os.PathLike[str] | None, tls: object
+) -> KnownServers | None:
+    """The pins ``Client(known_servers=...)`` names: True, the default file; a path, that one."""
+    if known_servers is None or known_servers is False:
+        return None
+    if tls is False:
+        raise ValueError("known_servers pins TLS certificates: it needs tls, not tls=False")
+    if known_servers is True:
+        return KnownServers()
+    return KnownServers(check.local_path("known_servers", known_servers))
 
 
 def check_port(port: int) -> int:

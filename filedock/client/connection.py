@@ -8,6 +8,7 @@ business. A :class:`SocketLink` knows nothing of the protocol.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable
 
 from ..errors import ConnectionLost, TimedOut
 from ..hostport import host_port
+from .pins import KnownServers, fingerprint
 
 # Bytes of a file sent between two progress reports (and deadline checks).
 SEND_FILE_CHUNK = 8 * 1024 * 1024
@@ -80,20 +82,28 @@ class SocketLink:
         timeout: float,
         connect_timeout: float,
         tls: ssl.SSLContext | None = None,
+        known: KnownServers | None = None,
+        accept_new: bool = False,
     ) -> None:
         self.timeout = timeout
-        where = host_port(host, port)
-        try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except TimeoutError:
-            raise TimedOut(f"no answer from {where} within {connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectionLost(f"cannot connect to {where}: {_reason(exc)}") from None
+        # The server certificate's SHA-256 fingerprint (TLS), and whether it
+        # was pinned by this connection (``known``: trust on first use).
+        self.fingerprint: str | None = None
+        self.pinned = False
+        sock = _connect(host, port, connect_timeout)
         self._sock = sock
         self._tls = tls is not None
         try:
             if tls is not None:
-                self._sock = _start_tls(sock, tls, host, port)
+                if known is not None:
+                    reconnect = functools.partial(_connect, host, port, connect_timeout)
+                    secured, self.pinned = _start_tls_known(
+                        sock, tls, host, port, known, accept_new, reconnect
+                    )
+                else:
+                    secured = _start_tls(sock, tls, host, port)
+                self._sock = secured
+                self.fingerprint = fingerprint(secured.getpeercert(binary_form=True) or b"")
             self._sock.settimeout(timeout)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:  # the server reset the connection as it was made
@@ -230,11 +240,64 @@ class SocketLink:
             self._sock.close()
 
 
-def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:
+def _connect(host: str, port: int, connect_timeout: float) -> socket.socket:
+    where = host_port(host, port)
+    try:
+        return socket.create_connection((host, port), timeout=connect_timeout)
+    except TimeoutError:
+        raise TimedOut(f"no answer from {where} within {connect_timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectionLost(f"cannot connect to {where}: {_reason(exc)}") from None
+
+
+def _start_tls_known(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    port: int,
+    known: KnownServers,
+    accept_new: bool,
+    reconnect: Callable[[], socket.socket],
+) -> tuple[ssl.SSLSocket, bool]:
+    """TLS, trusting on first use: a certificate a trusted CA signed is taken as
+    always; another one only with the fingerprint ``known`` pins for this server
+    (pinned now when none is). The TLS socket, and whether it was pinned now.
+
+    A certificate that does not verify ends its handshake, so it is looked at
+    on a second connection, which checks nothing but its fingerprint."""
+    where = host_port(host, port)
+    if known.pinned(where) is None and not accept_new:
+        try:
+            return _start_tls(sock, context, host, port, pinning=True), False
+        except _NotVerified:
+            sock = reconnect()
+    try:
+        tls = _start_tls(sock, client_context(insecure=True), host, port)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        presented = fingerprint(tls.getpeercert(binary_form=True) or b"")
+        return tls, known.check(where, presented, accept_new=accept_new)
+    except BaseException:
+        tls.close()
+        raise
+
+
+class _NotVerified(Exception):
+    """The server's certificate does not verify (the socket is closed): try its pin."""
+
+
+def _start_tls(
+    sock: socket.socket, context: ssl.SSLContext, host: str, port: int, *, pinning: bool = False
+) -> ssl.SSLSocket:
     """Wrap a connected socket in TLS, checking the server's certificate."""
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
+        if pinning:
+            sock.close()
+            raise _NotVerified from None
         where = host_port(host, port)
         raise ConnectionLost(
             f"TLS: the certificate of {where} was not accepted ({exc.verify_message})"
