@@ -17,6 +17,8 @@ The README's "Use it from Python" has a longer example, and every method of
 """
 
 from .client.client import Client
+from .client.pins import CertificateChanged, KnownServersError
+from .client.remote_stat import FileStat
 from .client.results import (
     Change,
     DownloadResult,
@@ -28,6 +30,7 @@ from .client.results import (
     UploadResult,
     UploadSummary,
 )
+from .client.streaming import RemoteFile
 from .client.upload import UnreadableFile
 from .errors import (
     BadRange,
@@ -56,6 +59,7 @@ from .version import __version__
 __all__ = [
     "BadRange",
     "BadRequest",
+    "CertificateChanged",
     "Change",
     "Changed",
     "Client",
@@ -65,14 +69,17 @@ __all__ = [
     "Exists",
     "FileDigest",
     "FileInfo",
+    "FileStat",
     "FiledockError",
     "Forbidden",
     "IntegrityError",
+    "KnownServersError",
     "NoSpace",
     "NotFound",
     "Outcome",
     "ProgressCallback",
     "ProtocolError",
+    "RemoteFile",
     "RequestError",
     "SaveError",
     "ServerClosing",

@@ -47,10 +47,12 @@ def no_leaks() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def client_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test's own cache of local digests (clients it starts inherit it),
-    never the user's ~/.cache, and outside tmp_path (tests list what is there)."""
+    """Each test's own cache of local digests and state folder (clients it starts
+    inherit them), never the user's, and outside tmp_path (tests list what is there)."""
     folder = tmp_path_factory.mktemp("client-cache")
     monkeypatch.setenv("FILEDOCK_CACHE_DIR", str(folder))
+    # The known_servers of TLS pins too: never the user's ~/.local/state.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("client-state")))
     return folder
 
 

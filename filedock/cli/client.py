@@ -25,6 +25,7 @@ from ..client.client import DEFAULT_HOST, DEFAULT_PORT, Client
 from ..client.connection import client_context
 from ..client.retry import connect_retrying
 from ..errors import FiledockError, ServerFull
+from ..hostport import host_port
 from ..safetext import printable
 from ..server.auth import read_token_file
 from ..version import __version__
@@ -89,6 +90,9 @@ class ClientOptions:
     ping_count: int | None = None
     wait: float | None = None
     pager: bool = True
+    # --tls without --cafile or --insecure: a certificate no CA signed is pinned on first use.
+    trust_on_first_use: bool = False
+    accept_new_certificate: bool = False
 
     def connect(self) -> Client:
         """A connected, greeted :class:`Client`; raises what connecting raises
@@ -112,7 +116,7 @@ class ClientOptions:
         return connect_retrying(self._connect_once, self.wait, waiting=waiting)
 
     def _connect_once(self) -> Client:
-        return Client(
+        client = Client(
             self.host,
             self.port,
             timeout=self.timeout,
@@ -122,7 +126,28 @@ class ClientOptions:
             max_time=self.max_time,
             max_size=self.max_size,
             max_line=self.max_line,
+            known_servers=self.trust_on_first_use or None,
+            accept_new_certificate=self.accept_new_certificate,
         )
+        if client.certificate_pinned:
+            print(_pinned_notice(client, replaced=self.accept_new_certificate), file=sys.stderr)
+        return client
+
+
+def _pinned_notice(client: Client, *, replaced: bool) -> str:
+    """The line that says a server's certificate was pinned, with its fingerprint."""
+    where = host_port(client.host, client.port)
+    if replaced:
+        said = f"the certificate of {where} is now the one pinned for it"
+    else:
+        said = (
+            f"first TLS connection to {where}: its certificate is signed by no CA this "
+            "machine trusts, so it is pinned; later connections take only this one"
+        )
+    return (
+        f"[CLIENT] {said} (SHA-256 {client.tls_fingerprint}, in {client.known_servers}). "
+        "Compare it with the server's: openssl x509 -noout -fingerprint -sha256 -in cert.pem"
+    )
 
 
 def client_parser() -> argparse.ArgumentParser:
@@ -206,7 +231,10 @@ def client_parser() -> argparse.ArgumentParser:
     )
     security = parser.add_argument_group("security (see the README)")
     security.add_argument(
-        "--tls", action="store_true", help="connect with TLS, trusting the system's CAs"
+        "--tls",
+        action="store_true",
+        help="connect with TLS, trusting the system's CAs; a certificate none of them signed "
+        "is pinned on first use, as ssh does (see --accept-new-certificate)",
     )
     security.add_argument(
         "--cafile", metavar="FILE", help="connect with TLS, trusting the CA certificates in FILE"
@@ -215,6 +243,12 @@ def client_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="connect with TLS but check no certificate (testing a self-signed server only)",
+    )
+    security.add_argument(
+        "--accept-new-certificate",
+        action="store_true",
+        help="with --tls: take the certificate the server shows now as its pinned one, "
+        "replacing a pin it no longer matches (only when you know the server changed it)",
     )
     security.add_argument(
         "--token-file",
@@ -347,6 +381,8 @@ def read_options(argv: Sequence[str] | None = None) -> ClientOptions:
         max_size=args.max_size or None,
         max_line=args.max_line,
         tls=_tls_context(parser, args, url_tls),
+        trust_on_first_use=_trusts_on_first_use(parser, args, url_tls),
+        accept_new_certificate=args.accept_new_certificate,
         token=_token(parser, args, url_token),
         command=args.command,
         arguments=_arguments(getattr(args, "arguments", getattr(args, "paths", None))),
@@ -423,6 +459,19 @@ def _tls_context(
         return client_context(args.cafile, insecure=args.insecure)
     except OSError as exc:  # ssl.SSLError included: a missing or bad CA file
         parser.error(f"--cafile {args.cafile}: {exc.strerror or exc}")
+
+
+def _trusts_on_first_use(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, url_tls: bool = False
+) -> bool:
+    """--tls (or a filedocks:// address) alone pins what no CA signed; --cafile
+    trusts that CA only, --insecure nothing."""
+    tls = args.tls or url_tls
+    if args.accept_new_certificate and not tls:
+        parser.error("--accept-new-certificate needs --tls (it replaces a pinned certificate)")
+    if args.accept_new_certificate and (args.cafile or args.insecure):
+        parser.error("--accept-new-certificate goes with --tls alone, not --cafile or --insecure")
+    return bool(tls and not args.cafile and not args.insecure)
 
 
 def _token(

@@ -49,6 +49,7 @@ from ..errors import (
     TooLarge,
     error_for_code,
 )
+from ..hostport import host_port
 from ..protocol.client import (
     NEED_DATA,
     BodyData,
@@ -61,7 +62,7 @@ from ..version import __version__
 from . import arguments as check
 from . import trees
 from .address import parse_url
-from .connection import SocketLink, client_context
+from .connection import SocketLink, client_context, tls_context
 from .download import (
     INLINE_LIMIT,
     Partial,
@@ -75,6 +76,7 @@ from .download import (
     remove_old_partials,
 )
 from .localdigests import LocalDigests, key_of
+from .pins import KnownServers
 from .plan import (
     CHANGED_ON_SERVER,
     DAMAGED_PARTIAL,
@@ -84,6 +86,7 @@ from .plan import (
     decide,
     look,
 )
+from .remote_stat import FileStat, folder_of, listed, stat_from_listing
 from .results import Change as Change
 from .results import DownloadResult as DownloadResult
 from .results import Outcome as Outcome
@@ -96,6 +99,7 @@ from .results import UploadResult as UploadResult
 from .results import UploadSummary as UploadSummary
 from .resume import Checkpoints, keeps_partial, new_record, remove_record
 from .retry import connect_retrying
+from .streaming import RemoteFile
 from .upload import (
     LocalSource,
     check_remote_folder,
@@ -121,6 +125,9 @@ DISCARD_LIMIT = 64 * 1024 * 1024
 # of the file: the server syncs it to its disk first (a slow USB disk writes
 # 10-30 MB/s, and most of the file may still be in its page cache).
 STORED_PATIENCE_BYTES = 8 * 1024 * 1024
+
+# What Client.read takes in memory by default: a larger file is streamed or saved.
+READ_LIMIT = 64 * 1024 * 1024
 
 # The longest wait a socket takes (about 115 days): longer ones overflow.
 MAX_SECONDS = 10_000_000.0
@@ -174,6 +181,7 @@ def _command(method: _Method[_P, _T]) -> _Method[_P, _T]:
 
     @functools.wraps(method)
     def run(self: Client, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        self._check_not_reading()
         try:
             return method(self, *args, **kwargs)
         finally:
@@ -187,9 +195,11 @@ class Client:
 
     Connecting raises :class:`ServerFull` when the server has no free slot and
     :class:`ConnectionLost` when it cannot be reached. ``connect_timeout``
-    bounds the connect (and, as a whole, the TLS handshake). ``tls`` is an
-    ``ssl.SSLContext`` for a TLS server (see :func:`filedock.client.connection.client_context`);
-    ``token`` is the access token for a server that requires one.
+    bounds the connect (and, as a whole, the TLS handshake). ``tls`` connects
+    with TLS: True checks the server's certificate against the system's CAs, a
+    path against the CA certificates in that file, an ``ssl.SSLContext`` (see
+    :func:`filedock.client.connection.client_context`) is used as it is; None
+    or False is plain TCP. ``token`` is the access token for a server that requires one.
 
     ``timeout`` bounds the whole of each reply but a file's body: a server
     that trickles a reply a byte at a time is given up on too. During a body
@@ -203,6 +213,15 @@ class Client:
     :class:`LineTooLong` before it is sent, instead of the server closing the
     session. Bad
     values (a port outside 1-65535, a negative or NaN time) raise ValueError.
+
+    ``known_servers`` trusts a TLS server on first use, as ssh's
+    ``known_hosts`` does (see :mod:`filedock.client.pins`): True for the
+    default file (``$XDG_STATE_HOME/filedock/known_servers``), or a path. A
+    certificate no trusted CA signed is then pinned the first time
+    (``certificate_pinned`` True, ``tls_fingerprint`` its SHA-256) and
+    required later: another one raises :class:`CertificateChanged` with both
+    fingerprints, unless ``accept_new_certificate`` (which pins it instead).
+    It implies ``tls=True`` when ``tls`` is None.
 
     ``cache_dir`` is where the digests of local files are cached, so an
     unchanged file is not hashed again to tell it is there already (default:
@@ -231,12 +250,14 @@ class Client:
         *,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        tls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | bool | str | os.PathLike[str] | None = None,
         token: str | None = None,
         max_time: float | None = None,
         max_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         max_line: int = p.DEFAULT_MAX_LINE,
+        known_servers: bool | str | os.PathLike[str] | None = None,
+        accept_new_certificate: bool = False,
     ) -> None:
         self.host = check.text("host", host)
         self.port = check_port(port)
@@ -245,11 +266,14 @@ class Client:
         self.max_time = None if max_time is None else check_seconds("max_time", max_time)
         self.max_size = None if max_size is None else check_size("max_size", max_size)
         self.max_line = check_line_limit(max_line)
-        if tls is not None and not isinstance(tls, ssl.SSLContext):
-            raise TypeError(f"tls must be an ssl.SSLContext or None, not {type(tls).__name__}")
         check.optional_text("token", token)
         check.optional_local_path("cache_dir", cache_dir)
-        self._tls = tls
+        known = _known_servers(known_servers, tls)
+        check.flag("accept_new_certificate", accept_new_certificate)
+        if known is not None and tls is None:
+            tls = True  # pinning is TLS's: the system's CAs first, then the pin
+        self._tls = tls = tls_context(tls)
+        self._reading: RemoteFile | None = None  # the file open() returned, while it reads
         if token is not None and (not token or any(c.isspace() for c in token)):
             raise ValueError("a token cannot be empty or hold white space")
         self._token = token
@@ -261,8 +285,19 @@ class Client:
         self._server_id = f"{host}:{port}"  # what a resume record names
         self.local_digests = LocalDigests(cache_dir)
         self._link = SocketLink(
-            host, port, timeout=self.timeout, connect_timeout=connect_timeout, tls=tls
+            host,
+            port,
+            timeout=self.timeout,
+            connect_timeout=connect_timeout,
+            tls=tls,
+            known=known,
+            accept_new=accept_new_certificate,
         )
+        # The server certificate's SHA-256 fingerprint (TLS), and whether this
+        # connection pinned it in known_servers (first use, or a new one accepted).
+        self.tls_fingerprint = self._link.fingerprint
+        self.certificate_pinned = self._link.pinned
+        self.known_servers = None if known is None else known.path
         try:
             welcome = self._handshake()
         except BaseException:
@@ -461,6 +496,119 @@ class Client:
         if reply.file.path != path:
             raise ProtocolError(f"asked for {path!r}, the server sent {reply.file.path!r}")
         return reply.file
+
+    def open(self, path: str, *, progress: ProgressCallback | None = None) -> RemoteFile:
+        """Open the server's ``path`` for reading, as a stream: a :class:`RemoteFile`.
+
+        One ``GET``; the body is read as the caller reads it (``read(n)``,
+        ``readinto``, ``iter_bytes()``), hashed as it comes and checked against
+        the file's SHA-256 before its last bytes are handed out: the read that
+        reaches the end raises :class:`IntegrityError` on a mismatch (and
+        :class:`Changed` when the file changed while it was sent). Until the
+        file is read to its end or closed, the client takes no other command
+        (RuntimeError). Closed early, the rest is read and dropped when it is
+        at most 64 MiB, so the connection goes on; a larger rest closes the
+        connection (the next command raises :class:`ConnectionLost`). A
+        reader that stops reading for longer than the server's send timeout
+        is dropped by the server. ``max_size`` does not apply (nothing is
+        written); ``progress`` gets a :class:`TransferProgress` as bytes are
+        read. Raises what :meth:`get` raises when the server refuses.
+
+        >>> with client.open("sample.txt") as f:
+        ...     f.read()
+        b'hello\\n'
+        >>> with client.open("sample.txt") as f:
+        ...     [chunk for chunk in f.iter_bytes(4)]
+        [b'hell', b'o\\n']
+        """
+        check.text("path", path)
+        check.callback("progress", progress)
+        self._check_not_reading()
+        try:
+            header = self._expect(self._execute(p.Get(path)), p.FileReply)
+            if header.path != path:
+                raise ProtocolError(f"asked for {path!r}, the server sent {header.path!r}")
+            first = self._body_start(header.size)
+        except BaseException:
+            self._settle()
+            raise
+        self._link.set_deadline(None, "")  # the reader sets the pace: each silence is bounded
+        counter = ProgressMeter(progress).file(path, 0, header.size)
+        self._reading = RemoteFile(
+            path, header.size, header.sha256, first, _StreamSource(self), counter
+        )
+        return self._reading
+
+    @_command
+    def read(
+        self,
+        path: str,
+        *,
+        limit: int | None = READ_LIMIT,
+        progress: ProgressCallback | None = None,
+    ) -> bytes:
+        """The server's ``path``, whole, in memory, verified.
+
+        A file over ``limit`` bytes (64 MiB by default; None for no limit) is
+        refused with :class:`TooLarge` before its body is read (the body is
+        read and dropped, so the connection goes on, up to 64 MiB; past that
+        the connection is closed): use :meth:`open` or :meth:`get` for it.
+        Raises what :meth:`open` raises.
+
+        >>> client.read("sample.txt")
+        b'hello\\n'
+        """
+        check.text("path", path)
+        if limit is not None:
+            check_size("limit", limit)
+        check.callback("progress", progress)
+        with self.open(path, progress=progress) as remote:
+            if limit is not None and remote.size > limit:
+                raise TooLarge(
+                    f"{path} is {remote.size} bytes, over the read limit of {limit} bytes: "
+                    "use open() to stream it, or get() to save it"
+                )
+            return remote.read()
+
+    @_command
+    def stat(self, path: str, *, digest: bool = False) -> FileStat:
+        """The server file ``path``'s size and mtime: a :class:`FileStat`.
+
+        Read from ``LIST`` of its folder, so the server hashes nothing, and
+        ``sha256`` is None; with ``digest``, from ``HASH``, and ``sha256`` is
+        the file's (the server hashes it if it had not yet). Raises
+        :class:`NotFound` for no such file (a folder says so in the text).
+        A version 1 server: its whole ``LIST`` is read, and ``digest`` raises
+        :class:`Forbidden` (it has no ``HASH``).
+
+        >>> client.stat("sample.txt").size
+        6
+        >>> client.stat("sample.txt", digest=True).sha256[:12]
+        '5891b5b522d5'
+        """
+        check.text("path", path)
+        check.flag("digest", digest)
+        if digest:
+            if self.protocol < 2:
+                raise Forbidden(f"the server ({self.server}) speaks protocol 1, which has no HASH")
+            return FileStat.of_digest(self.hash(path))
+        return stat_from_listing(path, self._folder_listing(path))
+
+    @_command
+    def exists(self, path: str) -> bool:
+        """Whether the server has ``path``: a file it serves, or a folder holding
+        files (what :meth:`list` shows). One ``LIST`` of its folder (a version 1
+        server: its whole ``LIST``); nothing is hashed.
+
+        >>> client.exists("sample.txt"), client.exists("nope.txt")
+        (True, False)
+        """
+        check.text("path", path)
+        return listed(path, self._folder_listing(path))
+
+    def _folder_listing(self, path: str) -> builtins.list[p.FileInfo]:
+        """The listing that holds ``path``: its folder's (a version 1 server: all)."""
+        return self._listing(None if self.protocol < 2 else folder_of(path))
 
     @_command
     def get_range(
@@ -1457,11 +1605,18 @@ class Client:
     def exit(self) -> bool:
         """Say EXIT, wait briefly for BYE, and close; whether BYE came. Safe to call twice.
 
+        A file :meth:`open` returned and not read to its end is cut off: the
+        connection is closed without a word (its body is in the way).
+
         >>> other = filedock.Client("127.0.0.1", port)
         >>> other.exit(), other.exit(), other.closed
         (True, False, True)
         """
+        if self._reading is not None:
+            self._reading = None
+            self._link.close()
         if self.closed:
+            self.local_digests.close()
             return False
         try:
             return isinstance(self._execute(p.Exit(), within=min(self.timeout, 2.0)), p.ByeReply)
@@ -1492,6 +1647,21 @@ class Client:
     @property
     def closed(self) -> bool:
         return self._link.closed
+
+    def __repr__(self) -> str:
+        where = host_port(self.host, self.port)
+        name = getattr(self, "name", None) or "-"  # not named yet: still connecting
+        closed = " closed" if getattr(self, "_link", None) is None or self.closed else ""
+        return f"<Client {where} {name}{closed}>"
+
+    def _check_not_reading(self) -> None:
+        """A file :meth:`open` returned holds the connection: no command until it is done."""
+        reading = self._reading
+        if reading is not None and not reading.closed:
+            raise RuntimeError(
+                f"{reading.path} is open for reading: read it to its end or close it first"
+            )
+        self._reading = None
 
     # -- the wire ---------------------------------------------------------------
 
@@ -1772,6 +1942,30 @@ class Client:
             raise
 
 
+class _StreamSource:
+    """The client's connection as the body of a :class:`RemoteFile` sees it."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def recv_into(self, view: memoryview) -> int:
+        return self._client._recv_body_into(view)
+
+    def finish(self) -> str | None:
+        client = self._client
+        client._body_end()
+        if client._conn.state is ClientState.TRAILER:
+            return client._trailer_digest()
+        return None
+
+    def release(self, *, in_step: bool) -> None:
+        client = self._client
+        client._reading = None
+        if not in_step:
+            client._link.close()
+        client._settle()
+
+
 class _UploadQueue:
     """The PUTs of a folder upload, one after the other, the next PUT sent as
     soon as a body is (so it travels while the server syncs the file before)."""
@@ -1922,6 +2116,19 @@ def _check_transfer(
     check.flag("resume", resume)
     check.flag("no_clobber", no_clobber)
     check.callback("progress", progress)
+
+
+def _known_servers(
+    known_servers: bool | str | os.PathLike[str] | None, tls: object
+) -> KnownServers | None:
+    """The pins ``Client(known_servers=...)`` names: True, the default file; a path, that one."""
+    if known_servers is None or known_servers is False:
+        return None
+    if tls is False:
+        raise ValueError("known_servers pins TLS certificates: it needs tls, not tls=False")
+    if known_servers is True:
+        return KnownServers()
+    return KnownServers(check.local_path("known_servers", known_servers))
 
 
 def check_port(port: int) -> int:

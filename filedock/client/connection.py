@@ -8,6 +8,7 @@ business. A :class:`SocketLink` knows nothing of the protocol.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable
 
 from ..errors import ConnectionLost, TimedOut
 from ..hostport import host_port
+from .pins import KnownServers, fingerprint
 
 # Bytes of a file sent between two progress reports (and deadline checks).
 SEND_FILE_CHUNK = 8 * 1024 * 1024
@@ -39,6 +41,31 @@ def client_context(cafile: str | None = None, *, insecure: bool = False) -> ssl.
     return context
 
 
+def tls_context(
+    tls: ssl.SSLContext | bool | str | os.PathLike[str] | None,
+) -> ssl.SSLContext | None:
+    """The context a ``Client(tls=...)`` shortcut stands for: None or False, plain
+    TCP; True, the system's CAs; a path, the CA certificates in that file; a
+    context, itself. TypeError for anything else, ValueError for a CA file
+    that cannot be read."""
+    if tls is None or tls is False:
+        return None
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    if tls is True:
+        return client_context()
+    if isinstance(tls, str | os.PathLike):
+        try:
+            return client_context(os.fspath(tls))
+        except OSError as exc:  # ssl.SSLError included: not a PEM file
+            raise ValueError(
+                f"tls: cannot use {os.fspath(tls)!r} as a CA file: {exc.strerror or exc}"
+            ) from None
+    raise TypeError(
+        f"tls must be an ssl.SSLContext, True, a CA file's path, or None, not {type(tls).__name__}"
+    )
+
+
 class SocketLink:
     """A connected socket (TLS if ``tls`` is given) to ``host:port``.
 
@@ -55,20 +82,28 @@ class SocketLink:
         timeout: float,
         connect_timeout: float,
         tls: ssl.SSLContext | None = None,
+        known: KnownServers | None = None,
+        accept_new: bool = False,
     ) -> None:
         self.timeout = timeout
-        where = host_port(host, port)
-        try:
-            sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except TimeoutError:
-            raise TimedOut(f"no answer from {where} within {connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectionLost(f"cannot connect to {where}: {_reason(exc)}") from None
+        # The server certificate's SHA-256 fingerprint (TLS), and whether it
+        # was pinned by this connection (``known``: trust on first use).
+        self.fingerprint: str | None = None
+        self.pinned = False
+        sock = _connect(host, port, connect_timeout)
         self._sock = sock
         self._tls = tls is not None
         try:
             if tls is not None:
-                self._sock = _start_tls(sock, tls, host, port)
+                if known is not None:
+                    reconnect = functools.partial(_connect, host, port, connect_timeout)
+                    secured, self.pinned = _start_tls_known(
+                        sock, tls, host, port, known, accept_new, reconnect
+                    )
+                else:
+                    secured = _start_tls(sock, tls, host, port)
+                self._sock = secured
+                self.fingerprint = fingerprint(secured.getpeercert(binary_form=True) or b"")
             self._sock.settimeout(timeout)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:  # the server reset the connection as it was made
@@ -158,8 +193,11 @@ class SocketLink:
     def recv_into(self, view: memoryview) -> int:
         """Receive into ``view``; 0 when the server closed its side.
 
-        Raises TimedOut when ``timeout`` passes without a byte, or the deadline passes.
+        Raises TimedOut when ``timeout`` passes without a byte, or the deadline
+        passes, and ConnectionLost once closed.
         """
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
         deadline = self._deadline
         wait = self.timeout
         if deadline is not None:
@@ -202,11 +240,64 @@ class SocketLink:
             self._sock.close()
 
 
-def _start_tls(sock: socket.socket, context: ssl.SSLContext, host: str, port: int) -> socket.socket:
+def _connect(host: str, port: int, connect_timeout: float) -> socket.socket:
+    where = host_port(host, port)
+    try:
+        return socket.create_connection((host, port), timeout=connect_timeout)
+    except TimeoutError:
+        raise TimedOut(f"no answer from {where} within {connect_timeout:g} s") from None
+    except OSError as exc:
+        raise ConnectionLost(f"cannot connect to {where}: {_reason(exc)}") from None
+
+
+def _start_tls_known(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    port: int,
+    known: KnownServers,
+    accept_new: bool,
+    reconnect: Callable[[], socket.socket],
+) -> tuple[ssl.SSLSocket, bool]:
+    """TLS, trusting on first use: a certificate a trusted CA signed is taken as
+    always; another one only with the fingerprint ``known`` pins for this server
+    (pinned now when none is). The TLS socket, and whether it was pinned now.
+
+    A certificate that does not verify ends its handshake, so it is looked at
+    on a second connection, which checks nothing but its fingerprint."""
+    where = host_port(host, port)
+    if known.pinned(where) is None and not accept_new:
+        try:
+            return _start_tls(sock, context, host, port, pinning=True), False
+        except _NotVerified:
+            sock = reconnect()
+    try:
+        tls = _start_tls(sock, client_context(insecure=True), host, port)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        presented = fingerprint(tls.getpeercert(binary_form=True) or b"")
+        return tls, known.check(where, presented, accept_new=accept_new)
+    except BaseException:
+        tls.close()
+        raise
+
+
+class _NotVerified(Exception):
+    """The server's certificate does not verify (the socket is closed): try its pin."""
+
+
+def _start_tls(
+    sock: socket.socket, context: ssl.SSLContext, host: str, port: int, *, pinning: bool = False
+) -> ssl.SSLSocket:
     """Wrap a connected socket in TLS, checking the server's certificate."""
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
+        if pinning:
+            sock.close()
+            raise _NotVerified from None
         where = host_port(host, port)
         raise ConnectionLost(
             f"TLS: the certificate of {where} was not accepted ({exc.verify_message})"

@@ -155,7 +155,7 @@ def test_the_prompt_says_a_long_line_was_not_sent_and_goes_on(
 
 
 def test_the_constructor_checks_its_arguments_before_connecting(server: ServerThread) -> None:
-    for bad in ({"host": 127}, {"tls": True}, {"token": 42}, {"cache_dir": 3}):
+    for bad in ({"host": 127}, {"tls": 1}, {"token": 42}, {"cache_dir": 3}):
         options: dict[str, Any] = {"host": HOST, **bad}
         with pytest.raises(TypeError):
             Client(port=server.port, **options)

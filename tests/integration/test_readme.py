@@ -56,6 +56,10 @@ def test_readme_python_example_runs(
         "skipped",
         "1 0 6",
         "Client01 None",
+        "b'hel' b'lo\\n'",
+        "b'hello\\n'",
+        "6 False",
+        f"<Client 127.0.0.1:{server.port} Client01>",
     ]
     assert (tmp_path / "downloads" / "sample.txt").read_bytes() == b"hello\n"
 
@@ -71,6 +75,8 @@ DOCUMENTED = [
     protocol.FileInfo,
     protocol.FileDigest,
     protocol.StatRecord,
+    filedock.FileStat,
+    filedock.RemoteFile,
     errors.FiledockError,
 ]
 
@@ -95,10 +101,11 @@ def test_public_api_has_examples() -> None:
     methods = ["ping", "who", "uptime", "about", "help", "status", "list", "say"]
     methods += ["get", "download", "get_many", "send_line", "exit", "hash", "get_range"]
     methods += ["download_tree", "mirror", "upload", "upload_tree", "stats"]
+    methods += ["open", "read", "stat", "exists"]
     for method in methods:
         assert f"Client.{method}" in documented, method
     names = ("Client", "DownloadResult", "ClientRecord", "FileInfo", "FileDigest", "StatRecord")
-    names += ("FiledockError",)
+    names += ("FiledockError", "FileStat", "RemoteFile")
     for name in names:
         assert name in documented, name
 

@@ -27,6 +27,8 @@ class ScriptedLink:
     stream = b""
     chunk = 64 * 1024
     made: list[ScriptedLink] = []
+    fingerprint = None  # plain TCP: no certificate
+    pinned = False
 
     def __init__(self, host: str, port: int, **options: Any) -> None:
         self.timeout = options["timeout"]

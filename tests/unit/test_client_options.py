@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -57,13 +58,15 @@ def test_the_environment_fills_in_and_the_command_line_wins(
 def test_connect_passes_every_option_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_client(host: str, port: int, **kwargs: Any) -> str:
+    connected = SimpleNamespace(certificate_pinned=False)  # a Client that pinned nothing
+
+    def fake_client(host: str, port: int, **kwargs: Any) -> SimpleNamespace:
         seen.update(kwargs, host=host, port=port)
-        return "connected"
+        return connected
 
     monkeypatch.setattr("filedock.cli.client.Client", fake_client)
     options = ClientOptions(host="h", port=2, timeout=3.0, connect_timeout=4.0, token="t")
-    assert options.connect() == "connected"  # type: ignore[comparison-overlap]
+    assert options.connect() is connected  # type: ignore[comparison-overlap]
     assert seen == {
         "host": "h",
         "port": 2,
@@ -74,6 +77,8 @@ def test_connect_passes_every_option_to_the_client(monkeypatch: pytest.MonkeyPat
         "max_time": None,
         "max_size": None,
         "max_line": 4096,
+        "known_servers": None,
+        "accept_new_certificate": False,
     }
 
 
