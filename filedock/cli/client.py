@@ -544,5 +544,6 @@ def run_client(options: ClientOptions) -> int:
             batch=batch,
             keep_going=options.keep_going,
             verbosity=options.verbosity,
+            pager=options.pager,
         )
         return shell.run()

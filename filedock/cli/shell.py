@@ -41,6 +41,7 @@ from ..errors import (
 from ..safetext import is_inert
 from .exitcodes import ExitCode, exit_code_for
 from .hints import command_hint, path_hint
+from .pager import Pager
 from .pings import check_count, count_option, run_pings
 from .screen import COMMANDS_LINE, NORMAL, PROGRESS_THRESHOLD, Screen, printable
 from .transfer_options import (
@@ -310,8 +311,10 @@ class Shell:
         keep_going: bool = False,
         stdin: TextIO | None = None,
         verbosity: int = NORMAL,
+        pager: bool = True,
     ) -> None:
         self.client = client
+        self.pager = pager and not batch  # a person at a terminal: long tables are paged
         self.reconnect = reconnect
         self.downloads = Path(downloads)
         self.out = out or sys.stdout
@@ -333,6 +336,10 @@ class Shell:
 
     def say(self, line: str) -> None:
         self.screen.line(line)
+
+    def _pager(self) -> Pager | None:
+        """The pager for a table that may not fit: at a terminal, unless --no-pager."""
+        return Pager.for_stream(self.out) if self.pager else None
 
     def run(self) -> int:
         """Greet, then read commands until ``exit`` or end of input; the exit status."""
@@ -477,14 +484,17 @@ class Shell:
                 case p.Help():
                     screen.help(client.help(), str(self.downloads))
                 case p.Status():
-                    screen.status(client.status())
+                    records = client.status()
+                    with screen.paged(self._pager()):
+                        screen.status(records)
                 case p.Stats():
                     screen.stats(client.stats())
                 case p.ListFiles(folder):
                     files = client.list(folder)
                     if folder is None:  # the whole listing: what TAB completes from
                         self.completer.remember(files)
-                    screen.files(files)
+                    with screen.paged(self._pager()):
+                        screen.files(files)
                 case p.Hash(path):
                     screen.digest(client.hash(path))
                 case p.Get():  # read by _transfer, with its options

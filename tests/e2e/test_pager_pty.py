@@ -201,3 +201,68 @@ def test_a_status_that_does_not_fit_is_paged(
         code, shown = on_terminal(["--port", str(server.port), "status"], env, rows=10)
         assert "[SERVER] --- STATUS ---" in shown
         assert not record.exists()
+
+
+def at_the_prompt(argv: list[str], env: dict[str, str], typed: str) -> tuple[int, str]:
+    """Run ``Client.py ARGV`` at its prompt, a terminal as stdin and stdout, typing ``typed``."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "Client.py", *argv],
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+    finally:
+        os.close(slave)
+    os.write(master, typed.encode())
+    output = bytearray()
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer of the terminal is gone
+                break
+            if not data:
+                break
+            output += data
+        code = proc.wait(max(deadline - time.monotonic(), 1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    return code, output.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def test_a_long_list_at_the_prompt_goes_through_the_pager(
+    big_server: ServerThread, recorder: tuple[str, Path], tmp_path: Path
+) -> None:
+    command, record = recorder
+    env = environment(tmp_path, PAGER=command)
+    code, shown = at_the_prompt(["--port", str(big_server.port)], env, "list\nexit\n")
+    assert code == 0
+    assert "PAGER RAN" in shown
+    assert "file-0000.txt" not in shown  # the pager had it, not the terminal
+    assert "[SERVER] BYE" in shown  # and the prompt went on after it
+    lines = json.loads(record.read_text())["text"].splitlines()
+    assert (lines[0], len(lines)) == ("[SERVER] --- FILES ---", 5002)
+
+
+def test_no_pager_at_the_prompt_prints_it_all(
+    big_server: ServerThread, recorder: tuple[str, Path], tmp_path: Path
+) -> None:
+    command, record = recorder
+    env = environment(tmp_path, PAGER=command)
+    argv = ["--port", str(big_server.port), "--no-pager"]
+    code, shown = at_the_prompt(argv, env, "list\nexit\n")
+    assert code == 0
+    assert "file-4999.txt" in shown
+    assert not record.exists()
