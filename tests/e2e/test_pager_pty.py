@@ -70,6 +70,15 @@ def on_terminal(argv: list[str], env: dict[str, str], rows: int = 40) -> tuple[i
         )
     finally:
         os.close(slave)
+    try:
+        return shown_until_exit(master, proc)
+    finally:
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def shown_until_exit(master: int, proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """What the terminal ``master`` shows until ``proc`` exits (30 s at most); its status too."""
     output = bytearray()
     deadline = time.monotonic() + 30
     try:
@@ -89,8 +98,6 @@ def on_terminal(argv: list[str], env: dict[str, str], rows: int = 40) -> tuple[i
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        assert proc.stderr is not None
-        proc.stderr.close()
         os.close(master)
     return code, output.decode("utf-8", "replace").replace("\r\n", "\n")
 
@@ -219,27 +226,7 @@ def at_the_prompt(argv: list[str], env: dict[str, str], typed: str) -> tuple[int
     finally:
         os.close(slave)
     os.write(master, typed.encode())
-    output = bytearray()
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every writer of the terminal is gone
-                break
-            if not data:
-                break
-            output += data
-        code = proc.wait(max(deadline - time.monotonic(), 1))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        os.close(master)
-    return code, output.decode("utf-8", "replace").replace("\r\n", "\n")
+    return shown_until_exit(master, proc)
 
 
 def test_a_long_list_at_the_prompt_goes_through_the_pager(
