@@ -410,7 +410,7 @@ class MemoryRegistry:
         entry.finished = self._clock()
         entry._record = None
         if self._finished.maxlen:
-            if self._is_brief(entry):
+            if self._brief and self._is_brief(entry):
                 self._forget_previous_brief(entry)
             self._finished.append(entry)
         self._version += 1
