@@ -124,6 +124,7 @@ class Scraper:
         self.url = f"http://{HOST}:{port}/metrics"
         self.scrapes = 0
         self.failures = 0
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -141,8 +142,9 @@ class Scraper:
                 with urllib.request.urlopen(self.url, timeout=5) as reply:
                     reply.read()
                     self.scrapes += reply.status == 200
-            except OSError:
+            except OSError as exc:
                 self.failures += 1
+                self.errors.append(f"{type(exc).__name__}: {exc}")
             if self._stop.wait(SCRAPE_EVERY):
                 return
 
@@ -176,7 +178,8 @@ def run_round(
                 f"{scraper.failures} failed"
             )
             if scraper.failures or not scraper.scrapes:
-                raise SystemExit(f"/metrics was not scraped cleanly: {notes[-1]}")
+                why = "; ".join(scraper.errors)
+                raise SystemExit(f"/metrics was not scraped cleanly: {notes[-1]} ({why})")
         for measure, value in measured.items():
             results.setdefault((measure, variant.name), []).append(value["cpu_us"])
     return notes
