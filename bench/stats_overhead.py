@@ -222,12 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         anchor = statistics.median(results[(measure, "previous")])
         for variant in found:
             value = statistics.median(results[(measure, variant.name)])
-            ratio = value / anchor
             verdict = ""
-            if variant.name != "previous":
-                met = "met" if ratio <= TARGET_RATIO else "NOT met"
-                verdict = f"≤ {TARGET_RATIO}: {met}"
-            print(f"{title:<62} {variant.name:<16} {value:8.2f} {ratio:7.3f}  {verdict}")
+            if not anchor:  # too little CPU to see in /proc's 10 ms ticks (--quick)
+                ratio_text = f"{'-':>7}"
+            else:
+                ratio = value / anchor
+                ratio_text = f"{ratio:7.3f}"
+                if variant.name != "previous":
+                    met = "met" if ratio <= TARGET_RATIO else "NOT met"
+                    verdict = f"≤ {TARGET_RATIO}: {met}"
+            print(f"{title:<62} {variant.name:<16} {value:8.2f} {ratio_text}  {verdict}")
     return 0
 
 
