@@ -204,6 +204,9 @@ class Server:
                 "it elsewhere)",
                 state,
             )
+        # Both listeners are up before the Starting line, which scripts take to
+        # mean "ready": a scrape right after it must find the HTTP side there.
+        await self._start_watch()
         address = host_port(*self.address)
         announce(  # at any log level: scripts read the port from it
             log,
@@ -215,9 +218,10 @@ class Server:
             event="started",
             address=address,
         )
+        if self.watch is not None:
+            self.watch.announce()
         await self._name_reachable_addresses()
         self.warn_if_exposed()
-        await self._start_watch()
 
     async def _name_reachable_addresses(self) -> None:
         """Beyond loopback (0.0.0.0, ::), say where a colleague could connect: the

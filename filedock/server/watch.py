@@ -69,6 +69,9 @@ class Watch:
         await self.listener.start(host, port)
         self._loopback = is_loopback_host(self.address[0])
         self._sampler = asyncio.get_running_loop().create_task(self._sample())
+
+    def announce(self) -> None:
+        """The log line that names the page (after the Starting line, once all listen)."""
         shown, port = self.address
         log.info(
             "Status page on http://%s:%d/ (and /metrics, /healthz, /status.json)",

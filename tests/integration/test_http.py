@@ -16,9 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import filedock.server.http_listener as http_listener
+import filedock.server.server as server_module
 from filedock import Client
 from filedock.server.config import ServerConfig
 from filedock.server.server import Server
+from filedock.server.watch import Watch
 from tests.support import HOST, LineConn, ServerThread, wait_until
 from tests.support.web import SlowReader, http_get, http_port
 
@@ -295,3 +297,26 @@ def test_healthz_is_503_while_a_shutdown_waits_for_a_transfer(
     closing.result(timeout=10)  # the reader left: the shutdown ends, and the listener with it
     with pytest.raises(ConnectionRefusedError):
         http_get(port, "/healthz")
+
+
+def test_the_http_side_listens_before_the_starting_line_says_ready(
+    monkeypatch: pytest.MonkeyPatch, make_server: Callable[..., ServerThread]
+) -> None:
+    """Scripts take the Starting line to mean ready: a scrape right after it must
+    find the HTTP side listening already."""
+    happened: list[str] = []
+    announce, start = server_module.announce, Watch.start
+
+    def announcing(logger: Any, message: str, *args: Any, **fields: Any) -> None:
+        happened.append(message.split(" on ")[0])
+        announce(logger, message, *args, **fields)
+
+    async def listening(self: Watch, host: str, port: int) -> None:
+        await start(self, host, port)
+        happened.append("HTTP listening")
+
+    monkeypatch.setattr(server_module, "announce", announcing)
+    monkeypatch.setattr(Watch, "start", listening)
+    server = make_server(http=HTTP)
+    assert happened == ["HTTP listening", "Starting server"]
+    assert http_get(http_port(server), "/healthz").status == 200
