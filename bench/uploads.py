@@ -57,11 +57,10 @@ for entry in (str(ROOT), str(BENCH)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from downloads import Figures, free_port, median, note, verdict  # noqa: E402
+from downloads import PRIME, Figures, free_port, median, note, verdict  # noqa: E402
 from files import _STARTING, HOST, MiB, Proc, make_file, prime_memory, vm_hwm_mib  # noqa: E402
 
 BIG = "big.bin"
-PRIME = 256 * MiB
 AT_ONCE = 3
 
 # Targets, from the uploads work.

@@ -332,7 +332,7 @@ class Session(asyncio.BufferedProtocol):
 
     def _send_stalled(self) -> None:
         self._stall_timer = None
-        self.context.stats.timeouts["send"] += 1
+        self.stats.timeouts["send"] += 1
         self.context.warn(
             "timeout",
             "Dropping %s: no write progress for %g s",
