@@ -102,13 +102,7 @@ class Server:
         self.pending: PendingPool[Session] = PendingPool(
             config.max_pending, config.max_pending_per_ip
         )
-        self.registry: Registry = MemoryRegistry(
-            config.max_clients,
-            config.history,
-            slots_per_source=config.slots_per_source,
-            pending=self.pending,
-            brief=BRIEF_SESSION if config.compact_history else 0.0,
-        )
+        self.registry: Registry = registry_for(config, self.pending)
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         # The one set of counters: the sessions, the digest cache and the readers share it.
         self.stats = Statistics(verbs=REQUEST_VERBS, others=EVENT_HANDLERS, derived=UNCOUNTED)
@@ -425,6 +419,17 @@ class Server:
         if _is_accept_retry(context) and not (self._listener and self._listener.is_serving()):
             return  # asyncio's retry of a failed accept(), due after the listener closed
         loop.default_exception_handler(context)
+
+
+def registry_for(config: ServerConfig, pending: PendingPool[Session]) -> Registry:
+    """The registry ``config`` asks for: this process's own, unless ``--registry``."""
+    return MemoryRegistry(
+        config.max_clients,
+        config.history,
+        slots_per_source=config.slots_per_source,
+        pending=pending,
+        brief=BRIEF_SESSION if config.compact_history else 0.0,
+    )
 
 
 def _served_from(state: str, root: str) -> bool:
