@@ -70,6 +70,22 @@ class Refusal:
     kind: str = "full"
 
 
+def at_capacity(limit: int) -> Refusal:
+    """Every one of the ``limit`` slots is taken."""
+    return Refusal(
+        f"server is at capacity ({limit}/{limit} clients)", f"at capacity ({limit}/{limit})"
+    )
+
+
+def per_address(limit: int) -> Refusal:
+    """The source already holds its ``limit`` slots."""
+    return Refusal(
+        f"too many connections from your address ({limit}/{limit} per address)",
+        f"per-address limit ({limit}/{limit})",
+        "per-address",
+    )
+
+
 def registry_unavailable(detail: str) -> Refusal:
     """The refusal of a connection the shared registry could not be asked about:
     no slot the registry did not grant (``detail`` is for the log)."""
@@ -322,10 +338,6 @@ class Registry(Protocol):
         registry gives the same answer and never a second slot."""
         ...
 
-    def admit(self, address: str, source: str = "") -> ClientEntry | None:
-        """Name and welcome ``address`` at once, or ``None`` (taking no number) when refused."""
-        ...
-
     def finish(self, entry: ClientEntry) -> bool:
         """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was.
 
@@ -382,17 +394,10 @@ class MemoryRegistry:
     def refusal(self, source: str = "") -> Refusal | None:
         """Why ``source`` could not take a slot now, or ``None``."""
         if len(self._connected) >= self.max_clients:
-            limit = self.max_clients
-            return Refusal(
-                f"server is at capacity ({limit}/{limit} clients)", f"at capacity ({limit}/{limit})"
-            )
+            return at_capacity(self.max_clients)
         limit = self._slots_per_source(source)
         if limit and self._per_source.get(source, 0) >= limit:
-            return Refusal(
-                f"too many connections from your address ({limit}/{limit} per address)",
-                f"per-address limit ({limit}/{limit})",
-                "per-address",
-            )
+            return per_address(limit)
         return None
 
     def accept_refusal(self, source: str) -> Refusal | None:
