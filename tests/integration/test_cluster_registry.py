@@ -298,3 +298,31 @@ def test_a_node_cut_off_from_redis_closes_its_clients_by_its_deadline(
     finally:
         relay.thaw()
         relay.close()
+
+
+def test_the_scripts_admit_a_connection_once_and_only_its_node_ends_it(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    from filedock.server.cluster import scripts
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        admit = client.register_script(scripts.ADMIT)
+        finish = client.register_script(scripts.FINISH)
+        common = [10, 60_000]  # history, lease in ms
+        slot = [*common, 3, 0, 1, "Client01", "a", "10.0.0.1:4000", "10.0.0.1"]
+        first = admit(args=slot)
+        assert first[0] == 1
+        client.script_flush()  # NOSCRIPT: loaded again, and the retry answers the same
+        assert admit(args=slot) == first
+        assert client.zcard("filedock:slots") == 1  # a retried admission takes no second slot
+        assert finish(args=[*common, 1, "b"]) == 0  # only the node holding it ends it
+        assert client.zcard("filedock:slots") == 1
+        assert finish(args=[*common, 1, "a"]) == 1
+        assert finish(args=[*common, 1, "a"]) == 0
+        assert admit(args=slot) == [-3]  # retried after its end: no slot again
+        assert client.zcard("filedock:slots") == 0
+    finally:
+        client.close()
