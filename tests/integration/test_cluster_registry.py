@@ -95,6 +95,21 @@ def test_names_count_up_across_nodes_in_the_order_given(
     assert names == [f"NAME Client{n:02d}" for n in range(1, 6)]
 
 
+def test_a_connection_answered_full_on_accept_takes_no_number(
+    make_node: Callable[..., ServerThread],
+) -> None:
+    a, b = make_node("a", max_clients=1), make_node("b", max_clients=1)
+    with welcomed(a.port) as only:
+        wait_until(lambda: b.sync(lambda: b.server.registry.is_full))  # type: ignore[union-attr]
+        for _ in range(3):
+            with LineConn(b.port) as refused:
+                assert refused.read_line() == "FULL server is at capacity (1/1 clients)"
+        assert only.request("EXIT") == "BYE"
+    wait_until(lambda: not b.sync(lambda: b.server.registry.is_full))  # type: ignore[union-attr]
+    with LineConn(b.port) as conn:
+        assert conn.read_line() == "NAME Client02"
+
+
 def test_status_is_the_same_on_every_node_with_the_node_as_fifth_field(
     make_node: Callable[..., ServerThread],
 ) -> None:
@@ -313,8 +328,14 @@ def test_the_scripts_admit_a_connection_once_and_only_its_node_ends_it(
         finish = client.register_script(scripts.FINISH)
         common = [10, 60_000]  # history, lease in ms
         slot = [*common, 3, 0, 1, "Client01", "a", "10.0.0.1:4000", "10.0.0.1"]
+        take = client.register_script(scripts.TAKE)
+        assert take(args=[*common, 3, 0, "10.0.0.1", 0]) == [1]
         first = admit(args=slot)
         assert first[0] == 1
+        # Every slot taken (a cap of 1 here): FULL, and no number is spent; a
+        # number below what a node knows (5) is never given.
+        assert take(args=[*common, 1, 5, "10.0.0.2", 0, "10.0.0.3", 0]) == [-1, -1]
+        assert take(args=[*common, 3, 5, "10.0.0.1", 1, "10.0.0.2", 0]) == [-2, 6]
         client.script_flush()  # NOSCRIPT: loaded again, and the retry answers the same
         assert admit(args=slot) == first
         assert client.zcard("filedock:slots") == 1  # a retried admission takes no second slot
