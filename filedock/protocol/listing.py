@@ -81,9 +81,14 @@ def encode_file_records(records: Sequence[FileRecord]) -> bytes:
 
     Raises ValueError if a path holds a line feed (it would end the record).
     """
-    text = "".join(
-        [f"{path}\t{size}\t{format_file_seconds(mtime)}\n" for path, size, mtime in records]
-    )
+    times: dict[int, str] = {}  # files written together share their second
+    lines = []
+    for path, size, mtime in records:
+        shown = times.get(mtime)
+        if shown is None:
+            shown = times[mtime] = format_file_seconds(mtime)
+        lines.append(f"{path}\t{size}\t{shown}\n")
+    text = "".join(lines)
     if text.count("\n") != len(records):
         raise ValueError("a protocol line cannot hold a line feed")
     return text.encode("utf-8")

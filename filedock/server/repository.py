@@ -17,6 +17,7 @@ import bisect
 import contextlib
 import errno
 import hashlib
+import heapq
 import logging
 import mmap
 import os
@@ -24,7 +25,7 @@ import stat
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -721,7 +722,10 @@ class _Scan(Generic[_Packed]):
         self.pieces: list[tuple[str, _Packed]] = []  # (first path, packed run)
         self.count = 0
         self.seen_dirs: set[tuple[int, int]] = set()
-        self.linked: deque[str] = deque()  # prefixes of symlinked folders, to scan last
+        # Symlinked folders, to scan last: (level, prefix), the shallowest (then the
+        # first in path order) first, so a folder linked twice is listed under the
+        # link nearest the top whatever order the disk gives names in.
+        self.linked: list[tuple[int, str]] = []
         self.link_targets: dict[str, os.stat_result | None] = {}  # walked while ordering
         self.stack: list[_Folder] = []
         self.ticks = 0  # entries read and visited, for polling ``cancelled``
@@ -734,7 +738,7 @@ class _Scan(Generic[_Packed]):
             self._push(os.dup(self.root_fd), "", 0, 0, 0)
             self._drain()
             while self.linked:
-                self._push_linked(self.linked.popleft())
+                self._push_linked(heapq.heappop(self.linked)[1])
                 self._drain()
         finally:
             self._close_stack()
@@ -748,7 +752,8 @@ class _Scan(Generic[_Packed]):
         try:
             for level, name in enumerate(names, 1):
                 self._see(fd)
-                fd = self._step_down(fd, name, "/".join(names[:level]), level)
+                above, fd = fd, -1  # _step_down closes it, whatever it finds
+                fd = self._step_down(above, name, "/".join(names[:level]), level)
                 if fd < 0:
                     return []
             self._push(fd, "/".join(names) + "/", len(names), len(names), len(names))
@@ -923,7 +928,18 @@ class _Scan(Generic[_Packed]):
             return
         mode = st.st_mode
         if stat.S_ISREG(mode):
-            if self._readable(folder, name, st):
+            # Inline, the usual case: a file of one's own, readable by all, plain name.
+            mine = (
+                st.st_uid == self.euid and mode & _OWNER_AND_OTHERS_READ == _OWNER_AND_OTHERS_READ
+            )
+            if not (mine and _EFFECTIVE_IDS) and not self._readable(folder, name):
+                return
+            if plain and path[0] != " " and name[-1] != " ":
+                run = folder.run
+                run.append((path, st.st_size, int(st.st_mtime)))
+                if len(run) >= RUN_RECORDS:
+                    self._end_run(folder)
+            else:
                 self._add(folder, path, st)
         elif stat.S_ISDIR(mode):
             self._enter(folder, name, path)
@@ -972,20 +988,17 @@ class _Scan(Generic[_Packed]):
                 raise _LinkedFolder(path)
             if folder.level + 1 < p.MAX_PATH_COMPONENTS:
                 self._end_run(folder)  # its files sort after what the link leads to
-                self.linked.append(path + "/")
+                heapq.heappush(self.linked, (folder.level + 1, path + "/"))
         else:
             self._add(folder, path, st)  # it opened for reading, so it is served
 
-    def _readable(self, folder: _Folder, name: str, st: os.stat_result) -> bool:
+    def _readable(self, folder: _Folder, name: str) -> bool:
         """Whether the open a GET does would succeed (effective ids, as open() checks).
 
-        A file of the effective user's, readable by its owner and by others, is:
-        for its owner, the owner's bits are what the kernel (and a POSIX ACL)
-        checks, and a root squashed to "nobody" on NFS reads as others do.
-        Any other file is asked about (``faccessat``), ACLs and all."""
-        owned = _EFFECTIVE_IDS and st.st_uid == self.euid
-        if owned and st.st_mode & _OWNER_AND_OTHERS_READ == _OWNER_AND_OTHERS_READ:
-            return True
+        Asked (``faccessat``, ACLs and all) only of a file that is not the
+        effective user's own and readable by its owner and by others: for its
+        owner, the owner's bits are what the kernel (and a POSIX ACL) checks,
+        and a root squashed to "nobody" on NFS reads as others do."""
         try:
             return os.access(name, os.R_OK, dir_fd=folder.fd, effective_ids=_EFFECTIVE_IDS)
         except OSError:
