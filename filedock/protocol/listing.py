@@ -28,8 +28,10 @@ _SECONDS = tuple(f"{second:02d}" for second in range(60))
 # few days. Bounded, so a hostile spread of mtimes costs little memory.
 _MAX_CACHED = 4096
 _day_prefixes: dict[int, str] = {}
-# Times parsed, by their text: files written together share their second.
+# Times parsed, by their text, and formatted, by their value: files written
+# together share their second.
 _parsed_times: dict[str, datetime] = {}
+_formatted_times: dict[datetime, str] = {}
 # The one shape fromisoformat is trusted with (it also takes "20261124T…",
 # "…:28.Z", week dates, which strptime refuses).
 _TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
@@ -53,9 +55,16 @@ def format_file_time(mtime: float | datetime) -> str:
     a datetime's own fields (which should be UTC)."""
     if not isinstance(mtime, datetime):
         mtime = datetime.fromtimestamp(mtime, UTC)
-    if mtime.tzinfo is UTC and mtime.microsecond == 0:
-        return format_file_seconds(int(mtime.timestamp()))  # whole seconds: exact
-    return mtime.strftime(FILES_TIME_FORMAT)
+    if mtime.tzinfo is not UTC or mtime.microsecond:
+        return mtime.strftime(FILES_TIME_FORMAT)
+    # Two UTC datetimes that are equal have the same fields, so the same text.
+    shown = _formatted_times.get(mtime)
+    if shown is None:
+        shown = format_file_seconds(int(mtime.timestamp()))  # whole seconds: exact
+        if len(_formatted_times) >= _MAX_CACHED:
+            _formatted_times.clear()
+        _formatted_times[mtime] = shown
+    return shown
 
 
 def parse_file_time(text: str) -> datetime:

@@ -677,8 +677,15 @@ def encode_file_info(info: FileInfo) -> bytes:
 
 
 def parse_file_info(line: str) -> FileInfo:
-    fields = _split_record(line, 3, "FILES")
-    size = _parse_size(fields[1])
+    # A listing is up to a million of these: the checks of _split_record and
+    # _parse_size inline.
+    fields = line.split(FIELD_SEPARATOR)
+    if len(fields) < 3:
+        fields = _split_record(line, 3, "FILES")  # raises
+    text = fields[1]
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        _parse_size(text)  # raises
+    size = int(text)
     try:
         mtime = parse_file_time(fields[2])
     except ValueError:
