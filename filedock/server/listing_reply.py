@@ -1,6 +1,6 @@
 """Sending a listing's records as the client takes them, a few pieces at a time.
 
-A listing of 100,000 files is some 9 MB of record lines. Written whole, it
+A listing of 100,000 files is some 5 MB of record lines. Written whole, it
 would sit in the transport's buffer until the client had read it all, and
 with it every object it was made of; here the FILES line and the pieces
 (encoded by the scan, :data:`~.repository.RUN_RECORDS` records at most each)
