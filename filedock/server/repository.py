@@ -927,6 +927,8 @@ class _Scan(Generic[_Packed]):
         except OSError:
             return
         mode = st.st_mode
+        if entry.is_dir(follow_symlinks=False) != stat.S_ISDIR(mode):
+            return  # swapped since the folder was read (and ordered): not listed this time
         if stat.S_ISREG(mode):
             # Inline, the usual case: a file of one's own, readable by all, plain name.
             mine = (
@@ -943,7 +945,7 @@ class _Scan(Generic[_Packed]):
                 self._add(folder, path, st)
         elif stat.S_ISDIR(mode):
             self._enter(folder, name, path)
-        elif stat.S_ISLNK(mode):
+        elif stat.S_ISLNK(mode) and entry.is_symlink():
             self._linked(folder, path)
 
     def _enter(self, folder: _Folder, name: str, path: str) -> None:

@@ -264,3 +264,41 @@ def test_a_folder_linked_twice_is_listed_under_the_link_nearest_the_top(
         assert [record[0] for record in repo.records()] == ["z-top/f.txt"]
     finally:
         repo.close()
+
+
+class _SwappedEntry:
+    """A folder entry read as a folder that is a file by the time it is looked at."""
+
+    def __init__(self, entry: os.DirEntry[str]) -> None:
+        self.entry, self.name = entry, entry.name
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return True
+
+    def is_symlink(self) -> bool:
+        return False
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self.entry.stat(follow_symlinks=follow_symlinks)
+
+
+def test_an_entry_swapped_while_listed_is_left_out_and_the_order_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "repo"
+    for name in ("name", "name-x", "name0"):
+        write(root / name)
+    real_scandir = os.scandir
+
+    def swapping(fd: int) -> Iterator[object]:
+        with real_scandir(fd) as entries:
+            found = [_SwappedEntry(e) if e.name == "name" else e for e in entries]
+        yield from found
+
+    monkeypatch.setattr(os, "scandir", swapping)
+    repo = Repository(root)
+    try:
+        # "name" was ordered as the folder "name/" (after "name-x"); as a file it is not there.
+        assert [record[0] for record in repo.records()] == ["name-x", "name0"]
+    finally:
+        repo.close()
