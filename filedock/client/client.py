@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never
+from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never, cast
 
 from .. import protocol as p
 from ..digests import Key
@@ -1742,11 +1742,19 @@ class Client:
     def _records(self, kind: type[_T]) -> builtins.list[_T]:
         """The records of the STATUS or FILES reply just read (within its deadline)."""
         records: builtins.list[_T] = []
-        while not isinstance(event := self._next_event(), EndOfReply):
+        take = self._conn.take_records
+        while True:
+            # Every record whose line is in hand at once, then wait for more.
+            batch = take()
+            if batch and not isinstance(batch[0], kind):  # one reply's records are one kind
+                raise ProtocolError(f"expected a record, the server sent {batch[0]!r}")  # never
+            records += cast("builtins.list[_T]", batch)
+            event = self._next_event()
+            if isinstance(event, EndOfReply):
+                return records
             if not isinstance(event, kind):
                 raise ProtocolError(f"expected a record, the server sent {event!r}")  # never
             records.append(event)
-        return records
 
     def _receive(
         self,

@@ -103,6 +103,29 @@ class LineReader:
         del data[: cut + 1]
         return True
 
+    def take_lines(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` of the complete lines received, at once (each as
+        :meth:`next_line` returns it); none if no line is complete.
+
+        Raises :class:`LineTooLong` if one of them is over the limit (the
+        lines before it are lost: the stream is broken anyway).
+        """
+        lines = self._lines[self._index :]
+        self._lines, self._index = [], 0
+        data = self._data
+        if len(lines) < limit:
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                lines += bytes(data[:cut]).split(b"\n")
+                del data[: cut + 1]
+        if len(lines) > limit:  # kept for later, in order
+            self._lines, lines = lines[limit:], lines[:limit]
+        if lines and max(map(len, lines)) >= self.max_line:
+            raise errors.LineTooLong(f"line longer than {self.max_line} bytes")
+        if any(line[-1:] == b"\r" for line in lines):
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        return lines
+
     def take_rest(self) -> bytes:
         """Remove and return the bytes not yet read as lines (a body's start)."""
         rest = b"".join(line + b"\n" for line in self._lines[self._index :]) + self._data

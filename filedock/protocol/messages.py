@@ -16,12 +16,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import assert_never, cast
 
 from .. import errors
 from .framing import LINE_PADDING, MAX_RECORDS, decode_line
+from .listing import FILES_TIME_FORMAT as FILES_TIME_FORMAT
+from .listing import FileRecord as FileRecord
+from .listing import encode_file_records as encode_file_records
+from .listing import format_file_seconds as format_file_seconds
+from .listing import format_file_time as format_file_time
+from .listing import parse_file_time as parse_file_time
 
 PROTOCOL_VERSION = 1
 # The highest version this side speaks; a client asks for it with PROTO_PREFIX
@@ -30,7 +36,6 @@ HIGHEST_PROTOCOL = 2
 PROTO_PREFIX = "proto="
 
 STATUS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-FILES_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 NOT_FINISHED = "-"
 # A STATUS record's address that the server does not show to this client
 # (filedock-server --status-addresses).
@@ -674,22 +679,23 @@ def parse_client_record(line: str) -> ClientRecord:
     return ClientRecord(fields[0], accepted, finished, fields[3], node)
 
 
-def format_file_time(mtime: float | datetime) -> str:
-    if not isinstance(mtime, datetime):
-        mtime = datetime.fromtimestamp(mtime, UTC)
-    return mtime.strftime(FILES_TIME_FORMAT)
-
-
 def encode_file_info(info: FileInfo) -> bytes:
     fields = (info.path, str(info.size), format_file_time(info.mtime))
     return _encode_line(FIELD_SEPARATOR.join(fields))
 
 
 def parse_file_info(line: str) -> FileInfo:
-    fields = _split_record(line, 3, "FILES")
-    size = _parse_size(fields[1])
+    # A listing is up to a million of these: the checks of _split_record and
+    # _parse_size inline.
+    fields = line.split(FIELD_SEPARATOR)
+    if len(fields) < 3:
+        fields = _split_record(line, 3, "FILES")  # raises
+    text = fields[1]
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        _parse_size(text)  # raises
+    size = int(text)
     try:
-        mtime = datetime.strptime(fields[2], FILES_TIME_FORMAT).replace(tzinfo=UTC)
+        mtime = parse_file_time(fields[2])
     except ValueError:
         raise errors.ProtocolError(f"bad time in FILES record: {line!r}") from None
     return FileInfo(fields[0], size, mtime)
@@ -1035,7 +1041,7 @@ def _parse_hash_reply(line: str, rest: str) -> HashReply:
     size_text, sha256, mtime_text, path = _fields(rest, 4, "HASH line", line)
     _check_sha256(sha256, "HASH line", line)
     try:
-        mtime = datetime.strptime(mtime_text, FILES_TIME_FORMAT).replace(tzinfo=UTC)
+        mtime = parse_file_time(mtime_text)
     except ValueError:
         raise errors.ProtocolError(f"bad time in HASH line: {_shorten(line)!r}") from None
     return HashReply(FileDigest(path, _parse_size(size_text), mtime, sha256))

@@ -7,7 +7,7 @@ it wait until the task is done, so replies stay in request order.
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine
@@ -15,21 +15,21 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
-from ..errors import Forbidden, RequestError
+from ..errors import RequestError
 from ..protocol.state import State
-from . import uploads
+from . import memory, uploads
 from .activity import Activity
+from .listing_reply import send_listing
 from .repository import (
     INLINE_STEPS,
     OpenedFile,
-    Repository,
     WalkTooLong,
-    check_client_path,
 )
 from .stats import stats_records
 from .transfer import TransferError, count_stall, send_body
 from .transfer_log import TransferLog
 from .unhashed import send_unhashed
+from .workers import Stopping
 
 if TYPE_CHECKING:
     from .session import Session
@@ -210,42 +210,16 @@ def _serve(
     task.add_done_callback(lambda _: opened.close())
 
 
-def _listing(
-    repository: Repository, cancelled: Callable[[], bool], folder: str | None
-) -> tuple[int, bytes]:
-    """The listing's records, encoded in a worker: encoding 20,000 records
-    takes tens of milliseconds, which on the event loop every client would wait."""
-    files = repository.listing(cancelled)
-    if folder is not None:
-        files = files_under(files, folder)
-    return len(files), b"".join(map(p.encode_file_info, files))
-
-
-def files_under(files: list[p.FileInfo], folder: str) -> list[p.FileInfo]:
-    """The part of a listing (sorted by path) under ``folder``: exactly what the
-    whole listing shows there. A folder no request could name (hidden, leaving
-    the repository) holds nothing; ``docs/`` is ``docs``."""
-    folder = folder.rstrip("/")
-    try:
-        check_client_path(folder)
-    except Forbidden:
-        return []
-    # Sorted by path, the files under "docs/" are those from "docs/" up to
-    # "docs0" ("0" comes right after "/").
-    start = bisect.bisect_left(files, folder + "/", key=_path_of)
-    end = bisect.bisect_left(files, folder + "0", lo=start, key=_path_of)
-    return files[start:end]
-
-
-def _path_of(info: p.FileInfo) -> str:
-    return info.path
+# A listing this long leaves megabytes of freed pages in its worker's arena.
+_TRIM_AFTER_RECORDS = 20_000
 
 
 async def _send_listing(s: Session, folder: str | None = None) -> None:
     workers, repository = s.context.workers, s.context.repository
     try:
-        count, records = await workers.metadata.run(
-            _listing, repository, workers.cancel.is_set, folder
+        # In a worker, records encoded there too: the loop only writes them.
+        listing = await workers.metadata.run(
+            repository.reply_records, folder, workers.cancel.is_set
         )
     except RequestError as exc:
         s.send(p.ErrorReply(exc.code, exc.text))
@@ -254,7 +228,16 @@ async def _send_listing(s: Session, folder: str | None = None) -> None:
         log.warning("Cannot list the repository for %s: %s", s.label(), exc.strerror)
         s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "the folder cannot be read"))
         return
-    s.send(p.FilesReply(count), records)
+    large = listing.count >= _TRIM_AFTER_RECORDS
+    try:
+        await send_listing(s, listing)
+    except TransferError as exc:  # the client went away, or stopped reading
+        count_stall(s.context.stats, exc)
+        s.abort()
+    del listing  # its pieces are freed by now: let the pages go back too
+    if large:
+        with contextlib.suppress(Stopping):
+            await workers.metadata.run(memory.give_back)
 
 
 async def _send_file(

@@ -13,9 +13,11 @@ with nginx's ``disable_symlinks``. The listing walks folders the same way.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import errno
 import hashlib
+import heapq
 import logging
 import mmap
 import os
@@ -23,15 +25,16 @@ import stat
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from .. import protocol as p
 from ..digests import DigestStore, Key, NoStore
 from ..errors import Forbidden, NotFound, RequestError
-from ..protocol import FileInfo
+from ..protocol import FileInfo, FileRecord
 from .stats import Statistics
 from .workers import Stopping, WorkerPool, Workers
 
@@ -239,21 +242,70 @@ class Repository:
     # -- listing ----------------------------------------------------------
 
     def listing(self, cancelled: Callable[[], bool] = lambda: False) -> list[FileInfo]:
-        """Every file the repository serves, sorted by path.
+        """Every file the repository serves, sorted by path (see :meth:`records`)."""
+        return [
+            FileInfo(path, size, datetime.fromtimestamp(mtime, UTC))
+            for path, size, mtime in self.records(cancelled)
+        ]
+
+    def records(self, cancelled: Callable[[], bool] = lambda: False) -> list[FileRecord]:
+        """Every file the repository serves as ``(path, size, mtime)``, sorted by path.
 
         Folders are walked with an explicit stack (a deep tree cannot exhaust
         the interpreter's recursion), at most :data:`protocol.MAX_PATH_COMPONENTS`
         levels down. ``cancelled`` is polled every few hundred entries; once it
         is true, raises :class:`Stopping`.
         """
+        _, runs = self._scan(cancelled, _as_they_are)
+        return [record for run in runs for record in run]
+
+    def reply_records(
+        self, folder: str | None = None, cancelled: Callable[[], bool] = lambda: False
+    ) -> EncodedListing:
+        """The FILES record lines of :meth:`records` (with ``folder``, of those under
+        it: ``docs/`` is ``docs``), encoded a piece of at most :data:`RUN_RECORDS`
+        records at a time, in order.
+
+        With ``folder``, only that folder's subtree is read when the walk to it
+        and everything in it are real folders. A symlinked folder's files are
+        listed under the link's path only if no real path (nor a link scanned
+        first) reaches it, which the whole listing alone can tell: one in there
+        makes the whole listing be read. A folder no request could name
+        (hidden, leaving the repository) holds nothing.
+        """
+        encode = p.encode_file_records
+        if folder is None:
+            return EncodedListing(*self._scan(cancelled, encode))
+        folder = folder.rstrip("/")
+        try:
+            check_client_path(folder)
+        except Forbidden:
+            return EncodedListing(0, [])
+        try:
+            return EncodedListing(*self._scan(cancelled, encode, folder.split("/")))
+        except _LinkedFolder:
+            under = records_in(self.records(cancelled), folder)
+            pieces = [
+                encode(under[at : at + RUN_RECORDS]) for at in range(0, len(under), RUN_RECORDS)
+            ]
+            return EncodedListing(len(under), pieces)
+
+    def _scan(
+        self,
+        cancelled: Callable[[], bool],
+        pack: Callable[[list[FileRecord]], _Packed],
+        under: list[str] | None = None,
+    ) -> tuple[int, list[_Packed]]:
+        """(records, their pieces in order) of the whole listing, or of the folder
+        ``under`` names (see :meth:`reply_records`)."""
         try:
             with self._root() as root_fd:
-                files = _Scan(self, root_fd, cancelled).run()
+                scan = _Scan(self, root_fd, cancelled, pack)
+                pieces = scan.run() if under is None else scan.run_under(under)
         except NotFound:
             self.report("root", "Cannot read the repository folder")
-            return []
-        files.sort(key=lambda info: info.path)
-        return files
+            return 0, []
+        return scan.count, pieces
 
     def report(self, key: str, message: str, *args: object) -> None:
         """Log ``message`` once for ``key`` (bounded), not at every listing."""
@@ -580,6 +632,42 @@ def _below(target: str, root: str) -> str | None:
 # visited: about a millisecond of work.
 _CANCEL_EVERY = 256
 
+# Read permission for the owner and for others: a file with both, owned by the
+# listing's effective user, is readable without asking (see _Scan._readable).
+_OWNER_AND_OTHERS_READ = stat.S_IRUSR | stat.S_IROTH
+
+
+# The most records a piece of a listing holds (see _Scan): one slice of the reply.
+RUN_RECORDS = 512
+
+_Packed = TypeVar("_Packed")
+
+
+class _LinkedFolder(Exception):
+    """A listing of one folder met a symlink to a folder: only the whole listing
+    can tell under which path its files are listed."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedListing:
+    """A listing's FILES record lines: ``count`` records, in ``pieces`` (in order)."""
+
+    count: int
+    pieces: list[bytes]
+
+
+def _as_they_are(run: list[FileRecord]) -> list[FileRecord]:
+    return run
+
+
+def records_in(records: list[FileRecord], folder: str) -> list[FileRecord]:
+    """The part of ``records`` (sorted by path) under ``folder`` (no trailing slash)."""
+    # Sorted by path, the files under "docs/" are those from "docs/" up to
+    # "docs0" ("0" comes right after "/"); a 1-tuple sorts before its longer kin.
+    start = bisect.bisect_left(records, (folder + "/",))
+    end = bisect.bisect_left(records, (folder + "0",), lo=start)
+    return records[start:end]
+
 
 @dataclass(slots=True)
 class _Folder:
@@ -591,38 +679,132 @@ class _Folder:
     level: int  # components of the listed path to it (0 for the root)
     real_level: int  # folders between the root and where it really is
     steps: int  # steps a request's walk to it takes (more than its level through a symlink)
+    # The longest name in it that is sure to be listable when plain (printable
+    # ASCII, no backslash): its path fits a request line, its name the name limit.
+    room: int
+    # Its files since the last folder or linked folder among its entries (in path order).
+    run: list[FileRecord] = field(default_factory=list)
 
 
-class _Scan:
+class _Scan(Generic[_Packed]):
     """One listing: a depth-first walk with an explicit stack of open folders.
 
     At most one descriptor per level is open (so at most
     ``MAX_PATH_COMPONENTS``); folders reached through a symlink are scanned
     after every real folder, so a folder also linked from elsewhere is listed
     under its own path whatever order the disk returns names in.
+
+    Each entry costs one ``lstat`` (``DirEntry.stat``): inside a folder the
+    scan has reached, only a symlink can lead elsewhere, and symlinks are
+    walked from the root as a request would be. A plain name (printable ASCII)
+    is checked by the folder's :attr:`_Folder.room`; any other goes through
+    the rules requests obey (:meth:`Repository.listable`).
+
+    A folder's entries are taken in path order (a folder's name as if it ended
+    in "/"), so its files between two of its folders are a run of the sorted
+    listing; each run is handed to ``pack`` as it ends (a few hundred records
+    at most) and kept as one piece, so the scan holds few small objects (many
+    small objects kept for long would keep the memory they were allocated in,
+    spread among others', from going back to the system).
     """
 
-    def __init__(self, repo: Repository, root_fd: int, cancelled: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        root_fd: int,
+        cancelled: Callable[[], bool],
+        pack: Callable[[list[FileRecord]], _Packed],
+    ) -> None:
         self.repo = repo
         self.root_fd = root_fd
         self.cancelled = cancelled
-        self.files: list[FileInfo] = []
+        self.pack = pack
+        self.pieces: list[tuple[str, _Packed]] = []  # (first path, packed run)
+        self.count = 0
         self.seen_dirs: set[tuple[int, int]] = set()
-        self.linked: deque[str] = deque()  # prefixes of symlinked folders, to scan last
+        # Symlinked folders, to scan last: (level, prefix), the shallowest (then the
+        # first in path order) first, so a folder linked twice is listed under the
+        # link nearest the top whatever order the disk gives names in.
+        self.linked: list[tuple[int, str]] = []
+        self.link_targets: dict[str, os.stat_result | None] = {}  # walked while ordering
         self.stack: list[_Folder] = []
         self.ticks = 0  # entries read and visited, for polling ``cancelled``
+        self.one_folder = False  # listing one folder's subtree: a linked folder needs the whole
+        self.euid = os.geteuid()
 
-    def run(self) -> list[FileInfo]:
+    def run(self) -> list[_Packed]:
+        """The listing's pieces, in path order."""
         try:
             self._push(os.dup(self.root_fd), "", 0, 0, 0)
             self._drain()
             while self.linked:
-                self._push_linked(self.linked.popleft())
+                self._push_linked(heapq.heappop(self.linked)[1])
                 self._drain()
         finally:
-            for folder in self.stack:
-                os.close(folder.fd)
-        return self.files
+            self._close_stack()
+        return self._in_order()
+
+    def run_under(self, names: list[str]) -> list[_Packed]:
+        """The pieces under the folder ``names`` lead to, if the walk there takes
+        real folders only (a symlink on it raises :class:`_LinkedFolder`)."""
+        self.one_folder = True
+        fd = os.dup(self.root_fd)
+        try:
+            for level, name in enumerate(names, 1):
+                self._see(fd)
+                above, fd = fd, -1  # _step_down closes it, whatever it finds
+                fd = self._step_down(above, name, "/".join(names[:level]), level)
+                if fd < 0:
+                    return []
+            self._push(fd, "/".join(names) + "/", len(names), len(names), len(names))
+            fd = -1
+            self._drain()
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            self._close_stack()
+        return self._in_order()
+
+    def _in_order(self) -> list[_Packed]:
+        # Runs never overlap: sorted by their first paths, their records are sorted.
+        self.pieces.sort(key=_first_path)
+        return [packed for _, packed in self.pieces]
+
+    def _see(self, fd: int) -> None:
+        """A folder above the one listed: the whole listing would have seen it already."""
+        st = os.fstat(fd)
+        self.seen_dirs.add((st.st_dev, st.st_ino))
+
+    def _step_down(self, fd: int, name: str, path: str, level: int) -> int:
+        """The folder ``name`` in ``fd`` (closed), or -1 where the whole listing would not
+        enter it; as :meth:`_visit` and :meth:`_enter` decide for a real folder."""
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            os.close(fd)
+            return -1
+        if stat.S_ISLNK(st.st_mode):
+            os.close(fd)
+            raise _LinkedFolder(path)
+        if not stat.S_ISDIR(st.st_mode) or not self.repo.listable(path):
+            os.close(fd)
+            return -1
+        if level >= p.MAX_PATH_COMPONENTS:
+            os.close(fd)
+            return -1
+        try:
+            below = os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            self._cannot_read(path, exc)
+            return -1
+        finally:
+            os.close(fd)
+        return below
+
+    def _close_stack(self) -> None:
+        for folder in self.stack:
+            os.close(folder.fd)
+        self.stack.clear()
 
     def _push(self, fd: int, prefix: str, level: int, real_level: int, steps: int) -> None:
         """Start listing the folder ``fd`` (now owned by the scan) unless it was seen."""
@@ -646,7 +828,9 @@ class _Scan:
                 exc.strerror,
             )
             return
-        self.stack.append(_Folder(fd, iter(entries), prefix, level, real_level, steps))
+        ordered = self._in_path_order(entries, prefix)
+        room = min(p.MAX_NAME_BYTES, self.repo.max_path_bytes - len(prefix.encode("utf-8")))
+        self.stack.append(_Folder(fd, iter(ordered), prefix, level, real_level, steps, room))
 
     def _read_folder(self, fd: int) -> list[os.DirEntry[str]]:
         entries = []
@@ -655,6 +839,36 @@ class _Scan:
                 entries.append(entry)
                 self._tick()
         return entries
+
+    def _in_path_order(
+        self, entries: list[os.DirEntry[str]], prefix: str
+    ) -> list[os.DirEntry[str]]:
+        """``entries`` in the order their paths sort in the listing: a folder, or a
+        symlink to one, as if its name ended in "/" ("a-b" < "a.txt" < "a/")."""
+        keyed = []
+        for entry in entries:
+            name = entry.name
+            try:
+                folder = entry.is_dir(follow_symlinks=False) or (
+                    entry.is_symlink() and self._links_to_folder(prefix + name)
+                )
+            except OSError:
+                folder = False
+            keyed.append((name + "/" if folder else name, entry))
+        keyed.sort(key=_first_path)  # no two keys alike: names are unique in a folder
+        return [entry for _, entry in keyed]
+
+    def _links_to_folder(self, path: str) -> bool:
+        """Whether the symlink ``path`` leads to a folder, walked as a request would be
+        (the outcome kept for :meth:`_linked`)."""
+        try:
+            fd, st, _ = _Walk(self.repo.root, self.root_fd).to(path.split("/"))
+        except RequestError:
+            self.link_targets[path] = None
+            return False
+        os.close(fd)
+        self.link_targets[path] = st
+        return stat.S_ISDIR(st.st_mode)
 
     def _tick(self) -> None:
         """Count one entry; every so often, give up if the server is stopping
@@ -676,32 +890,63 @@ class _Scan:
         self._push(fd, prefix, len(parts), len(names), walk.steps)
 
     def _drain(self) -> None:
-        while self.stack:
-            folder = self.stack[-1]
-            entry = next(folder.entries, None)
-            if entry is None:
-                os.close(self.stack.pop().fd)
-                continue
-            self._tick()
-            self._visit(folder, entry)
+        stack, cancelled = self.stack, self.cancelled
+        while stack:
+            folder = stack[-1]
+            depth = len(stack)
+            for entry in folder.entries:
+                self.ticks += 1
+                if self.ticks % _CANCEL_EVERY == 0 and cancelled():
+                    raise Stopping("server is shutting down")
+                self._visit(folder, entry)
+                if len(stack) != depth:
+                    break  # a folder was entered: list it, then come back to this one
+            else:
+                self._end_run(folder)
+                os.close(stack.pop().fd)
+
+    def _end_run(self, folder: _Folder) -> None:
+        run = folder.run
+        if run:
+            self.pieces.append((run[0][0], self.pack(run)))
+            self.count += len(run)
+            folder.run = []
 
     def _visit(self, folder: _Folder, entry: os.DirEntry[str]) -> None:
         name = entry.name
         if name.startswith(".") or folder.steps >= MAX_WALK_STEPS:
             return  # hidden, or a request for it would walk too long
         path = folder.prefix + name
-        if not self.repo.listable(path):
+        plain = (
+            len(name) <= folder.room and name.isascii() and name.isprintable() and "\\" not in name
+        )
+        if not plain and not self.repo.listable(path):
             return
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             return
-        if stat.S_ISDIR(st.st_mode):
+        mode = st.st_mode
+        if entry.is_dir(follow_symlinks=False) != stat.S_ISDIR(mode):
+            return  # swapped since the folder was read (and ordered): not listed this time
+        if stat.S_ISREG(mode):
+            # Inline, the usual case: a file of one's own, readable by all, plain name.
+            mine = (
+                st.st_uid == self.euid and mode & _OWNER_AND_OTHERS_READ == _OWNER_AND_OTHERS_READ
+            )
+            if not (mine and _EFFECTIVE_IDS) and not self._readable(folder, name):
+                return
+            if plain and path[0] != " " and name[-1] != " ":
+                run = folder.run
+                run.append((path, st.st_size, int(st.st_mtime)))
+                if len(run) >= RUN_RECORDS:
+                    self._end_run(folder)
+            else:
+                self._add(folder, path, st)
+        elif stat.S_ISDIR(mode):
             self._enter(folder, name, path)
-        elif stat.S_ISLNK(st.st_mode):
+        elif stat.S_ISLNK(mode) and entry.is_symlink():
             self._linked(folder, path)
-        elif stat.S_ISREG(st.st_mode) and self._readable(folder, name):
-            self._add(path, st)
 
     def _enter(self, folder: _Folder, name: str, path: str) -> None:
         level = folder.level + 1
@@ -716,42 +961,63 @@ class _Scan:
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=folder.fd)
         except OSError as exc:
-            self.repo.report(
-                "folder:" + path + "/",
-                "Cannot read folder %r of the repository: %s",
-                path,
-                exc.strerror,
-            )
+            self._cannot_read(path, exc)
             return
+        self._end_run(folder)  # its files sort after this folder's
         self._push(fd, path + "/", level, folder.real_level + 1, folder.steps + 1)
+
+    def _cannot_read(self, path: str, exc: OSError) -> None:
+        self.repo.report(
+            "folder:" + path + "/",
+            "Cannot read folder %r of the repository: %s",
+            path,
+            exc.strerror,
+        )
 
     def _linked(self, folder: _Folder, path: str) -> None:
         """A symlink: walked from the root, as a request for it would be."""
         if folder.level + 1 > p.MAX_PATH_COMPONENTS:
             return
-        try:
-            fd, st, _ = _Walk(self.repo.root, self.root_fd).to(path.split("/"))
-        except RequestError:
+        if path in self.link_targets:
+            st = self.link_targets.pop(path)
+        else:  # (an entry whose type the folder did not tell)
+            self._links_to_folder(path)
+            st = self.link_targets.pop(path)
+        if st is None:
             return
-        os.close(fd)
         if stat.S_ISDIR(st.st_mode):
+            if self.one_folder:
+                raise _LinkedFolder(path)
             if folder.level + 1 < p.MAX_PATH_COMPONENTS:
-                self.linked.append(path + "/")
+                self._end_run(folder)  # its files sort after what the link leads to
+                heapq.heappush(self.linked, (folder.level + 1, path + "/"))
         else:
-            self._add(path, st)  # it opened for reading, so it is served
+            self._add(folder, path, st)  # it opened for reading, so it is served
 
     def _readable(self, folder: _Folder, name: str) -> bool:
-        """Whether the open a GET does would succeed (effective ids, as open() checks)."""
+        """Whether the open a GET does would succeed (effective ids, as open() checks).
+
+        Asked (``faccessat``, ACLs and all) only of a file that is not the
+        effective user's own and readable by its owner and by others: for its
+        owner, the owner's bits are what the kernel (and a POSIX ACL) checks,
+        and a root squashed to "nobody" on NFS reads as others do."""
         try:
             return os.access(name, os.R_OK, dir_fd=folder.fd, effective_ids=_EFFECTIVE_IDS)
         except OSError:
             return False
 
-    def _add(self, path: str, st: os.stat_result) -> None:
-        if not self.repo.listable_file(path):
+    def _add(self, folder: _Folder, path: str, st: os.stat_result) -> None:
+        # A line's padding would eat a space at either end of the path.
+        if (path[0] == " " or path[-1] == " ") and not self.repo.listable_file(path):
             return
-        mtime = datetime.fromtimestamp(int(st.st_mtime), UTC)
-        self.files.append(FileInfo(path, st.st_size, mtime))
+        run = folder.run
+        run.append((path, st.st_size, int(st.st_mtime)))
+        if len(run) >= RUN_RECORDS:
+            self._end_run(folder)
+
+
+def _first_path(item: tuple[str, object]) -> str:
+    return item[0]
 
 
 _EFFECTIVE_IDS = os.access in os.supports_effective_ids

@@ -112,3 +112,15 @@ def test_stats_overhead_quick_prints_the_table() -> None:
             # (A ratio is "-" where the small load cost the anchor under one CPU tick.)
             figures = r"\d+\.\d\d\s+(\d\.\d\d\d|-)"
             assert re.search(rf"{re.escape(row)}\s+{variant}\s+{figures}", out), out
+
+
+def test_listing_quick_prints_the_table() -> None:
+    out = run_bench("listing.py", timeout=120)
+    assert "filedock listing benchmark — " in out
+    for row in (
+        "list --json vs rsync -r --list-only: wall",
+        "server CPU (rsync: the daemon's child)",
+        "server RSS before / after the listing",
+        "LIST folder0001 vs nginx JSON autoindex: per request",
+    ):
+        assert row in out, row

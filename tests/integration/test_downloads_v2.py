@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -425,14 +424,13 @@ def test_a_file_shrinking_during_a_part_cuts_the_connection(
 
 
 def test_the_files_under_a_folder_are_cut_from_the_sorted_listing() -> None:
-    from filedock.server.commands import files_under
+    from filedock.server.repository import records_in
 
-    when = datetime(2026, 11, 24, tzinfo=UTC)
     paths = ["doc", "docs-a.txt", "docs.txt", "docs/a", "docs/b/c", "docs0", "docsz/d", "e"]
-    files = [p.FileInfo(path, 1, when) for path in sorted(paths)]
-    for folder in ("docs", "docs/", "docs//"):
-        assert [info.path for info in files_under(files, folder)] == ["docs/a", "docs/b/c"]
-    assert [info.path for info in files_under(files, "docs/b")] == ["docs/b/c"]
-    assert files_under(files, "doc") == []
-    assert files_under(files, "") == []
-    assert files_under([], "docs") == []
+    files = [(path, 1, 0) for path in sorted(paths)]
+    assert [record[0] for record in records_in(files, "docs")] == ["docs/a", "docs/b/c"]
+    assert [record[0] for record in records_in(files, "docs/b")] == ["docs/b/c"]
+    assert records_in(files, "doc") == []
+    assert records_in([], "docs") == []
+    # ("docs/" is "docs", and "" holds nothing: Repository.records_under, in
+    # tests/unit/test_listing_scan.py.)

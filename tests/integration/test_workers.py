@@ -309,22 +309,24 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
         conn.close()
 
 
-# -- the listing reply is built off the loop ------------------------------------------------
+# -- the listing is read and encoded in a worker, a piece at a time -------------------------
 
 
-def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
+def test_a_listing_is_read_and_encoded_in_a_worker_a_piece_at_a_time(
     repo: Path, make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for index in range(50):
-        (repo / f"f{index:02d}.txt").write_bytes(b"x")
-    encoded_in: list[str] = []
-    real_encode = filedock.protocol.encode_file_info
+    from filedock.server.repository import RUN_RECORDS
 
-    def recording_encode(info: Any) -> bytes:
-        encoded_in.append(threading.current_thread().name)
-        return real_encode(info)
+    for index in range(2 * RUN_RECORDS + 4):  # with sample.txt: two full pieces and five
+        (repo / f"f{index:04d}.txt").write_bytes(b"x")
+    encoded: list[tuple[str, int]] = []
+    real_encode = filedock.protocol.encode_file_records
 
-    monkeypatch.setattr(filedock.protocol, "encode_file_info", recording_encode)
+    def recording_encode(records: Any) -> bytes:
+        encoded.append((threading.current_thread().name, len(records)))
+        return real_encode(records)
+
+    monkeypatch.setattr(filedock.protocol, "encode_file_records", recording_encode)
     server = make_server()
     conn = LineConn(server.port, timeout=10)
     try:
@@ -332,11 +334,15 @@ def test_listing_records_are_encoded_in_a_worker_not_on_the_loop(
         header = conn.request("LIST")
         count = int(header.split()[1])
         records = [conn.read_line() for _ in range(count)]
+        assert conn.request("PING") == "PONG"  # the reply ended where it said
     finally:
         conn.close()
-    assert any(record.startswith("f49.txt\t1\t") for record in records)
-    assert len(encoded_in) == count
-    assert {name.rsplit("_", 1)[0] for name in encoded_in} == {"filedock-meta"}
+    assert count == 2 * RUN_RECORDS + 5
+    assert records[-1].startswith("sample.txt\t6\t")
+    # Encoding 100,000 records takes tens of milliseconds: off the loop, and
+    # never the whole listing at once.
+    assert {name.rsplit("_", 1)[0] for name, _ in encoded} == {"filedock-meta"}
+    assert sorted(size for _, size in encoded) == [5, RUN_RECORDS, RUN_RECORDS]
 
 
 # -- a listing gives up when the server stops, even inside one huge folder ------------------
