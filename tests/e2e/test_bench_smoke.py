@@ -112,3 +112,11 @@ def test_stats_overhead_quick_prints_the_table() -> None:
             # (A ratio is "-" where the small load cost the anchor under one CPU tick.)
             figures = r"\d+\.\d\d\s+(\d\.\d\d\d|-)"
             assert re.search(rf"{re.escape(row)}\s+{variant}\s+{figures}", out), out
+
+
+def test_many_files_quick_prints_the_table() -> None:
+    out = run_bench("many_files.py", timeout=120)
+    assert "filedock many-files benchmark — " in out
+    for row in ("500 x 4 KiB: files/s", "500 x 4 KiB: server CPU a file", "50 x 100 KiB: files/s"):
+        assert row in out, row
+    assert "filedock checks: SHA-256" in out
