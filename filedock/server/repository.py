@@ -1064,4 +1064,3 @@ def hash_fd(fd: int, key: FileKey, cancelled: Callable[[], bool] = lambda: False
 
 def _never() -> bool:
     return False
-

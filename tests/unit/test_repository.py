@@ -709,4 +709,3 @@ def test_a_small_file_that_shrank_before_its_hashing_is_changed(
         assert len(cache) == 0
     finally:
         cache.close()
-
