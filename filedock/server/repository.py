@@ -881,7 +881,7 @@ class HashCache:
         self.stats.digest_cache_misses += 1
         started = self.clock()
         try:
-            hashed = hash_opened(opened.fd, key, _never)
+            hashed = hash_opened(opened.fd, key, _never, at_once=True)
         except (OSError, RequestError) as exc:
             done.set_exception(exc)
             done.exception()  # retrieved: a send cut short never waits for it
@@ -1016,13 +1016,16 @@ class HashCache:
         return len(self._digests)
 
 
-def hash_opened(fd: int, key: FileKey, cancelled: Callable[[], bool]) -> _Hashed:
+def hash_opened(
+    fd: int, key: FileKey, cancelled: Callable[[], bool], *, at_once: bool = False
+) -> _Hashed:
     """Hash ``fd``'s first ``key.size`` bytes and say whether the digest may be cached.
 
     A file that grew meanwhile gives the digest of its prefix, not cached
     (its key changed); one that shrank or was rewritten is :class:`FileChanged`.
+    ``at_once``: a small file, read in one go (on the loop).
     """
-    digest = hash_fd(fd, key, cancelled)
+    digest = _hash_at_once(fd, key) if at_once else hash_fd(fd, key, cancelled)
     now = FileKey.of(os.fstat(fd))
     if now == key:
         return _Hashed(digest, cacheable=True)
@@ -1042,10 +1045,7 @@ def hash_fd(fd: int, key: FileKey, cancelled: Callable[[], bool] = lambda: False
         # hashing a small file.
         if cancelled():
             raise Stopping("server is shutting down")
-        data = os.pread(fd, key.size, 0)
-        if len(data) < key.size:
-            raise FileChanged("the file shrank while it was read; try again")
-        return hashlib.sha256(data).hexdigest()
+        return _hash_at_once(fd, key)
     digest = hashlib.sha256()
     # Page-aligned (an anonymous mapping): malloc puts a fresh large block 16
     # bytes past a page boundary, and the kernel copies into that 2-4 times slower.
@@ -1060,6 +1060,14 @@ def hash_fd(fd: int, key: FileKey, cancelled: Callable[[], bool] = lambda: False
         digest.update(view[:count])
         offset += count
     return digest.hexdigest()
+
+
+def _hash_at_once(fd: int, key: FileKey) -> str:
+    """SHA-256 of the first ``key.size`` bytes of ``fd``, read in one ``pread``."""
+    data = os.pread(fd, key.size, 0)
+    if len(data) < key.size:
+        raise FileChanged("the file shrank while it was read; try again")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _never() -> bool:

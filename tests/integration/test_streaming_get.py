@@ -79,6 +79,8 @@ def hold_hashing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
         return real_hash_fd(*args)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", held)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     return release
 
 
