@@ -9,7 +9,8 @@ reading a process's CPU time and memory from /proc. Standard library only.
   caller skips that anchor with a printed note);
 - ``start_nginx(prefix, server_block)``, ``start_rsync_daemon(root, work)``,
   ``start_redis(work)``: ``(process, port)``, listening once returned;
-- ``cpu_seconds(pid)``, ``rss_kib(pid)``, ``stop(proc)``.
+- ``cpu_seconds(pid)``, ``tree_cpu_seconds(pid)`` (its children too),
+  ``settled_cpu(pid)``, ``rss_kib(pid)``, ``stop(proc)``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -87,6 +89,39 @@ def cpu_times(pid: int) -> tuple[float, float]:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid``, all its threads, in seconds."""
     return sum(cpu_times(pid))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid``, of the children it reaped, and of its live
+    descendants: an rsync daemon forks a process per connection, nginx's worker
+    is its master's child."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    total = sum(int(value) for value in fields[11:15]) / TICKS  # utime, stime, cutime, cstime
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += tree_cpu_seconds(int(child))
+            except (OSError, ValueError):
+                continue  # ended meanwhile: counted in its parent's cutime once reaped
+    return total
+
+
+def settled_cpu(pid: int, read: Callable[[int], float] = cpu_seconds) -> float:
+    """A server's CPU time (``read``) once it has gone idle: its last work may
+    trail the replies."""
+    last = read(pid)
+    for _ in range(40):  # bounded: 30 ms without a tick and it is idle
+        time.sleep(0.03)
+        now = read(pid)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def rss_kib(pid: int) -> int:

@@ -57,7 +57,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import anchors  # noqa: E402 - bench/anchors.py beside this file
-from anchors import cpu_seconds, cpu_times, rss_kib  # noqa: E402
+from anchors import cpu_times, rss_kib, settled_cpu  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -96,18 +96,6 @@ QUICK = Sizes(1_000, 2_000, 20_000, 100, 100, 50, 200, 1)
 
 
 # -- processes ------------------------------------------------------------------------------
-
-
-def settled_cpu(pid: int) -> float:
-    """The server's CPU time once it has gone idle (its last work may trail the replies)."""
-    last = cpu_seconds(pid)
-    for _ in range(40):
-        time.sleep(0.03)
-        now = cpu_seconds(pid)
-        if now == last:
-            break
-        last = now
-    return last
 
 
 @dataclass

@@ -30,6 +30,7 @@ from ..errors import (
     SaveError,
     ServerClosing,
 )
+from ..protocol import FileInfo
 from . import globs
 from .exitcodes import ExitCode, exit_code_for, worst
 from .screen import VERBOSE, Screen, TransferBar, printable
@@ -101,6 +102,8 @@ class Wanted:
 
     paths: list[str] = field(default_factory=list)
     codes: list[ExitCode] = field(default_factory=list)
+    # The records of the listings read on the way: a file's size and mtime, known.
+    listed: list[FileInfo] = field(default_factory=list)
 
 
 def resolve(client: Client, request: GetRequest, screen: Screen) -> Wanted:
@@ -114,7 +117,9 @@ def resolve(client: Client, request: GetRequest, screen: Screen) -> Wanted:
 
     def listing(folder: str) -> list[str]:
         if folder not in listings:
-            listings[folder] = [info.path for info in client.list(folder or None)]
+            records = client.list(folder or None)
+            wanted.listed.extend(records)
+            listings[folder] = [info.path for info in records]
         return listings[folder]
 
     for typed in request.paths:
@@ -154,7 +159,7 @@ def run_get(
         return worst(codes)
     start = time.monotonic()
     bar = screen.transfer_bar(request.save_as and paths[0])
-    outcomes = _fetch(client, request, paths, downloads, bar)
+    outcomes = _fetch(client, request, paths, downloads, bar, wanted.listed)
     if bar is not None:
         bar.finish()
     seconds = time.monotonic() - start
@@ -212,11 +217,17 @@ def _fetch(
     paths: list[str],
     downloads: str | os.PathLike[str],
     bar: TransferBar | None,
+    listed: list[FileInfo],
 ) -> list[DownloadResult | FiledockError]:
     dest = request.output if request.output is not None else downloads
     if request.save_as is None:
         return client.get_many(
-            paths, dest, resume=request.resume, no_clobber=request.no_clobber, progress=bar
+            paths,
+            dest,
+            resume=request.resume,
+            no_clobber=request.no_clobber,
+            progress=bar,
+            listing=listed,
         )
     try:
         return [

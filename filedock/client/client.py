@@ -752,6 +752,7 @@ class Client:
         resume: bool = True,
         no_clobber: bool = False,
         progress: ProgressCallback | None = None,
+        listing: Iterable[p.FileInfo] = (),
     ) -> builtins.list[DownloadResult | FiledockError]:
         """Download several files over this connection, pipelined: one outcome per path, in order.
 
@@ -770,6 +771,9 @@ class Client:
         (:class:`TooLarge`, a write error), the others then getting
         :class:`ConnectionLost`. ``max_time`` bounds the whole call.
         ``progress`` gets a :class:`TransferProgress` as bytes arrive.
+        ``listing``: records a ``LIST`` gave of some of the paths; their
+        size and mtime are taken from there, as :meth:`download_tree` does,
+        so no ``HASH`` follows their ``GET`` for the mtime.
 
         >>> outcomes = client.get_many(["sample.txt", "nope.txt"], "downloads")
         >>> [type(outcome).__name__ for outcome in outcomes]
@@ -779,7 +783,8 @@ class Client:
         """
         paths = check.paths("paths", paths)
         _check_transfer(dest_dir, resume, no_clobber, progress)
-        plans = [self._plan_for(path, dest_dir, None) for path in paths]
+        listed = {info.path: info for info in listing}
+        plans = [self._plan_for(path, dest_dir, None, listed.get(path)) for path in paths]
         meter = ProgressMeter(progress, len(plans))
         return self._fetch(plans, resume, no_clobber, meter, dest_dir)
 
@@ -919,13 +924,20 @@ class Client:
             trees.remove_empty_folders(dest_dir, extras)
         return changes.summary(plans, results, received)
 
-    def _plan_for(self, path: str, dest_dir: str | os.PathLike[str], dest: Path | None) -> FilePlan:
-        """The plan of one named file; its destination is left to the server's
-        answer when the path could not be saved here as it is (the server refuses it)."""
+    def _plan_for(
+        self,
+        path: str,
+        dest_dir: str | os.PathLike[str],
+        dest: Path | None,
+        listed: p.FileInfo | None = None,
+    ) -> FilePlan:
+        """The plan of one named file (``listed``: what a listing said of it); its
+        destination is left to the server's answer when the path could not be
+        saved here as it is (the server refuses it)."""
         if dest is not None:
             return FilePlan(path, dest)  # the user named the file: its folders are theirs
         try:
-            return FilePlan(path, local_path(dest_dir, path), root=Path(dest_dir))
+            return FilePlan(path, local_path(dest_dir, path), listed, root=Path(dest_dir))
         except ProtocolError:
             return FilePlan(path, None)
 

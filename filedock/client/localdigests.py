@@ -26,6 +26,9 @@ RACY_NS = 2_000_000_000
 # Digests kept in memory besides the store (a mirror's tree, many times over).
 _MEMORY_ROWS = 65_536
 _HASH_CHUNK = 1024 * 1024
+# Digests of files this client saved, written to the store together: one
+# statement per this many downloads, not one each (a folder of small files).
+_SAVE_BATCH = 512
 
 
 def default_cache_dir() -> Path:
@@ -55,6 +58,7 @@ class LocalDigests:
         self._clock = clock
         self._store: DigestStore | None = None
         self._memory: dict[Key, str] = {}
+        self._unsaved: list[tuple[Key, str]] = []  # in memory, not yet in the store
         self.misses = 0
 
     def _opened(self) -> DigestStore:
@@ -103,21 +107,32 @@ class LocalDigests:
         return digest
 
     def put(self, st: os.stat_result, digest: str) -> None:
-        """Keep the digest of a file whose contents are known (one this client wrote)."""
+        """Keep the digest of a file whose contents are known (one this client wrote);
+        it reaches the store with the next batch, at :meth:`flush` or :meth:`close`."""
         key = key_of(st)
         self._remember(key, digest)
-        self._opened().put(key, digest)
+        self._unsaved.append((key, digest))
+        if len(self._unsaved) >= _SAVE_BATCH:
+            self._save()
+
+    def _save(self) -> None:
+        if self._unsaved:
+            rows, self._unsaved = self._unsaved, []
+            self._opened().put_many(rows)
 
     def _remember(self, key: Key, digest: str) -> None:
         if len(self._memory) >= _MEMORY_ROWS:
-            self._memory.clear()  # the store still has them
+            self._save()  # what is cleared from memory must be in the store
+            self._memory.clear()
         self._memory[key] = digest
 
     def flush(self) -> None:
+        self._save()
         if self._store is not None:
             self._store.flush()
 
     def close(self) -> None:
+        self._save()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -25,6 +25,7 @@ from .repository import (
     OpenedFile,
     WalkTooLong,
 )
+from .small_get import answer_at_once
 from .stats import stats_records
 from .transfer import TransferError, count_stall, send_body
 from .transfer_log import TransferLog
@@ -100,7 +101,17 @@ def _message(s: Session, request: p.Message) -> bytes | None:
 
 
 def _get(s: Session, request: p.Get) -> bytes | None:
-    _serve(s, request, request.path, _open_here(s, request.path))  # a refusal raises: ERR
+    opened = _open_here(s, request.path)  # a refusal raises: ERR
+    if opened is not None:
+        try:
+            reply = answer_at_once(s, opened)
+        except BaseException:
+            opened.close()
+            raise
+        if reply is not None:
+            opened.close()
+            return reply
+    _serve(s, request, request.path, opened)
     return None
 
 

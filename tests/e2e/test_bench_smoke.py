@@ -124,3 +124,11 @@ def test_listing_quick_prints_the_table() -> None:
         "LIST folder0001 vs nginx JSON autoindex: per request",
     ):
         assert row in out, row
+
+
+def test_many_files_quick_prints_the_table() -> None:
+    out = run_bench("many_files.py", timeout=120)
+    assert "filedock many-files benchmark — " in out
+    for row in ("500 x 4 KiB: files/s", "500 x 4 KiB: server CPU a file", "50 x 100 KiB: files/s"):
+        assert row in out, row
+    assert "filedock checks: SHA-256" in out

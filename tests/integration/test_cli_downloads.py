@@ -24,7 +24,7 @@ from filedock.client.client import Client
 from tests.conftest import SAMPLE
 from tests.integration import test_oneshot
 from tests.integration.test_oneshot import Run
-from tests.support import write_file
+from tests.support import ServerThread, write_file
 
 run = test_oneshot.run  # the fixture: client_main's exit status, stdout and stderr
 
@@ -104,6 +104,19 @@ def test_r_fetches_a_folder_at_the_server_s_paths(
         "docs/sub/c.txt": b"ccc\n",
     }
     assert out.count("SHA256 verify: PASS") == 3
+
+
+def test_r_takes_sizes_and_mtimes_from_the_listing_and_asks_no_hash(
+    run: Run, server: ServerThread, port: str, tree: Path, tmp_path: Path
+) -> None:
+    """The listing already said each file's mtime: a HASH after each GET would double
+    the requests a folder of small files costs the server."""
+    os.utime(tree / "docs" / "a.txt", (1_600_000_000, 1_600_000_000))
+    code, _, err = run("--port", port, "get", "-r", "docs", "-o", str(tmp_path / "out"))
+    assert (code, err) == (0, "")
+    requests = server.server.context.stats.requests
+    assert (requests["list"], requests["get"], requests["hash"]) == (1, 3, 0)
+    assert (tmp_path / "out" / "docs" / "a.txt").stat().st_mtime == 1_600_000_000
 
 
 def test_r_with_a_file_fetches_the_file(run: Run, port: str, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from filedock.digests import FILE_NAME, SET_ASIDE_SUFFIX
 from filedock.server.config import ServerConfig
 from tests.support import HOST, LineConn, ServerThread, running_server
 
-CONTENT = b"a file fetched after each restart\n" * 100
+# Larger than INLINE_HASH_BYTES: a smaller file is hashed again rather than looked up.
+CONTENT = b"a file fetched after each restart\n" * 3_000
 STATE = ".filedock"  # the default state folder, inside the repository
 
 

@@ -497,6 +497,8 @@ def test_two_requests_for_an_unhashed_file_hash_it_once(
         return await real_sha256(self, opened, source)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", gated_hash_fd)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     monkeypatch.setattr(HashCache, "sha256", counted_sha256)
     server = make_server()
     conns: list[LineConn] = []

@@ -44,6 +44,8 @@ def hash_after(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> N
         return real_hash_fd(*args)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", changed_first)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
 
 
 def test_a_log_appended_to_while_hashed_is_served_as_its_prefix(

@@ -602,6 +602,8 @@ def hold_hashing(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thre
         return real_hash_fd(fd, key, cancelled)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", gated_hash_fd)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     return hashing, gate
 
 

@@ -79,6 +79,8 @@ def hold_hashing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
         return real_hash_fd(*args)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", held)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     return release
 
 
@@ -310,20 +312,24 @@ def test_a_trailer_that_does_not_vouch_for_the_body_keeps_nothing(
 
 
 def test_a_digest_only_on_disk_follows_the_body_without_a_hashing(
-    make_server: Callable[..., ServerThread], tmp_path: Path, cacheable: None
+    make_server: Callable[..., ServerThread], repo: Path, tmp_path: Path, cacheable: None
 ) -> None:
     # The store is not asked before the body (that would take a worker): its
-    # digest is the trailer, and the file is not read a second time.
+    # digest is the trailer, and the file is not read a second time. (A file
+    # past INLINE_HASH_BYTES: a smaller one is hashed again, never stored.)
+    body = b"m" * (filedock.server.repository.INLINE_HASH_BYTES + 1)
+    (repo / "medium.bin").write_bytes(body)
+    digest = hashlib.sha256(body).hexdigest()
     state = str(tmp_path / "state")
     first = make_server(state_dir=state)
     with v2(first) as conn:
-        assert conn.request("HASH sample.txt").startswith(f"HASH {len(SAMPLE)} {SAMPLE_SHA} ")
+        assert conn.request("HASH medium.bin").startswith(f"HASH {len(body)} {digest} ")
     first.stop()
     again = make_server(state_dir=state)  # a restart: memory is empty, the store is not
     with v2(again) as conn:
-        assert conn.request("GET sample.txt") == f"FILE {len(SAMPLE)} - sample.txt"
-        assert conn.read_exactly(len(SAMPLE)) == SAMPLE
-        assert conn.read_line() == f"DIGEST {SAMPLE_SHA}"
+        assert conn.request("GET medium.bin") == f"FILE {len(body)} - medium.bin"
+        assert conn.read_exactly(len(body)) == body
+        assert conn.read_line() == f"DIGEST {digest}"
     stats = again.statistics()
     assert (stats.hashings, stats.hash_cache_hits) == (0, 1)
 

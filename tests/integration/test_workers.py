@@ -112,6 +112,8 @@ def held_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Ev
         return real_hash_fd(fd, key, *args)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", held)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     yield gate, started
     gate.set()
 
@@ -388,6 +390,8 @@ def test_a_small_file_is_hashed_while_many_sources_hash_large_ones(
         return real_hash_fd(fd, key, *args)
 
     monkeypatch.setattr(filedock.server.repository, "hash_fd", large_ones_held)
+    # Every hashing in a worker, where it can be held (none on the loop).
+    monkeypatch.setattr(filedock.server.repository, "INLINE_HASH_BYTES", 0)
     sources = [f"127.0.0.{index}" for index in range(2, 8)]
     for index in range(len(sources)):
         with open(repo / f"large{index}.bin", "wb") as file:

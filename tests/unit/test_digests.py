@@ -250,3 +250,18 @@ def test_a_lock_held_by_another_process_skips_a_write_and_keeps_the_store(
     assert store.get(key(3)) == OTHER
     assert store.get(KEY) == DIGEST
     assert warnings_of(caplog) == []
+
+
+def test_put_many_keeps_every_row_in_one_commit(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    try:
+        rows = [((1, inode, 10, 20, 30), f"{inode:02x}" * 32) for inode in range(1, 6)]
+        store.put_many(rows)
+        store.put_many([])
+    finally:
+        store.close()
+    again = open_store(str(tmp_path))  # committed: a new connection sees them all
+    try:
+        assert [again.get(key) for key, _ in rows] == [digest for _, digest in rows]
+    finally:
+        again.close()

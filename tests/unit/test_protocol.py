@@ -247,6 +247,18 @@ def test_take_rest_includes_unread_lines() -> None:
     assert reader.buffered == 0
 
 
+@pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n", b"\n\n"], ids=repr)
+def test_take_rest_gives_back_a_binary_body_split_as_lines_byte_for_byte(ending: bytes) -> None:
+    """Pipelined bodies after a header are split at their LF (and CR) bytes with
+    the lines: what follows the header comes back exactly as it came."""
+    body = bytes(range(256)) * 80 + b"\r\n\n\r" + ending  # LF and CR bytes, past the window
+    reader = p.LineReader()
+    reader.receive_data(b"FILE " + str(len(body)).encode() + b" - a.bin\n" + body)
+    assert reader.next_line() == b"FILE " + str(len(body)).encode() + b" - a.bin"
+    assert reader.take_rest() == body
+    assert reader.buffered == 0
+
+
 def test_lines_across_split_windows_come_back_whole() -> None:
     # More than one split window of lines, a line straddling each window edge,
     # and a client-sized line longer than a window.

@@ -17,6 +17,7 @@ import pytest
 
 from filedock.errors import Forbidden, NotFound, RequestError
 from filedock.server.repository import (
+    INLINE_HASH_BYTES,
     RACY_NS,
     FileChanged,
     FileKey,
@@ -493,8 +494,9 @@ def hashing_threads() -> list[threading.Thread]:
 def test_close_stops_the_hashing_threads_a_repository_started(root: Path) -> None:
     """A repository made without a server's workers starts its own: close() ends them."""
     before = set(hashing_threads())
+    write(root / "mid.bin", b"m" * (INLINE_HASH_BYTES + 1))  # hashed in a worker
     repository = Repository(root, clock=later)
-    sha256_of(repository, "a.txt")
+    sha256_of(repository, "mid.bin")
     assert set(hashing_threads()) - before  # hashing started a thread of its own
     repository.close()
     wait_until(lambda: not set(hashing_threads()) - before)
@@ -629,17 +631,18 @@ def test_the_store_is_asked_before_hashing_and_only_from_worker_threads(
     repo: Repository, root: Path
 ) -> None:
     write(root / "big.bin", b"b" * (2 * 1024 * 1024))  # hashed in the hashing pool
+    write(root / "mid.bin", b"m" * (INLINE_HASH_BYTES + 1))  # in a metadata worker
     store = _RecordingStore()
     first = HashCache(clock=later, store=store)
     try:
-        digests = [sha256_of(repo, name, first) for name in ("a.txt", "big.bin")]
+        digests = [sha256_of(repo, name, first) for name in ("mid.bin", "big.bin")]
         assert first.hashings == 2
     finally:
         first.close()
     assert len(store.rows) == 2
     second = HashCache(clock=later, store=store)  # as after a restart
     try:
-        assert [sha256_of(repo, name, second) for name in ("a.txt", "big.bin")] == digests
+        assert [sha256_of(repo, name, second) for name in ("mid.bin", "big.bin")] == digests
         assert (second.hashings, second.hits) == (0, 2)
     finally:
         second.close()
@@ -660,3 +663,49 @@ def test_a_racy_digest_never_reaches_the_store(root: Path) -> None:
     finally:
         cache.close()
         repository.close()
+
+
+def test_a_small_file_is_hashed_on_the_loop_kept_in_memory_and_never_stored(
+    repo: Repository, root: Path
+) -> None:
+    """Its read and hash cost less than a worker's round trip, and less than a look-up
+    in the store: no thread, no store, and the digest is a hit the next time."""
+    write(root / "small.bin", b"s" * INLINE_HASH_BYTES)
+    store = _RecordingStore()
+    cache = HashCache(clock=later, store=store)
+    try:
+        before = set(hashing_threads())
+        digest = sha256_of(repo, "small.bin", cache)
+        assert digest == hashlib.sha256(b"s" * INLINE_HASH_BYTES).hexdigest()
+        assert set(hashing_threads()) == before  # no worker was started for it
+        assert (store.rows, store.threads) == ({}, set())
+        assert sha256_of(repo, "small.bin", cache) == digest
+        assert (cache.hashings, cache.hits) == (1, 1)
+    finally:
+        cache.close()
+
+
+def test_a_small_racy_file_hashed_on_the_loop_is_not_kept(repo: Repository, root: Path) -> None:
+    write(root / "small.bin", b"fresh\n")
+    cache = HashCache(clock=time.time_ns)  # the file was written just now
+    try:
+        for _ in range(2):
+            assert sha256_of(repo, "small.bin", cache) == hashlib.sha256(b"fresh\n").hexdigest()
+        assert (cache.hashings, cache.hits, len(cache)) == (2, 0, 0)
+    finally:
+        cache.close()
+
+
+def test_a_small_file_that_shrank_before_its_hashing_is_changed(
+    repo: Repository, root: Path
+) -> None:
+    write(root / "small.bin", b"0123456789")
+    cache = HashCache(clock=later)
+    try:
+        with repo.open("small.bin") as opened:
+            os.truncate(root / "small.bin", 4)
+            with pytest.raises(FileChanged):
+                asyncio.run(cache.sha256(opened))
+        assert len(cache) == 0
+    finally:
+        cache.close()

@@ -26,6 +26,7 @@ from filedock.client.resume import (
     record_path,
     remove_record,
 )
+from filedock.digests import SqliteStore
 from filedock.errors import Changed, ConnectionLost, IntegrityError, SaveError
 
 
@@ -319,3 +320,40 @@ def test_an_unusable_cache_folder_keeps_digests_in_memory(tmp_path: Path) -> Non
         assert digests.lookup(path.lstat()) == "ab" * 32
     finally:
         digests.close()
+
+
+def test_saved_files_digests_reach_the_store_together_at_flush_and_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One statement for a folder's worth of downloads, not one each; none is lost."""
+    batches: list[int] = []
+    real_put_many = SqliteStore.put_many
+
+    def counted(self: SqliteStore, rows: list[Any]) -> None:
+        batches.append(len(rows))
+        real_put_many(self, rows)
+
+    monkeypatch.setattr(SqliteStore, "put_many", counted)
+    stats = []
+    for number in range(3):
+        path = tmp_path / f"f{number}"
+        path.write_bytes(b"%d\n" % number)
+        stats.append(path.lstat())
+    first = LocalDigests(tmp_path / "cache")
+    try:
+        first.put(stats[0], "aa" * 32)
+        first.put(stats[1], "bb" * 32)
+        assert batches == []  # in memory until the flush
+        first.flush()
+        assert batches == [2]
+        first.put(stats[2], "cc" * 32)
+    finally:
+        first.close()  # saves the last one
+    assert batches == [2, 1]
+    second = LocalDigests(tmp_path / "cache")  # as a new process
+    try:
+        found = [second.digest_of(tmp_path / f"f{n}", stats[n]) for n in range(3)]
+        assert found == ["aa" * 32, "bb" * 32, "cc" * 32]
+        assert second.misses == 0
+    finally:
+        second.close()
