@@ -3,12 +3,14 @@ the lines every client and transfer gets."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import stat
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from filedock.server.logs import (
     LOG_FILE_MODE,
     JsonFormatter,
     LogFile,
+    LogWriter,
     WarningLimiter,
     announce,
     configure_logging,
@@ -273,10 +276,11 @@ def test_configuring_the_log_leaves_other_loggers_their_source_lines() -> None:
     other.addHandler(handler)
     other.propagate = False
     try:
-        configure_logging("INFO")
+        writer = configure_logging("INFO")
         other.warning("from a known line")
     finally:
         other.removeHandler(handler)
+        writer.close()
         root.handlers[:], root.level, root.propagate = saved
     [record] = records
     assert record.funcName == "test_configuring_the_log_leaves_other_loggers_their_source_lines"
@@ -454,3 +458,159 @@ def test_info_lines_are_dropped_under_a_warning_level(
     notes.flush()
     notes.warning("storm", "kept")
     assert messages() == ["kept"]
+
+
+# -- the writer: no line formatted or written on the caller's thread -------------------------
+
+
+class _ThreadNoting(logging.Formatter):
+    """``%(message)s``, noting the thread that formats each line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+        self.threads: set[str] = set()
+
+    def format(self, record: logging.LogRecord) -> str:
+        self.threads.add(threading.current_thread().name)
+        return super().format(record)
+
+
+class _CountingStream(io.StringIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def written() -> Iterator[tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter]]:
+    """A logger whose one handler is a LogWriter (gathering for 10 s: only a flush
+    or the close writes) over a stream that counts its writes."""
+    stream = _CountingStream()
+    output = logging.StreamHandler(stream)
+    formatter = _ThreadNoting()
+    output.setFormatter(formatter)
+    writer = LogWriter([output], gather=10.0)
+    logger = logging.getLogger("tests.writer")
+    logger.addHandler(writer)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield logger, stream, formatter, writer
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+        output.close()
+
+
+def test_the_writer_formats_and_writes_a_batch_in_order_on_its_own_thread(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, formatter, writer = written
+    for i in range(100):
+        logger.info("line %d", i)
+    assert stream.getvalue() == ""  # nothing written on the caller's thread
+    writer.flush()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(100)]
+    assert stream.writes == 1  # one write for the batch, not one a line
+    assert formatter.threads == {"filedock-log"}
+
+
+def test_a_line_says_what_its_arguments_were_when_it_was_logged(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, _, writer = written
+    changing = ["before"]
+    logger.info("%s and %s", changing, "a string")
+    changing[0] = "after"
+    writer.flush()
+    assert stream.getvalue() == "['before'] and a string\n"
+
+
+def test_the_close_writes_what_is_queued_and_later_lines_at_once(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, _, writer = written
+    logger.info("queued")
+    writer.close()
+    assert stream.getvalue() == "queued\n"
+    logger.info("after the close")
+    assert stream.getvalue() == "queued\nafter the close\n"
+    assert not any(thread.name == "filedock-log" for thread in threading.enumerate())
+
+
+def test_an_output_takes_only_the_lines_of_its_level(tmp_path: Path) -> None:
+    quiet, loud = io.StringIO(), io.StringIO()
+    errors_only = logging.StreamHandler(quiet)
+    errors_only.setLevel(logging.ERROR)
+    writer = LogWriter([logging.StreamHandler(loud), errors_only], gather=10.0)
+    logger = logging.getLogger("tests.writer.levels")
+    logger.addHandler(writer)
+    logger.propagate = False
+    try:
+        logger.warning("a warning")
+        logger.error("an error")
+        writer.flush()
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert loud.getvalue() == "a warning\nan error\n"
+    assert quiet.getvalue() == "an error\n"
+
+
+def test_the_writer_reopens_its_file_between_the_lines_before_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "server.log"
+    file = LogFile(str(path))
+    file.setFormatter(logging.Formatter("%(message)s"))
+    writer = LogWriter([file], file, gather=10.0)
+    logger = logging.getLogger("filedock.server")
+    saved = logger.level
+    logger.addHandler(writer)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before")
+        path.rename(tmp_path / "server.log.1")  # before the lines are written: they follow it
+        writer.reopen()
+        logger.info("after")
+        writer.flush()
+    finally:
+        logger.removeHandler(writer)
+        logger.setLevel(saved)
+        writer.close()
+        file.close()
+    assert (tmp_path / "server.log.1").read_text() == "before\n"
+    assert path.read_text().splitlines() == [f"Reopened the log file {path}", "after"]
+
+
+def test_an_announced_line_is_written_before_announce_returns() -> None:
+    stream = io.StringIO()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=10.0)
+    root = logging.getLogger("filedock")
+    saved = root.handlers[:], root.propagate
+    root.handlers[:] = [writer]
+    root.propagate = False
+    try:
+        announce(logging.getLogger("filedock.server"), "Starting server on %s", "127.0.0.1:5")
+        assert stream.getvalue() == "Starting server on 127.0.0.1:5\n"  # no flush, no close
+    finally:
+        root.handlers[:], root.propagate = saved
+        writer.close()
+
+
+def test_configuring_the_log_again_closes_the_writer_before() -> None:
+    root = logging.getLogger("filedock")
+    saved = root.handlers[:], root.level, root.propagate
+    try:
+        first = configure_logging("INFO")
+        second = configure_logging("INFO")
+        assert root.handlers == [second]
+        logging.getLogger("filedock.server").info("to the second")
+        assert not first._thread.is_alive()
+    finally:
+        second.close()
+        root.handlers[:], root.level, root.propagate = saved
