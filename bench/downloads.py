@@ -47,12 +47,12 @@ for entry in (str(ROOT), str(BENCH)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
+import anchors  # noqa: E402 - bench/anchors.py beside this file
+from anchors import RSYNC_MODULE  # noqa: E402
 from files import _STARTING, HOST, MiB, Proc, make_file, prime_memory  # noqa: E402
-from run import free_port  # noqa: E402
 
 BIG = "big.bin"
 TREE = "tree"
-RSYNC_MODULE = "repo"
 # Bytes written and deleted before each timed run, so memory is warm alike for all.
 PRIME = 256 * MiB
 
@@ -165,41 +165,6 @@ def start_filedock(repo: Path, state: Path) -> tuple[Proc, int]:
 # -- rsync ----------------------------------------------------------------------------------
 
 
-def have_rsync() -> str | None:
-    """The path of rsync, installing it with apt-get when missing and allowed."""
-    found = shutil.which("rsync")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    print("installing rsync with apt-get…", file=sys.stderr, flush=True)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)  # type: ignore[call-overload]
-    subprocess.run(["apt-get", "install", "-y", "-qq", "rsync"], check=False, **quiet)  # type: ignore[call-overload]
-    return shutil.which("rsync")
-
-
-def start_rsync_daemon(rsync: str, repo: Path, work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    config = work / "rsyncd.conf"
-    config.write_text(
-        # As root the daemon would read as "nobody", who cannot enter the bench's 0700 folder.
-        f"pid file = {work / 'rsyncd.pid'}\nuse chroot = no\n"
-        f"uid = {os.getuid()}\ngid = {os.getgid()}\n"
-        f"[{RSYNC_MODULE}]\n    path = {repo}\n    read only = yes\n"
-    )
-    argv = [rsync, "--daemon", "--no-detach", f"--config={config}", f"--port={port}"]
-    argv += [f"--address={HOST}"]
-    daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"rsync://{HOST}:{port}/{RSYNC_MODULE}/"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # bounded: the daemon answers a listing once up
-        listed = subprocess.run([rsync, url], capture_output=True, check=False)
-        if listed.returncode == 0:
-            return daemon, port
-        time.sleep(0.05)
-    daemon.kill()
-    raise RuntimeError("the rsync daemon did not start")
-
-
 def rsync_copy(rsync: str, port: int, options: str, dest: Path) -> float:
     url = f"rsync://{HOST}:{port}/{RSYNC_MODULE}/{TREE}/"
     started = time.perf_counter()
@@ -304,11 +269,11 @@ def run(sizes: Sizes, *, with_rsync: bool = True) -> Figures:
         make_tree(repo, sizes)
         time.sleep(2.1)  # a digest is cached only for a file unchanged for 2 s (git's racy rule)
         server, port = start_filedock(repo, work / "state")
-        rsync = have_rsync() if with_rsync else None
+        rsync = anchors.find_or_install("rsync", "rsync") if with_rsync else None
         daemon = None
         try:
             if rsync:
-                daemon, rsync_port = start_rsync_daemon(rsync, repo, work)
+                daemon, rsync_port = anchors.start_rsync_daemon(repo, work / "rsyncd")
             # One untimed download first warms the page cache and the server's digest.
             warm = work / "warm-up"
             client_json(
@@ -326,8 +291,7 @@ def run(sizes: Sizes, *, with_rsync: bool = True) -> Figures:
         finally:
             server.stop()
             if daemon is not None:
-                daemon.terminate()
-                daemon.wait(timeout=15)
+                anchors.stop(daemon)
     return figures
 
 

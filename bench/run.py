@@ -41,7 +41,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,8 +53,13 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import anchors  # noqa: E402 - bench/anchors.py beside this file
+from anchors import cpu_seconds, cpu_times, rss_kib  # noqa: E402
+
 HOST = "127.0.0.1"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 # Targets (from the performance issue).
 TARGET_RTT_VS_STREAMS = 1.2  # PING, 50 connections, not pipelined: × the streams floor's CPU
@@ -94,26 +98,6 @@ QUICK = Sizes(1_000, 2_000, 20_000, 100, 100, 50, 200, 1)
 # -- processes ------------------------------------------------------------------------------
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU time of process ``pid``, all its threads, in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # fields 14 and 15 of stat(5)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid``, all its threads, in seconds."""
-    return sum(cpu_times(pid))
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/PID/status")
-
-
 def settled_cpu(pid: int) -> float:
     """The server's CPU time once it has gone idle (its last work may trail the replies)."""
     last = cpu_seconds(pid)
@@ -124,12 +108,6 @@ def settled_cpu(pid: int) -> float:
             break
         last = now
     return last
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -199,22 +177,9 @@ def start_floor(kind: str, loop: str) -> Running:
     return Running(proc, int(line.split()[1]))
 
 
-def start_redis(max_clients: int) -> Running:
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly"]
-    argv += ["no", "--maxclients", str(max_clients + 16), "--protected-mode", "no"]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - the server writes it until stop()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 1) as sock:
-            sock.sendall(b"PING\r\n")
-            if sock.recv(64).startswith(b"+PONG"):
-                return Running(proc, port, log)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise _fail(proc, log, "redis-server did not start")
+def start_redis(max_clients: int, work: Path) -> Running:
+    proc, port = anchors.start_redis(work, max_clients=max_clients)
+    return Running(proc, port)
 
 
 # -- contenders -----------------------------------------------------------------------------
@@ -252,12 +217,12 @@ def contenders(args: argparse.Namespace, repo: Path) -> tuple[list[Contender], l
             found.append(
                 Contender(kind, loop, lambda n, kind=kind, loop=loop: start_floor(kind, loop))
             )
-    if shutil.which("redis-server"):
+    if anchors.find_or_install("redis-server", "redis-server"):
         found.append(
             Contender(
                 "redis",
                 "-",
-                start_redis,
+                lambda n: start_redis(n, repo.parent / "redis"),
                 greeting=[],
                 request="PING\r\n",
                 session=REDIS_SESSION,
@@ -573,7 +538,7 @@ def build_table(
             last_measure = line.measure
         for index, loop in enumerate(loops):
             value = median_of(results, line.measure, "filedock", loop, line.metric)
-            anchors = [median_of(results, line.measure, a, loop, line.metric) for a in ANCHORS[:2]]
+            against = [median_of(results, line.measure, a, loop, line.metric) for a in ANCHORS[:2]]
             redis = median_of(results, line.measure, "redis", "-", line.metric)
             shown_redis = fmt(redis, line.unit) if index == 0 else ""
 
@@ -582,7 +547,7 @@ def build_table(
 
             verdict = ""
             if line.check is not None and value is not None:
-                met = line.check(value, anchors[0])
+                met = line.check(value, against[0])
                 verdict = "n/a" if met is None else "met" if met else "MISSED"
                 verdicts.append(
                     {
@@ -602,10 +567,10 @@ def build_table(
                     line.label if index == 0 else "",
                     loop,
                     fmt(value, line.unit) + ("" if value is None else f" {line.unit}"),
-                    fmt(anchors[0], line.unit),
-                    fmt(anchors[1], line.unit),
+                    fmt(against[0], line.unit),
+                    fmt(against[1], line.unit),
                     shown_redis,
-                    ratio(anchors[0]),
+                    ratio(against[0]),
                     ratio(redis),
                     line.target if index == 0 else "",
                     verdict,
@@ -661,11 +626,11 @@ def files_rows(files: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[dict[
         best, stock = m["best"]["median_mb_per_s"], m["stock"]["median_mb_per_s"]
         for key in ("later", "first", "small", "three"):
             value = m[key]["median_mb_per_s"]
-            anchors = (best, stock) if key == "later" else (None, None)
+            against = (best, stock) if key == "later" else (None, None)
             rows.append(
                 (m[key]["label"], loop, fmt(value) + " MB/s")
-                + tuple("" if a is None else fmt(a, "/s") for a in (anchors[0], None, anchors[1]))
-                + tuple("" if not a or value is None else f"{value / a:.2f}" for a in anchors)
+                + tuple("" if a is None else fmt(a, "/s") for a in (against[0], None, against[1]))
+                + tuple("" if not a or value is None else f"{value / a:.2f}" for a in against)
                 + ("", "")
             )
         for ratio in data["ratios"]:
@@ -739,9 +704,12 @@ MEASURES = ("ping1", "ping50", "pipelined", "serial", "wave", "scale", "files")
 
 @contextlib.contextmanager
 def scratch_repo() -> Iterator[Path]:
+    """A repository with one file, in a scratch folder where anchors keep their own files."""
     with tempfile.TemporaryDirectory(prefix="filedock-bench-repo-") as tmp:
-        (Path(tmp) / "sample.txt").write_text("hello\n")
-        yield Path(tmp)
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        (repo / "sample.txt").write_text("hello\n")
+        yield repo
 
 
 def main(argv: list[str] | None = None) -> int:

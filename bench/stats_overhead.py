@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from anchors import free_port  # noqa: E402 - bench/ is not a package
 from run import (  # noqa: E402 - bench/ is not a package
     FULL,
     HOST,
@@ -50,7 +51,6 @@ from run import (  # noqa: E402 - bench/ is not a package
     Contender,
     Running,
     Sizes,
-    free_port,
     measure_requests,
     measure_sessions,
     scratch_repo,

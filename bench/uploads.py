@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,8 @@ for entry in (str(ROOT), str(BENCH)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from downloads import PRIME, Figures, free_port, median, note, verdict  # noqa: E402
+import anchors  # noqa: E402 - bench/anchors.py beside this file
+from downloads import PRIME, Figures, median, note, verdict  # noqa: E402
 from files import _STARTING, HOST, MiB, Proc, make_file, prime_memory, vm_hwm_mib  # noqa: E402
 
 BIG = "big.bin"
@@ -140,75 +140,16 @@ def sha256_of(path: Path) -> str:
 
 # -- nginx ---------------------------------------------------------------------------------
 
-
-def have_nginx() -> str | None:
-    """The path of nginx, installing Debian's package with apt-get when missing and allowed."""
-    found = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-    )
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    print("installing nginx with apt-get…", file=sys.stderr, flush=True)
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx"], check=False, env=env, **quiet)
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-    )
-
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    client_max_body_size 0;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    server {{
-        listen {host}:{port};
-        root {prefix}/www;
-        location / {{
+NGINX_SERVER = """\
+    server {
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {
             dav_methods PUT;
             create_full_put_path on;
-        }}
-    }}
-}}
+        }
+    }
 """
-
-
-def start_nginx(nginx: str, prefix: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """nginx on a free port of 127.0.0.1; its configuration, temp files and root in ``prefix``."""
-    (prefix / "www").mkdir(parents=True)
-    port = free_port()
-    user = "user root root;" if os.geteuid() == 0 else ""
-    conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, prefix=prefix, host=HOST, port=port))
-    daemon = subprocess.Popen(
-        [nginx, "-p", str(prefix), "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            log = (prefix / "error.log").read_text() if (prefix / "error.log").exists() else ""
-            raise RuntimeError(f"nginx exited ({daemon.returncode}): {log[-1500:]}")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return daemon, port
-        except OSError:
-            time.sleep(0.02)  # polling a port another process opens: nothing to wait on
-    daemon.terminate()
-    raise RuntimeError("nginx did not start listening")
 
 
 def curl_then_dgst(port: int, local: Path, stored: Path, *, synced: bool = False) -> float:
@@ -329,7 +270,7 @@ def measure_at_once(figures: Figures, work: Path, local: Path, warm_env: dict[st
 
 def run(sizes: Sizes, *, with_nginx: bool = True) -> Figures:
     figures: Figures = {}
-    nginx = have_nginx() if with_nginx else None
+    nginx = anchors.find_or_install("nginx", "nginx") if with_nginx else None
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILEDOCK_")}
     env["PYTHONPATH"] = str(ROOT)
     with tempfile.TemporaryDirectory(prefix="filedock-uploads-") as scratch:
@@ -343,7 +284,7 @@ def run(sizes: Sizes, *, with_nginx: bool = True) -> Figures:
         daemon = None
         try:
             if nginx is not None:
-                daemon, nginx_port = start_nginx(nginx, work / "nginx")
+                daemon, nginx_port = anchors.start_nginx(work / "nginx", NGINX_SERVER)
             for _ in range(sizes.rounds):
                 measure_round(figures, work, local, expected, warm_env)
                 if daemon is not None:
@@ -358,8 +299,7 @@ def run(sizes: Sizes, *, with_nginx: bool = True) -> Figures:
                 measure_at_once(figures, work, local, warm_env)
         finally:
             if daemon is not None:
-                daemon.terminate()
-                daemon.wait(timeout=15)
+                anchors.stop(daemon)
     return figures
 
 
