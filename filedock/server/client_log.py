@@ -7,23 +7,26 @@ from __future__ import annotations
 
 import logging
 
+from .logs import LineTemplate
 from .registry import ClientEntry
 
 log = logging.getLogger("filedock.server")
 
 
-def _info(message: str, args: tuple[object, ...], fields: dict[str, object]) -> None:
-    """Log at INFO without looking up the caller's source line: these two lines
-    come for every session, and the lookup (a walk of the stack) was a fifth
-    of their cost. Their source is always this module."""
+# These two lines come for every session: their records are copies (see
+# LineTemplate), and their source is always this module.
+_CONNECTED = LineTemplate(log, logging.INFO, "Connected: %s from %s", __file__, "connected")
+_FINISHED = LineTemplate(log, logging.INFO, "Finished: %s (%s, %.1f s)", __file__, "finished")
+
+
+def _info(line: LineTemplate, args: tuple[object, ...], fields: dict[str, object]) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, args, None,
-                                  "client_log", fields))  # fmt: skip
+        log.handle(line.record(args, fields))
 
 
 def connected(entry: ClientEntry) -> None:
     _info(
-        "Connected: %s from %s",
+        _CONNECTED,
         (entry.name, entry.address),
         {"event": "connected", "client": entry.name, "address": entry.address},
     )
@@ -34,7 +37,7 @@ def finished(entry: ClientEntry, reason: str) -> None:
     end = entry.finished if entry.finished is not None else entry.accepted
     seconds = max(0.0, end - entry.accepted)  # (a wall clock stepped back: 0, not less)
     _info(
-        "Finished: %s (%s, %.1f s)",
+        _FINISHED,
         (entry.name, reason, seconds),
         {
             "event": "finished",

@@ -54,7 +54,7 @@ def configure_logging(
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    formatter = JsonFormatter() if log_format == "json" else _Formatter(LOG_FORMAT)
+    formatter = JsonFormatter() if log_format == "json" else _Formatter()
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)
     outputs: list[logging.StreamHandler[Any]] = [stderr]
@@ -89,6 +89,53 @@ def announce(logger: logging.Logger, message: str, *args: object, **fields: obje
             handler.flush()  # out before the caller goes on: scripts wait for this line
 
 
+class LineTemplate:
+    """The records of one line that every session logs, made by copying one record.
+
+    A LogRecord's ``__init__`` works out its source's file and module names
+    and more on every call: for a line logged twice a session that was the
+    larger part of what the line cost the loop. The copy takes what does not
+    change from a record made once, and sets the time, the arguments and the
+    fields. (Made through the logger's ``makeRecord``, so a record factory
+    set with ``logging.setLogRecordFactory`` still makes the first.)
+    """
+
+    def __init__(
+        self, logger: logging.Logger, level: int, message: str, source: str, func: str
+    ) -> None:
+        self.logger = logger
+        self.level = level
+        self._message = message
+        self._source = source  # the file, and the function, that log the line
+        self._func = func
+        self._fixed: dict[str, object] | None = None  # made at the first line
+        self._kind = logging.LogRecord
+        self._start = 0.0  # logging's start, for relativeCreated
+
+    def record(self, args: tuple[object, ...], fields: Mapping[str, object]) -> logging.LogRecord:
+        fixed = self._fixed
+        if fixed is None:
+            first = self.logger.makeRecord(
+                self.logger.name, self.level, self._source, 0, self._message, (), None, self._func
+            )
+            fixed = self._fixed = dict(first.__dict__)
+            self._kind = type(first)
+            self._start = first.created - first.relativeCreated / 1000
+        record = self._kind.__new__(self._kind)
+        values = record.__dict__
+        values.update(fixed)
+        now = time.time()
+        values["created"] = now
+        values["msecs"] = int((now - int(now)) * 1000) + 0.0  # (as LogRecord does)
+        values["relativeCreated"] = (now - self._start) * 1000
+        if logging.logThreads:
+            values["thread"] = threading.get_ident()
+            values["threadName"] = threading.current_thread().name
+        values["args"] = args
+        values.update(fields)
+        return record
+
+
 # The types of a line's arguments that read the same later as now: a record
 # whose arguments are all of these is formatted by the writer's thread as it
 # is; any other (a mutable object) has its message made on the spot.
@@ -101,11 +148,15 @@ class LogWriter(logging.Handler):
     per output per batch.
 
     The thread gathers for up to ``gather`` seconds after the first record of a
-    batch, so a busy server wakes it a few dozen times a second, not once a
-    line. :meth:`flush` waits until what was logged before it is written (the
-    Starting line, which scripts wait for; the shutdown); :meth:`reopen` reopens
-    the log file between the lines before it and those after (its own line
-    first). Once closed, records are written at once, on the caller's thread.
+    batch, or until ``batch`` records wait, so a busy server wakes it a few
+    dozen times a second, not once a line, and holds few records at a time
+    (a burst of clients would otherwise raise the server's peak memory).
+
+    :meth:`flush` waits until what was logged before it is written (the
+    Starting line, which scripts wait for; the shutdown); :meth:`reopen`
+    reopens the log file between the lines before it and those after (its own
+    line first). Once closed, records are written at once, on the caller's
+    thread.
     """
 
     def __init__(
@@ -114,11 +165,13 @@ class LogWriter(logging.Handler):
         file: LogFile | None = None,
         *,
         gather: float = 0.05,
+        batch: int = 64,
     ) -> None:
         super().__init__()
         self.outputs = outputs
         self.file = file  # reopened on SIGHUP
         self._gather = gather
+        self._batch = batch
         # Records, and the calls (a reopen, a flush's signal) to run between them.
         self._queue: deque[logging.LogRecord | Callable[[], None]] = deque()
         self._wake = threading.Event()  # set when the queue has something for the thread
@@ -136,9 +189,12 @@ class LogWriter(logging.Handler):
             return False
         if record.args and not _settled(record.args):
             record.msg, record.args = record.getMessage(), None
-        self._queue.append(record)
+        queue = self._queue
+        queue.append(record)
         if not self._wake.is_set():  # (set once per batch: the thread clears it, then drains)
             self._wake.set()
+        elif len(queue) >= self._batch and not self._hurry.is_set():
+            self._hurry.set()  # enough for one write: records held cost memory
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -288,12 +344,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Formatter(logging.Formatter):
-    """A formatter that makes the text of the time once a second, not once a line."""
+    """:data:`LOG_FORMAT`'s lines, made with one f-string where a line has no
+    traceback, and the text of the time once a second, not once a line."""
 
-    def __init__(self, fmt: str) -> None:
-        super().__init__(fmt)
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
         self._second = -1
         self._second_text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = message = record.getMessage()
+        return f"[{self.formatTime(record)}] {record.levelname}: {message}"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -20,15 +21,19 @@ from filedock.server import client_log
 from filedock.server.logs import (
     FIELDS,
     LOG_FILE_MODE,
+    LOG_FORMAT,
     JsonFormatter,
+    LineTemplate,
     LogFile,
     LogWriter,
     WarningLimiter,
+    _Formatter,
     announce,
     configure_logging,
 )
 from filedock.server.registry import ClientEntry
 from filedock.server.transfer_log import rate_text
+from tests.support import wait_until
 
 LOGGER = "tests.limiter"
 
@@ -614,3 +619,57 @@ def test_configuring_the_log_again_closes_the_writer_before() -> None:
     finally:
         second.close()
         root.handlers[:], root.level, root.propagate = saved
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_gathering() -> None:
+    stream = io.StringIO()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=60.0, batch=4)
+    logger = logging.getLogger("tests.writer.batch")
+    logger.addHandler(writer)
+    logger.propagate = False
+    try:
+        for i in range(4):
+            logger.warning("line %d", i)
+        wait_until(lambda: stream.getvalue().count("\n") == 4, timeout=10.0)
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(4)]
+
+
+# -- what makes a line cheap: a copied record, a formatter without a template ---------------
+
+
+def test_a_line_templates_record_is_the_record_makerecord_would_make() -> None:
+    logger = logging.getLogger(LOGGER + ".template")
+    template = LineTemplate(logger, logging.INFO, "Connected: %s from %s", __file__, "connected")
+    fields = {"event": "connected", "client": "Client07", "address": "127.0.0.1:5"}
+    made = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "Connected: %s from %s",
+                             ("Client07", "127.0.0.1:5"), None, "connected", fields)  # fmt: skip
+    for _ in range(2):  # the first record and a copy
+        copied = template.record(("Client07", "127.0.0.1:5"), fields)
+        assert type(copied) is type(made)
+        assert copied.getMessage() == "Connected: Client07 from 127.0.0.1:5"
+        assert abs(copied.created - made.created) < 5.0
+        assert copied.msecs == int((copied.created - int(copied.created)) * 1000)
+        assert abs(copied.relativeCreated - made.relativeCreated) < 5000.0
+        unchanging = {"created", "msecs", "relativeCreated"}
+        assert {k: v for k, v in vars(copied).items() if k not in unchanging} == {
+            k: v for k, v in vars(made).items() if k not in unchanging
+        }
+
+
+def test_the_text_lines_are_those_of_the_log_format() -> None:
+    ours, standard = _Formatter(), logging.Formatter(LOG_FORMAT)
+    plain = _record("Finished: %s (%s, %.1f s)", "Client03", "exit", 12.4)
+    assert ours.format(plain) == standard.format(plain)
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] INFO: Finished: Client03 "
+                        r"\(exit, 12\.4 s\)", ours.format(plain))  # fmt: skip
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        failing = logging.getLogger(LOGGER).makeRecord(
+            LOGGER, logging.ERROR, __file__, 1, "Internal error", (), sys.exc_info()
+        )
+    assert ours.format(failing) == logging.Formatter(LOG_FORMAT).format(failing)
+    assert "ValueError: a bug" in ours.format(failing)
