@@ -28,9 +28,11 @@ the table shows medians.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,7 +61,11 @@ _REEXEC = "FILEDOCK_BENCH_VENV"  # set in the temporary environment's run
 
 def with_uvloop() -> None:
     """Run this bench again under a Python that has uvloop, if this one has none."""
-    if importlib.util.find_spec("uvloop") is not None or os.environ.get(_REEXEC):
+    made = os.environ.get(_REEXEC)
+    if made:  # (this is that run: the environment goes when it ends)
+        atexit.register(shutil.rmtree, made, ignore_errors=True)
+        return
+    if importlib.util.find_spec("uvloop") is not None:
         return
     folder = Path(tempfile.mkdtemp(prefix="filedock-bench-venv-"))
     print(f"uvloop is not installed: installing it into {folder}", file=sys.stderr, flush=True)
@@ -68,6 +74,7 @@ def with_uvloop() -> None:
     pip = [str(python), "-m", "pip", "install", "-q", "uvloop>=0.19"]
     if subprocess.run(pip, check=False).returncode != 0:
         print("could not install uvloop: its rows are skipped", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
         return
     os.environ[_REEXEC] = str(folder)
     os.execv(str(python), [str(python), *sys.argv])
@@ -95,8 +102,8 @@ def measure(args: argparse.Namespace, loops: list[str], redis: bool) -> dict[tup
     kinds = [("filedock", loop) for loop in loops] + [(f, loop) for loop in loops for f in FLOORS]
     if redis:
         kinds.append(("redis", "-"))
-    work = Path(tempfile.mkdtemp(prefix="filedock-bench-sessions-"))
-    with run.scratch_repo() as repo:
+    with run.scratch_repo() as repo, tempfile.TemporaryDirectory(prefix="filedock-bench-") as tmp:
+        work = Path(tmp)
 
         def start(kind: str, loop: str, clients: int) -> run.Running:
             if kind == "filedock":
