@@ -500,7 +500,7 @@ def written() -> Iterator[tuple[logging.Logger, _CountingStream, _ThreadNoting, 
     output = logging.StreamHandler(stream)
     formatter = _ThreadNoting()
     output.setFormatter(formatter)
-    writer = LogWriter([output], gather=10.0)
+    writer = LogWriter([output], gather=10.0, batch=1_000)
     logger = logging.getLogger("tests.writer")
     logger.addHandler(writer)
     logger.setLevel(logging.INFO)
