@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     the suite takes about 35% of its serial time, with more it slows again.
     """
     return 2 * len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def uvloop_process_pipe() -> None:
+    """With uvloop installed, make one of its loops before any test: libuv opens a
+    pipe for signals at its first loop and keeps it for the process's life, which
+    :func:`no_leaks` would otherwise blame on whichever test came first."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return
+    uvloop.new_event_loop().close()
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,7 @@ from ..server.config import (
     ConfigError,
     ServerConfig,
 )
-from ..server.logs import LogFile, configure_logging
+from ..server.logs import LogWriter, configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
 from .exitcodes import ExitCode
@@ -240,7 +240,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         print(REDIS_MISSING, file=sys.stderr, flush=True)  # the one line, before any other
         return ExitCode.USAGE
     try:
-        log_file = configure_logging(
+        writer = configure_logging(
             config.log_level, log_file=config.log_file, log_format=config.log_format
         )
     except OSError as exc:
@@ -257,13 +257,15 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     try:
         _prepare_repo(config.repo)
         with asyncio.Runner(loop_factory=event_loop_factory(config.loop)) as runner:
-            return runner.run(_serve(config, log_file))
+            return runner.run(_serve(config, writer))
     except (OSError, ValueError) as exc:
         log.error("Cannot start the server: %s", _reason(exc))
         return 1
+    finally:
+        writer.close()  # every line out before the exit status
 
 
-async def _serve(config: ServerConfig, log_file: LogFile | None = None) -> int:
+async def _serve(config: ServerConfig, writer: LogWriter | None = None) -> int:
     server = Server(config)
     loop = asyncio.get_running_loop()
     # Handlers before start(): a script that sends a signal as soon as it reads
@@ -271,8 +273,8 @@ async def _serve(config: ServerConfig, log_file: LogFile | None = None) -> int:
     # SIGHUP (the terminal closed) stops it the same way when the log goes to
     # stderr; with a log file it is logrotate's "reopen the log" instead.
     for signum in _STOP_SIGNALS:
-        if signum == _SIGHUP and log_file is not None:
-            on_signal(loop, signum, log_file.reopen)
+        if signum == _SIGHUP and writer is not None and writer.file is not None:
+            on_signal(loop, signum, writer.reopen)
         else:
             on_signal(loop, signum, server.request_stop)
     await server.start()

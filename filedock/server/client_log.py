@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import logging
 
+from .logs import LineTemplate
 from .registry import ClientEntry
 
 log = logging.getLogger("filedock.server")
 
 
-def _info(message: str, args: tuple[object, ...], fields: dict[str, object]) -> None:
-    """Log at INFO without looking up the caller's source line: these two lines
-    come for every session, and the lookup (a walk of the stack) was a fifth
-    of their cost. Their source is always this module."""
+# These two lines come for every session: their records are copies (see
+# LineTemplate), and their source is always this module.
+_CONNECTED = LineTemplate(log, logging.INFO, "Connected: %s from %s", __file__, "connected")
+_FINISHED = LineTemplate(log, logging.INFO, "Finished: %s (%s, %.1f s)", __file__, "finished")
+_CONNECTED_ON_NODE = LineTemplate(
+    log, logging.INFO, "Connected: %s from %s on node %s", __file__, "connected"
+)
+_FINISHED_ON_NODE = LineTemplate(
+    log, logging.INFO, "Finished: %s (%s, %.1f s) on node %s", __file__, "finished"
+)
+
+
+def _info(line: LineTemplate, args: tuple[object, ...], fields: dict[str, object]) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, args, None,
-                                  "client_log", fields))  # fmt: skip
+        log.handle(line.record(args, fields))
 
 
 def connected(entry: ClientEntry) -> None:
@@ -28,10 +37,10 @@ def connected(entry: ClientEntry) -> None:
         "event": "connected", "client": entry.name, "address": entry.address
     }  # fmt: skip
     if entry.node is None:
-        _info("Connected: %s from %s", (entry.name, entry.address), fields)
+        _info(_CONNECTED, (entry.name, entry.address), fields)
         return
     fields["node"] = entry.node
-    _info("Connected: %s from %s on node %s", (entry.name, entry.address, entry.node), fields)
+    _info(_CONNECTED_ON_NODE, (entry.name, entry.address, entry.node), fields)
 
 
 def finished(entry: ClientEntry, reason: str) -> None:
@@ -46,7 +55,7 @@ def finished(entry: ClientEntry, reason: str) -> None:
         "seconds": round(seconds, 3),
     }
     if entry.node is None:
-        _info("Finished: %s (%s, %.1f s)", (entry.name, reason, seconds), fields)
+        _info(_FINISHED, (entry.name, reason, seconds), fields)
         return
     fields["node"] = entry.node
-    _info("Finished: %s (%s, %.1f s) on node %s", (entry.name, reason, seconds, entry.node), fields)
+    _info(_FINISHED_ON_NODE, (entry.name, reason, seconds, entry.node), fields)

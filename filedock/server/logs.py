@@ -1,7 +1,10 @@
-"""The server's log: its formats (text, json), its file, and warnings that cannot flood it.
+"""The server's log: its formats (text, json), its file, its writer, and warnings
+that cannot flood it.
 
 Importing it changes nothing: the process-wide set-up is
-:func:`configure_logging`, which the command line calls.
+:func:`configure_logging`, which the command line calls. No line is formatted
+or written on the event loop: the loop hands records to a :class:`LogWriter`,
+whose thread formats and writes them in order, a batch at a time.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from io import TextIOWrapper
@@ -33,12 +37,13 @@ LOG_FILE_MODE = 0o640
 
 def configure_logging(
     level: str | int = "INFO", *, log_file: str | None = None, log_format: str = "text"
-) -> LogFile | None:
+) -> LogWriter:
     """Log ``[YYYY-MM-DD HH:MM:SS,mmm] LEVEL: message`` lines (or json ones) to stderr,
-    or to ``log_file``, appended to; the file's handler is returned, for its
-    :meth:`LogFile.reopen`. With a file, errors are shown on stderr as well, so a
-    server that cannot start says why where it was started. Raises OSError if the
-    file cannot be opened.
+    or to ``log_file``, appended to, through one :class:`LogWriter` (returned: its
+    :meth:`LogWriter.reopen` is SIGHUP's, its :meth:`LogWriter.close` the last
+    word). With a file, errors are shown on stderr as well, so a server that
+    cannot start says why where it was started. Raises OSError if the file
+    cannot be opened.
 
     For the server's process only (the command line calls it): it also turns
     off what logging records for formats that name threads or processes,
@@ -49,21 +54,25 @@ def configure_logging(
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    formatter = JsonFormatter() if log_format == "json" else _Formatter(LOG_FORMAT)
+    formatter = JsonFormatter() if log_format == "json" else _Formatter()
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)
-    handlers: list[logging.Handler] = [stderr]
+    outputs: list[logging.StreamHandler[Any]] = [stderr]
     file_handler = None
     if log_file is not None:
         file_handler = LogFile(log_file)
         file_handler.setFormatter(formatter)
         stderr.setLevel(logging.ERROR)
-        handlers.insert(0, file_handler)
+        outputs.insert(0, file_handler)
     root = logging.getLogger("filedock")
-    root.handlers[:] = handlers
+    for old in root.handlers:
+        if isinstance(old, LogWriter):
+            old.close()  # (configured again: its lines are out before the new writer's)
+    writer = LogWriter(outputs, file_handler)
+    root.handlers[:] = [writer]
     root.setLevel(level)
     root.propagate = False
-    return file_handler
+    return writer
 
 
 def announce(logger: logging.Logger, message: str, *args: object, **fields: object) -> None:
@@ -75,6 +84,211 @@ def announce(logger: logging.Logger, message: str, *args: object, **fields: obje
         logger.name, logging.INFO, fn, lno, message, args, None, func, fields, sinfo
     )
     logger.handle(record)  # (handle() skips the level check; handlers and filters still apply)
+    for handler in logging.getLogger("filedock").handlers:
+        if isinstance(handler, LogWriter):
+            handler.flush()  # out before the caller goes on: scripts wait for this line
+
+
+class LineTemplate:
+    """The records of one line that every session logs, made by copying one record.
+
+    A LogRecord's ``__init__`` works out its source's file and module names
+    and more on every call: for a line logged twice a session that was the
+    larger part of what the line cost the loop. The copy takes what does not
+    change from a record made once, and sets the time, the arguments and the
+    fields. (Made through the logger's ``makeRecord``, so a record factory
+    set with ``logging.setLogRecordFactory`` still makes the first.)
+    """
+
+    def __init__(
+        self, logger: logging.Logger, level: int, message: str, source: str, func: str
+    ) -> None:
+        self.logger = logger
+        self.level = level
+        self._message = message
+        self._source = source  # the file, and the function, that log the line
+        self._func = func
+        self._fixed: dict[str, object] | None = None  # made at the first line
+        self._kind = logging.LogRecord
+        self._start = 0.0  # logging's start, for relativeCreated
+
+    def record(self, args: tuple[object, ...], fields: Mapping[str, object]) -> logging.LogRecord:
+        fixed = self._fixed
+        if fixed is None:
+            first = self.logger.makeRecord(
+                self.logger.name, self.level, self._source, 0, self._message, (), None, self._func
+            )
+            fixed = self._fixed = dict(first.__dict__)
+            self._kind = type(first)
+            self._start = first.created - first.relativeCreated / 1000
+        record = self._kind.__new__(self._kind)
+        values = record.__dict__
+        values.update(fixed)
+        now = time.time()
+        values["created"] = now
+        values["msecs"] = int((now - int(now)) * 1000) + 0.0  # (as LogRecord does)
+        values["relativeCreated"] = (now - self._start) * 1000
+        if logging.logThreads:
+            values["thread"] = threading.get_ident()
+            values["threadName"] = threading.current_thread().name
+        values["args"] = args
+        values.update(fields)
+        return record
+
+
+# The types of a line's arguments that read the same later as now: a record
+# whose arguments are all of these is formatted by the writer's thread as it
+# is; any other (a mutable object) has its message made on the spot.
+_SETTLED = frozenset({str, int, float, bool, type(None)})
+
+
+class LogWriter(logging.Handler):
+    """The log's one handler: what the event loop logs costs it a record and an
+    append; a thread formats the records and writes them, in order, one write
+    per output per batch.
+
+    The thread gathers for up to ``gather`` seconds after the first record of a
+    batch, or until ``batch`` records wait, so a busy server wakes it a few
+    dozen times a second, not once a line, and holds few records at a time
+    (a burst of clients would otherwise raise the server's peak memory).
+
+    :meth:`flush` waits until what was logged before it is written (the
+    Starting line, which scripts wait for; the shutdown); :meth:`reopen`
+    reopens the log file between the lines before it and those after (its own
+    line first). Once closed, records are written at once, on the caller's
+    thread.
+    """
+
+    def __init__(
+        self,
+        outputs: list[logging.StreamHandler[Any]],
+        file: LogFile | None = None,
+        *,
+        gather: float = 0.05,
+        batch: int = 64,
+    ) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.file = file  # reopened on SIGHUP
+        self._gather = gather
+        self._batch = batch
+        # Records, and the calls (a reopen, a flush's signal) to run between them.
+        self._queue: deque[logging.LogRecord | Callable[[], None]] = deque()
+        self._wake = threading.Event()  # set when the queue has something for the thread
+        self._hurry = threading.Event()  # set by flush and close: write without gathering
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="filedock-log", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No lock, no emit() call: an append to a deque is atomic. The thread's
+        # own lines (a reopen's) are written at once, where the call runs.
+        if self._closed or threading.get_ident() == self._thread.ident:
+            return super().handle(record)
+        if self.filters and not self.filter(record):
+            return False
+        if record.args and not _settled(record.args):
+            record.msg, record.args = record.getMessage(), None
+        queue = self._queue
+        queue.append(record)
+        if not self._wake.is_set():  # (set once per batch: the thread clears it, then drains)
+            self._wake.set()
+        elif len(queue) >= self._batch and not self._hurry.is_set():
+            self._hurry.set()  # enough for one write: records held cost memory
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record`` now, on this thread (once closed)."""
+        self._write([record])
+
+    def reopen(self) -> None:
+        """Reopen the log file (see :meth:`LogFile.reopen`) once the lines logged
+        before are written to the one open."""
+        if self.file is not None:
+            self._call(self.file.reopen)
+
+    def flush(self) -> None:
+        """Return once what was logged before is written (or the thread is gone)."""
+        thread = self._thread
+        if self._closed or not thread.is_alive() or thread is threading.current_thread():
+            return
+        done = threading.Event()
+        self._call(done.set)
+        self._hurry.set()
+        done.wait(timeout=10.0)  # (a stuck disk must not hang the server's shutdown for ever)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread; later records are written at once."""
+        if not self._closed:
+            self._closed = True
+            self._hurry.set()
+            self._wake.set()
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=10.0)
+            self._write(self._take())  # (anything the thread left)
+        super().close()
+
+    def _call(self, call: Callable[[], None]) -> None:
+        self._queue.append(call)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._hurry.wait(self._gather)
+            self._wake.clear()  # before the drain: what comes after sets it again
+            self._hurry.clear()
+            self._write(self._take())
+            if self._closed:
+                return
+
+    def _take(self) -> list[logging.LogRecord | Callable[[], None]]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(len(queue))]
+
+    def _write(self, batch: list[logging.LogRecord | Callable[[], None]]) -> None:
+        """Each output's lines of ``batch`` in one write; a call runs where it was queued."""
+        records: list[logging.LogRecord] = []
+        for item in batch:
+            if isinstance(item, logging.LogRecord):
+                records.append(item)
+                continue
+            self._write_records(records)
+            records = []
+            item()
+        self._write_records(records)
+
+    def _write_records(self, records: list[logging.LogRecord]) -> None:
+        if records:
+            for output in self.outputs:
+                self._write_to(output, records)
+
+    def _write_to(
+        self, output: logging.StreamHandler[Any], records: list[logging.LogRecord]
+    ) -> None:
+        lines = []
+        for record in records:
+            if record.levelno >= output.level:
+                try:
+                    lines.append(output.format(record) + output.terminator)
+                except Exception:
+                    output.handleError(record)
+        if not lines:
+            return
+        with output.lock:  # type: ignore[union-attr]  # (set by Handler.__init__)
+            try:
+                output.stream.write("".join(lines))
+                output.stream.flush()
+            except Exception:
+                output.handleError(records[-1])
+
+
+def _settled(args: tuple[object, ...] | Mapping[str, object]) -> bool:
+    """Whether every argument of a line reads the same later as now (see _SETTLED)."""
+    for arg in args.values() if isinstance(args, Mapping) else args:
+        if type(arg) not in _SETTLED:
+            return False
+    return True
 
 
 class LogFile(logging.FileHandler):
@@ -130,12 +344,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Formatter(logging.Formatter):
-    """A formatter that makes the text of the time once a second, not once a line."""
+    """:data:`LOG_FORMAT`'s lines, made with one f-string where a line has no
+    traceback, and the text of the time once a second, not once a line."""
 
-    def __init__(self, fmt: str) -> None:
-        super().__init__(fmt)
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
         self._second = -1
         self._second_text = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = message = record.getMessage()
+        return f"[{self.formatTime(record)}] {record.levelname}: {message}"
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)

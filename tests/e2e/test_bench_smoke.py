@@ -52,6 +52,16 @@ def test_run_quick_prints_the_table() -> None:
     assert "bench/files.py failed" not in out
 
 
+def test_sessions_quick_prints_the_table() -> None:
+    out = run_bench("sessions.py")
+    assert "filedock sessions benchmark — " in out
+    assert " cores, Python " in out
+    for loop in ("asyncio", "uvloop") if "uvloop " in out else ("asyncio",):
+        assert re.search(rf"server CPU per session +{loop} +[\d,.]+ µs", out), out
+        assert re.search(rf"server RSS per idle client +{loop} +[\d,.]+ KiB", out), out
+    assert re.search(r"<= 3x redis +(met|NOT met|—)", out), out
+
+
 def test_files_quick_prints_the_table() -> None:
     out = run_bench("files.py")
     assert "filedock file-transfer benchmark" in out

@@ -3,12 +3,15 @@ the lines every client and transfer gets."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
 import stat
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,14 +21,19 @@ from filedock.server import client_log
 from filedock.server.logs import (
     FIELDS,
     LOG_FILE_MODE,
+    LOG_FORMAT,
     JsonFormatter,
+    LineTemplate,
     LogFile,
+    LogWriter,
     WarningLimiter,
+    _Formatter,
     announce,
     configure_logging,
 )
 from filedock.server.registry import ClientEntry
 from filedock.server.transfer_log import rate_text
+from tests.support import wait_until
 
 LOGGER = "tests.limiter"
 
@@ -273,10 +281,11 @@ def test_configuring_the_log_leaves_other_loggers_their_source_lines() -> None:
     other.addHandler(handler)
     other.propagate = False
     try:
-        configure_logging("INFO")
+        writer = configure_logging("INFO")
         other.warning("from a known line")
     finally:
         other.removeHandler(handler)
+        writer.close()
         root.handlers[:], root.level, root.propagate = saved
     [record] = records
     assert record.funcName == "test_configuring_the_log_leaves_other_loggers_their_source_lines"
@@ -454,3 +463,213 @@ def test_info_lines_are_dropped_under_a_warning_level(
     notes.flush()
     notes.warning("storm", "kept")
     assert messages() == ["kept"]
+
+
+# -- the writer: no line formatted or written on the caller's thread -------------------------
+
+
+class _ThreadNoting(logging.Formatter):
+    """``%(message)s``, noting the thread that formats each line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+        self.threads: set[str] = set()
+
+    def format(self, record: logging.LogRecord) -> str:
+        self.threads.add(threading.current_thread().name)
+        return super().format(record)
+
+
+class _CountingStream(io.StringIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def written() -> Iterator[tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter]]:
+    """A logger whose one handler is a LogWriter (gathering for 10 s: only a flush
+    or the close writes) over a stream that counts its writes."""
+    stream = _CountingStream()
+    output = logging.StreamHandler(stream)
+    formatter = _ThreadNoting()
+    output.setFormatter(formatter)
+    writer = LogWriter([output], gather=10.0, batch=1_000)
+    logger = logging.getLogger("tests.writer")
+    logger.addHandler(writer)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield logger, stream, formatter, writer
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+        output.close()
+
+
+def test_the_writer_formats_and_writes_a_batch_in_order_on_its_own_thread(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, formatter, writer = written
+    for i in range(100):
+        logger.info("line %d", i)
+    assert stream.getvalue() == ""  # nothing written on the caller's thread
+    writer.flush()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(100)]
+    assert stream.writes == 1  # one write for the batch, not one a line
+    assert formatter.threads == {"filedock-log"}
+
+
+def test_a_line_says_what_its_arguments_were_when_it_was_logged(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, _, writer = written
+    changing = ["before"]
+    logger.info("%s and %s", changing, "a string")
+    changing[0] = "after"
+    writer.flush()
+    assert stream.getvalue() == "['before'] and a string\n"
+
+
+def test_the_close_writes_what_is_queued_and_later_lines_at_once(
+    written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
+) -> None:
+    logger, stream, _, writer = written
+    logger.info("queued")
+    writer.close()
+    assert stream.getvalue() == "queued\n"
+    logger.info("after the close")
+    assert stream.getvalue() == "queued\nafter the close\n"
+    assert not any(thread.name == "filedock-log" for thread in threading.enumerate())
+
+
+def test_an_output_takes_only_the_lines_of_its_level(tmp_path: Path) -> None:
+    quiet, loud = io.StringIO(), io.StringIO()
+    errors_only = logging.StreamHandler(quiet)
+    errors_only.setLevel(logging.ERROR)
+    writer = LogWriter([logging.StreamHandler(loud), errors_only], gather=10.0)
+    logger = logging.getLogger("tests.writer.levels")
+    logger.addHandler(writer)
+    logger.propagate = False
+    try:
+        logger.warning("a warning")
+        logger.error("an error")
+        writer.flush()
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert loud.getvalue() == "a warning\nan error\n"
+    assert quiet.getvalue() == "an error\n"
+
+
+def test_the_writer_reopens_its_file_between_the_lines_before_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "server.log"
+    file = LogFile(str(path))
+    file.setFormatter(logging.Formatter("%(message)s"))
+    writer = LogWriter([file], file, gather=10.0)
+    logger = logging.getLogger("filedock.server")
+    saved = logger.level
+    logger.addHandler(writer)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before")
+        path.rename(tmp_path / "server.log.1")  # before the lines are written: they follow it
+        writer.reopen()
+        logger.info("after")
+        writer.flush()
+    finally:
+        logger.removeHandler(writer)
+        logger.setLevel(saved)
+        writer.close()
+        file.close()
+    assert (tmp_path / "server.log.1").read_text() == "before\n"
+    assert path.read_text().splitlines() == [f"Reopened the log file {path}", "after"]
+
+
+def test_an_announced_line_is_written_before_announce_returns() -> None:
+    stream = io.StringIO()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=10.0)
+    root = logging.getLogger("filedock")
+    saved = root.handlers[:], root.propagate
+    root.handlers[:] = [writer]
+    root.propagate = False
+    try:
+        announce(logging.getLogger("filedock.server"), "Starting server on %s", "127.0.0.1:5")
+        assert stream.getvalue() == "Starting server on 127.0.0.1:5\n"  # no flush, no close
+    finally:
+        root.handlers[:], root.propagate = saved
+        writer.close()
+
+
+def test_configuring_the_log_again_closes_the_writer_before() -> None:
+    root = logging.getLogger("filedock")
+    saved = root.handlers[:], root.level, root.propagate
+    try:
+        first = configure_logging("INFO")
+        second = configure_logging("INFO")
+        assert root.handlers == [second]
+        logging.getLogger("filedock.server").info("to the second")
+        assert not first._thread.is_alive()
+    finally:
+        second.close()
+        root.handlers[:], root.level, root.propagate = saved
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_gathering() -> None:
+    stream = io.StringIO()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=60.0, batch=4)
+    logger = logging.getLogger("tests.writer.batch")
+    logger.addHandler(writer)
+    logger.propagate = False
+    try:
+        for i in range(4):
+            logger.warning("line %d", i)
+        wait_until(lambda: stream.getvalue().count("\n") == 4, timeout=10.0)
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(4)]
+
+
+# -- what makes a line cheap: a copied record, a formatter without a template ---------------
+
+
+def test_a_line_templates_record_is_the_record_makerecord_would_make() -> None:
+    logger = logging.getLogger(LOGGER + ".template")
+    template = LineTemplate(logger, logging.INFO, "Connected: %s from %s", __file__, "connected")
+    fields = {"event": "connected", "client": "Client07", "address": "127.0.0.1:5"}
+    made = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "Connected: %s from %s",
+                             ("Client07", "127.0.0.1:5"), None, "connected", fields)  # fmt: skip
+    for _ in range(2):  # the first record and a copy
+        copied = template.record(("Client07", "127.0.0.1:5"), fields)
+        assert type(copied) is type(made)
+        assert copied.getMessage() == "Connected: Client07 from 127.0.0.1:5"
+        assert abs(copied.created - made.created) < 5.0
+        assert copied.msecs == int((copied.created - int(copied.created)) * 1000)
+        assert abs(copied.relativeCreated - made.relativeCreated) < 5000.0
+        unchanging = {"created", "msecs", "relativeCreated"}
+        assert {k: v for k, v in vars(copied).items() if k not in unchanging} == {
+            k: v for k, v in vars(made).items() if k not in unchanging
+        }
+
+
+def test_the_text_lines_are_those_of_the_log_format() -> None:
+    ours, standard = _Formatter(), logging.Formatter(LOG_FORMAT)
+    plain = _record("Finished: %s (%s, %.1f s)", "Client03", "exit", 12.4)
+    assert ours.format(plain) == standard.format(plain)
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] INFO: Finished: Client03 "
+                        r"\(exit, 12\.4 s\)", ours.format(plain))  # fmt: skip
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        failing = logging.getLogger(LOGGER).makeRecord(
+            LOGGER, logging.ERROR, __file__, 1, "Internal error", (), sys.exc_info()
+        )
+    assert ours.format(failing) == logging.Formatter(LOG_FORMAT).format(failing)
+    assert "ValueError: a bug" in ours.format(failing)
