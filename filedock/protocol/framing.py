@@ -111,6 +111,16 @@ class LineReader:
         self._data = bytearray()
         return rest
 
+    def peek(self, count: int) -> bytes:
+        """The first ``count`` bytes not yet read as lines, as they came (CRs kept)."""
+        rest = bytearray()
+        for line in self._lines[self._index :]:
+            if len(rest) >= count:
+                break
+            rest += line + b"\n"
+        rest += self._data[: max(0, count - len(rest))]
+        return bytes(rest[:count])
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as lines."""
