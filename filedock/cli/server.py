@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -36,6 +38,7 @@ from ..server.config import (
 from ..server.logs import LogFile, configure_logging
 from ..server.server import Server, event_loop_factory
 from ..version import __version__, server_banner
+from .exitcodes import ExitCode
 from .options import (
     ENV_PREFIX,
     SERVER_ENV_PREFIX,
@@ -49,6 +52,9 @@ from .options import (
 log = logging.getLogger("filedock.server")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# --registry without redis-py: what to install, in one line (exit 2).
+REDIS_MISSING = "filedock-server: --registry needs the Redis client: pip install 'filedock[redis]'"
 
 _SERVER_HELP = {
     "host": "address to listen on: 0.0.0.0 for every IPv4 address, :: for every IPv6 and IPv4 one",
@@ -99,6 +105,13 @@ _SERVER_HELP = {
     "HOST:PORT (PORT or :PORT: this machine only); off by default",
     "http_insecure": "let --http listen beyond this machine with no --token-file "
     "(anyone who reaches it sees who is connected and what they fetch)",
+    "registry": "share clients, names and capacity with the other servers on this Redis "
+    "(redis://HOST:PORT/DB, rediss://…, unix://PATH): several servers as one "
+    "(pip install 'filedock[redis]'); off by default",
+    "node": "this server's name among several with --registry, shown in status and the log "
+    "(default: the host name)",
+    "lease": "seconds a server's slots in --registry outlive it if it stops renewing them "
+    "(every lease/3); it closes its clients itself if it cannot renew in time",
 }
 
 
@@ -237,6 +250,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             old,
             old.replace(ENV_PREFIX, SERVER_ENV_PREFIX, 1),
         )
+    if config.registry is not None and importlib.util.find_spec("redis") is None:
+        print(REDIS_MISSING, file=sys.stderr, flush=True)
+        return ExitCode.USAGE
     raise_descriptor_limit(config.max_clients)
     try:
         _prepare_repo(config.repo)

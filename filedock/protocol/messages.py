@@ -38,6 +38,9 @@ HIDDEN_ADDRESS = "-"
 # In a v2 FILE header, in place of the SHA-256: it follows the body (DIGEST).
 UNKNOWN_DIGEST = "-"
 FIELD_SEPARATOR = "\t"
+# The FULL text of a new connection when the shared registry of several servers
+# cannot be reached (``FULL registry unavailable <text>``): no slot it did not grant.
+REGISTRY_UNAVAILABLE_REASON = "registry unavailable (try again shortly)"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # An error code is one lowercase word (hyphens inside): anything else in that
@@ -561,6 +564,8 @@ class ClientRecord:
     ``finished`` is None while the client is connected; ``address`` is
     ``host:port`` as the server saw it, or :data:`HIDDEN_ADDRESS` where the
     server does not show it (by default it shows a client its own only).
+    ``node`` is the server that holds or held it when several serve as one
+    (the record's fifth field), ``None`` for a server alone (four fields).
 
     >>> record = client.status()[0]
     >>> record.name, record.connected, record.address.startswith("127.0.0.1:")
@@ -571,6 +576,7 @@ class ClientRecord:
     accepted: datetime
     finished: datetime | None
     address: str
+    node: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -650,7 +656,8 @@ def format_status_time(moment: datetime) -> str:
 
 def encode_client_record(record: ClientRecord) -> bytes:
     finished = NOT_FINISHED if record.finished is None else format_status_time(record.finished)
-    fields = (record.name, format_status_time(record.accepted), finished, record.address)
+    fields: tuple[str, ...] = (record.name, format_status_time(record.accepted), finished)
+    fields += (record.address,) if record.node is None else (record.address, record.node)
     return _encode_line(FIELD_SEPARATOR.join(fields))
 
 
@@ -663,7 +670,8 @@ def parse_client_record(line: str) -> ClientRecord:
         )
     except ValueError:
         raise errors.ProtocolError(f"bad time in STATUS record: {line!r}") from None
-    return ClientRecord(fields[0], accepted, finished, fields[3])
+    node = fields[4] if len(fields) > 4 else None  # (several servers as one)
+    return ClientRecord(fields[0], accepted, finished, fields[3], node)
 
 
 def format_file_time(mtime: float | datetime) -> str:

@@ -430,6 +430,11 @@ class ServerConnection:
         self._right = right
         self.answer_owed = True
 
+    def hold(self) -> None:
+        """Hold the answer to HELLO until the registry says whether a slot is
+        granted (a round trip away): the lines after it wait, as after a token."""
+        self._move(Step.HOLD)
+
     def answer_at(self, when: float) -> None:
         """The held answer is due at ``when`` (once its turn among its source's came)."""
         self._answer_at = when

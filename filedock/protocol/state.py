@@ -24,7 +24,9 @@ class State(Enum):
 
     ACCEPTED = "accepted"  # connected, not named yet (its TLS layer may still be coming)
     NAMED = "named"  # NAME sent: HELLO is due before the handshake deadline
-    AUTHORIZING = "authorizing"  # a token given: its answer waits for its delay
+    # A token given (its answer waits for its delay), or the registry asked for
+    # a slot (its answer is a round trip away): the lines after HELLO wait.
+    AUTHORIZING = "authorizing"
     IDLE = "idle"  # WELCOME sent: each line is answered; the idle deadline runs
     BUSY = "busy"  # a command that waits is running: the lines after it wait too
     SENDING = "sending"  # a FILE or PART header is out: exactly its body's bytes follow
@@ -45,6 +47,7 @@ class Step(Enum):
     NAME = "send NAME"
     WELCOME = "send WELCOME"
     AUTHORIZE = "hold the answer to a token"
+    HOLD = "hold the answer to HELLO until the registry grants a slot"
     ANSWER = "send a reply that keeps the state"
     START = "start a command that waits"
     BODY = "send a FILE or PART header"
@@ -80,6 +83,7 @@ TRANSITIONS: dict[State, dict[Step, State]] = {
         T.ANSWER: S.NAMED,  # ERR handshake, ERR bad-encoding: the handshake goes on
         T.WELCOME: S.IDLE,
         T.AUTHORIZE: S.AUTHORIZING,
+        T.HOLD: S.AUTHORIZING,
         T.DROP: S.DROPPED,
         T.CLOSE: S.CLOSING,
         T.END: S.CLOSING,

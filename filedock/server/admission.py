@@ -7,12 +7,14 @@ it leaves the pool at once and is told so a moment later.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from .addresses import peer_address
-from .registry import Refusal
+from .registry import Refusal, registry_unavailable
 from .transfer import unread_bytes
 
 if TYPE_CHECKING:
@@ -109,12 +111,41 @@ def _turn_away(s: Session, refusal: Refusal, *, tell: bool) -> None:
 
 
 def offer_name(s: Session) -> None:
-    """``NAME`` (the number taken for good), or ``FULL`` when every slot is taken."""
+    """``NAME`` (the number taken for good), or ``FULL`` when every slot is taken;
+    or, when the registry's answer is a round trip away, nothing yet: lines the
+    client sends meanwhile wait (see :func:`name_came`)."""
     registry = s.context.registry
     refusal = registry.refusal(s.source)
     if refusal is not None:  # under TLS: the slots filled during the TLS handshake
-        s.context.reject(s.address, refusal, s.source)
-        s.close_with(p.FullReply(refusal.reason))
+        _refuse_name(s, refusal)
         return
-    s.number, s.name = registry.take_name()
+    named = registry.take_name(s.source)
+    if isinstance(named, tuple):
+        s.number, s.name = named
+        s.send(p.NameReply(s.name))
+    elif isinstance(named, Refusal):
+        _refuse_name(s, named)
+    else:
+        named.add_done_callback(partial(name_came, s))
+
+
+def name_came(s: Session, later: asyncio.Future[tuple[int, str] | Refusal]) -> None:
+    """The registry answered: ``NAME`` or ``FULL``, then what the client sent meanwhile."""
+    if s.closing or s.transport is None or s.transport.is_closing():
+        return  # gone meanwhile: the number is spent, never reused
+    if later.cancelled() or later.exception() is not None:  # (the registry closed)
+        named: tuple[int, str] | Refusal = registry_unavailable("no answer")
+    else:
+        named = later.result()
+    if isinstance(named, Refusal):
+        _refuse_name(s, named)
+        return
+    s.number, s.name = named
     s.send(p.NameReply(s.name))
+    s.arm()
+    s.process()
+
+
+def _refuse_name(s: Session, refusal: Refusal) -> None:
+    s.context.reject(s.address, refusal, s.source)
+    s.close_with(p.FullReply(refusal.reason))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass
 
 from ..protocol import DEFAULT_MAX_LINE, MAX_LINE_LIMIT
@@ -133,6 +134,11 @@ class ServerConfig:
     http: str | None = None
     # Serve them beyond loopback with no --token-file: anyone who reaches the port sees them.
     http_insecure: bool = False
+    # Several servers as one: the shared registry (redis://HOST:PORT/DB, rediss://,
+    # unix://), this server's name in it ("": the host name), and the slots' lease.
+    registry: str | None = None
+    node: str = ""
+    lease: float = 15.0  # seconds; each node renews its slots every lease/3
 
     def __post_init__(self) -> None:
         finite = math.isfinite
@@ -155,6 +161,16 @@ class ServerConfig:
                 f"must be from 64 to {MAX_LINE_LIMIT} bytes",
             ),
             ("history", self.history >= 0, "cannot be negative"),
+            (
+                "lease",
+                finite(self.lease) and self.lease >= 0.5,
+                "must be a number of seconds, 0.5 or more",
+            ),
+            (
+                "node",
+                len(self.node) <= 64 and self.node.isprintable() and " " not in self.node,
+                "must be a name of at most 64 characters without spaces",
+            ),
             (
                 "shutdown_grace",
                 finite(self.shutdown_grace) and self.shutdown_grace >= 0,
@@ -233,6 +249,10 @@ class ServerConfig:
         if self.min_free_space != AUTO_FREE_SPACE:
             return self.min_free_space
         return max(FREE_SPACE_FLOOR, int(total_bytes * FREE_SPACE_SHARE))
+
+    def node_name(self) -> str:
+        """This server's name among several (``--node``; by default the host name)."""
+        return self.node or socket.gethostname()
 
     def slots_per_source(self, source: str) -> int:
         """The slots ``source`` may hold (0: no cap beyond ``max_clients``)."""

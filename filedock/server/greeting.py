@@ -10,12 +10,14 @@ with the others from ``get_timer()``.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .. import protocol as p
+from ..protocol.state import State
 from . import client_log
 from .auth import pass_turn, token_from_greeting
-from .registry import Refusal
+from .registry import ClientEntry, Refusal, registry_unavailable
 
 if TYPE_CHECKING:
     from .session import Session
@@ -73,9 +75,20 @@ def hello(s: Session, greeting: p.Hello) -> bytes | None:
 
 
 def welcome(s: Session) -> bytes:
-    """A slot and ``WELCOME``, or ``FULL`` (and the end) if none is free now."""
+    """A slot and ``WELCOME``, or ``FULL`` (and the end) if none is free now; or,
+    when the registry's answer is a round trip away, nothing yet: the lines
+    after HELLO wait for it (see :func:`slot_came`)."""
     assert s.name is not None
     outcome = s.context.registry.welcome(s.number, s.name, s.address, s.source)
+    if isinstance(outcome, asyncio.Future):
+        if s.conn.state is State.NAMED:  # (after a token's delay it holds already)
+            s.conn.hold()
+        outcome.add_done_callback(partial(slot_came, s))
+        return b""
+    return _slot_answer(s, outcome)
+
+
+def _slot_answer(s: Session, outcome: ClientEntry | Refusal) -> bytes:
     if isinstance(outcome, Refusal):  # the slots filled since our NAME
         s.context.reject(s.label(), outcome, s.source)
         data = s.conn.send(p.FullReply(outcome.reason))
@@ -85,6 +98,28 @@ def welcome(s: Session) -> bytes:
     s.entry = outcome
     client_log.connected(outcome)
     return s.conn.send(p.WelcomeReply(outcome.name, s.context.banner, s.conn.protocol))
+
+
+def slot_came(s: Session, later: asyncio.Future[ClientEntry | Refusal]) -> None:
+    """The registry answered: ``WELCOME`` or ``FULL``, then the lines that waited.
+    A slot granted to a connection gone meanwhile is freed at once."""
+    if later.cancelled() or later.exception() is not None:  # (the registry closed)
+        outcome: ClientEntry | Refusal = registry_unavailable("no answer")
+    else:
+        outcome = later.result()
+    transport = s.transport
+    if s.closing or transport is None or transport.is_closing():
+        if isinstance(outcome, ClientEntry):
+            s.entry = outcome
+            client_log.connected(outcome)
+            s.finish()
+        return
+    transport.write(_slot_answer(s, outcome))
+    s.arm()  # the idle deadline, from the WELCOME on
+    if s.closing:
+        s.close_gracefully()
+    else:
+        s.process()
 
 
 def answer_due(s: Session, right: bool) -> None:

@@ -19,15 +19,23 @@ never a slot.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
+from .. import protocol as p
 from ..protocol import ClientRecord, client_name
+
+T = TypeVar("T")
+# What a registry call gives: its answer now, or (a round trip away: a shared
+# registry) a future of it, which the registry always completes (an error
+# becomes a Refusal) within its own timeouts.
+Answer: TypeAlias = "T | asyncio.Future[T]"
 
 
 @dataclass(eq=False, slots=True)
@@ -40,6 +48,7 @@ class ClientEntry:
     accepted: float  # wall-clock seconds, for people
     finished: float | None = None
     source: str = ""  # the address's source group, for the per-source cap
+    node: str | None = None  # the server that holds it, in a cluster (None: alone)
     _record: ClientRecord | None = field(default=None, repr=False)
 
     def record(self) -> ClientRecord:
@@ -47,7 +56,7 @@ class ClientEntry:
         if self._record is None:
             accepted = datetime.fromtimestamp(int(self.accepted))
             finished = None if self.finished is None else datetime.fromtimestamp(int(self.finished))
-            self._record = ClientRecord(self.name, accepted, finished, self.address)
+            self._record = ClientRecord(self.name, accepted, finished, self.address, self.node)
         return self._record
 
 
@@ -59,6 +68,28 @@ class Refusal:
     reason: str
     summary: str
     kind: str = "full"
+
+
+def at_capacity(limit: int) -> Refusal:
+    """Every one of the ``limit`` slots is taken."""
+    return Refusal(
+        f"server is at capacity ({limit}/{limit} clients)", f"at capacity ({limit}/{limit})"
+    )
+
+
+def per_address(limit: int) -> Refusal:
+    """The source already holds its ``limit`` slots."""
+    return Refusal(
+        f"too many connections from your address ({limit}/{limit} per address)",
+        f"per-address limit ({limit}/{limit})",
+        "per-address",
+    )
+
+
+def registry_unavailable(detail: str) -> Refusal:
+    """The refusal of a connection the shared registry could not be asked about:
+    no slot the registry did not grant (``detail`` is for the log)."""
+    return Refusal(p.REGISTRY_UNAVAILABLE_REASON, f"registry unavailable ({detail})", "registry")
 
 
 # A finished session shorter than this is brief: a one-shot command (`filedock
@@ -293,20 +324,24 @@ class Registry(Protocol):
         """Why a new connection from ``source`` is answered ``FULL`` on accept, or ``None``."""
         ...
 
-    def take_name(self) -> tuple[int, str]:
-        """The next number and its name: counted up, never reused."""
+    def take_name(self, source: str = "") -> Answer[tuple[int, str] | Refusal]:
+        """The next number and its name (counted up, never reused), or why a new
+        connection from ``source`` is answered ``FULL`` (taking no number)."""
         ...
 
-    def welcome(self, number: int, name: str, address: str, source: str) -> ClientEntry | Refusal:
-        """Give the named connection a slot (ACCEPTED now), or say why it cannot have one."""
-        ...
+    def welcome(
+        self, number: int, name: str, address: str, source: str
+    ) -> Answer[ClientEntry | Refusal]:
+        """Give the named connection a slot (ACCEPTED now), or say why it cannot have one.
 
-    def admit(self, address: str, source: str = "") -> ClientEntry | None:
-        """Name and welcome ``address`` at once, or ``None`` (taking no number) when refused."""
+        ``number`` is the connection's id too: asked again for the same one, a
+        registry gives the same answer and never a second slot."""
         ...
 
     def finish(self, entry: ClientEntry) -> bool:
-        """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was."""
+        """Free ``entry``'s slot and stamp its FINISHED time; ``False`` if it already was.
+
+        Answered at once: a shared registry tells the others after."""
         ...
 
     def connected_names(self) -> list[str]:
@@ -359,25 +394,19 @@ class MemoryRegistry:
     def refusal(self, source: str = "") -> Refusal | None:
         """Why ``source`` could not take a slot now, or ``None``."""
         if len(self._connected) >= self.max_clients:
-            limit = self.max_clients
-            return Refusal(
-                f"server is at capacity ({limit}/{limit} clients)", f"at capacity ({limit}/{limit})"
-            )
+            return at_capacity(self.max_clients)
         limit = self._slots_per_source(source)
         if limit and self._per_source.get(source, 0) >= limit:
-            return Refusal(
-                f"too many connections from your address ({limit}/{limit} per address)",
-                f"per-address limit ({limit}/{limit})",
-                "per-address",
-            )
+            return per_address(limit)
         return None
 
     def accept_refusal(self, source: str) -> Refusal | None:
         """Why a new connection from ``source`` is answered ``FULL`` on accept, or ``None``."""
         return self.refusal(source) or self.pending.refusal(source)
 
-    def take_name(self) -> tuple[int, str]:
-        """The next number and its name: counted up, never reused."""
+    def take_name(self, source: str = "") -> tuple[int, str]:
+        """The next number and its name: counted up, never reused (the caller
+        asked :meth:`refusal` first, on this same loop turn)."""
         self._issued += 1
         return self._issued, client_name(self._issued)
 

@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import protocol as p
 from ..digests import open_store
@@ -39,7 +39,7 @@ from .context import ServerContext
 from .events import EVENT_HANDLERS, UNCOUNTED
 from .logs import WarningLimiter, announce
 from .reachable import reachable_addresses
-from .registry import BRIEF_SESSION, MemoryRegistry, PendingPool, Registry
+from .registry import BRIEF_SESSION, ClientEntry, MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
 from .stats import Kind, Sample, Statistics
@@ -48,7 +48,15 @@ from .upload_area import UploadArea
 from .watch import Watch
 from .workers import Workers
 
+if TYPE_CHECKING:
+    from .cluster.registry import RedisRegistry
+
 log = logging.getLogger("filedock.server")
+
+# What a client whose slot this node could not keep (see cluster.leases) is told.
+_REGISTRY_LOST = p.ErrorReply(
+    p.ErrorCode.SHUTDOWN, "this server lost its place in the shared registry: connect again"
+)
 
 GAUGE = Kind.GAUGE
 # The states of a connection whose body moves: a file sent, an upload received.
@@ -102,12 +110,11 @@ class Server:
         self.pending: PendingPool[Session] = PendingPool(
             config.max_pending, config.max_pending_per_ip
         )
-        self.registry: Registry = MemoryRegistry(
-            config.max_clients,
-            config.history,
-            slots_per_source=config.slots_per_source,
-            pending=self.pending,
-            brief=BRIEF_SESSION if config.compact_history else 0.0,
+        # With --registry, shared with the other servers (it starts, stops and
+        # has the cluster's figures); else this process's own.
+        self.cluster = shared_registry(config, self.pending)
+        self.registry: Registry = (
+            self.cluster if self.cluster is not None else registry_for(config, self.pending)
         )
         self.workers = Workers()  # hashing and metadata pools, apart (see workers.py)
         # The one set of counters: the sessions, the digest cache and the readers share it.
@@ -192,6 +199,9 @@ class Server:
         for sock in self._listener.sockets:  # the kernel's queue: _BACKLOG, not the batch
             with sock.dup() as listening:
                 listening.listen(_BACKLOG)
+        if self.cluster is not None:
+            self.cluster.on_lost = self._registry_lost
+            await self.cluster.start()
         state = self.config.state_folder(self.repository.root)
         # Opened in a worker, as every later use is: no SQLite work on the loop.
         self.repository.hashes.store = await self.workers.metadata.run(open_store, state)
@@ -289,6 +299,8 @@ class Server:
             extras.append(", uploads=on")
         if self.config.max_clients_per_ip > 0:
             extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
+        if self.cluster is not None:
+            extras.append(f", registry={self.cluster.url}, node={self.cluster.node}")
         return "".join(extras)
 
     @property
@@ -336,6 +348,8 @@ class Server:
         if self._listener is not None:
             await self._listener.wait_closed()
             self._listener = None
+        if self.cluster is not None:  # after the sessions: their ends reach Redis
+            await self.cluster.aclose()
         self.workers.close()
         # On the loop, as nothing is served any more: the last batch is committed.
         self.repository.hashes.store.close()
@@ -391,7 +405,33 @@ class Server:
             Sample("transfers_active", moving, GAUGE, "Bodies being sent or received"),
             Sample("digest_cache_entries", len(self.repository.hashes), GAUGE, "Digests held"),
             Sample("hash_jobs", self.workers.hashing.busy, GAUGE, "Hashings queued or running"),
+            *self._cluster_gauges(),
         ]
+
+    def _cluster_gauges(self) -> list[Sample]:
+        cluster = self.cluster
+        if cluster is None:
+            return []
+        return [
+            Sample(
+                "cluster_clients_connected",
+                cluster.cluster_connected,
+                GAUGE,
+                "Clients welcomed by every server sharing the registry",
+            ),
+            Sample("cluster_nodes", cluster.cluster_nodes, GAUGE, "Servers sharing the registry"),
+        ]
+
+    def _registry_lost(self, entry: ClientEntry) -> None:
+        """This node may no longer count ``entry``'s slot: end its session now."""
+        for session in list(self.sessions):
+            if session.entry is entry:
+                if session.conn.state is State.SENDING:
+                    session.abort("registry-lost")  # a body cut short takes no line after it
+                else:
+                    session.end_reason = session.end_reason or "registry-lost"
+                    session.close_with(_REGISTRY_LOST)
+                return
 
     # -- shared state for sessions --------------------------------------------
 
@@ -425,6 +465,35 @@ class Server:
         if _is_accept_retry(context) and not (self._listener and self._listener.is_serving()):
             return  # asyncio's retry of a failed accept(), due after the listener closed
         loop.default_exception_handler(context)
+
+
+def shared_registry(config: ServerConfig, pending: PendingPool[Session]) -> RedisRegistry | None:
+    """The registry shared with other servers that ``--registry`` names, or ``None``
+    (redis-py is imported only then)."""
+    if config.registry is None:
+        return None
+    from .cluster.registry import RedisRegistry
+
+    return RedisRegistry(
+        config.registry,
+        node=config.node_name(),
+        lease=config.lease,
+        max_clients=config.max_clients,
+        history=config.history,
+        pending=pending,
+        slots_per_source=config.slots_per_source,
+    )
+
+
+def registry_for(config: ServerConfig, pending: PendingPool[Session]) -> Registry:
+    """This process's own registry, for a server alone."""
+    return MemoryRegistry(
+        config.max_clients,
+        config.history,
+        slots_per_source=config.slots_per_source,
+        pending=pending,
+        brief=BRIEF_SESSION if config.compact_history else 0.0,
+    )
 
 
 def _served_from(state: str, root: str) -> bool:

@@ -606,8 +606,20 @@ def test_records_ignore_later_fields() -> None:
     assert p.parse_file_info("a.txt\t1\t2026-11-24T15:29:28Z\textra") == p.FileInfo(
         "a.txt", 1, datetime(2026, 11, 24, 15, 29, 28, tzinfo=UTC)
     )
-    record = p.parse_client_record("Client01\t2026-11-24 15:29:28\t-\th:1\tnew\tfields")
-    assert record == p.ClientRecord("Client01", datetime(2026, 11, 24, 15, 29, 28), None, "h:1")
+    # The fifth field is the node (several servers as one); a sixth is ignored.
+    record = p.parse_client_record("Client01\t2026-11-24 15:29:28\t-\th:1\ta\tnew fields")
+    accepted = datetime(2026, 11, 24, 15, 29, 28)
+    assert record == p.ClientRecord("Client01", accepted, None, "h:1", "a")
+
+
+def test_status_record_node_is_a_fifth_field_only_when_known() -> None:
+    alone = p.ClientRecord("Client02", datetime(2026, 11, 24, 15, 29, 28), None, "[::1]:50432")
+    assert p.encode_client_record(alone).count(b"\t") == 3  # a server alone: v1's four fields
+    clustered = p.ClientRecord("Client02", alone.accepted, None, alone.address, "node-b")
+    data = p.encode_client_record(clustered)
+    assert data == b"Client02\t2026-11-24 15:29:28\t-\t[::1]:50432\tnode-b\n"
+    assert p.parse_client_record(read_back(data)) == clustered
+    assert p.parse_client_record(read_back(p.encode_client_record(alone))).node is None
 
 
 def test_format_times() -> None:

@@ -1,0 +1,463 @@
+"""The :class:`~filedock.server.registry.Registry` of several servers as one, on Redis.
+
+Every node (server) of the cluster runs one :class:`RedisRegistry` on the same
+Redis. A session costs three calls, each one Lua script (see :mod:`.scripts`):
+its name at ``NAME``, its slot at ``HELLO``, and its end; nothing per
+command: ``STATUS``, ``WHO`` and the counts are read from the node's own copy
+of the table (:mod:`.table`), which follows what the scripts publish. Calls
+for ``NAME`` made while one is in flight go together in the next one, so the
+names a node hands out go out in the order they were counted.
+
+Each node renews its slots every lease/3; Redis drops a slot whose lease ran
+out (a node that died) at the next call, whoever makes it, and the node that
+cannot renew closes those clients itself before (see :mod:`.leases`).
+
+Redis unreachable: fail closed. A new connection is answered
+``FULL registry unavailable …``; connected clients keep being served (for as
+long as the lease allows: the node cannot tell an outage from being cut off);
+one warning per outage, one line when Redis is back, which the node notices
+by itself (it keeps trying every half second). A Redis that lost the slots
+(restarted empty) is told them again at the next renewal, and every call
+that counts names carries the highest number the node knows, so no name is
+ever given twice.
+
+The Redis client's settings, chosen for the lease (redis-py's defaults, 5 s
+and 3 retries, would outlast a short one): socket and connect timeout
+:func:`socket_timeout` = lease/8, at most 2 s (15 s lease: 1.875 s); one retry
+after 50 ms on a connection error or timeout. A call thus ends, answered or
+failed, within about a quarter of the lease, before the next renewal is due.
+Retrying is safe: the slot's call is keyed by the connection's number (its
+id: a retry finds the slot it took and answers the same), the end and the
+renewal may run twice, and a name counted twice is only a number skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...protocol import ClientRecord, client_name
+from ..registry import (
+    ClientEntry,
+    PendingPool,
+    Refusal,
+    at_capacity,
+    per_address,
+    registry_unavailable,
+)
+from . import scripts
+from .leases import Leases
+from .table import ClusterTable, Row
+
+log = logging.getLogger("filedock.server")
+
+RETRIES = 1  # one retry of a call that timed out or lost its connection
+RETRY_BACKOFF = 0.05  # seconds before it
+# While Redis is unreachable the node tries again this often (at most lease/3).
+OUTAGE_RETRY = 0.5
+# How long the subscription waits for a message before it looks again.
+_LISTEN_POLL = 1.0
+# How long a shutdown waits for the ends of sessions to reach Redis.
+_CLOSE_WAIT = 2.0
+
+
+def socket_timeout(lease: float) -> float:
+    """The Redis client's socket and connect timeout for ``lease``: well under it."""
+    return min(2.0, lease / 8)
+
+
+class RedisRegistry:
+    """This node's view of the cluster's clients, kept in Redis at ``url``.
+
+    ``on_lost`` is called with each client this node must give up (its lease
+    could not be renewed in time, or Redis freed its slot): the server ends
+    that session, which then calls :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node: str,
+        lease: float,
+        max_clients: int,
+        history: int,
+        pending: PendingPool[Any],
+        slots_per_source: Callable[[str], int] = lambda _: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.node = node
+        self.lease = lease
+        self.max_clients = max_clients
+        self.pending = pending
+        self.table = ClusterTable(history)
+        self.cluster_nodes = 0  # nodes alive, as the last renewal found them
+        self.on_lost: Callable[[ClientEntry], None] = lambda _: None
+        self._history = history
+        self._lease_ms = int(lease * 1000)
+        self._slots_per_source = slots_per_source
+        self._clock = clock
+        self._interval = lease / 3
+        self._held: dict[int, ClientEntry] = {}
+        self._accepted_ms: dict[int, int] = {}  # as Redis stamped them: told again as they are
+        self._leases = Leases(lease)
+        self._issued = 0  # the highest number this node handed out
+        self._asking: list[tuple[str, asyncio.Future[tuple[int, str] | Refusal]]] = []
+        self._naming: asyncio.Task[None] | None = None
+        self._unfinished: set[int] = set()  # ended while Redis could not be told
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._down = False
+        self._why = ""
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_at: float | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        timeout = socket_timeout(lease)
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(
+                ConstantBackoff(RETRY_BACKOFF),
+                RETRIES,
+                supported_errors=(RedisConnectionError, RedisTimeoutError),
+            ),
+            decode_responses=True,
+        )
+        client = self._client
+        self._take = client.register_script(scripts.TAKE)
+        self._admit = client.register_script(scripts.ADMIT)
+        self._finish = client.register_script(scripts.FINISH)
+        self._renew = client.register_script(scripts.RENEW)
+        self._table = client.register_script(scripts.TABLE)
+
+    # -- running --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the scripts, register this node, follow the table. Redis out of
+        reach is no error: the node starts answering FULL and keeps trying."""
+        try:
+            for script in (self._take, self._admit, self._finish, self._renew, self._table):
+                script.sha = await self._client.script_load(script.script)
+        except RedisError as exc:
+            self._went_down(exc)
+        else:
+            await self._renewal()
+        loop = asyncio.get_running_loop()
+        self._keeper = loop.create_task(self._keep())
+        self._listener = loop.create_task(self._listen())
+
+    async def aclose(self) -> None:
+        """Stop renewing; let the ends of sessions reach Redis (briefly); disconnect."""
+        for task in (self._keeper, self._listener):
+            if task is not None:
+                task.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._calls:
+            await asyncio.wait(list(self._calls), timeout=_CLOSE_WAIT)
+        for task in list(self._calls):
+            task.cancel()
+        for task in (self._keeper, self._listener):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+        await self._client.aclose()
+
+    @property
+    def available(self) -> bool:
+        """Whether Redis answered the last call (new connections are refused if not)."""
+        return not self._down
+
+    # -- the Registry protocol ---------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self.table.version
+
+    @property
+    def connected_count(self) -> int:
+        """This node's clients holding a slot (the cluster's: :attr:`cluster_connected`)."""
+        return len(self._held)
+
+    @property
+    def cluster_connected(self) -> int:
+        return self.table.connected_count
+
+    @property
+    def is_full(self) -> bool:
+        return self.table.connected_count >= self.max_clients
+
+    def refusal(self, source: str = "") -> Refusal | None:
+        """Why a connection would be refused, from the local copy: the scripts
+        decide for good, this spares them the calls that would be refused."""
+        if self._down:
+            return registry_unavailable(self._why)
+        if self.is_full:
+            return at_capacity(self.max_clients)
+        return None
+
+    def accept_refusal(self, source: str) -> Refusal | None:
+        return self.refusal(source) or self.pending.refusal(source)
+
+    def connected_names(self) -> list[str]:
+        return self.table.connected_names()
+
+    def snapshot(self) -> list[ClientRecord]:
+        return self.table.snapshot()
+
+    def take_name(self, source: str = "") -> asyncio.Future[tuple[int, str] | Refusal] | Refusal:
+        if self._down:
+            return registry_unavailable(self._why)
+        loop = asyncio.get_running_loop()
+        later: asyncio.Future[tuple[int, str] | Refusal] = loop.create_future()
+        self._asking.append((source, later))
+        if self._naming is None:  # else it joins the next call, after the one in flight
+            self._naming = loop.create_task(self._name_batches())
+        return later
+
+    def welcome(
+        self, number: int, name: str, address: str, source: str
+    ) -> asyncio.Future[ClientEntry | Refusal] | Refusal:
+        if self._down:
+            return registry_unavailable(self._why)
+        later: asyncio.Future[ClientEntry | Refusal] = asyncio.get_running_loop().create_future()
+        self._call(self._slot(later, number, name, address, source))
+        return later
+
+    def finish(self, entry: ClientEntry) -> bool:
+        """Free the slot now, as far as this node is concerned; Redis is told after
+        (and its FINISHED time, on Redis's clock, comes back in the table)."""
+        if self._held.pop(entry.number, None) is None:
+            return False
+        self._accepted_ms.pop(entry.number, None)
+        self._leases.drop(entry.number)
+        entry.finished = time.time()
+        entry._record = None
+        self._call(self._end(entry.number))
+        return True
+
+    # -- the calls ------------------------------------------------------------------
+
+    def _call(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    def _floor(self) -> int:
+        """The highest number this node knows of: Redis must count on from it."""
+        return max(self._issued, self.table.top)
+
+    def _args(self, *more: str | int) -> list[str | int]:
+        return [self._history, self._lease_ms, *more]
+
+    async def _name_batches(self) -> None:
+        try:
+            while self._asking:
+                batch, self._asking = self._asking, []
+                limits = [self._slots_per_source(source) for source, _ in batch]
+                pairs: list[str | int] = []
+                for (source, _), limit in zip(batch, limits, strict=True):
+                    pairs += [source, limit]
+                try:
+                    answers = await self._take(
+                        args=self._args(self.max_clients, self._floor(), *pairs)
+                    )
+                except RedisError as exc:
+                    self._went_down(exc)
+                    for _, later in batch:
+                        _settle(later, registry_unavailable(self._why))
+                    continue
+                self._came_back()
+                for (_, later), limit, answer in zip(batch, limits, answers, strict=True):
+                    number = int(answer)
+                    if number > 0:
+                        self._issued = max(self._issued, number)
+                        _settle(later, (number, client_name(number)))
+                    elif number == -2:
+                        _settle(later, per_address(limit))
+                    else:
+                        _settle(later, at_capacity(self.max_clients))
+        finally:
+            self._naming = None
+
+    async def _slot(
+        self,
+        later: asyncio.Future[ClientEntry | Refusal],
+        number: int,
+        name: str,
+        address: str,
+        source: str,
+    ) -> None:
+        sent = self._clock()
+        limit = self._slots_per_source(source)
+        try:
+            answer = await self._admit(
+                args=self._args(self.max_clients, limit, number, name, self.node, address, source)
+            )
+        except RedisError as exc:
+            self._went_down(exc)
+            _settle(later, registry_unavailable(self._why))
+            return
+        self._came_back()
+        code = int(answer[0])
+        if code == 1:
+            accepted = int(answer[1])
+            node = self.node
+            entry = ClientEntry(number, name, address, accepted / 1000, source=source, node=node)
+            self._held[number] = entry
+            self._accepted_ms[number] = accepted
+            self._leases.hold(number, sent)
+            self.table.connected(Row(number, name, self.node, address, accepted))
+            self._arm_deadline()
+            if not _settle(later, entry):  # (nobody waits: the registry is closing)
+                self.finish(entry)
+        elif code == -2:
+            _settle(later, per_address(limit))
+        elif code == -1:
+            _settle(later, at_capacity(self.max_clients))
+        else:
+            _settle(later, registry_unavailable("its slot was freed meanwhile"))
+
+    async def _end(self, number: int) -> None:
+        try:
+            await self._finish(args=self._args(number, self.node))
+        except RedisError as exc:
+            self._unfinished.add(number)  # told at the next renewal (else its lease ends it)
+            self._went_down(exc)
+        else:
+            self._unfinished.discard(number)
+
+    async def _renewal(self) -> bool:
+        """Renew every slot held, re-assert those Redis lost; False if Redis failed."""
+        sent = self._clock()
+        numbers = list(self._held)
+        held: list[str | int] = []
+        for number in numbers:
+            entry = self._held[number]
+            held += [number, entry.name, entry.address, entry.source, self._accepted_ms[number]]
+        try:
+            answer = await self._renew(args=self._args(self.node, self._floor(), *held))
+        except RedisError as exc:
+            self._went_down(exc)
+            return False
+        self._came_back()
+        self.cluster_nodes = int(answer[0])
+        lost = {int(number) for number in answer[1:]}
+        self._leases.confirm([number for number in numbers if number not in lost], sent)
+        self._arm_deadline()
+        if lost:
+            log.warning(
+                "Closing %d client%s whose slots the registry freed: this node's lease ran out",
+                len(lost), "" if len(lost) == 1 else "s",
+            )  # fmt: skip
+            self._give_up(lost)
+        for number in list(self._unfinished):
+            await self._end(number)
+        return True
+
+    async def _keep(self) -> None:
+        while True:
+            renewed = await self._renewal()
+            await asyncio.sleep(self._interval if renewed else min(self._interval, OUTAGE_RETRY))
+
+    async def _listen(self) -> None:
+        """Follow the table: subscribe, load it whole, apply each message after."""
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(scripts.CHANNEL)
+                rows, finished = await self._table(args=self._args())
+                self.table.reload(_pairs(rows), _pairs(finished))
+                while True:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_LISTEN_POLL
+                    )
+                    if message is not None and message.get("type") == "message":
+                        self.table.apply(message["data"])
+            except RedisError as exc:
+                self._went_down(exc)
+            finally:
+                with contextlib.suppress(RedisError, OSError):  # (gone already)
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(OUTAGE_RETRY)
+
+    # -- outages and deadlines ------------------------------------------------------------
+
+    def _went_down(self, exc: Exception) -> None:
+        self._why = str(exc) or type(exc).__name__
+        if self._down:
+            return
+        self._down = True
+        log.warning(
+            "Registry unavailable at %s (%s): new connections are answered FULL until it is "
+            "back; connected clients are served for up to %g s",
+            self.url, self._why, self.lease * 0.9,
+        )  # fmt: skip
+
+    def _came_back(self) -> None:
+        if not self._down:
+            return
+        self._down = False
+        log.info("Registry reachable again at %s", self.url)
+        # The subscription may have missed messages (or hang on a dead
+        # connection): a new one loads the table whole.
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    def _arm_deadline(self) -> None:
+        when = self._leases.deadline()
+        if when == self._deadline_at:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_at = when
+        if when is not None:
+            delay = max(0.0, when - self._clock())
+            self._deadline = asyncio.get_running_loop().call_later(delay, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        self._deadline_at = None
+        overdue = self._leases.overdue(self._clock())
+        if overdue:
+            log.warning(
+                "Closing %d client%s: the registry has not renewed this node's lease for %g s",
+                len(overdue), "" if len(overdue) == 1 else "s", self._leases.margin,
+            )  # fmt: skip
+            self._give_up(overdue)
+        self._arm_deadline()
+
+    def _give_up(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            entry = self._held.get(number)
+            if entry is None:
+                continue
+            self.on_lost(entry)  # the session ends, and calls finish
+            if number in self._held:  # (no session held it)
+                self.finish(entry)
+
+
+def _settle(later: asyncio.Future[Any], answer: Any) -> bool:
+    """Answer ``later`` unless nobody waits for it any more; whether it was."""
+    if later.done():
+        return False
+    later.set_result(answer)
+    return True
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
