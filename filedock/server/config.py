@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ LOG_FORMATS = ("text", "json")
 
 # max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
 AUTO_PER_SOURCE = -1
+
+# --proxy-from's default: the peers trusted to send a PROXY header, this machine
+# only (a load balancer on the same host). Anything wider must be said.
+DEFAULT_PROXY_FROM = ("127.0.0.0/8", "::1")
 
 # The folder served when --repo is not given: the clone ships it; made on first start if missing.
 DEFAULT_REPO = "server_repo"
@@ -68,6 +73,13 @@ class ConfigError(ValueError):
 
 # The HTTP listener's host when --http names none: this machine only.
 HTTP_DEFAULT_HOST = "127.0.0.1"
+
+
+def _are_networks(texts: tuple[str, ...]) -> bool:
+    try:
+        return bool(texts) and all(ipaddress.ip_network(text, strict=False) for text in texts)
+    except ValueError:
+        return False
 
 
 def http_address(text: str) -> tuple[str, int] | None:
@@ -133,6 +145,12 @@ class ServerConfig:
     http: str | None = None
     # Serve them beyond loopback with no --token-file: anyone who reaches the port sees them.
     http_insecure: bool = False
+    # Behind a load balancer: each connection starts with a PROXY protocol header
+    # (v1 or v2) naming the client, sent by one of proxy_from (addresses or CIDRs).
+    proxy_protocol: bool = False
+    proxy_from: tuple[str, ...] = DEFAULT_PROXY_FROM
+    # The Redis that several servers share (redis://HOST:PORT/DB); None: this server alone.
+    registry: str | None = None
 
     def __post_init__(self) -> None:
         finite = math.isfinite
@@ -208,6 +226,11 @@ class ServerConfig:
             if not ok:
                 raise ConfigError(field, rule, getattr(self, field))
         self._check_http()
+        if not _are_networks(self.proxy_from):
+            raise ConfigError(
+                "proxy_from", "must be IP addresses or networks (CIDR), comma-separated",
+                ",".join(self.proxy_from),
+            )  # fmt: skip
 
     def _check_http(self) -> None:
         if self.http is None:
