@@ -49,8 +49,9 @@ def admit(s: Session, peer: tuple[str, int] | None = None) -> bool:
 
 
 def may_be_dropped(s: Session) -> bool:
-    """Whether a newcomer may take this connection's place (see PendingPool.make_room)."""
-    return s.conn.may_be_dropped()
+    """Whether a newcomer may take this connection's place (see PendingPool.make_room):
+    not while its NAME is awaited (it could not be told why)."""
+    return s.conn.may_be_dropped() and not s.naming
 
 
 def has_spoken(s: Session) -> bool:
@@ -128,11 +129,13 @@ def offer_name(s: Session) -> None:
     elif isinstance(named, Refusal):
         _refuse_name(s, named)
     else:
+        s.naming = True
         named.add_done_callback(partial(name_came, s))
 
 
 def name_came(s: Session, later: asyncio.Future[tuple[int, str] | Refusal]) -> None:
     """The registry answered: ``NAME`` or ``FULL``, then what the client sent meanwhile."""
+    s.naming = False
     if s.closing or s.transport is None or s.transport.is_closing():
         return  # gone meanwhile: the number is spent, never reused
     if later.cancelled() or later.exception() is not None:  # (the registry closed)

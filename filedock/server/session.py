@@ -68,7 +68,7 @@ class Session(asyncio.BufferedProtocol):
         *("_timer", "_timer_at", "_stall_timer", "linger_timer", "warned", "stats"),
         # Who the client is, and its way through admission and the greeting.
         *("address", "source", "number", "name", "entry", "turn", "has_turn"),
-        *("pending", "spoke", "upgrade"),
+        *("pending", "spoke", "upgrade", "naming"),
         # An upload's body being received, and whether the token may upload.
         *("upload", "may_write"),
         "activity",  # what the one task is doing now, for those who watch
@@ -95,6 +95,7 @@ class Session(asyncio.BufferedProtocol):
         self.has_turn = False  # it is this connection's answer its source waits for
         self.spoke = False  # it sent a ClientHello: a client, not a silent socket
         self.pending = False  # holds a place in the pending pool
+        self.naming = False  # its NAME is awaited from the registry (a round trip)
         self.upgrade: TlsUpgrade | None = None  # until the TLS handshake ends
         self.upload: Upload | None = None  # from READY to the upload's end
         self.may_write = True  # a token without the write right makes it False

@@ -104,6 +104,7 @@ class RedisRegistry:
         self.pending = pending
         self.table = ClusterTable(history)
         self.cluster_nodes = 0  # nodes alive, as the last renewal found them
+        self.loads = 0  # how many times the table was loaded whole (at each subscription)
         self.on_lost: Callable[[ClientEntry], None] = lambda _: None
         self._history = history
         self._lease_ms = int(lease * 1000)
@@ -120,6 +121,7 @@ class RedisRegistry:
         self._calls: set[asyncio.Task[Any]] = set()
         self._down = False
         self._why = ""
+        self._wake = asyncio.Event()  # (made on no loop: bound to the first that waits)
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_at: float | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -170,10 +172,13 @@ class RedisRegistry:
             await asyncio.wait(list(self._calls), timeout=_CLOSE_WAIT)
         for task in list(self._calls):
             task.cancel()
-        for task in (self._keeper, self._listener):
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
-        await self._client.aclose()
+        # Bounded: a Redis cut off does not hold the shutdown.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_WAIT):
+                for task in (self._keeper, self._listener):
+                    if task is not None:
+                        await asyncio.gather(task, return_exceptions=True)
+                await self._client.aclose()
 
     @property
     def available(self) -> bool:
@@ -369,8 +374,13 @@ class RedisRegistry:
 
     async def _keep(self) -> None:
         while True:
+            self._wake.clear()
             renewed = await self._renewal()
-            await asyncio.sleep(self._interval if renewed else min(self._interval, OUTAGE_RETRY))
+            delay = self._interval if renewed else min(self._interval, OUTAGE_RETRY)
+            # An outage seen by another call starts the quick retries at once.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _listen(self) -> None:
         """Follow the table: subscribe, load it whole, apply each message after."""
@@ -380,6 +390,7 @@ class RedisRegistry:
                 await pubsub.subscribe(scripts.CHANNEL)
                 rows, finished = await self._table(args=self._args())
                 self.table.reload(_pairs(rows), _pairs(finished))
+                self.loads += 1
                 while True:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=_LISTEN_POLL
@@ -400,6 +411,7 @@ class RedisRegistry:
         if self._down:
             return
         self._down = True
+        self._wake.set()
         log.warning(
             "Registry unavailable at %s (%s): new connections are answered FULL until it is "
             "back; connected clients are served for up to %g s",
