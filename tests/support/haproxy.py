@@ -10,40 +10,20 @@ there a missing tool is a failure, not a silent skip.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
 from tests.support import HOST, wait_until
+from tests.support.tools import free_port, require_program
 
 SEND_PROXY_CHOICES = ("send-proxy", "send-proxy-v2", "")
 
 
 def haproxy_binary() -> str:
     """The path of ``haproxy``; skips the test without it (fails it under CI)."""
-    path = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)),
-        None,
-    )
-    if path is None:
-        reason = "haproxy is not installed (apt-get install haproxy)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must have it", pytrace=False)
-        pytest.skip(reason)
-    return path
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 nobody listens on now (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    return require_program("haproxy", "haproxy")
 
 
 def is_listening(port: int) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import haproxy
+from tests.support import haproxy, tools
 
 
 @pytest.fixture
 def no_haproxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(haproxy.shutil, "which", lambda _: None)
-    monkeypatch.setattr(haproxy.os, "access", lambda *_: False)
+    monkeypatch.setattr(tools.shutil, "which", lambda _: None)
+    monkeypatch.setattr(tools.os, "access", lambda *_: False)
 
 
 @pytest.mark.usefixtures("no_haproxy")
