@@ -113,6 +113,8 @@ class LineReader:
 
     def peek(self, count: int) -> bytes:
         """The first ``count`` bytes not yet read as lines, as they came (CRs kept)."""
+        if self._index == len(self._lines):  # (the usual case: nothing split yet)
+            return bytes(self._data[:count])
         rest = bytearray()
         for line in self._lines[self._index :]:
             if len(rest) >= count:

@@ -43,6 +43,7 @@ V2_MAX_ADDRESS_LENGTH: Final = 1024
 # The most bytes any header takes: what a receiver may have to hold.
 MAX_HEADER_LENGTH: Final = V2_FIXED_LENGTH + V2_MAX_ADDRESS_LENGTH
 
+_FIRST_BYTES = frozenset({V2_SIGNATURE[0], V1_PREFIX[0]})
 _V2_LOCAL, _V2_PROXY = 0x0, 0x1
 _AF_UNSPEC, _AF_INET, _AF_INET6, _AF_UNIX = 0x0, 0x1, 0x2, 0x3
 _UNSPEC, _STREAM, _DGRAM = 0x0, 0x1, 0x2
@@ -101,6 +102,8 @@ def sniff_proxy_header(data: bytes | bytearray | memoryview) -> bool | None:
     ``None`` while too few bytes came to tell (a prefix of a signature)."""
     if not data:
         return None
+    if data[0] not in _FIRST_BYTES:  # (a HELLO, a TLS record: every connection asks)
+        return False
     for signature in (V2_SIGNATURE, V1_PREFIX):
         start = bytes(data[: len(signature)])
         if signature.startswith(start):

@@ -465,3 +465,12 @@ def test_a_greeted_client_may_not_be_dropped() -> None:
     assert not conn.may_be_dropped()
     with pytest.raises(StateError):
         conn.drop(notice_at=1.0)
+
+
+def test_the_line_reader_peeks_at_the_bytes_as_they_came() -> None:
+    reader = p.LineReader(64)
+    reader.receive_data(b"\r\n\r\n\x00\r\nQUIT\n!rest")
+    assert reader.peek(12) == b"\r\n\r\n\x00\r\nQUIT\n"  # nothing split yet
+    assert reader.next_line() == b""  # split now, the CRs kept in what is held
+    assert reader.peek(100) == b"\r\n\x00\r\nQUIT\n!rest"
+    assert reader.peek(3) == b"\r\n\x00"
