@@ -109,10 +109,13 @@ def test_redis_down_downloads_are_hashed_locally_and_it_is_said_once(
     for index in range(3):
         (repo / f"file{index}.bin").write_bytes(CONTENT + bytes([index]))
     a = node("a")
-    redis_server.stop()
-    for index in range(3):
-        data = fetch(a, tmp_path / f"down{index}", f"file{index}.bin")
-        assert data == CONTENT + bytes([index])
+    # Redis down, the registry refuses new connections: a client connected before downloads.
+    with Client(HOST, a.port, timeout=10) as client:
+        redis_server.stop()
+        for index in range(3):
+            result = client.send_line(f"file{index}.bin", tmp_path / f"down{index}")
+            assert isinstance(result, DownloadResult)
+            assert result.path.read_bytes() == CONTENT + bytes([index])
     assert hashed(a)[0] == 3
     unreachable = [
         r for r in caplog.records if "shared digest cache (Redis) is unreachable" in r.message
