@@ -249,6 +249,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         config = ServerConfig(**vars(args))
     except ConfigError as exc:
         parser.error(exc.option_text())
+    if config.registry is not None and importlib.util.find_spec("redis") is None:
+        print(REDIS_MISSING, file=sys.stderr, flush=True)  # the one line, before any other
+        return ExitCode.USAGE
     try:
         log_file = configure_logging(
             config.log_level, log_file=config.log_file, log_format=config.log_format
@@ -263,9 +266,6 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             old,
             old.replace(ENV_PREFIX, SERVER_ENV_PREFIX, 1),
         )
-    if config.registry is not None and importlib.util.find_spec("redis") is None:
-        print(REDIS_MISSING, file=sys.stderr, flush=True)
-        return ExitCode.USAGE
     raise_descriptor_limit(config.max_clients)
     try:
         _prepare_repo(config.repo)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ def test_names_count_up_across_nodes_in_the_order_given(
             conn = conns.enter_context(LineConn(port))
             names.append(conn.read_line())
     assert names == [f"NAME Client{n:02d}" for n in range(1, 6)]
+
+
+def test_lines_sent_before_the_registry_answered_are_answered_in_order_after_it(
+    make_node: Callable[..., ServerThread],
+) -> None:
+    a = make_node("a")
+    with LineConn(a.port) as conn:
+        conn.send(b"HELLO me proto=2\nPING\nWHO\nEXIT\n")  # before NAME, and WELCOME
+        assert conn.read_line() == "NAME Client01"
+        assert conn.read_line().startswith("WELCOME Client01 ")
+        assert [conn.read_line() for _ in range(3)] == ["PONG", "WHO Client01", "BYE"]
 
 
 def test_a_connection_answered_full_on_accept_takes_no_number(
@@ -253,13 +265,16 @@ def test_a_node_killed_frees_its_slots_within_the_lease(
             with LineConn(survivor.port) as third:
                 assert third.read_line() == "FULL server is at capacity (2/2 clients)"
             os.kill(doomed.proc.pid, signal.SIGKILL)
-            killed = time.monotonic()
+            killed, killed_at = time.monotonic(), time.time()
 
             def doomed_finished() -> bool:
                 rows = [row.split("\t") for row in status(watcher)]
                 return any(row[4] == "doomed" and row[2] != "-" for row in rows)
 
             wait_until(doomed_finished, timeout=lease * 2)
+            ended = next(row for row in status(watcher) if row.split("\t")[4] == "doomed")
+            stamped = datetime.strptime(ended.split("\t")[2], "%Y-%m-%d %H:%M:%S").timestamp()
+            assert stamped <= killed_at + lease + 1  # when its lease ran out (to the second)
             # Freed once its lease ran out, found by the next call (every lease/3).
             assert time.monotonic() - killed <= lease + lease / 3 + 0.5
             with welcomed(survivor.port):  # its slot is free for another

@@ -23,10 +23,14 @@ def test_registry_without_redis_py_says_what_to_install_in_one_line_and_exits_2(
         "find_spec",
         lambda name, *rest: None if name == "redis" else real(name, *rest),
     )
+    handlers = list(logging.getLogger().handlers)
     assert cli_server.server_main(["--registry", "redis://127.0.0.1:1/0"]) == 2
-    assert capsys.readouterr().err == (
-        "filedock-server: --registry needs the Redis client: pip install 'filedock[redis]'\n"
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        "filedock-server: --registry needs the Redis client: pip install 'filedock[redis]'\n",
     )
+    assert logging.getLogger().handlers == handlers  # nothing set up, nothing started
 
 
 def test_the_options_have_their_environment_twins(monkeypatch: pytest.MonkeyPatch) -> None:

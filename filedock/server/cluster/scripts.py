@@ -14,7 +14,8 @@ Keys, all under ``filedock:`` (standalone Redis: the scripts name their keys):
 - ``rows``: hash, number -> ``name TAB node TAB address TAB accepted-ms``;
 - ``owner`` / ``source``: hash, number -> the node / source group holding it;
 - ``per-source``: hash, source group -> slots it holds;
-- ``finished``: hash, number -> when it finished (ms); ``history``: list of
+- ``finished``: hash, number -> when it finished (ms: its end, or when its
+  lease ran out); ``history``: list of
   finished numbers, oldest first, at most ``--history`` long;
 - ``nodes``: sorted set, node -> when its own lease ends.
 
@@ -39,7 +40,7 @@ local lease = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
-local function release(num)
+local function release(num, ended)
   redis.call('ZREM', SLOTS, num)
   redis.call('HDEL', OWNER, num)
   local source = redis.call('HGET', SOURCE, num)
@@ -61,8 +62,10 @@ local function release(num)
   redis.call('PUBLISH', CHANNEL, message)
 end
 
-for _, num in ipairs(redis.call('ZRANGEBYSCORE', SLOTS, '-inf', now)) do
-  release(num)
+-- A slot whose lease ran out (its node died, or was cut off) finished then.
+local expired = redis.call('ZRANGEBYSCORE', SLOTS, '-inf', now, 'WITHSCORES')
+for i = 1, #expired, 2 do
+  release(expired[i], expired[i + 1])
 end
 
 local function held_by(source)
@@ -153,7 +156,7 @@ local num, node = ARGV[3], ARGV[4]
 if redis.call('HGET', OWNER, num) ~= node or not redis.call('ZSCORE', SLOTS, num) then
   return 0
 end
-release(num)
+release(num, now)
 return 1
 """
 )
