@@ -168,6 +168,15 @@ def test_the_log_names_the_headers_client(
     wait_until(lambda: f"Connected: {name} from 192.0.2.30:40020" in caplog.text)
 
 
+def test_the_starting_line_says_the_header_is_required(
+    proxied: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock.server")
+    proxied()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Starting")]
+    assert line.endswith(", proxy_protocol=on")
+
+
 def test_a_peer_not_allowed_to_relay_is_closed_at_once(
     proxied: Callable[..., ServerThread],
     conns: Callable[[int], LineConn],
