@@ -152,7 +152,7 @@ _HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
 _UNEXPECTED_PROXY_HEADER = Violation(
     ErrorReply(ErrorCode.HANDSHAKE, "PROXY protocol header not expected"),
     "Protocol error",
-    "a PROXY protocol header, but the server runs without --proxy-protocol",
+    "a PROXY protocol header where none is expected (see --proxy-protocol)",
     last=True,
 )
 _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"

@@ -302,6 +302,8 @@ class Server:
             extras.append(", tokens=required")
         if self.context.uploads is not None:
             extras.append(", uploads=on")
+        if self.config.proxy_protocol:
+            extras.append(", proxy_protocol=on")
         if self.config.max_clients_per_ip > 0:
             extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
         if self.cluster is not None:

@@ -45,6 +45,8 @@ TIMEOUT = 0.5
 # After a failure, the next ask waits this long: an outage costs downloads
 # nothing (a miss at once), and its end is noticed within this.
 RETRY_AFTER = 5.0
+# Connections to Redis, at most: each answers in well under a millisecond.
+MAX_CONNECTIONS = 16
 # SETs in flight at once, at most: past it new ones are dropped (a cache may
 # forget; memory must not grow while Redis is slow).
 MAX_PENDING_SETS = 256
@@ -67,20 +69,24 @@ def redis_key(key: Key) -> str:
 
 def connect(url: str) -> Redis:
     """A redis-py asyncio client for ``url``, with its timeouts and retries set for a
-    cache: a short timeout and no retry (a miss is cheaper than a wait). Raises
-    ``ImportError`` without redis-py (``pip install 'filedock[redis]'``)."""
-    from redis.asyncio import Redis
+    cache: a short timeout and no retry (a miss is cheaper than a wait), and at most
+    :data:`MAX_CONNECTIONS` connections (a burst of downloads waits for one, up to
+    the timeout, rather than opening one each). Raises ``ImportError`` without
+    redis-py (``pip install 'filedock[redis]'``)."""
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    client: Redis = Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=TIMEOUT,  # for a free connection
         socket_timeout=TIMEOUT,
         socket_connect_timeout=TIMEOUT,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )
-    return client
+    return Redis(connection_pool=pool)
 
 
 class SharedDigests:
@@ -169,7 +175,7 @@ class SharedDigests:
         if self._sets:
             await asyncio.gather(*self._sets, return_exceptions=True)
         try:
-            await self.client.aclose()
+            await self.client.aclose(close_connection_pool=True)
         except Exception as exc:  # closing a broken connection may fail too
             log.debug("Closing the shared digest cache's connection: %s", exc)
 

@@ -73,15 +73,15 @@ class TlsUpgrade:
             self._task = loop.create_task(self.start(s.transport, context))
 
     def _refuse_proxy_header(self) -> None:
-        """A PROXY header the server was not told to expect: the balancer in front is
-        misconfigured, or a client tries to pass for another address. Nothing can be
-        told in clear to a TLS client: the connection is closed."""
+        """A PROXY header the server was not told to expect (or a second one): the
+        balancer in front is misconfigured, or a client tries to pass for another
+        address. Nothing can be told in clear to a TLS client: the connection is closed."""
         s = self.session
         s.stats.protocol_errors += 1
         s.context.note(
             "protocol",
-            "Protocol error from %s: a PROXY protocol header before TLS, but the server "
-            "runs without --proxy-protocol",
+            "Protocol error from %s: a PROXY protocol header where the TLS handshake was due "
+            "(see --proxy-protocol)",
             s.address,
             source=s.source,
         )

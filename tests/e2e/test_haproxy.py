@@ -7,12 +7,16 @@ balancer's. Skipped without haproxy (a failure under CI, see tests/support/hapro
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.support import HOST, LineConn, ServerThread, wait_until
+from tests.support.credentials import tls_options
 from tests.support.haproxy import HAProxy, check_config, haproxy_config
 from tests.support.process import ROOT, ServerProcess
 
@@ -67,6 +71,30 @@ def test_a_client_through_haproxy_sees_its_own_address_in_status(
     assert own.startswith(f"{CLIENT_HOST}:")
     rows = status_rows(conn)
     assert [(row[0], row[3]) for row in rows] == [(name, own)]
+
+
+@pytest.mark.parametrize("send_proxy", ["send-proxy", "send-proxy-v2"])
+def test_under_tls_the_header_comes_first_and_tls_passes_through(
+    make_server: Callable[..., ServerThread],
+    balancer: Callable[..., HAProxy],
+    ca: trustme.CA,
+    tmp_path: Path,
+    send_proxy: str,
+) -> None:
+    server = make_server(proxy_protocol=True, **tls_options(ca, tmp_path))
+    proxy = balancer([server], send_proxy=send_proxy)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    raw = socket.create_connection((HOST, proxy.port), timeout=5, source_address=(CLIENT_HOST, 0))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        reader = sock.makefile("rb")
+        name = reader.readline().decode().split()[1]
+        sock.sendall(f"HELLO {name}\nSTATUS\n".encode())
+        assert reader.readline().startswith(b"WELCOME ")
+        assert reader.readline() == b"STATUS 1\n"
+        address = reader.readline().rstrip(b"\n").split(b"\t")[3].decode()
+        assert address == "{}:{}".format(*sock.getsockname()[:2])
+        reader.close()
 
 
 def test_the_per_address_cap_applies_to_the_headers_address(

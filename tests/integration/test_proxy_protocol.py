@@ -112,6 +112,17 @@ def test_the_clients_first_line_in_the_headers_packet_is_not_lost(
     assert conn.read_line() == "PONG"
 
 
+def test_a_second_header_is_refused_as_one_not_expected(
+    proxied: Callable[..., ServerThread], conns: Callable[[int], LineConn]
+) -> None:
+    server = proxied()
+    conn = conns(server.port)
+    conn.send(v1("192.0.2.11", 40007) + v2("192.0.2.12", 40008))  # a relay of a relay's header
+    assert conn.read_line().startswith("NAME ")
+    assert conn.read_line() == "ERR handshake PROXY protocol header not expected"
+    assert conn.at_eof()
+
+
 def test_a_header_that_comes_byte_by_byte_is_read_whole(
     proxied: Callable[..., ServerThread], conns: Callable[[int], LineConn]
 ) -> None:
@@ -166,6 +177,15 @@ def test_the_log_names_the_headers_client(
     conn.send(v2("192.0.2.30", 40020))
     name = conn.greet()
     wait_until(lambda: f"Connected: {name} from 192.0.2.30:40020" in caplog.text)
+
+
+def test_the_starting_line_says_the_header_is_required(
+    proxied: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filedock.server")
+    proxied()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Starting")]
+    assert line.endswith(", proxy_protocol=on")
 
 
 def test_a_peer_not_allowed_to_relay_is_closed_at_once(

@@ -178,8 +178,8 @@ class FakeRedis:
         self.expiry[name] = ex
         return True
 
-    async def aclose(self) -> None:
-        self.closed = True
+    async def aclose(self, close_connection_pool: bool = False) -> None:
+        self.closed = close_connection_pool
 
 
 class Clock:
