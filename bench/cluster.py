@@ -412,9 +412,12 @@ def plot(kill: dict[str, Any], path: Path, work: Path) -> str:
     venv = work / "plot-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    installed = subprocess.run([*pip, "--disable-pip-version-check", "matplotlib"], check=False)
+    installed = subprocess.run(
+        [*pip, "--disable-pip-version-check", "matplotlib"], capture_output=True, text=True
+    )
     if installed.returncode != 0:
-        return "plot: not drawn (pip could not install matplotlib into its temporary venv)"
+        tail = installed.stderr.strip().splitlines()[-1:]
+        return f"plot: not drawn (pip could not install matplotlib into its venv: {tail})"
     data = work / "slots.json"
     data.write_text(json.dumps(kill))
     script = work / "plot.py"
