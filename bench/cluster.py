@@ -44,6 +44,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class Sizes:
 
 
 FULL = Sizes(sessions=2_000, rounds=5, counted=300, held=30, lease=3.0)
-QUICK = Sizes(sessions=100, rounds=1, counted=20, held=5, lease=2.0)
+QUICK = Sizes(sessions=50, rounds=1, counted=10, held=5, lease=2.0)
 
 
 # -- Redis, spoken directly (RESP) --------------------------------------------------------
@@ -533,13 +534,23 @@ def haproxy_version() -> str:
 
 @contextlib.contextmanager
 def started(repo: Path, work: Path) -> Iterator[list[Setup]]:
-    setups: list[Setup] = []
+    """The five set-ups, started at once (each start is mostly a Python start-up)."""
+    plans: list[tuple[str, int, bool, bool]] = [
+        ("single", 1, False, False),
+        ("single via HAProxy", 1, False, True),
+        ("1 node", 1, True, True),
+        ("2 nodes", 2, True, True),
+        ("3 nodes", 3, True, True),
+    ]
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        futures = [
+            pool.submit(start_setup, label, repo, work, count, registry=registry, proxied=proxied)
+            for label, count, registry, proxied in plans
+        ]
+    setups = [future.result() for future in futures if future.exception() is None]
     try:
-        setups.append(start_setup("single", repo, work, 1, registry=False, proxied=False))
-        setups.append(start_setup("single via HAProxy", repo, work, 1, registry=False))
-        for count in (1, 2, 3):
-            label = f"{count} node{'s' if count > 1 else ''}"
-            setups.append(start_setup(label, repo, work, count, registry=True))
+        for future in futures:
+            future.result()  # the first failure to start, if any
         yield setups
     finally:
         for setup in setups:
