@@ -363,9 +363,10 @@ class RedisRegistry:
         self._leases.confirm([number for number in numbers if number not in lost], sent)
         self._arm_deadline()
         if lost:
+            plural = "" if len(lost) == 1 else "s"
             log.warning(
-                "Closing %d client%s whose slots the registry freed: this node's lease ran out",
-                len(lost), "" if len(lost) == 1 else "s",
+                "Closing %d client%s whose slot%s the registry freed: this node's lease ran out",
+                len(lost), plural, plural,
             )  # fmt: skip
             self._give_up(lost)
         for number in list(self._unfinished):
