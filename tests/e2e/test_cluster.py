@@ -14,6 +14,9 @@ the clients still reach the node.
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,13 +24,18 @@ from typing import Any
 
 import pytest
 
-from tests.support import LineConn, wait_until
+from tests.support import HOST, LineConn, wait_until
 from tests.support.cluster import Cluster, Row, at_eof_now, closing_all, number, status
+from tests.support.haproxy import free_port, haproxy_binary, is_listening
+from tests.support.process import ROOT, ServerProcess
+from tests.support.redis_server import RedisServer
 
 BURST = 200
 # Beyond a lease, for the polling and for a machine busy with other work.
 SLACK = 1.0
 SAMPLE_GET = "FILE 6 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03 sample.txt"
+
+README = ROOT / "README.md"
 
 StartCluster = Callable[..., Cluster]
 
@@ -44,6 +52,14 @@ def start_cluster(repo: Path, tmp_path: Path) -> Iterator[StartCluster]:
     yield start
     for cluster in started:
         cluster.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    with RedisServer(folder) as server:
+        yield server
 
 
 def admission(conn: LineConn) -> str:
@@ -277,3 +293,64 @@ def test_a_node_cut_off_from_redis_closes_its_clients_by_its_deadline(
         assert admission(cluster.direct("b", timeout=15)).startswith("FULL registry unavailable")
         cluster.heal("b")
         wait_until(lambda: welcomed_on(cluster, "b"), timeout=10, interval=0.1)
+
+
+def readme_commands() -> list[str]:
+    """The README's commands of "Several servers as one", one a line, comments cut."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+    [block] = [block for block in blocks if "--registry" in block]
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_commands_make_one_server_of_two(
+    repo: Path, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    commands = readme_commands()
+    assert commands[0] == "redis-server &", commands  # ours instead, on a free port
+    assert commands[-1] == "haproxy -f examples/haproxy.cfg", commands
+    ports = {"50000": free_port(), "50001": free_port(), "50002": free_port()}
+
+    def ours(text: str) -> str:
+        text = text.replace("redis://127.0.0.1:6379/0", redis_server.url)
+        text = text.replace("/shared/repo", str(repo))
+        return re.sub(r"\b5000[012]\b", lambda match: str(ports[match[0]]), text)
+
+    nodes = []
+    haproxy = None
+    try:
+        for command in commands[1:-1]:
+            argv = shlex.split(ours(command).removesuffix("&"))
+            assert argv[0] == "filedock-server", argv
+            nodes.append(ServerProcess(repo, *argv[1:], start_timeout=30))
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(ours((ROOT / "examples" / "haproxy.cfg").read_text()).replace(
+            f"bind :{ports['50000']}", f"bind {HOST}:{ports['50000']}"
+        ))  # fmt: skip
+        haproxy = subprocess.Popen(
+            [haproxy_binary(), "-db", "-f", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: is_listening(ports["50000"]), timeout=10)
+        with closing_all([]) as conns:
+            for source in ("127.0.0.2", "127.0.0.3"):
+                conn = LineConn(ports["50000"], source=source)
+                conns.append(conn)
+                # HAProxy's health checks took no name: these are the first two.
+                assert conn.greet() == f"Client0{len(conns)}"
+            rows: list[Row] = []
+
+            def both_listed() -> bool:
+                rows[:] = status(conns[0])
+                return len(rows) == 2
+
+            wait_until(both_listed, timeout=5, interval=0.05)
+            assert {each.node for each in rows} == {"a", "b"}, rows  # leastconn: one each
+            assert [each.address.split(":")[0] for each in rows] == ["127.0.0.2", "127.0.0.3"]
+    finally:
+        if haproxy is not None:
+            haproxy.terminate()
+            haproxy.wait(10)
+        for node in nodes:
+            node.stop()
