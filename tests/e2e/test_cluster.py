@@ -28,7 +28,7 @@ from tests.support import HOST, LineConn, wait_until
 from tests.support.cluster import Cluster, Row, at_eof_now, closing_all, number, status
 from tests.support.haproxy import free_port, haproxy_binary, is_listening
 from tests.support.process import ROOT, ServerProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 BURST = 200
 # Beyond a lease, for the polling and for a machine busy with other work.
@@ -52,14 +52,6 @@ def start_cluster(repo: Path, tmp_path: Path) -> Iterator[StartCluster]:
     yield start
     for cluster in started:
         cluster.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    with RedisServer(folder) as server:
-        yield server
 
 
 def admission(conn: LineConn) -> str:
@@ -302,9 +294,12 @@ def readme_commands() -> list[str]:
     return [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
 
 
-def test_the_readmes_commands_make_one_server_of_two(
-    repo: Path, tmp_path: Path, redis_server: RedisServer
-) -> None:
+def test_the_readmes_commands_make_one_server_of_two(repo: Path, tmp_path: Path) -> None:
+    with running_redis() as redis_server:
+        run_the_readmes_commands(repo, tmp_path, redis_server)
+
+
+def run_the_readmes_commands(repo: Path, tmp_path: Path, redis_server: RedisServer) -> None:
     commands = readme_commands()
     assert commands[0] == "redis-server &", commands  # ours instead, on a free port
     assert commands[-1] == "haproxy -f examples/haproxy.cfg", commands
