@@ -228,8 +228,13 @@ def contenders(args: argparse.Namespace, repo: Path) -> tuple[list[Contender], l
 # -- driving the load generator -------------------------------------------------------------
 
 
-def drive(server: Running, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run bench/load.py with ``spec``; each phase's report with the server's CPU and RSS."""
+def drive(
+    server: Running,
+    spec: dict[str, Any],
+    on_phase: Callable[[dict[str, Any]], None] = lambda _: None,
+) -> list[dict[str, Any]]:
+    """Run bench/load.py with ``spec``; each phase's report with the server's CPU and RSS
+    (and whatever ``on_phase`` adds to it: other processes' CPU, say)."""
     spec = {"host": HOST, "port": server.port, **spec}
     argv = [sys.executable, str(BENCH / "load.py"), json.dumps(spec)]
     load = subprocess.Popen(
@@ -244,6 +249,7 @@ def drive(server: Running, spec: dict[str, Any]) -> list[dict[str, Any]]:
             report["cpu"] = settled_cpu(server.pid)
             report["cpu_user"] = cpu_times(server.pid)[0]
             report["rss_kib"] = rss_kib(server.pid)
+            on_phase(report)
             phases.append(report)
             load.stdin.write("go\n")
             load.stdin.flush()

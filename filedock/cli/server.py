@@ -112,6 +112,11 @@ _SERVER_HELP = {
     "(default: the host name)",
     "lease": "seconds a server's slots in --registry outlive it if it stops renewing them "
     "(every lease/3); it closes its clients itself if it cannot renew in time",
+    "proxy_protocol": "behind a load balancer: every connection must start with a PROXY "
+    "protocol header (v1 or v2: HAProxy's send-proxy, send-proxy-v2), whose client address "
+    "is then used for status, the per-address limits and the log",
+    "proxy_from": "addresses or networks (CIDR), comma-separated, allowed to send the PROXY "
+    "header; a connection from any other is closed",
 }
 
 
@@ -149,6 +154,9 @@ def server_parser() -> argparse.ArgumentParser:
             extra["action"] = argparse.BooleanOptionalAction
         elif field.name in _BYTE_FIELDS:
             kind = extra["type"] = _bytes_or_auto
+        elif field.name == "proxy_from":
+            kind = extra["type"] = comma_list
+            default = ",".join(default)  # shown as written; argparse reads it with the type
         else:
             extra["type"] = kind
         names = server_env_name(field.name), env_name(field.name)  # the new name first
@@ -214,6 +222,11 @@ def on_or_off(text: str) -> bool:
     if word in _OFF:
         return False
     raise argparse.ArgumentTypeError(f"{text!r} is not on or off (1 or 0, yes or no)")
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """``a, b,c`` as ``("a", "b", "c")``: empty items dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _bytes_or_auto(text: str) -> int:

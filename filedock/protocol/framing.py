@@ -137,6 +137,18 @@ class LineReader:
         self._data = bytearray()
         return rest
 
+    def peek(self, count: int) -> bytes:
+        """The first ``count`` bytes not yet read as lines, as they came (CRs kept)."""
+        if self._index == len(self._lines):  # (the usual case: nothing split yet)
+            return bytes(self._data[:count])
+        rest = bytearray()
+        for line in self._lines[self._index :]:
+            if len(rest) >= count:
+                break
+            rest += line + b"\n"
+        rest += self._data[: max(0, count - len(rest))]
+        return bytes(rest[:count])
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as lines."""

@@ -49,6 +49,7 @@ from .messages import (
     parse_greeting,
     parse_request,
 )
+from .proxy_header import V2_SIGNATURE, sniff_proxy_header
 from .state import READING_STATES, TRANSITIONS, State, StateError, Step
 
 
@@ -90,10 +91,11 @@ class Violation:
     reply: ErrorReply
     kind: str | None
     what: str
+    last: bool = False  # the connection closes after it, whatever its code
 
     @property
     def closes(self) -> bool:
-        return self.reply.code in CLOSING_CODES
+        return self.last or self.reply.code in CLOSING_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,15 @@ Event = (
 )
 
 _HANDSHAKE_TIMEOUT_TEXT = "no HELLO within the handshake timeout"
+# A load balancer's PROXY header sent to a server not told to expect one: the
+# balancer is misconfigured, or someone tries to pass for another address.
+# Not a line to answer and go on after (a v2 header is binary), so it closes.
+_UNEXPECTED_PROXY_HEADER = Violation(
+    ErrorReply(ErrorCode.HANDSHAKE, "PROXY protocol header not expected"),
+    "Protocol error",
+    "a PROXY protocol header where none is expected (see --proxy-protocol)",
+    last=True,
+)
 _DROPPED_TEXT = "dropped for a newer connection: no HELLO in time"
 
 # Looking an Enum member up on its class costs a descriptor call; the paths
@@ -200,6 +211,7 @@ class ServerConnection:
         "_answer_at",
         "_notice_at",
         "_named",
+        "_opened",
         "protocol",
         "_trailer_due",
         "_body",
@@ -226,6 +238,8 @@ class ServerConnection:
         self._answer_at: float | None = None
         self._notice_at: float | None = None
         self._named = False
+        # The first bytes were looked at (a PROXY header where none is expected?).
+        self._opened = False
         # The version the greeting asked for (1 until it comes): the WELCOME and
         # the replies after it speak it.
         self.protocol = 1
@@ -292,6 +306,13 @@ class ServerConnection:
         if self.state not in READING_STATES:
             return PAUSED
         # NAMED: only HELLO and EXIT count before the greeting.
+        if not self._opened:
+            opening = sniff_proxy_header(self._reader.peek(len(V2_SIGNATURE)))
+            if opening is None and not self._eof:
+                return NEED_DATA  # a signature's first bytes: wait for the rest
+            self._opened = True
+            if opening:
+                return _UNEXPECTED_PROXY_HEADER
         text = ""
         while not text:
             try:
@@ -351,6 +372,12 @@ class ServerConnection:
         self._move(step)
         if step is _NAME:
             self._named = True
+        return encode_reply(reply)
+
+    def send_last(self, reply: ErrorReply) -> bytes:
+        """The bytes of ``reply``, the conversation's last whatever its code (a
+        :class:`Violation` that closes)."""
+        self._move(_CLOSE)
         return encode_reply(reply)
 
     def _check_unhashed(self) -> None:

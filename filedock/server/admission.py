@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 DROP_NOTICE_DELAY = 1.0
 
 
-def admit(s: Session) -> bool:
-    """Give the new connection a place in the pending pool, or turn it away."""
+def admit(s: Session, peer: tuple[str, int] | None = None) -> bool:
+    """Give the new connection a place in the pending pool, or turn it away; as
+    ``peer`` (a PROXY header's client) when given, else as its transport's peer."""
     assert s.transport is not None
-    peer = s.transport.get_extra_info("peername")
+    if peer is None:
+        peer = s.transport.get_extra_info("peername")
     s.address = peer_address(peer)
     context = s.context
     source = s.source = context.source_of(str(peer[0]) if isinstance(peer, tuple) else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import socket
@@ -31,6 +32,10 @@ LOG_FORMATS = ("text", "json")
 
 # max_clients_per_ip's default: a cap that depends on the source (slots_per_source).
 AUTO_PER_SOURCE = -1
+
+# --proxy-from's default: the peers trusted to send a PROXY header, this machine
+# only (a load balancer on the same host). Anything wider must be said.
+DEFAULT_PROXY_FROM = ("127.0.0.0/8", "::1")
 
 # The folder served when --repo is not given: the clone ships it; made on first start if missing.
 DEFAULT_REPO = "server_repo"
@@ -69,6 +74,13 @@ class ConfigError(ValueError):
 
 # The HTTP listener's host when --http names none: this machine only.
 HTTP_DEFAULT_HOST = "127.0.0.1"
+
+
+def _are_networks(texts: tuple[str, ...]) -> bool:
+    try:
+        return bool(texts) and all(ipaddress.ip_network(text, strict=False) for text in texts)
+    except ValueError:
+        return False
 
 
 def http_address(text: str) -> tuple[str, int] | None:
@@ -139,6 +151,10 @@ class ServerConfig:
     registry: str | None = None
     node: str = ""
     lease: float = 15.0  # seconds; each node renews its slots every lease/3
+    # Behind a load balancer: each connection starts with a PROXY protocol header
+    # (v1 or v2) naming the client, sent by one of proxy_from (addresses or CIDRs).
+    proxy_protocol: bool = False
+    proxy_from: tuple[str, ...] = DEFAULT_PROXY_FROM
 
     def __post_init__(self) -> None:
         finite = math.isfinite
@@ -224,6 +240,11 @@ class ServerConfig:
             if not ok:
                 raise ConfigError(field, rule, getattr(self, field))
         self._check_http()
+        if not _are_networks(self.proxy_from):
+            raise ConfigError(
+                "proxy_from", "must be IP addresses or networks (CIDR), comma-separated",
+                ",".join(self.proxy_from),
+            )  # fmt: skip
 
     def _check_http(self) -> None:
         if self.http is None:

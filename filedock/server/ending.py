@@ -93,10 +93,10 @@ async def shut_down(s: Session, grace: float) -> None:
     s.stopping = True
     s.end_reason = s.end_reason or "shutdown"  # (what ends it now is the shutdown)
     conn = s.conn
-    if s.upgrade is not None:
+    if s.upgrade is not None or conn.state is State.ACCEPTED:
         conn.end()
         if s.transport is not None:
-            s.transport.abort()  # mid-TLS handshake: nothing can be told
+            s.transport.abort()  # mid-TLS handshake, or before a PROXY header: nothing can be told
         return
     if conn.answer_owed:
         greeting.forget_answer(s)

@@ -61,7 +61,8 @@ def _violation(s: Session, violation: Violation) -> bytes:
         s.context.note(
             "refused", "Refused a request from %s: %s", s.label(), violation.what, source=s.source
         )
-    data = s.conn.send(violation.reply)
+    reply = violation.reply
+    data = s.conn.send_last(reply) if violation.last else s.conn.send(reply)
     if violation.closes:
         s.finish("protocol-error")
     return data

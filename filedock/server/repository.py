@@ -35,6 +35,7 @@ from .. import protocol as p
 from ..digests import DigestStore, Key, NoStore
 from ..errors import Forbidden, NotFound, RequestError
 from ..protocol import FileInfo, FileRecord
+from .shared_digests import SharedStore
 from .stats import Statistics
 from .workers import Stopping, WorkerPool, Workers
 
@@ -1075,6 +1076,8 @@ class HashCache:
         self.clock = clock
         # The store is its opener's to close (a server closes its own).
         self.store: DigestStore = store if store is not None else NoStore()
+        # Behind the store: the digests other servers of this repository found (a cluster).
+        self.shared: SharedStore | None = None
         self._digests: OrderedDict[FileKey, str] = OrderedDict()
         self._pending: dict[FileKey, asyncio.Future[_Hashed]] = {}
 
@@ -1161,20 +1164,18 @@ class HashCache:
         return done
 
     async def _digest(self, fd: int, key: FileKey, source: str) -> _Hashed:
-        """The store's digest for ``key`` if it has one, else a hashing; ``fd`` is closed."""
-        asks_store = not isinstance(self.store, NoStore)
-        if asks_store and key.size > SMALL_FILE_BYTES:
-            try:
-                # In a metadata worker: a large hashing queued ahead cannot delay it.
-                stored = await self.workers.metadata.run(self._ask_store, key.row())
-            except BaseException:
-                os.close(fd)
-                raise
-            if stored is not None:
-                os.close(fd)
-                self.stats.digest_cache_hits += 1
-                return _Hashed(stored, cacheable=True)
-            asks_store = False
+        """The digest found for ``key`` (see _look_up), else a hashing; ``fd`` is closed."""
+        try:
+            found = await self._look_up(key)
+        except BaseException:
+            os.close(fd)
+            raise
+        if found is not None:
+            os.close(fd)
+            self.stats.digest_cache_hits += 1
+            return _Hashed(found, cacheable=True)
+        shared = self.shared
+        asks_store = not isinstance(self.store, NoStore) and not self._store_first(key)
         # A small file is looked up in the job that would hash it: one thread hop, not two.
         stats = self.stats
         try:
@@ -1187,7 +1188,27 @@ class HashCache:
         else:
             stats.digest_cache_misses += 1
             stats.bytes_hashed += key.size
+        if shared is not None and hashed.cacheable:  # (the racy rule: as for the store)
+            shared.put(key.row(), hashed.digest)
         return hashed
+
+    def _store_first(self, key: FileKey) -> bool:
+        """Whether the store is asked in a job of its own, before a hashing is queued:
+        for a large file, and before the shared level is asked (a cluster)."""
+        return key.size > SMALL_FILE_BYTES or self.shared is not None
+
+    async def _look_up(self, key: FileKey) -> str | None:
+        """The digest of ``key`` found without hashing: the store's, then the other
+        servers' (the shared level of a cluster); ``None`` if neither has it."""
+        shared = self.shared
+        if not isinstance(self.store, NoStore) and self._store_first(key):
+            # In a metadata worker: a large hashing queued ahead cannot delay it.
+            stored = await self.workers.metadata.run(self._ask_store, key.row())
+            if stored is not None:
+                if shared is not None:
+                    shared.put(key.row(), stored)  # another server may not have it yet
+                return stored
+        return None if shared is None else await shared.get(key.row())
 
     def _ask_store(self, row: Key) -> str | None:
         digest = self.store.get(row)

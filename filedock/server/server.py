@@ -42,6 +42,7 @@ from .reachable import reachable_addresses
 from .registry import BRIEF_SESSION, ClientEntry, MemoryRegistry, PendingPool, Registry
 from .repository import Repository
 from .session import Session
+from .shared_digests import SharedDigests
 from .stats import Kind, Sample, Statistics
 from .status import StatusReplies
 from .upload_area import UploadArea
@@ -171,6 +172,7 @@ class Server:
         # Set by request_stop and aclose: /healthz answers 503 from then on.
         self.stopping = False
         self.watch: Watch | None = None  # the HTTP side, with --http
+        self.shared_digests: SharedDigests | None = None  # with --registry, from start() on
 
     # -- running ------------------------------------------------------------
 
@@ -205,6 +207,9 @@ class Server:
         state = self.config.state_folder(self.repository.root)
         # Opened in a worker, as every later use is: no SQLite work on the loop.
         self.repository.hashes.store = await self.workers.metadata.run(open_store, state)
+        if self.config.registry is not None:  # several servers: one digest cache too
+            self.shared_digests = SharedDigests.from_url(self.config.registry)
+            self.repository.hashes.shared = self.shared_digests
         if self.config.allow_upload:
             self.context.uploads = await self.workers.uploads.run(self._open_uploads, state)
         if _served_from(state, self.repository.root):
@@ -297,6 +302,8 @@ class Server:
             extras.append(", tokens=required")
         if self.context.uploads is not None:
             extras.append(", uploads=on")
+        if self.config.proxy_protocol:
+            extras.append(", proxy_protocol=on")
         if self.config.max_clients_per_ip > 0:
             extras.append(f", max_clients_per_ip={self.config.max_clients_per_ip}")
         if self.cluster is not None:
@@ -353,6 +360,9 @@ class Server:
         self.workers.close()
         # On the loop, as nothing is served any more: the last batch is committed.
         self.repository.hashes.store.close()
+        if self.shared_digests is not None:
+            await self.shared_digests.aclose()
+            self.shared_digests = None
         self.repository.close()
         if self.context.uploads is not None:
             self.context.uploads.close()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import protocol as p
 from ..protocol.server import NEED_DATA, PAUSED, AnswerDue, Deadline, ServerConnection
 from ..protocol.state import State
-from . import admission, client_log, ending, greeting
+from . import admission, client_log, ending, greeting, proxied
 from .activity import Activity
 from .context import ServerContext
 from .events import EVENT_HANDLERS, answer_failure
@@ -122,7 +122,15 @@ class Session(asyncio.BufferedProtocol):
         # A cast, not an isinstance check: uvloop's transports implement
         # asyncio.Transport without deriving from it.
         self.transport = cast(asyncio.Transport, transport)
-        if not admission.admit(self):
+        if self.config.proxy_protocol:
+            proxied.read_header(self)  # admitted once its PROXY header names the client
+            return
+        self.admit()
+
+    def admit(self, peer: tuple[str, int] | None = None) -> None:
+        """Enter the pending pool as ``peer`` (the transport's own when ``None``), then
+        NAME, or TLS first; or be turned away."""
+        if not admission.admit(self, peer):
             return
         self.arm()
         if self.context.tls is None:

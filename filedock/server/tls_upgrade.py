@@ -13,6 +13,7 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, cast
 
+from ..protocol.proxy_header import sniff_proxy_header
 from .admission import offer_name
 
 if TYPE_CHECKING:
@@ -61,9 +62,30 @@ class TlsUpgrade:
             return
         context = s.context.tls
         if self._task is None and context is not None and s.transport is not None:
+            opening = sniff_proxy_header(early)
+            if opening is None:
+                return  # a PROXY signature's first bytes, or a TLS record's? The next ones tell
+            if opening:
+                self._refuse_proxy_header()
+                return
             s.spoke = True
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self.start(s.transport, context))
+
+    def _refuse_proxy_header(self) -> None:
+        """A PROXY header the server was not told to expect (or a second one): the
+        balancer in front is misconfigured, or a client tries to pass for another
+        address. Nothing can be told in clear to a TLS client: the connection is closed."""
+        s = self.session
+        s.stats.protocol_errors += 1
+        s.context.note(
+            "protocol",
+            "Protocol error from %s: a PROXY protocol header where the TLS handshake was due "
+            "(see --proxy-protocol)",
+            s.address,
+            source=s.source,
+        )
+        s.abort("protocol-error")
 
     async def start(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         """Upgrade the pending connection to TLS, then name it; within the handshake timeout."""

@@ -7,7 +7,9 @@ figures). This only keeps them from rotting: each runs with small sizes, exits
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +144,19 @@ def test_many_files_quick_prints_the_table() -> None:
     for row in ("500 x 4 KiB: files/s", "500 x 4 KiB: server CPU a file", "50 x 100 KiB: files/s"):
         assert row in out, row
     assert "filedock checks: SHA-256" in out
+
+
+def test_cluster_quick_prints_the_table() -> None:
+    missing = [program for program in ("redis-server", "haproxy") if shutil.which(program) is None]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"{' and '.join(missing)} not installed (scripts/test installs them)")
+    out = run_bench("cluster.py", timeout=120)
+    assert "filedock cluster benchmark — " in out
+    assert "cores: not pinned" in out
+    for setup in ("single", "single via HAProxy", "1 node", "2 nodes", "3 nodes"):
+        assert re.search(rf"sessions/s, {setup} \(CPU a session: nodes \d+ µs", out), setup
+    for row in ("registry cost a session: 1 node against single", "3 nodes against 1 node"):
+        assert re.search(rf"{re.escape(row)}.*\d\.\d\dx.*(met|NOT met)", out), row
+    assert re.search(r"registry round trips a session \(connect \+ finish\)\s+\d+\.\d\d", out), out
+    assert re.search(r"slots of a killed node free after \(lease 2 s\)\s+\d+\.\d\d s", out), out
+    assert "evalsha" in out

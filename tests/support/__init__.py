@@ -108,8 +108,12 @@ def running_server(repo: Path, **options: Any) -> Iterator[ServerThread]:
 class LineConn:
     """A raw TCP connection that reads the server's lines with a deadline."""
 
-    def __init__(self, port: int, host: str = HOST, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, port: int, host: str = HOST, timeout: float = 5.0, source: str | None = None
+    ) -> None:
+        # source: the local address to connect from (127.0.0.2, say), the kernel's pick if None.
+        origin = None if source is None else (source, 0)
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=origin)
         self.timeout = timeout
         self._buffer = bytearray()
 

@@ -33,6 +33,7 @@ class ServerProcess:
         *options: str,
         preexec_fn: Callable[[], None] | None = None,
         log_file: Path | None = None,
+        start_timeout: float = 10.0,
     ) -> None:
         self.log_file = log_file
         if log_file is not None:
@@ -55,7 +56,10 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, name="server-log", daemon=True)
         self._reader.start()
         try:
-            match = self.wait_for_log(STARTED) if log_file is None else self.wait_in_file(STARTED)
+            if log_file is None:
+                match = self.wait_for_log(STARTED, timeout=start_timeout)
+            else:
+                match = self.wait_in_file(STARTED, timeout=start_timeout)
         except BaseException:
             self.stop()
             raise

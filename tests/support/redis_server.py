@@ -112,6 +112,12 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
 
 @contextmanager
 def running_redis() -> Iterator[RedisServer]:

@@ -81,6 +81,55 @@ def test_only_hello_and_exit_count_before_the_greeting() -> None:
     assert conn.next_event() is PAUSED
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"PROXY TCP4 192.0.2.1 192.0.2.11 56324 443\r\nHELLO\n",
+        b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x01\xc0\x00\x02\x0b\xdc\x04\x01\xbb",
+    ],
+    ids=["v1", "v2"],
+)
+@pytest.mark.parametrize("chunked", [False, True], ids=["at-once", "byte-by-byte"])
+def test_a_proxy_header_without_the_option_is_a_violation_that_closes(
+    header: bytes, chunked: bool
+) -> None:
+    # Before this, a v1 header was answered "ERR handshake say HELLO first" and the
+    # handshake went on; a v2 one gave "ERR bad-encoding" or "ERR handshake".
+    conn = named()
+    for chunk in [header[i : i + 1] for i in range(len(header))] if chunked else [header]:
+        conn.receive_data(chunk)
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            break
+    assert isinstance(event, Violation)
+    assert event.reply.code == p.ErrorCode.HANDSHAKE
+    assert event.reply.text == "PROXY protocol header not expected"
+    assert event.closes
+    assert conn.send_last(event.reply) == b"ERR handshake PROXY protocol header not expected\n"
+    assert conn.state is State.CLOSING
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [b"\r\n\r\nHELLO\n", b"\r\nHELLO\n", b"PROX\nHELLO\n", b"PROXYHELLO\nHELLO\n"],
+)
+def test_what_merely_starts_like_a_proxy_header_is_read_as_lines(opening: bytes) -> None:
+    conn = named()
+    conn.receive_data(opening)
+    seen = events(conn)
+    while isinstance(seen[-1], Violation) and not seen[-1].closes:
+        seen += events(conn)
+    assert p.Hello("") in seen
+
+
+def test_blank_lines_that_may_start_a_signature_wait_for_more() -> None:
+    conn = named()
+    conn.receive_data(b"\r\n")
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"HELLO\n")
+    assert conn.next_event() == p.Hello("")
+
+
 def test_welcome_opens_the_commands() -> None:
     conn = named()
     conn.receive_data(b"hello me 1.0\nping\n")
@@ -416,3 +465,12 @@ def test_a_greeted_client_may_not_be_dropped() -> None:
     assert not conn.may_be_dropped()
     with pytest.raises(StateError):
         conn.drop(notice_at=1.0)
+
+
+def test_the_line_reader_peeks_at_the_bytes_as_they_came() -> None:
+    reader = p.LineReader(64)
+    reader.receive_data(b"\r\n\r\n\x00\r\nQUIT\n!rest")
+    assert reader.peek(12) == b"\r\n\r\n\x00\r\nQUIT\n"  # nothing split yet
+    assert reader.next_line() == b""  # split now, the CRs kept in what is held
+    assert reader.peek(100) == b"\r\n\x00\r\nQUIT\n!rest"
+    assert reader.peek(3) == b"\r\n\x00"
