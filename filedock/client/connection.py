@@ -214,8 +214,30 @@ class SocketLink:
             raise self._timed_out(deadline_passed=wait < self.timeout) from None
         except OSError as exc:
             raise ConnectionLost(f"connection to the server was lost: {_reason(exc)}") from None
+        if self._tls and 0 < count < len(view):
+            count += self._recv_ready(view[count:])
         self._received += count
         return count
+
+    def _recv_ready(self, view: memoryview) -> int:
+        """Under TLS, what more has come already, up to ``len(view)``, without waiting.
+
+        One TLS read brings one record (16 KiB at most), and going up through
+        the client's layers once a record cost more than decrypting it.
+        """
+        done = 0
+        self._sock.settimeout(0.0)
+        try:
+            while done < len(view):
+                count = self._sock.recv_into(view[done:])
+                if count == 0:
+                    break
+                done += count
+        except OSError:  # ssl.SSLWantReadError: nothing more yet; others: the next read says
+            pass
+        finally:
+            self._sock.settimeout(self._sock_timeout)
+        return done
 
     def readable_within(self, seconds: float) -> bool:
         """Whether the server sends something (or closes) within ``seconds``;
