@@ -223,33 +223,44 @@ async def _send_chunks(
     stats: Statistics,
 ) -> None:
     size, offset = opened.size, progress.done
+    buffer: bytearray | None = None  # what the next read goes into; None: a new one
     while offset < size:
         if transport.is_closing():
             raise TransferError("connection closed")
-        chunk = await read_chunk(opened.fd, min(TLS_READ_SIZE, size - offset), offset)
+        if buffer is None:
+            buffer = bytearray(min(TLS_READ_SIZE, size - offset))
+        chunk = await read_chunk(opened.fd, min(len(buffer), size - offset), offset, buffer)
         if not chunk:
             raise FileShrank(f"file shrank during the send ({offset} of {size} bytes)")
         transport.write(chunk)
+        if transport.get_write_buffer_size():
+            # It holds bytes not encrypted or not sent yet, maybe this very
+            # buffer's: the next read must not write over them.
+            buffer = None
         offset += len(chunk)
         progress.done = offset
         stats.bytes_sent += len(chunk)
         await flow.wait_resumed(stall_limit)
 
 
-async def read_chunk(fd: int, count: int, offset: int) -> bytes | bytearray | memoryview:
-    """Up to ``count`` bytes of ``fd`` from ``offset`` (empty at its end).
+async def read_chunk(
+    fd: int, count: int, offset: int, buffer: bytearray | None = None
+) -> bytes | memoryview:
+    """Up to ``count`` bytes of ``fd`` from ``offset`` (empty at its end), read
+    into ``buffer`` (of ``count`` bytes at least) when the page cache has them.
 
     Read on the loop when the page cache holds them: a read that has to wait
     for the disk would stall every connection, so that one goes to a thread,
     and a round trip to a thread costs more than copying a cached megabyte.
     """
     if _NOWAIT:
-        buffer = bytearray(count)  # a new one each time: the transport may keep it
+        if buffer is None or len(buffer) < count:
+            buffer = bytearray(count)
+        view = memoryview(buffer)[:count]
         try:
-            got = os.preadv(fd, [buffer], offset, _NOWAIT)
+            got = os.preadv(fd, [view], offset, _NOWAIT)
         except OSError:  # BlockingIOError: not cached; others: the thread's read says
             pass
         else:
-            # Fewer: only part was cached, or the file ends (0 at its end).
-            return buffer if got == count else memoryview(buffer)[:got]
+            return view[:got]  # fewer: only part was cached, or the file ends (0 there)
     return await asyncio.to_thread(os.pread, fd, count, offset)

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from filedock.server import transfer
+from filedock.server.activity import Activity
+from filedock.server.repository import FileKey, OpenedFile
+from filedock.server.stats import Statistics
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 
@@ -100,3 +103,55 @@ def test_without_rwf_nowait_every_read_goes_to_a_thread(
     monkeypatch.setattr(transfer, "_NOWAIT", 0)
     assert read(fd, 4096, 0) == DATA[:4096]
     assert thread_reads == [(fd, 4096, 0)]
+
+
+class HoldingTransport(asyncio.WriteTransport):
+    """A transport that keeps what it is given, unsent, until told to let go.
+
+    Like asyncio's TLS transport with its socket full, it keeps the very
+    object written, and counts it in its write buffer.
+    """
+
+    def __init__(self, holds: bool) -> None:
+        super().__init__()
+        self.holds = holds
+        self.written: list[Any] = []
+        self.copies: list[bytes] = []  # what each write held when it was made
+
+    def write(self, data: Any) -> None:
+        self.written.append(data)
+        self.copies.append(bytes(data))
+
+    def get_write_buffer_size(self) -> int:
+        return sum(len(data) for data in self.written) if self.holds else 0
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def send_chunks(path: Path, transport: HoldingTransport) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        opened = OpenedFile(descriptor, path.name, FileKey.of(os.fstat(descriptor)))
+        progress = Activity("get", path.name, opened.size)
+        flow = transfer.WriteFlow()
+        asyncio.run(transfer._send_chunks(transport, flow, opened, 5.0, progress, Statistics()))
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_a_buffer_the_transport_may_hold_is_never_read_into_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holds: bool
+) -> None:
+    monkeypatch.setattr(transfer, "TLS_READ_SIZE", 4096)
+    data = os.urandom(5 * 4096 + 100)
+    path = tmp_path / "body.bin"
+    path.write_bytes(data)
+    transport = HoldingTransport(holds)
+    send_chunks(path, transport)
+    assert b"".join(transport.copies) == data
+    if holds:  # every chunk is still what it was when written
+        assert b"".join(bytes(chunk) for chunk in transport.written) == data
+    elif transfer._NOWAIT:  # let go of at once: one buffer serves every chunk
+        assert len({id(chunk.obj) for chunk in transport.written}) == 1
