@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from filedock.client import connection
 from filedock.client.connection import SocketLink, client_context
 from filedock.errors import TimedOut
 from tests.support import HOST, wait_until
@@ -120,5 +121,20 @@ def test_a_receive_returns_what_came_without_waiting_for_more(
         sender.send(b"late")
         assert link.recv_into(view) == 4
         assert view[:4] == b"late"
+    finally:
+        link.close()
+
+
+def test_one_receive_takes_no_more_than_the_limit(
+    sender: TlsSender, ca_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "TLS_RECEIVE_LIMIT", 2 * RECORD)
+    link = link_to(sender, ca_path)
+    try:
+        sender.send(b"y" * 3 * RECORD)
+        wait_until(lambda: all_there(link, 3 * RECORD), timeout=10)
+        view = memoryview(bytearray(1024 * 1024))
+        assert link.recv_into(view) == 2 * RECORD  # still in the cache when it is hashed
+        assert link.recv_into(view) == RECORD
     finally:
         link.close()
