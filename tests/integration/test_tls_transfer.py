@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,23 @@ def test_a_file_shrunk_during_a_hashed_tls_send_cuts_the_connection(
             os.truncate(path, MiB)
             with pytest.raises(ConnectionLost):
                 remote.read()
+
+
+def stream_hashes() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "filedock-stream-hash")
+
+
+def test_a_large_stream_hashes_beside_the_reading_and_leaves_no_thread(
+    tls_server: ServerThread, ca_file: str, big: tuple[Path, str]
+) -> None:
+    path, digest = big
+    before = stream_hashes()
+    with tls_client(tls_server, ca_file) as client:
+        with client.open("big.bin") as remote:
+            remote.read(MiB)
+            assert stream_hashes() == before + 1  # hashing on its own thread
+        assert stream_hashes() == before  # closed early: the rest drained, unhashed
+        with client.open("big.bin") as remote:
+            assert remote.read() == path.read_bytes()
+            assert remote.verified
+            assert stream_hashes() == before
