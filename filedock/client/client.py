@@ -1858,9 +1858,12 @@ class Client:
                     rehash=rehash,
                     checkpoint=checkpoint,
                 )
-            finally:
+            except BaseException:
                 if checkpoint is not None:
-                    checkpoint.finish()  # its last sync done before the partial is touched
+                    checkpoint.finish()  # its last sync recorded: a resume goes on from there
+                raise
+            if checkpoint is not None:
+                checkpoint.finish(wait=False)  # read to its end: the record goes next
         except BaseException as exc:
             self._interrupted(partial, checkpoint is not None and keeps_partial(exc))
             raise

@@ -175,8 +175,10 @@ class Checkpoints:
     killed download left in the page cache, hundreds of MiB, which held the
     whole pipeline up. The durable length is the bytes written before the sync
     began, so the record never runs ahead of the disk. At most one sync is in
-    flight; :meth:`finish` waits for it, before the partial is renamed, kept or
-    removed. ``offset`` is where this body starts in the file (a resume's offset).
+    flight; :meth:`finish` ends the record's updates before the partial is
+    renamed, kept or removed: waiting for that sync (a body cut short, whose
+    record a resume starts from), or leaving it to the disk (a body received
+    whole). ``offset`` is where this body starts in the file (a resume's offset).
 
     :attr:`ledger` gathers the hash states and piece tags of the body (None
     where SHA-256's state cannot be saved: see :mod:`.sha256state`); each
@@ -201,6 +203,8 @@ class Checkpoints:
         self._bytes = 0
         self._at = clock()
         self._syncing: threading.Thread | None = None
+        self._lock = threading.Lock()  # held while a sync's record is saved
+        self._finished = False  # a sync that ends after finish(wait=False) saves nothing
 
     def __call__(self, written: int) -> None:
         now = self._clock()
@@ -220,15 +224,29 @@ class Checkpoints:
         except OSError:
             return
         durable = self.offset + written
-        hashed = self.record.hashed if self.ledger is None else _kept(self.ledger.vouched(durable))
-        self.record = replace(self.record, durable=durable, hashed=hashed)
-        self.record.save(self.dest)
+        with self._lock:
+            if self._finished:
+                return  # the download is done with the record (it may be gone already)
+            ledger = self.ledger
+            hashed = self.record.hashed if ledger is None else _kept(ledger.vouched(durable))
+            self.record = replace(self.record, durable=durable, hashed=hashed)
+            self.record.save(self.dest)
 
-    def finish(self) -> None:
-        """Wait for the sync in flight: nothing may touch the partial's record after this."""
-        if self._syncing is not None:
+    def finish(self, *, wait: bool = True) -> None:
+        """Nothing touches the partial's record after this.
+
+        ``wait``: for the sync in flight, so the record holds what it made
+        durable. Without, the sync is left to finish on its own, unrecorded:
+        a body received whole has its record removed next, and on a disk
+        slower than the network that sync can take seconds (everything
+        written since the last one).
+        """
+        if not wait:
+            with self._lock:
+                self._finished = True
+        elif self._syncing is not None:
             self._syncing.join()
-            self._syncing = None
+        self._syncing = None
 
 
 def _kept(prefix: HashedPrefix) -> HashedPrefix | None:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import FiledockError, IntegrityError, RequestError
+from .background_hash import BackgroundSha256
+from .sha256state import Digest
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 DRAIN_LIMIT = 64 * 1024 * 1024
 # What one receive asks the socket for, when the caller's buffer is smaller.
 CHUNK_SIZE = 64 * 1024
+# Bodies from this size on are hashed on a thread of their own, beside the
+# reading (and decrypting) thread; a smaller one costs less hashed inline.
+BACKGROUND_HASH_MIN = 8 * 1024 * 1024
 
 
 class BodySource(Protocol):
@@ -82,7 +87,9 @@ class RemoteFile(io.BufferedIOBase):
         self.verified = False
         self._source = source
         self._progress = progress
-        self._hasher = hashlib.sha256()
+        self._hasher: Digest = (
+            BackgroundSha256() if size >= BACKGROUND_HASH_MIN else hashlib.sha256()
+        )
         self._buffer = bytearray(CHUNK_SIZE)
         self._pending = memoryview(b"")  # received, checked if last, not handed out yet
         self._first: bytes | None = first
@@ -260,6 +267,8 @@ class RemoteFile(io.BufferedIOBase):
     def _let_go(self, *, in_step: bool) -> None:
         if not self._released:
             self._released = True
+            if isinstance(self._hasher, BackgroundSha256):
+                self._hasher.stop()  # ended already when the body was checked
             self._source.release(in_step=in_step)
 
     def _drop_rest(self) -> None:

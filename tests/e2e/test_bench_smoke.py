@@ -160,3 +160,17 @@ def test_cluster_quick_prints_the_table() -> None:
     assert re.search(r"registry round trips a session \(connect \+ finish\)\s+\d+\.\d\d", out), out
     assert re.search(r"slots of a killed node free after \(lease 2 s\)\s+\d+\.\d\d s", out), out
     assert "evalsha" in out
+
+
+def test_tls_anchor_quick_prints_the_table() -> None:
+    out = run_bench("tls_anchor.py", timeout=120)
+    assert "filedock against nginx, large transfers — " in out
+    assert re.search(r"TLS: TLSv1\.3 TLS_AES_256_GCM_SHA384 on both sides", out), out
+    for row in (
+        "TLS 32 MiB verified to disk (get / curl + openssl dgst)",
+        "TLS 32 MiB to memory (library, verified / curl -o /dev/null)",
+        "  server CPU for it (user + system)",
+        "3 x 32 MiB at once, plain TCP, verified (aggregate)",
+        "  fairness (slowest / fastest client)",
+    ):
+        assert row in out, row

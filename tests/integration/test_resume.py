@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from filedock.client.plan import CHANGED_ON_SERVER, DAMAGED_PARTIAL, FilePlan
 from filedock.client.resume import load_record, new_record, record_path
 from filedock.errors import ConnectionLost
 from filedock.protocol import Range, Request
-from tests.support import HOST, ServerThread
+from tests.support import HOST, ServerThread, wait_until
 from tests.support.fake_server import FakeServer, Peer
 from tests.support.proxy import CountingProxy, counting_proxy
 
@@ -827,3 +828,33 @@ def test_a_resumes_record_claims_no_more_than_the_disk_has(
     record = load_record(dest)
     assert record is not None
     assert record.durable == MiB
+
+
+def test_a_download_received_whole_does_not_wait_for_the_disk(
+    big: bytes, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk_done = threading.Event()
+    syncing = threading.Event()
+
+    def slow_fdatasync(fd: int) -> None:  # a disk far slower than the network
+        syncing.set()
+        disk_done.wait(30)
+
+    monkeypatch.setattr(filedock.client.resume, "CHECKPOINT_BYTES", MiB)
+    monkeypatch.setattr(filedock.client.resume.os, "fdatasync", slow_fdatasync)
+    done = threading.Event()
+
+    def fetch() -> None:
+        client.get("big.bin", tmp_path / "out")
+        done.set()
+
+    fetching = threading.Thread(target=fetch, daemon=True)
+    fetching.start()
+    try:
+        wait_until(syncing.is_set, timeout=10)
+        wait_until(done.is_set, timeout=10)  # saved while the sync still writes
+        assert (tmp_path / "out" / "big.bin").read_bytes() == big
+        assert not record_path(tmp_path / "out" / "big.bin").exists()
+    finally:
+        disk_done.set()
+        fetching.join(timeout=30)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from filedock.client.resume import (
 )
 from filedock.digests import SqliteStore
 from filedock.errors import Changed, ConnectionLost, IntegrityError, SaveError
+from tests.support import wait_until
 
 
 def test_a_record_is_read_back_as_written(tmp_path: Path) -> None:
@@ -99,38 +100,69 @@ def test_checkpoints_fsync_then_move_the_durable_length(
         os.close(fd)
 
 
+class SlowDisk:
+    """``os.fdatasync`` on a disk that finishes only when told: ``syncing`` once a sync
+    began, ``done`` to let it end."""
+
+    def __init__(self) -> None:
+        self.syncing = threading.Event()
+        self.done = threading.Event()
+
+    def fdatasync(self, fd: int) -> None:
+        self.syncing.set()
+        assert self.done.wait(10)
+
+
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowDisk]:
+    disk = SlowDisk()
+    monkeypatch.setattr(os, "fdatasync", disk.fdatasync)
+    yield disk
+    disk.done.set()
+
+
+@pytest.fixture
+def partial_fd(tmp_path: Path) -> Iterator[int]:
+    fd = os.open(tmp_path / "partial", os.O_CREAT | os.O_RDWR)
+    yield fd
+    os.close(fd)
+
+
 def test_a_slow_disk_never_holds_the_writer_and_the_record_waits_for_the_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, slow_disk: SlowDisk, partial_fd: int
 ) -> None:
     dest = tmp_path / "file.bin"
-    disk_done = threading.Event()
-    syncing = threading.Event()
+    new_record("h:1", "file.bin", 10**9, None).save(dest)
+    record = load_record(dest)
+    assert record is not None
+    checkpoints = Checkpoints(partial_fd, dest, record)
+    checkpoints(CHECKPOINT_BYTES)  # returns while the sync waits for the disk
+    assert slow_disk.syncing.wait(10)
+    checkpoints(2 * CHECKPOINT_BYTES)  # one sync in flight at most: this one is skipped
+    saved = load_record(dest)
+    assert saved is not None
+    assert saved.durable == 0  # not claimed before the disk has it
+    slow_disk.done.set()
+    checkpoints.finish()
+    saved = load_record(dest)
+    assert saved is not None
+    assert saved.durable == CHECKPOINT_BYTES
 
-    def slow_fdatasync(fd: int) -> None:
-        syncing.set()
-        assert disk_done.wait(10)
 
-    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
-    fd = os.open(tmp_path / "partial", os.O_CREAT | os.O_RDWR)
-    try:
-        new_record("h:1", "file.bin", 10**9, None).save(dest)
-        record = load_record(dest)
-        assert record is not None
-        checkpoints = Checkpoints(fd, dest, record)
-        checkpoints(CHECKPOINT_BYTES)  # returns while the sync waits for the disk
-        assert syncing.wait(10)
-        checkpoints(2 * CHECKPOINT_BYTES)  # one sync in flight at most: this one is skipped
-        saved = load_record(dest)
-        assert saved is not None
-        assert saved.durable == 0  # not claimed before the disk has it
-        disk_done.set()
-        checkpoints.finish()
-        saved = load_record(dest)
-        assert saved is not None
-        assert saved.durable == CHECKPOINT_BYTES
-    finally:
-        disk_done.set()
-        os.close(fd)
+def test_a_body_received_whole_never_waits_for_the_sync_in_flight(
+    tmp_path: Path, slow_disk: SlowDisk, partial_fd: int
+) -> None:
+    dest = tmp_path / "file.bin"
+    record = new_record("h:1", "file.bin", 10**9, None)
+    record.save(dest)
+    checkpoints = Checkpoints(partial_fd, dest, record)
+    checkpoints(CHECKPOINT_BYTES)
+    assert slow_disk.syncing.wait(10)
+    checkpoints.finish(wait=False)  # returns while the disk still writes
+    remove_record(dest)  # what a download does next, once the file checks out
+    slow_disk.done.set()
+    wait_until(lambda: not any(t.name == "filedock-sync" for t in threading.enumerate()))
+    assert load_record(dest) is None  # the late sync wrote no record back
 
 
 def test_a_prefix_is_hashed_back_as_far_as_asked(tmp_path: Path) -> None:
