@@ -51,13 +51,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # noqa: E402 - bench/ is not a package
+import anchors  # noqa: E402 - bench/ is not a package
+from anchors import free_port, settled_cpu  # noqa: E402
+from run import (  # noqa: E402
     HOST,
     Running,
     drive,
-    free_port,
     scratch_repo,
-    settled_cpu,
     start_filedock,
     versions,
 )
@@ -191,11 +191,7 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
 
 
 def start_redis(work: Path) -> Running:
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly"]
-    argv += ["no", "--dir", str(work), "--protected-mode", "no"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_listening(proc, port, "redis-server")
+    proc, port = anchors.start_redis(work / "redis")
     return Running(proc, port)
 
 
