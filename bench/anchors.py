@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -259,3 +259,11 @@ def start_redis(work: Path, *, max_clients: int = 10_000) -> tuple[subprocess.Po
             break
         time.sleep(0.05)
     raise _failed(proc, log, "redis-server did not start")
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Rows of cells, each column as wide as its widest cell, left-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())

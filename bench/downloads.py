@@ -354,10 +354,7 @@ def report(sizes: Sizes, figures: Figures) -> None:
         rows.append((f"rsync {options} (daemon), first fetch", f"{first:.3f} s", "", ""))
         ratio = f"filedock {again / rerun:.2f}x its time"
         rows.append((f"rsync {options} (daemon), re-run", f"{rerun:.3f} s", ratio, ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    anchors.print_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -403,10 +403,7 @@ def report(sizes: Sizes, figures: Figures, versions: dict[str, str]) -> None:
             "",
         )
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    anchors.print_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -364,10 +364,7 @@ def report(sizes: Sizes, figures: Figures) -> None:
             f"< {MAX_SERVER_HWM_MIB:g} MiB {verdict(hwm < MAX_SERVER_HWM_MIB)}",
         )
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
+    anchors.print_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
