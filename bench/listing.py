@@ -13,14 +13,18 @@ over the same tree, both started by the bench on 127.0.0.1. Each figure is
 the median over the rounds, the two run alternately (A B A B …): the client's
 wall time, the server's CPU (user + system; for rsync, the forked child's,
 read from the daemon's reaped children), and the filedock server's resident
-memory before the listing and once it is sent.
+memory before the listing and once it is sent. filedock's figures are given
+cold (the first listing after the server started: a scan) and warm (the same
+listing asked again: from its listing cache, see filedock/server/listing_cache.py);
+the server is started anew each round so that every round has a cold listing.
 
 One folder: ``LIST <folder>`` of a 100-entry folder against nginx's JSON
 autoindex of it (``autoindex on; autoindex_format json;``), each asked the
 same number of times, one request at a time over one kept-alive connection,
 by the same Python client loop (a raw socket), so the two differ only by
 the server. The figure is the wall time per request, with the server's CPU
-per request beside it.
+per request beside it: cold is the first request after the start (one
+scan), warm the mean of the rest (from the cache).
 """
 
 from __future__ import annotations
@@ -131,15 +135,19 @@ def timed_run(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure_filedock_list(figures: Figures, server: Proc, port: int, files: int) -> None:
+def measure_filedock_list(
+    figures: Figures, server: Proc, port: int, files: int, kind: str = "cold"
+) -> None:
     pid = server.popen.pid
     cpu = settled_cpu(anchors.cpu_seconds, pid)
     rss = anchors.rss_kib(pid)
     wall = timed_run(client_argv(port, "list", "--json"))
-    figures.setdefault("filedock_wall", []).append(wall)
-    figures.setdefault("filedock_cpu", []).append(settled_cpu(anchors.cpu_seconds, pid) - cpu)
-    figures.setdefault("filedock_rss_before", []).append(rss)
-    figures.setdefault("filedock_rss_after", []).append(anchors.rss_kib(pid))
+    suffix = "" if kind == "cold" else f"_{kind}"
+    figures.setdefault(f"filedock_wall{suffix}", []).append(wall)
+    used = settled_cpu(anchors.cpu_seconds, pid) - cpu
+    figures.setdefault(f"filedock_cpu{suffix}", []).append(used)
+    figures.setdefault(f"filedock_rss_before{suffix}", []).append(rss)
+    figures.setdefault(f"filedock_rss_after{suffix}", []).append(anchors.rss_kib(pid))
     figures["files"] = [files]
 
 
@@ -226,14 +234,21 @@ def nginx_worker(master: int) -> int:
         return int(children.read().split()[0])
 
 
+def measure_filedock_folder(figures: Figures, port: int, pid: int, count: int) -> None:
+    """Cold: the folder's first request after the start (a scan); warm: ``count`` more."""
+    figures.setdefault("filedock_folder_seconds", []).append(filedock_folder_requests(port, 1))
+    measure_folder(figures, "filedock", filedock_folder_requests, port, pid, count)
+
+
 def measure_folder(
     figures: Figures, name: str, run: Callable[[int, int], float], port: int, pid: int, count: int
 ) -> None:
     cpu = settled_cpu(anchors.cpu_seconds, pid)
     seconds = run(port, count)
     used = settled_cpu(anchors.cpu_seconds, pid) - cpu
-    figures.setdefault(f"{name}_folder_seconds", []).append(seconds / count)
-    figures.setdefault(f"{name}_folder_cpu", []).append(used / count)
+    suffix = "_warm" if name == "filedock" else ""
+    figures.setdefault(f"{name}_folder_seconds{suffix}", []).append(seconds / count)
+    figures.setdefault(f"{name}_folder_cpu{suffix}", []).append(used / count)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -250,8 +265,8 @@ def run(sizes: Sizes) -> tuple[Figures, dict[str, str]]:
         _CLIENT_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # the bench's own copy
         rsync = anchors.find_or_install("rsync", "rsync")
         nginx = anchors.find_or_install("nginx", "nginx")
-        server, port = start_filedock(repo, work / "state")
         daemons: list[subprocess.Popen[bytes]] = []
+        server: Proc | None = None
         try:
             rsync_port = nginx_port = nginx_pid = 0
             if rsync:
@@ -268,21 +283,18 @@ def run(sizes: Sizes) -> tuple[Figures, dict[str, str]]:
                 versions["nginx"] = _version([nginx, "-v"])
             else:
                 print("note: no nginx, its rows are left out", file=sys.stderr)
-            # Untimed: the page cache and each server's first listing (threads, imports).
-            timed_run(client_argv(port, "list", FOLDER))
             for number in range(sizes.rounds):
                 print(f"round {number + 1}/{sizes.rounds}", file=sys.stderr, flush=True)
+                # A new server each round, so that each has a cold listing.
+                server, port = start_filedock(repo, work / "state")
+                # Untimed: the page cache and the server's first request (threads,
+                # imports), asking a folder that is not there (nothing else cached).
+                timed_run(client_argv(port, "list", "no-such-folder"))
                 measure_filedock_list(figures, server, port, files)
+                measure_filedock_list(figures, server, port, files, "warm")
                 if rsync:
                     measure_rsync_list(figures, rsync, daemons[0].pid, rsync_port)
-                measure_folder(
-                    figures,
-                    "filedock",
-                    filedock_folder_requests,
-                    port,
-                    server.popen.pid,
-                    sizes.folder_requests,
-                )
+                measure_filedock_folder(figures, port, server.popen.pid, sizes.folder_requests)
                 if nginx:
                     measure_folder(
                         figures,
@@ -292,8 +304,11 @@ def run(sizes: Sizes) -> tuple[Figures, dict[str, str]]:
                         nginx_pid,
                         sizes.folder_requests,
                     )
+                server.stop()
+                server = None
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
             for daemon in daemons:
                 anchors.stop(daemon)
     return figures, versions
@@ -347,56 +362,63 @@ def report(sizes: Sizes, figures: Figures, versions: dict[str, str]) -> None:
         f"{sizes.files_per_folder} asked {sizes.folder_requests:,} times over one connection"
     )
     print()
-    wall, cpu = median(figures, "filedock_wall"), median(figures, "filedock_cpu")
-    assert wall is not None
-    assert cpu is not None
-    before = median(figures, "filedock_rss_before") or 0
-    after = median(figures, "filedock_rss_after") or 0
-    grown = max(after - before, 0)
     rows: list[tuple[str, ...]] = [("measurement", "filedock", "anchor", "ratio", "target")]
-    rows.append(
-        _ratio_row(
-            "list --json vs rsync -r --list-only: wall",
-            wall,
-            median(figures, "rsync_wall"),
-            WALL_TARGET,
-            "{:.3f} s",
+    rsync_wall, rsync_cpu = median(figures, "rsync_wall"), median(figures, "rsync_cpu")
+    for kind, suffix in (("cold", ""), ("warm", "_warm")):
+        wall, cpu = (
+            median(figures, f"filedock_wall{suffix}"),
+            median(figures, f"filedock_cpu{suffix}"),
         )
-    )
-    rows.append(
-        _ratio_row(
-            "  server CPU (rsync: the daemon's child)",
-            cpu,
-            median(figures, "rsync_cpu"),
-            CPU_TARGET,
-            "{:.3f} s",
+        assert wall is not None
+        assert cpu is not None
+        before = median(figures, f"filedock_rss_before{suffix}") or 0
+        after = median(figures, f"filedock_rss_after{suffix}") or 0
+        grown = max(after - before, 0)
+        rows.append(
+            _ratio_row(
+                f"list --json vs rsync -r --list-only, {kind}: wall",
+                wall,
+                rsync_wall,
+                WALL_TARGET,
+                "{:.3f} s",
+            )
         )
-    )
-    rows.append(
-        (
-            "  server RSS before / after the listing",
-            f"{before / KiB:.1f} / {after / KiB:.1f} MiB",
-            "",
-            f"+{grown / KiB:.1f} MiB",
-            f"<= +{RSS_TARGET_KIB // KiB} MiB {verdict(grown <= RSS_TARGET_KIB)}",
+        rows.append(
+            _ratio_row(
+                "  server CPU (rsync: the daemon's child)",
+                cpu,
+                rsync_cpu,
+                CPU_TARGET,
+                "{:.3f} s",
+            )
         )
-    )
-    folder = median(figures, "filedock_folder_seconds")
-    assert folder is not None
-    rows.append(
-        _ratio_row(
-            f"LIST {FOLDER} vs nginx JSON autoindex: per request",
-            folder * 1e6,
-            None if (nginx := median(figures, "nginx_folder_seconds")) is None else nginx * 1e6,
-            FOLDER_TARGET,
-            "{:.0f} µs",
+        rows.append(
+            (
+                "  server RSS before / after the listing",
+                f"{before / KiB:.1f} / {after / KiB:.1f} MiB",
+                "",
+                f"+{grown / KiB:.1f} MiB",
+                f"<= +{RSS_TARGET_KIB // KiB} MiB {verdict(grown <= RSS_TARGET_KIB)}",
+            )
         )
-    )
-    mine_cpu = median(figures, "filedock_folder_cpu") or 0.0
+    nginx = median(figures, "nginx_folder_seconds")
+    for kind, suffix in (("cold", ""), ("warm", "_warm")):
+        folder = median(figures, f"filedock_folder_seconds{suffix}")
+        assert folder is not None
+        rows.append(
+            _ratio_row(
+                f"LIST {FOLDER} vs nginx JSON autoindex, {kind}: per request",
+                folder * 1e6,
+                None if nginx is None else nginx * 1e6,
+                FOLDER_TARGET,
+                "{:.0f} µs",
+            )
+        )
+    mine_cpu = median(figures, "filedock_folder_cpu_warm") or 0.0
     their_cpu = median(figures, "nginx_folder_cpu")
     rows.append(
         (
-            "  server CPU per request",
+            "  server CPU per request, warm",
             f"{mine_cpu * 1e6:.0f} µs",
             "not run" if their_cpu is None else f"{their_cpu * 1e6:.0f} µs",
             "",

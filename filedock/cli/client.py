@@ -27,7 +27,6 @@ from ..client.retry import connect_retrying
 from ..errors import FiledockError, ServerFull
 from ..hostport import host_port
 from ..safetext import printable
-from ..server.auth import read_token_file
 from ..version import __version__
 from .exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from .oneshot import ONESHOT_COMMANDS, run_oneshot
@@ -43,7 +42,6 @@ from .options import (
     seconds_or_none,
 )
 from .screen import NORMAL, QUIET, VERBOSE, Screen, capacity_line
-from .shell import Shell, is_terminal
 from .transfer_options import (
     GET_EPILOG,
     MIRROR_HELP,
@@ -481,6 +479,9 @@ def _token(
     if args.token_file and url_token is not None:
         parser.error("a token in the address and --token-file too: give the token once")
     if args.token_file:
+        # Here, not at the top: the server's auth module brings asyncio in.
+        from ..server.auth import read_token_file
+
         try:
             token = read_token_file(args.token_file)[0]
         except (OSError, ValueError) as exc:
@@ -527,6 +528,8 @@ def run_client(options: ClientOptions) -> int:
     """The prompt, or ``options.command``; the exit status."""
     if options.command is not None:
         return run_oneshot(options)
+    from .shell import Shell, is_terminal  # the prompt's modules: a one-shot command needs none
+
     batch = not is_terminal(sys.stdin)  # a script's lines, as sftp -b reads them
     try:
         client = options.connect()

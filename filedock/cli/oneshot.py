@@ -30,16 +30,18 @@ from ..errors import (
     ServerClosing,
 )
 from .exitcodes import ExitCode, exit_code_for, worst
-from .pager import Pager
 from .pings import run_pings
 from .screen import Screen, printable
 from .times import iso_time, server_zone
 from .transfer_options import GetRequest, MirrorRequest, PutRequest
-from .transfers import run_get, run_mirror, show_failure
-from .uploads import run_put
 
 if TYPE_CHECKING:  # the options module runs this one
     from .client import ClientOptions
+    from .pager import Pager
+
+# The transfers' modules (and, through them, the client's download and upload
+# code) and the pager's (subprocess) are imported where a command uses them:
+# a one-shot ``list`` or ``ping`` starts without them.
 
 Handler = Callable[[Client, "ClientOptions", Screen], int]
 
@@ -137,6 +139,8 @@ def _run(client: Client, options: ClientOptions, screen: Screen) -> int:
         screen.client_error(f"The server broke the protocol: {printable(str(exc))}")
         return ExitCode.CONNECTION if client.closed else ExitCode.ERROR
     except FiledockError as exc:  # a mirror's folder that cannot be made, …
+        from .transfers import show_failure
+
         show_failure(screen, exc, "")
         return exit_code_for(exc)
 
@@ -157,7 +161,11 @@ def _ping(client: Client, options: ClientOptions, screen: Screen) -> int:
 
 def _pager(options: ClientOptions, screen: Screen) -> Pager | None:
     """The pager for a table that may be long: on a terminal only, and not with --no-pager."""
-    return Pager.for_stream(screen.out) if options.pager else None
+    if not options.pager:
+        return None
+    from .pager import Pager
+
+    return Pager.for_stream(screen.out)
 
 
 def _list(client: Client, options: ClientOptions, screen: Screen) -> int:
@@ -221,16 +229,22 @@ def _say(client: Client, options: ClientOptions, screen: Screen) -> int:
 
 
 def _get(client: Client, options: ClientOptions, screen: Screen) -> int:
+    from .transfers import run_get
+
     assert isinstance(options.transfer, GetRequest)  # read_options makes one for get
     return run_get(client, options.transfer, screen, options.downloads)
 
 
 def _mirror(client: Client, options: ClientOptions, screen: Screen) -> int:
+    from .transfers import run_mirror
+
     assert isinstance(options.transfer, MirrorRequest)  # read_options makes one for mirror
     return run_mirror(client, options.transfer, screen)
 
 
 def _put(client: Client, options: ClientOptions, screen: Screen) -> int:
+    from .uploads import run_put
+
     assert isinstance(options.transfer, PutRequest)  # read_options makes one for put
     return run_put(client, options.transfer, screen)
 

@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar, assert_never, cast
 
 from .. import protocol as p
 from ..digests import Key
@@ -60,32 +60,10 @@ from ..protocol.client import (
 )
 from ..version import __version__
 from . import arguments as check
-from . import trees
 from .address import parse_url
 from .connection import SocketLink, client_context, tls_context
-from .download import (
-    INLINE_LIMIT,
-    Partial,
-    Progress,
-    Received,
-    discard_body,
-    linked_folder,
-    local_path,
-    receive_body,
-    refused_link,
-    remove_old_partials,
-)
 from .localdigests import LocalDigests, key_of
 from .pins import KnownServers
-from .plan import (
-    CHANGED_ON_SERVER,
-    DAMAGED_PARTIAL,
-    Action,
-    FilePlan,
-    FolderIndex,
-    decide,
-    look,
-)
 from .remote_stat import FileStat, folder_of, listed, stat_from_listing
 from .results import Change as Change
 from .results import DownloadResult as DownloadResult
@@ -97,7 +75,6 @@ from .results import TreeSummary as TreeSummary
 from .results import UploadOutcome as UploadOutcome
 from .results import UploadResult as UploadResult
 from .results import UploadSummary as UploadSummary
-from .resume import Checkpoints, keeps_partial, new_record, remove_record
 from .retry import connect_retrying
 from .streaming import RemoteFile
 from .upload import (
@@ -107,6 +84,14 @@ from .upload import (
     remote_join,
     tree_files,
 )
+
+# What only a transfer uses (download, plan, resume, trees: hashlib, ctypes, the
+# ledgers) is imported by the methods that transfer, not here: a one-shot
+# ``list`` or ``ping`` starts without it (python3 -X importtime).
+if TYPE_CHECKING:
+    from .download import Partial, Progress, Received
+    from .plan import FilePlan
+    from .resume import Checkpoints
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50000
@@ -807,6 +792,9 @@ class Client:
         >>> summary.fetched, summary.skipped, summary.bytes
         (1, 0, 6)
         """
+        from .download import local_path
+        from .plan import FilePlan
+
         check.optional_text("folder", folder)
         _check_transfer(dest_dir, resume, no_clobber, progress)
         files = self._listing(folder)
@@ -846,6 +834,10 @@ class Client:
         >>> client.mirror(None, "copy").skipped
         1
         """
+        from . import trees
+        from .download import local_path
+        from .plan import FilePlan
+
         check.optional_text("folder", folder)
         _check_transfer(dest, resume, False, progress, dest_name="dest")
         check.flag("delete", delete)
@@ -899,6 +891,8 @@ class Client:
         on_change: Callable[[Change], None] | None = None,
     ) -> TreeSummary:
         """Fetch what a folder's download or mirror needs; delete ``extras``; the summary."""
+        from . import trees
+
         resume = resume and self.protocol >= 2  # a version 1 server has no RANGE
         self._begin_command()
         with _letting_go_if_cut(plans):
@@ -934,6 +928,9 @@ class Client:
         """The plan of one named file (``listed``: what a listing said of it); its
         destination is left to the server's answer when the path could not be
         saved here as it is (the server refuses it)."""
+        from .download import local_path
+        from .plan import FilePlan
+
         if dest is not None:
             return FilePlan(path, dest)  # the user named the file: its folders are theirs
         try:
@@ -969,6 +966,8 @@ class Client:
 
         The partials' prefixes are hashed while the HASH replies are on their way.
         """
+        from .plan import FolderIndex, decide, look
+
         index = FolderIndex() if len(plans) > 1 else None
         for plan in plans:
             try:
@@ -1011,6 +1010,8 @@ class Client:
     ) -> builtins.list[DownloadResult | FiledockError]:
         """Carry the plans out: GET and RANGE pipelined, then once more for those
         that had to start over (a partial that did not verify, a file changed)."""
+        from .plan import Action, FilePlan
+
         outcomes: builtins.list[DownloadResult | FiledockError | None] = [None] * len(plans)
         moving: builtins.list[int] = []
         for index, plan in enumerate(plans):
@@ -1050,6 +1051,8 @@ class Client:
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _requests(self, plan: FilePlan) -> builtins.list[p.Request]:
+        from .plan import Action
+
         if plan.action is Action.RESUME and plan.partial is not None and plan.remote is not None:
             plan.partial.truncate(plan.prefix_length)  # the part is written from there
             return [p.Range(plan.prefix_length, plan.remote.sha256, plan.path)]
@@ -1072,6 +1075,8 @@ class Client:
         resume whose file changed (``ERR changed`` to the RANGE) or whose whole
         did not verify. A whole GET is never started over (``ERR changed`` after
         its body is its outcome)."""
+        from .plan import CHANGED_ON_SERVER, Action
+
         if plan.action is Action.RESUME:
             try:
                 result = self._resume(plan, meter)
@@ -1112,6 +1117,9 @@ class Client:
 
     def _resume(self, plan: FilePlan, meter: ProgressMeter) -> DownloadResult | None:
         """Read a RANGE reply into the plan's partial; None if the whole did not verify."""
+        from .plan import DAMAGED_PARTIAL
+        from .resume import Checkpoints, new_record
+
         partial, remote = plan.partial, plan.remote
         assert partial is not None
         assert remote is not None
@@ -1160,6 +1168,8 @@ class Client:
         """The result of a file skipped or kept: nothing fetched. A skipped one
         gets the server's mtime (and its digest is cached under its new key); a
         kept one reports its own size, and its digest if it was looked at."""
+        from .plan import Action
+
         dest, st, remote = plan.dest, plan.lstat, plan.remote
         assert dest is not None
         assert st is not None
@@ -1337,6 +1347,8 @@ class Client:
         progress: ProgressCallback | None,
     ) -> str | DownloadResult:
         """A line that is no command: its echo, or the file it names."""
+        from .download import local_path
+
         reply = self._execute(p.Message(text))
         if isinstance(reply, p.AckReply):
             return reply.text
@@ -1785,6 +1797,9 @@ class Client:
         large enough to be written as it comes); one that does not verify or
         cannot be written is removed.
         """
+        from .download import INLINE_LIMIT, local_path
+        from .resume import Checkpoints, keeps_partial, new_record
+
         if header.path != path:
             # The server answered for another file: its body cannot be trusted
             # either, and the stream cannot be resynchronised.
@@ -1847,6 +1862,9 @@ class Client:
         ``rehash`` bytes, read back: a resume's prefix); the partial is kept if
         cut short with a ``checkpoint`` (a resume record), removed when it
         cannot be written."""
+        from .download import receive_body
+        from .resume import keeps_partial
+
         try:
             try:
                 received = receive_body(
@@ -1885,6 +1903,8 @@ class Client:
         had_record: bool,
     ) -> DownloadResult:
         """Rename a verified partial into place; its digest is cached, its record removed."""
+        from .resume import remove_record
+
         try:
             saved = partial.commit(mtime_ns)
         finally:
@@ -1895,6 +1915,8 @@ class Client:
         return DownloadResult(saved, size, sha256)
 
     def _drop(self, partial: Partial) -> None:
+        from .resume import remove_record
+
         partial.discard()
         remove_record(partial.dest)
 
@@ -1946,6 +1968,14 @@ class Client:
         A refused body is read and dropped when it is small, so the session
         goes on; a larger one is left unread (and the connection closed).
         """
+        from .download import (
+            Partial,
+            discard_body,
+            linked_folder,
+            refused_link,
+            remove_old_partials,
+        )
+
         try:
             link = None if root is None else linked_folder(root, dest)
             if link is not None and root is not None:
@@ -2119,6 +2149,8 @@ def _letting_go_if_cut(plans: Iterable[FilePlan]) -> Iterator[None]:
     """Let go of the plans' partials (kept for a resume) if the block ends early:
     Ctrl-C while looking, hashing or printing a change would leave them locked
     for as long as this process lives (a shell's next ``get`` refused)."""
+    from .plan import FilePlan
+
     try:
         yield
     except BaseException:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import FiledockError, IntegrityError, RequestError
 from .background_hash import BackgroundSha256
-from .sha256state import Digest
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
+
+    from .sha256state import Digest  # (a type only: the module loads libcrypto)
 
 # Bytes of a body closed early that are still read and dropped (the client's
 # rule for a refused body: see client.DISCARD_LIMIT); more closes the connection.

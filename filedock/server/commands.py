@@ -22,6 +22,7 @@ from .activity import Activity
 from .listing_reply import send_listing
 from .repository import (
     INLINE_STEPS,
+    EncodedListing,
     OpenedFile,
     WalkTooLong,
 )
@@ -226,20 +227,15 @@ _TRIM_AFTER_RECORDS = 20_000
 
 
 async def _send_listing(s: Session, folder: str | None = None) -> None:
-    workers, repository = s.context.workers, s.context.repository
-    try:
-        # In a worker, records encoded there too: the loop only writes them.
-        listing = await workers.metadata.run(
-            repository.reply_records, folder, workers.cancel.is_set
-        )
-    except RequestError as exc:
-        s.send(p.ErrorReply(exc.code, exc.text))
-        return
-    except OSError as exc:
-        log.warning("Cannot list the repository for %s: %s", s.label(), exc.strerror)
-        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "the folder cannot be read"))
-        return
-    large = listing.count >= _TRIM_AFTER_RECORDS
+    workers, cache = s.context.workers, s.context.listing_cache
+    listing = cache.lookup(folder) if cache is not None else None
+    scanned = listing is None
+    if listing is None:
+        listing = await _scan_listing(s, folder)
+        if listing is None:
+            return
+    # A listing from the cache left no freed pages behind: nothing to give back.
+    large = scanned and listing.count >= _TRIM_AFTER_RECORDS
     try:
         await send_listing(s, listing)
     except TransferError as exc:  # the client went away, or stopped reading
@@ -249,6 +245,28 @@ async def _send_listing(s: Session, folder: str | None = None) -> None:
     if large:
         with contextlib.suppress(Stopping):
             await workers.metadata.run(memory.give_back)
+
+
+async def _scan_listing(s: Session, folder: str | None) -> EncodedListing | None:
+    """The listing read in a worker (and kept in the cache if it may be), or None
+    with the error sent."""
+    workers, repository, cache = s.context.workers, s.context.repository, s.context.listing_cache
+    watches = cache.begin() if cache is not None else None
+    listing: EncodedListing | None = None
+    try:
+        # In a worker, records encoded there too: the loop only writes them.
+        listing = await workers.metadata.run(
+            repository.reply_records, folder, workers.cancel.is_set, watches
+        )
+    except RequestError as exc:
+        s.send(p.ErrorReply(exc.code, exc.text))
+    except OSError as exc:
+        log.warning("Cannot list the repository for %s: %s", s.label(), exc.strerror)
+        s.send(p.ErrorReply(p.ErrorCode.INTERNAL, "the folder cannot be read"))
+    finally:
+        if cache is not None and watches is not None:
+            cache.end(folder, watches, listing)
+    return listing
 
 
 async def _send_file(

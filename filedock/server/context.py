@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .addresses import source_group
 from .auth import AuthGuard, TokenChecker
 from .config import ServerConfig
+from .listing_cache import ListingCache
 from .logs import WarningLimiter
 from .registry import Refusal, Registry
 from .repository import Repository
@@ -60,6 +61,8 @@ class ServerContext:
     # Dropped from the pending pool, told so after a moment (admission.drop_for_newcomer).
     notices_held: set[Session] = field(default_factory=set)
     uploads: UploadArea | None = None  # with --allow-upload, from start() on
+    # From start() on, where the kernel can vouch for cached listings (see listing_cache).
+    listing_cache: ListingCache | None = None
     stats: Statistics = field(default_factory=Statistics)  # the one set of counters
 
     def warn(self, kind: str, message: str, *args: object, source: str | None = None) -> None:

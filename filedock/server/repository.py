@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .. import protocol as p
 from ..digests import DigestStore, Key, NoStore
@@ -38,6 +38,9 @@ from ..protocol import FileInfo, FileRecord
 from .shared_digests import SharedStore
 from .stats import Statistics
 from .workers import Stopping, WorkerPool, Workers
+
+if TYPE_CHECKING:
+    from .listing_cache import ScanWatches
 
 log = logging.getLogger("filedock.server.repository")
 
@@ -267,7 +270,10 @@ class Repository:
         return [record for run in runs for record in run]
 
     def reply_records(
-        self, folder: str | None = None, cancelled: Callable[[], bool] = lambda: False
+        self,
+        folder: str | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        watches: ScanWatches | None = None,
     ) -> EncodedListing:
         """The FILES record lines of :meth:`records` (with ``folder``, of those under
         it: ``docs/`` is ``docs``), encoded a piece of at most :data:`RUN_RECORDS`
@@ -279,18 +285,26 @@ class Repository:
         first) reaches it, which the whole listing alone can tell: one in there
         makes the whole listing be read. A folder no request could name
         (hidden, leaving the repository) holds nothing.
+
+        With ``watches``, every folder read is watched before it is read (see
+        :mod:`.listing_cache`), and a listing its folders' events could not
+        vouch for (a symlink met, a folder unreadable) is marked spoiled.
         """
         encode = p.encode_file_records
         if folder is None:
-            return EncodedListing(*self._scan(cancelled, encode))
+            return EncodedListing(*self._scan(cancelled, encode, watches=watches))
         folder = folder.rstrip("/")
         try:
             check_client_path(folder)
         except Forbidden:
+            if watches is not None:
+                watches.spoil()  # nothing was read: nothing would tell it changed
             return EncodedListing(0, [])
         try:
-            return EncodedListing(*self._scan(cancelled, encode, folder.split("/")))
+            return EncodedListing(*self._scan(cancelled, encode, folder.split("/"), watches))
         except _LinkedFolder:
+            if watches is not None:
+                watches.spoil()
             under = records_in(self.records(cancelled), folder)
             pieces = [
                 encode(under[at : at + RUN_RECORDS]) for at in range(0, len(under), RUN_RECORDS)
@@ -302,14 +316,17 @@ class Repository:
         cancelled: Callable[[], bool],
         pack: Callable[[list[FileRecord]], _Packed],
         under: list[str] | None = None,
+        watches: ScanWatches | None = None,
     ) -> tuple[int, list[_Packed]]:
         """(records, their pieces in order) of the whole listing, or of the folder
         ``under`` names (see :meth:`reply_records`)."""
         try:
             with self._root() as root_fd:
-                scan = _Scan(self, root_fd, cancelled, pack)
+                scan = _Scan(self, root_fd, cancelled, pack, watches)
                 pieces = scan.run() if under is None else scan.run_under(under)
         except NotFound:
+            if watches is not None:
+                watches.spoil()
             self.report("root", "Cannot read the repository folder")
             return 0, []
         return scan.count, pieces
@@ -721,8 +738,10 @@ class _Scan(Generic[_Packed]):
         root_fd: int,
         cancelled: Callable[[], bool],
         pack: Callable[[list[FileRecord]], _Packed],
+        watches: ScanWatches | None = None,
     ) -> None:
         self.repo = repo
+        self.watches = watches
         self.root_fd = root_fd
         self.cancelled = cancelled
         self.pack = pack
@@ -759,6 +778,8 @@ class _Scan(Generic[_Packed]):
         try:
             for level, name in enumerate(names, 1):
                 self._see(fd)
+                if self.watches is not None:  # a name on the way changing changes the listing
+                    self.watches.add(fd)
                 above, fd = fd, -1  # _step_down closes it, whatever it finds
                 fd = self._step_down(above, name, "/".join(names[:level]), level)
                 if fd < 0:
@@ -821,12 +842,16 @@ class _Scan(Generic[_Packed]):
                 os.close(fd)
                 return  # a symlink loop, or a folder linked twice
             self.seen_dirs.add((st.st_dev, st.st_ino))
+            if self.watches is not None:  # before the read: a change after it is heard
+                self.watches.add(fd)
             entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
         except Stopping:
             os.close(fd)  # not on the stack yet: run()'s finally would not see it
             raise
         except OSError as exc:
             os.close(fd)
+            if self.watches is not None:
+                self.watches.spoil()
             shown = prefix.rstrip("/") or "."
             self.repo.report(
                 "folder:" + prefix,
@@ -868,6 +893,8 @@ class _Scan(Generic[_Packed]):
     def _links_to_folder(self, path: str) -> bool:
         """Whether the symlink ``path`` leads to a folder, walked as a request would be
         (the outcome kept for :meth:`_linked`)."""
+        if self.watches is not None:  # its target's folders are not watched
+            self.watches.spoil()
         try:
             fd, st, _ = _Walk(self.repo.root, self.root_fd).to(path.split("/"))
         except RequestError:
@@ -974,6 +1001,8 @@ class _Scan(Generic[_Packed]):
         self._push(fd, path + "/", level, folder.real_level + 1, folder.steps + 1)
 
     def _cannot_read(self, path: str, exc: OSError) -> None:
+        if self.watches is not None:
+            self.watches.spoil()
         self.repo.report(
             "folder:" + path + "/",
             "Cannot read folder %r of the repository: %s",
@@ -983,6 +1012,8 @@ class _Scan(Generic[_Packed]):
 
     def _linked(self, folder: _Folder, path: str) -> None:
         """A symlink: walked from the root, as a request for it would be."""
+        if self.watches is not None:  # its target's folders are not watched
+            self.watches.spoil()
         if folder.level + 1 > p.MAX_PATH_COMPONENTS:
             return
         if path in self.link_targets:

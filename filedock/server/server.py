@@ -37,6 +37,7 @@ from .config import ServerConfig
 from .context import REJECTED as REJECTED
 from .context import ServerContext
 from .events import EVENT_HANDLERS, UNCOUNTED
+from .listing_cache import ListingCache
 from .logs import WarningLimiter, announce
 from .reachable import reachable_addresses
 from .registry import BRIEF_SESSION, ClientEntry, MemoryRegistry, PendingPool, Registry
@@ -219,6 +220,9 @@ class Server:
                 "it elsewhere)",
                 state,
             )
+        self.context.listing_cache = cache = ListingCache.open(self.repository.root)
+        if cache is not None:
+            cache.attach(loop)
         # Both listeners are up before the Starting line, which scripts take to
         # mean "ready": a scrape right after it must find the HTTP side there.
         await self._start_watch()
@@ -364,6 +368,8 @@ class Server:
             await self.shared_digests.aclose()
             self.shared_digests = None
         self.repository.close()
+        if self.context.listing_cache is not None:
+            self.context.listing_cache.close()
         if self.context.uploads is not None:
             self.context.uploads.close()
         if self.watch is not None:  # last: /healthz says 503 until the very end

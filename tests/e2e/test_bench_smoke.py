@@ -130,10 +130,13 @@ def test_listing_quick_prints_the_table() -> None:
     out = run_bench("listing.py", timeout=120)
     assert "filedock listing benchmark — " in out
     for row in (
-        "list --json vs rsync -r --list-only: wall",
+        "list --json vs rsync -r --list-only, cold: wall",
+        "list --json vs rsync -r --list-only, warm: wall",
         "server CPU (rsync: the daemon's child)",
         "server RSS before / after the listing",
-        "LIST folder0001 vs nginx JSON autoindex: per request",
+        "LIST folder0001 vs nginx JSON autoindex, cold: per request",
+        "LIST folder0001 vs nginx JSON autoindex, warm: per request",
+        "server CPU per request, warm",
     ):
         assert row in out, row
 
