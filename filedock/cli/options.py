@@ -36,7 +36,13 @@ def server_env_name(field: str) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Epilogs as written, defaults shown."""
+    """Epilogs as written, defaults shown (unless the help says its own default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default: " in text:  # a default worked out at run time, said in words
+            return text
+        return super()._get_help_string(action)
 
 
 def env_default(

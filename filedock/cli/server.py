@@ -120,6 +120,16 @@ _SERVER_HELP = {
 }
 
 
+# Options that take one of a few words: the words, and how a value is read
+# (log levels in capitals, the rest in lower case).
+_CHOICES: dict[str, tuple[tuple[str, ...], Callable[[str], str]]] = {
+    "log_level": (_LOG_LEVELS, str.upper),
+    "loop": (LOOP_CHOICES, str.lower),
+    "log_format": (LOG_FORMATS, str.lower),
+    "status_addresses": (STATUS_ADDRESSES, str.lower),
+}
+
+
 def server_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filedock-server",
@@ -137,18 +147,8 @@ def server_parser() -> argparse.ArgumentParser:
         kind: Callable[[str], Any] = str if default is None else type(default)
         flag = "--" + field.name.replace("_", "-")
         extra: dict[str, Any] = {}
-        if field.name == "log_level":
-            extra["choices"] = _LOG_LEVELS
-            extra["type"] = str.upper
-        elif field.name == "loop":
-            extra["choices"] = LOOP_CHOICES
-            extra["type"] = str.lower
-        elif field.name == "log_format":
-            extra["choices"] = LOG_FORMATS
-            extra["type"] = str.lower
-        elif field.name == "status_addresses":
-            extra["choices"] = STATUS_ADDRESSES
-            extra["type"] = str.lower
+        if field.name in _CHOICES:
+            extra["choices"], extra["type"] = _CHOICES[field.name]
         elif kind is bool:
             kind = on_or_off
             extra["action"] = argparse.BooleanOptionalAction
