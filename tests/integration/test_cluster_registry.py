@@ -178,7 +178,7 @@ def test_the_cap_is_global_and_exact_under_a_burst(
             conn.close()
 
 
-def test_a_session_costs_three_registry_calls_and_commands_none(
+def test_a_session_alone_costs_three_registry_calls_and_commands_none(
     make_node: Callable[..., ServerThread], redis_server: RedisServer
 ) -> None:
     a = make_node("a", max_clients=5, lease=60.0)  # no renewal within the test
@@ -186,17 +186,54 @@ def test_a_session_costs_three_registry_calls_and_commands_none(
     for node in (a, b):  # each has loaded its copy of the table (one call, not a session's)
         wait_until(lambda node=node: node.sync(lambda: loads(node)) > 0)  # type: ignore[misc]
     before = evalsha_calls(redis_server)
-    sessions = 4
-    for port in (a.port, b.port, a.port, b.port)[:sessions]:
+    for done, port in enumerate((a.port, b.port, a.port, b.port), start=1):
         with welcomed(port) as conn:
             for _ in range(3):
                 status(conn)
                 assert conn.request("WHO").startswith("WHO ")
                 assert conn.request("PING") == "PONG"
             assert conn.request("EXIT") == "BYE"
-    wait_until(lambda: evalsha_calls(redis_server) - before >= 3 * sessions)
-    assert evalsha_calls(redis_server) - before == 3 * sessions
+        # Its end reached Redis before the next session (which would share its call).
+        wait_until(lambda done=done: evalsha_calls(redis_server) - before >= 3 * done)  # type: ignore[misc]
+        assert evalsha_calls(redis_server) - before == 3 * done
     assert a.connected_count() + b.connected_count() == 0
+
+
+def test_what_is_asked_while_a_call_is_in_flight_goes_in_one_call_after_it(
+    make_node: Callable[..., ServerThread], redis_server: RedisServer
+) -> None:
+    relay = FreezableRelay(redis_server.port)
+    try:
+        a = make_node("a", max_clients=10, lease=60.0, registry=f"redis://127.0.0.1:{relay.port}/0")
+        wait_until(lambda: a.sync(lambda: loads(a)) > 0)
+        assert a.server is not None
+        assert a.server.cluster is not None
+        cluster = a.server.cluster
+        with ExitStack() as conns:
+            leaving = conns.enter_context(welcomed(a.port))
+            greeting = conns.enter_context(LineConn(a.port))
+            assert greeting.read_line().startswith("NAME ")
+            before = evalsha_calls(redis_server)
+            relay.freeze()  # the first call waits in the relay; the rest gathers behind it
+            first = conns.enter_context(LineConn(a.port))
+            wait_until(lambda: a.sync(lambda: cluster._sending is not None))
+            assert leaving.request("EXIT") == "BYE"
+            greeting.send_line("HELLO")
+            later = [conns.enter_context(LineConn(a.port)) for _ in range(3)]
+
+            def waiting() -> tuple[int, int, int]:
+                return len(cluster._ends), len(cluster._slots), len(cluster._names)
+
+            wait_until(lambda: a.sync(waiting) == (1, 1, 3))
+            relay.thaw()
+            assert greeting.read_line().startswith("WELCOME ")
+            names = [conn.read_line() for conn in (first, *later)]
+            assert names == [f"NAME Client{n:02d}" for n in range(3, 7)]
+            assert evalsha_calls(redis_server) - before == 2  # the one in flight, then one
+            assert a.sync(lambda: cluster._unfinished) == set()  # the end was told too
+    finally:
+        relay.thaw()
+        relay.close()
 
 
 def test_redis_stopped_refuses_new_clients_serves_connected_ones_and_recovers(
@@ -339,26 +376,70 @@ def test_the_scripts_admit_a_connection_once_and_only_its_node_ends_it(
 
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        admit = client.register_script(scripts.ADMIT)
-        finish = client.register_script(scripts.FINISH)
+        changes = client.register_script(scripts.CHANGES)
         common = [10, 60_000]  # history, lease in ms
-        slot = [*common, 3, 0, 1, "Client01", "a", "10.0.0.1:4000", "10.0.0.1"]
-        take = client.register_script(scripts.TAKE)
-        assert take(args=[*common, 3, 0, "10.0.0.1", 0]) == [1]
-        first = admit(args=slot)
+
+        def call(
+            cap: int, node: str, floor: int, ends: list[int], slots: list[list[Any]],
+            names: list[list[Any]],
+        ) -> list[int]:  # fmt: skip
+            args = [*common, cap, node, floor, len(ends), len(slots), len(names), *ends]
+            for part in (*slots, *names):
+                args += part
+            return list(changes(args=args))
+
+        slot = [1, "Client01", "10.0.0.1:4000", "10.0.0.1", 0]
+        assert call(3, "a", 0, [], [], [["10.0.0.1", 0]]) == [1]
+        first = call(3, "a", 0, [], [slot], [])
         assert first[0] == 1
         # Every slot taken (a cap of 1 here): FULL, and no number is spent; a
         # number below what a node knows (5) is never given.
-        assert take(args=[*common, 1, 5, "10.0.0.2", 0, "10.0.0.3", 0]) == [-1, -1]
-        assert take(args=[*common, 3, 5, "10.0.0.1", 1, "10.0.0.2", 0]) == [-2, 6]
+        assert call(1, "a", 5, [], [], [["10.0.0.2", 0], ["10.0.0.3", 0]]) == [-1, -1]
+        assert call(3, "a", 5, [], [], [["10.0.0.1", 1], ["10.0.0.2", 0]]) == [-2, 6]
         client.script_flush()  # NOSCRIPT: loaded again, and the retry answers the same
-        assert admit(args=slot) == first
+        assert call(3, "a", 0, [], [slot], []) == first
         assert client.zcard("filedock:slots") == 1  # a retried admission takes no second slot
-        assert finish(args=[*common, 1, "b"]) == 0  # only the node holding it ends it
+        assert call(3, "b", 0, [1], [], []) == []  # only the node holding it ends it
         assert client.zcard("filedock:slots") == 1
-        assert finish(args=[*common, 1, "a"]) == 1
-        assert finish(args=[*common, 1, "a"]) == 0
-        assert admit(args=slot) == [-3]  # retried after its end: no slot again
+        assert call(3, "a", 0, [1], [], []) == []
+        assert client.zcard("filedock:slots") == 0
+        assert call(3, "a", 0, [], [slot], []) == [-3, 0]  # retried after its end: no slot again
         assert client.zcard("filedock:slots") == 0
     finally:
+        client.close()
+
+
+def test_one_call_ends_first_then_admits_then_names_and_tells_it_in_one_message(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    from filedock.server.cluster import scripts
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    listener = client.pubsub()
+    try:
+        listener.subscribe(scripts.CHANNEL)
+        assert listener.get_message(timeout=5.0)["type"] == "subscribe"  # type: ignore[index]
+        changes = client.register_script(scripts.CHANGES)
+        common = [10, 60_000]
+
+        def slot(number: int) -> list[Any]:
+            return [number, f"Client{number:02d}", f"10.0.0.{number}:4000", f"10.0.0.{number}", 0]
+
+        # A cap of 1: the end frees the slot the admission in the same call takes.
+        assert changes(args=[*common, 1, "a", 0, 0, 1, 0, *slot(1)])[0] == 1
+        first = listener.get_message(timeout=5.0)
+        assert first is not None
+        assert first["data"].startswith("c\t1\tClient01\ta\t")
+        answers = changes(args=[*common, 1, "a", 0, 1, 2, 1, 1, *slot(2), *slot(3), "10.0.0.4", 0])
+        assert answers[0] == 1
+        assert answers[2:] == [-1, 0, -1]
+        message = listener.get_message(timeout=5.0)
+        assert message is not None
+        lines = message["data"].split("\n")
+        assert [line.split("\t")[:2] for line in lines] == [["f", "1"], ["c", "2"]]
+        assert listener.get_message(timeout=0.2) is None  # one message for the whole call
+    finally:
+        listener.close()
         client.close()

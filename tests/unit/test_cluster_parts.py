@@ -3,6 +3,7 @@ clients up (its own deadline, on a fake clock), and its copy of the table."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import pytest
@@ -95,3 +96,43 @@ def test_no_history_keeps_only_the_connected(history: int) -> None:
     table.connected(row(2))
     table.finished(1, 1_700_000_001_000)
     assert len(table.snapshot()) == 1 + history
+
+
+def test_what_gathered_behind_a_failed_call_fails_with_it_and_no_call_follows() -> None:
+    pytest.importorskip("redis", reason="the redis extra is missing")
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from filedock.server.cluster.registry import RedisRegistry
+    from filedock.server.registry import PendingPool, Refusal
+
+    async def scenario() -> None:
+        registry = RedisRegistry(
+            "redis://127.0.0.1:1/0", node="a", lease=15.0, max_clients=3, history=10,
+            pending=PendingPool(8, 4),
+        )  # fmt: skip
+        calls: list[list[object]] = []
+        release = asyncio.Event()
+
+        async def failing_call(*, args: list[object]) -> list[int]:
+            calls.append(args)
+            await release.wait()
+            raise RedisConnectionError("connection refused")
+
+        registry._changes = failing_call  # type: ignore[assignment]
+        first = registry.take_name("10.0.0.1")
+        await asyncio.sleep(0)  # its call is in flight
+        behind = [registry.take_name(f"10.0.0.{n}") for n in (2, 3)]
+        waiting = [first, *behind]
+        assert all(isinstance(later, asyncio.Future) for later in waiting)
+        release.set()
+        answers = [await later for later in waiting if isinstance(later, asyncio.Future)]
+        assert len(calls) == 1
+        assert all(isinstance(answer, Refusal) for answer in answers)
+        assert {answer.reason for answer in answers if isinstance(answer, Refusal)} == {
+            "registry unavailable (try again shortly)"
+        }
+        assert not registry.available
+        assert isinstance(registry.take_name("10.0.0.4"), Refusal)  # at once, while down
+        await registry._client.aclose()
+
+    asyncio.run(scenario())

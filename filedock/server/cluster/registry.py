@@ -1,12 +1,14 @@
 """The :class:`~filedock.server.registry.Registry` of several servers as one, on Redis.
 
 Every node (server) of the cluster runs one :class:`RedisRegistry` on the same
-Redis. A session costs three calls, each one Lua script (see :mod:`.scripts`):
-its name at ``NAME``, its slot at ``HELLO``, and its end; nothing per
-command: ``STATUS``, ``WHO`` and the counts are read from the node's own copy
-of the table (:mod:`.table`), which follows what the scripts publish. Calls
-for ``NAME`` made while one is in flight go together in the next one, so the
-names a node hands out go out in the order they were counted.
+Redis. A session asks Redis three changes: its name at ``NAME``, its slot at
+``HELLO``, and its end; nothing per command: ``STATUS``, ``WHO`` and the
+counts are read from the node's own copy of the table (:mod:`.table`), which
+follows what the scripts publish. A node has one call in flight at a time
+(one Lua script, :data:`.scripts.CHANGES`); the changes asked for meanwhile,
+of every session, go together in the next. One session alone costs three
+calls; sessions at once share them. Names go out in the order they were
+asked for, which is the order they were counted.
 
 Each node renews its slots every lease/3; Redis drops a slot whose lease ran
 out (a node that died) at the next call, whoever makes it, and the node that
@@ -38,6 +40,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,8 +71,12 @@ RETRY_BACKOFF = 0.05  # seconds before it
 OUTAGE_RETRY = 0.5
 # How long the subscription waits for a message before it looks again.
 _LISTEN_POLL = 1.0
+# How long it lets the changes right after one gather before it reads them.
+_GATHER = 0.005
 # How long a shutdown waits for the ends of sessions to reach Redis.
 _CLOSE_WAIT = 2.0
+# At most this many ends, slots and names each in one call (a burst is split).
+_BATCH = 256
 
 
 def socket_timeout(lease: float) -> float:
@@ -115,8 +122,11 @@ class RedisRegistry:
         self._accepted_ms: dict[int, int] = {}  # as Redis stamped them: told again as they are
         self._leases = Leases(lease)
         self._issued = 0  # the highest number this node handed out
-        self._asking: list[tuple[str, asyncio.Future[tuple[int, str] | Refusal]]] = []
-        self._naming: asyncio.Task[None] | None = None
+        # What waits for the next call to Redis (see _send_changes):
+        self._ends: list[int] = []
+        self._slots: list[_SlotAsked] = []
+        self._names: list[tuple[str, asyncio.Future[tuple[int, str] | Refusal]]] = []
+        self._sending: asyncio.Task[None] | None = None
         self._unfinished: set[int] = set()  # ended while Redis could not be told
         self._calls: set[asyncio.Task[Any]] = set()
         self._down = False
@@ -139,9 +149,7 @@ class RedisRegistry:
             decode_responses=True,
         )
         client = self._client
-        self._take = client.register_script(scripts.TAKE)
-        self._admit = client.register_script(scripts.ADMIT)
-        self._finish = client.register_script(scripts.FINISH)
+        self._changes = client.register_script(scripts.CHANGES)
         self._renew = client.register_script(scripts.RENEW)
         self._table = client.register_script(scripts.TABLE)
 
@@ -151,7 +159,7 @@ class RedisRegistry:
         """Load the scripts, register this node, follow the table. Redis out of
         reach is no error: the node starts answering FULL and keeps trying."""
         try:
-            for script in (self._take, self._admit, self._finish, self._renew, self._table):
+            for script in (self._changes, self._renew, self._table):
                 script.sha = await self._client.script_load(script.script)
         except RedisError as exc:
             self._went_down(exc)
@@ -227,9 +235,8 @@ class RedisRegistry:
             return registry_unavailable(self._why)
         loop = asyncio.get_running_loop()
         later: asyncio.Future[tuple[int, str] | Refusal] = loop.create_future()
-        self._asking.append((source, later))
-        if self._naming is None:  # else it joins the next call, after the one in flight
-            self._naming = loop.create_task(self._name_batches())
+        self._names.append((source, later))
+        self._send_soon()
         return later
 
     def welcome(
@@ -238,7 +245,8 @@ class RedisRegistry:
         if self._down:
             return registry_unavailable(self._why)
         later: asyncio.Future[ClientEntry | Refusal] = asyncio.get_running_loop().create_future()
-        self._call(self._slot(later, number, name, address, source))
+        self._slots.append(_SlotAsked(number, name, address, source, later))
+        self._send_soon()
         return later
 
     def finish(self, entry: ClientEntry) -> bool:
@@ -250,15 +258,19 @@ class RedisRegistry:
         self._leases.drop(entry.number)
         entry.finished = time.time()
         entry._record = None
-        self._call(self._end(entry.number))
+        self._ends.append(entry.number)
+        self._send_soon()
         return True
 
     # -- the calls ------------------------------------------------------------------
 
-    def _call(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
+    def _send_soon(self) -> None:
+        """Have what waits sent: now, or with the next call if one is in flight."""
+        if self._sending is None:
+            task = asyncio.get_running_loop().create_task(self._send_changes())
+            self._sending = task
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
 
     def _floor(self) -> int:
         """The highest number this node knows of: Redis must count on from it."""
@@ -267,82 +279,87 @@ class RedisRegistry:
     def _args(self, *more: str | int) -> list[str | int]:
         return [self._history, self._lease_ms, *more]
 
-    async def _name_batches(self) -> None:
+    async def _send_changes(self) -> None:
+        """One call at a time, each with every end, slot and name asked for since
+        the last went (at most _BATCH of each): under load a session's three
+        changes share their calls with other sessions'. The names go out in
+        the order they were asked for, and so in the order they were counted."""
         try:
-            while self._asking:
-                batch, self._asking = self._asking, []
-                limits = [self._slots_per_source(source) for source, _ in batch]
-                pairs: list[str | int] = []
-                for (source, _), limit in zip(batch, limits, strict=True):
-                    pairs += [source, limit]
-                try:
-                    answers = await self._take(
-                        args=self._args(self.max_clients, self._floor(), *pairs)
-                    )
-                except RedisError as exc:
-                    self._went_down(exc)
-                    for _, later in batch:
-                        _settle(later, registry_unavailable(self._why))
-                    continue
-                self._came_back()
-                for (_, later), limit, answer in zip(batch, limits, answers, strict=True):
-                    number = int(answer)
-                    if number > 0:
-                        self._issued = max(self._issued, number)
-                        _settle(later, (number, client_name(number)))
-                    elif number == -2:
-                        _settle(later, per_address(limit))
-                    else:
-                        _settle(later, at_capacity(self.max_clients))
+            while self._ends or self._slots or self._names:
+                ends, self._ends = self._ends[:_BATCH], self._ends[_BATCH:]
+                slots, self._slots = self._slots[:_BATCH], self._slots[_BATCH:]
+                names, self._names = self._names[:_BATCH], self._names[_BATCH:]
+                await self._send(ends, slots, names)
         finally:
-            self._naming = None
+            self._sending = None
 
-    async def _slot(
+    async def _send(
         self,
-        later: asyncio.Future[ClientEntry | Refusal],
-        number: int,
-        name: str,
-        address: str,
-        source: str,
+        ends: list[int],
+        slots: list[_SlotAsked],
+        names: list[tuple[str, asyncio.Future[tuple[int, str] | Refusal]]],
     ) -> None:
+        args = self._args(
+            self.max_clients, self.node, self._floor(), len(ends), len(slots), len(names), *ends
+        )
+        slot_limits = [self._slots_per_source(slot.source) for slot in slots]
+        for slot, limit in zip(slots, slot_limits, strict=True):
+            args += [slot.number, slot.name, slot.address, slot.source, limit]
+        name_limits = [self._slots_per_source(source) for source, _ in names]
+        for (source, _), limit in zip(names, name_limits, strict=True):
+            args += [source, limit]
         sent = self._clock()
-        limit = self._slots_per_source(source)
         try:
-            answer = await self._admit(
-                args=self._args(self.max_clients, limit, number, name, self.node, address, source)
-            )
+            answers = await self._changes(args=args)
         except RedisError as exc:
             self._went_down(exc)
-            _settle(later, registry_unavailable(self._why))
+            # What gathered behind the failed call fails with it, not one timeout later.
+            ends, self._ends = ends + self._ends, []
+            slots, self._slots = slots + self._slots, []
+            names, self._names = names + self._names, []
+            self._unfinished.update(ends)  # told at the next renewal (else its lease ends it)
+            for slot in slots:
+                _settle(slot.later, registry_unavailable(self._why))
+            for _, later in names:
+                _settle(later, registry_unavailable(self._why))
             return
         self._came_back()
-        code = int(answer[0])
+        self._unfinished.difference_update(ends)
+        for index, (slot, limit) in enumerate(zip(slots, slot_limits, strict=True)):
+            code, accepted = int(answers[2 * index]), int(answers[2 * index + 1])
+            self._settle_slot(slot, limit, code, accepted, sent)
+        named = answers[2 * len(slots) :]
+        for (_, later), limit, answer in zip(names, name_limits, named, strict=True):
+            number = int(answer)
+            if number > 0:
+                self._issued = max(self._issued, number)
+                _settle(later, (number, client_name(number)))
+            elif number == -2:
+                _settle(later, per_address(limit))
+            else:
+                _settle(later, at_capacity(self.max_clients))
+
+    def _settle_slot(
+        self, slot: _SlotAsked, limit: int, code: int, accepted: int, sent: float
+    ) -> None:
         if code == 1:
-            accepted = int(answer[1])
-            node = self.node
-            entry = ClientEntry(number, name, address, accepted / 1000, source=source, node=node)
+            number = slot.number
+            entry = ClientEntry(
+                number, slot.name, slot.address, accepted / 1000, source=slot.source, node=self.node
+            )
             self._held[number] = entry
             self._accepted_ms[number] = accepted
             self._leases.hold(number, sent)
-            self.table.connected(Row(number, name, self.node, address, accepted))
+            self.table.connected(Row(number, slot.name, self.node, slot.address, accepted))
             self._arm_deadline()
-            if not _settle(later, entry):  # (nobody waits: the registry is closing)
+            if not _settle(slot.later, entry):  # (nobody waits: the registry is closing)
                 self.finish(entry)
         elif code == -2:
-            _settle(later, per_address(limit))
+            _settle(slot.later, per_address(limit))
         elif code == -1:
-            _settle(later, at_capacity(self.max_clients))
+            _settle(slot.later, at_capacity(self.max_clients))
         else:
-            _settle(later, registry_unavailable("its slot was freed meanwhile"))
-
-    async def _end(self, number: int) -> None:
-        try:
-            await self._finish(args=self._args(number, self.node))
-        except RedisError as exc:
-            self._unfinished.add(number)  # told at the next renewal (else its lease ends it)
-            self._went_down(exc)
-        else:
-            self._unfinished.discard(number)
+            _settle(slot.later, registry_unavailable("its slot was freed meanwhile"))
 
     async def _renewal(self) -> bool:
         """Renew every slot held, re-assert those Redis lost; False if Redis failed."""
@@ -369,8 +386,9 @@ class RedisRegistry:
                 len(lost), plural, plural,
             )  # fmt: skip
             self._give_up(lost)
-        for number in list(self._unfinished):
-            await self._end(number)
+        if self._unfinished:
+            self._ends += self._unfinished - set(self._ends)
+            self._send_soon()
         return True
 
     async def _keep(self) -> None:
@@ -396,14 +414,25 @@ class RedisRegistry:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=_LISTEN_POLL
                     )
-                    if message is not None and message.get("type") == "message":
-                        self.table.apply(message["data"])
+                    if message is None:
+                        continue
+                    self._apply(message)
+                    # A change is applied at once; those right after it are let
+                    # gather, then read in one go: under load a node wakes once
+                    # per _GATHER, not once per change anywhere in the cluster.
+                    await asyncio.sleep(_GATHER)
+                    while message := await pubsub.get_message(ignore_subscribe_messages=True):
+                        self._apply(message)
             except RedisError as exc:
                 self._went_down(exc)
             finally:
                 with contextlib.suppress(RedisError, OSError):  # (gone already)
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(OUTAGE_RETRY)
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "message":
+            self.table.apply(message["data"])
 
     # -- outages and deadlines ------------------------------------------------------------
 
@@ -462,6 +491,17 @@ class RedisRegistry:
             self.on_lost(entry)  # the session ends, and calls finish
             if number in self._held:  # (no session held it)
                 self.finish(entry)
+
+
+@dataclass(slots=True)
+class _SlotAsked:
+    """A connection's slot asked for at its HELLO, waiting for the next call."""
+
+    number: int
+    name: str
+    address: str
+    source: str
+    later: asyncio.Future[ClientEntry | Refusal]
 
 
 def _settle(later: asyncio.Future[Any], answer: Any) -> bool:

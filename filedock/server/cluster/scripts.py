@@ -1,11 +1,12 @@
-"""The Lua scripts that change the cluster's shared state in Redis, one per change.
+"""The Lua scripts that change the cluster's shared state in Redis.
 
 Each runs atomically on the Redis server (``EVALSHA``; redis-py loads it with
 ``SCRIPT LOAD`` and again on ``NOSCRIPT``), reads Redis's own clock (``TIME``:
 every node's leases are scored on one clock) and first drops the slots whose
 lease ran out, so a node that died frees its slots at the first call past its
-lease, whoever makes it. Every change is told to every node on one channel
-(``PUBLISH``), which the nodes' local copies of the table follow.
+lease, whoever makes it. What a call changed is told to every node on one
+channel (``PUBLISH``, one message a call), which the nodes' local copies of
+the table follow.
 
 Keys, all under ``filedock:`` (standalone Redis: the scripts name their keys):
 
@@ -19,9 +20,10 @@ Keys, all under ``filedock:`` (standalone Redis: the scripts name their keys):
   finished numbers, oldest first, at most ``--history`` long;
 - ``nodes``: sorted set, node -> when its own lease ends.
 
-Messages on ``filedock:events``: ``c TAB number TAB name TAB node TAB address
-TAB accepted`` (a slot taken) and ``f TAB number TAB finished [TAB dropped…]``
-(a slot freed, and the finished rows that fell out of the history).
+Messages on ``filedock:events``, one line per change: ``c TAB number TAB name
+TAB node TAB address TAB accepted`` (a slot taken) and ``f TAB number TAB
+finished [TAB dropped…]`` (a slot freed, and the finished rows that fell out
+of the history).
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ local history = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+-- What a call changed, told to every node in one message at its end, a line each.
+local events = {}
+local function publish()
+  if #events > 0 then
+    redis.call('PUBLISH', CHANNEL, table.concat(events, '\\n'))
+  end
+end
 
 local function release(num, ended)
   redis.call('ZREM', SLOTS, num)
@@ -59,7 +69,7 @@ local function release(num, ended)
     redis.call('HDEL', FINISHED, old)
     message = message .. '\\t' .. old
   end
-  redis.call('PUBLISH', CHANNEL, message)
+  events[#events + 1] = message
 end
 
 -- A slot whose lease ran out (its node died, or was cut off) finished then.
@@ -78,8 +88,8 @@ local function record(num, name, node, address, source, accepted)
   redis.call('HSET', OWNER, num, node)
   redis.call('HSET', SOURCE, num, source)
   redis.call('HINCRBY', PER_SOURCE, source, 1)
-  redis.call('PUBLISH', CHANNEL, 'c\\t' .. num .. '\\t' .. name .. '\\t' .. node .. '\\t'
-    .. address .. '\\t' .. accepted)
+  events[#events + 1] = 'c\\t' .. num .. '\\t' .. name .. '\\t' .. node .. '\\t'
+    .. address .. '\\t' .. accepted
 end
 
 local function keep_names_above(top)
@@ -89,75 +99,86 @@ local function keep_names_above(top)
 end
 """.replace("@PREFIX@", PREFIX).replace("@CHANNEL@", CHANNEL)
 
-# NAME for a batch of new connections, in order: ARGV[3] the cap, ARGV[4] the
-# highest number this node knows (a Redis restarted empty must not give it
-# again), then per connection its source group and that group's cap (0: none).
-# For each: its number, -1 (every slot taken) or -2 (its source's cap); a
-# refused connection takes no number.
-TAKE = (
+# Every change a node has for Redis at one moment, in one call (while one is in
+# flight, the node gathers the next): ARGV[3] the cap, ARGV[4] the node,
+# ARGV[5] the highest number it knows (a Redis restarted empty must not give
+# it again), ARGV[6..8] how many ends, slots and names follow, in that order:
+#
+# - an end: number. Only the node holding the slot frees it (one freed
+#   already is left alone: a retried call ends nothing twice).
+# - a slot at HELLO: number, name, address, source, its source's cap (0:
+#   none). The number is the connection's id: a call retried after a timeout
+#   finds the slot it took and answers the same.
+# - a name at NAME: source, its source's cap. A refused connection takes no
+#   number.
+#
+# Ends go first, so the slots they free are there for the rest. Answers, flat:
+# per slot two numbers, {1, accepted-ms}, {-1, 0} (every slot taken), {-2, 0}
+# (its source's cap), {-3, 0} (the slot it took is gone already); then per
+# name its number, -1 (every slot taken) or -2 (its source's cap).
+CHANGES = (
     _COMMON
     + """
-local cap = tonumber(ARGV[3])
-keep_names_above(tonumber(ARGV[4]))
-local taken = redis.call('ZCARD', SLOTS)
-local last = tonumber(redis.call('GET', NAMES) or '0')
-local answers = {}
-for i = 5, #ARGV, 2 do
-  local limit = tonumber(ARGV[i + 1])
-  if taken >= cap then
-    answers[#answers + 1] = -1
-  elseif limit > 0 and held_by(ARGV[i]) >= limit then
-    answers[#answers + 1] = -2
-  else
-    last = last + 1
-    answers[#answers + 1] = last
+local cap, node = tonumber(ARGV[3]), ARGV[4]
+keep_names_above(tonumber(ARGV[5]))
+local ends, slots, names = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local i = 9
+for _ = 1, ends do
+  local num = ARGV[i]
+  i = i + 1
+  if redis.call('HGET', OWNER, num) == node and redis.call('ZSCORE', SLOTS, num) then
+    release(num, now)
   end
 end
-redis.call('SET', NAMES, last)
+local answers = {}
+local admitted = false
+local function admit(num, name, address, source, limit)
+  if redis.call('ZSCORE', SLOTS, num) then
+    local row = redis.call('HGET', ROWS, num)
+    return 1, tonumber(string.match(row, '([^\\t]*)$'))
+  end
+  if redis.call('HEXISTS', FINISHED, num) == 1 then
+    return -3, 0
+  end
+  if redis.call('ZCARD', SLOTS) >= cap then
+    return -1, 0
+  end
+  if limit > 0 and held_by(source) >= limit then
+    return -2, 0
+  end
+  record(num, name, node, address, source, now)
+  admitted = true
+  return 1, now
+end
+for _ = 1, slots do
+  local num, name, address, source = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local code, accepted = admit(num, name, address, source, tonumber(ARGV[i + 4]))
+  answers[#answers + 1] = code
+  answers[#answers + 1] = accepted
+  i = i + 5
+end
+if admitted then
+  redis.call('ZADD', NODES, now + lease, node)
+end
+if names > 0 then
+  local taken = redis.call('ZCARD', SLOTS)
+  local last = tonumber(redis.call('GET', NAMES) or '0')
+  for _ = 1, names do
+    local source, limit = ARGV[i], tonumber(ARGV[i + 1])
+    i = i + 2
+    if taken >= cap then
+      answers[#answers + 1] = -1
+    elseif limit > 0 and held_by(source) >= limit then
+      answers[#answers + 1] = -2
+    else
+      last = last + 1
+      answers[#answers + 1] = last
+    end
+  end
+  redis.call('SET', NAMES, last)
+end
+publish()
 return answers
-"""
-)
-
-# A slot at HELLO: ARGV[3] the cap, ARGV[4] its source's cap (0: none), then
-# number, name, node, address, source. The number is the connection's id: a
-# call retried after a timeout finds the slot it took and answers the same.
-# Answers {1, accepted-ms}, {-1} (every slot taken), {-2} (its source's cap),
-# {-3} (the slot it took is gone already).
-ADMIT = (
-    _COMMON
-    + """
-local cap, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
-local num, name, node, address, source = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-if redis.call('ZSCORE', SLOTS, num) then
-  local row = redis.call('HGET', ROWS, num)
-  return {1, tonumber(string.match(row, '([^\\t]*)$'))}
-end
-if redis.call('HEXISTS', FINISHED, num) == 1 then
-  return {-3}
-end
-if redis.call('ZCARD', SLOTS) >= cap then
-  return {-1}
-end
-if limit > 0 and held_by(source) >= limit then
-  return {-2}
-end
-record(num, name, node, address, source, now)
-redis.call('ZADD', NODES, now + lease, node)
-return {1, now}
-"""
-)
-
-# The end of a session: ARGV[3] number, ARGV[4] node. Only the node holding the
-# slot frees it. Answers 1, or 0 (not held by that node: freed already).
-FINISH = (
-    _COMMON
-    + """
-local num, node = ARGV[3], ARGV[4]
-if redis.call('HGET', OWNER, num) ~= node or not redis.call('ZSCORE', SLOTS, num) then
-  return 0
-end
-release(num, now)
-return 1
 """
 )
 
@@ -184,6 +205,7 @@ for i = 5, #ARGV, 5 do
     answers[#answers + 1] = tonumber(num)
   end
 end
+publish()
 return answers
 """
 )
@@ -193,6 +215,7 @@ return answers
 TABLE = (
     _COMMON
     + """
+publish()
 return {redis.call('HGETALL', ROWS), redis.call('HGETALL', FINISHED)}
 """
 )

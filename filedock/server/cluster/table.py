@@ -90,8 +90,13 @@ class ClusterTable:
         self._changed()
 
     def apply(self, message: str) -> None:
-        """A message published by a script (see :mod:`.scripts`); others are ignored."""
-        kind, *fields = message.split(FIELD_SEPARATOR)
+        """A message published by a script (see :mod:`.scripts`): a change a line.
+        Lines of other forms are ignored."""
+        for line in message.split("\n"):
+            self._apply_line(line)
+
+    def _apply_line(self, line: str) -> None:
+        kind, *fields = line.split(FIELD_SEPARATOR)
         try:
             if kind == "c" and len(fields) == 5:
                 number, name, node, address, accepted = fields
