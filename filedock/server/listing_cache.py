@@ -206,6 +206,7 @@ class ListingCache:
         self._overflowed = -1  # number of the last overflow
         self._scans = 0  # scans under way (the two maps above are cleared when none)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pinned: int | None = None  # the root's watch, kept for as long as the cache
         self.hits = 0
         self.misses = 0
 
@@ -231,11 +232,27 @@ class ListingCache:
         except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
             log.info("Listings are not cached: inotify is not available (%s)", exc)
             return None
-        return cls(root, watcher, max_records=max_records)
+        cache = cls(root, watcher, max_records=max_records)
+        cache.pin_root()
+        return cache
 
     @property
     def active(self) -> bool:
         return self._inotify is not None
+
+    def pin_root(self) -> None:
+        """Watch the root folder from now on, whether a kept listing needs it or not.
+
+        The kernel's first watch on a folder marks every entry of it it holds
+        (4 ms for a root of 1,000 folders): paid here, at the start, and not
+        again by the first listing nor after each time no listing is kept.
+        """
+        if self._inotify is None:
+            return
+        try:
+            self._pinned = self._inotify.add_watch(self.root, WATCH_MASK)
+        except OSError:
+            self._pinned = None  # the scans' own watches are all the cache needs
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read events as they come, on ``loop`` (each LIST also reads first: :meth:`drain`)."""
@@ -299,10 +316,11 @@ class ListingCache:
                 self._last_event.clear()
 
     def _unchanged_since(self, watches: ScanWatches) -> bool:
-        if self._overflowed >= watches.started:
+        # Events are numbered from 1; the scan began after event number ``started``.
+        if self._overflowed > watches.started:
             return False
         last = self._last_event
-        return all(last.get(wd, -1) < watches.started for wd in watches.wds)
+        return all(last.get(wd, 0) <= watches.started for wd in watches.wds)
 
     def _keep(self, key: Key, listing: EncodedListing, wds: frozenset[int]) -> None:
         root = self._root_identity()
@@ -367,7 +385,8 @@ class ListingCache:
             keys.discard(key)
             if not keys:  # watched for no listing now: let the kernel forget it
                 del self._by_wd[wd]
-                self._unwatch(wd)
+                if wd != self._pinned:
+                    self._unwatch(wd)
 
     def _unwatch(self, wd: int) -> None:
         # A scan under way may have added this same watch (one per folder): its

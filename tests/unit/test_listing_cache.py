@@ -21,18 +21,24 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="in
 class FakeInotify:
     """Watches handed out by number; events written to a pipe the cache reads."""
 
-    def __init__(self, *, fail_with: int | None = None) -> None:
+    def __init__(self, *, fail_with: int | None = None, as_the_kernel: bool = False) -> None:
         self.fd, self._write = os.pipe()
         os.set_blocking(self.fd, False)
         self.fail_with = fail_with
+        self.as_the_kernel = as_the_kernel  # one watch a folder, as inotify gives
         self.watched: dict[int, str] = {}
         self.removed: list[int] = []
 
     def add_watch(self, path: str, mask: int) -> int:
         if self.fail_with is not None:
             raise OSError(self.fail_with, os.strerror(self.fail_with))
+        folder = os.readlink(path) if path.startswith("/proc/self/fd/") else path
+        if self.as_the_kernel:
+            for wd, watched in self.watched.items():
+                if watched == folder and wd not in self.removed:
+                    return wd
         wd = len(self.watched) + 1
-        self.watched[wd] = os.readlink(path)
+        self.watched[wd] = folder
         return wd
 
     def rm_watch(self, wd: int) -> None:
@@ -248,4 +254,20 @@ def test_a_kept_listing_is_handed_out_as_a_copy(tree: Path) -> None:
     second = cache.lookup(None)
     assert second is not None
     assert b"".join(second.pieces).count(b"\n") == 2
+    cache.close()
+
+
+def test_the_root_stays_watched_from_the_start_when_no_listing_needs_it(tree: Path) -> None:
+    fake = FakeInotify(as_the_kernel=True)
+    cache = ListingCache.open(str(tree), fs_type=local, inotify=lambda: fake)
+    assert cache is not None
+    assert fake.watched == {1: str(tree)}  # before any listing
+    fake.event(1, lc.IN_CREATE)  # a change before the first listing: it does not spoil it
+    assert cache.lookup(None) is None
+    scanned(cache, tree)  # the root again (the same watch), and docs
+    assert cache.lookup(None) is not None
+    assert fake.watched == {1: str(tree), 2: str(tree / "docs")}
+    fake.event(1, lc.IN_CREATE)  # a file made in the root drops the listing, as before
+    assert cache.lookup(None) is None
+    assert fake.removed == [2]  # docs' watch went with it; the root's stays
     cache.close()
