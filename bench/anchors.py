@@ -10,7 +10,10 @@ reading a process's CPU time and memory from /proc. Standard library only.
 - ``start_nginx(prefix, server_block)``, ``start_rsync_daemon(root, work)``,
   ``start_redis(work)``: ``(process, port)``, listening once returned;
 - ``cpu_seconds(pid)``, ``tree_cpu_seconds(pid)`` (its children too),
-  ``settled_cpu(pid)``, ``rss_kib(pid)``, ``stop(proc)``.
+  ``settled_cpu(pid)``, ``rss_kib(pid)``, ``stop(proc)``;
+- ``CpuQuota(name, cores)``: a cgroup that lets the processes put in it use at
+  most ``cores`` of CPU time together (as if on a machine that small); None
+  from ``CpuQuota.make`` where the kernel's cgroups cannot be written.
 """
 
 from __future__ import annotations
@@ -259,6 +262,62 @@ def start_redis(work: Path, *, max_clients: int = 10_000) -> tuple[subprocess.Po
             break
         time.sleep(0.05)
     raise _failed(proc, log, "redis-server did not start")
+
+
+# -- CPU quotas ------------------------------------------------------------------------------
+
+_CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1: the cpu controller's own tree
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+_QUOTA_PERIOD_US = 10_000  # short: a process over its share waits at most this long
+
+
+class CpuQuota:
+    """A cgroup of its own, limited to ``cores`` of CPU time (cgroup v1 or v2)."""
+
+    def __init__(self, path: Path, v1: bool) -> None:
+        self.path = path
+        self._v1 = v1
+
+    @classmethod
+    def make(cls, name: str, cores: float) -> CpuQuota | None:
+        quota = max(1000, int(cores * _QUOTA_PERIOD_US))
+        v1 = (_CGROUP_V1_CPU / "cpu.cfs_quota_us").exists()
+        v2 = "cpu" in _read(_CGROUP_V2 / "cgroup.controllers").split()
+        try:
+            if v1:
+                path = _CGROUP_V1_CPU / name
+                path.mkdir(exist_ok=True)
+                (path / "cpu.cfs_period_us").write_text(str(_QUOTA_PERIOD_US))
+                (path / "cpu.cfs_quota_us").write_text(str(quota))
+            elif v2:
+                path = _CGROUP_V2 / name
+                path.mkdir(exist_ok=True)
+                (path / "cpu.max").write_text(f"{quota} {_QUOTA_PERIOD_US}")
+            else:
+                return None
+        except OSError:
+            return None
+        return cls(path, v1)
+
+    def add(self, pid: int) -> None:
+        """Move the process (every thread of it) into the quota."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """Give its processes back to the root group, and delete it."""
+        root = _CGROUP_V1_CPU if self._v1 else _CGROUP_V2
+        with contextlib.suppress(OSError):
+            for pid in _read(self.path / "cgroup.procs").split():
+                with contextlib.suppress(OSError):
+                    (root / "cgroup.procs").write_text(pid)
+            self.path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:

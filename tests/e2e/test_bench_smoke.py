@@ -160,7 +160,11 @@ def test_cluster_quick_prints_the_table() -> None:
         assert re.search(rf"sessions/s, {setup} \(CPU a session: nodes \d+ µs", out), setup
     for row in ("registry cost a session: 1 node against single", "3 nodes against 1 node"):
         assert re.search(rf"{re.escape(row)}.*\d\.\d\dx.*(met|NOT met)", out), row
-    assert re.search(r"registry round trips a session \(connect \+ finish\)\s+\d+\.\d\d", out), out
+    for at_once in (1, 16):
+        row = rf"registry round trips a session \(connect \+ finish\), {at_once} at once"
+        assert re.search(rf"{row}\s+\d+\.\d\d", out), out
+    held = "3 nodes against 1 node, each node held to 1/4 core"
+    assert re.search(rf"{held}.*\d\.\d\dx", out) or "1/4-core set-ups: skipped" in out, out
     assert re.search(r"slots of a killed node free after \(lease 2 s\)\s+\d+\.\d\d s", out), out
     assert "evalsha" in out
 
