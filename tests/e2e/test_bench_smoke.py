@@ -134,8 +134,8 @@ def test_listing_quick_prints_the_table() -> None:
         "list --json vs rsync -r --list-only, warm: wall",
         "server CPU (rsync: the daemon's child)",
         "server RSS before / after the listing",
-        "LIST folder0001 vs nginx JSON autoindex, cold: per request",
-        "LIST folder0001 vs nginx JSON autoindex, warm: per request",
+        "LIST of a 100-file folder vs nginx JSON autoindex, cold: per request",
+        "LIST of a 100-file folder vs nginx JSON autoindex, warm: per request",
         "server CPU per request, warm",
     ):
         assert row in out, row
