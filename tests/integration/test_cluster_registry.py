@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from filedock.server.cluster import scripts
 from tests.support import LineConn, ServerThread, running_server, wait_until
 from tests.support.freezable_relay import FreezableRelay
 from tests.support.process import ServerProcess
@@ -50,6 +51,16 @@ def make_node(repo: Path, redis_server: RedisServer) -> Iterator[Callable[..., S
             return nodes.enter_context(running_server(repo, node=node, **options))
 
         yield make
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[Any]:
+    """A plain (blocking) redis-py client of ``redis_server``, to run the scripts by hand."""
+    import redis
+
+    plain = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield plain
+    plain.close()
 
 
 def status(conn: LineConn) -> list[str]:
@@ -368,55 +379,42 @@ def test_a_node_cut_off_from_redis_closes_its_clients_by_its_deadline(
 
 
 def test_the_scripts_admit_a_connection_once_and_only_its_node_ends_it(
-    redis_server: RedisServer,
+    client: Any,
 ) -> None:
-    import redis
+    changes = client.register_script(scripts.CHANGES)
+    common = [10, 60_000]  # history, lease in ms
 
-    from filedock.server.cluster import scripts
+    def call(
+        cap: int, node: str, floor: int, ends: list[int], slots: list[list[Any]],
+        names: list[list[Any]],
+    ) -> list[int]:  # fmt: skip
+        args = [*common, cap, node, floor, len(ends), len(slots), len(names), *ends]
+        for part in (*slots, *names):
+            args += part
+        return list(changes(args=args))
 
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        changes = client.register_script(scripts.CHANGES)
-        common = [10, 60_000]  # history, lease in ms
-
-        def call(
-            cap: int, node: str, floor: int, ends: list[int], slots: list[list[Any]],
-            names: list[list[Any]],
-        ) -> list[int]:  # fmt: skip
-            args = [*common, cap, node, floor, len(ends), len(slots), len(names), *ends]
-            for part in (*slots, *names):
-                args += part
-            return list(changes(args=args))
-
-        slot = [1, "Client01", "10.0.0.1:4000", "10.0.0.1", 0]
-        assert call(3, "a", 0, [], [], [["10.0.0.1", 0]]) == [1]
-        first = call(3, "a", 0, [], [slot], [])
-        assert first[0] == 1
-        # Every slot taken (a cap of 1 here): FULL, and no number is spent; a
-        # number below what a node knows (5) is never given.
-        assert call(1, "a", 5, [], [], [["10.0.0.2", 0], ["10.0.0.3", 0]]) == [-1, -1]
-        assert call(3, "a", 5, [], [], [["10.0.0.1", 1], ["10.0.0.2", 0]]) == [-2, 6]
-        client.script_flush()  # NOSCRIPT: loaded again, and the retry answers the same
-        assert call(3, "a", 0, [], [slot], []) == first
-        assert client.zcard("filedock:slots") == 1  # a retried admission takes no second slot
-        assert call(3, "b", 0, [1], [], []) == []  # only the node holding it ends it
-        assert client.zcard("filedock:slots") == 1
-        assert call(3, "a", 0, [1], [], []) == []
-        assert client.zcard("filedock:slots") == 0
-        assert call(3, "a", 0, [], [slot], []) == [-3, 0]  # retried after its end: no slot again
-        assert client.zcard("filedock:slots") == 0
-    finally:
-        client.close()
+    slot = [1, "Client01", "10.0.0.1:4000", "10.0.0.1", 0]
+    assert call(3, "a", 0, [], [], [["10.0.0.1", 0]]) == [1]
+    first = call(3, "a", 0, [], [slot], [])
+    assert first[0] == 1
+    # Every slot taken (a cap of 1 here): FULL, and no number is spent; a
+    # number below what a node knows (5) is never given.
+    assert call(1, "a", 5, [], [], [["10.0.0.2", 0], ["10.0.0.3", 0]]) == [-1, -1]
+    assert call(3, "a", 5, [], [], [["10.0.0.1", 1], ["10.0.0.2", 0]]) == [-2, 6]
+    client.script_flush()  # NOSCRIPT: loaded again, and the retry answers the same
+    assert call(3, "a", 0, [], [slot], []) == first
+    assert client.zcard("filedock:slots") == 1  # a retried admission takes no second slot
+    assert call(3, "b", 0, [1], [], []) == []  # only the node holding it ends it
+    assert client.zcard("filedock:slots") == 1
+    assert call(3, "a", 0, [1], [], []) == []
+    assert client.zcard("filedock:slots") == 0
+    assert call(3, "a", 0, [], [slot], []) == [-3, 0]  # retried after its end: no slot again
+    assert client.zcard("filedock:slots") == 0
 
 
 def test_one_call_ends_first_then_admits_then_names_and_tells_it_in_one_message(
-    redis_server: RedisServer,
+    client: Any,
 ) -> None:
-    import redis
-
-    from filedock.server.cluster import scripts
-
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     listener = client.pubsub()
     try:
         listener.subscribe(scripts.CHANNEL)
@@ -442,4 +440,29 @@ def test_one_call_ends_first_then_admits_then_names_and_tells_it_in_one_message(
         assert listener.get_message(timeout=0.2) is None  # one message for the whole call
     finally:
         listener.close()
-        client.close()
+
+
+def test_after_redis_lost_everything_no_slot_is_given_until_the_nodes_told_theirs(
+    client: Any,
+) -> None:
+    changes = client.register_script(scripts.CHANGES)
+    renew = client.register_script(scripts.RENEW)
+    common = [10, 3_000]  # history, a lease of 3 s: the hold is 1 s + 0.5 s
+
+    def admit(number: int, floor: int) -> list[int]:
+        slot = [number, f"Client{number:02d}", f"10.0.0.{number}:4000", f"10.0.0.{number}", 0]
+        return list(changes(args=[*common, 2, "a", floor, 0, 1, 0, *slot]))
+
+    assert admit(1, 0)[0] == 1  # a new cluster: nothing held back
+    assert client.exists("filedock:settling") == 0
+    client.flushdb()  # what a restart without persistence leaves
+    # Node b held number 2, and tells it again at its renewal; node a, which
+    # knows number 1, asks a slot for its next client before that: refused.
+    assert admit(3, 1) == [-4, 0]
+    assert 0 < client.pttl("filedock:settling") <= 1_500
+    renew(args=[*common, "b", 2, 2, "Client02", "10.0.0.2:4000", "10.0.0.2", 1_700_000_000_000])
+    assert client.zcard("filedock:slots") == 1  # b's slot is back: one of the cap of 2
+    assert admit(3, 2) == [-4, 0]
+    wait_until(lambda: client.exists("filedock:settling") == 0, timeout=5.0)
+    assert admit(3, 2)[0] == 1  # and now the cap holds the two, told and new
+    assert admit(4, 3) == [-1, 0]

@@ -358,6 +358,9 @@ class RedisRegistry:
             _settle(slot.later, per_address(limit))
         elif code == -1:
             _settle(slot.later, at_capacity(self.max_clients))
+        elif code == -4:
+            why = "Redis lost its state: the servers are telling it their clients again"
+            _settle(slot.later, registry_unavailable(why))
         else:
             _settle(slot.later, registry_unavailable("its slot was freed meanwhile"))
 

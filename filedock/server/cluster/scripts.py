@@ -18,7 +18,9 @@ Keys, all under ``filedock:`` (standalone Redis: the scripts name their keys):
 - ``finished``: hash, number -> when it finished (ms: its end, or when its
   lease ran out); ``history``: list of
   finished numbers, oldest first, at most ``--history`` long;
-- ``nodes``: sorted set, node -> when its own lease ends.
+- ``nodes``: sorted set, node -> when its own lease ends;
+- ``settling``: set for 1.5 s (lease/3 + 0.5 s if shorter) when a node found
+  Redis emptied under it: no new slot is given meanwhile.
 
 Messages on ``filedock:events``, one line per change: ``c TAB number TAB name
 TAB node TAB address TAB accepted`` (a slot taken) and ``f TAB number TAB
@@ -37,6 +39,7 @@ local P = '@PREFIX@'
 local SLOTS, ROWS, OWNER, SOURCE = P .. 'slots', P .. 'rows', P .. 'owner', P .. 'source'
 local PER_SOURCE, FINISHED, HISTORY = P .. 'per-source', P .. 'finished', P .. 'history'
 local NAMES, NODES, CHANNEL = P .. 'names', P .. 'nodes', '@CHANNEL@'
+local SETTLING = P .. 'settling'
 local history = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -92,7 +95,19 @@ local function record(num, name, node, address, source, accepted)
     .. address .. '\\t' .. accepted
 end
 
+-- A node that knows a number finds no count at all: this Redis lost
+-- everything (restarted without persistence). A restart broke every node's
+-- connection, so each is renewing every half second and tells its slots again
+-- within one of Redis being back; until then a new slot could take one of
+-- theirs, past the cap: none is given (SETTLING, which expires by itself).
+local function emptied_under(floor)
+  if floor > 0 and redis.call('EXISTS', NAMES) == 0 then
+    redis.call('SET', SETTLING, now, 'PX', math.min(math.floor(lease / 3), 1000) + 500)
+  end
+end
+
 local function keep_names_above(top)
+  emptied_under(top)
   if tonumber(redis.call('GET', NAMES) or '0') < top then
     redis.call('SET', NAMES, top)
   end
@@ -114,8 +129,10 @@ end
 #
 # Ends go first, so the slots they free are there for the rest. Answers, flat:
 # per slot two numbers, {1, accepted-ms}, {-1, 0} (every slot taken), {-2, 0}
-# (its source's cap), {-3, 0} (the slot it took is gone already); then per
-# name its number, -1 (every slot taken) or -2 (its source's cap).
+# (its source's cap), {-3, 0} (the slot it took is gone already), {-4, 0}
+# (Redis lost everything a moment ago: the nodes are telling their slots
+# again); then per name its number, -1 (every slot taken) or -2 (its source's
+# cap).
 CHANGES = (
     _COMMON
     + """
@@ -139,6 +156,9 @@ local function admit(num, name, address, source, limit)
   end
   if redis.call('HEXISTS', FINISHED, num) == 1 then
     return -3, 0
+  end
+  if redis.call('EXISTS', SETTLING) == 1 then
+    return -4, 0
   end
   if redis.call('ZCARD', SLOTS) >= cap then
     return -1, 0
