@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .logs import LineTemplate
 from .transfer import FileShrank, SendStalled, TransferError
 
 if TYPE_CHECKING:
@@ -100,6 +101,13 @@ class Moved:
 # The assignment's start ("Sent file 'NAME' size=N sha256=…", as cli.md quotes
 # it) stays whole; who, how long and how it ended come after it.
 _HEADS = {"sent": "Sent file %r size=%d%s to %s", "received": "Received file %r size=%d%s from %s"}
+_TAIL = " %.3fs: %s bytes at %s, %s"
+# A line a file: its records are copies of one (see LineTemplate), which halves
+# what a small file's line costs (about 11 µs through Logger.info).
+_LINES = {
+    event: LineTemplate(log, logging.INFO, head + _TAIL, __file__, "log_transfer")
+    for event, head in _HEADS.items()
+}
 
 
 def log_transfer(
@@ -119,7 +127,7 @@ def log_transfer(
     wanted = moved.size - moved.offset
     amount = str(moved.count) if moved.count == wanted else f"{moved.count} of {wanted}"
     digest = f" sha256={moved.sha256[:12]}…" if moved.sha256 else ""
-    message = _HEADS[event] + " %.3fs: %s bytes at %s, %s"
+    message = _HEADS[event] + _TAIL
     rate = rate_text(moved.rate)
     args = (moved.path, moved.size, digest, client, moved.seconds, amount, rate, how)
     fields = {
@@ -136,7 +144,8 @@ def log_transfer(
         "reason": reason,
     }
     if limit is None:
-        log.info(message, *args, extra=fields)
+        if log.isEnabledFor(logging.INFO):
+            log.handle(_LINES[event].record(args, fields))
         return
     s.context.limiter.info(limit, message, *args, source=s.source, extra=fields)
 

@@ -67,6 +67,10 @@ def test_each_end_of_a_send_has_its_words_at_the_end_of_one_line(
         ("cut-short", 3, 10, "connection broken: Broken pipe"),
     ]
     assert s.end_reason == "reset"  # the broken connection is why the session ends
+    for record in records[:3]:  # copies of one record, which names where the line is made
+        assert record.name == LOGGER
+        assert record.funcName == "log_transfer"
+        assert record.pathname.endswith("transfer_log.py")
 
 
 def test_a_stalled_send_ends_its_session_for_the_send_timeout(
