@@ -27,20 +27,15 @@ _FINISHED_ON_NODE = LineTemplate(
 )
 
 
-def _info(line: LineTemplate, args: tuple[object, ...], fields: dict[str, object]) -> None:
-    if log.isEnabledFor(logging.INFO):
-        log.handle(line.record(args, fields))
-
-
 def connected(entry: ClientEntry) -> None:
     fields: dict[str, object] = {
         "event": "connected", "client": entry.name, "address": entry.address
     }  # fmt: skip
     if entry.node is None:
-        _info(_CONNECTED, (entry.name, entry.address), fields)
+        _CONNECTED.log((entry.name, entry.address), fields)
         return
     fields["node"] = entry.node
-    _info(_CONNECTED_ON_NODE, (entry.name, entry.address, entry.node), fields)
+    _CONNECTED_ON_NODE.log((entry.name, entry.address, entry.node), fields)
 
 
 def finished(entry: ClientEntry, reason: str) -> None:
@@ -55,7 +50,7 @@ def finished(entry: ClientEntry, reason: str) -> None:
         "seconds": round(seconds, 3),
     }
     if entry.node is None:
-        _info(_FINISHED, (entry.name, reason, seconds), fields)
+        _FINISHED.log((entry.name, reason, seconds), fields)
         return
     fields["node"] = entry.node
-    _info(_FINISHED_ON_NODE, (entry.name, reason, seconds, entry.node), fields)
+    _FINISHED_ON_NODE.log((entry.name, reason, seconds, entry.node), fields)

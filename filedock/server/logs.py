@@ -112,6 +112,11 @@ class LineTemplate:
         self._kind = logging.LogRecord
         self._start = 0.0  # logging's start, for relativeCreated
 
+    def log(self, args: tuple[object, ...], fields: Mapping[str, object]) -> None:
+        """Log the line with ``args`` and ``fields``, if its logger takes its level."""
+        if self.logger.isEnabledFor(self.level):
+            self.logger.handle(self.record(args, fields))
+
     def record(self, args: tuple[object, ...], fields: Mapping[str, object]) -> logging.LogRecord:
         fixed = self._fixed
         if fixed is None:

@@ -127,7 +127,6 @@ def log_transfer(
     wanted = moved.size - moved.offset
     amount = str(moved.count) if moved.count == wanted else f"{moved.count} of {wanted}"
     digest = f" sha256={moved.sha256[:12]}…" if moved.sha256 else ""
-    message = _HEADS[event] + _TAIL
     rate = rate_text(moved.rate)
     args = (moved.path, moved.size, digest, client, moved.seconds, amount, rate, how)
     fields = {
@@ -144,9 +143,9 @@ def log_transfer(
         "reason": reason,
     }
     if limit is None:
-        if log.isEnabledFor(logging.INFO):
-            log.handle(_LINES[event].record(args, fields))
+        _LINES[event].log(args, fields)
         return
+    message = _HEADS[event] + _TAIL
     s.context.limiter.info(limit, message, *args, source=s.source, extra=fields)
 
 

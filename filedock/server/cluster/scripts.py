@@ -15,8 +15,8 @@ Keys, all under ``filedock:`` (standalone Redis: the scripts name their keys):
 - ``rows``: hash, number -> ``name TAB node TAB address TAB accepted-ms``;
 - ``owner`` / ``source``: hash, number -> the node / source group holding it;
 - ``per-source``: hash, source group -> slots it holds;
-- ``finished``: hash, number -> when it finished (ms: its end, or when its
-  lease ran out); ``history``: list of
+- ``finished``: hash, number -> when it finished (ms: its end, or the call
+  that found its lease run out); ``history``: list of
   finished numbers, oldest first, at most ``--history`` long;
 - ``nodes``: sorted set, node -> when its own lease ends;
 - ``settling``: set for 1.5 s (lease/3 + 0.5 s if shorter) when a node found
@@ -53,7 +53,7 @@ local function publish()
   end
 end
 
-local function release(num, ended)
+local function release(num)
   redis.call('ZREM', SLOTS, num)
   redis.call('HDEL', OWNER, num)
   local source = redis.call('HGET', SOURCE, num)
@@ -75,10 +75,9 @@ local function release(num, ended)
   events[#events + 1] = message
 end
 
--- A slot whose lease ran out (its node died, or was cut off) finished then.
-local expired = redis.call('ZRANGEBYSCORE', SLOTS, '-inf', now, 'WITHSCORES')
-for i = 1, #expired, 2 do
-  release(expired[i], expired[i + 1])
+-- A slot whose lease ran out (its node died, or was cut off) finishes now.
+for _, num in ipairs(redis.call('ZRANGEBYSCORE', SLOTS, '-inf', now)) do
+  release(num)
 end
 
 local function held_by(source)
@@ -144,7 +143,7 @@ for _ = 1, ends do
   local num = ARGV[i]
   i = i + 1
   if redis.call('HGET', OWNER, num) == node and redis.call('ZSCORE', SLOTS, num) then
-    release(num, now)
+    release(num)
   end
 end
 local answers = {}
