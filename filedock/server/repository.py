@@ -1324,6 +1324,13 @@ class HashCache:
         while len(self._digests) > self.max_entries:
             self._digests.popitem(last=False)
 
+    async def settled(self) -> None:
+        """Wait for the hashings in progress to end (once the hashing is stopped, each
+        gives up at its next block): none ends after the loop, with nobody left to
+        read how it ended."""
+        if self._pending:
+            await asyncio.gather(*self._pending.values(), return_exceptions=True)
+
     def close(self) -> None:
         """Stop the hashing threads this cache started; workers it was given are their
         owner's to close (a server closes its own)."""

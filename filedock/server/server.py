@@ -14,6 +14,7 @@ threads. Use it from Python::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import importlib
 import ipaddress
@@ -81,6 +82,10 @@ _ACCEPT_BATCH = 100
 # session in turn (see Session.get_buffer). A line is at most max_line bytes,
 # so a read this size holds many pipelined requests.
 _READ_BUFFER = 64 * 1024
+
+# How long a shutdown waits for the hashings in progress to give up (each
+# stops at its next block, once told to).
+_HASHINGS_WAIT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +366,9 @@ class Server:
             self._listener = None
         if self.cluster is not None:  # after the sessions: their ends reach Redis
             await self.cluster.aclose()
+        with contextlib.suppress(TimeoutError):  # (bounded: each stops at its next block)
+            async with asyncio.timeout(_HASHINGS_WAIT):
+                await self.repository.hashes.settled()
         self.workers.close()
         # On the loop, as nothing is served any more: the last batch is committed.
         self.repository.hashes.store.close()

@@ -6,11 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from filedock.client.client import Client
 from filedock.errors import ServerClosing
+from filedock.server import repository
+from filedock.server.workers import Stopping
 from tests.support import HOST, LineConn, ServerThread, wait_until
 
 # -- in-process ------------------------------------------------------------------------
@@ -134,3 +137,35 @@ def test_aclose_while_a_dropped_connection_waits_for_its_notice(
         closing.result(timeout=10)
     finally:
         silent.close()
+
+
+def test_aclose_lets_every_hashing_in_progress_end_before_it_returns(
+    make_server: Callable[..., ServerThread], repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[float] = []
+
+    def slow_to_stop(fd: int, key: object, cancelled: Callable[[], bool]) -> object:
+        deadline = time.monotonic() + 10.0
+        while not cancelled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        told.append(time.monotonic())
+        time.sleep(0.3)  # the block in hand when it was told to stop
+        raise Stopping("server is shutting down")
+
+    monkeypatch.setattr(repository, "hash_fd", slow_to_stop)
+    with (repo / "large.bin").open("wb") as file:
+        file.truncate(4 * 1024 * 1024)  # hashed in the hashing pool, never hashed yet
+    server = make_server()
+    assert server.server is not None
+    hashes = server.server.repository.hashes
+    with LineConn(server.port) as conn:
+        conn.greet()
+        conn.send_line("HASH large.bin")
+        wait_until(lambda: server.sync(lambda: len(hashes._pending)) == 1)
+    # Its client gone, the hashing goes on (for the digest cache): the session's
+    # end does not wait for it.
+    server.call(server.server.aclose(), timeout=15)
+    # It ended on the loop: none is left to end after it, with nobody to read
+    # its Stopping ("Task exception was never retrieved").
+    assert told
+    assert server.sync(lambda: dict(hashes._pending)) == {}
