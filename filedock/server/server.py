@@ -48,6 +48,7 @@ from .shared_digests import SharedDigests
 from .stats import Kind, Sample, Statistics
 from .status import StatusReplies
 from .upload_area import UploadArea
+from .uploads import flushes_ended
 from .watch import Watch
 from .workers import Workers
 
@@ -83,9 +84,8 @@ _ACCEPT_BATCH = 100
 # so a read this size holds many pipelined requests.
 _READ_BUFFER = 64 * 1024
 
-# How long a shutdown waits for the hashings in progress to give up (each
-# stops at its next block, once told to).
-_HASHINGS_WAIT = 3.0
+# How long a shutdown waits for the work no session waits for (see aclose).
+_BACKGROUND_WAIT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,9 +366,13 @@ class Server:
             self._listener = None
         if self.cluster is not None:  # after the sessions: their ends reach Redis
             await self.cluster.aclose()
-        with contextlib.suppress(TimeoutError):  # (bounded: each stops at its next block)
-            async with asyncio.timeout(_HASHINGS_WAIT):
+        # What goes on unwaited by any session ends on the loop, before the
+        # workers close: the hashings (each stops at its next block) and the
+        # partials of uploads cut short (what came is written for a resume).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_BACKGROUND_WAIT):
                 await self.repository.hashes.settled()
+                await flushes_ended()
         self.workers.close()
         # On the loop, as nothing is served any more: the last batch is committed.
         self.repository.hashes.store.close()

@@ -50,6 +50,13 @@ _LOST = "interrupted ({}), its partial kept at {} bytes for a resume"
 _FLUSHING: set[asyncio.Future[None]] = set()
 
 
+async def flushes_ended() -> None:
+    """Wait for the partials being flushed (see Upload._flush_later): none ends
+    after the loop, with nobody left to read how it ended."""
+    if _FLUSHING:
+        await asyncio.gather(*_FLUSHING, return_exceptions=True)
+
+
 def _place(area: UploadArea, partial: Partial, path: str, mode: p.PutMode) -> FileKey:
     """In a worker: place the partial; one that cannot be is removed (even if
     nobody waits for the answer any more)."""

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -415,6 +416,30 @@ def test_the_server_stopped_mid_upload_keeps_the_partial_for_a_resume(
     assert put(conn, "stop.bin") == f"READY {half} stop.bin"
     conn.send(BODY[half:])
     assert conn.read_line() == stored(BODY, "stop.bin")
+
+
+def test_the_server_stopped_mid_upload_ends_the_partials_flush_before_it_returns(
+    make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[int] = []
+    write_and_keep = uploads_module._write_and_keep
+
+    def slow_flush(partial: upload_area.Partial, chunks: list[tuple[bytearray, int]]) -> None:
+        time.sleep(2.5)  # a slow disk: longer than the rest of the shutdown takes
+        write_and_keep(partial, chunks)
+        flushed.append(len(chunks))
+
+    monkeypatch.setattr(uploads_module, "_write_and_keep", slow_flush)
+    server = make_server(allow_upload=True)
+    conn = v2(server)
+    half = len(BODY) // 2
+    assert put(conn, "stop.bin") == "READY 0 stop.bin"
+    conn.send(BODY[:half])
+    wait_until(lambda: _received(server) == half)
+    assert server.server is not None
+    server.call(server.server.aclose(), timeout=15)
+    assert flushed  # ended before the shutdown did, not left to end after the loop
+    assert not uploads_module._FLUSHING
 
 
 def _repo_in(folder: Path) -> Path:
