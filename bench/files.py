@@ -57,6 +57,7 @@ TARGET_VS_BEST = 0.85
 TARGET_VS_STOCK = 1.5
 TARGET_FIRST_VS_LATER = 0.5
 MAX_SERVER_HWM_MIB = 100.0
+GATE = 0.95  # this tree's rate over --filedock-root's: no more than 5% worse
 
 _STARTING = re.compile(r"Starting server on \[?([^\]\s]+?)\]?:(\d+)")
 _SERVING = re.compile(r"Serving HTTP on \S+ port (\d+)")
@@ -156,9 +157,14 @@ class Proc:
                     stream.close()
 
 
-def start_filedock(repo: Path, max_clients: int) -> tuple[Proc, int]:
-    argv = [sys.executable, str(ROOT / "Server.py"), "--port", "0", "--repo", str(repo)]
+def start_filedock(
+    repo: Path, max_clients: int, root: Path = ROOT, state: Path | None = None
+) -> tuple[Proc, int]:
+    """A server of the checkout at ``root`` (with its digest cache in ``state``, if given)."""
+    argv = [sys.executable, str(root / "Server.py"), "--port", "0", "--repo", str(repo)]
     argv += ["--max-clients", str(max_clients)]
+    if state is not None:
+        argv += ["--state-dir", str(state)]
     server = Proc(argv, stdout=subprocess.DEVNULL)
     return server, int(server.wait_stderr(_STARTING).group(2))
 
@@ -380,14 +386,16 @@ def stock_pipeline(http_port: int, name: str, expected: str, out: Path) -> float
     return elapsed
 
 
-def concurrent_clients(port: int, name: str, count: int, out: Path) -> float:
-    """Seconds from the first client's start to the last one's end, ``count`` at once."""
+def concurrent_clients(port: int, name: str, count: int, out: Path, root: Path = ROOT) -> float:
+    """Seconds from the first client's start to the last one's end, ``count`` at once
+    (clients of the library of the checkout at ``root``)."""
     procs = []
     try:
         for index in range(count):
             dest = out / f"client{index}"
             argv = [sys.executable, str(Path(__file__).resolve()), "--role", "client"]
             argv += ["--port", str(port), "--name", name, "--dest", str(dest)]
+            argv += ["--root", str(root)]
             procs.append(Proc(argv))
         for proc in procs:
             if proc.read_stdout_line() != "ready":
@@ -402,6 +410,24 @@ def concurrent_clients(port: int, name: str, count: int, out: Path) -> float:
         for proc in procs:
             proc.stop()
     return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def version_downloads(
+    root: Path, repo: Path, state: Path, big: str, small: str, fresh: Callable[[], Path]
+) -> tuple[float, float, float]:
+    """The gate's three figures for the checkout at ``root``, server and client
+    library alike: a first download of ``big`` (a server with an empty digest
+    cache), the later one, and three clients at once of ``small``; seconds."""
+    shutil.rmtree(state, ignore_errors=True)
+    server, port = start_filedock(repo, max_clients=4, root=root, state=state)
+    try:
+        first = concurrent_clients(port, big, 1, fresh(), root)
+        later = concurrent_clients(port, big, 1, fresh(), root)
+        concurrent_clients(port, small, 1, fresh(), root)  # untimed: the small file hashed
+        three = concurrent_clients(port, small, 3, fresh(), root)
+    finally:
+        server.stop()
+    return first, later, three
 
 
 # -- bookkeeping ----------------------------------------------------------------------------
@@ -499,6 +525,18 @@ def run(args: argparse.Namespace) -> int:
             Row("stock", f"http.server + curl + openssl dgst, {big}", big_size),
         ]
     }
+    previous: Path | None = args.filedock_root
+    if previous is not None:
+        for tag, whose in (("this", "this tree"), ("root", "--filedock-root")):
+            rows[f"{tag}_first"] = Row(
+                f"{tag}_first", f"gate, {whose}: first download, {big}", big_size
+            )
+            rows[f"{tag}_later"] = Row(
+                f"{tag}_later", f"gate, {whose}: later download, {big}", big_size
+            )
+            rows[f"{tag}_three"] = Row(
+                f"{tag}_three", f"gate, {whose}: 3 clients, {small} each", 3 * small_size
+            )
     if not stock_ok:
         tools = (("curl", have_curl), ("openssl", have_openssl))
         missing = " and ".join(tool for tool, found in tools if not found)
@@ -508,6 +546,11 @@ def run(args: argparse.Namespace) -> int:
         Ratio("filedock / http.server+curl+openssl", "later", "stock", TARGET_VS_STOCK),
         Ratio("first download / later downloads", "first", "later", TARGET_FIRST_VS_LATER),
     ]
+    if previous is not None:
+        ratios += [
+            Ratio(f"this tree / --filedock-root: {what}", f"this_{key}", f"root_{key}", GATE)
+            for key, what in (("first", "first"), ("later", "later"), ("three", "3 clients"))
+        ]
     hwm: list[float] = []
     procs: list[Proc] = []
     cpu = CpuShare()
@@ -592,6 +635,18 @@ def run(args: argparse.Namespace) -> int:
                 seconds = stock_pipeline(http_port, BIG, digests[BIG], fresh())
                 rows["stock"].seconds.append(seconds)
 
+        def step_versions(round_index: int) -> None:
+            if previous is None:
+                return
+            checkouts = [("this", ROOT), ("root", previous)]
+            for tag, root in checkouts[round_index % 2 :] + checkouts[: round_index % 2]:
+                first, later, three = version_downloads(
+                    root, repo, work / f"state-{tag}", BIG, SMALL, fresh
+                )
+                rows[f"{tag}_first"].seconds.append(first)
+                rows[f"{tag}_later"].seconds.append(later)
+                rows[f"{tag}_three"].seconds.append(three)
+
         steps: list[tuple[str, Callable[[], None]]] = [
             ("limits", step_limits),
             ("best receiver", step_best),
@@ -599,6 +654,10 @@ def run(args: argparse.Namespace) -> int:
             (f"filedock {small}", step_small),
             ("stock", step_stock),
         ]
+        if previous is not None:
+            # Both checkouts in turn, the one that goes first alternating by round.
+            gate = ("this tree and --filedock-root", lambda: step_versions(round_index))
+            steps = [gate] if args.gate_only else [*steps, gate]
         for round_index in range(args.rounds):
             shift = round_index % len(steps)
             for name, step in steps[shift:] + steps[:shift]:
@@ -744,13 +803,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when a target is missed"
     )
+    parser.add_argument(
+        "--filedock-root",
+        type=Path,
+        metavar="DIR",
+        help="also run the downloads with the server and client library of the checkout"
+        " at DIR (a previous release) and this tree's, in turn each round, and print"
+        " this tree's rates over DIR's (the gate: no more than 5%% worse)",
+    )
     # Internal: the helper processes this script starts.
+    parser.add_argument(
+        "--gate-only",
+        action="store_true",
+        help="with --filedock-root: run the gate's rows alone (more rounds in the same time)",
+    )
     parser.add_argument("--role", choices=["sender", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--dest", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.root is not None:
+        sys.path.insert(0, str(args.root))  # the client library of that checkout
     if args.role == "sender":
         role_sender(args.repo)
         return 0
@@ -765,6 +840,12 @@ def main(argv: list[str] | None = None) -> int:
         args.small_mib = 8 if args.quick else 100
     if args.rounds < 1 or args.big_mib < 1 or args.small_mib < 1:
         parser.error("--rounds, --big-mib and --small-mib must be positive")
+    if args.gate_only and args.filedock_root is None:
+        parser.error("--gate-only needs --filedock-root")
+    if args.filedock_root is not None:
+        args.filedock_root = args.filedock_root.resolve()
+        if not (args.filedock_root / "Server.py").is_file():
+            parser.error(f"--filedock-root: no Server.py in {args.filedock_root}")
     return run(args)
 
 

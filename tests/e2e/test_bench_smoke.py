@@ -54,6 +54,30 @@ def test_run_quick_prints_the_table() -> None:
     assert "bench/files.py failed" not in out
 
 
+def test_files_gate_against_another_checkout_prints_its_ratios() -> None:
+    # This tree against itself: the gate's rows and ratios, with small files.
+    options = ("--big-mib", "8", "--small-mib", "2", "--filedock-root", str(ROOT))
+    out = run_bench("files.py", *options, timeout=120)
+    for what in ("first download", "later download", "3 clients"):
+        assert f"gate, this tree: {what}" in out, what
+        assert f"gate, --filedock-root: {what}" in out, what
+    for what in ("first", "later", "3 clients"):
+        assert re.search(
+            rf"this tree / --filedock-root: {what} +[\d.]+ +>= 0\.95 +(met|MISSED)", out
+        )
+
+
+def test_files_gate_refuses_a_folder_with_no_server() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "files.py"), "--filedock-root", str(ROOT / "bench")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--filedock-root: no Server.py in" in done.stderr
+
+
 def test_sessions_quick_prints_the_table() -> None:
     out = run_bench("sessions.py")
     assert "filedock sessions benchmark — " in out
