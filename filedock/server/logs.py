@@ -2,9 +2,9 @@
 that cannot flood it.
 
 Importing it changes nothing: the process-wide set-up is
-:func:`configure_logging`, which the command line calls. No line is formatted
-or written on the event loop: the loop hands records to a :class:`LogWriter`,
-whose thread formats and writes them in order, a batch at a time.
+:func:`configure_logging`, which the command line calls. No line is written on
+the event loop: the loop formats each line and hands it to a
+:class:`LogWriter`, whose thread writes them in order, a batch at a time.
 """
 
 from __future__ import annotations
@@ -141,26 +141,30 @@ class LineTemplate:
         return record
 
 
-# The types of a line's arguments that read the same later as now: a record
-# whose arguments are all of these is formatted by the writer's thread as it
-# is; any other (a mutable object) has its message made on the spot.
-_SETTLED = frozenset({str, int, float, bool, type(None)})
+# A record's lines, one an output of the writer (None: below that output's level).
+_Lines = tuple[str | None, ...]
 
 
 class LogWriter(logging.Handler):
-    """The log's one handler: what the event loop logs costs it a record and an
-    append; a thread formats the records and writes them, in order, one write
+    """The log's one handler: what the event loop logs costs it a record, its
+    lines formatted and an append; a thread writes them, in order, one write
     per output per batch.
 
-    The thread gathers for up to ``gather`` seconds after the first record of a
-    batch, or until ``batch`` records wait, so a busy server wakes it a few
-    dozen times a second, not once a line, and holds few records at a time
-    (a burst of clients would otherwise raise the server's peak memory).
+    The lines are formatted where they are logged, as the standard library's
+    ``QueueHandler`` does: a line says what its arguments were when it was
+    logged, and the thread needs the interpreter's lock only to join a batch.
+    (A thread that formatted them took that lock from the loop thousands of
+    times a second in a burst of clients, which cost more than it saved.)
+
+    The thread wakes at the first line of a batch, then gathers for up to
+    ``gather`` seconds, or until ``batch`` lines wait, so a busy server wakes
+    it a few dozen times a second, not once a line, and holds a bounded
+    number of short strings meanwhile.
 
     :meth:`flush` waits until what was logged before it is written (the
     Starting line, which scripts wait for; the shutdown); :meth:`reopen`
     reopens the log file between the lines before it and those after (its own
-    line first). Once closed, records are written at once, on the caller's
+    line first). Once closed, lines are written at once, on the caller's
     thread.
     """
 
@@ -170,15 +174,19 @@ class LogWriter(logging.Handler):
         file: LogFile | None = None,
         *,
         gather: float = 0.05,
-        batch: int = 64,
+        # Lines held at most: 64 woke the thread so often in a burst that it
+        # cost the loop more than it saved; 1024 held so many that 1,000 new
+        # clients kept 0.1 KiB each more memory (bench/README.md, "Sessions").
+        batch: int = 256,
     ) -> None:
         super().__init__()
         self.outputs = outputs
         self.file = file  # reopened on SIGHUP
         self._gather = gather
         self._batch = batch
-        # Records, and the calls (a reopen, a flush's signal) to run between them.
-        self._queue: deque[logging.LogRecord | Callable[[], None]] = deque()
+        # Each record's lines (one an output, None where its level is below that
+        # output's), and the calls (a reopen, a flush's signal) to run between them.
+        self._queue: deque[_Lines | Callable[[], None]] = deque()
         self._wake = threading.Event()  # set when the queue has something for the thread
         self._hurry = threading.Event()  # set by flush and close: write without gathering
         self._closed = False
@@ -192,19 +200,30 @@ class LogWriter(logging.Handler):
             return super().handle(record)
         if self.filters and not self.filter(record):
             return False
-        if record.args and not _settled(record.args):
-            record.msg, record.args = record.getMessage(), None
         queue = self._queue
-        queue.append(record)
+        queue.append(self._lines(record))
         if not self._wake.is_set():  # (set once per batch: the thread clears it, then drains)
             self._wake.set()
         elif len(queue) >= self._batch and not self._hurry.is_set():
-            self._hurry.set()  # enough for one write: records held cost memory
+            self._hurry.set()  # enough for one write: lines held cost memory
         return True
+
+    def _lines(self, record: logging.LogRecord) -> _Lines:
+        """``record`` formatted for each output that takes its level."""
+        lines: list[str | None] = []
+        for output in self.outputs:
+            line = None
+            if record.levelno >= output.level:
+                try:
+                    line = output.format(record) + output.terminator
+                except Exception:
+                    output.handleError(record)
+            lines.append(line)
+        return tuple(lines)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` now, on this thread (once closed)."""
-        self._write([record])
+        self._write([self._lines(record)])
 
     def reopen(self) -> None:
         """Reopen the log file (see :meth:`LogFile.reopen`) once the lines logged
@@ -247,53 +266,40 @@ class LogWriter(logging.Handler):
             if self._closed:
                 return
 
-    def _take(self) -> list[logging.LogRecord | Callable[[], None]]:
+    def _take(self) -> list[_Lines | Callable[[], None]]:
         queue = self._queue
         return [queue.popleft() for _ in range(len(queue))]
 
-    def _write(self, batch: list[logging.LogRecord | Callable[[], None]]) -> None:
+    def _write(self, batch: list[_Lines | Callable[[], None]]) -> None:
         """Each output's lines of ``batch`` in one write; a call runs where it was queued."""
-        records: list[logging.LogRecord] = []
+        lines: list[_Lines] = []
         for item in batch:
-            if isinstance(item, logging.LogRecord):
-                records.append(item)
+            if isinstance(item, tuple):
+                lines.append(item)
                 continue
-            self._write_records(records)
-            records = []
+            self._write_lines(lines)
+            lines = []
             item()
-        self._write_records(records)
+        self._write_lines(lines)
 
-    def _write_records(self, records: list[logging.LogRecord]) -> None:
-        if records:
-            for output in self.outputs:
-                self._write_to(output, records)
-
-    def _write_to(
-        self, output: logging.StreamHandler[Any], records: list[logging.LogRecord]
-    ) -> None:
-        lines = []
-        for record in records:
-            if record.levelno >= output.level:
+    def _write_lines(self, lines: list[_Lines]) -> None:
+        for index, output in enumerate(self.outputs):
+            text = "".join([line[index] or "" for line in lines])
+            if not text:
+                continue
+            with output.lock:  # type: ignore[union-attr]  # (set by Handler.__init__)
                 try:
-                    lines.append(output.format(record) + output.terminator)
+                    output.stream.write(text)
+                    output.stream.flush()
                 except Exception:
-                    output.handleError(record)
-        if not lines:
-            return
-        with output.lock:  # type: ignore[union-attr]  # (set by Handler.__init__)
-            try:
-                output.stream.write("".join(lines))
-                output.stream.flush()
-            except Exception:
-                output.handleError(records[-1])
+                    _write_failed(output)
 
 
-def _settled(args: tuple[object, ...] | Mapping[str, object]) -> bool:
-    """Whether every argument of a line reads the same later as now (see _SETTLED)."""
-    for arg in args.values() if isinstance(args, Mapping) else args:
-        if type(arg) not in _SETTLED:
-            return False
-    return True
+def _write_failed(output: logging.StreamHandler[Any]) -> None:
+    """Tell of a write that failed as logging does (``logging.raiseExceptions``):
+    a line on stderr, never an exception into the writer's thread."""
+    record = logging.LogRecord("filedock", logging.ERROR, __file__, 0, "log write", None, None)
+    output.handleError(record)
 
 
 class LogFile(logging.FileHandler):

@@ -481,14 +481,16 @@ class _ThreadNoting(logging.Formatter):
 
 
 class _CountingStream(io.StringIO):
-    """A stream that counts its writes."""
+    """A stream that counts its writes, and notes the threads they come from."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        self.threads: set[str] = set()
 
     def write(self, text: str) -> int:
         self.writes += 1
+        self.threads.add(threading.current_thread().name)
         return super().write(text)
 
 
@@ -513,7 +515,7 @@ def written() -> Iterator[tuple[logging.Logger, _CountingStream, _ThreadNoting, 
         output.close()
 
 
-def test_the_writer_formats_and_writes_a_batch_in_order_on_its_own_thread(
+def test_the_writer_writes_a_batch_in_order_on_its_own_thread_formatted_where_logged(
     written: tuple[logging.Logger, _CountingStream, _ThreadNoting, LogWriter],
 ) -> None:
     logger, stream, formatter, writer = written
@@ -523,7 +525,29 @@ def test_the_writer_formats_and_writes_a_batch_in_order_on_its_own_thread(
     writer.flush()
     assert stream.getvalue().splitlines() == [f"line {i}" for i in range(100)]
     assert stream.writes == 1  # one write for the batch, not one a line
-    assert formatter.threads == {"filedock-log"}
+    assert stream.threads == {"filedock-log"}
+    # Formatted by the caller: the writer's thread needs the interpreter's lock
+    # only to join the batch, so it does not take it from the loop in a burst.
+    assert formatter.threads == {threading.current_thread().name}
+
+
+def test_a_burst_of_lines_wakes_the_writer_once_a_batch_not_once_a_line() -> None:
+    stream = _CountingStream()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=10.0, batch=250)
+    logger = logging.getLogger("tests.writer.burst")
+    logger.addHandler(writer)
+    logger.propagate = False
+    try:
+        for i in range(1000):
+            logger.warning("line %d", i)
+        writer.flush()  # the last lines, short of a batch, would wait for the gathering
+        writes = stream.writes
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(1000)]
+    # A write per full batch of 250 and the flush's, give or take one: not one a line.
+    assert writes <= 1000 // 250 + 2
 
 
 def test_a_line_says_what_its_arguments_were_when_it_was_logged(
