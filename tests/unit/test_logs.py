@@ -12,6 +12,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -531,20 +532,27 @@ def test_the_writer_writes_a_batch_in_order_on_its_own_thread_formatted_where_lo
     assert formatter.threads == {threading.current_thread().name}
 
 
-def test_a_burst_of_lines_wakes_the_writer_once_a_batch_not_once_a_line() -> None:
-    stream = _CountingStream()
-    writer = LogWriter([logging.StreamHandler(stream)], gather=10.0, batch=250)
-    logger = logging.getLogger("tests.writer.burst")
+@contextmanager
+def logging_to(writer: LogWriter, name: str) -> Iterator[logging.Logger]:
+    """The logger ``name`` with ``writer`` as its one handler; the writer closed after."""
+    logger = logging.getLogger(name)
     logger.addHandler(writer)
     logger.propagate = False
     try:
+        yield logger
+    finally:
+        logger.removeHandler(writer)
+        writer.close()
+
+
+def test_a_burst_of_lines_wakes_the_writer_once_a_batch_not_once_a_line() -> None:
+    stream = _CountingStream()
+    writer = LogWriter([logging.StreamHandler(stream)], gather=10.0, batch=250)
+    with logging_to(writer, "tests.writer.burst") as logger:
         for i in range(1000):
             logger.warning("line %d", i)
         writer.flush()  # the last lines, short of a batch, would wait for the gathering
         writes = stream.writes
-    finally:
-        logger.removeHandler(writer)
-        writer.close()
     assert stream.getvalue().splitlines() == [f"line {i}" for i in range(1000)]
     # A write per full batch of 250 and the flush's, give or take one: not one a line.
     assert writes <= 1000 // 250 + 2
@@ -578,16 +586,10 @@ def test_an_output_takes_only_the_lines_of_its_level(tmp_path: Path) -> None:
     errors_only = logging.StreamHandler(quiet)
     errors_only.setLevel(logging.ERROR)
     writer = LogWriter([logging.StreamHandler(loud), errors_only], gather=10.0)
-    logger = logging.getLogger("tests.writer.levels")
-    logger.addHandler(writer)
-    logger.propagate = False
-    try:
+    with logging_to(writer, "tests.writer.levels") as logger:
         logger.warning("a warning")
         logger.error("an error")
         writer.flush()
-    finally:
-        logger.removeHandler(writer)
-        writer.close()
     assert loud.getvalue() == "a warning\nan error\n"
     assert quiet.getvalue() == "an error\n"
 
@@ -648,16 +650,10 @@ def test_configuring_the_log_again_closes_the_writer_before() -> None:
 def test_a_full_batch_is_written_without_waiting_for_the_gathering() -> None:
     stream = io.StringIO()
     writer = LogWriter([logging.StreamHandler(stream)], gather=60.0, batch=4)
-    logger = logging.getLogger("tests.writer.batch")
-    logger.addHandler(writer)
-    logger.propagate = False
-    try:
+    with logging_to(writer, "tests.writer.batch") as logger:
         for i in range(4):
             logger.warning("line %d", i)
         wait_until(lambda: stream.getvalue().count("\n") == 4, timeout=10.0)
-    finally:
-        logger.removeHandler(writer)
-        writer.close()
     assert stream.getvalue().splitlines() == [f"line {i}" for i in range(4)]
 
 
