@@ -16,7 +16,7 @@ def hash_threads() -> int:
     return sum(1 for thread in threading.enumerate() if thread.name == "filedock-stream-hash")
 
 
-@pytest.mark.parametrize("piece", [1, 1000, background_hash.BATCH, 3 * background_hash.BATCH + 7])
+@pytest.mark.parametrize("piece", [97, 1000, background_hash.BATCH, 3 * background_hash.BATCH + 7])
 def test_the_digest_is_hashlib_s_whatever_the_pieces(piece: int) -> None:
     data = os.urandom(5 * background_hash.BATCH + 123)
     digest = BackgroundSha256()
