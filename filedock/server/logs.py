@@ -9,6 +9,7 @@ the event loop: the loop formats each line and hands it to a
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -141,10 +142,6 @@ class LineTemplate:
         return record
 
 
-# A record's lines, one an output of the writer (None: below that output's level).
-_Lines = tuple[str | None, ...]
-
-
 class LogWriter(logging.Handler):
     """The log's one handler: what the event loop logs costs it a record, its
     lines formatted and an append; a thread writes them, in order, one write
@@ -152,14 +149,15 @@ class LogWriter(logging.Handler):
 
     The lines are formatted where they are logged, as the standard library's
     ``QueueHandler`` does: a line says what its arguments were when it was
-    logged, and the thread needs the interpreter's lock only to join a batch.
+    logged, and the thread needs the interpreter's lock only to take a batch.
     (A thread that formatted them took that lock from the loop thousands of
     times a second in a burst of clients, which cost more than it saved.)
+    A batch is one buffer an output, each line copied in as it is formatted:
+    a few KiB of text, not hundreds of small objects kept among the clients'.
 
     The thread wakes at the first line of a batch, then gathers for up to
     ``gather`` seconds, or until ``batch`` lines wait, so a busy server wakes
-    it a few dozen times a second, not once a line, and holds a bounded
-    number of short strings meanwhile.
+    it a few dozen times a second, not once a line.
 
     :meth:`flush` waits until what was logged before it is written (the
     Starting line, which scripts wait for; the shutdown); :meth:`reopen`
@@ -184,9 +182,12 @@ class LogWriter(logging.Handler):
         self.file = file  # reopened on SIGHUP
         self._gather = gather
         self._batch = batch
-        # Each record's lines (one an output, None where its level is below that
-        # output's), and the calls (a reopen, a flush's signal) to run between them.
-        self._queue: deque[_Lines | Callable[[], None]] = deque()
+        # Batches (a buffer an output) and the calls (a reopen, a flush's signal)
+        # to run between them; lines go to the last batch until the thread takes it.
+        self._queue: deque[list[io.StringIO] | Callable[[], None]] = deque()
+        self._open: list[io.StringIO] | None = None  # the batch lines go to now
+        self._held = 0  # lines in the queue's batches
+        self._lock = threading.Lock()  # the queue and the open batch: the loop's and the thread's
         self._wake = threading.Event()  # set when the queue has something for the thread
         self._hurry = threading.Event()  # set by flush and close: write without gathering
         self._closed = False
@@ -200,16 +201,25 @@ class LogWriter(logging.Handler):
             return super().handle(record)
         if self.filters and not self.filter(record):
             return False
-        queue = self._queue
-        queue.append(self._lines(record))
+        lines = self._lines(record)
+        with self._lock:
+            batch = self._open
+            if batch is None:
+                batch = self._open = [io.StringIO() for _ in self.outputs]
+                self._queue.append(batch)
+            for buffer, line in zip(batch, lines, strict=True):
+                if line is not None:
+                    buffer.write(line)
+            self._held += 1
+            held = self._held
         if not self._wake.is_set():  # (set once per batch: the thread clears it, then drains)
             self._wake.set()
-        elif len(queue) >= self._batch and not self._hurry.is_set():
+        elif held >= self._batch and not self._hurry.is_set():
             self._hurry.set()  # enough for one write: lines held cost memory
         return True
 
-    def _lines(self, record: logging.LogRecord) -> _Lines:
-        """``record`` formatted for each output that takes its level."""
+    def _lines(self, record: logging.LogRecord) -> list[str | None]:
+        """``record`` formatted for each output (None for one below its level)."""
         lines: list[str | None] = []
         for output in self.outputs:
             line = None
@@ -219,11 +229,11 @@ class LogWriter(logging.Handler):
                 except Exception:
                     output.handleError(record)
             lines.append(line)
-        return tuple(lines)
+        return lines
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record`` now, on this thread (once closed)."""
-        self._write([self._lines(record)])
+        self._write_lines(self._lines(record))
 
     def reopen(self) -> None:
         """Reopen the log file (see :meth:`LogFile.reopen`) once the lines logged
@@ -253,7 +263,9 @@ class LogWriter(logging.Handler):
         super().close()
 
     def _call(self, call: Callable[[], None]) -> None:
-        self._queue.append(call)
+        with self._lock:
+            self._open = None  # lines logged after the call go to a batch after it
+            self._queue.append(call)
         self._wake.set()
 
     def _run(self) -> None:
@@ -266,25 +278,24 @@ class LogWriter(logging.Handler):
             if self._closed:
                 return
 
-    def _take(self) -> list[_Lines | Callable[[], None]]:
-        queue = self._queue
-        return [queue.popleft() for _ in range(len(queue))]
+    def _take(self) -> list[list[io.StringIO] | Callable[[], None]]:
+        with self._lock:
+            taken = list(self._queue)
+            self._queue.clear()
+            self._open, self._held = None, 0
+        return taken
 
-    def _write(self, batch: list[_Lines | Callable[[], None]]) -> None:
-        """Each output's lines of ``batch`` in one write; a call runs where it was queued."""
-        lines: list[_Lines] = []
-        for item in batch:
-            if isinstance(item, tuple):
-                lines.append(item)
-                continue
-            self._write_lines(lines)
-            lines = []
-            item()
-        self._write_lines(lines)
+    def _write(self, taken: list[list[io.StringIO] | Callable[[], None]]) -> None:
+        """Each batch of ``taken`` in one write an output; a call runs where it was queued."""
+        for item in taken:
+            if isinstance(item, list):
+                self._write_lines([buffer.getvalue() for buffer in item])
+            else:
+                item()
 
-    def _write_lines(self, lines: list[_Lines]) -> None:
-        for index, output in enumerate(self.outputs):
-            text = "".join([line[index] or "" for line in lines])
+    def _write_lines(self, texts: list[str | None]) -> None:
+        """``texts[i]`` to output ``i``, each in one write."""
+        for output, text in zip(self.outputs, texts, strict=True):
             if not text:
                 continue
             with output.lock:  # type: ignore[union-attr]  # (set by Handler.__init__)
