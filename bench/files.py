@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import mmap
@@ -526,17 +527,15 @@ def run(args: argparse.Namespace) -> int:
         ]
     }
     previous: Path | None = args.filedock_root
+    gate_rows = (
+        ("first", f"first download, {big}", big_size),
+        ("later", f"later download, {big}", big_size),
+        ("three", f"3 clients, {small} each", 3 * small_size),
+    )
     if previous is not None:
         for tag, whose in (("this", "this tree"), ("root", "--filedock-root")):
-            rows[f"{tag}_first"] = Row(
-                f"{tag}_first", f"gate, {whose}: first download, {big}", big_size
-            )
-            rows[f"{tag}_later"] = Row(
-                f"{tag}_later", f"gate, {whose}: later download, {big}", big_size
-            )
-            rows[f"{tag}_three"] = Row(
-                f"{tag}_three", f"gate, {whose}: 3 clients, {small} each", 3 * small_size
-            )
+            for key, what, size in gate_rows:
+                rows[f"{tag}_{key}"] = Row(f"{tag}_{key}", f"gate, {whose}: {what}", size)
     if not stock_ok:
         tools = (("curl", have_curl), ("openssl", have_openssl))
         missing = " and ".join(tool for tool, found in tools if not found)
@@ -635,17 +634,14 @@ def run(args: argparse.Namespace) -> int:
                 seconds = stock_pipeline(http_port, BIG, digests[BIG], fresh())
                 rows["stock"].seconds.append(seconds)
 
-        def step_versions(round_index: int) -> None:
-            if previous is None:
-                return
+        def step_versions(previous: Path) -> None:
+            # Which checkout goes first alternates with the rounds done.
+            shift = len(rows["this_first"].seconds) % 2
             checkouts = [("this", ROOT), ("root", previous)]
-            for tag, root in checkouts[round_index % 2 :] + checkouts[: round_index % 2]:
-                first, later, three = version_downloads(
-                    root, repo, work / f"state-{tag}", BIG, SMALL, fresh
-                )
-                rows[f"{tag}_first"].seconds.append(first)
-                rows[f"{tag}_later"].seconds.append(later)
-                rows[f"{tag}_three"].seconds.append(three)
+            for tag, root in checkouts[shift:] + checkouts[:shift]:
+                figures = version_downloads(root, repo, work / f"state-{tag}", BIG, SMALL, fresh)
+                for (key, _, _), seconds in zip(gate_rows, figures, strict=True):
+                    rows[f"{tag}_{key}"].seconds.append(seconds)
 
         steps: list[tuple[str, Callable[[], None]]] = [
             ("limits", step_limits),
@@ -655,8 +651,7 @@ def run(args: argparse.Namespace) -> int:
             ("stock", step_stock),
         ]
         if previous is not None:
-            # Both checkouts in turn, the one that goes first alternating by round.
-            gate = ("this tree and --filedock-root", lambda: step_versions(round_index))
+            gate = ("this tree and --filedock-root", functools.partial(step_versions, previous))
             steps = [gate] if args.gate_only else [*steps, gate]
         for round_index in range(args.rounds):
             shift = round_index % len(steps)
@@ -811,12 +806,12 @@ def main(argv: list[str] | None = None) -> int:
         " at DIR (a previous release) and this tree's, in turn each round, and print"
         " this tree's rates over DIR's (the gate: no more than 5%% worse)",
     )
-    # Internal: the helper processes this script starts.
     parser.add_argument(
         "--gate-only",
         action="store_true",
         help="with --filedock-root: run the gate's rows alone (more rounds in the same time)",
     )
+    # Internal: the helper processes this script starts.
     parser.add_argument("--role", choices=["sender", "client"], help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

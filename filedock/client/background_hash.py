@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 # Bytes handed to the thread at a time, and batches it may be behind by (4 MiB
-# held at most). With 256 KiB a GiB took 42,000 futex calls to hand over, and
-# a GiB over TLS read into memory about 5% slower than with 1 MiB.
+# queued at most). With 256 KiB a GiB took 42,000 futex calls to hand over,
+# and a GiB over TLS read into memory about 5% slower than with 1 MiB.
 BATCH = 1024 * 1024
 DEPTH = 4
 

@@ -189,7 +189,7 @@ class LogWriter(logging.Handler):
         self._held = 0  # lines in the queue's batches
         self._lock = threading.Lock()  # the queue and the open batch: the loop's and the thread's
         self._wake = threading.Event()  # set when the queue has something for the thread
-        self._hurry = threading.Event()  # set by flush and close: write without gathering
+        self._hurry = threading.Event()  # flush, close or a full batch: write without gathering
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="filedock-log", daemon=True)
         self._thread.start()
