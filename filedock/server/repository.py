@@ -784,8 +784,8 @@ class _Scan(Generic[_Packed]):
                 fd = self._step_down(above, name, "/".join(names[:level]), level)
                 if fd < 0:
                     return []
-            self._push(fd, "/".join(names) + "/", len(names), len(names), len(names))
-            fd = -1
+            below, fd = fd, -1  # the scan's own now, closed by _push if it raises
+            self._push(below, "/".join(names) + "/", len(names), len(names), len(names))
             self._drain()
         finally:
             if fd >= 0:

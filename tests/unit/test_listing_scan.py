@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from filedock import protocol as p
 from filedock.server.repository import RUN_RECORDS, Repository, records_in
+from filedock.server.workers import Stopping
 
 MTIME = 1_700_000_000
 
@@ -300,5 +301,23 @@ def test_an_entry_swapped_while_listed_is_left_out_and_the_order_holds(
     try:
         # "name" was ordered as the folder "name/" (after "name-x"); as a file it is not there.
         assert [record[0] for record in repo.records()] == ["name-x", "name0"]
+    finally:
+        repo.close()
+
+
+def plain_tree(root: Path, files: int) -> Path:
+    for index in range(files):
+        write(root / "docs" / f"f{index:04d}.txt", b"d" * (index % 7))
+    write(root / "docs" / "sub" / "inner.txt")
+    write(root / "top.txt")
+    return root
+
+
+def test_a_folder_given_up_while_read_is_closed_once(tmp_path: Path) -> None:
+    # The folder asked for is the scan's from its push on: closed there, not again.
+    repo = Repository(plain_tree(tmp_path / "repo", 300))
+    try:
+        with pytest.raises(Stopping):
+            repo.reply_records("docs", lambda: True)
     finally:
         repo.close()
