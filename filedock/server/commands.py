@@ -23,6 +23,7 @@ from .listing_reply import send_listing
 from .repository import (
     INLINE_STEPS,
     EncodedListing,
+    ListingTooLong,
     OpenedFile,
     WalkTooLong,
 )
@@ -254,10 +255,15 @@ async def _scan_listing(s: Session, folder: str | None) -> EncodedListing | None
     watches = cache.begin() if cache is not None else None
     listing: EncodedListing | None = None
     try:
-        # In a worker, records encoded there too: the loop only writes them.
-        listing = await workers.metadata.run(
-            repository.reply_records, folder, workers.cancel.is_set, watches
-        )
+        try:
+            # Most folders are small: read here, with no round trip to a thread
+            # (worth more than the scan itself); a larger one is given up within
+            # a bound and read again in a worker, its records encoded there too.
+            listing = repository.reply_records(folder, workers.cancel.is_set, watches, inline=True)
+        except ListingTooLong:
+            listing = await workers.metadata.run(
+                repository.reply_records, folder, workers.cancel.is_set, watches
+            )
     except RequestError as exc:
         s.send(p.ErrorReply(exc.code, exc.text))
     except OSError as exc:

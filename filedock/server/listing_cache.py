@@ -155,7 +155,8 @@ def mount_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None
 
 @dataclass(eq=False)
 class ScanWatches:
-    """The folders one scan read (watched before reading), used in a metadata worker.
+    """The folders one scan read (watched before reading), used where the scan runs
+    (on the loop for a small listing, else in a metadata worker).
 
     ``spoil()`` marks a listing that must not be kept: it met what inotify on
     its folders would not see change (a symlink, a folder it could not read).

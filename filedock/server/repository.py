@@ -274,6 +274,8 @@ class Repository:
         folder: str | None = None,
         cancelled: Callable[[], bool] = lambda: False,
         watches: ScanWatches | None = None,
+        *,
+        inline: bool = False,
     ) -> EncodedListing:
         """The FILES record lines of :meth:`records` (with ``folder``, of those under
         it: ``docs/`` is ``docs``), encoded a piece of at most :data:`RUN_RECORDS`
@@ -289,10 +291,15 @@ class Repository:
         With ``watches``, every folder read is watched before it is read (see
         :mod:`.listing_cache`), and a listing its folders' events could not
         vouch for (a symlink met, a folder unreadable) is marked spoiled.
+
+        ``inline`` (on the event loop) raises :class:`ListingTooLong` once the scan
+        has read and visited :data:`INLINE_TICKS` entries, or when only the whole
+        listing can tell this one.
         """
         encode = p.encode_file_records
+        budget = INLINE_TICKS if inline else None
         if folder is None:
-            return EncodedListing(*self._scan(cancelled, encode, watches=watches))
+            return EncodedListing(*self._scan(cancelled, encode, watches=watches, budget=budget))
         folder = folder.rstrip("/")
         try:
             check_client_path(folder)
@@ -301,10 +308,14 @@ class Repository:
                 watches.spoil()  # nothing was read: nothing would tell it changed
             return EncodedListing(0, [])
         try:
-            return EncodedListing(*self._scan(cancelled, encode, folder.split("/"), watches))
+            return EncodedListing(
+                *self._scan(cancelled, encode, folder.split("/"), watches, budget)
+            )
         except _LinkedFolder:
             if watches is not None:
                 watches.spoil()
+            if inline:
+                raise ListingTooLong(folder) from None
             under = records_in(self.records(cancelled), folder)
             pieces = [
                 encode(under[at : at + RUN_RECORDS]) for at in range(0, len(under), RUN_RECORDS)
@@ -317,12 +328,14 @@ class Repository:
         pack: Callable[[list[FileRecord]], _Packed],
         under: list[str] | None = None,
         watches: ScanWatches | None = None,
+        budget: int | None = None,
     ) -> tuple[int, list[_Packed]]:
         """(records, their pieces in order) of the whole listing, or of the folder
-        ``under`` names (see :meth:`reply_records`)."""
+        ``under`` names (see :meth:`reply_records`); past ``budget`` entries read
+        and visited, :class:`ListingTooLong`."""
         try:
             with self._root() as root_fd:
-                scan = _Scan(self, root_fd, cancelled, pack, watches)
+                scan = _Scan(self, root_fd, cancelled, pack, watches, budget)
                 pieces = scan.run() if under is None else scan.run_under(under)
         except NotFound:
             if watches is not None:
@@ -656,6 +669,11 @@ def _below(target: str, root: str) -> str | None:
 # visited: about a millisecond of work.
 _CANCEL_EVERY = 256
 
+# A listing read on the event loop (``inline``) gives up past this many entries
+# read and visited (a folder of 256 files: well under a millisecond), so that
+# most folders skip the round trip to a worker and none holds the loop longer.
+INLINE_TICKS = 512
+
 # Read permission for the owner and for others: a file with both, owned by the
 # listing's effective user, is readable without asking (see _Scan._readable).
 _OWNER_AND_OTHERS_READ = stat.S_IRUSR | stat.S_IROTH
@@ -665,6 +683,11 @@ _OWNER_AND_OTHERS_READ = stat.S_IRUSR | stat.S_IROTH
 RUN_RECORDS = 512
 
 _Packed = TypeVar("_Packed")
+
+
+class ListingTooLong(Exception):
+    """A listing asked for ``inline`` would take longer than the loop may wait:
+    nothing of it is kept; it is to be read again in a worker."""
 
 
 class _LinkedFolder(Exception):
@@ -730,6 +753,10 @@ class _Scan(Generic[_Packed]):
     at most) and kept as one piece, so the scan holds few small objects (many
     small objects kept for long would keep the memory they were allocated in,
     spread among others', from going back to the system).
+
+    With a ``budget`` (a listing read on the event loop), it gives up with
+    :class:`ListingTooLong` past that many entries read and visited, and at
+    the first symlink, whose walk from the root could take long.
     """
 
     def __init__(
@@ -739,6 +766,7 @@ class _Scan(Generic[_Packed]):
         cancelled: Callable[[], bool],
         pack: Callable[[list[FileRecord]], _Packed],
         watches: ScanWatches | None = None,
+        budget: int | None = None,
     ) -> None:
         self.repo = repo
         self.watches = watches
@@ -755,6 +783,8 @@ class _Scan(Generic[_Packed]):
         self.link_targets: dict[str, os.stat_result | None] = {}  # walked while ordering
         self.stack: list[_Folder] = []
         self.ticks = 0  # entries read and visited, for polling ``cancelled``
+        self.budget = budget  # ticks allowed in all (None: no bound)
+        self.next_check = _CANCEL_EVERY if budget is None else min(_CANCEL_EVERY, budget + 1)
         self.one_folder = False  # listing one folder's subtree: a linked folder needs the whole
         self.euid = os.geteuid()
 
@@ -845,7 +875,8 @@ class _Scan(Generic[_Packed]):
             if self.watches is not None:  # before the read: a change after it is heard
                 self.watches.add(fd)
             entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
-        except Stopping:
+            ordered = self._in_path_order(entries, prefix)
+        except (Stopping, ListingTooLong):
             os.close(fd)  # not on the stack yet: run()'s finally would not see it
             raise
         except OSError as exc:
@@ -860,7 +891,6 @@ class _Scan(Generic[_Packed]):
                 exc.strerror,
             )
             return
-        ordered = self._in_path_order(entries, prefix)
         room = min(p.MAX_NAME_BYTES, self.repo.max_path_bytes - len(prefix.encode("utf-8")))
         self.stack.append(_Folder(fd, iter(ordered), prefix, level, real_level, steps, room))
 
@@ -893,6 +923,8 @@ class _Scan(Generic[_Packed]):
     def _links_to_folder(self, path: str) -> bool:
         """Whether the symlink ``path`` leads to a folder, walked as a request would be
         (the outcome kept for :meth:`_linked`)."""
+        if self.budget is not None:  # a walk of up to MAX_WALK_STEPS: not on the loop
+            raise ListingTooLong(path)
         if self.watches is not None:  # its target's folders are not watched
             self.watches.spoil()
         try:
@@ -905,11 +937,21 @@ class _Scan(Generic[_Packed]):
         return stat.S_ISDIR(st.st_mode)
 
     def _tick(self) -> None:
-        """Count one entry; every so often, give up if the server is stopping
-        (a folder of a million names must not hold a shutdown)."""
+        """Count one entry (see :meth:`_checkpoint`)."""
         self.ticks += 1
-        if self.ticks % _CANCEL_EVERY == 0 and self.cancelled():
+        if self.ticks >= self.next_check:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Every so often, give up if the server is stopping (a folder of a million
+        names must not hold a shutdown); give up at the budget's end."""
+        if self.budget is not None and self.ticks > self.budget:
+            raise ListingTooLong(self.ticks)
+        if self.cancelled():
             raise Stopping("server is shutting down")
+        self.next_check = self.ticks + _CANCEL_EVERY
+        if self.budget is not None:
+            self.next_check = min(self.next_check, self.budget + 1)
 
     def _push_linked(self, prefix: str) -> None:
         parts = prefix.rstrip("/").split("/")
@@ -924,14 +966,14 @@ class _Scan(Generic[_Packed]):
         self._push(fd, prefix, len(parts), len(names), walk.steps)
 
     def _drain(self) -> None:
-        stack, cancelled = self.stack, self.cancelled
+        stack = self.stack
         while stack:
             folder = stack[-1]
             depth = len(stack)
             for entry in folder.entries:
                 self.ticks += 1
-                if self.ticks % _CANCEL_EVERY == 0 and cancelled():
-                    raise Stopping("server is shutting down")
+                if self.ticks >= self.next_check:
+                    self._checkpoint()
                 self._visit(folder, entry)
                 if len(stack) != depth:
                     break  # a folder was entered: list it, then come back to this one

@@ -2,7 +2,8 @@
 
 Each test lists once (filling the cache), checks that the next LIST came from
 the cache, changes the tree, and checks the very next LIST shows the change,
-byte for byte what a fresh scan of the tree gives.
+byte for byte what a fresh scan of the tree gives. The last tests check
+where a scan runs: a small folder on the loop, a large one in a worker.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from filedock import protocol as p
 from filedock.server.listing_cache import ListingCache
-from filedock.server.repository import Repository
+from filedock.server.repository import INLINE_TICKS, Repository
 from tests.support import LineConn, ServerThread
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
@@ -158,3 +160,37 @@ def test_the_root_replaced_is_listed_anew(
         (holder / "repo").mkdir(parents=True)
         (holder / "repo" / "two.txt").write_bytes(b"2")
         assert read_listing(conn) == fresh_reply(holder / "repo") != before
+
+
+# -- where the scan runs ----------------------------------------------------------------------
+
+
+def count_metadata_runs(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the server hands its metadata workers from now on."""
+    assert server.server is not None
+    pool = server.server.context.workers.metadata
+    handed: list[str] = []
+    run = pool.run
+
+    def counted(function: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        handed.append(function.__name__)
+        return run(function, *args)
+
+    monkeypatch.setattr(pool, "run", counted)
+    return handed
+
+
+@pytest.mark.parametrize("files", [3, INLINE_TICKS // 2 + 10])
+def test_a_folder_is_read_in_a_worker_only_when_it_is_large(
+    repo: Path, server: ServerThread, monkeypatch: pytest.MonkeyPatch, files: int
+) -> None:
+    for index in range(files):
+        (repo / "docs" / "sub").mkdir(parents=True, exist_ok=True)
+        (repo / "docs" / f"f{index:04d}.txt").write_bytes(b"x" * index)
+    (repo / "docs" / "sub" / "inner.txt").write_bytes(b"inner")
+    handed = count_metadata_runs(server, monkeypatch)
+    with LineConn(server.port) as conn:
+        conn.greet()
+        assert read_listing(conn, "docs") == fresh_reply(repo, "docs")
+    large = files * 2 > INLINE_TICKS
+    assert handed == (["reply_records"] if large else [])

@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from filedock import protocol as p
-from filedock.server.repository import RUN_RECORDS, Repository, records_in
+from filedock.server import repository as repository_module
+from filedock.server.repository import (
+    INLINE_TICKS,
+    RUN_RECORDS,
+    ListingTooLong,
+    Repository,
+    records_in,
+)
 from filedock.server.workers import Stopping
 
 MTIME = 1_700_000_000
@@ -305,6 +312,9 @@ def test_an_entry_swapped_while_listed_is_left_out_and_the_order_holds(
         repo.close()
 
 
+# -- on the event loop -------------------------------------------------------------------------
+
+
 def plain_tree(root: Path, files: int) -> Path:
     for index in range(files):
         write(root / "docs" / f"f{index:04d}.txt", b"d" * (index % 7))
@@ -321,3 +331,44 @@ def test_a_folder_given_up_while_read_is_closed_once(tmp_path: Path) -> None:
             repo.reply_records("docs", lambda: True)
     finally:
         repo.close()
+
+
+def test_an_inline_listing_is_the_listing_a_worker_reads(tmp_path: Path) -> None:
+    repo = Repository(plain_tree(tmp_path / "repo", 20))
+    try:
+        for folder in (None, "docs", "docs/sub", "docs/", "nothing-here", "../out"):
+            assert repo.reply_records(folder, inline=True) == repo.reply_records(folder)
+    finally:
+        repo.close()
+
+
+def test_an_inline_listing_gives_up_past_its_budget_of_entries(tmp_path: Path) -> None:
+    # Each entry is one tick read and one visited: the folder sub/ and its file count too.
+    fits = INLINE_TICKS // 2 - 2
+    repo = Repository(plain_tree(tmp_path / "repo", fits))
+    try:
+        assert repo.reply_records("docs", inline=True).count == fits + 1
+        write(tmp_path / "repo" / "docs" / "one-more.txt")
+        with pytest.raises(ListingTooLong):
+            repo.reply_records("docs", inline=True)
+        assert repo.reply_records("docs").count == fits + 2  # as a worker reads it
+    finally:
+        repo.close()
+
+
+@pytest.mark.parametrize("folder", ["docs", "linked", None])
+def test_an_inline_listing_gives_up_at_a_symlink_before_walking_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str | None
+) -> None:
+    root = plain_tree(tmp_path / "repo", 3)
+    os.symlink("top.txt", root / "docs" / "link.txt")  # a walk of up to 1,024 steps
+    os.symlink("docs", root / "linked")
+    repo = Repository(root)
+    walks: list[object] = []
+    monkeypatch.setattr(repository_module._Walk, "to", lambda *args: walks.append(args))
+    try:
+        with pytest.raises(ListingTooLong):
+            repo.reply_records(folder, inline=True)
+    finally:
+        repo.close()
+    assert walks == []
