@@ -23,9 +23,15 @@ autoindex of it (``autoindex on; autoindex_format json;``), each asked the
 same number of times, one request at a time over one kept-alive connection,
 by the same Python client loop (a raw socket), so the two differ only by
 the server. The figure is the wall time per request, with the server's CPU
-per request beside it: cold is a folder's first request after the start
-(one scan; the median over 15 folders, each asked once, as one request
-alone swings too much), warm the mean of the rest (from the cache).
+per request beside it. Cold is a folder's first request (for filedock the
+first after the start: one scan): the median over 15 folders, each asked
+once, as one request alone swings too much; nginx's over 15 others, so that
+neither server meets folders the other has just read (nginx keeps nothing,
+but the kernel's entries for a folder just read are warmer). Warm is the
+mean of the rest, asked of one folder (filedock's from its cache). Under
+cold, the floor: the warm request plus the least a Python server must do for
+a folder's first listing, timed in this process on 15 more folders (read
+it, ``lstat`` each entry, format its files' records: no rules, no cache).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import argparse
 import json
 import os
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -202,11 +209,11 @@ def filedock_folder_requests(port: int, count: int, folder: str = FOLDER) -> flo
         return time.perf_counter() - started
 
 
-def nginx_folder_requests(port: int, count: int) -> float:
+def nginx_folder_requests(port: int, count: int, folder: str = FOLDER) -> float:
     """Seconds for ``count`` GETs of the folder's JSON autoindex over one kept-alive connection."""
     with socket.create_connection((HOST, port)) as sock:
         buffer = bytearray()
-        request = f"GET /{FOLDER}/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+        request = f"GET /{folder}/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
         started = time.perf_counter()
         for _ in range(count):
             sock.sendall(request)
@@ -247,6 +254,40 @@ def measure_filedock_folder(
     ]
     figures.setdefault("filedock_folder_seconds", []).append(statistics.median(firsts))
     measure_folder(figures, "filedock", filedock_folder_requests, port, pid, count)
+
+
+def measure_nginx_folder(figures: Figures, port: int, pid: int, count: int, sizes: Sizes) -> None:
+    """As :func:`measure_filedock_folder`: cold over the next folders (none asked of
+    filedock, so neither server finds them warmer for the other), then warm."""
+    others = range(COLD_FOLDERS + 1, min(2 * COLD_FOLDERS, sizes.folders - 1) + 1)
+    firsts = [nginx_folder_requests(port, 1, f"folder{number:04d}") for number in others]
+    figures.setdefault("nginx_folder_seconds_cold", []).append(statistics.median(firsts))
+    measure_folder(figures, "nginx", nginx_folder_requests, port, pid, count)
+
+
+def bare_scan_seconds(folder: Path) -> float:
+    """Seconds to read ``folder``, ``lstat`` each entry and format its files' records."""
+    started = time.perf_counter()
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as entries:
+            lines = []
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    lines.append(f"{folder.name}/{entry.name}\t{st.st_size}\t{st.st_mtime:.0f}\n")
+        lines.sort()
+        "".join(lines).encode()
+    finally:
+        os.close(fd)
+    return time.perf_counter() - started
+
+
+def measure_bare_scan(figures: Figures, repo: Path, sizes: Sizes) -> None:
+    """The median over folders the filedock server has not been asked for, the last ones."""
+    last = range(sizes.folders - 1, max(sizes.folders - 1 - COLD_FOLDERS, -1), -1)
+    seconds = [bare_scan_seconds(repo / f"folder{number:04d}") for number in last]
+    figures.setdefault("bare_scan_seconds", []).append(statistics.median(seconds))
 
 
 def measure_folder(
@@ -306,14 +347,10 @@ def run(sizes: Sizes) -> tuple[Figures, dict[str, str]]:
                 measure_filedock_folder(
                     figures, port, server.popen.pid, sizes.folder_requests, COLD_FOLDERS
                 )
+                measure_bare_scan(figures, repo, sizes)
                 if nginx:
-                    measure_folder(
-                        figures,
-                        "nginx",
-                        nginx_folder_requests,
-                        nginx_port,
-                        nginx_pid,
-                        sizes.folder_requests,
+                    measure_nginx_folder(
+                        figures, nginx_port, nginx_pid, sizes.folder_requests, sizes
                     )
                 server.stop()
                 server = None
@@ -412,9 +449,9 @@ def report(sizes: Sizes, figures: Figures, versions: dict[str, str]) -> None:
                 f"<= +{RSS_TARGET_KIB // KiB} MiB {verdict(grown <= RSS_TARGET_KIB)}",
             )
         )
-    nginx = median(figures, "nginx_folder_seconds")
-    for kind, suffix in (("cold", ""), ("warm", "_warm")):
+    for kind, suffix, theirs in (("cold", "", "_cold"), ("warm", "_warm", "")):
         folder = median(figures, f"filedock_folder_seconds{suffix}")
+        nginx = median(figures, f"nginx_folder_seconds{theirs}")
         assert folder is not None
         rows.append(
             _ratio_row(
@@ -425,6 +462,18 @@ def report(sizes: Sizes, figures: Figures, versions: dict[str, str]) -> None:
                 "{:.0f} µs",
             )
         )
+        bare = median(figures, "bare_scan_seconds")
+        warm = median(figures, "filedock_folder_seconds_warm")
+        if kind == "cold" and bare is not None and warm is not None:
+            rows.append(
+                _ratio_row(
+                    "  floor: the warm request + a bare scan (read, lstat, records)",
+                    (warm + bare) * 1e6,
+                    None if nginx is None else nginx * 1e6,
+                    FOLDER_TARGET,
+                    "{:.0f} µs",
+                )
+            )
     mine_cpu = median(figures, "filedock_folder_cpu_warm") or 0.0
     their_cpu = median(figures, "nginx_folder_cpu")
     rows.append(

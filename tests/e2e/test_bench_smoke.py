@@ -159,6 +159,7 @@ def test_listing_quick_prints_the_table() -> None:
         "server CPU (rsync: the daemon's child)",
         "server RSS before / after the listing",
         "LIST of a 100-file folder vs nginx JSON autoindex, cold: per request",
+        "floor: the warm request + a bare scan (read, lstat, records)",
         "LIST of a 100-file folder vs nginx JSON autoindex, warm: per request",
         "server CPU per request, warm",
     ):
