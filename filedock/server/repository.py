@@ -548,6 +548,8 @@ class _Walk:
                 continue
             if name.startswith("."):
                 raise Forbidden("hidden files are not served")
+            if pending and self._enter_folder(name):
+                continue
             st = self._lstat(name)
             if stat.S_ISLNK(st.st_mode):
                 self._follow(name, pending)
@@ -569,18 +571,25 @@ class _Walk:
         except OSError as exc:
             raise _request_error(exc) from None
 
-    def _enter(self, name: str, pending: list[str]) -> None:
+    def _enter_folder(self, name: str) -> bool:
+        """Enter ``name`` if it is a real folder, with no ``lstat`` first: with
+        O_DIRECTORY and O_NOFOLLOW the kernel opens nothing else. False (nothing
+        opened) for a symlink or what is no folder, for the walk to look at."""
         if len(self.folders) >= p.MAX_PATH_COMPONENTS:
             raise Forbidden("path goes too deep")
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=self.folders[-1])
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                self._retry(name, pending)  # swapped since the lstat: look again
-                return
+                return False
             raise _request_error(exc) from None
         self.folders.append(fd)
         self.names.append(name)
+        return True
+
+    def _enter(self, name: str, pending: list[str]) -> None:
+        if not self._enter_folder(name):
+            self._retry(name, pending)  # swapped since the lstat: look again
 
     def _open_last(
         self, name: str, st: os.stat_result, pending: list[str]

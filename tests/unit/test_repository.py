@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from filedock.errors import Forbidden, NotFound, RequestError
+from filedock.server import repository as repository_module
 from filedock.server.repository import (
     INLINE_HASH_BYTES,
     RACY_NS,
@@ -223,6 +224,32 @@ def test_served(repo: Repository, root: Path, path: str, data: bytes) -> None:
         assert opened.size == len(data)
         assert os.pread(opened.fd, 100, 0) == data
         assert opened.unchanged()
+
+
+def test_the_folders_on_the_way_are_entered_without_an_lstat(
+    repo: Repository, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GET of a small file pays each system call: a real folder's open is its check.
+    looked_at: list[object] = []
+    real_stat = os.stat
+
+    def counted(path: object, *args: object, **kwargs: object) -> object:
+        if kwargs.get("follow_symlinks") is False:
+            looked_at.append(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(repository_module.os, "stat", counted)
+    with repo.open("sub/deeper/c.txt") as opened:
+        assert os.pread(opened.fd, 100, 0) == b"deep\n"
+    assert looked_at == ["c.txt"]  # the file alone: never open a device to find out
+
+
+def test_what_is_no_folder_on_the_way_is_not_found_and_never_opened(
+    repo: Repository, root: Path
+) -> None:
+    os.mkfifo(root / "fifo")  # opening it for reading would block
+    for path in ("fifo/x.txt", "a.txt/x.txt", "nothing/x.txt"):
+        assert refusal(repo, path, NotFound).code == "not-found"
 
 
 def test_symlinked_folder_inside_is_served(repo: Repository, root: Path) -> None:
