@@ -203,9 +203,11 @@ class Repository:
         rather than take more steps than that.
         """
         check_client_path(client_path)
-        with self._root() as root_fd:
-            walk = _Walk(self.root, root_fd, max_steps)
-            fd, st, _ = walk.to(client_path.split("/"))
+        root_fd = self._open_root()  # (no context manager: this runs once a GET, on the loop)
+        try:
+            fd, st, _ = _Walk(self.root, root_fd, max_steps).to(client_path.split("/"))
+        finally:
+            os.close(root_fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise Forbidden("not a regular file")
@@ -238,16 +240,21 @@ class Repository:
 
     @contextlib.contextmanager
     def _root(self) -> Iterator[int]:
-        """A descriptor of the root, opened now: a folder put in its place at run
-        time is served, a symlink put there (or in place of a folder above it) is not."""
-        try:
-            fd = self._root_folder.open()
-        except OSError:
-            raise NotFound("the repository is not available") from None
+        """A descriptor of the root, opened now (see :meth:`_open_root`), closed after."""
+        fd = self._open_root()
         try:
             yield fd
         finally:
             os.close(fd)
+
+    def _open_root(self) -> int:
+        """A descriptor of the root, opened now, the caller's to close: a folder put
+        in its place at run time is served, a symlink put there (or in place of a
+        folder above it) is not."""
+        try:
+            return self._root_folder.open()
+        except OSError:
+            raise NotFound("the repository is not available") from None
 
     # -- listing ----------------------------------------------------------
 

@@ -252,6 +252,13 @@ def test_what_is_no_folder_on_the_way_is_not_found_and_never_opened(
         assert refusal(repo, path, NotFound).code == "not-found"
 
 
+def test_a_repository_folder_gone_is_not_found(repo: Repository, root: Path) -> None:
+    root.rename(root.with_name("moved-away"))
+    with pytest.raises(NotFound, match="not available"):
+        repo.open("a.txt")
+    assert not repo.serves("a.txt")
+
+
 def test_symlinked_folder_inside_is_served(repo: Repository, root: Path) -> None:
     os.symlink("sub", root / "sublink")
     with repo.open("sublink/b.txt") as opened:
