@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from filedock import protocol as p
 from filedock.server import repository as repository_module
 from filedock.server.repository import (
+    FOLDER_TICKS,
     INLINE_TICKS,
     RUN_RECORDS,
     ListingTooLong,
@@ -343,8 +344,9 @@ def test_an_inline_listing_is_the_listing_a_worker_reads(tmp_path: Path) -> None
 
 
 def test_an_inline_listing_gives_up_past_its_budget_of_entries(tmp_path: Path) -> None:
-    # Each entry is one tick read and one visited: the folder sub/ and its file count too.
-    fits = INLINE_TICKS // 2 - 2
+    # Each entry is one tick read and one visited, each folder entered (docs/ and
+    # sub/) FOLDER_TICKS more; sub/ and its file are entries too.
+    fits = (INLINE_TICKS - 2 * FOLDER_TICKS - 4) // 2
     repo = Repository(plain_tree(tmp_path / "repo", fits))
     try:
         assert repo.reply_records("docs", inline=True).count == fits + 1
@@ -352,6 +354,21 @@ def test_an_inline_listing_gives_up_past_its_budget_of_entries(tmp_path: Path) -
         with pytest.raises(ListingTooLong):
             repo.reply_records("docs", inline=True)
         assert repo.reply_records("docs").count == fits + 2  # as a worker reads it
+    finally:
+        repo.close()
+
+
+def test_an_inline_listing_counts_the_folders_it_enters(tmp_path: Path) -> None:
+    # Empty folders are few entries but each is opened, watched and read.
+    folders = INLINE_TICKS // (FOLDER_TICKS + 2) + 1
+    for index in range(folders):
+        (tmp_path / "repo" / "docs" / f"d{index:03d}").mkdir(parents=True)
+    write(tmp_path / "repo" / "docs" / f"d{folders - 1:03d}" / "last.txt")
+    repo = Repository(tmp_path / "repo")
+    try:
+        with pytest.raises(ListingTooLong):
+            repo.reply_records("docs", inline=True)
+        assert repo.reply_records("docs").count == 1
     finally:
         repo.close()
 
