@@ -13,11 +13,11 @@ import argparse
 import contextlib
 import os
 import signal
-import ssl
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import protocol as p
 from ..client.address import Address, parse_address
@@ -57,6 +57,9 @@ from .transfer_options import (
     mirror_request,
     put_request,
 )
+
+if TYPE_CHECKING:
+    import ssl  # loaded only for a TLS connection (see client/connection.py)
 
 
 @dataclass(frozen=True, slots=True)

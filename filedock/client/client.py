@@ -19,7 +19,6 @@ import contextlib
 import functools
 import math
 import os
-import ssl
 import stat
 import time
 from collections import deque
@@ -89,6 +88,8 @@ from .upload import (
 # ledgers) is imported by the methods that transfer, not here: a one-shot
 # ``list`` or ``ping`` starts without it (python3 -X importtime).
 if TYPE_CHECKING:
+    import ssl  # (nor ssl, loaded only for a TLS connection: see connection.py)
+
     from .download import Partial, Progress, Received
     from .plan import FilePlan
     from .resume import Checkpoints

@@ -12,13 +12,16 @@ import functools
 import os
 import select
 import socket
-import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import ConnectionLost, TimedOut
 from ..hostport import host_port
 from .pins import KnownServers, fingerprint
+
+if TYPE_CHECKING:
+    import ssl  # imported where TLS is used: a plain connection need not load it
 
 # Bytes of a file sent between two progress reports (and deadline checks).
 SEND_FILE_CHUNK = 8 * 1024 * 1024
@@ -37,6 +40,8 @@ def client_context(cafile: str | None = None, *, insecure: bool = False) -> ssl.
     private CA instead of the system's store; ``insecure`` checks nothing and
     is only for testing against a self-signed server.
     """
+    import ssl
+
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if insecure:
@@ -54,6 +59,8 @@ def tls_context(
     that cannot be read."""
     if tls is None or tls is False:
         return None
+    import ssl
+
     if isinstance(tls, ssl.SSLContext):
         return tls
     if tls is True:
@@ -318,6 +325,8 @@ def _start_tls(
     sock: socket.socket, context: ssl.SSLContext, host: str, port: int, *, pinning: bool = False
 ) -> ssl.SSLSocket:
     """Wrap a connected socket in TLS, checking the server's certificate."""
+    import ssl
+
     try:
         return context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:

@@ -1,11 +1,11 @@
-"""A one-shot command starts without the modules only transfers or the prompt use."""
+"""A one-shot command starts without the modules only transfers, the prompt or TLS use."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-# Loaded only by what transfers (hashing, ctypes, the ledgers), the prompt, or the server.
+# Loaded only by what transfers (hashing, ctypes, the ledgers), the prompt, TLS, or the server.
 TRANSFER_ONLY = (
     "filedock.client.download",
     "filedock.client.plan",
@@ -20,6 +20,7 @@ TRANSFER_ONLY = (
     "filedock.server.auth",
     "asyncio",
     "ctypes",
+    "ssl",
 )
 
 
@@ -34,3 +35,10 @@ def loaded_after(code: str) -> set[str]:
 def test_the_client_command_line_imports_no_transfer_module() -> None:
     loaded = loaded_after("import filedock.cli.client")
     assert loaded.isdisjoint(TRANSFER_ONLY), sorted(loaded.intersection(TRANSFER_ONLY))
+
+
+def test_a_tls_context_still_loads_ssl_when_asked_for() -> None:
+    loaded = loaded_after(
+        "from filedock.client.connection import tls_context\nassert tls_context(True) is not None"
+    )
+    assert "ssl" in loaded
