@@ -14,9 +14,11 @@ Kept only where inotify sees every change: Linux, a repository on a local
 file system (:data:`TRUSTED_FILE_SYSTEMS`: on NFS, CIFS or FUSE another host
 or daemon changes files behind the kernel's back; an overlay's lower layers
 can change unseen), and a listing that met no symlink and no unreadable
-folder. Bounded: at most ``max_records`` records, least recently used
-listing dropped first; with the watches exhausted (``ENOSPC``) the cache
-turns itself off.
+folder. Bounded: at most ``max_records`` records and ``max_watches``
+folders watched (a listing of empty folders holds watches, not records),
+least recently used listing dropped first; a folder is watched only while a
+kept listing read it (or it is the root); with the kernel's watches
+exhausted (``ENOSPC``) the cache turns itself off.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import os
 import struct
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,6 +77,9 @@ TRUSTED_FILE_SYSTEMS = frozenset(
 )
 
 MAX_RECORDS = 200_000  # records cached at most (some 50 bytes each, encoded)
+# Folders watched at most: the kernel's budget (max_user_watches, 8,192 on
+# older kernels) is shared by all of the user's processes.
+MAX_WATCHES = 50_000
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
 _READ_BYTES = 64 * 1024
@@ -153,6 +158,9 @@ def mount_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None
     return found if found is not None else best_type
 
 
+Identity = tuple[int, int]  # a folder's (st_dev, st_ino)
+
+
 @dataclass(eq=False)
 class ScanWatches:
     """The folders one scan read (watched before reading), used where the scan runs
@@ -164,18 +172,28 @@ class ScanWatches:
 
     inotify: Inotify
     started: int  # the cache's event count when the scan began
-    wds: list[int] = field(default_factory=list)
+    # The folders the cache's kept listings watch: read on the loop only.
+    watched: Mapping[Identity, int] = field(default_factory=dict)
+    wds: dict[int, Identity] = field(default_factory=dict)  # the scan's watches
     spoiled: bool = False
     out_of_watches: bool = False
 
-    def add(self, folder_fd: int) -> None:
+    def add(self, folder_fd: int, identity: Identity) -> None:
         if self.spoiled:
             return
         try:
-            self.wds.append(self.inotify.add_watch(f"/proc/self/fd/{folder_fd}", WATCH_MASK))
+            wd = self.inotify.add_watch(f"/proc/self/fd/{folder_fd}", WATCH_MASK)
         except OSError as exc:
             self.spoiled = True
             self.out_of_watches = exc.errno == errno.ENOSPC
+            return
+        self.wds[wd] = identity
+
+    def is_watched(self, identity: Identity) -> bool:
+        """Whether the folder is watched already, so that watching it costs the
+        kernel nothing: a first watch visits every entry the kernel holds for the
+        folder, names looked up and not found included (milliseconds for some)."""
+        return identity in self.watched
 
     def spoil(self) -> None:
         self.spoiled = True
@@ -195,12 +213,22 @@ Key = str | None  # the LIST request's folder, None for the whole listing
 class ListingCache:
     """Encoded listings by request folder, on the event loop (see the module's text)."""
 
-    def __init__(self, root: str, inotify: Inotify, *, max_records: int = MAX_RECORDS) -> None:
+    def __init__(
+        self,
+        root: str,
+        inotify: Inotify,
+        *,
+        max_records: int = MAX_RECORDS,
+        max_watches: int = MAX_WATCHES,
+    ) -> None:
         self.root = root
         self.max_records = max_records
+        self.max_watches = max_watches
         self._inotify: Inotify | None = inotify
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._by_wd: dict[int, set[Key]] = {}
+        self._watched: dict[Identity, int] = {}  # the folders of _by_wd (and the root)
+        self._identity_of: dict[int, Identity] = {}
         self._records = 0
         self._events = 0  # events read so far: a scan's listing is kept only if none hit it
         self._last_event: dict[int, int] = {}  # wd -> number of its last event
@@ -252,8 +280,11 @@ class ListingCache:
             return
         try:
             self._pinned = self._inotify.add_watch(self.root, WATCH_MASK)
+            st = os.stat(self.root)
         except OSError:
             self._pinned = None  # the scans' own watches are all the cache needs
+            return
+        self._note_watch(self._pinned, (st.st_dev, st.st_ino))
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read events as they come, on ``loop`` (each LIST also reads first: :meth:`drain`)."""
@@ -293,7 +324,7 @@ class ListingCache:
         if self._inotify is None:
             return None
         self._scans += 1
-        return ScanWatches(self._inotify, self._events)
+        return ScanWatches(self._inotify, self._events, self._watched)
 
     def end(self, key: Key, watches: ScanWatches, listing: EncodedListing | None) -> None:
         """A scan is over: keep ``listing`` (None if it failed) unless something it
@@ -309,12 +340,22 @@ class ListingCache:
             self.drain()
             if watches.spoiled or not self._unchanged_since(watches):
                 return
-            if listing.count > self.max_records:
+            if listing.count > self.max_records or len(watches.wds) > self.max_watches:
                 return
-            self._keep(key, listing, frozenset(watches.wds))
+            self._keep(key, listing, watches.wds)
         finally:
+            self._unwatch_unused(watches)
             if self._scans == 0:  # no scan left to compare: the event numbers can go
                 self._last_event.clear()
+
+    def _unwatch_unused(self, watches: ScanWatches | None) -> None:
+        # A listing not kept (a symlink met, a change, a failure) leaves its
+        # watches to no one: let the kernel forget them, or they add up.
+        if watches is None or self._inotify is None:
+            return
+        for wd in watches.wds:
+            if wd not in self._by_wd and wd != self._pinned:
+                self._unwatch(wd)
 
     def _unchanged_since(self, watches: ScanWatches) -> bool:
         # Events are numbered from 1; the scan began after event number ``started``.
@@ -323,17 +364,27 @@ class ListingCache:
         last = self._last_event
         return all(last.get(wd, 0) <= watches.started for wd in watches.wds)
 
-    def _keep(self, key: Key, listing: EncodedListing, wds: frozenset[int]) -> None:
+    def _keep(self, key: Key, listing: EncodedListing, wds: Mapping[int, Identity]) -> None:
         root = self._root_identity()
         if root is None:
             return
         self._drop(key)
-        self._entries[key] = _Entry(listing.count, tuple(listing.pieces), wds, root)
-        self._records += listing.count
-        for wd in wds:
+        entry = self._entries[key] = _Entry(
+            listing.count, tuple(listing.pieces), frozenset(wds), root
+        )
+        self._records += entry.count
+        for wd, identity in wds.items():
             self._by_wd.setdefault(wd, set()).add(key)
-        while self._records > self.max_records:
+            self._note_watch(wd, identity)
+        while self._records > self.max_records or len(self._by_wd) > self.max_watches:
             self._drop(next(iter(self._entries)))
+
+    def _note_watch(self, wd: int, identity: Identity) -> None:
+        old = self._identity_of.get(wd)
+        if old is not None and self._watched.get(old) == wd:
+            del self._watched[old]  # (the kernel reuses a number once it is freed)
+        self._identity_of[wd] = identity
+        self._watched[identity] = wd
 
     def _root_identity(self) -> tuple[int, int] | None:
         # A folder above the root renamed tells the root's watch nothing: one stat does.
@@ -394,6 +445,9 @@ class ListingCache:
         # listing must not be kept on a watch that is gone.
         self._events += 1
         self._last_event[wd] = self._events
+        identity = self._identity_of.pop(wd, None)
+        if identity is not None and self._watched.get(identity) == wd:
+            del self._watched[identity]
         if self._inotify is not None:
             self._inotify.rm_watch(wd)
 

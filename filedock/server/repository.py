@@ -301,8 +301,9 @@ class Repository:
 
         ``inline`` (on the event loop) raises :class:`ListingTooLong` past
         :data:`INLINE_TICKS` ticks (an entry read, an entry visited, a folder
-        entered: :data:`FOLDER_TICKS`), at a symlink, or when only the whole
-        listing can tell this one.
+        entered: :data:`FOLDER_TICKS`), at a symlink, at a folder bigger than
+        :data:`INLINE_FOLDER_BYTES` or not watched yet (with ``watches``), or
+        when only the whole listing can tell this one.
         """
         encode = p.encode_file_records
         budget = INLINE_TICKS if inline else None
@@ -695,6 +696,12 @@ INLINE_TICKS = 256
 # reading one took as long as some five files' entries (27 against 5.4 µs).
 FOLDER_TICKS = 10
 
+# What the loop leaves to a worker whatever the ticks: a folder bigger than
+# this on disk (one emptied of 100,000 files is 32 MB of blocks to read
+# through, milliseconds for no entry), and one not watched yet (see
+# ScanWatches.is_watched).
+INLINE_FOLDER_BYTES = 64 * 1024
+
 # Read permission for the owner and for others: a file with both, owned by the
 # listing's effective user, is readable without asking (see _Scan._readable).
 _OWNER_AND_OTHERS_READ = stat.S_IRUSR | stat.S_IROTH
@@ -777,7 +784,8 @@ class _Scan(Generic[_Packed]):
 
     With a ``budget`` (a listing read on the event loop), it gives up with
     :class:`ListingTooLong` past that many ticks (see :meth:`Repository.reply_records`),
-    and at the first symlink, whose walk from the root could take long.
+    at the first symlink, whose walk from the root could take long, and at the
+    first folder whose read or watch could (:data:`INLINE_FOLDER_BYTES`).
     """
 
     def __init__(
@@ -828,9 +836,9 @@ class _Scan(Generic[_Packed]):
         fd = os.dup(self.root_fd)
         try:
             for level, name in enumerate(names, 1):
-                self._see(fd)
+                identity = self._see(fd)
                 if self.watches is not None:  # a name on the way changing changes the listing
-                    self.watches.add(fd)
+                    self._watch(fd, identity)
                 above, fd = fd, -1  # _step_down closes it, whatever it finds
                 fd = self._step_down(above, name, "/".join(names[:level]), level)
                 if fd < 0:
@@ -849,10 +857,19 @@ class _Scan(Generic[_Packed]):
         self.pieces.sort(key=_first_path)
         return [packed for _, packed in self.pieces]
 
-    def _see(self, fd: int) -> None:
+    def _see(self, fd: int) -> tuple[int, int]:
         """A folder above the one listed: the whole listing would have seen it already."""
         st = os.fstat(fd)
-        self.seen_dirs.add((st.st_dev, st.st_ino))
+        identity = (st.st_dev, st.st_ino)
+        self.seen_dirs.add(identity)
+        return identity
+
+    def _watch(self, fd: int, identity: tuple[int, int]) -> None:
+        """Watch the folder ``fd`` (with watches): on the loop, only if that costs nothing."""
+        assert self.watches is not None
+        if self.budget is not None and not self.watches.is_watched(identity):
+            raise ListingTooLong(identity)
+        self.watches.add(fd, identity)
 
     def _step_down(self, fd: int, name: str, path: str, level: int) -> int:
         """The folder ``name`` in ``fd`` (closed), or -1 where the whole listing would not
@@ -892,12 +909,15 @@ class _Scan(Generic[_Packed]):
             if (st.st_dev, st.st_ino) in self.seen_dirs:
                 os.close(fd)
                 return  # a symlink loop, or a folder linked twice
-            self.seen_dirs.add((st.st_dev, st.st_ino))
+            identity = (st.st_dev, st.st_ino)
+            self.seen_dirs.add(identity)
             self.ticks += FOLDER_TICKS
             if self.ticks >= self.next_check:
                 self._checkpoint()
+            if self.budget is not None and st.st_size > INLINE_FOLDER_BYTES:
+                raise ListingTooLong(prefix)
             if self.watches is not None:  # before the read: a change after it is heard
-                self.watches.add(fd)
+                self._watch(fd, identity)
             entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
             ordered = self._in_path_order(entries, prefix)
         except (Stopping, ListingTooLong):

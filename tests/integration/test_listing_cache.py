@@ -181,7 +181,7 @@ def count_metadata_runs(server: ServerThread, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.parametrize("files", [3, INLINE_TICKS // 2 + 10])
-def test_a_folder_is_read_in_a_worker_only_when_it_is_large(
+def test_a_watched_folder_is_read_in_a_worker_only_when_it_is_large(
     repo: Path, server: ServerThread, monkeypatch: pytest.MonkeyPatch, files: int
 ) -> None:
     for index in range(files):
@@ -191,6 +191,12 @@ def test_a_folder_is_read_in_a_worker_only_when_it_is_large(
     handed = count_metadata_runs(server, monkeypatch)
     with LineConn(server.port) as conn:
         conn.greet()
+        # The first listing to read docs/ watches it, a kernel walk of every
+        # entry it holds for the folder: never on the loop.
+        assert read_listing(conn, "docs/sub") == fresh_reply(repo, "docs/sub")
+        assert handed == ["reply_records"]
+        assert read_listing(conn) == fresh_reply(repo)  # kept: every folder now watched
+        handed.clear()
         assert read_listing(conn, "docs") == fresh_reply(repo, "docs")
     large = files * 2 > INLINE_TICKS
     assert handed == (["reply_records"] if large else [])

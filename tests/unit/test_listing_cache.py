@@ -13,7 +13,7 @@ import pytest
 
 from filedock.server import listing_cache as lc
 from filedock.server.listing_cache import ListingCache, ScanWatches, mount_type
-from filedock.server.repository import EncodedListing, Repository
+from filedock.server.repository import EncodedListing, ListingTooLong, Repository
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 
@@ -78,6 +78,64 @@ def scanned(cache: ListingCache, root: Path, folder: str | None = None) -> ScanW
     return watches
 
 
+def scanned_on_the_loop(
+    cache: ListingCache, root: Path, folder: str | None = None
+) -> EncodedListing | None:
+    """A LIST's scan as the handler first tries it, on the loop: None if it gave up."""
+    watches = cache.begin()
+    assert watches is not None
+    repo = Repository(root)
+    listing: EncodedListing | None = None
+    try:
+        listing = repo.reply_records(folder, watches=watches, inline=True)
+    except ListingTooLong:
+        pass
+    finally:
+        repo.close()
+    cache.end(folder, watches, listing)
+    return listing
+
+
+def test_the_loop_reads_only_folders_that_a_kept_listing_watches(tree: Path) -> None:
+    # A first watch walks all the kernel holds for a folder (milliseconds for some).
+    fake = FakeInotify(as_the_kernel=True)
+    cache = ListingCache(str(tree), fake)
+    assert scanned_on_the_loop(cache, tree, "docs") is None
+    assert fake.watched == {}  # given up before any watch
+    scanned(cache, tree)  # the whole listing, kept: the root and docs/ watched
+    listing = scanned_on_the_loop(cache, tree, "docs")
+    assert listing is not None
+    assert listing.count == 1
+    assert cache.lookup("docs") is not None
+    cache.close()
+
+
+def test_a_listing_not_kept_leaves_no_watch_behind(tree: Path) -> None:
+    os.symlink("../b.txt", tree / "docs" / "link.txt")  # a symlink: never kept
+    fake = FakeInotify()
+    cache = ListingCache(str(tree), fake)
+    watches = scanned(cache, tree, "docs")
+    assert watches.spoiled
+    assert cache.lookup("docs") is None
+    assert sorted(fake.removed) == sorted(watches.wds) != []
+    cache.close()
+
+
+def test_the_folders_watched_are_bounded_too(tree: Path) -> None:
+    # Empty listings hold watches and no record: a bound of records keeps any number.
+    for name in ("e1", "e2", "e3"):
+        (tree / name).mkdir()
+    fake = FakeInotify(as_the_kernel=True)
+    cache = ListingCache(str(tree), fake, max_watches=3)  # the root, and two eN
+    for name in ("e1", "e2", "e3"):
+        scanned(cache, tree, name)
+    assert cache.lookup("e1") is None  # the least recently used
+    assert cache.lookup("e2") is not None
+    assert cache.lookup("e3") is not None
+    assert str(tree / "e1") in [fake.watched[wd] for wd in fake.removed]
+    cache.close()
+
+
 def test_every_folder_read_is_watched_and_a_second_lookup_hits(tree: Path) -> None:
     fake = FakeInotify()
     cache = ListingCache(str(tree), fake)
@@ -125,7 +183,7 @@ def test_a_change_while_the_scan_ran_keeps_its_listing_out(tree: Path) -> None:
     repo = Repository(str(tree))
     listing = repo.reply_records(None, watches=watches)
     repo.close()
-    fake.event(watches.wds[-1], lc.IN_CREATE)  # after the folder was read, before the end
+    fake.event(list(watches.wds)[-1], lc.IN_CREATE)  # after the folder was read, before the end
     cache.end(None, watches, listing)
     assert cache.lookup(None) is None
     scanned(cache, tree)  # a scan with no change meanwhile is kept

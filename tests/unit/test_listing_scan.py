@@ -373,6 +373,21 @@ def test_an_inline_listing_counts_the_folders_it_enters(tmp_path: Path) -> None:
         repo.close()
 
 
+def test_an_inline_listing_leaves_a_folder_large_on_disk_to_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (One emptied of 100,000 files keeps 32 MB of blocks: a read of no entry.)
+    repo = Repository(plain_tree(tmp_path / "repo", 3))
+    try:
+        assert repo.reply_records("docs", inline=True).count == 4
+        monkeypatch.setattr(repository_module, "INLINE_FOLDER_BYTES", 0)
+        with pytest.raises(ListingTooLong):
+            repo.reply_records("docs", inline=True)
+        assert repo.reply_records("docs").count == 4
+    finally:
+        repo.close()
+
+
 @pytest.mark.parametrize("folder", ["docs", "linked", None])
 def test_an_inline_listing_gives_up_at_a_symlink_before_walking_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str | None
