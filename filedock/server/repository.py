@@ -397,10 +397,13 @@ class Repository:
 class _RootFolder:
     """The repository's folder, held open, checked at each use with one ``stat``.
 
-    While the root's path still leads to the folder held, a duplicate of the
-    held descriptor is used: that folder was opened safely, whatever now lies
-    on the path. Otherwise (the folder replaced, moved, or a symlink put on
-    its path) the path is opened again, without following any symlink.
+    While the root's path still leads to the folder held, the held folder is
+    opened again through its descriptor: that folder was opened safely,
+    whatever now lies on the path. Otherwise (the folder replaced, moved, or a
+    symlink put on its path) the path is opened again, without following any
+    symlink. Never a ``dup``: duplicates share one read position, so two
+    listings reading the root at once would take each other's entries (or
+    none, each ``scandir`` rewinding it when closed).
     """
 
     def __init__(self, real_path: str) -> None:
@@ -420,7 +423,7 @@ class _RootFolder:
             st = None
         with self._lock:
             if st is not None and self._identity == (st.st_dev, st.st_ino):
-                return os.dup(self._fd)
+                return os.open(".", _DIR_FLAGS, dir_fd=self._fd)
             fd = _open_real_folder(self.path)
             try:
                 opened = os.fstat(fd)
@@ -431,7 +434,7 @@ class _RootFolder:
             self._fd, self._identity = fd, (opened.st_dev, opened.st_ino)
             # Closed once: when replaced, or when the repository is dropped.
             self._close_held = weakref.finalize(self, os.close, fd)
-            return os.dup(fd)
+            return os.open(".", _DIR_FLAGS, dir_fd=fd)
 
     def close(self) -> None:
         """Let the held folder go; a later :meth:`open` opens the path again."""

@@ -252,6 +252,20 @@ def test_what_is_no_folder_on_the_way_is_not_found_and_never_opened(
         assert refusal(repo, path, NotFound).code == "not-found"
 
 
+def test_each_descriptor_of_the_root_reads_from_its_own_position(
+    repo: Repository, root: Path
+) -> None:
+    # Listings read the root at once: duplicates of one descriptor would share
+    # where they are, one's read taking the others' entries.
+    with repo.open_root() as first, repo.open_root() as second:
+        reading = os.scandir(first)
+        next(reading)  # reads a batch: the whole of this small folder
+        try:
+            assert sorted(os.listdir(second)) == sorted(os.listdir(root))
+        finally:
+            reading.close()
+
+
 def test_a_repository_folder_gone_is_not_found(repo: Repository, root: Path) -> None:
     root.rename(root.with_name("moved-away"))
     with pytest.raises(NotFound, match="not available"):
