@@ -839,6 +839,9 @@ class _Scan(Generic[_Packed]):
         fd = os.dup(self.root_fd)
         try:
             for level, name in enumerate(names, 1):
+                self.ticks += FOLDER_TICKS  # a step down: a stat, an open, the path's rules
+                if self.ticks >= self.next_check:
+                    self._checkpoint()
                 identity = self._see(fd)
                 if self.watches is not None:  # a name on the way changing changes the listing
                     self._watch(fd, identity)
@@ -1053,6 +1056,9 @@ class _Scan(Generic[_Packed]):
         if entry.is_dir(follow_symlinks=False) != stat.S_ISDIR(mode):
             return  # swapped since the folder was read (and ordered): not listed this time
         if stat.S_ISREG(mode):
+            if st.st_nlink > 1 and self.watches is not None:
+                # Changed through another of its names, it changes no event here.
+                self.watches.spoil()
             # Inline, the usual case: a file of one's own, readable by all, plain name.
             mine = (
                 st.st_uid == self.euid and mode & _OWNER_AND_OTHERS_READ == _OWNER_AND_OTHERS_READ

@@ -110,6 +110,26 @@ def test_the_loop_reads_only_folders_that_a_kept_listing_watches(tree: Path) -> 
     cache.close()
 
 
+def test_the_listings_kept_are_bounded_in_number(tree: Path) -> None:
+    # Listings of missing folders hold no record and no watch of their own.
+    cache = ListingCache(str(tree), FakeInotify(), max_listings=2)
+    for name in ("n1", "n2", "n3"):
+        scanned(cache, tree, name)
+    assert cache.lookup("n1") is None
+    assert cache.lookup("n2") is not None
+    assert cache.lookup("n3") is not None
+    cache.close()
+
+
+def test_a_listing_with_a_hard_linked_file_is_not_kept(tree: Path) -> None:
+    # Appended to through its other name, the file changes no event in docs/.
+    os.link(tree / "b.txt", tree / "docs" / "again.txt")
+    cache = ListingCache(str(tree), FakeInotify())
+    assert scanned(cache, tree, "docs").spoiled
+    assert cache.lookup("docs") is None
+    cache.close()
+
+
 def test_a_listing_not_kept_leaves_no_watch_behind(tree: Path) -> None:
     os.symlink("../b.txt", tree / "docs" / "link.txt")  # a symlink: never kept
     fake = FakeInotify()

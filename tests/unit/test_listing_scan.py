@@ -345,8 +345,9 @@ def test_an_inline_listing_is_the_listing_a_worker_reads(tmp_path: Path) -> None
 
 def test_an_inline_listing_gives_up_past_its_budget_of_entries(tmp_path: Path) -> None:
     # Each entry is one tick read and one visited, each folder entered (docs/ and
-    # sub/) FOLDER_TICKS more; sub/ and its file are entries too.
-    fits = (INLINE_TICKS - 2 * FOLDER_TICKS - 4) // 2
+    # sub/) and the step down to docs/ FOLDER_TICKS more; sub/ and its file are
+    # entries too.
+    fits = (INLINE_TICKS - 3 * FOLDER_TICKS - 4) // 2
     repo = Repository(plain_tree(tmp_path / "repo", fits))
     try:
         assert repo.reply_records("docs", inline=True).count == fits + 1
@@ -384,6 +385,20 @@ def test_an_inline_listing_leaves_a_folder_large_on_disk_to_a_worker(
         with pytest.raises(ListingTooLong):
             repo.reply_records("docs", inline=True)
         assert repo.reply_records("docs").count == 4
+    finally:
+        repo.close()
+
+
+def test_an_inline_listing_counts_the_steps_down_to_its_folder(tmp_path: Path) -> None:
+    # A deep path's walk costs as its folders do, listed or not.
+    depth = INLINE_TICKS // FOLDER_TICKS + 1
+    deep = "/".join(["d"] * depth)
+    write(tmp_path / "repo" / deep / "x.txt")
+    repo = Repository(tmp_path / "repo")
+    try:
+        with pytest.raises(ListingTooLong):
+            repo.reply_records(deep + "/missing", inline=True)
+        assert repo.reply_records(deep + "/missing").count == 0
     finally:
         repo.close()
 
