@@ -202,10 +202,18 @@ def start_nginx(prefix: Path, server_block: str) -> tuple[subprocess.Popen[bytes
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise _failed(daemon, prefix / "error.log", f"nginx exited ({daemon.returncode})")
-        if _connects(port):
+        # The master listens before it forks its worker: both, or a bench that
+        # reads the worker's CPU finds none.
+        if _connects(port) and nginx_workers(daemon.pid):
             return daemon, port
         time.sleep(0.02)  # polling a port another process opens: nothing to wait on
     raise _failed(daemon, prefix / "error.log", "nginx did not start listening")
+
+
+def nginx_workers(master: int) -> list[int]:
+    """The pids of nginx's workers (the master's children)."""
+    with open(f"/proc/{master}/task/{master}/children") as children:
+        return [int(pid) for pid in children.read().split()]
 
 
 # -- rsync ----------------------------------------------------------------------------------

@@ -176,8 +176,7 @@ def start_filedock(setup: Setup, repo: Path, *, tls: bool) -> tuple[files.Proc, 
 
 def nginx_pids(proc: subprocess.Popen[bytes]) -> list[int]:
     """nginx's master and its workers."""
-    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as children:
-        return [proc.pid, *(int(pid) for pid in children.read().split())]
+    return [proc.pid, *anchors.nginx_workers(proc.pid)]
 
 
 def cpu_of(pids: list[int]) -> float:
