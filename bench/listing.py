@@ -242,16 +242,19 @@ def nginx_worker(master: int) -> int:
     return anchors.nginx_workers(master)[0]  # one worker: see anchors.start_nginx
 
 
+def cold_seconds(run: Callable[[int, int, str], float], port: int, numbers: range) -> float:
+    """The median of one first request of each folder ``numbers`` names (one request
+    alone is too noisy to compare)."""
+    return statistics.median(run(port, 1, f"folder{number:04d}") for number in numbers)
+
+
 def measure_filedock_folder(
     figures: Figures, port: int, pid: int, count: int, folders: int
 ) -> None:
-    """Cold: a folder's first request after the start (a scan), the median over the
-    first ``folders`` folders, ``FOLDER`` among them (one request alone is too
-    noisy to compare); warm: ``count`` more of ``FOLDER``."""
-    firsts = [
-        filedock_folder_requests(port, 1, f"folder{number:04d}") for number in range(1, folders + 1)
-    ]
-    figures.setdefault("filedock_folder_seconds", []).append(statistics.median(firsts))
+    """Cold: a folder's first request after the start (a scan), over the first
+    ``folders`` folders, ``FOLDER`` among them; warm: ``count`` more of ``FOLDER``."""
+    cold = cold_seconds(filedock_folder_requests, port, range(1, folders + 1))
+    figures.setdefault("filedock_folder_seconds", []).append(cold)
     measure_folder(figures, "filedock", filedock_folder_requests, port, pid, count)
 
 
@@ -259,8 +262,8 @@ def measure_nginx_folder(figures: Figures, port: int, pid: int, count: int, size
     """As :func:`measure_filedock_folder`: cold over the next folders (none asked of
     filedock, so neither server finds them warmer for the other), then warm."""
     others = range(COLD_FOLDERS + 1, min(2 * COLD_FOLDERS, sizes.folders - 1) + 1)
-    firsts = [nginx_folder_requests(port, 1, f"folder{number:04d}") for number in others]
-    figures.setdefault("nginx_folder_seconds_cold", []).append(statistics.median(firsts))
+    cold = cold_seconds(nginx_folder_requests, port, others)
+    figures.setdefault("nginx_folder_seconds_cold", []).append(cold)
     measure_folder(figures, "nginx", nginx_folder_requests, port, pid, count)
 
 

@@ -289,8 +289,8 @@ class ListingCache:
         if self._inotify is None:
             return
         try:
-            self._pinned = self._inotify.add_watch(self.root, WATCH_MASK)
             st = os.stat(self.root)
+            self._pinned = self._inotify.add_watch(self.root, WATCH_MASK)
         except OSError:
             self._pinned = None  # the scans' own watches are all the cache needs
             return
@@ -358,10 +358,10 @@ class ListingCache:
             if self._scans == 0:  # no scan left to compare: the event numbers can go
                 self._last_event.clear()
 
-    def _unwatch_unused(self, watches: ScanWatches | None) -> None:
+    def _unwatch_unused(self, watches: ScanWatches) -> None:
         # A listing not kept (a symlink met, a change, a failure) leaves its
         # watches to no one: let the kernel forget them, or they add up.
-        if watches is None or self._inotify is None:
+        if self._inotify is None:
             return
         for wd in watches.wds:
             if wd not in self._by_wd and wd != self._pinned:
@@ -400,7 +400,7 @@ class ListingCache:
         self._identity_of[wd] = identity
         self._watched[identity] = wd
 
-    def _root_identity(self) -> tuple[int, int] | None:
+    def _root_identity(self) -> Identity | None:
         # A folder above the root renamed tells the root's watch nothing: one stat does.
         try:
             st = os.stat(self.root)

@@ -22,6 +22,7 @@ import logging
 import mmap
 import os
 import stat
+import sys
 import threading
 import time
 import weakref
@@ -340,8 +341,8 @@ class Repository:
         budget: int | None = None,
     ) -> tuple[int, list[_Packed]]:
         """(records, their pieces in order) of the whole listing, or of the folder
-        ``under`` names (see :meth:`reply_records`); past ``budget`` entries read
-        and visited, :class:`ListingTooLong`."""
+        ``under`` names (see :meth:`reply_records`); past ``budget`` ticks,
+        :class:`ListingTooLong`."""
         try:
             with self._root() as root_fd:
                 scan = _Scan(self, root_fd, cancelled, pack, watches, budget)
@@ -815,8 +816,9 @@ class _Scan(Generic[_Packed]):
         self.link_targets: dict[str, os.stat_result | None] = {}  # walked while ordering
         self.stack: list[_Folder] = []
         self.ticks = 0  # entries read and visited, folders entered: for polling ``cancelled``
-        self.budget = budget  # ticks allowed in all (None: no bound)
-        self.next_check = _CANCEL_EVERY if budget is None else min(_CANCEL_EVERY, budget + 1)
+        self.inline = budget is not None  # on the event loop: nothing that may take long
+        self.give_up_at = sys.maxsize if budget is None else budget + 1  # (ticks)
+        self.next_check = min(_CANCEL_EVERY, self.give_up_at)
         self.one_folder = False  # listing one folder's subtree: a linked folder needs the whole
         self.euid = os.geteuid()
 
@@ -839,12 +841,8 @@ class _Scan(Generic[_Packed]):
         fd = os.dup(self.root_fd)
         try:
             for level, name in enumerate(names, 1):
-                self.ticks += FOLDER_TICKS  # a step down: a stat, an open, the path's rules
-                if self.ticks >= self.next_check:
-                    self._checkpoint()
-                identity = self._see(fd)
-                if self.watches is not None:  # a name on the way changing changes the listing
-                    self._watch(fd, identity)
+                self._tick(FOLDER_TICKS)  # a step down: a stat, an open, the path's rules
+                self._watch(fd, self._see(fd))  # a name on the way changing changes the listing
                 above, fd = fd, -1  # _step_down closes it, whatever it finds
                 fd = self._step_down(above, name, "/".join(names[:level]), level)
                 if fd < 0:
@@ -872,8 +870,9 @@ class _Scan(Generic[_Packed]):
 
     def _watch(self, fd: int, identity: tuple[int, int]) -> None:
         """Watch the folder ``fd`` (with watches): on the loop, only if that costs nothing."""
-        assert self.watches is not None
-        if self.budget is not None and not self.watches.is_watched(identity):
+        if self.watches is None:
+            return
+        if self.inline and not self.watches.is_watched(identity):
             raise ListingTooLong(identity)
         self.watches.add(fd, identity)
 
@@ -917,13 +916,10 @@ class _Scan(Generic[_Packed]):
                 return  # a symlink loop, or a folder linked twice
             identity = (st.st_dev, st.st_ino)
             self.seen_dirs.add(identity)
-            self.ticks += FOLDER_TICKS
-            if self.ticks >= self.next_check:
-                self._checkpoint()
-            if self.budget is not None and st.st_size > INLINE_FOLDER_BYTES:
+            self._tick(FOLDER_TICKS)
+            if self.inline and st.st_size > INLINE_FOLDER_BYTES:
                 raise ListingTooLong(prefix)
-            if self.watches is not None:  # before the read: a change after it is heard
-                self._watch(fd, identity)
+            self._watch(fd, identity)  # before the read: a change after it is heard
             entries = self._read_folder(fd)  # read whole: the folder may change meanwhile
             ordered = self._in_path_order(entries, prefix)
         except (Stopping, ListingTooLong):
@@ -973,7 +969,7 @@ class _Scan(Generic[_Packed]):
     def _links_to_folder(self, path: str) -> bool:
         """Whether the symlink ``path`` leads to a folder, walked as a request would be
         (the outcome kept for :meth:`_linked`)."""
-        if self.budget is not None:  # a walk of up to MAX_WALK_STEPS: not on the loop
+        if self.inline:  # a walk of up to MAX_WALK_STEPS: not on the loop
             raise ListingTooLong(path)
         if self.watches is not None:  # its target's folders are not watched
             self.watches.spoil()
@@ -986,22 +982,20 @@ class _Scan(Generic[_Packed]):
         self.link_targets[path] = st
         return stat.S_ISDIR(st.st_mode)
 
-    def _tick(self) -> None:
-        """Count one entry (see :meth:`_checkpoint`)."""
-        self.ticks += 1
+    def _tick(self, cost: int = 1) -> None:
+        """Count an entry (a folder entered: ``FOLDER_TICKS``; see :meth:`_checkpoint`)."""
+        self.ticks += cost
         if self.ticks >= self.next_check:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Every so often, give up if the server is stopping (a folder of a million
         names must not hold a shutdown); give up at the budget's end."""
-        if self.budget is not None and self.ticks > self.budget:
+        if self.ticks >= self.give_up_at:
             raise ListingTooLong(self.ticks)
         if self.cancelled():
             raise Stopping("server is shutting down")
-        self.next_check = self.ticks + _CANCEL_EVERY
-        if self.budget is not None:
-            self.next_check = min(self.next_check, self.budget + 1)
+        self.next_check = min(self.ticks + _CANCEL_EVERY, self.give_up_at)
 
     def _push_linked(self, prefix: str) -> None:
         parts = prefix.rstrip("/").split("/")
