@@ -251,6 +251,23 @@ def test_a_name_is_listed_exactly_when_the_request_rules_allow_it(
     assert listed == allowed
 
 
+def test_a_path_is_listed_only_when_a_request_line_can_carry_it(tmp_path: Path) -> None:
+    # A plain name is let through by its folder's room, not by the rules: the
+    # room is the path's limit here, not the name's.
+    limit = p.longest_request_path(100)  # 94 bytes
+    folder = "d" * 40
+    fits = f"{folder}/" + "f" * (limit - 41)
+    too_long = fits + "g"
+    for path in (fits, too_long):
+        write(tmp_path / path)
+    repo = Repository(tmp_path, max_line=100)
+    try:
+        assert [record[0] for record in repo.records()] == [fits]
+        assert repo.reply_records(folder).count == 1
+    finally:
+        repo.close()
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_folder_linked_twice_is_listed_under_the_link_nearest_the_top(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reverse: bool
