@@ -698,7 +698,21 @@ def parse_file_info(line: str) -> FileInfo:
         mtime = parse_file_time(fields[2])
     except ValueError:
         raise errors.ProtocolError(f"bad time in FILES record: {line!r}") from None
-    return FileInfo(fields[0], size, mtime)
+    return _new_file_info(fields[0], size, mtime)
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__ (0.7 µs
+# a record, a listing's largest cost after the split); its slots' own setters
+# make the same object in a third of that.
+_SET_PATH, _SET_SIZE, _SET_MTIME = (vars(FileInfo)[name].__set__ for name in FileInfo.__slots__)
+
+
+def _new_file_info(path: str, size: int, mtime: datetime) -> FileInfo:
+    info = object.__new__(FileInfo)
+    _SET_PATH(info, path)
+    _SET_SIZE(info, size)
+    _SET_MTIME(info, mtime)
+    return info
 
 
 def _split_record(line: str, count: int, kind: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -612,6 +613,15 @@ def test_file_info_round_trip() -> None:
     data = p.encode_file_info(info)
     assert data == b"docs/a b.txt\t1234\t2026-11-24T15:29:28Z\n"
     assert p.parse_file_info(read_back(data)) == info
+
+
+def test_a_parsed_file_info_is_the_frozen_dataclass_itself() -> None:
+    parsed = p.parse_file_info("a.txt\t7\t2026-11-24T15:29:28Z")
+    made = p.FileInfo("a.txt", 7, datetime(2026, 11, 24, 15, 29, 28, tzinfo=UTC))
+    assert type(parsed) is p.FileInfo
+    assert (parsed, hash(parsed), repr(parsed)) == (made, hash(made), repr(made))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.size = 8  # type: ignore[misc]
 
 
 def test_records_ignore_later_fields() -> None:
