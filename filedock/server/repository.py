@@ -37,6 +37,7 @@ from .. import protocol as p
 from ..digests import DigestStore, Key, NoStore
 from ..errors import Forbidden, NotFound, RequestError
 from ..protocol import FileInfo, FileRecord
+from . import beneath
 from .shared_digests import SharedStore
 from .stats import Statistics
 from .workers import Stopping, WorkerPool, Workers
@@ -205,6 +206,16 @@ class Repository:
         rather than take more steps than that.
         """
         check_client_path(client_path)
+        folder, _, name = client_path.rpartition("/")
+        folder_fd = self._open_root() if not folder else self._open_folder(folder)
+        if folder_fd is not None:
+            try:
+                opened = _open_plain_file(folder_fd, name, client_path)
+            finally:
+                os.close(folder_fd)
+            if opened is not None:
+                return opened
+        # Not a plain file in real folders (or no openat2 here): walked by the rules.
         root_fd = self._open_root()  # (no context manager: this runs once a GET, on the loop)
         try:
             fd, st, _ = _Walk(self.root, root_fd, max_steps).to(client_path.split("/"))
@@ -214,6 +225,14 @@ class Repository:
             os.close(fd)
             raise Forbidden("not a regular file")
         return OpenedFile(fd, client_path, FileKey.of(st))
+
+    def _open_folder(self, folder: str) -> int | None:
+        """The folder ``folder`` (a checked client path) in one call where it is real
+        folders all the way (see :mod:`.beneath`), else None: the walk's to open."""
+        try:
+            return self._root_folder.open_folder(folder)
+        except OSError as exc:
+            raise _request_error(exc) from None
 
     def resolve(self, client_path: str) -> str:
         """The real path of the file ``client_path`` names, or the error :meth:`open` gives.
@@ -419,12 +438,9 @@ class _RootFolder:
 
     def open(self) -> int:
         """A new descriptor of the root (the caller's to close); OSError if it is gone."""
-        try:
-            st: os.stat_result | None = os.stat(self.path)
-        except OSError:
-            st = None
+        identity = self._identity_now()
         with self._lock:
-            if st is not None and self._identity == (st.st_dev, st.st_ino):
+            if identity is not None and self._identity == identity:
                 return os.open(".", _DIR_FLAGS, dir_fd=self._fd)
             fd = _open_real_folder(self.path)
             try:
@@ -437,6 +453,27 @@ class _RootFolder:
             # Closed once: when replaced, or when the repository is dropped.
             self._close_held = weakref.finalize(self, os.close, fd)
             return os.open(".", _DIR_FLAGS, dir_fd=fd)
+
+    def open_folder(self, path: str) -> int | None:
+        """A new descriptor of the folder ``path`` beneath the root, in one call
+        (:func:`.beneath.open_folder`); None where the walk is to open it: a
+        symlink on the way, no ``openat2``, or a root to open again first.
+        OSError as ``open``."""
+        if not beneath.available():
+            return None
+        identity = self._identity_now()
+        with self._lock:  # (held: no other thread closes the folder meanwhile)
+            if identity is None or self._identity != identity:
+                return None
+            return beneath.open_folder(self._fd, path)
+
+    def _identity_now(self) -> tuple[int, int] | None:
+        """What the root's path leads to now (None: nothing)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def close(self) -> None:
         """Let the held folder go; a later :meth:`open` opens the path again."""
@@ -461,6 +498,43 @@ def _open_real_folder(real_path: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _open_plain_file(folder_fd: int, name: str, path: str) -> OpenedFile | None:
+    """The regular file ``name`` in ``folder_fd``, or None for anything else (a
+    symlink, a folder, a device, a symlink since the ``lstat``): the walk's to judge."""
+    try:
+        st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+    except OSError as exc:
+        raise _request_error(exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    found = _open_regular(folder_fd, name)
+    if found is None:
+        return None
+    fd, opened = found
+    return OpenedFile(fd, path, FileKey.of(opened))
+
+
+def _open_regular(dir_fd: int, name: str) -> tuple[int, os.stat_result] | None:
+    """Open ``name``, found a regular file by its ``lstat``, and ``fstat`` it; None
+    where it has become a symlink since. Raises :class:`Forbidden` where it has
+    become anything else that is no regular file (closed again)."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise _request_error(exc) from None
+    try:
+        opened = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise _request_error(exc) from None
+    if not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise Forbidden("not a regular file")
+    return fd, opened
 
 
 def check_client_path(path: str) -> None:
@@ -614,23 +688,12 @@ class _Walk:
             return None
         if not stat.S_ISREG(st.st_mode):
             raise Forbidden("not a regular file")  # never opened: a device, a FIFO
-        try:
-            fd = os.open(name, _FILE_FLAGS, dir_fd=self.folders[-1])
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self._retry(name, pending)
-                return None
-            raise _request_error(exc) from None
-        try:
-            opened = os.fstat(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise _request_error(exc) from None
-        if not stat.S_ISREG(opened.st_mode):
-            os.close(fd)
-            raise Forbidden("not a regular file")
+        found = _open_regular(self.folders[-1], name)
+        if found is None:
+            self._retry(name, pending)
+            return None
         self.names.append(name)
-        return fd, opened
+        return found
 
     def _retry(self, name: str, pending: list[str]) -> None:
         """Walk ``name`` again: it changed between the lstat and the open."""

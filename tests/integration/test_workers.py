@@ -231,7 +231,8 @@ def test_requests_cut_short_leave_no_descriptor_open(
     deep.mkdir(parents=True)
     (deep / "f.bin").write_bytes(os.urandom(4 * 1024 * 1024))
     (repo / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
-    long_path = "/".join(["d"] * 12 + ["f.bin"])
+    os.symlink("d", repo / "link")  # on the way: walked, and longer than the loop's steps
+    long_path = "/".join(["link"] + ["d"] * 11 + ["f.bin"])
     rounds = 20
     # Room for every connection at once: sessions still hashing for clients gone
     # must not make a later round's greeting a FULL refusal.
@@ -279,6 +280,8 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
     deep = repo.joinpath(*["d"] * 12)
     deep.mkdir(parents=True)
     (deep / "f.txt").write_bytes(b"deep\n")
+    # A symlink on the way: no one-call open; a walk longer than the loop's steps.
+    os.symlink("d", repo / "link")
     in_worker, gate, returned = threading.Event(), threading.Event(), threading.Event()
     real_open = filedock.server.repository.Repository.open
 
@@ -298,7 +301,7 @@ def test_a_file_opened_in_a_worker_for_a_session_gone_meanwhile_is_closed(
     conn = LineConn(server.port, timeout=10)
     try:
         conn.greet()
-        conn.send_line("GET " + "/".join(["d"] * 12 + ["f.txt"]))
+        conn.send_line("GET " + "/".join(["link"] + ["d"] * 11 + ["f.txt"]))
         assert in_worker.wait(10)
         closing = asyncio.run_coroutine_threadsafe(server.server.aclose(), server.loop)
         assert conn.read_line().startswith("ERR shutdown ")

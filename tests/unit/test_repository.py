@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from filedock.errors import Forbidden, NotFound, RequestError
+from filedock.server import beneath
 from filedock.server import repository as repository_module
 from filedock.server.repository import (
     INLINE_HASH_BYTES,
@@ -85,8 +86,16 @@ def later() -> int:
     return time.time_ns() + 10 * RACY_NS
 
 
-@pytest.fixture
-def repo(root: Path) -> Iterator[Repository]:
+@pytest.fixture(params=["openat2", "walk"])
+def repo(
+    root: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Repository]:
+    """The repository, opening plain paths with openat2 where the kernel has it, and
+    walking every path as on a kernel without it."""
+    if request.param == "walk":
+        monkeypatch.setattr(beneath._openat2, "usable", False)
+    elif not beneath.available():
+        pytest.skip("no openat2 here")
     repository = Repository(root, clock=later)
     yield repository
     repository.close()
@@ -242,6 +251,34 @@ def test_the_folders_on_the_way_are_entered_without_an_lstat(
     with repo.open("sub/deeper/c.txt") as opened:
         assert os.pread(opened.fd, 100, 0) == b"deep\n"
     assert looked_at == ["c.txt"]  # the file alone: never open a device to find out
+
+
+def test_a_path_of_real_folders_is_opened_without_a_walk(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not beneath.available():
+        pytest.skip("no openat2 here")
+    walks: list[list[str]] = []
+    real_to = repository_module._Walk.to
+
+    def counted(walk: object, parts: list[str]) -> object:
+        walks.append(parts)
+        return real_to(walk, parts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repository_module._Walk, "to", counted)
+    os.symlink("sub", root / "sublink")
+    repo = Repository(root)
+    try:
+        for path, data in (("a.txt", b"alpha\n"), ("sub/deeper/c.txt", b"deep\n")):
+            with repo.open(path) as opened:
+                assert os.pread(opened.fd, 100, 0) == data
+        assert walks == []
+        with repo.open("sublink/b.txt") as opened, repo.open("link.txt") as linked:
+            assert os.pread(opened.fd, 100, 0) == b"in sub\n"
+            assert os.pread(linked.fd, 100, 0) == b"alpha\n"
+        assert walks == [["sublink", "b.txt"], ["link.txt"]]  # a symlink: the rules' walk
+    finally:
+        repo.close()
 
 
 def test_what_is_no_folder_on_the_way_is_not_found_and_never_opened(
