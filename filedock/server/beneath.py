@@ -26,8 +26,9 @@ _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # What says the call itself is missing or refused (not the path): never asked again.
 _UNSUPPORTED = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG})
 # What says only that this path is the walk's to judge: a symlink on it (ELOOP),
-# a way out (EXDEV), a rename or mount racing the lookup (EAGAIN).
-_WALK_IT = frozenset({errno.ELOOP, errno.EXDEV, errno.EAGAIN})
+# a way out (EXDEV), a rename or mount racing the lookup (EAGAIN), a path of
+# 4096 bytes or more, which the walk opens a name at a time (ENAMETOOLONG).
+_WALK_IT = frozenset({errno.ELOOP, errno.EXDEV, errno.EAGAIN, errno.ENAMETOOLONG})
 
 
 class _OpenHow(ctypes.Structure):

@@ -207,7 +207,12 @@ class Repository:
         """
         check_client_path(client_path)
         folder, _, name = client_path.rpartition("/")
-        folder_fd = self._open_root() if not folder else self._open_folder(folder)
+        if not folder:
+            folder_fd: int | None = self._open_root()
+        elif max_steps is None or client_path.count("/") < max_steps:
+            folder_fd = self._open_folder(folder)
+        else:
+            folder_fd = None  # as many folders as a walk would take too long for the loop
         if folder_fd is not None:
             try:
                 opened = _open_plain_file(folder_fd, name, client_path)

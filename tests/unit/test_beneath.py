@@ -46,6 +46,20 @@ def test_a_symlink_or_a_way_out_is_left_to_the_walk(top: int, path: str) -> None
 
 
 @needs_openat2
+def test_a_path_too_long_for_one_call_is_left_to_the_walk(top: int, tmp_path: Path) -> None:
+    names = ["n" * 250] * 17  # 4,266 bytes: past PATH_MAX, each name well within NAME_MAX
+    here = os.open(tmp_path / "top" / "a", os.O_RDONLY | os.O_DIRECTORY)
+    for name in names:  # (made a name at a time: no one call takes the whole path)
+        os.mkdir(name, dir_fd=here)
+        below = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=here)
+        os.close(here)
+        here = below
+    os.close(here)
+    assert beneath.open_folder(top, "/".join(["a", *names])) is None
+    assert beneath.available()
+
+
+@needs_openat2
 @pytest.mark.parametrize(
     ("path", "error"),
     [
