@@ -55,17 +55,37 @@ def start_cluster(repo: Path, tmp_path: Path) -> Iterator[StartCluster]:
 
 
 def admission(conn: LineConn) -> str:
-    """The server's last word on a new connection: ``WELCOME …`` or ``FULL …``."""
+    """The server's last word on a new connection: ``WELCOME …`` or ``FULL …`` (closed after)."""
     with conn:
-        first = conn.read_line()
-        if not first.startswith("NAME "):
-            return first
-        return conn.request(f"HELLO {first.removeprefix('NAME ')}")
+        return admitted(conn)
+
+
+def admitted(conn: LineConn) -> str:
+    """The server's last word on a new connection, which stays open."""
+    first = conn.read_line()
+    if not first.startswith("NAME "):
+        return first
+    return conn.request(f"HELLO {first.removeprefix('NAME ')}")
 
 
 def welcomed_on(cluster: Cluster, node: str) -> bool:
     """Whether a new client is welcomed on ``node`` now (it leaves at once)."""
     return admission(cluster.direct(node)).startswith("WELCOME ")
+
+
+def greeted_into(conns: list[LineConn], cluster: Cluster, node: str) -> bool:
+    """Whether a client greeted on ``node`` now was welcomed (then kept in ``conns``)."""
+    conn = cluster.direct(node)
+    try:
+        welcomed = admitted(conn).startswith("WELCOME ")
+    except BaseException:
+        conn.close()
+        raise
+    if not welcomed:
+        conn.close()
+        return False
+    conns.append(conn)
+    return True
 
 
 def stats(conn: LineConn) -> dict[str, str]:
@@ -132,25 +152,6 @@ def test_a_burst_over_three_nodes_admits_exactly_max_clients(start_cluster: Star
                 lambda node=node: greeted_into(askers, cluster, node), timeout=5, interval=0.05
             )
             assert int(stats(askers[-1])["connections_received"]) > BURST // 6, node
-
-
-def greeted_into(conns: list[LineConn], cluster: Cluster, node: str) -> bool:
-    """Whether a client greeted on ``node`` now was welcomed (then kept in ``conns``)."""
-    conn = cluster.direct(node)
-    try:
-        line = conn.read_line()
-        if not line.startswith("NAME "):
-            conn.close()
-            return False
-        conn.send_line(f"HELLO {line.removeprefix('NAME ')}")
-        if not conn.read_line().startswith("WELCOME "):
-            conn.close()
-            return False
-    except BaseException:
-        conn.close()
-        raise
-    conns.append(conn)
-    return True
 
 
 def test_names_increase_across_nodes_in_connection_order(start_cluster: StartCluster) -> None:
